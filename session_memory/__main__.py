@@ -1,0 +1,3 @@
+from session_memory.cli import main
+
+main()

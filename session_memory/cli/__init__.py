@@ -1,0 +1,30 @@
+"""The command line: parse, call the library, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from session_memory import __version__
+from session_memory.cli import config_cmd, ingest_cmd, sessions_cmd, status_cmd
+from session_memory.cli.common import Context
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              envvar="SESSION_MEMORY_CONFIG",
+              help="Config file (default: $XDG_CONFIG_HOME/session-memory/config.toml).")
+@click.version_option(__version__, prog_name="session-memory")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None) -> None:
+    """Keep a lasting, compact memory of AI coding-agent sessions inside a disk budget."""
+    ctx.obj = Context(config_path)
+
+
+for module in (config_cmd, ingest_cmd, sessions_cmd, status_cmd):
+    module.register(cli)
+
+
+def main() -> None:
+    cli(prog_name="session-memory")

@@ -1,0 +1,93 @@
+"""What every command shares: loading settings, the --json option, errors to exit codes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import apsw
+import click
+from rich.console import Console
+
+from session_memory import config, exitcodes
+from session_memory.errors import SessionMemoryError
+from session_memory.memory import Memory
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+class Context:
+    def __init__(self, config_path: Path | None) -> None:
+        self.config_path = config_path
+        self._settings: config.Settings | None = None
+
+    @property
+    def settings(self) -> config.Settings:
+        if self._settings is None:
+            self._settings = config.load(self.config_path)
+        return self._settings
+
+    def memory(self) -> Memory:
+        return Memory(self.settings)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print exactly one JSON document on stdout.")(f)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def fail(message: str, code: int = exitcodes.ERROR) -> None:
+    stderr.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    sys.exit(code)
+
+
+def handle_errors(f: F) -> F:
+    """Known failures become one message on stderr and their exit code."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except SessionMemoryError as e:
+            fail(str(e), e.exit_code)
+        except apsw.BusyError:
+            fail("the store is busy (another process holds it); try again", exitcodes.BUSY)
+        except KeyboardInterrupt:
+            stderr.print("interrupted")
+            sys.exit(exitcodes.INTERRUPTED)
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def human_time(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")

@@ -1,0 +1,51 @@
+"""`ingest [PATH…]`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+from session_memory.cli.common import (
+    Context,
+    emit_json,
+    handle_errors,
+    human_bytes,
+    json_option,
+    pass_ctx,
+    stderr,
+)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@json_option
+@pass_ctx
+@handle_errors
+def ingest(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
+    """One pass over all sources (or the given files and folders)."""
+    with ctx.memory() as memory:
+        if sys.stderr.isatty():
+            with Progress("[progress.description]{task.description}", BarColumn(),
+                          DownloadColumn(), TransferSpeedColumn(), console=stderr,
+                          transient=True) as bar:
+                task = bar.add_task("ingesting", total=None)
+                summary = memory.ingest(list(paths) or None,
+                                        progress=lambda done, total: bar.update(
+                                            task, completed=done, total=total))
+        else:
+            summary = memory.ingest(list(paths) or None)
+        sealed = memory.seal()
+    result = summary.as_dict() | {"sessions_sealed": sealed}
+    if as_json:
+        emit_json(result)
+    click.echo(f"ingested {human_bytes(summary.bytes_added)} from {summary.files_changed} "
+               f"changed files ({summary.files_seen} seen, {summary.new_versions} new versions, "
+               f"{summary.skipped} skipped, {summary.errors} errors); "
+               f"{len(summary.sessions)} sessions changed, {sealed} sealed", err=True)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(ingest)

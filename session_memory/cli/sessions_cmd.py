@@ -1,0 +1,156 @@
+"""`sessions`, `show`, `export`, `restore`, `pin`, `unpin`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from session_memory.cli.common import (
+    Context,
+    emit_json,
+    handle_errors,
+    human_bytes,
+    human_time,
+    json_option,
+    pass_ctx,
+    stdout,
+)
+from session_memory.store.tier1 import STATES
+
+
+@click.command()
+@click.option("--state", type=click.Choice(STATES), help="Only sessions in this state.")
+@click.option("--source", help="Only sessions from this source.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many, newest first.")
+@json_option
+@pass_ctx
+@handle_errors
+def sessions(ctx: Context, state: str | None, source: str | None, limit: int | None,
+             as_json: bool) -> None:
+    """List sessions, most recently written first."""
+    with ctx.memory() as memory:
+        rows = memory.sessions(state=state, source=source, limit=limit)
+    if as_json:
+        emit_json(rows)
+        return
+    if not sys.stdout.isatty():
+        for r in rows:
+            click.echo(f"{r['id']}\t{r['state']}\t{r['raw_bytes']}\t{r['stored_bytes']}\t"
+                       f"{human_time(r['started_at'])}\t{'pinned' if r['pinned'] else ''}")
+        return
+    table = Table("id", "state", "files", "raw", "stored", "started", "ended", "pin")
+    for r in rows:
+        table.add_row(r["id"], r["state"], str(len(r["files"])), human_bytes(r["raw_bytes"]),
+                      human_bytes(r["stored_bytes"]), human_time(r["started_at"]),
+                      human_time(r["ended_at"]), "📌" if r["pinned"] else "")
+    stdout.print(table)
+
+
+@click.command()
+@click.argument("session_id")
+@json_option
+@pass_ctx
+@handle_errors
+def show(ctx: Context, session_id: str, as_json: bool) -> None:
+    """One session: its metadata and digest."""
+    with ctx.memory() as memory:
+        row = memory.show(session_id)
+    if as_json:
+        emit_json(row)
+        return
+    _print_session(row)
+
+
+def _print_session(row: dict[str, Any]) -> None:
+    click.echo(f"{row['id']}  [{row['state']}{', pinned' if row['pinned'] else ''}]")
+    click.echo(f"  raw {human_bytes(row['raw_bytes'])}, stored {human_bytes(row['stored_bytes'])}"
+               f"; started {human_time(row['started_at'])}, ended {human_time(row['ended_at'])}")
+    for path in row["files"]:
+        click.echo(f"  file  {path}")
+    digest = row.get("digest")
+    if not digest:
+        click.echo("  (not analyzed yet)")
+        return
+    for key in ("title", "cwd", "git_branch", "outcome", "user_turns", "duration_s"):
+        if digest.get(key) not in (None, "", []):
+            click.echo(f"  {key}: {digest[key]}")
+    if digest.get("models"):
+        click.echo(f"  models: {', '.join(digest['models'])}")
+    tokens = digest.get("tokens") or {}
+    if tokens:
+        click.echo("  tokens: " + ", ".join(f"{k} {v}" for k, v in tokens.items()))
+    if digest.get("tool_calls"):
+        click.echo("  tools: " + ", ".join(f"{k}×{v}" for k, v in digest["tool_calls"].items()))
+    for key in ("files_edited", "commands"):
+        for item in (digest.get(key) or [])[:20]:
+            click.echo(f"  {key[:-1] if key.endswith('s') else key}: {item}")
+    for err in (digest.get("errors") or [])[:10]:
+        click.echo(f"  error ({err.get('tool')}): {err.get('snippet')}")
+    if digest.get("first_prompt"):
+        click.echo(f"  first prompt: {digest['first_prompt'][:500]}")
+    if digest.get("last_assistant_message"):
+        click.echo(f"  last message: {digest['last_assistant_message'][:500]}")
+
+
+@click.command()
+@click.argument("session_id")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=Path,
+              file_okay=False), help="Folder to write the files under.")
+@json_option
+@pass_ctx
+@handle_errors
+def export(ctx: Context, session_id: str, out_dir: Path, as_json: bool) -> None:
+    """Write a session's files, byte-identical, under DIR at their source-relative paths."""
+    with ctx.memory() as memory:
+        written = memory.export(session_id, out_dir)
+    if as_json:
+        emit_json({"files": [str(p) for p in written]})
+    else:
+        for p in written:
+            click.echo(str(p))
+    click.echo(f"exported {len(written)} files", err=True)
+
+
+@click.command()
+@click.argument("session_id")
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+@json_option
+@pass_ctx
+@handle_errors
+def restore(ctx: Context, session_id: str, force: bool, as_json: bool) -> None:
+    """Put a session's files back where the agent tool keeps them."""
+    with ctx.memory() as memory:
+        written = memory.restore(session_id, force=force)
+    if as_json:
+        emit_json({"files": [str(p) for p in written]})
+    else:
+        for p in written:
+            click.echo(str(p))
+    click.echo(f"restored {len(written)} files", err=True)
+
+
+def _pin_command(name: str, pinned: bool, help_text: str) -> click.Command:
+    @click.command(name, help=help_text)
+    @click.argument("session_id")
+    @json_option
+    @pass_ctx
+    @handle_errors
+    def command(ctx: Context, session_id: str, as_json: bool) -> None:
+        with ctx.memory() as memory:
+            sid = memory.pin(session_id, pinned)
+        if as_json:
+            emit_json({"id": sid, "pinned": pinned})
+        click.echo(f"{sid} {'pinned' if pinned else 'unpinned'}", err=True)
+
+    return command
+
+
+def register(cli: click.Group) -> None:
+    for command in (sessions, show, export, restore):
+        cli.add_command(command)
+    cli.add_command(_pin_command("pin", True, "Exempt a session from eviction."))
+    cli.add_command(_pin_command("unpin", False, "Let a pinned session be evicted again."))

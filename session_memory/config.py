@@ -1,0 +1,265 @@
+"""Settings: the default file merged under the user's, validated into typed values."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from session_memory.errors import ConfigError
+
+APP = "session-memory"
+FORMATS = ("claude-code", "codex", "gemini-cli", "aider", "jsonl")
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+    "t": 1000**4, "tb": 1000**4,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+}
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_size(value: object, key: str) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a size such as 4GiB or a number of bytes, got {value!r}")
+    if isinstance(value, int) and value >= 0:
+        return value
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
+        if m and m.group(2).lower() in _SIZE_UNITS:
+            return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+    raise ConfigError(f"{key}: expected a size such as 4GiB or a number of bytes, got {value!r}")
+
+
+def parse_duration(value: object, key: str) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a duration such as 30m or seconds, got {value!r}")
+    if isinstance(value, int | float) and value >= 0:
+        return float(value)
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
+        if m and m.group(2).lower() in _DURATION_UNITS:
+            return float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
+    raise ConfigError(f"{key}: expected a duration such as 30m or seconds, got {value!r}")
+
+
+@dataclass(frozen=True)
+class KeepFree:
+    """A free-space floor: absolute bytes, or a percentage of the filesystem."""
+
+    bytes: int = 0
+    percent: float | None = None
+
+    def floor_bytes(self, total_bytes: int) -> int:
+        if self.percent is not None:
+            return int(total_bytes * self.percent / 100)
+        return self.bytes
+
+
+def parse_keep_free(value: object, key: str) -> KeepFree:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            pct = float(value.strip()[:-1])
+        except ValueError:
+            pct = -1.0
+        if not 0 <= pct < 100:
+            raise ConfigError(f"{key}: expected a percentage between 0% and 100%, got {value!r}")
+        return KeepFree(percent=pct)
+    return KeepFree(bytes=parse_size(value, key))
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    format: str
+    root: Path
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Retention:
+    raw_soft_cap: int
+    raw_hard_cap: int
+    raw_max_age_days: float
+    distilled_cap: int
+    keep_free: KeepFree
+    sweep_interval: float
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    retention: Retention
+    idle_seconds: float
+    rescan_interval: float
+    sources: dict[str, Source] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def enabled_sources(self) -> list[Source]:
+        return [s for s in self.sources.values() if s.enabled]
+
+
+def default_config_text() -> str:
+    packaged = resources.files("session_memory").joinpath("default_config.toml")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    # A source checkout (editable install): the documented file itself.
+    return (Path(__file__).resolve().parent.parent / "config" / "config.toml").read_text("utf-8")
+
+
+def user_config_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP)) / "config.toml"
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP))
+
+
+def _read_toml(text: str, origin: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{origin}: not valid TOML: {e}") from e
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+_SCHEMA: dict[str, set[str]] = {
+    "storage": {"data_dir"},
+    "retention": {
+        "raw_soft_cap", "raw_hard_cap", "raw_max_age_days", "distilled_cap",
+        "keep_free", "sweep_interval",
+    },
+    "ingest": {"idle_seconds", "rescan_interval"},
+}
+_SOURCE_KEYS = {"format", "root", "enabled"}
+
+
+def _check_keys(doc: dict[str, Any]) -> None:
+    for section, value in doc.items():
+        if section == "sources":
+            if not isinstance(value, dict):
+                raise ConfigError("sources: expected tables like [sources.NAME]")
+            for name, table in value.items():
+                if not isinstance(table, dict):
+                    raise ConfigError(f"sources.{name}: expected a table")
+                for key in table:
+                    if key not in _SOURCE_KEYS:
+                        raise ConfigError(f"sources.{name}.{key}: unknown key")
+            continue
+        if section not in _SCHEMA:
+            raise ConfigError(f"{section}: unknown key")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{section}: expected a table")
+        for key in value:
+            if key not in _SCHEMA[section]:
+                raise ConfigError(f"{section}.{key}: unknown key")
+
+
+def _expand(path: str) -> Path:
+    return Path(os.path.expandvars(os.path.expanduser(path)))
+
+
+def _source(name: str, table: dict[str, Any]) -> Source:
+    fmt = table.get("format")
+    if fmt not in FORMATS:
+        raise ConfigError(f"sources.{name}.format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    root = table.get("root")
+    if not isinstance(root, str) or not root:
+        raise ConfigError(f"sources.{name}.root: expected a folder path, got {root!r}")
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"sources.{name}.enabled: expected true or false, got {enabled!r}")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ConfigError(f"sources.{name}: a source name may hold only letters, digits, . _ -")
+    return Source(name=name, format=fmt, root=_expand(root), enabled=enabled)
+
+
+def settings_from(doc: dict[str, Any]) -> Settings:
+    _check_keys(doc)
+    storage = doc.get("storage", {})
+    ret = doc.get("retention", {})
+    ing = doc.get("ingest", {})
+    data_dir_value = storage.get("data_dir")
+    if data_dir_value is None:
+        data_dir = default_data_dir()
+    elif isinstance(data_dir_value, str) and data_dir_value:
+        data_dir = _expand(data_dir_value)
+    else:
+        raise ConfigError(f"storage.data_dir: expected a folder path, got {data_dir_value!r}")
+    max_age = ret.get("raw_max_age_days")
+    if isinstance(max_age, bool) or not isinstance(max_age, int | float) or max_age < 0:
+        raise ConfigError(f"retention.raw_max_age_days: expected a number of days, got {max_age!r}")
+    retention = Retention(
+        raw_soft_cap=parse_size(ret.get("raw_soft_cap"), "retention.raw_soft_cap"),
+        raw_hard_cap=parse_size(ret.get("raw_hard_cap"), "retention.raw_hard_cap"),
+        raw_max_age_days=float(max_age),
+        distilled_cap=parse_size(ret.get("distilled_cap"), "retention.distilled_cap"),
+        keep_free=parse_keep_free(ret.get("keep_free"), "retention.keep_free"),
+        sweep_interval=parse_duration(ret.get("sweep_interval"), "retention.sweep_interval"),
+    )
+    if retention.raw_hard_cap < retention.raw_soft_cap:
+        raise ConfigError("retention.raw_hard_cap: must not be below retention.raw_soft_cap")
+    sources = {name: _source(name, table) for name, table in doc.get("sources", {}).items()}
+    return Settings(
+        data_dir=data_dir,
+        retention=retention,
+        idle_seconds=parse_duration(ing.get("idle_seconds"), "ingest.idle_seconds"),
+        rescan_interval=parse_duration(ing.get("rescan_interval"), "ingest.rescan_interval"),
+        sources=sources,
+        raw=doc,
+    )
+
+
+def load(path: Path | None = None, *, defaults_only: bool = False) -> Settings:
+    """The effective settings: defaults, then the user's file (if any) over them."""
+    doc = _read_toml(default_config_text(), "default config")
+    if not defaults_only:
+        explicit = path is not None
+        path = path or user_config_path()
+        if path.exists():
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError(f"{path}: cannot read: {e}") from e
+            doc = _merge(doc, _read_toml(text, str(path)))
+        elif explicit:
+            raise ConfigError(f"{path}: no such config file")
+    return settings_from(doc)
+
+
+def as_document(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data, for `config show`."""
+    r = settings.retention
+    keep_free: str | int = f"{r.keep_free.percent:g}%" if r.keep_free.percent is not None \
+        else r.keep_free.bytes
+    return {
+        "storage": {"data_dir": str(settings.data_dir)},
+        "retention": {
+            "raw_soft_cap": r.raw_soft_cap, "raw_hard_cap": r.raw_hard_cap,
+            "raw_max_age_days": r.raw_max_age_days, "distilled_cap": r.distilled_cap,
+            "keep_free": keep_free, "sweep_interval": r.sweep_interval,
+        },
+        "ingest": {"idle_seconds": settings.idle_seconds,
+                   "rescan_interval": settings.rescan_interval},
+        "sources": {
+            s.name: {"format": s.format, "root": str(s.root), "enabled": s.enabled}
+            for s in settings.sources.values()
+        },
+    }

@@ -1,0 +1,533 @@
+"""Incremental ingest: a cursor per source file, only new bytes read, rewrites detected.
+
+A file is read from the cursor's offset to its end in blocks; each block becomes a zstd
+chunk. The cursor, the chunks and the session's accounting commit together, so a kill at
+any moment leaves the cursor exactly at the last stored byte.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from types import ModuleType
+from typing import Any
+
+import zstandard
+
+from session_memory import formats, log
+from session_memory.clock import Clock, SystemClock
+from session_memory.config import Settings, Source
+from session_memory.formats.base import HEAD_BYTES, FileRole
+from session_memory.fswalk import Entry, OsWalker, Walker
+from session_memory.store.tier1 import INGEST_LEVEL, Cursor, Tier1
+
+BLOCK_BYTES = 4 * 1024 * 1024
+COMMIT_BYTES = 64 * 1024 * 1024
+FP_BYTES = 4096
+
+logger = log.get("session_memory.ingest")
+
+
+def fingerprint(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+@dataclass
+class IngestSummary:
+    files_seen: int = 0
+    files_changed: int = 0
+    bytes_added: int = 0
+    new_versions: int = 0
+    skipped: int = 0
+    errors: int = 0
+    sessions: set[str] = field(default_factory=set)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"files_seen": self.files_seen, "files_changed": self.files_changed,
+                "bytes_added": self.bytes_added, "new_versions": self.new_versions,
+                "skipped": self.skipped, "errors": self.errors,
+                "sessions_changed": len(self.sessions)}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A file whose stat differs from its cursor: it has to be opened."""
+
+    source: Source
+    relpath: PurePosixPath
+    stat: os.stat_result
+    pending_bytes: int
+
+
+Progress = Callable[[int], None]
+
+
+class Ingestor:
+    def __init__(self, tier1: Tier1, settings: Settings, *, clock: Clock | None = None,
+                 walker: Walker | None = None) -> None:
+        self.tier1 = tier1
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.walker = walker or OsWalker()
+        self._reported: set[tuple[str, str]] = set()
+        self._compressor = zstandard.ZstdCompressor(level=INGEST_LEVEL)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compress")
+
+    def close(self) -> None:
+        self._pool.shutdown()
+
+    # -- finding what changed ---------------------------------------------------------
+
+    def plan(self, paths: list[Path] | None = None,
+             summary: IngestSummary | None = None) -> list[Candidate]:
+        """Walk the sources (or the given paths) and keep the files whose stat changed."""
+        summary = summary or IngestSummary()
+        known = {(c.source, c.phys_path): c for c in self.tier1.cursors()}
+        out: list[Candidate] = []
+        for source, root, entry in self._entries(paths, summary):
+            if entry.kind != "file":
+                self._report_odd(source, root, entry, summary)
+                continue
+            assert entry.stat is not None
+            summary.files_seen += 1
+            st = entry.stat
+            cursor = known.get((source.name, str(entry.relpath)))
+            if cursor and cursor.same_stat(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns):
+                continue
+            pending = st.st_size - (cursor.offset if cursor else 0)
+            out.append(Candidate(source, entry.relpath, st, max(pending, 0)))
+        return out
+
+    def _entries(self, paths: list[Path] | None,
+                 summary: IngestSummary) -> Iterator[tuple[Source, Path, Entry]]:
+        sources = self.settings.enabled_sources
+        if paths is None:
+            for source in sources:
+                root = Path(os.path.realpath(source.root))
+                if root.is_dir():
+                    fmt = formats.get(source.format)
+                    for entry in self.walker.walk(root, fmt.prune):
+                        yield source, root, entry
+            return
+        for path in paths:
+            found = self._locate(Path(os.path.abspath(path)), sources)
+            if found is None:
+                logger.error("not under any enabled source root", path=str(path))
+                summary.errors += 1
+                continue
+            source, root, rel = found
+            try:
+                st = os.lstat(root / rel)
+            except OSError as e:
+                logger.error("cannot read path", path=str(path), reason=e.strerror)
+                summary.errors += 1
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                fmt = formats.get(source.format)
+                for entry in self.walker.walk(root / rel, fmt.prune):
+                    yield source, root, Entry(rel / entry.relpath, entry.kind, entry.stat,
+                                              entry.detail)
+            elif stat.S_ISREG(st.st_mode):
+                yield source, root, Entry(rel, "file", st)
+            elif stat.S_ISLNK(st.st_mode):
+                yield source, root, Entry(rel, "symlink", st)
+            else:
+                yield source, root, Entry(rel, "special", st)
+
+    @staticmethod
+    def _locate(path: Path, sources: list[Source]) -> tuple[Source, Path, PurePosixPath] | None:
+        for source in sources:
+            for root in (Path(os.path.abspath(source.root)), Path(os.path.realpath(source.root))):
+                if path == root or root in path.parents:
+                    return source, Path(os.path.realpath(source.root)), PurePosixPath(
+                        path.relative_to(root).as_posix())
+        return None
+
+    def _report_odd(self, source: Source, root: Path, entry: Entry,
+                    summary: IngestSummary) -> None:
+        path = root / entry.relpath
+        if entry.kind == "symlink":
+            target = os.path.realpath(path)
+            inside = target == str(root) or target.startswith(str(root) + os.sep)
+            self._once(path, "symlink not followed", source=source.name,
+                       target=target, outside_root=not inside)
+        elif entry.kind == "special":
+            self._once(path, "not a regular file, skipped", source=source.name)
+        else:
+            self._once(path, "skipped", source=source.name, reason=entry.detail, level="error")
+            summary.errors += 1
+            return
+        summary.skipped += 1
+
+    def _once(self, path: Path | str, message: str, level: str = "warning", **kw: Any) -> None:
+        """One log line per file and reason, not one per rescan."""
+        key = (str(path), message)
+        if key not in self._reported:
+            self._reported.add(key)
+            getattr(logger, level)(message, path=str(path), **kw)
+
+    # -- one pass ---------------------------------------------------------------------
+
+    def run(self, paths: list[Path] | None = None, *,
+            progress: Callable[[int, int], None] | None = None) -> IngestSummary:
+        summary = IngestSummary()
+        todo = self.plan(paths, summary)
+        total = sum(c.pending_bytes for c in todo)
+        done = 0
+        for cand in todo:
+            def step(n: int) -> None:
+                nonlocal done
+                done += n
+                if progress:
+                    progress(done, max(total, done))
+            self.sync(cand.source, cand.relpath, summary, on_bytes=step)
+        return summary
+
+    def sync(self, source: Source, relpath: PurePosixPath, summary: IngestSummary,
+             on_bytes: Progress | None = None) -> None:
+        """Bring one source file's stored copy up to date. Never raises for a bad file."""
+        root = Path(os.path.realpath(source.root))
+        path = root / relpath
+        try:
+            self._sync(source, root, relpath, summary, on_bytes)
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                logger.info("file vanished before it was read; stored copy kept", path=str(path))
+                return
+            if e.errno == errno.ENOSPC:
+                raise
+            self._once(path, "cannot read file, skipped", level="error", reason=e.strerror,
+                       errno=e.errno)
+            summary.errors += 1
+
+    def _sync(self, source: Source, root: Path, relpath: PurePosixPath,
+              summary: IngestSummary, on_bytes: Progress | None) -> None:
+        fmt = formats.get(source.format)
+        path = root / relpath
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                self._once(path, "not a regular file, skipped", source=source.name)
+                summary.skipped += 1
+                return
+            phys = str(relpath)
+            cursor = self.tier1.cursor_at(source.name, phys)
+            if cursor and cursor.same_stat(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns):
+                return
+            role = fmt.identify(relpath, lambda: _head(fd, relpath))
+            if role is None:
+                return
+            if role.compressed and os.path.exists(root / role.logical_path):
+                return  # the .jsonl twin is being written: it is the one we follow
+            cursor = self.tier1.cursor(source.name, role.logical_path)
+            if cursor is None and st.st_size == 0:
+                self._once(path, "empty file, nothing to store yet", level="info")
+                return
+            summary.files_changed += 1
+            content = _ZstdContent(fd) if role.compressed else _PlainContent(fd)
+            with content:
+                self._append(source, fmt, role, relpath, cursor, st, content, summary, on_bytes)
+        finally:
+            os.close(fd)
+
+    def _new_cursor(self, source: Source, role: FileRole, relpath: PurePosixPath) -> Cursor:
+        return Cursor(source=source.name, path=role.logical_path, phys_path=str(relpath),
+                      session_id=f"{source.name}:{role.native_id}", file_id=0, version=1, run=0,
+                      offset=0, head_fp=None, tail_fp=None, dev=None, ino=None, size=None,
+                      mtime_ns=None)
+
+    def _append(self, source: Source, fmt: ModuleType, role: FileRole, relpath: PurePosixPath,
+                cursor: Cursor | None, st: os.stat_result, content: _Content,
+                summary: IngestSummary, on_bytes: Progress | None) -> None:
+        path = str(Path(source.root) / relpath)
+        if cursor is None:
+            cursor = self._new_cursor(source, role, relpath)
+        elif self.tier1.session_state(cursor.session_id) == "evicted":
+            with self.tier1.transaction("ingest"):
+                self.tier1.revive_evicted(cursor.session_id)
+            logger.info("evicted session grew: ingesting it again from its source",
+                        session=cursor.session_id, path=path)
+            cursor = self.tier1.cursor(source.name, role.logical_path) or cursor
+        cursor.phys_path = str(relpath)
+        head, tail = content.prefix(cursor.offset)
+        if cursor.offset and (head is None or fingerprint(head) != cursor.head_fp
+                              or fingerprint(tail) != cursor.tail_fp):
+            cursor.version += 1
+            cursor.offset, cursor.file_id = 0, 0
+            head, tail = b"", b""
+            content.rewind()
+            summary.new_versions += 1
+            logger.info("file was rewritten or truncated: storing a new version", path=path,
+                        version=cursor.version)
+        writer = _PieceWriter(self.tier1, self._compressor, source.name, role, cursor,
+                              head or b"", tail, st, self.clock.now())
+        blocks = self._compressed_blocks(content)
+        first = True
+        done = False
+        while not done:
+            with self.tier1.transaction("ingest"):
+                if cursor.file_id == 0 and not role.run_marker:
+                    writer.open_session(role.native_id)
+                batch = 0
+                for block, packed in blocks:
+                    if first:
+                        self._warn_if_binary(path, block, cursor.offset)
+                        first = False
+                    for piece, starts_run in writer.splitter.split(block):
+                        writer.write(piece, packed if piece is block else None, starts_run)
+                    batch += len(block)
+                    if on_bytes:
+                        on_bytes(len(block))
+                    if batch >= COMMIT_BYTES:
+                        break
+                else:
+                    done = True
+                    carry = writer.splitter.flush()
+                    if carry:
+                        writer.write(carry, None, False)
+                writer.save()
+        summary.bytes_added += writer.written
+        summary.sessions |= writer.touched
+
+    def _compressed_blocks(self, content: _Content) -> Iterator[tuple[bytes, bytes]]:
+        """Blocks with their compressed form; the next block compresses (GIL released)
+        while the caller writes the current one."""
+        block = content.read(BLOCK_BYTES)
+        future: Future[bytes] | None = (self._pool.submit(self._compressor.compress, block)
+                                        if block else None)
+        while block and future is not None:
+            nxt = content.read(BLOCK_BYTES)
+            nxt_future = self._pool.submit(self._compressor.compress, nxt) if nxt else None
+            yield block, future.result()
+            block, future = nxt, nxt_future
+
+    def _warn_if_binary(self, path: str, block: bytes, offset: int) -> None:
+        sample = block[:FP_BYTES]
+        if b"\x00" in sample:
+            self._once(path, "binary content (NUL bytes): stored byte-exactly", level="warning")
+        elif offset == 0:
+            try:
+                sample.decode("utf-8")
+            except UnicodeDecodeError as e:
+                if e.start < len(sample) - 4:  # not just a character cut at the sample's end
+                    self._once(path, "not UTF-8 text: stored byte-exactly", level="warning")
+
+
+def _head(fd: int, relpath: PurePosixPath) -> bytes:
+    """The first bytes of the content, decompressed for a .zst file."""
+    if relpath.name.endswith(".zst"):
+        with _ZstdContent(fd) as content:
+            try:
+                return content.read(HEAD_BYTES)
+            except OSError:
+                return b""
+    return os.pread(fd, HEAD_BYTES, 0)
+
+
+class _PieceWriter:
+    """Appends pieces to the current file row, opening a new session at each run marker,
+    and keeps the cursor's offset and fingerprints in step."""
+
+    def __init__(self, tier1: Tier1, compressor: zstandard.ZstdCompressor, source: str,
+                 role: FileRole, cursor: Cursor, head: bytes, tail: bytes,
+                 st: os.stat_result, now: float) -> None:
+        self.tier1, self.compressor, self.source, self.role = tier1, compressor, source, role
+        self.cursor, self.head, self.tail, self.st, self.now = cursor, head, tail, st, now
+        self.base = tier1.base_offset(cursor.file_id) if cursor.file_id else 0
+        self.splitter = _RunSplitter(role.run_marker, tail[-1:] if cursor.offset else b"")
+        self.touched: set[str] = set()
+        self.written = 0
+
+    def open_session(self, native: str) -> None:
+        self.cursor.session_id = f"{self.source}:{native}"
+        self.tier1.ensure_session(self.cursor.session_id, self.source, native, self.now,
+                                  self.st.st_mtime)
+
+    def write(self, piece: bytes, packed: bytes | None, starts_run: bool) -> None:
+        c = self.cursor
+        if starts_run or (self.role.run_marker and c.file_id == 0):
+            if starts_run:
+                c.run += 1
+            # Bytes before the first run header belong to run 1, not to a run of their own.
+            native = f"{self.role.native_id}#{max(c.run, 1)}"
+            if f"{self.source}:{native}" != c.session_id or c.file_id == 0:
+                self.open_session(native)
+                c.file_id = 0
+        if c.file_id == 0:
+            self.base = c.offset
+            c.file_id = self.tier1.new_file(c.session_id, self.source, self.role.logical_path,
+                                            c.version, self.base, self.st.st_mtime, self.now)
+            if self.role.snapshot:
+                self.tier1.drop_older_versions(self.source, self.role.logical_path, c.version)
+        data = packed if packed is not None else self.compressor.compress(piece)
+        self.tier1.add_chunk(c.file_id, c.offset - self.base, piece, data, INGEST_LEVEL)
+        if len(self.head) < FP_BYTES:
+            self.head += piece[: FP_BYTES - len(self.head)]
+        self.tail = (self.tail + piece[-FP_BYTES:])[-FP_BYTES:]
+        c.offset += len(piece)
+        self.written += len(piece)
+        self.touched.add(c.session_id)
+
+    def save(self) -> None:
+        """Cursor, stat and session times, in the transaction that holds the chunks."""
+        c, st = self.cursor, self.st
+        c.head_fp, c.tail_fp = fingerprint(self.head), fingerprint(self.tail)
+        c.dev, c.ino, c.size, c.mtime_ns = st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+        self.tier1.save_cursor(c)
+        for sid in self.touched:
+            self.tier1.session_grew(sid, st.st_mtime)
+        if c.file_id:
+            self.tier1.set_file_mtime(c.file_id, st.st_mtime)
+
+
+class _Content:
+    def __enter__(self) -> _Content:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def prefix(self, offset: int) -> tuple[bytes | None, bytes]:
+        """The first and the last FP_BYTES of the first `offset` bytes, leaving the reader
+        at `offset`; (None, b"") when the content is now shorter than that."""
+        raise NotImplementedError
+
+    def read(self, n: int) -> bytes:
+        raise NotImplementedError
+
+    def rewind(self) -> None:
+        raise NotImplementedError
+
+
+class _PlainContent(_Content):
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pos = 0
+
+    def prefix(self, offset: int) -> tuple[bytes | None, bytes]:
+        if offset == 0:
+            return b"", b""
+        head = os.pread(self.fd, min(FP_BYTES, offset), 0)
+        start = max(0, offset - FP_BYTES)
+        tail = os.pread(self.fd, offset - start, start)
+        if len(tail) != offset - start:
+            return None, b""
+        self.pos = offset
+        return head, tail
+
+    def read(self, n: int) -> bytes:
+        data = os.pread(self.fd, n, self.pos)
+        self.pos += len(data)
+        return data
+
+    def rewind(self) -> None:
+        self.pos = 0
+
+
+class _ZstdContent(_Content):
+    """A Codex .jsonl.zst read as its decompressed text, streamed."""
+
+    def __init__(self, fd: int) -> None:
+        self.file = os.fdopen(os.dup(fd), "rb")
+        self.reader = self._open()
+
+    def _open(self) -> Any:
+        self.file.seek(0)
+        return zstandard.ZstdDecompressor().stream_reader(self.file, read_across_frames=True,
+                                                          closefd=False)
+
+    def rewind(self) -> None:
+        self.reader.close()
+        self.reader = self._open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.reader.close()
+        self.file.close()
+
+    def _read_exact(self, n: int) -> bytes:
+        parts, got = [], 0
+        while got < n:
+            data = self.reader.read(min(n - got, BLOCK_BYTES))
+            if not data:
+                break
+            parts.append(data)
+            got += len(data)
+        return b"".join(parts)
+
+    def prefix(self, offset: int) -> tuple[bytes | None, bytes]:
+        if offset == 0:
+            return b"", b""
+        head = self._read_exact(min(FP_BYTES, offset))
+        got, tail = len(head), head
+        while got < offset:
+            data = self._read_exact(min(BLOCK_BYTES, offset - got))
+            if not data:
+                return None, b""
+            got += len(data)
+            tail = (tail + data)[-FP_BYTES:]
+        if got < offset:
+            return None, b""
+        return head, tail[-FP_BYTES:]
+
+    def read(self, n: int) -> bytes:
+        try:
+            return self._read_exact(n)
+        except zstandard.ZstdError as e:
+            raise OSError(errno.EIO, f"bad zstd data: {e}") from e
+
+
+class _RunSplitter:
+    """Cuts a stream where a line starts with the run marker (Aider's run headers).
+    A possible marker cut by a block boundary is held back until the next block."""
+
+    def __init__(self, marker: bytes | None, prev_byte: bytes) -> None:
+        self.marker = marker
+        self.at_line_start = prev_byte in (b"\n", b"")
+        self.carry = b""
+
+    def split(self, block: bytes) -> list[tuple[bytes, bool]]:
+        if not self.marker:
+            return [(block, False)]
+        data = self.carry + block
+        self.carry = b""
+        cuts = []
+        if self.at_line_start and data.startswith(self.marker):
+            cuts.append(0)
+        i = data.find(b"\n" + self.marker)
+        while i != -1:
+            cuts.append(i + 1)
+            i = data.find(b"\n" + self.marker, i + 1)
+        # Hold back a trailing partial line that could still become a marker.
+        last_nl = data.rfind(b"\n")
+        rest = data[last_nl + 1:]
+        if (rest and len(rest) < len(self.marker) and self.marker.startswith(rest)
+                and (last_nl >= 0 or not self.at_line_start)):
+            self.carry = rest
+            data = data[: len(data) - len(rest)]
+        if data:
+            self.at_line_start = data.endswith(b"\n")
+        pieces: list[tuple[bytes, bool]] = []
+        bounds = [0, *[c for c in cuts if c > 0], len(data)]
+        for a, b in zip(bounds, bounds[1:], strict=False):
+            if b > a:
+                pieces.append((data[a:b], a in cuts))
+        return pieces
+
+    def flush(self) -> bytes:
+        carry, self.carry = self.carry, b""
+        return carry
+
+
+def seal_ended(tier1: Tier1, settings: Settings, clock: Clock) -> int:
+    """Recompress every ended session that is not sealed yet; returns how many."""
+    sessions = tier1.unsealed_ended(clock.now() - settings.idle_seconds)
+    for sid in sessions:
+        tier1.seal_session(sid)
+    return len(sessions)

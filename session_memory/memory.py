@@ -1,0 +1,210 @@
+"""The library the CLI and the daemon stand on: settings, both stores, one method an action.
+
+Like sqlite-utils' Database: every operation is a method here that tests can call directly;
+`cli/` only parses options and prints.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from session_memory import ingest as ingest_mod
+from session_memory import safe_write
+from session_memory.clock import Clock, SystemClock
+from session_memory.config import Settings
+from session_memory.errors import NotFoundError, SessionMemoryError
+from session_memory.fswalk import Walker
+from session_memory.store.tier1 import Tier1
+from session_memory.store.tier2 import Tier2
+
+TIER1_FILE = "tier1.db"
+TIER2_FILE = "tier2.db"
+DAEMON_LOCK = "daemon.lock"
+
+
+class Memory:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None,
+                 walker: Walker | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.walker = walker
+        self._tier1: Tier1 | None = None
+        self._tier2: Tier2 | None = None
+
+    # -- stores ---------------------------------------------------------------------
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir
+
+    @property
+    def tier1(self) -> Tier1:
+        if self._tier1 is None:
+            self._tier1 = Tier1(self.data_dir / TIER1_FILE)
+        return self._tier1
+
+    @property
+    def tier2(self) -> Tier2:
+        if self._tier2 is None:
+            self._tier2 = Tier2(self.data_dir / TIER2_FILE)
+        return self._tier2
+
+    def close(self) -> None:
+        for store in (self._tier1, self._tier2):
+            if store is not None:
+                store.close()
+        self._tier1 = self._tier2 = None
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def idle_before(self) -> float:
+        """Sessions with no write since this moment have ended."""
+        return self.clock.now() - self.settings.idle_seconds
+
+    # -- ingest -----------------------------------------------------------------------
+
+    def ingest(self, paths: list[Path] | None = None, *,
+               progress: Callable[[int, int], None] | None = None) -> ingest_mod.IngestSummary:
+        ingestor = ingest_mod.Ingestor(self.tier1, self.settings, clock=self.clock,
+                                       walker=self.walker)
+        try:
+            summary = ingestor.run(paths, progress=progress)
+        finally:
+            ingestor.close()
+        return summary
+
+    def seal(self) -> int:
+        return ingest_mod.seal_ended(self.tier1, self.settings, self.clock)
+
+    # -- sessions -------------------------------------------------------------------------
+
+    def resolve_id(self, session_id: str) -> str:
+        """An exact id, or a unique native id / prefix of one (for typing at a terminal)."""
+        conn = self.tier1.conn
+        if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone():
+            return session_id
+        rows = [r[0] for r in conn.execute(
+            "SELECT id FROM sessions WHERE native_id = ? OR id LIKE ? ESCAPE '\\' LIMIT 3",
+            (session_id, session_id.replace("\\", "\\\\").replace("%", "\\%")
+             .replace("_", "\\_") + "%"))]
+        if len(rows) == 1:
+            return str(rows[0])
+        if not rows:
+            raise NotFoundError(f"no session {session_id!r}")
+        raise NotFoundError(f"{session_id!r} matches several sessions: {', '.join(rows[:2])}, …")
+
+    def sessions(self, *, state: str | None = None, source: str | None = None,
+                 limit: int | None = None) -> list[dict[str, Any]]:
+        return [_public(s) for s in self.tier1.sessions(self.idle_before, state=state,
+                                                         source=source, limit=limit)]
+
+    def show(self, session_id: str) -> dict[str, Any]:
+        sid = self.resolve_id(session_id)
+        row = _public(self.tier1.session(sid, self.idle_before))
+        row["digest"] = self.tier2.get_digest(sid)
+        row["versions"] = [
+            {"path": f.path, "version": f.version, "base_offset": f.base_offset,
+             "raw_bytes": f.raw_bytes, "stored_bytes": f.stored_bytes, "chunks": f.chunks}
+            for f in self.tier1.files(sid, latest_only=False)]
+        return row
+
+    def pin(self, session_id: str, pinned: bool = True) -> str:
+        sid = self.resolve_id(session_id)
+        self.tier1.set_pinned(sid, pinned)
+        return sid
+
+    # -- export and restore -------------------------------------------------------------
+
+    def _readable_files(self, sid: str) -> list[Any]:
+        row = self.tier1.session(sid, self.idle_before)
+        if row["state"] == "evicted":
+            raise SessionMemoryError(
+                f"{sid}: its raw bytes were evicted; only the digest remains (`show {sid}`)")
+        return self.tier1.files(sid)
+
+    def export(self, session_id: str, out_dir: Path) -> list[Path]:
+        """Write the session's files under out_dir at their paths relative to the source root."""
+        sid = self.resolve_id(session_id)
+        written = []
+        for f in self._readable_files(sid):
+            written.append(safe_write.write_file(out_dir, f.path, self.tier1.read_file(f.id),
+                                                 overwrite=True))
+        return written
+
+    def restore(self, session_id: str, *, force: bool = False) -> list[Path]:
+        """Put the files back where the agent tool keeps them; never overwrite unless forced."""
+        sid = self.resolve_id(session_id)
+        files = self._readable_files(sid)
+        written = []
+        for f in files:
+            source = self.settings.sources.get(f.source)
+            if source is None:
+                raise SessionMemoryError(f"{sid}: source {f.source!r} is not in the config")
+            root = Path(os.path.realpath(source.root))
+            target = root / safe_write.checked_relpath(f.path)
+            if not force and os.path.lexists(target):
+                raise safe_write.TargetExistsError(
+                    f"{target} exists; nothing restored (use --force to overwrite)")
+        for f in files:
+            root = Path(os.path.realpath(self.settings.sources[f.source].root))
+            written.append(safe_write.write_file(root, f.path, self.tier1.read_file(f.id),
+                                                 overwrite=force))
+        return written
+
+    # -- status and health ---------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        ret = self.settings.retention
+        disk = shutil.disk_usage(self.data_dir if self.data_dir.exists() else Path("/"))
+        return {
+            "tier1": {"usage_bytes": self.tier1.usage_bytes(), "soft_cap_bytes": ret.raw_soft_cap,
+                      "hard_cap_bytes": ret.raw_hard_cap, **self.tier1.totals()},
+            "tier2": {"usage_bytes": self.tier2.usage_bytes(), "cap_bytes": ret.distilled_cap},
+            "sessions": self.tier1.count_by_state(self.idle_before),
+            "last_sweep": self.last_sweep(),
+            "disk": {"free_bytes": disk.free, "total_bytes": disk.total},
+            "daemon": daemon_status(self.data_dir),
+            "data_dir": str(self.data_dir),
+        }
+
+    def last_sweep(self) -> dict[str, Any] | None:
+        reports = self.tier2.reports(limit=1)
+        return reports[0] if reports else None
+
+    def check(self) -> list[str]:
+        return self.tier1.check() + self.tier2.check()
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in ("native_id", "last_write", "sealed")} | {
+        "last_write": row["last_write"]}
+
+
+def daemon_status(data_dir: Path) -> dict[str, Any]:
+    """Whether a daemon holds the lock on this data dir, and its pid."""
+    import fcntl
+
+    lock = data_dir / DAEMON_LOCK
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return {"running": False, "pid": None}
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid_text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return {"running": True, "pid": int(pid_text) if pid_text.isdigit() else None}
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return {"running": False, "pid": None}
+    finally:
+        os.close(fd)

@@ -1,0 +1,66 @@
+"""Writing stored files back out without ever leaving the target folder."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+
+from session_memory.errors import SessionMemoryError, UnsafePathError
+
+
+class TargetExistsError(SessionMemoryError):
+    pass
+
+
+def checked_relpath(relpath: str) -> PurePosixPath:
+    """Refuse absolute paths, `..`, empty parts and NUL: a stored path must stay inside."""
+    p = PurePosixPath(relpath)
+    if (not relpath or "\x00" in relpath or p.is_absolute()
+            or any(part in ("..", ".", "") for part in relpath.split("/"))):
+        raise UnsafePathError(f"refusing unsafe stored path {relpath!r}")
+    return p
+
+
+def write_file(target: Path, relpath: str, chunks: Iterable[bytes], *, overwrite: bool) -> Path:
+    """Write `chunks` to target/relpath atomically. Every folder below `target` is opened
+    with O_NOFOLLOW, so a symlink planted inside the target cannot redirect the write."""
+    rel = checked_relpath(relpath)
+    target.mkdir(parents=True, exist_ok=True, mode=0o700)
+    dir_fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in rel.parts[:-1]:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o700, dir_fd=dir_fd)
+            try:
+                next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                  dir_fd=dir_fd)
+            except OSError as e:
+                raise UnsafePathError(f"{target / rel}: {part!r} is not a plain folder") from e
+            os.close(dir_fd)
+            dir_fd = next_fd
+        name = rel.name
+        try:
+            existing = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None and not overwrite:
+            raise TargetExistsError(f"{target / rel} exists (use --force to overwrite)")
+        tmp = f".{name}.session-memory-tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=dir_fd)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dir_fd)
+            raise
+        return target / rel
+    finally:
+        os.close(dir_fd)

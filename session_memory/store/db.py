@@ -1,0 +1,102 @@
+"""Opening a store: private files, WAL, a busy timeout, migrations, one write transaction."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import apsw
+
+from session_memory.errors import StoreBusyError
+
+BUSY_TIMEOUT_MS = 10_000
+Migration = Sequence[str]
+
+
+def private_dir(path: Path) -> Path:
+    """Create a 0700 folder (and parents); tighten an existing one that is ours."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(PermissionError):
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o700)
+    return path
+
+
+def connect(path: Path, migrations: Sequence[Migration]) -> apsw.Connection:
+    """A connection to a 0600 database at `path`, its schema brought up to date."""
+    private_dir(path.parent)
+    # Create the file ourselves so it is never world-readable, even for an instant;
+    # SQLite gives its -wal and -shm files the database file's permissions.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    os.close(fd)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    conn = apsw.Connection(str(path))
+    conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+    try:
+        conn.execute("PRAGMA foreign_keys = ON")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            # Must precede the first table: it decides whether freed pages can be returned.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        migrate(conn, migrations)
+    except apsw.BusyError as e:
+        conn.close()
+        raise StoreBusyError(f"{path}: the store is busy (locked by another process)") from e
+    return conn
+
+
+def migrate(conn: apsw.Connection, migrations: Sequence[Migration]) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, statements in enumerate(migrations[version:], start=version + 1):
+        with transaction(conn):
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+
+
+@contextlib.contextmanager
+def transaction(conn: apsw.Connection, name: str = "") -> Iterator[apsw.Connection]:
+    """One write transaction, taken up front so concurrent writers wait instead of failing."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except apsw.BusyError as e:
+        raise StoreBusyError("the store is busy: another process holds it; try again") from e
+    try:
+        yield conn
+        crashpoint(f"before-commit:{name}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if not conn.autocommit:
+            conn.execute("ROLLBACK")
+        raise
+    crashpoint(f"after-commit:{name}")
+
+
+_CRASH_AT = os.environ.get("SESSION_MEMORY_CRASH_AT")
+_crash_countdown = int(os.environ.get("SESSION_MEMORY_CRASH_AFTER", "0"))
+
+
+def crashpoint(name: str) -> None:
+    """Kill ourselves here when the crash harness asks for it (an environment-guarded hook)."""
+    global _crash_countdown
+    if _CRASH_AT is None or name != _CRASH_AT:
+        return
+    if _crash_countdown > 0:
+        _crash_countdown -= 1
+        return
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def file_footprint(path: Path) -> int:
+    """Bytes the database takes on disk, its WAL included."""
+    total = 0
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            total += os.stat(f"{path}{suffix}").st_size
+    return total
