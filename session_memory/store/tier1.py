@@ -256,6 +256,18 @@ class Tier1:
                                  (int(pinned), session_id)).fetchone() is None:
                 raise NotFoundError(f"no session {session_id!r}")
 
+    def mark_analyzed(self, session_id: str, now: float, *, started_at: float | None,
+                      ended_at: float | None, seen_raw_bytes: int) -> bool:
+        """Record that the digest (already committed in Tier 2) covers the session as it was.
+        False when the session grew meanwhile: it stays open and is analyzed again later."""
+        with self.transaction("mark-analyzed"):
+            row = self.conn.execute(
+                "UPDATE sessions SET state = 'analyzed', analyzed_at = ?, "
+                "started_at = coalesce(?, started_at), ended_at = coalesce(?, ended_at) "
+                "WHERE id = ? AND state = 'open' AND raw_bytes = ? RETURNING id",
+                (now, started_at, ended_at, session_id, seen_raw_bytes)).fetchone()
+        return row is not None
+
     def mark_ended(self, session_id: str) -> None:
         with self.transaction("mark-ended"):
             self.conn.execute("UPDATE sessions SET ended_hint = 1 WHERE id = ?", (session_id,))

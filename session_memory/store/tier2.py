@@ -42,6 +42,18 @@ MIGRATIONS: list[list[str]] = [
 ]
 
 
+def _epoch(value: Any) -> float | None:
+    """Digest times are ISO 8601 strings; the indexed columns hold epoch seconds."""
+    if value is None or isinstance(value, int | float):
+        return value
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 class Tier2:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -62,6 +74,31 @@ class Tier2:
         row = self.conn.execute("SELECT digest FROM digests WHERE session_id = ?",
                                 (session_id,)).fetchone()
         return json.loads(row[0]) if row else None
+
+    def put_digest(self, session_id: str, source: str, digest: dict[str, Any], now: float) -> None:
+        """Store (or replace) a session's digest and its full-text row, in one transaction."""
+        tokens = digest.get("tokens") or {}
+        with self.transaction("digest"):
+            self.conn.execute(
+                "INSERT OR REPLACE INTO digests (session_id, source, analyzer_version, analyzed_at,"
+                " title, project, started_at, ended_at, models, input_tokens, output_tokens,"
+                " cache_creation_tokens, cache_read_tokens, reasoning_tokens, outcome, digest)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (session_id, source, digest.get("analyzer_version", 0), now, digest.get("title"),
+                 digest.get("cwd"), _epoch(digest.get("started_at")),
+                 _epoch(digest.get("ended_at")), json.dumps(digest.get("models") or []),
+                 tokens.get("input", 0), tokens.get("output", 0),
+                 tokens.get("cache_creation", 0), tokens.get("cache_read", 0),
+                 tokens.get("reasoning", 0), digest.get("outcome"), json.dumps(digest)))
+            self.conn.execute("DELETE FROM digests_fts WHERE session_id = ?", (session_id,))
+            self.conn.execute(
+                "INSERT INTO digests_fts (session_id, title, prompts, files, commands, errors,"
+                " last_message) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (session_id, digest.get("title") or "", digest.get("first_prompt") or "",
+                 "\n".join((digest.get("files_edited") or []) + (digest.get("files_read") or [])),
+                 "\n".join(digest.get("commands") or []),
+                 "\n".join(e.get("snippet", "") for e in digest.get("errors") or []),
+                 digest.get("last_assistant_message") or ""))
 
     def has_digest(self, session_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM digests WHERE session_id = ?",

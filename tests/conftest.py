@@ -1,0 +1,69 @@
+"""Every test runs with XDG_* and HOME pointed at a temp dir: nothing touches the real home."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from session_memory import config
+from session_memory.clock import FixedClock
+from session_memory.memory import Memory
+
+# ../shared sits beside the project, in a checkout and in CI's clean clone alike.
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    for var, sub in (("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share"),
+                     ("XDG_STATE_HOME", ".local/state"), ("XDG_CACHE_HOME", ".cache"),
+                     ("XDG_RUNTIME_DIR", "run")):
+        path = home / sub
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        monkeypatch.setenv(var, str(path))
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("NOTIFY_SOCKET", "SESSION_MEMORY_CONFIG", "JOURNAL_STREAM", "INVOCATION_ID",
+                "SESSION_MEMORY_CRASH_AT"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture
+def home(isolated_env: Path) -> Path:
+    return isolated_env
+
+
+def write_config(home: Path, text: str) -> Path:
+    path = Path(os.environ["XDG_CONFIG_HOME"]) / "session-memory" / "config.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def sources(home: Path) -> dict[str, Path]:
+    """A config whose five sources point at empty folders under the temp home."""
+    roots = {name: home / "src" / name for name in
+             ("claude-code", "codex", "gemini-cli", "aider", "mytool")}
+    for root in roots.values():
+        root.mkdir(parents=True)
+    write_config(home, "\n".join(
+        f'[sources.{name}]\nformat = "{"jsonl" if name == "mytool" else name}"\n'
+        f'root = "{root}"\n' for name, root in roots.items()))
+    return roots
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(1_800_000_000.0)
+
+
+@pytest.fixture
+def memory(sources: dict[str, Path], clock: FixedClock) -> Iterator[Memory]:
+    with Memory(config.load(), clock=clock) as m:
+        yield m
