@@ -34,6 +34,7 @@ class Memory:
         self.walker = walker
         self._tier1: Tier1 | None = None
         self._tier2: Tier2 | None = None
+        self._ingestor: ingest_mod.Ingestor | None = None
 
     # -- stores ---------------------------------------------------------------------
 
@@ -54,6 +55,9 @@ class Memory:
         return self._tier2
 
     def close(self) -> None:
+        if self._ingestor is not None:
+            self._ingestor.close()
+            self._ingestor = None
         for store in (self._tier1, self._tier2):
             if store is not None:
                 store.close()
@@ -74,13 +78,14 @@ class Memory:
 
     def ingest(self, paths: list[Path] | None = None, *,
                progress: Callable[[int, int], None] | None = None) -> ingest_mod.IngestSummary:
-        ingestor = ingest_mod.Ingestor(self.tier1, self.settings, clock=self.clock,
-                                       walker=self.walker)
-        try:
-            summary = ingestor.run(paths, progress=progress)
-        finally:
-            ingestor.close()
-        return summary
+        # One ingestor for the life of this object: it remembers which odd files it has
+        # already logged, so a rescan does not repeat the same warning.
+        if self._ingestor is None:
+            self._ingestor = ingest_mod.Ingestor(self.tier1, self.settings, clock=self.clock,
+                                                 walker=self.walker)
+        self._ingestor.walker = self.walker or self._ingestor.walker
+        self._ingestor.settings = self.settings
+        return self._ingestor.run(paths, progress=progress)
 
     def seal(self) -> int:
         return ingest_mod.seal_ended(self.tier1, self.settings, self.clock)
@@ -92,10 +97,11 @@ class Memory:
         conn = self.tier1.conn
         if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone():
             return session_id
+        prefix = (session_id.replace("\\", "\\\\").replace("%", "\\%")
+                  .replace("_", "\\_") + "%")
         rows = [r[0] for r in conn.execute(
-            "SELECT id FROM sessions WHERE native_id = ? OR id LIKE ? ESCAPE '\\' LIMIT 3",
-            (session_id, session_id.replace("\\", "\\\\").replace("%", "\\%")
-             .replace("_", "\\_") + "%"))]
+            "SELECT id FROM sessions WHERE native_id = ?1 OR id LIKE ?2 ESCAPE '\\' "
+            "OR native_id LIKE ?2 ESCAPE '\\' LIMIT 3", (session_id, prefix))]
         if len(rows) == 1:
             return str(rows[0])
         if not rows:
@@ -141,24 +147,37 @@ class Memory:
         return written
 
     def restore(self, session_id: str, *, force: bool = False) -> list[Path]:
-        """Put the files back where the agent tool keeps them; never overwrite unless forced."""
+        """Put the files back where the agent tool keeps them. Files already there with the
+        stored bytes are left alone; a file that differs is never overwritten unless forced."""
         sid = self.resolve_id(session_id)
-        files = self._readable_files(sid)
-        written = []
-        for f in files:
+        todo: list[tuple[Path, Any]] = []
+        conflicts = []
+        for f in self._readable_files(sid):
             source = self.settings.sources.get(f.source)
             if source is None:
                 raise SessionMemoryError(f"{sid}: source {f.source!r} is not in the config")
             root = Path(os.path.realpath(source.root))
             target = root / safe_write.checked_relpath(f.path)
-            if not force and os.path.lexists(target):
-                raise safe_write.TargetExistsError(
-                    f"{target} exists; nothing restored (use --force to overwrite)")
-        for f in files:
-            root = Path(os.path.realpath(self.settings.sources[f.source].root))
-            written.append(safe_write.write_file(root, f.path, self.tier1.read_file(f.id),
-                                                 overwrite=force))
-        return written
+            if os.path.lexists(target):
+                if self._same_content(target, f.id):
+                    continue
+                conflicts.append(target)
+            todo.append((root, f))
+        if conflicts and not force:
+            raise safe_write.TargetExistsError(
+                f"{conflicts[0]} exists with other content; nothing restored "
+                "(use --force to overwrite)")
+        return [safe_write.write_file(root, f.path, self.tier1.read_file(f.id), overwrite=force)
+                for root, f in todo]
+
+    def _same_content(self, path: Path, file_id: int) -> bool:
+        if path.is_symlink() or not path.is_file():
+            return False
+        with path.open("rb") as existing:
+            for chunk in self.tier1.read_file(file_id):
+                if existing.read(len(chunk)) != chunk:
+                    return False
+            return existing.read(1) == b""
 
     # -- status and health ---------------------------------------------------------------
 

@@ -1,0 +1,109 @@
+"""The CLI through a real subprocess: data on stdout, messages on stderr, contract JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+SID = "5c1d7a4e-0000-4000-8000-00000000abcd"
+SESSION_KEYS = {"id", "source", "state", "files", "raw_bytes", "stored_bytes", "started_at",
+                "ended_at", "analyzed_at", "evicted_at", "pinned"}
+
+
+def cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    run = subprocess.run([sys.executable, "-m", "session_memory", *args],
+                         capture_output=True, text=True, timeout=60)
+    if ok:
+        assert run.returncode == 0, run.stderr
+    return run
+
+
+def as_json(*args: str) -> Any:
+    return json.loads(cli(*args, "--json").stdout)
+
+
+def _claude_session(sources: dict[str, Path]) -> Path:
+    f = sources["claude-code"] / "-home-dev-app" / f"{SID}.jsonl"
+    f.parent.mkdir()
+    f.write_bytes(b'{"type":"user","message":{"role":"user","content":"fix it"}}\n')
+    (f.parent / SID / "subagents").mkdir(parents=True)
+    (f.parent / SID / "subagents" / "agent-1.jsonl").write_bytes(b'{"type":"assistant"}\n')
+    return f
+
+
+def test_ingest_sessions_show_json(sources: dict[str, Path]) -> None:
+    f = _claude_session(sources)
+    summary = as_json("ingest")
+    assert summary["files_changed"] == 2 and summary["bytes_added"] == f.stat().st_size + 21
+    rows = as_json("sessions")
+    assert len(rows) == 1 and SESSION_KEYS <= rows[0].keys()
+    row = rows[0]
+    assert row["id"] == f"claude-code:{SID}" and row["source"] == "claude-code"
+    assert row["files"] == [f"-home-dev-app/{SID}.jsonl",
+                            f"-home-dev-app/{SID}/subagents/agent-1.jsonl"]
+    assert row["raw_bytes"] == f.stat().st_size + 21
+    assert row["state"] == "active" and row["pinned"] is False
+    shown = as_json("show", SID[:8])  # a unique prefix of the native id is enough
+    assert SESSION_KEYS | {"digest"} <= shown.keys() and shown["id"] == row["id"]
+    assert as_json("sessions", "--state", "ended") == []
+    assert as_json("sessions", "--source", "codex") == []
+
+
+def test_export_restore_pin(sources: dict[str, Path], tmp_path: Path) -> None:
+    f = _claude_session(sources)
+    original = f.read_bytes()
+    cli("ingest")
+    out = tmp_path / "out"
+    exported = as_json("export", f"claude-code:{SID}", "-o", str(out))
+    assert sorted(exported["files"]) == sorted(str(p) for p in out.rglob("*.jsonl"))
+    assert (out / "-home-dev-app" / f"{SID}.jsonl").read_bytes() == original
+    # The agent tool deletes its copy; restore puts it back, and never overwrites silently.
+    f.unlink()
+    cli("restore", f"claude-code:{SID}")
+    assert f.read_bytes() == original
+    assert as_json("restore", f"claude-code:{SID}") == {"files": []}  # all there already
+    f.write_bytes(b"the agent wrote something else\n")
+    refused = cli("restore", f"claude-code:{SID}", ok=False)
+    assert refused.returncode == 1 and "--force" in refused.stderr and refused.stdout == ""
+    assert f.read_bytes() == b"the agent wrote something else\n"
+    cli("restore", f"claude-code:{SID}", "--force")
+    assert f.read_bytes() == original
+    assert as_json("pin", SID) == {"id": f"claude-code:{SID}", "pinned": True}
+    assert as_json("sessions")[0]["pinned"] is True
+    assert as_json("status")["sessions"]["pinned"] == 1
+    cli("unpin", SID)
+    assert as_json("sessions")[0]["pinned"] is False
+
+
+def test_unknown_session_is_a_clear_error(sources: dict[str, Path]) -> None:
+    run = cli("show", "nope", ok=False)
+    assert run.returncode == 1 and "no session 'nope'" in run.stderr and run.stdout == ""
+
+
+def test_status_json_shape(sources: dict[str, Path]) -> None:
+    _claude_session(sources)
+    cli("ingest")
+    st = as_json("status")
+    assert {"usage_bytes", "soft_cap_bytes", "hard_cap_bytes"} <= st["tier1"].keys()
+    assert {"usage_bytes", "cap_bytes"} <= st["tier2"].keys()
+    assert {"active", "ended", "analyzed", "evicted", "pinned", "total"} <= st["sessions"].keys()
+    assert st["sessions"]["total"] == 1 and st["sessions"]["active"] == 1
+    assert st["tier1"]["usage_bytes"] > 0 and st["tier1"]["soft_cap_bytes"] == 4 * 1024**3
+    assert {"free_bytes", "total_bytes"} <= st["disk"].keys()
+    assert st["daemon"] == {"running": False, "pid": None}
+    assert "last_sweep" in st
+
+
+def test_check_and_private_files(sources: dict[str, Path], home: Path) -> None:
+    _claude_session(sources)
+    cli("ingest")
+    assert as_json("check") == {"ok": True, "problems": []}
+    data = Path(os.environ["XDG_DATA_HOME"]) / "session-memory"
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    for db in data.glob("*.db*"):
+        assert stat.S_IMODE(db.stat().st_mode) == 0o600, db

@@ -1,0 +1,248 @@
+"""Incremental ingest against real files and a real Tier 1 database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+
+import zstandard
+
+from session_memory.fswalk import Entry, OsWalker
+from session_memory.memory import Memory
+
+SID = "0b6f6b9e-2f57-4c3e-9d39-3a1f1d0c0001"
+
+
+def claude_line(n: int, text: str = "hello") -> bytes:
+    return (json.dumps({"type": "user", "sessionId": SID, "uuid": f"u{n}",
+                        "message": {"role": "user", "content": f"{text} {n}"}}) + "\n").encode()
+
+
+def exported(memory: Memory, sid: str, out: Path) -> dict[str, bytes]:
+    memory.export(sid, out)
+    return {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
+def test_growth_appends_only_new_bytes(memory: Memory, sources: dict[str, Path],
+                                       tmp_path: Path) -> None:
+    f = sources["claude-code"] / "-home-ana-api" / f"{SID}.jsonl"
+    f.parent.mkdir()
+    f.write_bytes(claude_line(1))
+    first = memory.ingest()
+    with f.open("ab") as out:
+        out.write(claude_line(2))
+    second = memory.ingest()
+    assert first.bytes_added == len(claude_line(1))
+    assert second.bytes_added == len(claude_line(2))
+    assert second.new_versions == 0
+    files = exported(memory, f"claude-code:{SID}", tmp_path / "out")
+    assert files == {f"-home-ana-api/{SID}.jsonl": f.read_bytes()}
+    assert memory.check() == []
+
+
+def test_unchanged_tree_opens_no_file(memory: Memory, sources: dict[str, Path]) -> None:
+    for i in range(50):
+        p = sources["mytool"] / f"d{i % 5}" / f"s{i}.jsonl"
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(b'{"a": 1}\n' * (i + 1))
+    assert memory.ingest().files_changed == 50
+    again = memory.ingest()
+    assert (again.files_seen, again.files_changed, again.bytes_added) == (50, 0, 0)
+
+
+def test_rewrite_and_truncation_become_new_versions(memory: Memory, sources: dict[str, Path],
+                                                     tmp_path: Path) -> None:
+    f = sources["mytool"] / "log.jsonl"
+    f.write_bytes(b'{"n": 1}\n{"n": 2}\n')
+    memory.ingest()
+    f.write_bytes(b'{"n": 9}\n{"n": 2}\n{"n": 3}\n')  # same start length, different bytes
+    rewritten = memory.ingest()
+    f.write_bytes(b'{"n": 9}\n')  # shrunk
+    truncated = memory.ingest()
+    assert rewritten.new_versions == 1 and truncated.new_versions == 1
+    sid = "mytool:log.jsonl"
+    versions = memory.show(sid)["versions"]
+    assert [v["version"] for v in versions] == [1, 2, 3]
+    assert [v["raw_bytes"] for v in versions] == [18, 27, 9]
+    assert exported(memory, sid, tmp_path / "o") == {"log.jsonl": b'{"n": 9}\n'}
+
+
+def test_same_size_rewrite_with_new_mtime_is_detected(memory: Memory,
+                                                      sources: dict[str, Path]) -> None:
+    f = sources["mytool"] / "a.jsonl"
+    f.write_bytes(b'{"x": "aaaa"}\n')
+    memory.ingest()
+    f.write_bytes(b'{"x": "bbbb"}\n')
+    os.utime(f, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))
+    assert memory.ingest().new_versions == 1
+
+
+def test_gemini_json_snapshot_replaces_previous(memory: Memory, sources: dict[str, Path],
+                                                tmp_path: Path) -> None:
+    f = sources["gemini-cli"] / "abc123" / "chats" / "session-2026-01-01T10-00-deadbeef.json"
+    f.parent.mkdir(parents=True)
+    doc = {"sessionId": "deadbeef-1", "projectHash": "abc123", "messages": []}
+    f.write_text(json.dumps(doc, indent=2))
+    memory.ingest()
+    doc["messages"] = [{"id": "m1", "type": "user", "content": "hi"}]
+    f.write_text(json.dumps(doc, indent=2))
+    memory.ingest()
+    shown = memory.show("gemini-cli:deadbeef-1")
+    assert [v["version"] for v in shown["versions"]] == [2]
+    assert shown["raw_bytes"] == f.stat().st_size
+    assert exported(memory, "gemini-cli:deadbeef-1", tmp_path / "o") == {
+        "abc123/chats/session-2026-01-01T10-00-deadbeef.json": f.read_bytes()}
+
+
+def test_codex_zst_twin_is_the_same_session(memory: Memory, sources: dict[str, Path],
+                                            tmp_path: Path) -> None:
+    day = sources["codex"] / "sessions" / "2026" / "01" / "02"
+    day.mkdir(parents=True)
+    name = "rollout-2026-01-02T03-04-05-11111111-1111-4111-8111-111111111111.jsonl"
+    meta = (b'{"timestamp":"2026-01-02T03:04:05Z","type":"session_meta","payload":'
+            b'{"id":"11111111-1111-4111-8111-111111111111","cwd":"/w"}}\n')
+    body = meta + b'{"type":"event_msg","payload":{"type":"x"}}\n'
+    (day / name).write_bytes(body)
+    memory.ingest()
+    # Codex archives it: the .jsonl becomes .jsonl.zst with the same content.
+    (day / (name + ".zst")).write_bytes(zstandard.ZstdCompressor().compress(body))
+    (day / name).unlink()
+    flipped = memory.ingest()
+    assert flipped.bytes_added == 0 and flipped.new_versions == 0
+    # Resumed and recompressed with more lines: only the new bytes are added.
+    more = body + b'{"type":"event_msg","payload":{"type":"y"}}\n'
+    (day / (name + ".zst")).write_bytes(zstandard.ZstdCompressor().compress(more))
+    grown = memory.ingest()
+    assert grown.bytes_added == len(more) - len(body)
+    sid = "codex:11111111-1111-4111-8111-111111111111"
+    assert [s["id"] for s in memory.sessions()] == [sid]
+    assert exported(memory, sid, tmp_path / "o") == {f"sessions/2026/01/02/{name}": more}
+
+
+def test_claude_session_folder_belongs_to_the_session(memory: Memory, sources: dict[str, Path],
+                                                      tmp_path: Path) -> None:
+    proj = sources["claude-code"] / "-home-ana-api"
+    sub = proj / SID / "subagents"
+    sub.mkdir(parents=True)
+    files = {
+        f"-home-ana-api/{SID}.jsonl": claude_line(1),
+        f"-home-ana-api/{SID}/subagents/agent-a1.jsonl": claude_line(2),
+        f"-home-ana-api/{SID}/subagents/agent-a1.meta.json": b'{"agentType": "x"}',
+        f"-home-ana-api/{SID}/tool-results/t1.txt": b"big output\n",
+        f"-home-ana-api/{SID}/subagents/workflows/wf1/journal.jsonl": b"{}\n",
+        # The same id under a second project folder is one session.
+        f"-home-ana-other/{SID}.jsonl": claude_line(3),
+        # An old-style flat subagent file carries its parent's sessionId.
+        "-home-ana-api/agent-old1.jsonl": claude_line(4),
+    }
+    for rel, data in files.items():
+        (sources["claude-code"] / rel).parent.mkdir(parents=True, exist_ok=True)
+        (sources["claude-code"] / rel).write_bytes(data)
+    memory.ingest()
+    assert [s["id"] for s in memory.sessions()] == [f"claude-code:{SID}"]
+    assert exported(memory, f"claude-code:{SID}", tmp_path / "o") == files
+
+
+def test_vanished_files_stay_stored(memory: Memory, sources: dict[str, Path],
+                                    tmp_path: Path) -> None:
+    f = sources["mytool"] / "gone.jsonl"
+    f.write_bytes(b'{"keep": "me"}\n')
+    memory.ingest()
+    f.unlink()
+    memory.ingest()
+    assert exported(memory, "mytool:gone.jsonl", tmp_path / "o") == {
+        "gone.jsonl": b'{"keep": "me"}\n'}
+
+
+def test_evicted_session_that_grows_is_ingested_again(memory: Memory, sources: dict[str, Path],
+                                                      tmp_path: Path) -> None:
+    f = sources["mytool"] / "s.jsonl"
+    f.write_bytes(b'{"a": 1}\n')
+    memory.ingest()
+    with memory.tier1.transaction():
+        memory.tier1.evict("mytool:s.jsonl", memory.clock.now())
+    with f.open("ab") as out:
+        out.write(b'{"a": 2}\n')
+    memory.ingest()
+    row = memory.show("mytool:s.jsonl")
+    assert row["state"] != "evicted"
+    assert exported(memory, "mytool:s.jsonl", tmp_path / "o") == {"s.jsonl": f.read_bytes()}
+    assert memory.check() == []
+
+
+def test_session_state_follows_idle_time(memory: Memory, sources: dict[str, Path]) -> None:
+    f = sources["mytool"] / "live.jsonl"
+    f.write_bytes(b"{}\n")
+    mtime = memory.clock.now() - 60
+    os.utime(f, (mtime, mtime))
+    memory.ingest()
+    assert memory.show("mytool:live.jsonl")["state"] == "active"
+    memory.clock.advance(memory.settings.idle_seconds)  # type: ignore[attr-defined]
+    assert memory.show("mytool:live.jsonl")["state"] == "ended"
+
+
+def test_hook_end_marks_an_active_session_ended(memory: Memory, sources: dict[str, Path]) -> None:
+    f = sources["mytool"] / "live.jsonl"
+    f.write_bytes(b"{}\n")
+    os.utime(f, (memory.clock.now(), memory.clock.now()))
+    memory.ingest()
+    memory.tier1.mark_ended("mytool:live.jsonl")
+    assert memory.show("mytool:live.jsonl")["state"] == "ended"
+
+
+WRITER = textwrap.dedent("""
+    import json, random, sys, time
+    path, n = sys.argv[1], int(sys.argv[2])
+    rnd = random.Random(7)
+    for i in range(n):
+        with open(path, "ab") as f:  # like Claude Code: no handle held between writes
+            line = json.dumps({"i": i, "pad": "x" * rnd.randrange(0, 20000)}) + "\\n"
+            cut = rnd.randrange(len(line))
+            f.write(line[:cut].encode()); f.flush()  # a half-written line now and then
+            f.write(line[cut:].encode())
+        time.sleep(rnd.random() / 200)
+""")
+
+
+def test_ingest_while_a_real_writer_appends(memory: Memory, sources: dict[str, Path],
+                                            tmp_path: Path) -> None:
+    f = sources["mytool"] / "w" / "live.jsonl"
+    f.parent.mkdir()
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(f), "400"])
+    passes = 0
+    try:
+        while writer.poll() is None:
+            if f.exists():
+                memory.ingest()
+                passes += 1
+    finally:
+        writer.wait(timeout=60)
+    memory.ingest()
+    assert passes > 3
+    assert exported(memory, "mytool:w/live.jsonl", tmp_path / "o") == {
+        "w/live.jsonl": f.read_bytes()}
+    assert memory.show("mytool:w/live.jsonl")["versions"][0]["version"] == 1
+    assert memory.check() == []
+
+
+class DeletingWalker(OsWalker):
+    """Deletes each file right after the walk reports it: a file gone before it is read."""
+
+    def walk(self, root: Path, prune: Callable[[PurePosixPath], bool]) -> Iterator[Entry]:
+        for entry in super().walk(root, prune):
+            if entry.kind == "file":
+                (root / entry.relpath).unlink()
+            yield entry
+
+
+def test_file_deleted_between_walk_and_read(sources: dict[str, Path], memory: Memory) -> None:
+    (sources["mytool"] / "x.jsonl").write_bytes(b"{}\n")
+    memory.walker = DeletingWalker()
+    summary = memory.ingest()
+    assert summary.errors == 0 and summary.bytes_added == 0
