@@ -1,3 +1,4 @@
 from session_memory.cli import main
 
-main()
+if __name__ == "__main__":  # spawned analysis workers import this module too
+    main()

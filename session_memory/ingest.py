@@ -11,6 +11,8 @@ import errno
 import hashlib
 import os
 import stat
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,13 +31,32 @@ from session_memory.store.tier1 import INGEST_LEVEL, Cursor, Tier1
 
 BLOCK_BYTES = 4 * 1024 * 1024
 COMMIT_BYTES = 64 * 1024 * 1024
+PREFETCH_FILES = 3
 FP_BYTES = 4096
 
 logger = log.get("session_memory.ingest")
 
 
+class _Compressors(threading.local):
+    """One compressor per thread: a zstd context must never be used by two at once."""
+
+    def __init__(self) -> None:
+        self.compressor = zstandard.ZstdCompressor(level=INGEST_LEVEL)
+
+
+_compressors = _Compressors()
+
+
+def compress(data: bytes) -> bytes:
+    return _compressors.compressor.compress(data)
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def fingerprint(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=16).digest()
+    return hashlib.blake2b(data, digest_size=8).digest()
 
 
 @dataclass
@@ -63,6 +84,18 @@ class Candidate:
     relpath: PurePosixPath
     stat: os.stat_result
     pending_bytes: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Prefetched:
+    """A file's next block, read and compressed ahead while the previous file commits.
+    Used only if the file's stat and the cursor's offset are still what they were."""
+
+    offset: int
+    stat_key: tuple[int, int, int, int]
+    raw: bytes
+    packed: bytes
 
 
 Progress = Callable[[int], None]
@@ -76,11 +109,18 @@ class Ingestor:
         self.clock = clock or SystemClock()
         self.walker = walker or OsWalker()
         self._reported: set[tuple[str, str]] = set()
-        self._compressor = zstandard.ZstdCompressor(level=INGEST_LEVEL)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compress")
+        self._roots: dict[str, Path] = {}
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="compress")
 
     def close(self) -> None:
         self._pool.shutdown()
+
+    def _root(self, source: Source) -> Path:
+        """The source root with links resolved, once per pass rather than once per file."""
+        root = self._roots.get(source.name)
+        if root is None:
+            root = self._roots[source.name] = Path(os.path.realpath(source.root))
+        return root
 
     # -- finding what changed ---------------------------------------------------------
 
@@ -100,8 +140,8 @@ class Ingestor:
             cursor = known.get((source.name, str(entry.relpath)))
             if cursor and cursor.same_stat(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns):
                 continue
-            pending = st.st_size - (cursor.offset if cursor else 0)
-            out.append(Candidate(source, entry.relpath, st, max(pending, 0)))
+            offset = cursor.offset if cursor else 0
+            out.append(Candidate(source, entry.relpath, st, max(st.st_size - offset, 0), offset))
         return out
 
     def _entries(self, paths: list[Path] | None,
@@ -177,25 +217,56 @@ class Ingestor:
     def run(self, paths: list[Path] | None = None, *,
             progress: Callable[[int, int], None] | None = None) -> IngestSummary:
         summary = IngestSummary()
+        self._roots.clear()
         todo = self.plan(paths, summary)
         total = sum(c.pending_bytes for c in todo)
         done = 0
-        for cand in todo:
-            def step(n: int) -> None:
-                nonlocal done
-                done += n
-                if progress:
-                    progress(done, max(total, done))
-            self.sync(cand.source, cand.relpath, summary, on_bytes=step)
+
+        def step(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress:
+                progress(done, max(total, done))
+
+        # Read and compress a few files ahead on the pool while this thread commits.
+        ahead: deque[Future[Prefetched | None]] = deque(
+            self._pool.submit(self._prefetch, c) for c in todo[:PREFETCH_FILES])
+        for i, cand in enumerate(todo):
+            current = ahead.popleft()
+            if i + PREFETCH_FILES < len(todo):
+                ahead.append(self._pool.submit(self._prefetch, todo[i + PREFETCH_FILES]))
+            self.sync(cand.source, cand.relpath, summary, on_bytes=step,
+                      prefetched=current.result())
         return summary
 
+    def _prefetch(self, cand: Candidate) -> Prefetched | None:
+        if cand.relpath.name.endswith(".zst"):
+            return None
+        try:
+            fd = os.open(self._root(cand.source) / cand.relpath,
+                         os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            raw = os.pread(fd, BLOCK_BYTES, cand.offset)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if not raw:
+            return None
+        return Prefetched(cand.offset, _stat_key(st), raw, compress(raw))
+
     def sync(self, source: Source, relpath: PurePosixPath, summary: IngestSummary,
-             on_bytes: Progress | None = None) -> None:
+             on_bytes: Progress | None = None, prefetched: Prefetched | None = None) -> None:
         """Bring one source file's stored copy up to date. Never raises for a bad file."""
-        root = Path(os.path.realpath(source.root))
+        root = self._root(source)
         path = root / relpath
         try:
-            self._sync(source, root, relpath, summary, on_bytes)
+            self._sync(source, root, relpath, summary, on_bytes, prefetched)
         except OSError as e:
             if e.errno == errno.ENOENT:
                 logger.info("file vanished before it was read; stored copy kept", path=str(path))
@@ -207,7 +278,8 @@ class Ingestor:
             summary.errors += 1
 
     def _sync(self, source: Source, root: Path, relpath: PurePosixPath,
-              summary: IngestSummary, on_bytes: Progress | None) -> None:
+              summary: IngestSummary, on_bytes: Progress | None,
+              prefetched: Prefetched | None) -> None:
         fmt = formats.get(source.format)
         path = root / relpath
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -233,7 +305,8 @@ class Ingestor:
             summary.files_changed += 1
             content = _ZstdContent(fd) if role.compressed else _PlainContent(fd)
             with content:
-                self._append(source, fmt, role, relpath, cursor, st, content, summary, on_bytes)
+                self._append(source, fmt, role, relpath, cursor, st, content, summary, on_bytes,
+                             prefetched)
         finally:
             os.close(fd)
 
@@ -245,7 +318,8 @@ class Ingestor:
 
     def _append(self, source: Source, fmt: ModuleType, role: FileRole, relpath: PurePosixPath,
                 cursor: Cursor | None, st: os.stat_result, content: _Content,
-                summary: IngestSummary, on_bytes: Progress | None) -> None:
+                summary: IngestSummary, on_bytes: Progress | None,
+                prefetched: Prefetched | None = None) -> None:
         path = str(Path(source.root) / relpath)
         if cursor is None:
             cursor = self._new_cursor(source, role, relpath)
@@ -266,9 +340,14 @@ class Ingestor:
             summary.new_versions += 1
             logger.info("file was rewritten or truncated: storing a new version", path=path,
                         version=cursor.version)
-        writer = _PieceWriter(self.tier1, self._compressor, source.name, role, cursor,
+        writer = _PieceWriter(self.tier1, source.name, role, cursor,
                               head or b"", tail, st, self.clock.now())
-        blocks = self._compressed_blocks(content)
+        first: tuple[bytes, bytes] | None = None
+        if (prefetched is not None and not role.compressed
+                and prefetched.offset == cursor.offset and prefetched.stat_key == _stat_key(st)):
+            first = (prefetched.raw, prefetched.packed)
+            content.skip(len(prefetched.raw))
+        blocks = self._compressed_blocks(content, first)
         first = True
         done = False
         while not done:
@@ -296,15 +375,18 @@ class Ingestor:
         summary.bytes_added += writer.written
         summary.sessions |= writer.touched
 
-    def _compressed_blocks(self, content: _Content) -> Iterator[tuple[bytes, bytes]]:
+    def _compressed_blocks(self, content: _Content, first: tuple[bytes, bytes] | None = None
+                           ) -> Iterator[tuple[bytes, bytes]]:
         """Blocks with their compressed form; the next block compresses (GIL released)
         while the caller writes the current one."""
+        if first is not None:
+            yield first
         block = content.read(BLOCK_BYTES)
-        future: Future[bytes] | None = (self._pool.submit(self._compressor.compress, block)
+        future: Future[bytes] | None = (self._pool.submit(compress, block)
                                         if block else None)
         while block and future is not None:
             nxt = content.read(BLOCK_BYTES)
-            nxt_future = self._pool.submit(self._compressor.compress, nxt) if nxt else None
+            nxt_future = self._pool.submit(compress, nxt) if nxt else None
             yield block, future.result()
             block, future = nxt, nxt_future
 
@@ -335,10 +417,10 @@ class _PieceWriter:
     """Appends pieces to the current file row, opening a new session at each run marker,
     and keeps the cursor's offset and fingerprints in step."""
 
-    def __init__(self, tier1: Tier1, compressor: zstandard.ZstdCompressor, source: str,
+    def __init__(self, tier1: Tier1, source: str,
                  role: FileRole, cursor: Cursor, head: bytes, tail: bytes,
                  st: os.stat_result, now: float) -> None:
-        self.tier1, self.compressor, self.source, self.role = tier1, compressor, source, role
+        self.tier1, self.source, self.role = tier1, source, role
         self.cursor, self.head, self.tail, self.st, self.now = cursor, head, tail, st, now
         self.base = tier1.base_offset(cursor.file_id) if cursor.file_id else 0
         self.splitter = _RunSplitter(role.run_marker, tail[-1:] if cursor.offset else b"")
@@ -366,7 +448,7 @@ class _PieceWriter:
                                             c.version, self.base, self.st.st_mtime, self.now)
             if self.role.snapshot:
                 self.tier1.drop_older_versions(self.source, self.role.logical_path, c.version)
-        data = packed if packed is not None else self.compressor.compress(piece)
+        data = packed if packed is not None else compress(piece)
         self.tier1.add_chunk(c.file_id, c.offset - self.base, piece, data, INGEST_LEVEL)
         if len(self.head) < FP_BYTES:
             self.head += piece[: FP_BYTES - len(self.head)]
@@ -405,6 +487,9 @@ class _Content:
     def rewind(self) -> None:
         raise NotImplementedError
 
+    def skip(self, n: int) -> None:
+        raise NotImplementedError
+
 
 class _PlainContent(_Content):
     def __init__(self, fd: int) -> None:
@@ -429,6 +514,9 @@ class _PlainContent(_Content):
 
     def rewind(self) -> None:
         self.pos = 0
+
+    def skip(self, n: int) -> None:
+        self.pos += n
 
 
 class _ZstdContent(_Content):

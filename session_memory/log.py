@@ -1,4 +1,6 @@
-"""structlog set up once: JSON lines (with journald's <N> prefix under systemd), console on a TTY."""
+"""structlog set up once: JSON lines (journald's <N> prefix under systemd), console on a TTY.
+
+The standard library's loggers (watchdog's among them) go through the same pipeline."""
 
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ _PRIORITY = {"critical": 2, "exception": 3, "error": 3, "warning": 4, "warn": 4,
 _configured = False
 
 
-
 class _PriorityRenderer:
     """Prefix each JSON line with <N> so journald files it under the right priority."""
 
@@ -24,6 +25,8 @@ class _PriorityRenderer:
     def __call__(self, logger: Any, name: str, event_dict: dict[str, Any]) -> str:
         level = str(event_dict.get("level", name))
         line = self._json(logger, name, event_dict)
+        if isinstance(line, bytes):
+            line = line.decode("utf-8", "replace")
         return f"<{_PRIORITY.get(level, 6)}>{line}"
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from session_memory import ingest as ingest_mod
-from session_memory import safe_write
+from session_memory import maintenance, retention, safe_write
+from session_memory.analyze import run as analyze_run
 from session_memory.clock import Clock, SystemClock
 from session_memory.config import Settings
 from session_memory.errors import NotFoundError, SessionMemoryError
@@ -199,8 +200,79 @@ class Memory:
         reports = self.tier2.reports(limit=1)
         return reports[0] if reports else None
 
-    def check(self) -> list[str]:
-        return self.tier1.check() + self.tier2.check()
+    def check(self, *, repair: bool = False) -> list[str]:
+        """Problems in either store and between them; `repair` first fixes what is safe."""
+        if repair:
+            self.repair()
+        return (self.tier1.check() + self.tier2.check()
+                + maintenance.cross_check(self.tier1, self.tier2))
+
+    # -- analysis ---------------------------------------------------------------------
+
+    def analyze(self, ids: list[str] | None = None, *, include_active: bool = False,
+                force: bool = False) -> list[str]:
+        """Digest sessions into Tier 2 (from Tier 1 raw only); returns the ids analyzed.
+        No ids: ended, un-analyzed sessions (`include_active`: active ones too); `force`
+        also redoes analyzed sessions whose raw bytes are still stored."""
+        return self.analyze_report(ids, include_active=include_active, force=force).analyzed
+
+    def analyze_report(self, ids: list[str] | None = None, *, include_active: bool = False,
+                       force: bool = False) -> analyze_run.AnalyzeResult:
+        """As `analyze`, with what was skipped or failed, and why."""
+        resolved = [self.resolve_id(i) for i in ids] if ids else None
+        return analyze_run.analyze(self.tier1, self.tier2, self.settings, self.clock,
+                                   self.idle_before, resolved, include_active=include_active,
+                                   force=force)
+
+    def search(self, query: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Digests matching a full-text query, best first, each with a snippet."""
+        return self.tier2.search(query, limit)
+
+    def usage(self, by: str = "day", since: float | None = None) -> list[dict[str, Any]]:
+        """Token totals by day (UTC), model, source or project, from Tier 2 digests only:
+        still there after the raw sessions are evicted."""
+        return self.tier2.usage(by, since)
+
+    # -- retention --------------------------------------------------------------------
+
+    def sweep(self, *, dry_run: bool = False) -> dict[str, Any]:
+        """One retention sweep (see retention.py); its report is stored in Tier 2."""
+        analyze = getattr(self, "analyze", None)
+        return retention.Sweep(self.tier1, self.tier2, self.settings, self.clock.now(),
+                               dry_run=dry_run, analyze=analyze).run()
+
+    def reports(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Eviction reports, newest first."""
+        return self.tier2.reports(limit)
+
+    def report(self, report_id: str) -> dict[str, Any]:
+        """One eviction report, by its id or a unique prefix of it."""
+        found = self.tier2.report(report_id)
+        if found is not None:
+            return found
+        ids = [r[0] for r in self.tier2.conn.execute(
+            "SELECT id FROM reports WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2",
+            (report_id,))]
+        if len(ids) != 1:
+            raise NotFoundError(f"no report {report_id!r}" if not ids else
+                                f"{report_id!r} matches several reports")
+        return self.tier2.report(ids[0]) or {}
+
+    def forget(self, session_id: str) -> dict[str, Any]:
+        """Remove a session's raw data and digest for good (secure delete, both tiers)."""
+        try:
+            sid = self.resolve_id(session_id)
+        except NotFoundError:
+            # Only a digest left (or a forget that was cut short): forget that.
+            if not (self.tier2.has_digest(session_id)
+                    or session_id in maintenance.pending_forgets(self.tier1)):
+                raise
+            sid = session_id
+        return maintenance.forget(self.tier1, self.tier2, sid, self.clock.now())
+
+    def repair(self) -> list[str]:
+        """Fix what `check` finds between the tiers when that loses nothing; one line a fix."""
+        return maintenance.repair(self.tier1, self.tier2, self.clock.now())
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:

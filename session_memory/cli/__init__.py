@@ -7,7 +7,15 @@ from pathlib import Path
 import click
 
 from session_memory import __version__
-from session_memory.cli import config_cmd, ingest_cmd, sessions_cmd, status_cmd
+from session_memory.cli import (
+    analyze_cmd,
+    config_cmd,
+    daemon_cmd,
+    ingest_cmd,
+    retention_cmd,
+    sessions_cmd,
+    status_cmd,
+)
 from session_memory.cli.common import Context
 
 
@@ -22,7 +30,8 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
     ctx.obj = Context(config_path)
 
 
-for module in (config_cmd, ingest_cmd, sessions_cmd, status_cmd):
+for module in (analyze_cmd, config_cmd, daemon_cmd, ingest_cmd, retention_cmd, sessions_cmd,
+               status_cmd):
     module.register(cli)
 
 

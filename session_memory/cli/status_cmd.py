@@ -46,16 +46,22 @@ def status(ctx: Context, as_json: bool) -> None:
 
 
 @click.command()
+@click.option("--repair", is_flag=True,
+              help="First fix what can be fixed without losing data; then check.")
 @json_option
 @pass_ctx
 @handle_errors
-def check(ctx: Context, as_json: bool) -> None:
+def check(ctx: Context, repair: bool, as_json: bool) -> None:
     """Check both stores; exit 1 with the list of problems when unhealthy."""
     with ctx.memory() as memory:
+        repaired = memory.repair() if repair else []
         problems = memory.check()
     if as_json:
-        emit_json({"ok": not problems, "problems": problems})
+        emit_json({"ok": not problems, "problems": problems}
+                  | ({"repaired": repaired} if repair else {}))
     else:
+        for fix in repaired:
+            click.echo(f"repaired: {fix}")
         for p in problems:
             click.echo(p)
         click.echo("stores healthy" if not problems else f"{len(problems)} problems", err=True)

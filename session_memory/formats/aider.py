@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator, Sequence
 from pathlib import PurePosixPath
 
+from session_memory.analyze.events import (
+    AssistantText,
+    Event,
+    Failure,
+    Files,
+    Info,
+    Model,
+    Piece,
+    Prompt,
+    Times,
+    ToolCall,
+    ToolResult,
+    Usage,
+    lines,
+)
 from session_memory.formats.base import FileRole, Head, is_hidden
 
 NAME = "aider"
@@ -27,3 +44,103 @@ def prune(dir_relpath: PurePosixPath) -> bool:
         or is_hidden(dir_relpath)
         or dir_relpath.name in _SKIP_DIRS
     )
+
+
+# -- analysis: stored pieces to events -------------------------------------------------
+
+_TOKENS = re.compile(
+    r"Tokens: ([\d.]+)([kM]?) sent(?:, ([\d.]+)([kM]?) cache write)?"
+    r"(?:, ([\d.]+)([kM]?) cache hit)?, ([\d.]+)([kM]?) received")
+_MODEL = re.compile(r"(?:Main model|Model): (\S+)")
+_ERROR = re.compile(r"(?:litellm\.\w+|[A-Z]\w*Error|Error):")
+_UNITS = {"": 1, "k": 1_000, "M": 1_000_000}
+_FENCE = "```"
+_MAX_REPLY_CHARS = 4000
+
+
+def parse(pieces: Sequence[Piece]) -> Iterator[Event]:
+    for piece in pieces:
+        repo = piece.path.rsplit("/", 2)[-2] if "/" in piece.path else None
+        if repo:
+            yield Info(project=repo)
+        yield from _run(piece)
+
+
+def _count(number: str | None, unit: str | None) -> int:
+    """Aider prints rounded figures ("2.3k"): counted as printed."""
+    return round(float(number) * _UNITS[unit or ""]) if number else 0
+
+
+def _run(piece: Piece) -> Iterator[Event]:
+    """A run is Markdown: `#### ` lines are the person, `> ` lines are aider itself,
+    anything else is the model's reply (with SEARCH/REPLACE blocks under a file name)."""
+    model: str | None = None
+    prompt: list[str] = []
+    reply: list[str] = []
+    reply_chars = 0
+    prompted = False  # text before the first prompt is aider's start-up, not a reply
+    before: list[str] = ["", ""]  # the two last non-fence lines, for an edit block's file
+    for raw in lines(piece.chunks()):
+        line = bytes(raw).decode("utf-8", "replace").rstrip()
+        if prompt and not line.startswith("####"):
+            yield from _prompt("\n".join(prompt).strip())
+            prompt = []
+        if line == "####" or line.startswith("#### "):
+            prompt.append(line[5:])
+            prompted = True
+            continue
+        if reply and (line.startswith("> ") or line.startswith("# aider chat")):
+            yield AssistantText("\n".join(reply))
+            reply, reply_chars = [], 0
+        if line.startswith("# aider chat started at "):
+            at = line[len("# aider chat started at "):].strip().replace(" ", "T")
+            yield Info(started_at=at, ended_at=at)
+            yield Times(at, at)
+        elif line.startswith("> "):
+            body = line[2:]
+            if m := _TOKENS.search(body):
+                yield Usage(None, model, _count(m[1], m[2]), _count(m[7], m[8]),
+                            _count(m[3], m[4]), _count(m[5], m[6]))
+            elif body.startswith(("Model: ", "Main model: ")) and (m := _MODEL.match(body)):
+                model = m[1]
+                yield Model(model)
+            elif body.startswith("Applied edit to "):
+                yield Files(edited=[_path(body[len("Applied edit to "):])])
+            elif body.startswith("Added ") and body.endswith(" to the chat"):
+                yield Files(read=[_path(body[len("Added "):-len(" to the chat")])])
+            elif body.startswith("litellm."):
+                yield Failure("api_error", body)
+            elif _ERROR.match(body):
+                yield ToolResult(None, True, body, tool="aider")
+        elif line.strip() == "<<<<<<< SEARCH":
+            name = before[-1] if before[-1] else before[-2]
+            if name and " " not in name.strip():
+                yield Files(edited=[_path(name)])
+        elif line and prompted and reply_chars < _MAX_REPLY_CHARS:
+            reply.append(line)
+            reply_chars += len(line)
+        if not line.lstrip().startswith(_FENCE):
+            before = [before[-1], line]
+    if prompt:
+        yield from _prompt("\n".join(prompt).strip())
+    if reply:
+        yield AssistantText("\n".join(reply))
+
+
+def _path(name: str) -> str:
+    """Aider names a file with the OS's separator; one spelling per file."""
+    return name.strip().replace("\\", "/")
+
+
+def _prompt(text: str) -> Iterator[Event]:
+    if not text or "(Y)es/(N)o" in text:
+        return  # an answer to aider's own question, not a prompt
+    if text.startswith("/"):
+        command, _, rest = text.partition(" ")
+        runs = command in ("/run", "/test", "/git")
+        yield ToolCall(None, command, command=(rest.strip() or None) if runs else None)
+        return
+    if text.startswith("!"):
+        yield ToolCall(None, "/run", command=text[1:].strip() or None)
+        return
+    yield Prompt(text)

@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import PurePosixPath
+from typing import Any
 
+import orjson
+
+from session_memory.analyze.events import (
+    AssistantText,
+    Event,
+    Failure,
+    Info,
+    Malformed,
+    Model,
+    Piece,
+    Prompt,
+    Records,
+    Times,
+    ToolCall,
+    ToolResult,
+    Usage,
+    as_int,
+    human_text,
+    str_or_none,
+    text_of,
+)
 from session_memory.formats.base import FileRole, Head, first_match
 
 NAME = "codex"
@@ -35,3 +59,152 @@ def identify(relpath: PurePosixPath, head: Head) -> FileRole | None:
 def prune(dir_relpath: PurePosixPath) -> bool:
     # ~/.codex also holds logs, caches and sqlite state: only rollouts matter.
     return len(dir_relpath.parts) == 1 and dir_relpath.parts[0] in {"log", "cache", "tmp", ".tmp"}
+
+
+# -- analysis: stored pieces to events -------------------------------------------------
+
+_PATCH_FILE = re.compile(r"^\*\*\* (?:Update|Add) File: (.+)$", re.MULTILINE)
+_EXIT_LINE = re.compile(r"(?:Process exited with code|Exit code:) (-?\d+)")
+_LEGACY_ITEMS = {"message", "reasoning", "function_call", "function_call_output",
+                 "custom_tool_call", "custom_tool_call_output", "local_shell_call",
+                 "web_search_call"}
+
+
+def parse(pieces: Sequence[Piece]) -> Iterator[Event]:
+    for piece in pieces:
+        yield from _rollout(piece)
+
+
+def _rollout(piece: Piece) -> Iterator[Event]:
+    records = Records(piece.chunks())
+    first = last = None
+    model: str | None = None
+    replayed_before: str | None = None
+    for r in records:
+        kind, payload = r.get("type"), r.get("payload")
+        if "payload" not in r and kind in _LEGACY_ITEMS:
+            kind, payload = "response_item", r  # old rollouts: bare items after an {id} line
+        ts = r.get("timestamp")
+        if isinstance(ts, str):
+            # Forks and subagents begin with a copy of the parent's records, older than
+            # their own session_meta: the parent's digest already counts those.
+            if replayed_before and ts < replayed_before:
+                continue
+            first = first or ts
+            last = ts
+        if not isinstance(payload, dict):
+            continue
+        if kind == "response_item":
+            yield from _item(payload)
+        elif kind == "event_msg":
+            event = _event(payload, model)
+            if event:
+                yield event
+        elif kind == "turn_context":
+            new_model = str_or_none(payload.get("model"))
+            if new_model and new_model != model:
+                model = new_model
+                yield Model(model)
+        elif kind == "session_meta":
+            source, git = payload.get("source"), payload.get("git")
+            subagent = isinstance(source, dict) and "subagent" in source
+            if (subagent or payload.get("forked_from_id")) and isinstance(ts, str):
+                replayed_before = ts
+            yield Info(cwd=str_or_none(payload.get("cwd")),
+                       git_branch=str_or_none(git.get("branch")) if isinstance(git, dict)
+                       else None, subagent_session=subagent)
+    yield Times(first, last)
+    if records.malformed:
+        yield Malformed(records.malformed)
+
+
+def _event(p: dict[str, Any], model: str | None) -> Event | None:
+    kind = p.get("type")
+    if kind == "token_count":
+        info = p.get("info")
+        total = info.get("total_token_usage") if isinstance(info, dict) else None
+        if not isinstance(total, dict):
+            return None  # null usage: keep the last real one
+        # Cumulative: one fixed key, so the last report replaces all earlier ones.
+        return Usage("total", model, as_int(total.get("input_tokens")),
+                     as_int(total.get("output_tokens")), 0,
+                     as_int(total.get("cached_input_tokens")),
+                     as_int(total.get("reasoning_output_tokens")))
+    if kind == "user_message" and isinstance(p.get("message"), str):
+        text = human_text(p["message"])
+        return Prompt(text) if text else None
+    if kind == "agent_message" and isinstance(p.get("message"), str):
+        return AssistantText(p["message"])
+    if kind == "turn_aborted":
+        return Failure("aborted", str(p.get("reason") or ""))
+    if kind in ("error", "stream_error"):
+        return Failure("api_error", str(p.get("message") or ""))
+    return None
+
+
+def _item(p: dict[str, Any]) -> Iterator[Event]:
+    kind = p.get("type")
+    if kind == "message":
+        text = text_of(p.get("content"))
+        if p.get("role") == "assistant":
+            yield AssistantText(text)
+        elif p.get("role") == "user" and (prompt := human_text(text)):
+            yield Prompt(prompt, fallback=True)
+    elif kind in ("function_call", "custom_tool_call", "local_shell_call"):
+        yield _call(p)
+    elif kind in ("function_call_output", "custom_tool_call_output"):
+        yield _output(p)
+    elif kind == "web_search_call":
+        yield ToolCall(str_or_none(p.get("id")), "web_search")
+
+
+def _call(p: dict[str, Any]) -> ToolCall:
+    name = str_or_none(p.get("name")) or "shell"
+    call = ToolCall(str_or_none(p.get("call_id")) or str_or_none(p.get("id")), name)
+    args: Any = p.get("input") if p.get("type") == "custom_tool_call" else p.get("arguments")
+    if p.get("type") == "local_shell_call":
+        action = p.get("action")
+        args = {"command": action.get("command")} if isinstance(action, dict) else None
+    elif isinstance(args, str) and args.startswith("{"):
+        with contextlib.suppress(orjson.JSONDecodeError):
+            args = orjson.loads(args)
+    patch = args if isinstance(args, str) else None
+    if isinstance(args, dict):
+        command = args.get("command", args.get("cmd"))
+        if isinstance(command, list):
+            if command[:1] == ["apply_patch"] and len(command) > 1:
+                patch = str(command[1])
+            command = " ".join(str(part) for part in command)
+        call.command = str_or_none(command)
+        patch = patch or str_or_none(args.get("input")) or str_or_none(args.get("patch"))
+        path = str_or_none(args.get("path")) or str_or_none(args.get("file_path"))
+        if path and "read" in name:
+            call.read.append(path)
+    if patch and "*** " in patch:
+        call.edited.extend(m.strip() for m in _PATCH_FILE.findall(patch))
+    if call.command and call.command.startswith("apply_patch"):
+        call.edited.extend(m.strip() for m in _PATCH_FILE.findall(call.command))
+        call.command = None  # an edit, not a command a person would rerun
+    return call
+
+
+def _output(p: dict[str, Any]) -> ToolResult:
+    call_id = str_or_none(p.get("call_id"))
+    output = p.get("output")
+    if not isinstance(output, str):
+        return ToolResult(call_id, False)
+    code: Any = None
+    if output.startswith("{"):
+        try:
+            parsed = orjson.loads(output)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict):
+            meta = parsed.get("metadata")
+            code = meta.get("exit_code") if isinstance(meta, dict) else None
+            inner = parsed.get("output")
+            output = inner if isinstance(inner, str) else output
+    elif m := _EXIT_LINE.search(output[:400]):
+        code = int(m.group(1))
+    error = isinstance(code, int) and code != 0
+    return ToolResult(call_id, error, output if error else "")

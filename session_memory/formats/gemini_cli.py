@@ -2,8 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import PurePosixPath
+from typing import Any
 
+import orjson
+
+from session_memory.analyze.events import (
+    AssistantText,
+    Event,
+    Failure,
+    Info,
+    Malformed,
+    Model,
+    Piece,
+    Prompt,
+    Records,
+    Times,
+    ToolCall,
+    ToolResult,
+    Usage,
+    as_int,
+    human_text,
+    str_or_none,
+    text_of,
+)
 from session_memory.formats.base import FileRole, Head, first_match
 
 NAME = "gemini-cli"
@@ -29,3 +52,142 @@ def identify(relpath: PurePosixPath, head: Head) -> FileRole | None:
 
 def prune(dir_relpath: PurePosixPath) -> bool:
     return False
+
+
+# -- analysis: stored pieces to events -------------------------------------------------
+
+_MESSAGE_TYPES = {"user", "gemini", "info", "error", "warning"}
+_EDIT_TOOLS = {"replace", "write_file", "edit"}
+_READ_TOOLS = {"read_file", "read_many_files"}
+
+
+def parse(pieces: Sequence[Piece]) -> Iterator[Event]:
+    for piece in pieces:
+        subagent = "chats/" in piece.path and piece.path.split("chats/", 1)[1].count("/") > 0
+        if piece.path.endswith((".jsonl", ".json")):
+            yield from _log(piece, subagent)
+
+
+def _jsonl(piece: Piece) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    records = Records(piece.chunks())
+    for r in records:
+        yield records.line_no, r
+    if records.malformed:
+        yield -records.malformed, None  # the count rides along at the end
+
+
+def _whole(piece: Piece) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """Older versions: one pretty-printed JSON document, rewritten whole (a snapshot, small)."""
+    try:
+        doc = orjson.loads(b"".join(piece.chunks()))
+    except orjson.JSONDecodeError:
+        yield -1, None
+        return
+    if not isinstance(doc, dict):
+        yield -1, None
+        return
+    yield 0, {k: v for k, v in doc.items() if k != "messages"}
+    messages = doc.get("messages")
+    for n, message in enumerate(messages if isinstance(messages, list) else [], start=1):
+        if isinstance(message, dict):
+            yield n, message
+
+
+def _log(piece: Piece, subagent: bool) -> Iterator[Event]:
+    """Two passes over the log: the first folds it (by id, the last copy wins; `$rewindTo`
+    drops what follows its target) keeping only ids and positions; the second emits the
+    copies that survived. Memory holds one small entry per message id, never the records."""
+    read = _jsonl if piece.path.endswith(".jsonl") else _whole
+    live: dict[str, int] = {}
+    for pos, r in read(piece):
+        if r is None:
+            continue
+        target = r.get("$rewindTo")
+        if isinstance(target, str):
+            if target in live:
+                keys = list(live)
+                for key in keys[keys.index(target) + 1:]:
+                    del live[key]
+        elif isinstance(r.get("id"), str) and r.get("type") in _MESSAGE_TYPES:
+            live[r["id"]] = pos
+    winners = set(live.values())
+    del live
+    started = updated = first = last = None
+    for pos, r in read(piece):
+        if r is None:
+            yield Malformed(-pos)
+            continue
+        meta: dict[str, Any] = r["$set"] if isinstance(r.get("$set"), dict) else r
+        if "sessionId" in meta or "lastUpdated" in meta or "startTime" in meta:
+            if isinstance(meta.get("startTime"), str) and started is None:
+                started = meta["startTime"]
+            if isinstance(meta.get("lastUpdated"), str):
+                updated = meta["lastUpdated"]
+            if isinstance(meta.get("summary"), str):
+                yield Info(title=meta["summary"])
+            subagent = subagent or meta.get("kind") == "subagent"
+        if pos in winners and r.get("id") is not None and r.get("type") in _MESSAGE_TYPES:
+            if isinstance(r.get("timestamp"), str):
+                first = first or r["timestamp"]
+                last = r["timestamp"]
+            yield from _message(r, subagent)
+    yield Times(first, last)
+    if not subagent:
+        yield Info(started_at=started, ended_at=updated)
+
+
+def _message(r: dict[str, Any], subagent: bool) -> Iterator[Event]:
+    kind = r.get("type")
+    if kind == "user":
+        text = None if subagent else human_text(text_of(r.get("content")))
+        if text:
+            yield Prompt(text)
+    elif kind == "gemini":
+        model = str_or_none(r.get("model"))
+        if model:
+            yield Model(model)
+        tokens = r.get("tokens")
+        if isinstance(tokens, dict):
+            yield Usage(str(r["id"]), model, as_int(tokens.get("input")),
+                        as_int(tokens.get("output")), 0, as_int(tokens.get("cached")),
+                        as_int(tokens.get("thoughts")))
+        text = text_of(r.get("content"))
+        if text:
+            yield AssistantText(text, subagent)
+        calls = r.get("toolCalls")
+        for call in calls if isinstance(calls, list) else []:
+            if isinstance(call, dict) and isinstance(call.get("name"), str):
+                yield from _tool(call, subagent)
+    elif kind == "error":
+        yield Failure("api_error", text_of(r.get("content")), subagent)
+
+
+def _tool(call: dict[str, Any], subagent: bool) -> Iterator[Event]:
+    name, args = call["name"], call.get("args")
+    event = ToolCall(str_or_none(call.get("id")), name, sidechain=subagent)
+    if isinstance(args, dict):
+        path = (str_or_none(args.get("file_path")) or str_or_none(args.get("absolute_path"))
+                or str_or_none(args.get("path")))
+        if name in _EDIT_TOOLS and path:
+            event.edited.append(path)
+        elif name in _READ_TOOLS:
+            paths = args.get("paths")
+            event.read.extend([path] if path else
+                              [p for p in paths if isinstance(p, str)]
+                              if isinstance(paths, list) else [])
+        elif name == "run_shell_command":
+            event.command = str_or_none(args.get("command"))
+    yield event
+    status = call.get("status")
+    if status is not None:
+        error = status == "error"
+        yield ToolResult(event.call_id, error, _result_text(call.get("result")) if error else "",
+                         tool=name, sidechain=subagent)
+
+
+def _result_text(result: Any) -> str:
+    if isinstance(result, str):
+        return result
+    if result is None:
+        return ""
+    return text_of(result) or orjson.dumps(result).decode()[:2000]

@@ -72,7 +72,7 @@ def transaction(conn: apsw.Connection, name: str = "") -> Iterator[apsw.Connecti
         crashpoint(f"before-commit:{name}")
         conn.execute("COMMIT")
     except BaseException:
-        if not conn.autocommit:
+        if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
     crashpoint(f"after-commit:{name}")

@@ -16,7 +16,7 @@ from session_memory.store import db
 from session_memory.store.tier1_schema import MIGRATIONS
 
 INGEST_LEVEL = 3
-SEAL_LEVEL = 12
+SEAL_LEVEL = 15
 SEAL_FRAME_BYTES = 16 * 1024 * 1024
 STATES = ("active", "ended", "analyzed", "evicted")
 
@@ -64,10 +64,12 @@ class StoredFile:
     stored_bytes: int
     chunks: int
     mtime: float | None
+    sealed_len: int
+    stream_offset: int
 
 
 _FILE_COLS = ("id, session_id, source, path, version, base_offset, raw_bytes, stored_bytes, "
-              "chunks, mtime")
+              "chunks, mtime, sealed_len, stream_offset")
 
 
 def state_sql(idle_before: str = ":idle_before") -> str:
@@ -119,10 +121,13 @@ class Tier1:
         return Cursor(*row) if row else None
 
     def cursor_at(self, source: str, phys_path: str) -> Cursor | None:
-        row = self.conn.execute(
-            f"SELECT {_CURSOR_COLS} FROM cursors WHERE source = ? AND phys_path = ?",
-            (source, phys_path)).fetchone()
-        return Cursor(*row) if row else None
+        """The cursor that last read this physical file. A file is tracked under its own
+        path, except a Codex .zst, which is tracked under its .jsonl twin's."""
+        for path in (phys_path, phys_path.removesuffix(".zst")):
+            c = self.cursor(source, path)
+            if c is not None and c.phys_path == phys_path:
+                return c
+        return None
 
     def base_offset(self, file_id: int) -> int:
         row = self.conn.execute("SELECT base_offset FROM files WHERE id = ?", (file_id,)).fetchone()
@@ -274,22 +279,46 @@ class Tier1:
 
     # -- reading --------------------------------------------------------------------
 
+    def _unpack(self, data: bytes, raw_len: int, crc: int, where: str) -> bytes:
+        try:
+            raw = self._decompressor.decompress(data, max_output_size=raw_len)
+        except zstandard.ZstdError as e:
+            raise CorruptChunkError(f"{where}: {e}") from e
+        if len(raw) != raw_len or zlib.crc32(raw) != crc:
+            raise CorruptChunkError(f"{where} fails its checksum")
+        return raw
+
     def read_file(self, file_id: int) -> Iterator[bytes]:
-        """The stored content of one file piece, chunk by chunk, each checked against its crc."""
-        expected = 0
+        """The stored content of one file piece, in pieces, each checked against its crc:
+        first its part of the session's sealed frames, then the chunks appended since."""
+        row = self.conn.execute(
+            "SELECT f.session_id, coalesce(s.frame_gen, 0), f.sealed_len, f.stream_offset "
+            "FROM files f LEFT JOIN sessions s ON s.id = f.session_id WHERE f.id = ?",
+            (file_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no stored file {file_id}")
+        session_id, gen, sealed_len, start = row
+        if sealed_len:
+            end, pos = start + sealed_len, start
+            for offset, raw_len, crc, data in self.conn.execute(
+                    "SELECT stream_offset, raw_len, crc, data FROM frames WHERE session_id = ? "
+                    "AND generation = ? AND stream_offset < ? AND stream_offset + raw_len > ? "
+                    "ORDER BY stream_offset", (session_id, gen, end, start)):
+                if offset > pos:
+                    raise CorruptChunkError(f"file {file_id}: gap in frames at {pos}")
+                raw = self._unpack(data, raw_len, crc, f"session {session_id} frame at {offset}")
+                yield raw[pos - offset: end - offset]
+                pos = min(end, offset + raw_len)
+            if pos != end:
+                raise CorruptChunkError(f"file {file_id}: frames end at {pos}, not {end}")
+        expected = sealed_len
         for offset, raw_len, crc, data in self.conn.execute(
                 "SELECT offset, raw_len, crc, data FROM chunks WHERE file_id = ? ORDER BY offset",
                 (file_id,)):
             if offset != expected:
                 raise CorruptChunkError(f"file {file_id}: gap in chunks at byte {expected}")
-            try:
-                raw = self._decompressor.decompress(data, max_output_size=raw_len)
-            except zstandard.ZstdError as e:
-                raise CorruptChunkError(f"file {file_id}: chunk at {offset}: {e}") from e
-            if len(raw) != raw_len or zlib.crc32(raw) != crc:
-                raise CorruptChunkError(f"file {file_id}: chunk at {offset} fails its checksum")
+            yield self._unpack(data, raw_len, crc, f"file {file_id}: chunk at {offset}")
             expected += raw_len
-            yield raw
 
     # -- sealing ----------------------------------------------------------------------
 
@@ -298,73 +327,88 @@ class Tier1:
             f"SELECT id FROM sessions WHERE sealed = 0 AND state != 'evicted' "
             f"AND ({state_sql()}) != 'active'", {"idle_before": idle_before})]
 
+    def drop_staged_frames(self, session_id: str | None = None) -> int:
+        """Frames of a seal that was interrupted before it switched over (never read)."""
+        sql = ("DELETE FROM frames WHERE generation != (SELECT frame_gen FROM sessions s "
+               "WHERE s.id = frames.session_id)")
+        with self.transaction("seal-clean"):
+            if session_id is None:
+                self.conn.execute(sql)
+            else:
+                self.conn.execute(sql + " AND session_id = ?", (session_id,))
+            return int(self.conn.changes())
+
     def seal_session(self, session_id: str, level: int = SEAL_LEVEL,
                      frame_bytes: int = SEAL_FRAME_BYTES) -> int:
-        """Recompress an ended session's chunks into large frames; returns bytes saved.
+        """Recompress an ended session as one stream of large frames; returns bytes saved.
 
-        Each group of chunks is replaced in its own transaction, so the file stays whole
-        and readable at every commit and a long seal never holds the store for long.
+        The new frames are staged, each in its own transaction, so a long seal never holds
+        the store for long; one short transaction then switches the files over to them.
+        If the session grew meanwhile, the staged frames are dropped and the seal waits.
         """
-        saved = 0
+        self.drop_staged_frames(session_id)
+        row = self.conn.execute("SELECT frame_gen, stored_bytes, state FROM sessions WHERE id = ?",
+                                (session_id,)).fetchone()
+        if row is None or row[2] == "evicted":
+            return 0
+        gen, before, _ = row
+        snapshot = list(self.conn.execute(
+            "SELECT id, raw_bytes, chunks FROM files WHERE session_id = ? ORDER BY id",
+            (session_id,)))
+        if not any(chunks for _, _, chunks in snapshot):
+            with self.transaction("seal-mark"):
+                self.conn.execute("UPDATE sessions SET sealed = 1 WHERE id = ?", (session_id,))
+            return 0
+        new_gen = gen + 1
         compressor = zstandard.ZstdCompressor(level=level)
-        for file_id in [r[0] for r in self.conn.execute(
-                "SELECT id FROM files WHERE session_id = ?", (session_id,))]:
-            for group in self._seal_groups(file_id, level, frame_bytes):
-                saved += self._reseal_group(file_id, group, compressor, level)
+        buffer = bytearray()
+        stream_pos = 0
+
+        def flush() -> None:
+            nonlocal stream_pos
+            if buffer:
+                with self.transaction("seal-stage"):
+                    self.conn.execute(
+                        "INSERT INTO frames (session_id, generation, stream_offset, raw_len, crc,"
+                        " level, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (session_id, new_gen, stream_pos, len(buffer), zlib.crc32(buffer), level,
+                         compressor.compress(buffer)))
+                stream_pos += len(buffer)
+                buffer.clear()
+
+        layout = []
+        offset = 0
+        for file_id, raw_bytes, _ in snapshot:
+            layout.append((file_id, offset, raw_bytes))
+            offset += raw_bytes
+            for piece in self.read_file(file_id):
+                buffer += piece
+                if len(buffer) >= frame_bytes:
+                    flush()
+        flush()
         with self.transaction("seal"):
-            self.conn.execute("UPDATE sessions SET sealed = 1 WHERE id = ? AND state != 'evicted' "
-                              "AND NOT EXISTS (SELECT 1 FROM chunks c JOIN files f "
-                              "ON c.file_id = f.id WHERE f.session_id = ? AND c.level < ?)",
-                              (session_id, session_id, level))
-        return saved
-
-    def _seal_groups(self, file_id: int, level: int, frame_bytes: int) -> list[list[int]]:
-        groups: list[list[int]] = []
-        current: list[int] = []
-        size = 0
-        for offset, raw_len, chunk_level in list(self.conn.execute(
-                "SELECT offset, raw_len, level FROM chunks WHERE file_id = ? ORDER BY offset",
-                (file_id,))):
-            if chunk_level >= level and raw_len >= frame_bytes // 2:
-                if current:
-                    groups.append(current)
-                current, size = [], 0
-                continue
-            if current and size + raw_len > frame_bytes:
-                groups.append(current)
-                current, size = [], 0
-            current.append(offset)
-            size += raw_len
-        if current:
-            groups.append(current)
-        return [g for g in groups if len(g) > 1 or self._chunk_level(file_id, g[0]) < level]
-
-    def _chunk_level(self, file_id: int, offset: int) -> int:
-        return int(self.conn.execute("SELECT level FROM chunks WHERE file_id = ? AND offset = ?",
-                                     (file_id, offset)).fetchone()[0])
-
-    def _reseal_group(self, file_id: int, offsets: list[int],
-                      compressor: zstandard.ZstdCompressor, level: int) -> int:
-        first, last = offsets[0], offsets[-1]
-        with self.transaction("seal"):
-            rows = list(self.conn.execute(
-                "SELECT offset, raw_len, crc, data FROM chunks WHERE file_id = ? "
-                "AND offset BETWEEN ? AND ? ORDER BY offset", (file_id, first, last)))
-            if [r[0] for r in rows] != offsets:
-                return 0  # the file changed under us; the next seal will see it
-            parts = []
-            for offset, raw_len, crc, data in rows:
-                raw = self._decompressor.decompress(data, max_output_size=raw_len)
-                if zlib.crc32(raw) != crc:
-                    raise CorruptChunkError(f"file {file_id}: chunk at {offset} fails its checksum")
-                parts.append(raw)
-            raw = b"".join(parts)
-            packed = compressor.compress(raw)
-            before = sum(len(r[3]) for r in rows)
-            self.conn.execute("DELETE FROM chunks WHERE file_id = ? AND offset BETWEEN ? AND ?",
-                              (file_id, first, last))
-            self.add_chunk(file_id, first, raw, packed, level)
-        return before - len(packed)
+            now = list(self.conn.execute(
+                "SELECT id, raw_bytes, chunks FROM files WHERE session_id = ? ORDER BY id",
+                (session_id,)))
+            current_gen = self.conn.execute("SELECT frame_gen FROM sessions WHERE id = ?",
+                                            (session_id,)).fetchone()
+            if now != snapshot or current_gen is None or current_gen[0] != gen:
+                self.conn.execute("DELETE FROM frames WHERE session_id = ? AND generation = ?",
+                                  (session_id, new_gen))
+                return 0
+            self.conn.execute("DELETE FROM frames WHERE session_id = ? AND generation = ?",
+                              (session_id, gen))
+            for file_id, start, length in layout:
+                self.conn.execute("DELETE FROM chunks WHERE file_id = ?", (file_id,))
+                # The chunk trigger took their bytes off raw_bytes; put the sealed length back.
+                self.conn.execute("UPDATE files SET raw_bytes = ?, sealed_len = ?, "
+                                  "stream_offset = ? WHERE id = ?",
+                                  (length, length, start, file_id))
+            self.conn.execute("UPDATE sessions SET frame_gen = ?, sealed = 1 WHERE id = ?",
+                              (new_gen, session_id))
+            after = self.conn.execute("SELECT stored_bytes FROM sessions WHERE id = ?",
+                                      (session_id,)).fetchone()[0]
+        return int(before - after)
 
     # -- eviction and forgetting --------------------------------------------------------
 
@@ -376,6 +420,9 @@ class Tier1:
         self.conn.execute(
             "DELETE FROM chunks WHERE file_id IN (SELECT id FROM files WHERE session_id = ?)",
             (session_id,))
+        self.conn.execute("DELETE FROM frames WHERE session_id = ?", (session_id,))
+        self.conn.execute("UPDATE files SET raw_bytes = 0, sealed_len = 0, stream_offset = 0 "
+                          "WHERE session_id = ?", (session_id,))
         self.conn.execute("UPDATE sessions SET state = 'evicted', evicted_at = ?, sealed = 0 "
                           "WHERE id = ?", (now, session_id))
         return int(freed[0]) if freed else 0
@@ -386,13 +433,18 @@ class Tier1:
         self.conn.execute(
             "DELETE FROM chunks WHERE file_id IN (SELECT id FROM files WHERE session_id = ?)",
             (session_id,))
+        self.conn.execute("DELETE FROM frames WHERE session_id = ?", (session_id,))
         self.conn.execute("DELETE FROM files WHERE session_id = ?", (session_id,))
+        self.conn.execute("DELETE FROM cursors WHERE session_id = ?", (session_id,))
         self.conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
 
     def reclaim(self) -> None:
         """Give freed pages back to the file system so the file really shrinks."""
-        self.conn.execute("PRAGMA incremental_vacuum")
-        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        # incremental_vacuum frees one page per step: it must be stepped to the end.
+        for _ in self.conn.execute("PRAGMA incremental_vacuum"):
+            pass
+        for _ in self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"):
+            pass
 
     # -- health -------------------------------------------------------------------------
 
@@ -402,28 +454,38 @@ class Tier1:
             if msg != "ok":
                 problems.append(f"tier1 integrity: {msg}")
         raw, stored, chunks = self.conn.execute(
-            "SELECT coalesce(sum(raw_len), 0), coalesce(sum(length(data)), 0), count(*) "
-            "FROM chunks").fetchone()
+            "SELECT coalesce(sum(r), 0), coalesce(sum(st), 0), count(*) FROM ("
+            "SELECT raw_len r, length(data) st FROM chunks "
+            "UNION ALL SELECT raw_len, length(data) FROM frames)").fetchone()
         totals = self.totals()
         if (raw, stored, chunks) != (totals["raw_bytes"], totals["stored_bytes"],
                                      totals["chunks"]):
-            problems.append(f"tier1 accounting: totals {totals} but chunks hold "
-                            f"raw={raw} stored={stored} chunks={chunks}")
-        for sid, _n in self.conn.execute(
-                "SELECT s.id, 1 FROM sessions s LEFT JOIN (SELECT session_id, sum(raw_bytes) r, "
-                "sum(stored_bytes) st FROM files GROUP BY session_id) f ON f.session_id = s.id "
-                "WHERE s.raw_bytes != coalesce(f.r, 0) OR s.stored_bytes != coalesce(f.st, 0)"):
+            problems.append(f"tier1 accounting: totals {totals} but chunks and frames hold "
+                            f"raw={raw} stored={stored} count={chunks}")
+        for (sid,) in self.conn.execute(
+                "SELECT s.id FROM sessions s "
+                "LEFT JOIN (SELECT session_id, sum(raw_bytes) r, sum(stored_bytes) st "
+                "           FROM files GROUP BY session_id) f ON f.session_id = s.id "
+                "LEFT JOIN (SELECT session_id, sum(length(data)) st FROM frames "
+                "           GROUP BY session_id) fr ON fr.session_id = s.id "
+                "WHERE s.raw_bytes != coalesce(f.r, 0) "
+                "OR s.stored_bytes != coalesce(f.st, 0) + coalesce(fr.st, 0)"):
             problems.append(f"tier1 accounting: session {sid} totals differ from its files")
-        for fid, in self.conn.execute(
+        for (fid,) in self.conn.execute(
                 "SELECT f.id FROM files f LEFT JOIN (SELECT file_id, sum(raw_len) r, "
                 "sum(length(data)) st, count(*) n FROM chunks GROUP BY file_id) c "
-                "ON c.file_id = f.id WHERE f.raw_bytes != coalesce(c.r, 0) "
+                "ON c.file_id = f.id WHERE f.raw_bytes != f.sealed_len + coalesce(c.r, 0) "
                 "OR f.stored_bytes != coalesce(c.st, 0) OR f.chunks != coalesce(c.n, 0)"):
             problems.append(f"tier1 accounting: file {fid} totals differ from its chunks")
-        for fid, in self.conn.execute(
+        for (fid,) in self.conn.execute(
                 "SELECT DISTINCT file_id FROM chunks WHERE file_id NOT IN (SELECT id FROM files)"):
             problems.append(f"tier1: chunks of file {fid} belong to no file")
-        for fid, in list(self.conn.execute("SELECT id FROM files WHERE chunks > 0")):
+        for (sid,) in self.conn.execute(
+                "SELECT DISTINCT session_id FROM frames "
+                "WHERE session_id NOT IN (SELECT id FROM sessions)"):
+            problems.append(f"tier1: frames of {sid} belong to no session")
+        for (fid,) in list(self.conn.execute(
+                "SELECT id FROM files WHERE chunks > 0 OR sealed_len > 0")):
             try:
                 for _ in self.read_file(fid):
                     pass

@@ -16,6 +16,7 @@ MIGRATIONS: list[list[str]] = [
             pinned INTEGER NOT NULL DEFAULT 0,
             ended_hint INTEGER NOT NULL DEFAULT 0,
             sealed INTEGER NOT NULL DEFAULT 0,
+            frame_gen INTEGER NOT NULL DEFAULT 0,
             first_seen REAL NOT NULL,
             last_write REAL NOT NULL,
             started_at REAL,
@@ -26,6 +27,14 @@ MIGRATIONS: list[list[str]] = [
             stored_bytes INTEGER NOT NULL DEFAULT 0)""",
         "CREATE INDEX sessions_by_state ON sessions (state, last_write)",
         "CREATE INDEX sessions_by_analyzed ON sessions (state, analyzed_at)",
+        # The sweep's candidates, in the order each pass takes them (retention.py). Partial
+        # indexes hold only what a pass may evict, so an empty pass costs one index probe.
+        "CREATE INDEX sweep_by_age ON sessions (coalesce(ended_at, last_write), id) "
+        "WHERE state = 'analyzed' AND pinned = 0",
+        "CREATE INDEX sweep_by_analyzed ON sessions (coalesce(analyzed_at, 0), id) "
+        "WHERE state = 'analyzed' AND pinned = 0",
+        "CREATE INDEX sweep_unanalyzed_by_age ON sessions (coalesce(ended_at, last_write), id) "
+        "WHERE state = 'open' AND pinned = 0",
         """CREATE TABLE files (
             id INTEGER PRIMARY KEY,
             session_id TEXT NOT NULL REFERENCES sessions (id),
@@ -37,7 +46,9 @@ MIGRATIONS: list[list[str]] = [
             created_at REAL NOT NULL,
             raw_bytes INTEGER NOT NULL DEFAULT 0,
             stored_bytes INTEGER NOT NULL DEFAULT 0,
-            chunks INTEGER NOT NULL DEFAULT 0)""",
+            chunks INTEGER NOT NULL DEFAULT 0,
+            sealed_len INTEGER NOT NULL DEFAULT 0,
+            stream_offset INTEGER NOT NULL DEFAULT 0)""",
         "CREATE INDEX files_by_session ON files (session_id)",
         "CREATE UNIQUE INDEX files_by_path ON files (source, path, version, base_offset)",
         """CREATE TABLE chunks (
@@ -49,6 +60,20 @@ MIGRATIONS: list[list[str]] = [
             level INTEGER NOT NULL,
             data BLOB NOT NULL)""",
         "CREATE UNIQUE INDEX chunks_by_file ON chunks (file_id, offset)",
+        # A sealed session is one stream (its files one after another) cut into large
+        # frames: subagent transcripts repeat their parent's text, so compressing a
+        # session's files together finds far more to share than file by file. A seal
+        # stages a new generation of frames, then switches to it in one short transaction.
+        """CREATE TABLE frames (
+            id INTEGER PRIMARY KEY,
+            session_id TEXT NOT NULL REFERENCES sessions (id),
+            generation INTEGER NOT NULL,
+            stream_offset INTEGER NOT NULL,
+            raw_len INTEGER NOT NULL,
+            crc INTEGER NOT NULL,
+            level INTEGER NOT NULL,
+            data BLOB NOT NULL)""",
+        "CREATE UNIQUE INDEX frames_by_session ON frames (session_id, generation, stream_offset)",
         """CREATE TABLE cursors (
             source TEXT NOT NULL,
             path TEXT NOT NULL,
@@ -63,7 +88,6 @@ MIGRATIONS: list[list[str]] = [
             dev INTEGER, ino INTEGER, size INTEGER, mtime_ns INTEGER,
             PRIMARY KEY (source, path)) WITHOUT ROWID""",
         "CREATE INDEX cursors_by_session ON cursors (session_id)",
-        "CREATE INDEX cursors_by_phys_path ON cursors (source, phys_path)",
         """CREATE TRIGGER chunk_added AFTER INSERT ON chunks BEGIN
             UPDATE files SET raw_bytes = raw_bytes + NEW.raw_len,
                 stored_bytes = stored_bytes + length(NEW.data), chunks = chunks + 1
@@ -75,6 +99,18 @@ MIGRATIONS: list[list[str]] = [
             UPDATE files SET raw_bytes = raw_bytes - OLD.raw_len,
                 stored_bytes = stored_bytes - length(OLD.data), chunks = chunks - 1
                 WHERE id = OLD.file_id;
+            UPDATE totals SET raw_bytes = raw_bytes - OLD.raw_len,
+                stored_bytes = stored_bytes - length(OLD.data), chunks = chunks - 1;
+        END""",
+        """CREATE TRIGGER frame_added AFTER INSERT ON frames BEGIN
+            UPDATE sessions SET stored_bytes = stored_bytes + length(NEW.data)
+                WHERE id = NEW.session_id;
+            UPDATE totals SET raw_bytes = raw_bytes + NEW.raw_len,
+                stored_bytes = stored_bytes + length(NEW.data), chunks = chunks + 1;
+        END""",
+        """CREATE TRIGGER frame_removed AFTER DELETE ON frames BEGIN
+            UPDATE sessions SET stored_bytes = stored_bytes - length(OLD.data)
+                WHERE id = OLD.session_id;
             UPDATE totals SET raw_bytes = raw_bytes - OLD.raw_len,
                 stored_bytes = stored_bytes - length(OLD.data), chunks = chunks - 1;
         END""",

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from session_memory.memory import Memory
@@ -28,11 +32,11 @@ def test_many_small_appends_are_sealed_into_large_frames(memory: Memory,
     assert before["versions"][0]["chunks"] == 60
     assert memory.seal() == 1
     after = memory.show(sid)
-    assert after["versions"][0]["chunks"] == 1
+    assert after["versions"][0]["chunks"] == 0
     assert after["raw_bytes"] == before["raw_bytes"] == len(data)
     assert after["stored_bytes"] < before["stored_bytes"] / 3
-    level = memory.tier1.conn.execute("SELECT level FROM chunks").fetchone()[0]
-    assert level == SEAL_LEVEL
+    frames = list(memory.tier1.conn.execute("SELECT level, raw_len FROM frames"))
+    assert frames == [(SEAL_LEVEL, len(data))]
     memory.export(sid, tmp_path / "o")
     assert (tmp_path / "o" / "s.jsonl").read_bytes() == data
     assert memory.check() == []
@@ -44,9 +48,14 @@ def test_growth_after_seal_reopens_the_session(memory: Memory, sources: dict[str
     _grow(f, memory, 3)
     memory.seal()
     _grow(f, memory, 2)
-    assert memory.show("mytool:s.jsonl")["versions"][0]["chunks"] == 3
+    assert memory.show("mytool:s.jsonl")["versions"][0]["chunks"] == 2
+    assert memory.show("mytool:s.jsonl")["state"] == "ended"
     assert memory.seal() == 1
-    assert memory.show("mytool:s.jsonl")["versions"][0]["chunks"] == 1
+    assert memory.show("mytool:s.jsonl")["versions"][0]["chunks"] == 0
+    assert memory.tier1.conn.execute("SELECT count(*) FROM frames").fetchone()[0] == 1
+    assert b"".join(memory.tier1.read_file(memory.tier1.files("mytool:s.jsonl")[0].id)) \
+        == f.read_bytes()
+    assert memory.check() == []
 
 
 def test_accounting_is_exact(memory: Memory, sources: dict[str, Path]) -> None:
@@ -73,3 +82,46 @@ def test_check_finds_a_corrupt_chunk_and_bad_accounting(memory: Memory,
     problems = memory.check()
     assert any("fails its checksum" in p for p in problems)
     assert any("tier1 accounting" in p for p in problems)
+
+
+def test_a_session_is_sealed_as_one_stream(memory: Memory, sources: dict[str, Path],
+                                           tmp_path: Path) -> None:
+    """A subagent transcript repeats its parent: sealed together, the repeat costs little."""
+    proj = sources["claude-code"] / "-p"
+    sid = "00000000-0000-4000-8000-0000000000aa"
+    parent = b"".join(
+        (json.dumps({"type": "user", "n": i, "text": f"{i} " + "lorem ipsum " * (i % 50)})
+         + "\n").encode() for i in range(800))
+    (proj / sid / "subagents").mkdir(parents=True)
+    (proj / f"{sid}.jsonl").write_bytes(parent)
+    (proj / sid / "subagents" / "agent-1.jsonl").write_bytes(parent[: len(parent) // 2])
+    memory.ingest()
+    unsealed = memory.show(f"claude-code:{sid}")["stored_bytes"]
+    memory.seal()
+    sealed = memory.show(f"claude-code:{sid}")["stored_bytes"]
+    assert sealed < unsealed * 0.75
+    memory.export(f"claude-code:{sid}", tmp_path / "o")
+    assert (tmp_path / "o" / "-p" / f"{sid}.jsonl").read_bytes() == parent
+    assert (tmp_path / "o" / "-p" / sid / "subagents" / "agent-1.jsonl").read_bytes() \
+        == parent[: len(parent) // 2]
+    assert memory.check() == []
+
+
+def test_a_seal_killed_before_it_switches_loses_nothing(memory: Memory,
+                                                        sources: dict[str, Path]) -> None:
+    f = sources["mytool"] / "s.jsonl"
+    data = _grow(f, memory, 5)
+    memory.close()
+    env = dict(os.environ, SESSION_MEMORY_CRASH_AT="before-commit:seal")
+    code = ("from session_memory import config; from session_memory.memory import Memory;"
+            "from session_memory.clock import FixedClock;"
+            "Memory(config.load(), clock=FixedClock(1_800_000_000.0)).seal()")
+    run = subprocess.run([sys.executable, "-c", code], env=env, timeout=60)
+    assert run.returncode == -signal.SIGKILL
+    conn = memory.tier1.conn
+    assert conn.execute("SELECT count(*) FROM frames").fetchone()[0] == 1  # staged, unused
+    assert b"".join(memory.tier1.read_file(memory.tier1.files("mytool:s.jsonl")[0].id)) == data
+    assert memory.check() == []
+    assert memory.seal() == 1
+    assert conn.execute("SELECT generation FROM frames").fetchall() == [(1,)]
+    assert memory.check() == []

@@ -1,0 +1,187 @@
+"""Which sessions to analyze, and analyzing one: Tier 1 raw -> events -> digest -> Tier 2.
+
+Durability rule: the digest is committed to Tier 2 first, and only then is the session
+marked analyzed in Tier 1. A crash between the two leaves an un-analyzed session whose
+digest exists; the next pass analyzes it again and replaces the digest, so nothing is
+lost and the sweep never sees "analyzed" without a digest behind it.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from session_memory import formats, log
+from session_memory.analyze.digest import build, to_epoch
+from session_memory.analyze.events import Event, Piece
+from session_memory.clock import Clock
+from session_memory.config import Settings
+from session_memory.errors import SessionMemoryError, StoreBusyError
+from session_memory.store.tier1 import StoredFile, Tier1
+from session_memory.store.tier2 import Tier2
+
+_log = log.get(__name__)
+
+
+@dataclass
+class AnalyzeResult:
+    analyzed: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Session id -> why it was not analyzed."""
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def pieces(tier1: Tier1, files: list[StoredFile]) -> list[Piece]:
+    """The session's stored pieces, each readable (again) straight from Tier 1."""
+    return [Piece(f.path, functools.partial(tier1.read_file, f.id)) for f in files]
+
+
+def session_events(tier1: Tier1, settings: Settings, session_id: str,
+                   source: str) -> Iterator[Event]:
+    """A session's events, read from Tier 1 only (the source file may be long gone)."""
+    fmt = formats.get(_format_of(settings, source))
+    yield from fmt.parse(pieces(tier1, tier1.files(session_id)))
+
+
+def _format_of(settings: Settings, source: str) -> str:
+    configured = settings.sources.get(source)
+    if configured is not None:
+        return configured.format
+    if source in formats.MODULES:
+        return source  # a built-in source since removed from the config
+    raise SessionMemoryError(f"source {source!r} is not in the config: its format is unknown")
+
+
+def analyze_one(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock,
+                session: dict[str, Any], *, mark: bool = True) -> dict[str, Any]:
+    """Digest one session into Tier 2, then (when `mark`) mark it analyzed in Tier 1."""
+    sid, source = session["id"], session["source"]
+    seen_raw_bytes = session["raw_bytes"]
+    digest = build(source, session_events(tier1, settings, sid, source))
+    now = clock.now()
+    tier2.put_digest(sid, source, digest, now)  # committed before Tier 1 hears of it
+    if mark and not tier1.mark_analyzed(sid, now, started_at=to_epoch(digest["started_at"]),
+                                        ended_at=to_epoch(digest["ended_at"]),
+                                        seen_raw_bytes=seen_raw_bytes):
+        _log.info("session grew while analyzed; it will be analyzed again", session=sid)
+    return digest
+
+
+def select(tier1: Tier1, idle_before: float, ids: list[str] | None, *, include_active: bool,
+           force: bool) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The sessions one `analyze` pass covers, and why named ones are left out."""
+    wanted = {"ended"} | ({"active"} if include_active or ids else set()) | (
+        {"analyzed"} if force else set())
+    rows = tier1.sessions(idle_before, ids=ids)
+    skipped: dict[str, str] = {}
+    if ids is not None:
+        found = {r["id"] for r in rows}
+        skipped.update({sid: "no such session" for sid in ids if sid not in found})
+    chosen = []
+    for row in sorted(rows, key=lambda r: (r["last_write"], r["id"])):
+        if row["state"] in wanted:
+            chosen.append(row)
+        elif ids is not None:
+            skipped[row["id"]] = ("raw bytes evicted; the digest is kept"
+                                  if row["state"] == "evicted"
+                                  else "already analyzed (use --force)")
+    return chosen, skipped
+
+
+def analyze(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock, idle_before: float,
+            ids: list[str] | None = None, *, include_active: bool = False,
+            force: bool = False) -> AnalyzeResult:
+    """Analyze ended, un-analyzed sessions (or the ones named); one failure never stops
+    the others. An active session gets a digest but stays un-analyzed: it is analyzed
+    again once it ends. Digests are committed in batches, each batch before its sessions
+    are marked analyzed."""
+    chosen, skipped = select(tier1, idle_before, ids, include_active=include_active,
+                             force=force)
+    result = AnalyzeResult(skipped=skipped)
+    formats_by_source = {row["source"]: _format_of_or_none(settings, row["source"])
+                         for row in chosen}
+    batch: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for row, outcome in _digests(tier1, formats_by_source, chosen):
+        if isinstance(outcome, str):
+            _log.error("analysis failed", session=row["id"], error=outcome)
+            result.failed[row["id"]] = outcome
+            continue
+        batch.append((row, outcome))
+        if len(batch) >= BATCH_SESSIONS:
+            result.analyzed += _commit(tier1, tier2, clock, batch)
+            batch = []
+    if batch:
+        result.analyzed += _commit(tier1, tier2, clock, batch)
+    return result
+
+
+BATCH_SESSIONS = 64
+PARALLEL_MIN_BYTES = 64 * 2**20  # below this, starting worker processes costs more than it saves
+MAX_WORKERS = 4
+
+
+def _commit(tier1: Tier1, tier2: Tier2, clock: Clock,
+            batch: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[str]:
+    now = clock.now()
+    tier2.put_digests([(row["id"], row["source"], digest) for row, digest in batch], now)
+    for row, digest in batch:  # only now: the digests are committed
+        if row["state"] == "ended" and not tier1.mark_analyzed(
+                row["id"], now, started_at=to_epoch(digest["started_at"]),
+                ended_at=to_epoch(digest["ended_at"]), seen_raw_bytes=row["raw_bytes"]):
+            _log.info("session grew while analyzed; it will be analyzed again", session=row["id"])
+    return [row["id"] for row, _ in batch]
+
+
+def _format_of_or_none(settings: Settings, source: str) -> str | None:
+    try:
+        return _format_of(settings, source)
+    except SessionMemoryError:
+        return None
+
+
+def _digests(tier1: Tier1, formats_by_source: dict[str, str | None],
+             rows: list[dict[str, Any]]
+             ) -> Iterator[tuple[dict[str, Any], dict[str, Any] | str]]:
+    """Each row with its digest (or why it failed), in order. Large batches are parsed by
+    worker processes, one session each, on every core; the caller alone writes."""
+    workers = min(os.cpu_count() or 1, MAX_WORKERS, len(rows))
+    if workers < 2 or sum(r["raw_bytes"] for r in rows) < PARALLEL_MIN_BYTES:
+        for row in rows:
+            yield row, _digest_or_error(tier1, formats_by_source, row)
+        return
+    context = multiprocessing.get_context("spawn")  # no inherited connections or threads
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
+                             initargs=(tier1.path, formats_by_source)) as pool:
+        yield from zip(rows, pool.map(_worker_digest, rows, chunksize=4), strict=True)
+
+
+def _digest_or_error(tier1: Tier1, formats_by_source: dict[str, str | None],
+                     row: dict[str, Any]) -> dict[str, Any] | str:
+    try:
+        fmt = formats_by_source.get(row["source"])
+        if fmt is None:
+            raise SessionMemoryError(f"source {row['source']!r} is not in the config")
+        events = formats.get(fmt).parse(pieces(tier1, tier1.files(row["id"])))
+        return build(row["source"], events)
+    except StoreBusyError:
+        raise
+    except Exception as e:  # a corrupt chunk or a parser bug must not stop the pass
+        return f"{type(e).__name__}: {e}"
+
+
+_worker_state: dict[str, Any] = {}
+
+
+def _worker_init(tier1_path: Path, formats_by_source: dict[str, str | None]) -> None:
+    _worker_state["tier1"] = Tier1(tier1_path)
+    _worker_state["formats"] = formats_by_source
+
+
+def _worker_digest(row: dict[str, Any]) -> dict[str, Any] | str:
+    return _digest_or_error(_worker_state["tier1"], _worker_state["formats"], row)

@@ -1,0 +1,142 @@
+"""`sweep`, `reports`, `reports show`, `forget`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from rich.table import Table
+
+from session_memory import exitcodes
+from session_memory.cli.common import (
+    Context,
+    emit_json,
+    handle_errors,
+    human_bytes,
+    human_time,
+    json_option,
+    pass_ctx,
+    stdout,
+)
+
+_PASSES = (("backstop_evicted", "backstop (too old)"), ("budget_evicted", "budget (over soft cap)"),
+           ("overflow_analyzed", "analyzed at once (over hard cap)"),
+           ("overflow_data_loss", "DATA LOSS: evicted un-analyzed (over hard cap)"))
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True,
+              help="Print what a sweep would evict now; change nothing (the report is kept).")
+@json_option
+@pass_ctx
+@handle_errors
+def sweep(ctx: Context, dry_run: bool, as_json: bool) -> None:
+    """One retention sweep: backstop, budget, overflow; prints its eviction report."""
+    with ctx.memory() as memory:
+        report = memory.sweep(dry_run=dry_run)
+    if as_json:
+        emit_json(report)
+    else:
+        _print_report(report)
+    if report["errors"]:
+        sys.exit(exitcodes.ERROR)
+
+
+@click.group(invoke_without_command=True)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="At most this many, newest first.")
+@json_option
+@pass_ctx
+@click.pass_context
+@handle_errors
+def reports(click_ctx: click.Context, ctx: Context, limit: int, as_json: bool) -> None:
+    """Eviction reports, newest first (`reports show RID` for one)."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    with ctx.memory() as memory:
+        rows = memory.reports(limit)
+    if as_json:
+        emit_json(rows)
+        return
+    if not sys.stdout.isatty():
+        for r in rows:
+            click.echo(f"{r['id']}\t{'dry-run' if r['dry_run'] else 'sweep'}\t"
+                       f"{_evicted_count(r)}\t{r.get('bytes_freed')}\t{r.get('final_usage_bytes')}"
+                       f"\t{len(r.get('overflow_data_loss') or [])}\t{len(r.get('errors') or [])}")
+        return
+    table = Table("id", "when", "kind", "evicted", "freed", "usage after", "data loss", "errors")
+    for r in rows:
+        loss = len(r.get("overflow_data_loss") or [])
+        table.add_row(r["id"], human_time(r.get("started_at_epoch")),
+                      "dry run" if r["dry_run"] else "sweep", str(_evicted_count(r)),
+                      human_bytes(r.get("bytes_freed")), human_bytes(r.get("final_usage_bytes")),
+                      f"[red]{loss}[/red]" if loss else "0", str(len(r.get("errors") or [])))
+    stdout.print(table)
+
+
+@reports.command("show")
+@click.argument("report_id")
+@json_option
+@pass_ctx
+@handle_errors
+def reports_show(ctx: Context, report_id: str, as_json: bool) -> None:
+    """One eviction report, by id (or a unique prefix of it)."""
+    with ctx.memory() as memory:
+        report = memory.report(report_id)
+    if as_json:
+        emit_json(report)
+    else:
+        _print_report(report)
+
+
+@click.command()
+@click.argument("session_id")
+@json_option
+@pass_ctx
+@handle_errors
+def forget(ctx: Context, session_id: str, as_json: bool) -> None:
+    """Remove a session's raw data and digest for good (secure delete).
+
+    A session whose files are still in the agent tool's folder is ingested again on the
+    next pass: delete or move those files first if they should go too.
+    """
+    with ctx.memory() as memory:
+        result = memory.forget(session_id)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"forgot {result['id']}: {human_bytes(result['stored_bytes'])} of raw data"
+               f"{' and its digest' if result['digest_removed'] else ''}")
+
+
+def _evicted_count(report: dict[str, Any]) -> int:
+    return sum(len(report.get(k) or []) for k in
+               ("backstop_evicted", "budget_evicted", "overflow_data_loss",
+                "evicted_unattributed"))
+
+
+def _print_report(r: dict[str, Any]) -> None:
+    kind = "dry run (nothing changed)" if r["dry_run"] else "sweep"
+    click.echo(f"{kind} {r['id']} at {r['started_at']}")
+    for key, label in _PASSES:
+        ids = r.get(key) or []
+        if ids:
+            click.echo(f"  {label}: {len(ids)}")
+            for sid in ids:
+                click.echo(f"    {sid}")
+    caps = r.get("caps") or {}
+    click.echo(f"  freed {human_bytes(r.get('bytes_freed'))}; tier 1 now "
+               f"{human_bytes(r.get('final_usage_bytes'))} (soft cap "
+               f"{human_bytes(caps.get('effective_soft_cap_bytes'))}, hard cap "
+               f"{human_bytes(caps.get('hard_cap_bytes'))})")
+    for w in r.get("warnings") or []:
+        click.echo(f"  warning: {w}")
+    for e in r.get("errors") or []:
+        click.echo(f"  error: {e}", err=True)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(sweep)
+    cli.add_command(reports)
+    cli.add_command(forget)

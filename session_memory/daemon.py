@@ -1,0 +1,426 @@
+"""The daemon: one process, one main loop that alone touches the stores.
+
+Watchdog threads and signal handlers only put entries on a queue; the loop drains it and
+runs the jobs that are due, in order: reload, ingest debounced paths, full rescan, seal and
+analyze ended sessions, sweep. Every job checks the stop flag between units of work (a
+file, a session), so SIGTERM waits at most for the transaction in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import os
+import queue
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from session_memory import config, log
+from session_memory.clock import Clock, SystemClock
+from session_memory.config import Settings
+from session_memory.errors import ConfigError, SessionMemoryError, StoreBusyError
+from session_memory.formats import aider
+from session_memory.fswalk import Walker
+from session_memory.ingest import Ingestor, IngestSummary
+from session_memory.memory import DAEMON_LOCK, Memory
+from session_memory.notify import Notifier, SdNotifier, status_line
+from session_memory.store import db
+from session_memory.watch import Trouble, Watcher
+
+logger = log.get("session_memory.daemon")
+
+DEBOUNCE_SECONDS = 0.2  # quiet time after a file's last event before it is read
+MAX_HOLD_SECONDS = 1.0  # a file written without pause is still read this often
+MAX_SLEEP_SECONDS = 60.0  # wake at least this often: an overdue job runs soon after a suspend
+HOUSEKEEPING_SECONDS = 300.0  # look for ended sessions at least this often (hook-ended ones)
+RETRY_SECONDS = 5.0  # after a busy store or a failed pass, rescan this soon
+OVER_CAP_SWEEP_GAP = 60.0  # over the soft cap, sweep at once, but not more often than this
+ANALYZE_BACKOFF = 3600.0  # a session the analyzer failed on is retried after this long
+
+
+class DaemonRunningError(SessionMemoryError):
+    pass
+
+
+@contextlib.contextmanager
+def daemon_lock(data_dir: Path) -> Iterator[int]:
+    """Hold the data dir's lock (our pid inside) for the daemon's lifetime: one daemon per
+    data dir. `status` reads the same file to tell whether a daemon runs, and which."""
+    db.private_dir(data_dir)
+    path = data_dir / DAEMON_LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            raise DaemonRunningError(
+                f"another daemon (pid {pid or '?'}) already runs on {data_dir}; "
+                "stop it first (`systemctl --user stop session-memory`)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield fd
+    finally:
+        os.close(fd)  # releases the lock
+
+
+class _QueueSink:
+    """What the observer threads call: entries on the main loop's queue, nothing else."""
+
+    def __init__(self, q: queue.SimpleQueue[tuple[str, Any]]) -> None:
+        self.q = q
+
+    def changed(self, path: str) -> None:
+        self.q.put(("path", path))
+
+    def trouble(self, reason: Trouble, root: str) -> None:
+        self.q.put(("trouble", (reason, root)))
+
+
+class Daemon:
+    def __init__(self, settings: Settings, *, config_path: Path | None = None,
+                 clock: Clock | None = None, walker: Walker | None = None,
+                 notifier: Notifier | None = None,
+                 watcher_factory: Callable[[_QueueSink], Watcher] | None = None) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.clock = clock or SystemClock()
+        self.walker = walker
+        self.notifier: Notifier = notifier or SdNotifier()
+        self.queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self.sink = _QueueSink(self.queue)
+        self.watcher = (watcher_factory or Watcher)(self.sink)
+        self.memory: Memory | None = None
+        self.ingestor: Ingestor | None = None
+        self.stopping = False
+        self._reload_requested = False
+        # Debounce: path -> (first event, last event), monotonic seconds.
+        self._pending: dict[str, tuple[float, float]] = {}
+        now = self.clock.now()
+        self._rescan_at = now
+        self._idle_check_at = now
+        self._sweep_requested = False
+        self._last_sweep_local = 0.0
+        # session -> (its raw bytes, retry time): the analyzer failed on it as it was.
+        self._analyze_failed: dict[str, tuple[int, float]] = {}
+        self._watchdog_interval = self.notifier.watchdog_interval()
+        self._last_ping = 0.0
+        self._last_ingest: tuple[float, int] | None = None
+        self._status = ""
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; 0 on a clean stop."""
+        previous = self._install_signals()
+        try:
+            with daemon_lock(self.settings.data_dir):
+                self._open()
+                try:
+                    self.notifier.notify("READY=1\n" + status_line(self._summary()))
+                    logger.info("daemon ready", pid=os.getpid(),
+                                data_dir=str(self.settings.data_dir), **self.watcher.summary())
+                    while not self.stopping:
+                        self.step(self._wait_seconds())
+                finally:
+                    # Tell the manager first, as systemd expects: we are on our way out.
+                    self.notifier.notify("STOPPING=1\n" + status_line("stopping"))
+                    self._close()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        logger.info("daemon stopped")
+        return 0
+
+    def _open(self) -> None:
+        self.memory = Memory(self.settings, clock=self.clock, walker=self.walker)
+        self.memory.tier1  # noqa: B018 - open both stores (and migrate) before READY=1
+        self.memory.tier2  # noqa: B018
+        self.ingestor = Ingestor(self.memory.tier1, self.settings, clock=self.clock,
+                                 walker=self.walker)
+        self._sync_watches()
+
+    def _close(self) -> None:
+        self.watcher.stop()
+        if self.ingestor is not None:
+            self.ingestor.close()
+        if self.memory is not None:
+            self.memory.close()
+
+    def _install_signals(self) -> dict[int, Any]:
+        previous: dict[int, Any] = {}
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            previous[signum] = signal.signal(signum, self._on_signal)
+        return previous
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Runs between two bytecodes of the main thread: set a flag and queue a wake-up
+        # (SimpleQueue.put is reentrant); never anything that takes a lock.
+        if signum == signal.SIGHUP:
+            self._reload_requested = True
+        else:
+            self.stopping = True
+        self.queue.put(("signal", signum))
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def step(self, timeout: float) -> None:
+        """Wait up to `timeout` for events, then run whatever is due."""
+        self._drain(timeout)
+        if self.stopping:
+            return
+        if self._reload_requested:
+            self._reload_requested = False
+            self._guard("reload", self._reload)
+        self._heartbeat()
+        self._guard("ingest", self._flush_pending)
+        now = self.clock.now()
+        if now >= self._rescan_at and not self.stopping:
+            self._guard("rescan", self._rescan)
+        if self.clock.now() >= self._idle_check_at and not self.stopping:
+            self._guard("analyze", self._seal_and_analyze)
+        if self._sweep_due() and not self.stopping:
+            self._guard("sweep", self._sweep)
+        self._update_status()
+
+    def _drain(self, timeout: float) -> None:
+        try:
+            item = self.queue.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            return
+        while True:
+            self._accept(item)
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def _accept(self, item: tuple[str, Any]) -> None:
+        kind, value = item
+        if kind == "path":
+            mono = time.monotonic()
+            first, _ = self._pending.get(value, (mono, mono))
+            self._pending[value] = (first, mono)
+        elif kind == "trouble":
+            reason, root = value
+            if reason == "watch-limit":
+                self.watcher.degrade(root)
+            elif reason == "overflow":
+                logger.warning("file events were lost (inotify queue overflow): rescanning")
+            else:
+                logger.info("a watched folder went away: rescanning", path=root)
+            self._rescan_at = self.clock.now()
+
+    def _wait_seconds(self) -> float:
+        now, mono = self.clock.now(), time.monotonic()
+        waits = [MAX_SLEEP_SECONDS, self._rescan_at - now, self._idle_check_at - now]
+        waits += [min(last + DEBOUNCE_SECONDS, first + MAX_HOLD_SECONDS) - mono
+                  for first, last in self._pending.values()]
+        if self._watchdog_interval:
+            waits.append(self._last_ping + self._watchdog_interval - mono)
+        sweep_at = self._next_sweep_at()
+        if sweep_at is not None:
+            waits.append(sweep_at - now)
+        if self._sweep_requested or self._reload_requested:
+            waits.append(0.0)
+        return max(min(waits), 0.0)
+
+    def _guard(self, job: str, fn: Callable[[], None]) -> None:
+        """A failed job is logged and retried later; it never takes the daemon down."""
+        try:
+            fn()
+        except StoreBusyError:
+            logger.warning("store busy (another process holds it); retrying soon", job=job)
+            self._rescan_at = min(self._rescan_at, self.clock.now() + RETRY_SECONDS)
+        except Exception:
+            logger.exception("job failed; the daemon carries on", job=job)
+            self._rescan_at = min(self._rescan_at, self.clock.now() + MAX_SLEEP_SECONDS)
+
+    def _heartbeat(self) -> None:
+        """WATCHDOG=1, from the main loop only: a stuck loop must stop the pings."""
+        if not self._watchdog_interval:
+            return
+        mono = time.monotonic()
+        if mono - self._last_ping >= self._watchdog_interval:
+            self.notifier.notify("WATCHDOG=1")
+            self._last_ping = mono
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    def _flush_pending(self) -> None:
+        mono = time.monotonic()
+        due = [p for p, (first, last) in self._pending.items()
+               if mono >= min(last + DEBOUNCE_SECONDS, first + MAX_HOLD_SECONDS)]
+        if not due:
+            return
+        for p in due:
+            del self._pending[p]
+        # A temp file renamed or deleted before we got to it is no longer there to read.
+        paths = [Path(p) for p in due if os.path.lexists(p)]
+        if paths:
+            try:
+                self._ingest(paths)
+            except BaseException:
+                self._rescan_at = min(self._rescan_at, self.clock.now() + RETRY_SECONDS)
+                raise
+
+    def _rescan(self) -> None:
+        self._rescan_at = self.clock.now() + self.settings.rescan_interval
+        summary = self._ingest(None)
+        if not self.stopping:
+            self._sync_watches()
+        logger.debug("rescan done", **summary.as_dict())
+
+    def _ingest(self, paths: list[Path] | None) -> IngestSummary:
+        assert self.ingestor is not None and self.memory is not None
+        summary = IngestSummary()
+        for cand in self.ingestor.plan(paths, summary):
+            if self.stopping:
+                break
+            self.ingestor.sync(cand.source, cand.relpath, summary)
+            self._heartbeat()
+        if summary.bytes_added:
+            self._last_ingest = (self.clock.now(), summary.bytes_added)
+            logger.info("ingested", bytes=summary.bytes_added, files=summary.files_changed,
+                        sessions=len(summary.sessions))
+            # Sessions that grew end idle_seconds after their last write at the latest.
+            self._idle_check_at = min(self._idle_check_at,
+                                      self.clock.now() + self.settings.idle_seconds + 0.5)
+            if self.memory.tier1.usage_bytes() > self.settings.retention.raw_soft_cap:
+                self._sweep_requested = True
+        return summary
+
+    def _seal_and_analyze(self) -> None:
+        """Sessions idle for idle_seconds have ended: recompress them, then digest them."""
+        assert self.memory is not None
+        memory, now = self.memory, self.clock.now()
+        self._idle_check_at = now + HOUSEKEEPING_SECONDS
+        tier1 = memory.tier1
+        for sid in tier1.unsealed_ended(memory.idle_before):
+            if self.stopping:
+                return
+            tier1.seal_session(sid)
+            self._heartbeat()
+        analyze = getattr(memory, "analyze", None)
+        if analyze is not None:
+            for row in tier1.sessions(memory.idle_before, state="ended"):
+                sid, raw_bytes = row["id"], row["raw_bytes"]
+                if self.stopping:
+                    return
+                failed = self._analyze_failed.get(sid)
+                if failed and failed[0] == raw_bytes and failed[1] > now:
+                    continue
+                try:
+                    done = analyze([sid])
+                except StoreBusyError:
+                    raise
+                except Exception:
+                    logger.exception("analysis failed; retrying later", session=sid)
+                    done = []
+                if sid in (done or []):
+                    self._analyze_failed.pop(sid, None)
+                    logger.info("session analyzed", session=sid)
+                else:
+                    self._analyze_failed[sid] = (raw_bytes, now + ANALYZE_BACKOFF)
+                self._heartbeat()
+        # The next session to end: the oldest write among the active ones, idle_seconds on.
+        active = tier1.sessions(memory.idle_before, state="active")
+        if active:
+            oldest = min(s["last_write"] for s in active)
+            self._idle_check_at = min(self._idle_check_at,
+                                      oldest + self.settings.idle_seconds + 0.5)
+
+    def _next_sweep_at(self) -> float | None:
+        if self.memory is None or getattr(self.memory, "sweep", None) is None:
+            return None
+        stored = self.memory.tier1.get_meta("last_sweep_at")
+        last = max(float(stored) if isinstance(stored, int | float) else 0.0,
+                   self._last_sweep_local)
+        return last + self.settings.retention.sweep_interval
+
+    def _sweep_due(self) -> bool:
+        at = self._next_sweep_at()
+        if at is None:
+            return False
+        now = self.clock.now()
+        if self._sweep_requested and now >= self._last_sweep_local + OVER_CAP_SWEEP_GAP:
+            return True
+        return now >= at
+
+    def _sweep(self) -> None:
+        assert self.memory is not None
+        over_cap = self._sweep_requested
+        self._sweep_requested = False
+        # Recorded before the sweep: a sweep that fails is not retried in a tight loop.
+        self._last_sweep_local = self.clock.now()
+        sweep = getattr(self.memory, "sweep", None)  # the retention module may not be there
+        if sweep is None:
+            return
+        report = sweep(dry_run=False)
+        fields = {k: report.get(k) for k in ("id", "bytes_freed", "final_usage_bytes")} \
+            if isinstance(report, dict) else {}
+        logger.info("sweep done", reason="over soft cap" if over_cap else "schedule", **fields)
+
+    def _reload(self) -> None:
+        assert self.memory is not None
+        try:
+            new = config.load(self.config_path)
+        except ConfigError as e:
+            logger.error("config reload failed; keeping the running config", reason=str(e))
+            self.notifier.notify(status_line(f"config reload failed, old config kept: {e}"))
+            return
+        self.notifier.notify("RELOADING=1")
+        if new.data_dir != self.settings.data_dir:
+            logger.warning("storage.data_dir changed: it takes effect at the next start",
+                           running=str(self.settings.data_dir), configured=str(new.data_dir))
+            new = dataclasses.replace(new, data_dir=self.settings.data_dir)
+        self.settings = new
+        self.memory.settings = new
+        if self.ingestor is not None:
+            self.ingestor.close()
+        self.ingestor = Ingestor(self.memory.tier1, new, clock=self.clock, walker=self.walker)
+        self._sync_watches()
+        now = self.clock.now()
+        self._rescan_at = now  # new sources, new roots: look at everything once
+        self._idle_check_at = now
+        logger.info("config reloaded", sources=[s.name for s in new.enabled_sources])
+        self.notifier.notify("READY=1\n" + status_line("config reloaded; " + self._summary()))
+
+    def _sync_watches(self) -> None:
+        assert self.memory is not None
+        aider_files = {s.name: [c.phys_path for c in self.memory.tier1.cursors(s.name)]
+                       for s in self.settings.enabled_sources if s.format == aider.NAME}
+        self.watcher.sync(self.settings.enabled_sources, aider_files)
+
+    # -- status -------------------------------------------------------------------------
+
+    def _summary(self) -> str:
+        w = self.watcher.summary()
+        parts = [f"watching {w['inotify']} folders"]
+        if w["polling"]:
+            parts.append(f"polling {w['polling']}")
+        if w["rescan_only"]:
+            parts.append(f"{w['rescan_only']} sources by rescan only")
+        if self.memory is not None:
+            counts = self.memory.tier1.count_by_state(self.memory.idle_before)
+            parts.append(f"{counts['total']} sessions ({counts['active']} active, "
+                         f"{counts['analyzed']} analyzed)")
+        if self._last_ingest:
+            at, n = self._last_ingest
+            parts.append(f"last ingest {time.strftime('%H:%M:%S', time.localtime(at))} "
+                         f"(+{n} bytes)")
+        return "; ".join(parts)
+
+    def _update_status(self) -> None:
+        try:
+            text = self._summary()
+        except StoreBusyError:
+            return
+        if text != self._status:
+            self._status = text
+            self.notifier.notify(status_line(text))

@@ -1,0 +1,241 @@
+"""Upkeep across the two stores: forgetting a session for good, and checking that the
+tiers agree with each other (with repairs for what can be fixed without losing anything)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from session_memory import log, retention
+from session_memory.store.tier1 import Tier1
+from session_memory.store.tier2 import Tier2
+
+logger = log.get("session_memory.maintenance")
+
+FORGET_PREFIX = "forget_pending:"
+# A range over the meta table's primary key: every key that starts with FORGET_PREFIX.
+_FORGET_RANGE = "key >= 'forget_pending:' AND key < 'forget_pending;'"
+
+
+# -- forget ------------------------------------------------------------------------------
+
+def forget(tier1: Tier1, tier2: Tier2, session_id: str, now: float) -> dict[str, Any]:
+    """Remove a session's raw bytes, rows, cursors and digest for good, overwriting the freed
+    space (SQLite secure_delete) and checkpointing so no copy lingers in a WAL.
+
+    Order: Tier 1 first, writing a `forget_pending:<id>` marker in the same transaction;
+    then the digest in Tier 2; then the marker goes. A kill in between leaves a digest whose
+    marker says it is being forgotten: `check` reports it and `check --repair` (or `forget`
+    again) finishes the job. The other order would leave an analyzed session without a
+    digest, which a repair re-analyzes - bringing the digest back.
+    """
+    row = tier1.conn.execute("SELECT raw_bytes, stored_bytes FROM sessions WHERE id = ?",
+                             (session_id,)).fetchone()
+    had_digest = tier2.has_digest(session_id)
+    with _secure_delete(tier1), tier1.transaction("forget"):
+        tier1.forget(session_id)
+        tier1.set_meta(FORGET_PREFIX + session_id, now)
+    _forget_digest(tier1, tier2, session_id)
+    for store in (tier1, tier2):
+        _reclaim(store)
+    logger.info("forgot a session", session=session_id)
+    return {"id": session_id, "raw_bytes": int(row[0]) if row else 0,
+            "stored_bytes": int(row[1]) if row else 0, "session_removed": row is not None,
+            "digest_removed": had_digest}
+
+
+def _forget_digest(tier1: Tier1, tier2: Tier2, session_id: str) -> None:
+    with _secure_delete(tier2), tier2.transaction("forget"):
+        tier2.delete_digest(session_id)
+        # FTS5 keeps deleted terms in its segments until they merge: merge them now.
+        tier2.conn.execute("INSERT INTO digests_fts (digests_fts) VALUES ('optimize')")
+    with tier1.transaction("forget-done"):
+        tier1.conn.execute("DELETE FROM meta WHERE key = ?", (FORGET_PREFIX + session_id,))
+
+
+def pending_forgets(tier1: Tier1) -> list[str]:
+    return [str(k)[len(FORGET_PREFIX):] for k, in tier1.conn.execute(
+        f"SELECT key FROM meta WHERE {_FORGET_RANGE}")]
+
+
+@contextlib.contextmanager
+def _secure_delete(store: Tier1 | Tier2) -> Iterator[None]:
+    """secure_delete for this operation only: it slows every later delete on the connection."""
+    store.conn.execute("PRAGMA secure_delete = ON")
+    try:
+        yield
+    finally:
+        store.conn.execute("PRAGMA secure_delete = OFF")
+
+
+def _reclaim(store: Tier1 | Tier2) -> None:
+    for sql in ("PRAGMA incremental_vacuum", "PRAGMA wal_checkpoint(TRUNCATE)"):
+        for _ in store.conn.execute(sql):
+            pass
+
+
+# -- cross-tier check and repair ------------------------------------------------------
+
+@dataclass
+class Findings:
+    """What disagrees between the tiers; each list holds session (or file) ids."""
+
+    digest_without_session: list[str]
+    files_without_session: list[str]
+    chunks_without_file: list[int]
+    analyzed_without_digest: list[str]
+    accounting_drift: bool
+    interrupted_sweep: str | None
+    pending_forgets: list[str]
+
+    def problems(self) -> list[str]:
+        out = [f"digest without session: {sid}" for sid in self.digest_without_session
+               if sid not in self.pending_forgets]
+        out += [f"forget of {sid} did not finish: its digest may still be in Tier 2"
+                for sid in self.pending_forgets]
+        out += [f"chunks without session: files of {sid} belong to no session row"
+                for sid in self.files_without_session]
+        out += [f"chunks without session: chunks of file {fid} belong to no file"
+                for fid in self.chunks_without_file]
+        out += [f"analyzed without digest: {sid}" for sid in self.analyzed_without_digest]
+        if self.accounting_drift:
+            out.append("accounting: stored totals differ from the sums of the chunks")
+        if self.interrupted_sweep:
+            out.append(f"sweep {self.interrupted_sweep} was interrupted before its report "
+                       "was stored")
+        return out
+
+
+@contextlib.contextmanager
+def _attached(tier1: Tier1, tier2: Tier2) -> Iterator[None]:
+    """Tier 2 attached to Tier 1's connection, for joins across the tiers (reads only)."""
+    tier1.conn.execute("ATTACH DATABASE ? AS t2", (str(tier2.path),))
+    try:
+        yield
+    finally:
+        tier1.conn.execute("DETACH DATABASE t2")
+
+
+def _ids(tier1: Tier1, sql: str) -> list[Any]:
+    return [r[0] for r in tier1.conn.execute(sql)]
+
+
+def find(tier1: Tier1, tier2: Tier2) -> Findings:
+    with _attached(tier1, tier2):
+        digest_orphans = _ids(tier1, "SELECT session_id FROM t2.digests WHERE session_id "
+                                     "NOT IN (SELECT id FROM main.sessions) ORDER BY 1")
+        analyzed_orphans = _ids(tier1, "SELECT id FROM main.sessions WHERE state = 'analyzed' "
+                                       "AND id NOT IN (SELECT session_id FROM t2.digests) "
+                                       "ORDER BY 1")
+    return Findings(
+        digest_without_session=digest_orphans,
+        files_without_session=_ids(tier1, "SELECT DISTINCT session_id FROM files WHERE "
+                                          "session_id NOT IN (SELECT id FROM sessions) "
+                                          "ORDER BY 1"),
+        chunks_without_file=_ids(tier1, "SELECT DISTINCT file_id FROM chunks WHERE file_id "
+                                        "NOT IN (SELECT id FROM files) ORDER BY 1"),
+        analyzed_without_digest=analyzed_orphans,
+        accounting_drift=_accounting_drift(tier1),
+        interrupted_sweep=(retention.pending_sweep(tier1) or {}).get("id"),
+        pending_forgets=pending_forgets(tier1),
+    )
+
+
+def _accounting_drift(tier1: Tier1) -> bool:
+    conn = tier1.conn
+    totals = conn.execute("SELECT raw_bytes, stored_bytes, chunks FROM totals").fetchone()
+    sums = conn.execute("SELECT coalesce(sum(raw_len), 0), coalesce(sum(length(data)), 0), "
+                        "count(*) FROM chunks").fetchone()
+    if tuple(totals or ()) != tuple(sums or ()):
+        return True
+    return conn.execute(
+        "SELECT 1 FROM files f WHERE raw_bytes != (SELECT coalesce(sum(raw_len), 0) FROM chunks "
+        "WHERE file_id = f.id) OR stored_bytes != (SELECT coalesce(sum(length(data)), 0) "
+        "FROM chunks WHERE file_id = f.id) OR chunks != (SELECT count(*) FROM chunks "
+        "WHERE file_id = f.id) UNION ALL "
+        "SELECT 1 FROM sessions s WHERE raw_bytes != (SELECT coalesce(sum(raw_bytes), 0) "
+        "FROM files WHERE session_id = s.id) OR stored_bytes != (SELECT "
+        "coalesce(sum(stored_bytes), 0) FROM files WHERE session_id = s.id) LIMIT 1"
+    ).fetchone() is not None
+
+
+def cross_check(tier1: Tier1, tier2: Tier2) -> list[str]:
+    """Problems between the tiers (the per-tier checks live in Tier1/Tier2.check)."""
+    findings = find(tier1, tier2)
+    # The per-tier check already names accounting drift and chunks without a file.
+    findings.accounting_drift = False
+    findings.chunks_without_file = []
+    return findings.problems()
+
+
+def repair(tier1: Tier1, tier2: Tier2, now: float) -> list[str]:
+    """Fix what can be fixed without losing anything the user could still want.
+    Returns one line per fix made."""
+    f = find(tier1, tier2)
+    fixed: list[str] = []
+    for sid in f.pending_forgets:
+        _forget_digest(tier1, tier2, sid)
+        fixed.append(f"finished forgetting {sid}")
+    if f.interrupted_sweep:
+        retention.recover_interrupted(tier1, tier2)
+        fixed.append(f"stored a report rebuilt from Tier 1 for sweep {f.interrupted_sweep}")
+    with tier1.transaction("repair"):
+        for sid in f.files_without_session:
+            # The raw bytes are still whole: give them their row back rather than drop them.
+            tier1.conn.execute(
+                "INSERT INTO sessions (id, source, native_id, first_seen, last_write) "
+                "SELECT session_id, min(source), ?, min(created_at), "
+                "coalesce(max(mtime), min(created_at)) FROM files WHERE session_id = ? "
+                "GROUP BY session_id", (sid.split(":", 1)[-1], sid))
+            fixed.append(f"{sid}: recreated the session row of its stored files")
+        for fid in f.chunks_without_file:
+            # Reachable by no session, so no command could ever export them.
+            tier1.conn.execute("DELETE FROM chunks WHERE file_id = ?", (fid,))
+            fixed.append(f"deleted the chunks of file {fid}, which belong to no file")
+        for sid in f.analyzed_without_digest:
+            # Raw bytes are all there: analyze it again rather than trust the state.
+            tier1.conn.execute("UPDATE sessions SET state = 'open', analyzed_at = NULL "
+                               "WHERE id = ? AND state = 'analyzed'", (sid,))
+            fixed.append(f"{sid}: analyzed without a digest; queued for analysis again")
+        for sid in f.digest_without_session:
+            if sid in f.pending_forgets:
+                continue
+            # Tier 2 is the precious tier: give the digest an evicted row to belong to.
+            digest = tier2.conn.execute(
+                "SELECT source, analyzed_at, started_at, ended_at FROM digests "
+                "WHERE session_id = ?", (sid,)).fetchone()
+            if digest is None:
+                continue
+            source, analyzed_at, started_at, ended_at = digest
+            tier1.conn.execute(
+                "INSERT OR IGNORE INTO sessions (id, source, native_id, state, first_seen, "
+                "last_write, started_at, ended_at, analyzed_at, evicted_at) "
+                "VALUES (?, ?, ?, 'evicted', ?, ?, ?, ?, ?, ?)",
+                (sid, source, sid.split(":", 1)[-1], analyzed_at, ended_at or analyzed_at,
+                 started_at, ended_at, analyzed_at, now))
+            fixed.append(f"{sid}: digest without session; recreated its row as evicted")
+        if f.accounting_drift or f.chunks_without_file:
+            _recount(tier1)
+            fixed.append("recounted the byte totals from the chunks")
+    return fixed
+
+
+def _recount(tier1: Tier1) -> None:
+    """Set every total from the chunks themselves (files, then sessions, then the store)."""
+    conn = tier1.conn
+    conn.execute(
+        "UPDATE files SET raw_bytes = (SELECT coalesce(sum(raw_len), 0) FROM chunks "
+        "WHERE file_id = files.id), stored_bytes = (SELECT coalesce(sum(length(data)), 0) "
+        "FROM chunks WHERE file_id = files.id), chunks = (SELECT count(*) FROM chunks "
+        "WHERE file_id = files.id)")
+    # The files trigger just moved session totals by each file's change; set them absolutely.
+    conn.execute(
+        "UPDATE sessions SET raw_bytes = (SELECT coalesce(sum(raw_bytes), 0) FROM files "
+        "WHERE session_id = sessions.id), stored_bytes = (SELECT coalesce(sum(stored_bytes), 0) "
+        "FROM files WHERE session_id = sessions.id)")
+    conn.execute(
+        "UPDATE totals SET raw_bytes = (SELECT coalesce(sum(raw_len), 0) FROM chunks), "
+        "stored_bytes = (SELECT coalesce(sum(length(data)), 0) FROM chunks), "
+        "chunks = (SELECT count(*) FROM chunks)")

@@ -1,0 +1,491 @@
+"""The retention sweep: backstop by age, budget to the soft cap, overflow over the hard cap.
+
+Plan and apply are one walk over the candidates, taken from partial indexes in the order
+each pass evicts them. Every eviction happens inside a Tier 1 transaction, and after each
+one the size the file will have once its free pages are returned is read from SQLite's own
+page counts (`page_count - freelist_count`), so a pass stops exactly when the projection
+reaches its cap, with no guess about how many pages a session's chunks really held. A real
+sweep commits every BATCH_SESSIONS evictions; a dry run keeps everything in one transaction
+and rolls it back. Both walk the same code over the same rows, which is why `sweep
+--dry-run` names exactly what a real sweep started at the same moment would evict. (The one
+thing a dry run assumes rather than does: that the overflow pass's analysis succeeds, at
+the sweep's start time.)
+
+Durability order for a real sweep:
+
+1. Tier 1 eviction batches commit one by one; the first also writes the `sweep_pending`
+   marker (the report id and start time) in the same transaction. Budget and backstop only
+   take sessions in state `analyzed`, which the analyzer sets after the digest committed in
+   Tier 2, and each candidate's digest is looked up in Tier 2 again before it goes.
+2. Free pages are returned (incremental vacuum, WAL checkpoint) and the footprint measured.
+3. The report commits in Tier 2.
+4. Tier 1 records `last_sweep_at` and drops the marker.
+
+A kill between 1 and 3 leaves evictions without a report, but the marker survives: the
+next sweep (or `check --repair`) rebuilds a report from the sessions evicted at that start
+time. A kill between 3 and 4 leaves a marker whose report exists; it is simply dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from session_memory import log
+from session_memory.config import Settings
+from session_memory.errors import StoreBusyError
+from session_memory.store import db
+from session_memory.store.tier1 import Tier1, is_busy
+from session_memory.store.tier2 import Tier2
+
+logger = log.get("session_memory.retention")
+
+BATCH_SESSIONS = 500
+"""Evictions per Tier 1 transaction: short enough that ingest never waits long for the lock."""
+PENDING_KEY = "sweep_pending"
+LAST_SWEEP_KEY = "last_sweep_at"
+DAY = 86400.0
+
+Analyze = Callable[[list[str]], list[str]]
+DiskSpace = Callable[[Path], tuple[int, int]]
+
+# A session's age runs from its end: the last record's time once analyzed, else its newest
+# file's mtime (the end `sessions` shows) - so a backfill of old files is old at once.
+_AGE = "coalesce(ended_at, last_write)"
+_BACKSTOP_SQL = (
+    f"SELECT id, raw_bytes, stored_bytes, {_AGE} FROM sessions INDEXED BY sweep_by_age "
+    f"WHERE state = 'analyzed' AND pinned = 0 AND {_AGE} < :cutoff "
+    f"AND ({_AGE}, id) > (:after, :after_id) ORDER BY {_AGE}, id LIMIT :limit")
+_BUDGET_SQL = (
+    "SELECT id, raw_bytes, stored_bytes, coalesce(analyzed_at, 0) FROM sessions "
+    "INDEXED BY sweep_by_analyzed WHERE state = 'analyzed' AND pinned = 0 AND stored_bytes > 0 "
+    "AND (coalesce(analyzed_at, 0), id) > (:after, :after_id) "
+    "ORDER BY coalesce(analyzed_at, 0), id LIMIT :limit")
+_ENDED_OPEN = "NOT (ended_hint = 0 AND last_write > :idle_before)"
+_UNANALYZED_SQL = (
+    f"SELECT id, raw_bytes, stored_bytes, {_AGE} FROM sessions "
+    f"INDEXED BY sweep_unanalyzed_by_age WHERE state = 'open' AND pinned = 0 "
+    f"AND stored_bytes > 0 AND {_ENDED_OPEN} AND ({_AGE}, id) > (:after, :after_id) "
+    f"ORDER BY {_AGE}, id LIMIT :limit")
+_TO_ANALYZE_SQL = (
+    f"SELECT id FROM sessions INDEXED BY sweep_unanalyzed_by_age "
+    f"WHERE state = 'open' AND pinned = 0 AND {_ENDED_OPEN} ORDER BY {_AGE}, id")
+
+
+def disk_space(path: Path) -> tuple[int, int]:
+    """Free and total bytes of the filesystem that holds `path` (or its nearest ancestor)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    usage = psutil.disk_usage(str(path))
+    return int(usage.free), int(usage.total)
+
+
+@dataclass(frozen=True)
+class Caps:
+    """The limits one sweep applied, as they stood when it started."""
+
+    soft_cap_bytes: int
+    hard_cap_bytes: int
+    effective_soft_cap_bytes: int
+    """The soft cap, lowered (as journald's SystemKeepFree does) so the disk keeps its floor."""
+    keep_free_bytes: int
+    disk_free_bytes: int
+    disk_total_bytes: int
+    max_age_days: float
+    distilled_cap_bytes: int
+
+
+def caps_for(settings: Settings, usage_bytes: int, disk_free: int, disk_total: int) -> Caps:
+    ret = settings.retention
+    floor = ret.keep_free.floor_bytes(disk_total)
+    # What Tier 1 may hold and still leave `floor` free: its own bytes count as freeable.
+    room = max(0, usage_bytes + disk_free - floor)
+    return Caps(soft_cap_bytes=ret.raw_soft_cap, hard_cap_bytes=ret.raw_hard_cap,
+                effective_soft_cap_bytes=min(ret.raw_soft_cap, room), keep_free_bytes=floor,
+                disk_free_bytes=disk_free, disk_total_bytes=disk_total,
+                max_age_days=ret.raw_max_age_days, distilled_cap_bytes=ret.distilled_cap)
+
+
+@dataclass(frozen=True)
+class Eviction:
+    session_id: str
+    pass_name: str  # backstop | budget | overflow (overflow means data loss)
+    raw_bytes: int
+    stored_bytes: int
+
+
+def new_report_id(now: float) -> str:
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass
+class _Batches:
+    """Eviction transactions: committed batch by batch in a real sweep; in a dry run, one
+    outer transaction rolled back at the end, with a savepoint standing in for each batch so
+    a failing batch is undone the same way in both."""
+
+    tier1: Tier1
+    dry_run: bool
+    report_id: str
+    started_at: float
+    committed: list[Eviction] = field(default_factory=list)
+    _pending: list[Eviction] = field(default_factory=list)
+    _outer_open: bool = False
+    _marked: bool = False  # the pending marker is committed
+    _marking: bool = False  # ... or written in the open transaction
+
+    def _begin(self) -> None:
+        try:
+            self.tier1.conn.execute("BEGIN IMMEDIATE")
+        except Exception as e:
+            if is_busy(e):
+                raise StoreBusyError("the store is busy: another process holds it; "
+                                     "try again") from e
+            raise
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        conn = self.tier1.conn
+        if self.dry_run:
+            if not self._outer_open:
+                # Without spilling, uncommitted pages never reach the WAL: nothing on disk moves.
+                conn.execute("PRAGMA cache_spill = OFF")
+                self._begin()
+                self._outer_open = True
+            conn.execute("SAVEPOINT sweep_batch")
+            try:
+                yield
+            except BaseException:
+                conn.execute("ROLLBACK TO sweep_batch")
+                conn.execute("RELEASE sweep_batch")
+                self._pending.clear()
+                raise
+            conn.execute("RELEASE sweep_batch")
+            self.committed += self._pending
+            self._pending.clear()
+            return
+        self._begin()
+        try:
+            yield
+            db.crashpoint("before-commit:sweep-evict")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._pending.clear()
+            self._marking = False
+            raise
+        self._marked = self._marked or self._marking
+        db.crashpoint("after-commit:sweep-evict")
+        for ev in self._pending:
+            if ev.pass_name == "overflow":
+                logger.error("evicted an un-analyzed session: its raw bytes are lost",
+                             session=ev.session_id, raw_bytes=ev.raw_bytes,
+                             stored_bytes=ev.stored_bytes)
+        self.committed += self._pending
+        self._pending.clear()
+
+    def record(self, eviction: Eviction) -> None:
+        """Called inside a batch, right after the eviction's statements."""
+        if not self.dry_run and not (self._marked or self._marking):
+            # In the transaction of the first eviction: no eviction commits unmarked.
+            self.tier1.set_meta(PENDING_KEY, json.dumps(
+                {"id": self.report_id, "started_at_epoch": self.started_at}))
+            self._marking = True
+        self._pending.append(eviction)
+
+    def finish(self) -> None:
+        """End a dry run's transaction, undoing every eviction it made."""
+        if self._outer_open:
+            self.tier1.conn.execute("ROLLBACK")
+            self.tier1.conn.execute("PRAGMA cache_spill = ON")
+            self._outer_open = False
+
+
+class Sweep:
+    """One retention sweep over Tier 1 as it stands at `now`."""
+
+    def __init__(self, tier1: Tier1, tier2: Tier2, settings: Settings, now: float, *,
+                 dry_run: bool = False, analyze: Analyze | None = None,
+                 disk: DiskSpace | None = None) -> None:
+        self.tier1, self.tier2, self.settings, self.now = tier1, tier2, settings, now
+        self.dry_run = dry_run
+        self.analyze = analyze
+        self.disk = disk or disk_space
+        self.report_id = new_report_id(now)
+        self.batches = _Batches(tier1, dry_run, self.report_id, now)
+        self.overflow_analyzed: list[str] = []
+        self.warnings: list[str] = []
+        self.errors: list[str] = []
+        self._assumed_digests: set[str] = set()  # a dry run's stand-in for overflow analysis
+        self._page_size = _scalar(tier1, "PRAGMA page_size")
+        self._shm_bytes = _size(f"{tier1.path}-shm")
+
+    # -- measuring --------------------------------------------------------------------
+
+    def projected_usage(self) -> int:
+        """Tier 1's footprint once free pages are returned and the WAL is checkpointed away."""
+        pages = _scalar(self.tier1, "PRAGMA page_count")
+        free = _scalar(self.tier1, "PRAGMA freelist_count")
+        return (pages - free) * self._page_size + self._shm_bytes
+
+    @property
+    def idle_before(self) -> float:
+        return self.now - self.settings.idle_seconds
+
+    # -- the passes -------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        if not self.dry_run:
+            try:
+                recovered = recover_interrupted(self.tier1, self.tier2)
+            except Exception as e:
+                logger.exception("recovering an interrupted sweep failed")
+                self.errors.append(f"recover: {type(e).__name__}: {e}")
+            else:
+                if recovered:
+                    self.warnings.append(f"the sweep {recovered} was interrupted before its "
+                                         "report was stored; a report was rebuilt from Tier 1")
+        usage_before = self.tier1.usage_bytes()
+        stored_before = self.tier1.totals()["stored_bytes"]
+        free, total = self.disk(self.tier1.path.parent)
+        caps = caps_for(self.settings, usage_before, free, total)
+        passes: list[tuple[str, Callable[[Caps], None]]] = [
+            ("backstop", self._backstop), ("budget", self._budget), ("overflow", self._overflow)]
+        for name, run_pass in passes:
+            try:
+                run_pass(caps)
+            except Exception as e:  # one pass failing must not stop the others
+                logger.exception("sweep pass failed", sweep_pass=name)
+                self.errors.append(f"{name}: {type(e).__name__}: {e}")
+        try:
+            final_usage = self._finish()
+        finally:
+            self.batches.finish()  # a dry run's transaction never outlives the sweep
+        report = self._report(caps, usage_before, stored_before, final_usage, started)
+        self._store(report)
+        return report
+
+    def _backstop(self, caps: Caps) -> None:
+        if caps.max_age_days <= 0:  # 0 turns the age limit off, as journald's MaxRetentionSec
+            return
+        cutoff = self.now - caps.max_age_days * DAY
+        self._evict_in_order("backstop", _BACKSTOP_SQL, {"cutoff": cutoff}, lambda: False)
+
+    def _budget(self, caps: Caps) -> None:
+        target = caps.effective_soft_cap_bytes
+        self._evict_in_order("budget", _BUDGET_SQL, {},
+                             lambda: self.projected_usage() <= target)
+
+    def _overflow(self, caps: Caps) -> None:
+        if self.projected_usage() <= caps.hard_cap_bytes:
+            return
+        ids = [r[0] for r in self.tier1.conn.execute(
+            _TO_ANALYZE_SQL, {"idle_before": self.idle_before})]
+        if ids and self.analyze is None:
+            self.warnings.append("over the hard cap, but no analyzer is available to analyze "
+                                 f"{len(ids)} ended sessions first")
+        elif ids:
+            self._analyze_now(ids)
+            self._budget(caps)
+        if self.projected_usage() <= caps.hard_cap_bytes:
+            return
+        hard = caps.hard_cap_bytes
+        self._evict_in_order("overflow", _UNANALYZED_SQL, {"idle_before": self.idle_before},
+                             lambda: self.projected_usage() <= hard)
+
+    def _analyze_now(self, ids: list[str]) -> None:
+        assert self.analyze is not None
+        if self.dry_run:
+            # Stand in for the analysis inside the dry run's transaction: the sessions become
+            # analyzed now, which is what the analyzer would record.
+            with self.batches.batch():
+                self.tier1.conn.executemany(
+                    "UPDATE sessions SET state = 'analyzed', analyzed_at = ? WHERE id = ?",
+                    [(self.now, sid) for sid in ids])
+            self._assumed_digests.update(ids)
+            self.overflow_analyzed = list(ids)
+            return
+        try:
+            self.overflow_analyzed = list(self.analyze(ids))
+        except Exception as e:
+            logger.exception("overflow analysis failed")
+            self.errors.append(f"overflow analysis: {type(e).__name__}: {e}")
+
+    def _evict_in_order(self, pass_name: str, sql: str, params: dict[str, Any],
+                        reached: Callable[[], bool]) -> None:
+        """Evict candidates in the query's order, a batch per transaction, until `reached`.
+
+        Keyset pagination (`after`) rather than OFFSET: evicted rows leave the partial
+        index, and a candidate skipped for a missing digest must not come round again.
+        """
+        after: tuple[float, str] = (-math.inf, "")
+        probe = {**params, "after": after[0], "after_id": after[1], "limit": 1}
+        # Probe outside any transaction: an empty pass takes no lock and writes nothing.
+        if reached() or self.tier1.conn.execute(sql, probe).fetchone() is None:
+            return
+        while True:
+            with self.batches.batch():
+                rows = list(self.tier1.conn.execute(
+                    sql, {**params, "after": after[0], "after_id": after[1],
+                          "limit": BATCH_SESSIONS}))
+                for sid, raw_bytes, _stored, key in rows:
+                    after = (key, sid)
+                    if reached():
+                        return
+                    if pass_name != "overflow" and not self._digest_is_safe(sid):
+                        continue
+                    freed = self.tier1.evict(sid, self.now)
+                    self.batches.record(Eviction(sid, pass_name, int(raw_bytes), freed))
+            if len(rows) < BATCH_SESSIONS or reached():
+                return
+
+    def _digest_is_safe(self, session_id: str) -> bool:
+        if session_id in self._assumed_digests or self.tier2.has_digest(session_id):
+            return True
+        self.warnings.append(f"{session_id}: analyzed but its digest is not in Tier 2; "
+                             "kept (`check --repair` re-queues it for analysis)")
+        return False
+
+    # -- finishing --------------------------------------------------------------------
+
+    def _finish(self) -> int:
+        if self.dry_run:
+            projected = self.projected_usage()
+            self.batches.finish()
+            return projected
+        try:
+            self.tier1.reclaim()
+        except Exception as e:
+            logger.exception("reclaiming free pages failed")
+            self.errors.append(f"reclaim: {type(e).__name__}: {e}")
+        return self.tier1.usage_bytes()
+
+    def _report(self, caps: Caps, usage_before: int, stored_before: int, final_usage: int,
+                started: float) -> dict[str, Any]:
+        evictions = self.batches.committed
+        by_pass = {name: [e for e in evictions if e.pass_name == name]
+                   for name in ("backstop", "budget", "overflow")}
+        tier2_usage = self.tier2.usage_bytes()
+        tier2_over = tier2_usage > caps.distilled_cap_bytes
+        warnings = list(self.warnings)
+        if tier2_over:
+            warnings.append(f"Tier 2 holds {tier2_usage} bytes, over distilled_cap "
+                            f"({caps.distilled_cap_bytes}); digests are never evicted: raise "
+                            "the cap or `forget` sessions")
+        if final_usage > caps.effective_soft_cap_bytes:
+            warnings.append(f"Tier 1 stays over its soft cap ({final_usage} of "
+                            f"{caps.effective_soft_cap_bytes} bytes): what is left is "
+                            "un-analyzed, active or pinned")
+        bytes_freed = sum(e.stored_bytes for e in evictions)
+        return {
+            "id": self.report_id,
+            "dry_run": self.dry_run,
+            "started_at": iso(self.now),
+            "started_at_epoch": self.now,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            "backstop_evicted": [e.session_id for e in by_pass["backstop"]],
+            "budget_evicted": [e.session_id for e in by_pass["budget"]],
+            "overflow_analyzed": self.overflow_analyzed,
+            "overflow_data_loss": [e.session_id for e in by_pass["overflow"]],
+            "bytes_freed": bytes_freed,
+            "final_usage_bytes": final_usage,
+            "over_hard_cap": final_usage > caps.hard_cap_bytes,
+            "tier2_over_cap": tier2_over,
+            "warnings": warnings,
+            "errors": list(self.errors),
+            "pass_bytes": {name: sum(e.stored_bytes for e in evs)
+                           for name, evs in by_pass.items()},
+            "evictions": [{"id": e.session_id, "pass": e.pass_name, "raw_bytes": e.raw_bytes,
+                           "stored_bytes": e.stored_bytes} for e in evictions],
+            "usage_before_bytes": usage_before,
+            "stored_before_bytes": stored_before,
+            "tier2_usage_bytes": tier2_usage,
+            "caps": asdict(caps),
+        }
+
+    def _store(self, report: dict[str, Any]) -> None:
+        try:
+            self.tier2.put_report(report)
+        except Exception as e:
+            # Leave the pending marker: the next sweep rebuilds this report from Tier 1.
+            logger.exception("storing the eviction report failed", report=report["id"])
+            report["errors"].append(f"report: {type(e).__name__}: {e}")
+            return
+        if self.dry_run:
+            return
+        try:
+            with self.tier1.transaction("sweep-done"):
+                self.tier1.set_meta(LAST_SWEEP_KEY, self.now)
+                self.tier1.conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_KEY,))
+        except Exception:
+            # The report is safe; a marker left behind is dropped by the next sweep.
+            logger.warning("recording the sweep's end in Tier 1 failed", exc_info=True)
+            return
+        # Keep the file at the size just reported: the meta write must not linger in the WAL.
+        with contextlib.suppress(Exception):
+            for _ in self.tier1.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"):
+                pass
+
+
+def _scalar(tier1: Tier1, sql: str) -> int:
+    row = tier1.conn.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def pending_sweep(tier1: Tier1) -> dict[str, Any] | None:
+    value = tier1.get_meta(PENDING_KEY)
+    return json.loads(value) if value else None
+
+
+def recover_interrupted(tier1: Tier1, tier2: Tier2) -> str | None:
+    """Store a report for a sweep killed after evicting but before its report was stored.
+    Returns that sweep's id, or None when there was nothing to recover."""
+    pending = pending_sweep(tier1)
+    if pending is None:
+        return None
+    rid, started = str(pending["id"]), float(pending["started_at_epoch"])
+    if tier2.report(rid) is None:
+        evicted = [r[0] for r in tier1.conn.execute(
+            "SELECT id FROM sessions WHERE state = 'evicted' AND evicted_at = ? ORDER BY id",
+            (started,))]
+        safe = [sid for sid in evicted if tier2.has_digest(sid)]
+        lost = [sid for sid in evicted if sid not in set(safe)]
+        tier2.put_report({
+            "id": rid, "dry_run": False, "started_at": iso(started),
+            "started_at_epoch": started, "duration_ms": None,
+            "backstop_evicted": [], "budget_evicted": [], "overflow_analyzed": [],
+            "overflow_data_loss": lost, "evicted_unattributed": safe,
+            "bytes_freed": None, "final_usage_bytes": None, "over_hard_cap": None,
+            "tier2_over_cap": None, "warnings": [], "recovered": True,
+            "errors": ["the sweep was interrupted before its report was stored; this report "
+                       "was rebuilt from Tier 1: the pass of each eviction (those with a "
+                       "digest are in evicted_unattributed) and the bytes freed are unknown"],
+        })
+    with tier1.transaction("sweep-recover"):
+        tier1.conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_KEY,))
+    return rid

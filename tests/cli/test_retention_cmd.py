@@ -1,0 +1,127 @@
+"""`sweep`, `reports`, `reports show`, `forget`, `check --repair` through a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from session_memory import config
+from session_memory.clock import FixedClock
+from session_memory.memory import Memory
+from tests.conftest import write_config
+from tests.test_retention import add_session, analyze
+
+REPORT_KEYS = {"id", "dry_run", "started_at", "duration_ms", "backstop_evicted",
+               "budget_evicted", "overflow_analyzed", "overflow_data_loss", "bytes_freed",
+               "final_usage_bytes", "over_hard_cap", "tier2_over_cap", "warnings", "errors"}
+
+
+def cli(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+    run = subprocess.run([sys.executable, "-m", "session_memory", *args],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == code, run.stderr
+    return run
+
+
+def as_json(*args: str, code: int = 0) -> Any:
+    return json.loads(cli(*args, "--json", code=code).stdout)
+
+
+def _config(home: Path, hard_cap: str) -> None:
+    root = home / "src" / "mytool"
+    write_config(home, f'[retention]\nraw_soft_cap = 1\nraw_hard_cap = {hard_cap}\n'
+                       f'[sources.mytool]\nformat = "jsonl"\nroot = "{root}"\n'
+                       + "".join(f"[sources.{name}]\nenabled = false\n"
+                                 for name in ("claude-code", "codex", "gemini-cli", "aider")))
+
+
+def _store(home: Path) -> list[str]:
+    """Three ended sessions, two analyzed; a soft cap that only their eviction can meet."""
+    (home / "src" / "mytool").mkdir(parents=True)
+    _config(home, '"1GiB"')
+    # The subprocess reads the real clock: the sessions must have ended by it too.
+    with Memory(config.load(), clock=FixedClock(time.time())) as memory:
+        ids = [add_session(memory, f"s{i}", size=20_000, age_days=3 - i) for i in range(3)]
+        memory.ingest()
+        analyze(memory, ids[0], at=time.time() - 20)
+        analyze(memory, ids[1], at=time.time() - 10)
+    return ids
+
+
+def test_sweep_dry_run_then_sweep_then_reports(home: Path) -> None:
+    ids = _store(home)
+
+    dry = as_json("sweep", "--dry-run")
+    assert set(dry) >= REPORT_KEYS and dry["dry_run"] is True
+    assert dry["budget_evicted"] == ids[:2]
+    assert {s["id"]: s["state"] for s in as_json("sessions")}[ids[0]] == "analyzed"
+
+    real = as_json("sweep")
+    assert real["budget_evicted"] == ids[:2] and real["dry_run"] is False
+    assert real["bytes_freed"] == dry["bytes_freed"] > 0
+
+    listed = as_json("reports")
+    assert {r["id"] for r in listed} == {dry["id"], real["id"]}
+    assert as_json("reports", "--limit", "1")[0]["id"] in {dry["id"], real["id"]}
+    assert as_json("reports", "show", real["id"]) == real
+    assert as_json("status")["last_sweep"]["id"] in {dry["id"], real["id"]}
+
+    text = cli("reports").stdout  # not a TTY: one tab-separated line per report
+    assert real["id"] in text and dry["id"] in text
+    shown = cli("reports", "show", real["id"]).stdout
+    assert ids[0] in shown and "budget" in shown
+
+    missing = cli("reports", "show", "no-such-report", code=1)
+    assert "no report" in missing.stderr and missing.stdout == ""
+
+
+def test_sweep_human_output_names_data_loss(home: Path) -> None:
+    ids = _store(home)
+    _config(home, "1")  # a hard cap that nothing but data loss can meet
+    with Memory(config.load()) as memory:
+        memory.analyze = None  # type: ignore[assignment,method-assign]
+        rid = memory.sweep()["id"]
+    out = cli("reports", "show", rid[:12]).stdout
+    assert "DATA LOSS" in out and ids[2] in out
+
+
+def test_forget_and_check_repair(home: Path) -> None:
+    ids = _store(home)
+    gone = as_json("forget", ids[0])
+    assert gone["id"] == ids[0] and gone["digest_removed"] and gone["session_removed"]
+    assert ids[0] not in {s["id"] for s in as_json("sessions")}
+    assert as_json("check") == {"ok": True, "problems": []}
+    cli("forget", "mytool:never-was.jsonl", code=1)
+
+    with Memory(config.load()) as memory:
+        memory.tier2.put_digest("mytool:orphan.jsonl", "mytool", {"analyzer_version": 1},
+                                time.time())
+    unhealthy = as_json("check", code=1)
+    assert unhealthy["ok"] is False
+    assert any("digest without session" in p for p in unhealthy["problems"])
+    repaired = as_json("check", "--repair")
+    assert repaired["ok"] is True and repaired["repaired"]
+
+
+def test_a_sweep_killed_between_the_stores_is_reported_by_the_next(home: Path) -> None:
+    ids = _store(home)
+    killed = subprocess.run([sys.executable, "-m", "session_memory", "sweep", "--json"],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "SESSION_MEMORY_CRASH_AT":
+                                 "after-commit:sweep-evict"})
+    assert killed.returncode == -signal.SIGKILL
+    assert as_json("reports") == []
+    assert any("interrupted" in p for p in as_json("check", code=1)["problems"])
+
+    after = as_json("sweep")
+
+    assert any("interrupted" in w for w in after["warnings"])
+    rebuilt = [r for r in as_json("reports") if r.get("recovered")]
+    assert len(rebuilt) == 1 and rebuilt[0]["evicted_unattributed"] == ids[:2]
+    assert as_json("check")["ok"] is True

@@ -1,0 +1,122 @@
+"""Gemini CLI digests: records folded by id (last copy wins), `$rewindTo` applied first."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from session_memory.memory import Memory
+from tests.analyze.helpers import digest_of, jsonl, write
+
+GID = "gggggggg-0000-4000-8000-000000000003"
+CHATS = "tmp/0f0f/chats"
+
+
+def msg(mid: str, kind: str, minute: int, **fields: Any) -> dict[str, Any]:
+    return {"id": mid, "type": kind, "timestamp": f"2026-03-01T09:{minute:02d}:00.000Z",
+            **fields}
+
+
+def gemini(mid: str, minute: int, tokens: tuple[int, int, int, int], calls: list[Any],
+           content: str = "") -> dict[str, Any]:
+    inp, out, cached, thoughts = tokens
+    return msg(mid, "gemini", minute, model="gemini-2.5-pro", content=content, toolCalls=calls,
+               tokens={"input": inp, "output": out, "cached": cached, "thoughts": thoughts,
+                       "tool": 0, "total": inp + out})
+
+
+def call(cid: str, name: str, status: str = "success", **args: Any) -> dict[str, Any]:
+    return {"id": cid, "name": name, "args": args, "status": status,
+            "result": "Error: old_string not found in /p/utils.py" if status == "error" else "ok"}
+
+
+READ = call("t1", "read_file", absolute_path="/p/utils.py")
+
+
+def chat() -> str:
+    return jsonl(
+        {"sessionId": GID, "projectHash": "0f0f", "startTime": "2026-03-01T09:00:00.000Z",
+         "lastUpdated": "2026-03-01T09:00:00.000Z", "kind": "main"},
+        msg("u1", "user", 1, content=[{"text": "refactor utils"}]),
+        gemini("g1", 2, (100, 10, 20, 5), [READ]),
+        # The same message appended again as it changed: this copy wins.
+        gemini("g1", 3, (100, 30, 20, 7), [READ, call("t2", "replace", "error",
+                                                      file_path="/p/utils.py")]),
+        {"$set": {"lastUpdated": "2026-03-01T09:05:00.000Z"}},
+        msg("u2", "user", 6, content="also delete the build folder"),
+        gemini("g2", 7, (500, 500, 0, 0), [call("t3", "run_shell_command",
+                                                command="rm -rf build")]),
+        {"$rewindTo": "g1"},  # u2 and g2 never happened
+        msg("u3", "user", 8, content="<session_context>cwd: /p</session_context>"),
+        msg("i1", "info", 8, content="Switched model"),
+        msg("u4", "user", 9, content="try again differently"),
+        "{not json",
+        gemini("g3", 10, (50, 5, 0, 1), [call("t4", "write_file", file_path="/p/new.py")],
+               content="Done differently."),
+        {"$set": {"lastUpdated": "2026-03-01T09:10:00.000Z"}},
+    )
+
+
+def subagent_chat() -> str:
+    return jsonl(
+        {"sessionId": "sub-1", "projectHash": "0f0f", "startTime": "2026-03-01T09:02:30.000Z",
+         "lastUpdated": "2026-03-01T09:02:40.000Z", "kind": "subagent"},
+        msg("s1", "user", 2, content="list the python files"),  # written by the agent
+        gemini("s2", 2, (7, 3, 0, 0), [call("t9", "glob", pattern="*.py")]),
+    )
+
+
+def test_fold_rewind_and_count(memory: Memory, sources: dict[str, Path]) -> None:
+    write(sources["gemini-cli"], f"{CHATS}/session-2026-03-01T09-00-gggggggg.jsonl", chat())
+    write(sources["gemini-cli"], f"{CHATS}/{GID}/session-sub.jsonl", subagent_chat())
+    d = digest_of(memory, f"gemini-cli:{GID}")
+    # g1 (last copy) + g3 + the subagent's s2; g2 was rewound away.
+    assert d["tokens"] == {"input": 100 + 50 + 7, "output": 30 + 5 + 3, "cache_creation": 0,
+                           "cache_read": 20, "reasoning": 7 + 1}
+    assert d["user_turns"] == 2
+    assert d["prompts"] == ["refactor utils", "try again differently"]
+    assert d["tool_calls"] == {"glob": 1, "read_file": 1, "replace": 1, "write_file": 1}
+    assert d["files_edited"] == ["/p/utils.py", "/p/new.py"]
+    assert d["files_read"] == ["/p/utils.py"]
+    assert d["commands"] == []
+    assert d["tool_errors"] == 1
+    assert d["errors"][0]["tool"] == "replace"
+    assert d["errors"][0]["fingerprint"] == "Error: old_string not found in <path>"
+    assert d["started_at"] == "2026-03-01T09:00:00.000Z"
+    assert d["ended_at"] == "2026-03-01T09:10:00.000Z"
+    assert d["malformed_lines"] == 1
+    assert d["models"] == ["gemini-2.5-pro"]
+    assert d["last_assistant_message"] == "Done differently."
+    assert d["outcome"] == "success"
+
+
+def test_rewind_to_the_first_message_leaves_only_it(memory: Memory,
+                                                     sources: dict[str, Path]) -> None:
+    write(sources["gemini-cli"], f"{CHATS}/session-2026-03-02T10-00-hhhhhhhh.jsonl", jsonl(
+        {"sessionId": "hhhh", "startTime": "2026-03-02T10:00:00Z",
+         "lastUpdated": "2026-03-02T10:00:00Z"},
+        msg("u1", "user", 1, content="first"),
+        gemini("g1", 2, (10, 10, 0, 0), []),
+        msg("u2", "user", 3, content="second"),
+        {"$rewindTo": "u1"},
+        msg("u1", "user", 4, content="first, edited"),
+    ))
+    d = digest_of(memory, "gemini-cli:hhhh")
+    assert d["tokens"]["input"] == 0
+    assert d["prompts"] == ["first, edited"]
+    assert d["outcome"] == "abandoned"
+
+
+def test_whole_file_json_of_older_versions(memory: Memory, sources: dict[str, Path]) -> None:
+    doc = {"sessionId": "old-1", "projectHash": "0f0f", "startTime": "2025-05-01T08:00:00Z",
+           "lastUpdated": "2025-05-01T08:30:00Z", "messages": [
+               msg("u1", "user", 1, content="explain the cache"),
+               gemini("g1", 2, (40, 4, 0, 0), [], content="It is an LRU."),
+           ]}
+    write(sources["gemini-cli"], f"{CHATS}/session-old-1.json", json.dumps(doc, indent=2))
+    d = digest_of(memory, "gemini-cli:old-1")
+    assert d["first_prompt"] == "explain the cache"
+    assert d["tokens"]["input"] == 40 and d["tokens"]["output"] == 4
+    assert d["duration_s"] == 1800.0
+    assert d["malformed_lines"] == 0

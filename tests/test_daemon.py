@@ -1,0 +1,301 @@
+"""The daemon end to end: a subprocess, a notify socket, writer processes, the real stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from session_memory import config
+from session_memory.errors import NotFoundError
+from session_memory.memory import Memory
+from tests.daemon_harness import DaemonProcess, NotifySocket, Writer
+
+VISIBLE_WITHIN = 2.0
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class Env:
+    """Three source roots, a data dir and a config, all under the test's temp home."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.roots = {name: home / "src" / name for name in ("claude-code", "codex", "gemini-cli")}
+        for root in self.roots.values():
+            root.mkdir(parents=True)
+        self.data_dir = home / "data"
+        self.config_path = Path(os.environ["XDG_CONFIG_HOME"]) / "session-memory" / "config.toml"
+        self.config_path.parent.mkdir(parents=True, exist_ok=True)
+        self.extra = ""
+
+    def write_config(self, *, idle: str = "1h", sweep: str = "1h", rescan: str = "5m",
+                     extra: str = "") -> None:
+        sources = "\n".join(f'[sources.{name}]\nformat = "{name}"\nroot = "{root}"\n'
+                            for name, root in self.roots.items())
+        self.config_path.write_text(
+            f'[storage]\ndata_dir = "{self.data_dir}"\n'
+            f'[ingest]\nidle_seconds = "{idle}"\nrescan_interval = "{rescan}"\n'
+            f'[retention]\nsweep_interval = "{sweep}"\n'
+            f'{sources}\n[sources.aider]\nenabled = false\n{extra}')
+
+    def memory(self) -> Memory:
+        return Memory(config.load(self.config_path))
+
+
+@pytest.fixture
+def env(home: Path) -> Env:
+    return Env(home)
+
+
+@pytest.fixture
+def notify() -> Iterator[NotifySocket]:
+    sock = NotifySocket()
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def start(env: Env, notify: NotifySocket, tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
+    started: list[DaemonProcess] = []
+
+    def _start(**extra_env: str) -> DaemonProcess:
+        d = DaemonProcess(env.config_path, notify, tmp_path / "daemon.log", extra_env)
+        started.append(d)
+        d.wait_ready()
+        return d
+
+    yield _start
+    for d in started:
+        d.stop()
+
+
+@pytest.fixture
+def writer() -> Iterator[Writer]:
+    w = Writer()
+    yield w
+    w.close()
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+        except NotFoundError:
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.03)
+
+
+def assert_visible(memory: Memory, sid: str, root: Path, rel: str, out: Path) -> float:
+    """Poll `export` until the stored copy equals the source file; the seconds it took."""
+    t0 = time.monotonic()
+    want = (root / rel).read_bytes()
+
+    def same() -> bool:
+        memory.export(sid, out)
+        return (out / rel).read_bytes() == want
+
+    wait_until(same, VISIBLE_WITHIN, f"{sid} {rel} stored")
+    return time.monotonic() - t0
+
+
+def claude_record(sid: str, text: str, kind: str = "user") -> str:
+    if kind == "user":
+        msg: dict[str, Any] = {"role": "user", "content": text}
+    else:
+        msg = {"id": f"msg_{uuid.uuid4().hex[:8]}", "role": "assistant", "model": "claude-x",
+               "content": [{"type": "text", "text": text}],
+               "usage": {"input_tokens": 10, "output_tokens": 5}}
+    return json.dumps({"type": kind, "uuid": str(uuid.uuid4()), "sessionId": sid,
+                       "timestamp": _now_iso(), "cwd": "/work/p", "message": msg})
+
+
+def test_appends_reach_the_store_within_two_seconds(env: Env, start: Callable[..., DaemonProcess],
+                                                    writer: Writer, notify: NotifySocket,
+                                                    tmp_path: Path) -> None:
+    env.write_config()
+    daemon = start(WATCHDOG_USEC="1000000")
+    notify.wait_line("WATCHDOG=1", 5)  # pinged from the main loop at half the interval
+    assert any(m.startswith("STATUS=") or "\nSTATUS=" in m for m in notify.messages)
+
+    cc_id, cx_id, gm_id = (str(uuid.uuid4()) for _ in range(3))
+    cc_rel = f"-work-p/{cc_id}.jsonl"
+    cx_rel = f"sessions/2026/01/02/rollout-2026-01-02T10-00-00-{cx_id}.jsonl"
+    gm_rel = f"{'ab' * 32}/chats/session-2026-01-02T10-00-{gm_id[:8]}.jsonl"
+    for root, rel in ((env.roots["claude-code"], cc_rel), (env.roots["codex"], cx_rel),
+                      (env.roots["gemini-cli"], gm_rel)):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    appends = {
+        ("claude-code", cc_rel, f"claude-code:{cc_id}"): [
+            claude_record(cc_id, "fix the bug"), claude_record(cc_id, "done", "assistant"),
+            claude_record(cc_id, "thanks")],
+        ("codex", cx_rel, f"codex:{cx_id}"): [
+            json.dumps({"timestamp": _now_iso(), "type": "session_meta",
+                        "payload": {"id": cx_id, "cwd": "/work/p"}}),
+            json.dumps({"timestamp": _now_iso(), "type": "response_item", "payload": {
+                "type": "message", "role": "user",
+                "content": [{"type": "input_text", "text": "hi"}]}}),
+            json.dumps({"timestamp": _now_iso(), "type": "event_msg",
+                        "payload": {"type": "task_complete"}})],
+        ("gemini-cli", gm_rel, f"gemini-cli:{gm_id}"): [
+            json.dumps({"sessionId": gm_id, "projectHash": "ab" * 32, "startTime": _now_iso(),
+                        "lastUpdated": _now_iso(), "kind": "main"}),
+            json.dumps({"id": "m1", "timestamp": _now_iso(), "type": "user", "content": "hi"}),
+            json.dumps({"id": "m2", "timestamp": _now_iso(), "type": "gemini",
+                        "content": "hello", "model": "gemini-x"})],
+    }
+    latencies = []
+    with env.memory() as memory:
+        for step in range(3):
+            for (source, rel, sid), lines in appends.items():
+                writer.append(env.roots[source] / rel, lines[step])
+                latencies.append(assert_visible(memory, sid, env.roots[source], rel,
+                                                tmp_path / "out"))
+
+        # A project folder created after the start is watched too.
+        new_id = str(uuid.uuid4())
+        new_rel = f"-work-new-project/{new_id}.jsonl"
+        (env.roots["claude-code"] / "-work-new-project").mkdir()
+        writer.append(env.roots["claude-code"] / new_rel, claude_record(new_id, "first"))
+        latencies.append(assert_visible(memory, f"claude-code:{new_id}",
+                                        env.roots["claude-code"], new_rel, tmp_path / "out"))
+        writer.append(env.roots["claude-code"] / new_rel, claude_record(new_id, "second"))
+        latencies.append(assert_visible(memory, f"claude-code:{new_id}",
+                                        env.roots["claude-code"], new_rel, tmp_path / "out"))
+
+        assert memory.status()["daemon"] == {"running": True, "pid": daemon.proc.pid}
+
+    # One daemon per data dir: a second one refuses, clearly, and leaves the first alone.
+    second = subprocess.run(
+        [sys.executable, "-m", "session_memory", "--config", str(env.config_path), "daemon"],
+        capture_output=True, text=True, timeout=20,
+        env={k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"})
+    assert second.returncode == 1
+    assert f"pid {daemon.proc.pid}" in second.stderr and "already runs" in second.stderr
+    assert daemon.proc.poll() is None
+
+    # A CLI writer works while the daemon runs (WAL and a busy timeout).
+    pin = subprocess.run([sys.executable, "-m", "session_memory", "--config",
+                          str(env.config_path), "pin", f"claude-code:{cc_id}"],
+                         capture_output=True, text=True, timeout=30)
+    assert pin.returncode in (0, 2), pin.stderr  # 2: no `pin` command in this build yet
+
+    daemon.signal(signal.SIGTERM)
+    notify.wait_line("STOPPING=1", 10)
+    assert daemon.proc.wait(timeout=10) == 0
+    with env.memory() as memory:
+        assert memory.status()["daemon"]["running"] is False
+    print("append-to-stored latencies (s):", [round(x, 3) for x in latencies])
+
+
+@pytest.mark.skipif(not hasattr(Memory, "analyze"), reason="the analyzer is not in this build")
+def test_idle_sessions_get_digests(env: Env, start: Callable[..., DaemonProcess],
+                                   writer: Writer) -> None:
+    env.write_config(idle="1s")
+    start()
+    sid = str(uuid.uuid4())
+    path = env.roots["claude-code"] / "-work-p" / f"{sid}.jsonl"
+    path.parent.mkdir()
+    writer.append(path, claude_record(sid, "add a test for the parser"))
+    writer.append(path, claude_record(sid, "added it", "assistant"))
+    with env.memory() as memory:
+        digest = wait_until(lambda: memory.show(f"claude-code:{sid}")["digest"], 15,
+                            "a digest for the idle session")
+        assert digest["first_prompt"] == "add a test for the parser"
+        assert memory.show(f"claude-code:{sid}")["state"] == "analyzed"
+
+
+@pytest.mark.skipif(not hasattr(Memory, "sweep"), reason="retention is not in this build")
+def test_sweeps_run_on_schedule(env: Env, start: Callable[..., DaemonProcess]) -> None:
+    env.write_config(sweep="1s")
+    start()
+    with env.memory() as memory:
+        first = wait_until(lambda: memory.tier1.get_meta("last_sweep_at"), 10, "a first sweep")
+        later = wait_until(lambda: (memory.tier1.get_meta("last_sweep_at") or 0) > first, 10,
+                           "a second sweep, a second later")
+        assert later
+        assert memory.status()["last_sweep"] is not None
+
+
+def test_an_overdue_sweep_runs_at_start(env: Env, start: Callable[..., DaemonProcess]) -> None:
+    if not hasattr(Memory, "sweep"):
+        pytest.skip("retention is not in this build")
+    env.write_config(sweep="1h")
+    long_ago = time.time() - 2 * 3600
+    with env.memory() as memory, memory.tier1.transaction("test"):
+        memory.tier1.set_meta("last_sweep_at", long_ago)
+    start()
+    with env.memory() as memory:
+        wait_until(lambda: (memory.tier1.get_meta("last_sweep_at") or 0) > long_ago, 10,
+                   "the overdue sweep")
+
+
+def test_sighup_reloads_and_a_bad_config_keeps_the_old(env: Env,
+                                                       start: Callable[..., DaemonProcess],
+                                                       writer: Writer, notify: NotifySocket,
+                                                       tmp_path: Path) -> None:
+    env.write_config()
+    daemon = start()
+    extra_root = env.home / "src" / "mytool"
+    extra_root.mkdir(parents=True)
+    env.write_config(extra=f'[sources.mytool]\nformat = "jsonl"\nroot = "{extra_root}"\n')
+    daemon.signal(signal.SIGHUP)
+    notify.wait_for(lambda m: "READY=1" in m.splitlines() and "config reloaded" in m, 10)
+    with env.memory() as memory:
+        writer.append(extra_root / "run.jsonl", '{"n": 1}')
+        assert_visible(memory, "mytool:run.jsonl", extra_root, "run.jsonl", tmp_path / "out")
+
+        env.config_path.write_text('[ingest]\nidle_seconds = "soon"\n')
+        daemon.signal(signal.SIGHUP)
+        notify.wait_for(lambda m: "config reload failed" in m, 10)
+        assert daemon.proc.poll() is None
+        writer.append(extra_root / "run.jsonl", '{"n": 2}')
+        assert_visible(memory, "mytool:run.jsonl", extra_root, "run.jsonl", tmp_path / "out")
+    assert "config reload failed" in daemon.log()
+
+    daemon.signal(signal.SIGINT)
+    notify.wait_line("STOPPING=1", 10)
+    assert daemon.proc.wait(timeout=10) == 0
+
+
+def test_a_bad_config_exits_78(env: Env, tmp_path: Path) -> None:
+    env.config_path.write_text('[retention]\nraw_soft_cap = "lots"\n')
+    done = subprocess.run([sys.executable, "-m", "session_memory", "--config",
+                           str(env.config_path), "daemon"], capture_output=True, text=True,
+                          timeout=20)
+    assert done.returncode == 78
+    assert "raw_soft_cap" in done.stderr
+
+
+def test_notify_socket_by_path(env: Env, tmp_path: Path) -> None:
+    """A plain socket path works as well as an abstract name."""
+    env.write_config()
+    short = Path("/tmp") / f"sm-{uuid.uuid4().hex[:8]}.sock"
+    sock = NotifySocket(short)
+    try:
+        d = DaemonProcess(env.config_path, sock, tmp_path / "daemon.log")
+        try:
+            d.wait_ready()
+        finally:
+            assert d.stop() == 0
+        sock.wait_line("STOPPING=1", 5)
+    finally:
+        sock.close()
+        short.unlink(missing_ok=True)
