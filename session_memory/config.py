@@ -28,14 +28,16 @@ _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400
 
 def parse_size(value: object, key: str) -> int:
     if isinstance(value, bool):
-        raise ConfigError(f"{key}: expected a size such as 4GiB or a number of bytes, got {value!r}")
+        raise ConfigError(
+            f"{key}: expected a size such as 4GiB or a number of bytes, got {value!r}")
     if isinstance(value, int) and value >= 0:
         return value
     if isinstance(value, str):
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
         if m and m.group(2).lower() in _SIZE_UNITS:
             return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
-    raise ConfigError(f"{key}: expected a size such as 4GiB or a number of bytes, got {value!r}")
+    raise ConfigError(
+        f"{key}: expected a size such as 4GiB or a number of bytes, got {value!r}")
 
 
 def parse_duration(value: object, key: str) -> float:
@@ -179,7 +181,8 @@ def _expand(path: str) -> Path:
 def _source(name: str, table: dict[str, Any]) -> Source:
     fmt = table.get("format")
     if fmt not in FORMATS:
-        raise ConfigError(f"sources.{name}.format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise ConfigError(
+            f"sources.{name}.format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     root = table.get("root")
     if not isinstance(root, str) or not root:
         raise ConfigError(f"sources.{name}.root: expected a folder path, got {root!r}")

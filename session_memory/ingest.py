@@ -342,12 +342,12 @@ class Ingestor:
                         version=cursor.version)
         writer = _PieceWriter(self.tier1, source.name, role, cursor,
                               head or b"", tail, st, self.clock.now())
-        first: tuple[bytes, bytes] | None = None
+        ready: tuple[bytes, bytes] | None = None
         if (prefetched is not None and not role.compressed
                 and prefetched.offset == cursor.offset and prefetched.stat_key == _stat_key(st)):
-            first = (prefetched.raw, prefetched.packed)
+            ready = (prefetched.raw, prefetched.packed)
             content.skip(len(prefetched.raw))
-        blocks = self._compressed_blocks(content, first)
+        blocks = self._compressed_blocks(content, ready)
         first = True
         done = False
         while not done:

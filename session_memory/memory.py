@@ -197,7 +197,8 @@ class Memory:
         }
 
     def last_sweep(self) -> dict[str, Any] | None:
-        reports = self.tier2.reports(limit=1)
+        """The newest real sweep: a dry run changed nothing, so it is not the last sweep."""
+        reports = self.tier2.reports(limit=1, real_only=True)
         return reports[0] if reports else None
 
     def check(self, *, repair: bool = False) -> list[str]:

@@ -14,7 +14,8 @@ def config_group() -> None:
 
 
 @config_group.command("show")
-@click.option("--defaults", is_flag=True, help="Show the built-in defaults, not the effective config.")
+@click.option("--defaults", is_flag=True,
+              help="Show the built-in defaults, not the effective config.")
 @json_option
 @pass_ctx
 @handle_errors

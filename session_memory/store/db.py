@@ -7,6 +7,7 @@ import os
 import signal
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import apsw
 
@@ -38,7 +39,7 @@ def connect(path: Path, migrations: Sequence[Migration]) -> apsw.Connection:
     conn.set_busy_timeout(BUSY_TIMEOUT_MS)
     try:
         conn.execute("PRAGMA foreign_keys = ON")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        version = one(conn, "PRAGMA user_version")[0]
         if version == 0:
             # Must precede the first table: it decides whether freed pages can be returned.
             conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
@@ -52,7 +53,7 @@ def connect(path: Path, migrations: Sequence[Migration]) -> apsw.Connection:
 
 
 def migrate(conn: apsw.Connection, migrations: Sequence[Migration]) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    version = one(conn, "PRAGMA user_version")[0]
     for number, statements in enumerate(migrations[version:], start=version + 1):
         with transaction(conn):
             for statement in statements:
@@ -91,6 +92,14 @@ def crashpoint(name: str) -> None:
         _crash_countdown -= 1
         return
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def one(conn: apsw.Connection, sql: str, args: Any = ()) -> tuple[Any, ...]:
+    """The one row a query must return (an aggregate, a pragma)."""
+    row = conn.execute(sql, args).fetchone()
+    if row is None:
+        raise LookupError(f"no row from {sql!r}")
+    return tuple(row)
 
 
 def file_footprint(path: Path) -> int:

@@ -96,8 +96,8 @@ class Tier1:
         return db.file_footprint(self.path)
 
     def totals(self) -> dict[str, int]:
-        raw, stored, chunks = self.conn.execute(
-            "SELECT raw_bytes, stored_bytes, chunks FROM totals").fetchone()
+        raw, stored, chunks = db.one(self.conn,
+                                     "SELECT raw_bytes, stored_bytes, chunks FROM totals")
         return {"raw_bytes": raw, "stored_bytes": stored, "chunks": chunks}
 
     def get_meta(self, key: str) -> Any:
@@ -203,7 +203,8 @@ class Tier1:
     def sessions(self, idle_before: float, *, state: str | None = None,
                  source: str | None = None, limit: int | None = None,
                  ids: list[str] | None = None) -> list[dict[str, Any]]:
-        where, args = [], {"idle_before": idle_before}
+        where: list[str] = []
+        args: dict[str, Any] = {"idle_before": idle_before}
         if state:
             where.append(f"({state_sql()}) = :state")
             args["state"] = state
@@ -237,9 +238,8 @@ class Tier1:
         for st, n in self.conn.execute(f"SELECT {state_sql()}, count(*) FROM sessions GROUP BY 1",
                                        {"idle_before": idle_before}):
             counts[st] = n
-        counts["pinned"] = self.conn.execute(
-            "SELECT count(*) FROM sessions WHERE pinned").fetchone()[0]
-        counts["total"] = self.conn.execute("SELECT count(*) FROM sessions").fetchone()[0]
+        counts["pinned"] = db.one(self.conn, "SELECT count(*) FROM sessions WHERE pinned")[0]
+        counts["total"] = db.one(self.conn, "SELECT count(*) FROM sessions")[0]
         return counts
 
     def files(self, session_id: str, *, latest_only: bool = True) -> list[StoredFile]:
@@ -247,7 +247,8 @@ class Tier1:
         sql = f"SELECT {_FILE_COLS} FROM files f WHERE session_id = ?"
         if latest_only:
             sql += (" AND version = (SELECT max(version) FROM files g "
-                    "WHERE g.source = f.source AND g.path = f.path AND g.session_id = f.session_id)")
+                    "WHERE g.source = f.source AND g.path = f.path "
+                    "AND g.session_id = f.session_id)")
         return [StoredFile(*row) for row in self.conn.execute(sql + " ORDER BY path, id",
                                                                (session_id,))]
 
@@ -406,8 +407,8 @@ class Tier1:
                                   (length, length, start, file_id))
             self.conn.execute("UPDATE sessions SET frame_gen = ?, sealed = 1 WHERE id = ?",
                               (new_gen, session_id))
-            after = self.conn.execute("SELECT stored_bytes FROM sessions WHERE id = ?",
-                                      (session_id,)).fetchone()[0]
+            after = db.one(self.conn, "SELECT stored_bytes FROM sessions WHERE id = ?",
+                           (session_id,))[0]
         return int(before - after)
 
     # -- eviction and forgetting --------------------------------------------------------
@@ -453,10 +454,10 @@ class Tier1:
         for (msg,) in self.conn.execute("PRAGMA integrity_check"):
             if msg != "ok":
                 problems.append(f"tier1 integrity: {msg}")
-        raw, stored, chunks = self.conn.execute(
-            "SELECT coalesce(sum(r), 0), coalesce(sum(st), 0), count(*) FROM ("
+        raw, stored, chunks = db.one(
+            self.conn, "SELECT coalesce(sum(r), 0), coalesce(sum(st), 0), count(*) FROM ("
             "SELECT raw_len r, length(data) st FROM chunks "
-            "UNION ALL SELECT raw_len, length(data) FROM frames)").fetchone()
+            "UNION ALL SELECT raw_len, length(data) FROM frames)")
         totals = self.totals()
         if (raw, stored, chunks) != (totals["raw_bytes"], totals["stored_bytes"],
                                      totals["chunks"]):

@@ -204,8 +204,10 @@ class Tier2:
                               (report["id"], report["started_at_epoch"], int(report["dry_run"]),
                                json.dumps(report)))
 
-    def reports(self, limit: int | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT report FROM reports ORDER BY started_at DESC, rowid DESC"
+    def reports(self, limit: int | None = None, *, real_only: bool = False
+                ) -> list[dict[str, Any]]:
+        sql = ("SELECT report FROM reports" + (" WHERE dry_run = 0" if real_only else "")
+               + " ORDER BY started_at DESC, rowid DESC")
         if limit:
             sql += f" LIMIT {int(limit)}"
         return [json.loads(r[0]) for r in self.conn.execute(sql)]

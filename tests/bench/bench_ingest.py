@@ -18,11 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench import corpus  # noqa: E402
-
 from session_memory import config  # noqa: E402
 from session_memory.clock import FixedClock  # noqa: E402
 from session_memory.memory import Memory  # noqa: E402
+from tests.bench import corpus  # noqa: E402
 
 
 def settings_for(root: Path, data: Path) -> config.Settings:

@@ -13,13 +13,15 @@ import random
 import uuid
 from pathlib import Path
 
-WORDS = [f"w{i}" for i in range(50)] + (
-    "the a to of and in is it for that this with on be as are you we can file function "
-    "error test return import class def self value data path line code fix run build "
-    "config session user assistant tool result output input read write edit command "
-    "change add remove update check type string number list dict none true false async "
-    "await request response server client module package version install debug log "
-    "message token cache model project branch commit diff patch review refactor".split())
+_VOCABULARY = """
+the a to of and in is it for that this with on be as are you we can file function
+error test return import class def self value data path line code fix run build
+config session user assistant tool result output input read write edit command
+change add remove update check type string number list dict none true false async
+await request response server client module package version install debug log
+message token cache model project branch commit diff patch review refactor
+"""
+WORDS = [f"w{i}" for i in range(50)] + _VOCABULARY.split()
 CODE = [
     "def {n}(self, path: str) -> None:\n    with open(path) as f:\n        return f.read()\n",
     "import os\nimport sys\nfrom pathlib import Path\n",
@@ -39,14 +41,16 @@ def _line(rnd: random.Random, sid: str, i: int) -> str:
     base = {"parentUuid": str(uuid.UUID(int=rnd.getrandbits(128))), "isSidechain": False,
             "userType": "external", "cwd": "/home/dev/projects/api-server", "sessionId": sid,
             "version": "2.0.14", "gitBranch": "main",
-            "timestamp": f"2026-10-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:{rnd.randrange(60):02d}.{rnd.randrange(1000):03d}Z",
+            "timestamp": f"2026-10-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:"
+                         f"{rnd.randrange(60):02d}.{rnd.randrange(1000):03d}Z",
             "uuid": str(uuid.UUID(int=rnd.getrandbits(128)))}
     if kind < 0.45:
         base |= {"type": "assistant", "message": {
             "id": f"msg_{rnd.getrandbits(64):016x}", "model": "claude-sonnet-4-5",
             "role": "assistant",
             "content": [{"type": "text", "text": _text(rnd, rnd.randrange(10, 200))}],
-            "usage": {"input_tokens": rnd.randrange(1, 5000), "output_tokens": rnd.randrange(1, 900),
+            "usage": {"input_tokens": rnd.randrange(1, 5000),
+                      "output_tokens": rnd.randrange(1, 900),
                       "cache_read_input_tokens": rnd.randrange(0, 90000)}}}
     elif kind < 0.85:
         code = "".join(rnd.choice(CODE).format(n=rnd.choice(WORDS), l=rnd.randrange(999))
