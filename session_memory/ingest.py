@@ -7,6 +7,7 @@ any moment leaves the cursor exactly at the last stored byte.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -32,6 +33,8 @@ from session_memory.store.tier1 import INGEST_LEVEL, Cursor, Tier1
 BLOCK_BYTES = 4 * 1024 * 1024
 COMMIT_BYTES = 64 * 1024 * 1024
 PREFETCH_FILES = 3
+GROUP_COMMIT_BYTES = 8 * 1024 * 1024
+GROUP_COMMIT_FILES = 200
 FP_BYTES = 4096
 
 logger = log.get("session_memory.ingest")
@@ -231,12 +234,27 @@ class Ingestor:
         # Read and compress a few files ahead on the pool while this thread commits.
         ahead: deque[Future[Prefetched | None]] = deque(
             self._pool.submit(self._prefetch, c) for c in todo[:PREFETCH_FILES])
-        for i, cand in enumerate(todo):
-            current = ahead.popleft()
-            if i + PREFETCH_FILES < len(todo):
-                ahead.append(self._pool.submit(self._prefetch, todo[i + PREFETCH_FILES]))
-            self.sync(cand.source, cand.relpath, summary, on_bytes=step,
-                      prefetched=current.result())
+        group_bytes = group_files = 0
+        with contextlib.ExitStack() as group:  # an error rolls the open group back
+            for i, cand in enumerate(todo):
+                current = ahead.popleft()
+                if i + PREFETCH_FILES < len(todo):
+                    ahead.append(self._pool.submit(self._prefetch, todo[i + PREFETCH_FILES]))
+                # Small files commit together: one commit per file would write the same
+                # metadata pages (totals, indexes) over and over for a few KB of data each.
+                if cand.pending_bytes < GROUP_COMMIT_BYTES and not group_files:
+                    group.enter_context(self.tier1.transaction("ingest"))
+                elif cand.pending_bytes >= GROUP_COMMIT_BYTES:
+                    group.close()
+                    group_bytes = group_files = 0
+                self.sync(cand.source, cand.relpath, summary, on_bytes=step,
+                          prefetched=current.result())
+                if cand.pending_bytes < GROUP_COMMIT_BYTES:
+                    group_bytes += cand.pending_bytes
+                    group_files += 1
+                    if group_bytes >= GROUP_COMMIT_BYTES or group_files >= GROUP_COMMIT_FILES:
+                        group.close()
+                        group_bytes = group_files = 0
         return summary
 
     def _prefetch(self, cand: Candidate) -> Prefetched | None:

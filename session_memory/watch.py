@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -41,6 +42,10 @@ EVENT_FILTER: list[type[FileSystemEvent]] = [
     DirCreatedEvent, DirMovedEvent, DirDeletedEvent,
 ]
 POLL_INTERVAL = 5.0
+# watchdog re-adds a watch it already holds when a new folder's events race its own walk of
+# that folder, and warns about it; the watch is fine, the warning is noise in the journal.
+warnings.filterwarnings("ignore", message="Callback with id .* already exists",
+                        category=RuntimeWarning)
 MAX_AIDER_DIRS = 1000
 Trouble = Literal["overflow", "watch-limit", "root-gone"]
 Mode = Literal["inotify", "polling", "rescan-only"]

@@ -127,3 +127,22 @@ def test_unreadable_file_is_skipped_and_the_rest_ingested(sources: dict[str, Pat
     listed = subprocess.run([sys.executable, "-m", "session_memory", "sessions", "--json"],
                             capture_output=True, text=True, timeout=60)
     assert [s["id"] for s in json.loads(listed.stdout)] == ["mytool:open.jsonl"]
+
+
+def test_a_corrupt_zst_among_good_files(memory: Memory, sources: dict[str, Path],
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    """A read error half-way through one file rolls back only that file, not the files
+    committed with it in the same group."""
+    import zstandard
+
+    day = sources["codex"] / "sessions" / "2026" / "01" / "01"
+    day.mkdir(parents=True)
+    good = zstandard.ZstdCompressor().compress(b'{"type":"session_meta","payload":{"id":"g"}}\n')
+    (day / "rollout-a-good.jsonl.zst").write_bytes(good)
+    (day / "rollout-b-bad.jsonl.zst").write_bytes(good[:-6] + b"\xff" * 40)
+    (day / "rollout-c-plain.jsonl").write_bytes(b'{"type":"session_meta","payload":{"id":"c"}}\n')
+    summary = memory.ingest()
+    assert summary.errors == 1
+    assert sorted(s["id"] for s in memory.sessions()) == ["codex:c", "codex:g"]
+    assert "bad zstd data" in caplog.text
+    assert memory.check() == []

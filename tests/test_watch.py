@@ -12,9 +12,13 @@ from typing import Any
 
 import pytest
 from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
 
 from session_memory.config import Source
 from session_memory.watch import Trouble, Watcher
+
+# watchdog's benign re-registration warning (filtered in production by session_memory.watch).
+pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
 
 
 class RecordingSink:
@@ -144,7 +148,8 @@ def test_the_watch_limit_degrades_that_root_to_polling(tmp_path: Path,
     roots = [tmp_path / "a", tmp_path / "b"]
     for r in roots:
         r.mkdir()
-    w = Watcher(sink, inotify_factory=lambda report: LimitedObserver())
+    w = Watcher(sink, inotify_factory=lambda report: LimitedObserver(),
+                polling_factory=lambda: PollingObserver(timeout=0.2))
     try:
         sources = [Source("a", "jsonl", roots[0]), Source("b", "jsonl", roots[1])]
         w.sync(sources, {})
@@ -153,7 +158,7 @@ def test_the_watch_limit_degrades_that_root_to_polling(tmp_path: Path,
         assert w.summary()["polling"] == 2
         f = roots[0] / "x.jsonl"
         f.write_text("{}\n")
-        assert sink.wait(lambda: str(f) in sink.paths, timeout=15)
+        assert sink.wait(lambda: str(f) in sink.paths)
     finally:
         w.stop()
 

@@ -63,7 +63,19 @@ def migrate(conn: apsw.Connection, migrations: Sequence[Migration]) -> None:
 
 @contextlib.contextmanager
 def transaction(conn: apsw.Connection, name: str = "") -> Iterator[apsw.Connection]:
-    """One write transaction, taken up front so concurrent writers wait instead of failing."""
+    """One write transaction, taken up front so concurrent writers wait instead of failing.
+    Inside another transaction it is a savepoint: it commits with the outer one."""
+    if conn.in_transaction:
+        savepoint = f"sp_{name.replace('-', '_') or 'inner'}"
+        conn.execute(f"SAVEPOINT {savepoint}")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute(f"ROLLBACK TO {savepoint}")
+            conn.execute(f"RELEASE {savepoint}")
+            raise
+        conn.execute(f"RELEASE {savepoint}")
+        return
     try:
         conn.execute("BEGIN IMMEDIATE")
     except apsw.BusyError as e:
