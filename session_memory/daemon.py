@@ -23,7 +23,12 @@ from typing import Any
 from session_memory import config, log
 from session_memory.clock import Clock, SystemClock
 from session_memory.config import Settings
-from session_memory.errors import ConfigError, SessionMemoryError, StoreBusyError
+from session_memory.errors import (
+    ConfigError,
+    SessionMemoryError,
+    StoreBusyError,
+    StoreFullError,
+)
 from session_memory.formats import aider
 from session_memory.fswalk import Walker
 from session_memory.ingest import Ingestor, IngestSummary
@@ -236,6 +241,13 @@ class Daemon:
             fn()
         except StoreBusyError:
             logger.warning("store busy (another process holds it); retrying soon", job=job)
+            self._rescan_at = min(self._rescan_at, self.clock.now() + RETRY_SECONDS)
+        except StoreFullError as e:
+            # Rolled back, nothing lost: a sweep (keep_free lowers its cap on a full disk)
+            # makes room, and the retried rescan picks up where the cursors stand.
+            logger.error("store full; sweeping to make room, then retrying", job=job,
+                         reason=str(e))
+            self._sweep_requested = job != "sweep"
             self._rescan_at = min(self._rescan_at, self.clock.now() + RETRY_SECONDS)
         except Exception:
             logger.exception("job failed; the daemon carries on", job=job)

@@ -15,6 +15,16 @@ class StoreBusyError(SessionMemoryError):
     exit_code = exitcodes.BUSY
 
 
+class StoreFullError(SessionMemoryError):
+    """SQLITE_FULL: the disk (or the database's size limit) has no room for the write.
+    The transaction was rolled back: nothing stored before it is lost."""
+
+
+FULL_MESSAGE = ("no room left for the store (the disk is full): this write was rolled back "
+                "and nothing stored before it is lost; free disk space or run "
+                "`session-memory sweep`, then try again")
+
+
 class NotFoundError(SessionMemoryError):
     pass
 

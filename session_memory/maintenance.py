@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from session_memory import log, retention
+from session_memory.store import db
 from session_memory.store.tier1 import Tier1
 from session_memory.store.tier2 import Tier2
 
@@ -47,7 +48,7 @@ def forget(tier1: Tier1, tier2: Tier2, session_id: str, now: float) -> dict[str,
 
 
 def _forget_digest(tier1: Tier1, tier2: Tier2, session_id: str) -> None:
-    with _secure_delete(tier2), tier2.transaction("forget"):
+    with _secure_delete(tier2), tier2.transaction("forget-digest"):
         tier2.delete_digest(session_id)
         # FTS5 keeps deleted terms in its segments until they merge: merge them now.
         tier2.conn.execute("INSERT INTO digests_fts (digests_fts) VALUES ('optimize')")
@@ -143,22 +144,33 @@ def find(tier1: Tier1, tier2: Tier2) -> Findings:
     )
 
 
+# The accounting rules, as Tier1.check states them: a file counts its chunks plus the part
+# of its session's sealed stream it owns (sealed_len); a session counts its files plus its
+# frames' compressed bytes; the store counts every chunk and every frame.
+_FILE_RAW = ("(SELECT f.sealed_len + coalesce(sum(raw_len), 0) FROM chunks "
+             "WHERE file_id = f.id)")
+_FILE_STORED = "(SELECT coalesce(sum(length(data)), 0) FROM chunks WHERE file_id = f.id)"
+_FILE_CHUNKS = "(SELECT count(*) FROM chunks WHERE file_id = f.id)"
+_SESSION_RAW = "(SELECT coalesce(sum(raw_bytes), 0) FROM files WHERE session_id = s.id)"
+_SESSION_STORED = ("((SELECT coalesce(sum(stored_bytes), 0) FROM files WHERE session_id = s.id)"
+                   " + (SELECT coalesce(sum(length(data)), 0) FROM frames "
+                   "WHERE session_id = s.id))")
+_STORE_SUMS = ("SELECT coalesce(sum(r), 0), coalesce(sum(st), 0), count(*) FROM ("
+               "SELECT raw_len r, length(data) st FROM chunks "
+               "UNION ALL SELECT raw_len, length(data) FROM frames)")
+
+
 def _accounting_drift(tier1: Tier1) -> bool:
     conn = tier1.conn
     totals = conn.execute("SELECT raw_bytes, stored_bytes, chunks FROM totals").fetchone()
-    sums = conn.execute("SELECT coalesce(sum(raw_len), 0), coalesce(sum(length(data)), 0), "
-                        "count(*) FROM chunks").fetchone()
+    sums = conn.execute(_STORE_SUMS).fetchone()
     if tuple(totals or ()) != tuple(sums or ()):
         return True
     return conn.execute(
-        "SELECT 1 FROM files f WHERE raw_bytes != (SELECT coalesce(sum(raw_len), 0) FROM chunks "
-        "WHERE file_id = f.id) OR stored_bytes != (SELECT coalesce(sum(length(data)), 0) "
-        "FROM chunks WHERE file_id = f.id) OR chunks != (SELECT count(*) FROM chunks "
-        "WHERE file_id = f.id) UNION ALL "
-        "SELECT 1 FROM sessions s WHERE raw_bytes != (SELECT coalesce(sum(raw_bytes), 0) "
-        "FROM files WHERE session_id = s.id) OR stored_bytes != (SELECT "
-        "coalesce(sum(stored_bytes), 0) FROM files WHERE session_id = s.id) LIMIT 1"
-    ).fetchone() is not None
+        f"SELECT 1 FROM files f WHERE raw_bytes != {_FILE_RAW} "
+        f"OR stored_bytes != {_FILE_STORED} OR chunks != {_FILE_CHUNKS} UNION ALL "
+        f"SELECT 1 FROM sessions s WHERE raw_bytes != {_SESSION_RAW} "
+        f"OR stored_bytes != {_SESSION_STORED} LIMIT 1").fetchone() is not None
 
 
 def cross_check(tier1: Tier1, tier2: Tier2) -> list[str]:
@@ -223,19 +235,13 @@ def repair(tier1: Tier1, tier2: Tier2, now: float) -> list[str]:
 
 
 def _recount(tier1: Tier1) -> None:
-    """Set every total from the chunks themselves (files, then sessions, then the store)."""
+    """Set every total from the chunks and frames themselves (files, sessions, the store)."""
     conn = tier1.conn
-    conn.execute(
-        "UPDATE files SET raw_bytes = (SELECT coalesce(sum(raw_len), 0) FROM chunks "
-        "WHERE file_id = files.id), stored_bytes = (SELECT coalesce(sum(length(data)), 0) "
-        "FROM chunks WHERE file_id = files.id), chunks = (SELECT count(*) FROM chunks "
-        "WHERE file_id = files.id)")
+    conn.execute(f"UPDATE files AS f SET raw_bytes = {_FILE_RAW}, "
+                 f"stored_bytes = {_FILE_STORED}, chunks = {_FILE_CHUNKS}")
     # The files trigger just moved session totals by each file's change; set them absolutely.
-    conn.execute(
-        "UPDATE sessions SET raw_bytes = (SELECT coalesce(sum(raw_bytes), 0) FROM files "
-        "WHERE session_id = sessions.id), stored_bytes = (SELECT coalesce(sum(stored_bytes), 0) "
-        "FROM files WHERE session_id = sessions.id)")
-    conn.execute(
-        "UPDATE totals SET raw_bytes = (SELECT coalesce(sum(raw_len), 0) FROM chunks), "
-        "stored_bytes = (SELECT coalesce(sum(length(data)), 0) FROM chunks), "
-        "chunks = (SELECT count(*) FROM chunks)")
+    conn.execute(f"UPDATE sessions AS s SET raw_bytes = {_SESSION_RAW}, "
+                 f"stored_bytes = {_SESSION_STORED}")
+    raw, stored, count = db.one(conn, _STORE_SUMS)
+    conn.execute("UPDATE totals SET raw_bytes = ?, stored_bytes = ?, chunks = ?",
+                 (raw, stored, count))

@@ -160,7 +160,7 @@ class _Batches:
             raise
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, pass_name: str = "evict") -> Iterator[None]:
         conn = self.tier1.conn
         if self.dry_run:
             if not self._outer_open:
@@ -184,6 +184,7 @@ class _Batches:
         try:
             yield
             db.crashpoint("before-commit:sweep-evict")
+            db.crashpoint(f"before-commit:sweep-{pass_name}")  # one kill point a pass
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -193,6 +194,7 @@ class _Batches:
             raise
         self._marked = self._marked or self._marking
         db.crashpoint("after-commit:sweep-evict")
+        db.crashpoint(f"after-commit:sweep-{pass_name}")
         for ev in self._pending:
             if ev.pass_name == "overflow":
                 logger.error("evicted an un-analyzed session: its raw bytes are lost",
@@ -342,7 +344,7 @@ class Sweep:
         if reached() or self.tier1.conn.execute(sql, probe).fetchone() is None:
             return
         while True:
-            with self.batches.batch():
+            with self.batches.batch(pass_name):
                 rows = list(self.tier1.conn.execute(
                     sql, {**params, "after": after[0], "after_id": after[1],
                           "limit": BATCH_SESSIONS}))

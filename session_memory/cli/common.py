@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 
 from session_memory import config, exitcodes
-from session_memory.errors import SessionMemoryError
+from session_memory.errors import FULL_MESSAGE, SessionMemoryError
 from session_memory.memory import Memory
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,6 +66,8 @@ def handle_errors(f: F) -> F:
             fail(str(e), e.exit_code)
         except apsw.BusyError:
             fail("the store is busy (another process holds it); try again", exitcodes.BUSY)
+        except apsw.FullError:  # a write outside the transaction helper (a checkpoint…)
+            fail(FULL_MESSAGE)
         except KeyboardInterrupt:
             stderr.print("interrupted")
             sys.exit(exitcodes.INTERRUPTED)

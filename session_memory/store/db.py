@@ -11,7 +11,7 @@ from typing import Any
 
 import apsw
 
-from session_memory.errors import StoreBusyError
+from session_memory.errors import FULL_MESSAGE, StoreBusyError, StoreFullError
 
 BUSY_TIMEOUT_MS = 10_000
 Migration = Sequence[str]
@@ -84,9 +84,11 @@ def transaction(conn: apsw.Connection, name: str = "") -> Iterator[apsw.Connecti
         yield conn
         crashpoint(f"before-commit:{name}")
         conn.execute("COMMIT")
-    except BaseException:
+    except BaseException as e:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+        if isinstance(e, apsw.FullError):
+            raise StoreFullError(FULL_MESSAGE) from e
         raise
     crashpoint(f"after-commit:{name}")
 

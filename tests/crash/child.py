@@ -1,0 +1,137 @@
+"""The process the crash harness kills: `python -m tests.crash.child CONFIG MODE SEED EXPORTS`.
+
+MODE `random` runs a random mix of ingest, seal, analyze, sweep, forget and export until
+it is killed; MODE `script` runs every kind of commit once, in order, and exits (the
+parent names the commit to die at with SESSION_MEMORY_CRASH_AT). Each acknowledged
+operation is one line on stdout, flushed at once:
+
+    begin <op> [arg]          the operation starts (the one in doubt if the kill comes now)
+    end <op>                  it returned
+    stored <id> <path> <n> <sha256>   export returned these bytes for the session's file
+    forgot <id>               forget returned
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import sys
+from pathlib import Path
+
+from session_memory import config
+from session_memory.errors import SessionMemoryError
+from session_memory.memory import Memory
+
+
+def say(*parts: object) -> None:
+    sys.stdout.write("\t".join(str(p) for p in parts) + "\n")
+    sys.stdout.flush()
+
+
+class Child:
+    def __init__(self, memory: Memory, rng: random.Random, exports: Path) -> None:
+        self.m, self.rng = memory, rng
+        self.exports = exports / str(os.getpid())
+        self.n = 0
+
+    def ack(self, ids: list[str]) -> None:
+        """Export each session and report exactly what came back."""
+        for sid in ids:
+            self.n += 1
+            out = self.exports / str(self.n)
+            try:
+                paths = self.m.export(sid, out)
+            except SessionMemoryError:
+                continue  # evicted (its report says so) or forgotten: nothing to vouch for
+            for p in paths:
+                data = p.read_bytes()
+                say("stored", sid, p.relative_to(out).as_posix(), len(data),
+                    hashlib.sha256(data).hexdigest())
+
+    def op(self, name: str, *args: object) -> None:
+        say("begin", name, *args)
+        getattr(self, f"do_{name.replace('-', '_')}")(*args)
+        say("end", name)
+
+    def do_ingest(self) -> None:
+        summary = self.m.ingest()
+        self.ack(sorted(summary.sessions))
+
+    def do_seal(self) -> None:
+        self.m.seal()
+
+    def do_analyze(self) -> None:
+        self.m.analyze()
+
+    def do_sweep(self) -> None:
+        self.m.sweep()
+
+    def do_forget(self, sid: str) -> None:
+        self.m.forget(sid)
+        say("forgot", sid)
+
+    def do_export(self) -> None:
+        ids = [s["id"] for s in self.m.sessions() if s["state"] != "evicted"]
+        self.ack(self.rng.sample(ids, min(3, len(ids))))
+
+    def do_pin(self, sid: str) -> None:
+        self.m.pin(sid, True)
+        self.m.pin(sid, False)
+
+    def do_mark_ended(self, sid: str) -> None:
+        self.m.tier1.mark_ended(sid)
+
+    def do_repair(self) -> None:
+        self.m.check(repair=True)
+
+    def forget_candidate(self) -> str | None:
+        ids = sorted(s["id"] for s in self.m.sessions() if s["state"] != "active")
+        return self.rng.choice(ids) if ids else None
+
+    def random_mix(self) -> None:
+        ops = ["ingest", "seal", "analyze", "sweep", "forget", "export"]
+        weights = [6, 2, 3, 2, 1, 2]
+        while True:
+            name = self.rng.choices(ops, weights)[0]
+            if name == "forget":
+                sid = self.forget_candidate()
+                if sid:
+                    self.op("forget", sid)
+            else:
+                self.op(name)
+
+    def script(self) -> None:
+        """Every commit name once: ingest, seal, analyze, pin, mark-ended, each sweep pass
+        and its report, forget (both tiers), repair."""
+        self.op("ingest")
+        self.op("seal")
+        self.op("analyze")
+        sessions = self.m.sessions()
+        if sessions:
+            self.op("pin", sessions[0]["id"])
+        active = [s["id"] for s in sessions if s["state"] == "active"]
+        if active:
+            self.op("mark-ended", active[0])
+        self.op("sweep")
+        sid = self.forget_candidate()
+        if sid:
+            self.op("forget", sid)
+        self.op("repair")
+
+
+def main() -> None:
+    cfg, mode, seed, exports = sys.argv[1:5]
+    with Memory(config.load(Path(cfg))) as memory:
+        memory.tier1  # noqa: B018 - open (and migrate) before saying ready
+        memory.tier2  # noqa: B018
+        say("ready")
+        child = Child(memory, random.Random(int(seed)), Path(exports))
+        if mode == "random":
+            child.random_mix()
+        else:
+            child.script()
+
+
+if __name__ == "__main__":
+    main()
