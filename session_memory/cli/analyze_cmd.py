@@ -12,12 +12,10 @@ from rich.table import Table
 from session_memory import config
 from session_memory.cli.common import (
     Context,
+    data_command,
     emit_json,
     fail,
-    handle_errors,
     human_time,
-    json_option,
-    pass_ctx,
     stdout,
 )
 from session_memory.errors import ConfigError
@@ -30,9 +28,7 @@ USAGE_KEYS = ("day", "model", "source", "project")
 @click.argument("ids", nargs=-1)
 @click.option("--all", "include_active", is_flag=True, help="Also sessions still active.")
 @click.option("--force", is_flag=True, help="Redo analyzed sessions whose raw bytes remain.")
-@json_option
-@pass_ctx
-@handle_errors
+@data_command
 def analyze(ctx: Context, ids: tuple[str, ...], include_active: bool, force: bool,
             as_json: bool) -> None:
     """Digest ended, un-analyzed sessions (or the IDs named) into Tier 2."""
@@ -58,9 +54,7 @@ def analyze(ctx: Context, ids: tuple[str, ...], include_active: bool, force: boo
 @click.argument("query", nargs=-1, required=True)
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
               help="At most this many results.")
-@json_option
-@pass_ctx
-@handle_errors
+@data_command
 def search(ctx: Context, query: tuple[str, ...], limit: int, as_json: bool) -> None:
     """Full-text search over digests: titles, prompts, files, commands, errors, replies."""
     with ctx.memory() as memory:
@@ -95,9 +89,7 @@ def parse_since(text: str, now: float) -> float:
 @click.option("--by", type=click.Choice(USAGE_KEYS), default="day", show_default=True,
               help="One row per day (UTC), model, source or project.")
 @click.option("--since", help="Only sessions started since: 2025-01-31, an ISO time, or 7d.")
-@json_option
-@pass_ctx
-@handle_errors
+@data_command
 def usage(ctx: Context, by: str, since: str | None, as_json: bool) -> None:
     """Token totals from digests (kept after raw sessions are evicted)."""
     start = parse_since(since, time.time()) if since else None

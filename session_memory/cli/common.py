@@ -46,6 +46,11 @@ def json_option(f: F) -> F:
                         help="Print exactly one JSON document on stdout.")(f)
 
 
+def data_command(f: F) -> F:
+    """What every command that prints data shares: --json, the context, error handling."""
+    return json_option(pass_ctx(handle_errors(f)))  # type: ignore[return-value]
+
+
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
@@ -68,6 +73,9 @@ def handle_errors(f: F) -> F:
             fail("the store is busy (another process holds it); try again", exitcodes.BUSY)
         except apsw.FullError:  # a write outside the transaction helper (a checkpoint…)
             fail(FULL_MESSAGE)
+        except apsw.IOError as e:  # e.g. no room to create a store's shared-memory file
+            fail(f"the store could not be read or written ({e}); if the disk is full, "
+                 "free some space and try again")
         except KeyboardInterrupt:
             stderr.print("interrupted")
             sys.exit(exitcodes.INTERRUPTED)

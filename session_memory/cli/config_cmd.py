@@ -5,7 +5,11 @@ from __future__ import annotations
 import click
 
 from session_memory import config
-from session_memory.cli.common import Context, emit_json, handle_errors, json_option, pass_ctx
+from session_memory.cli.common import (
+    Context,
+    data_command,
+    emit_json,
+)
 
 
 @click.group("config")
@@ -16,9 +20,7 @@ def config_group() -> None:
 @config_group.command("show")
 @click.option("--defaults", is_flag=True,
               help="Show the built-in defaults, not the effective config.")
-@json_option
-@pass_ctx
-@handle_errors
+@data_command
 def show(ctx: Context, defaults: bool, as_json: bool) -> None:
     """Print the effective configuration (defaults merged under your file)."""
     if defaults and not as_json:
@@ -50,9 +52,7 @@ def _toml(value: object) -> str:
 
 
 @config_group.command("check")
-@json_option
-@pass_ctx
-@handle_errors
+@data_command
 def check(ctx: Context, as_json: bool) -> None:
     """Validate the configuration; exit 78 when it is bad."""
     settings = ctx.settings

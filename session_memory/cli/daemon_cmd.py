@@ -14,7 +14,14 @@ from typing import Any
 import click
 
 from session_memory import hook, log, service
-from session_memory.cli.common import Context, emit_json, handle_errors, json_option, pass_ctx
+from session_memory.cli.common import (
+    Context,
+    data_command,
+    emit_json,
+    handle_errors,
+    json_option,
+    pass_ctx,
+)
 
 HOOK_STDIN_SECONDS = 5.0
 HOOK_BUDGET_SECONDS = 20.0  # agents wait on their hooks: give up well before their timeout
@@ -38,9 +45,7 @@ def service_group() -> None:
 
 @service_group.command("install")
 @click.option("--no-start", is_flag=True, help="Only write the unit; do not enable or start it.")
-@json_option
-@pass_ctx
-@handle_errors
+@data_command
 def service_install(ctx: Context, no_start: bool, as_json: bool) -> None:
     """Write the user unit to ~/.config/systemd/user/ and enable it where systemd answers."""
     result = service.install(ctx.settings, config_path=ctx.config_path, start=not no_start)
@@ -73,9 +78,7 @@ def service_uninstall(as_json: bool) -> None:
 
 
 @service_group.command("status")
-@json_option
-@pass_ctx
-@handle_errors
+@data_command
 def service_status(ctx: Context, as_json: bool) -> None:
     """Whether the unit is installed, enabled and running."""
     result = service.status(ctx.settings)

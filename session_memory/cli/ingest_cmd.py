@@ -10,20 +10,16 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 
 from session_memory.cli.common import (
     Context,
+    data_command,
     emit_json,
-    handle_errors,
     human_bytes,
-    json_option,
-    pass_ctx,
     stderr,
 )
 
 
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@json_option
-@pass_ctx
-@handle_errors
+@data_command
 def ingest(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
     """One pass over all sources (or the given files and folders)."""
     with ctx.memory() as memory:

@@ -11,6 +11,7 @@ from rich.table import Table
 from session_memory import exitcodes
 from session_memory.cli.common import (
     Context,
+    data_command,
     emit_json,
     handle_errors,
     human_bytes,
@@ -28,9 +29,7 @@ _PASSES = (("backstop_evicted", "backstop (too old)"), ("budget_evicted", "budge
 @click.command()
 @click.option("--dry-run", is_flag=True,
               help="Print what a sweep would evict now; change nothing (the report is kept).")
-@json_option
-@pass_ctx
-@handle_errors
+@data_command
 def sweep(ctx: Context, dry_run: bool, as_json: bool) -> None:
     """One retention sweep: backstop, budget, overflow; prints its eviction report."""
     with ctx.memory() as memory:
@@ -77,9 +76,7 @@ def reports(click_ctx: click.Context, ctx: Context, limit: int, as_json: bool) -
 
 @reports.command("show")
 @click.argument("report_id")
-@json_option
-@pass_ctx
-@handle_errors
+@data_command
 def reports_show(ctx: Context, report_id: str, as_json: bool) -> None:
     """One eviction report, by id (or a unique prefix of it)."""
     with ctx.memory() as memory:
@@ -92,9 +89,7 @@ def reports_show(ctx: Context, report_id: str, as_json: bool) -> None:
 
 @click.command()
 @click.argument("session_id")
-@json_option
-@pass_ctx
-@handle_errors
+@data_command
 def forget(ctx: Context, session_id: str, as_json: bool) -> None:
     """Remove a session's raw data and digest for good (secure delete).
 

@@ -11,12 +11,10 @@ from rich.table import Table
 
 from session_memory.cli.common import (
     Context,
+    data_command,
     emit_json,
-    handle_errors,
     human_bytes,
     human_time,
-    json_option,
-    pass_ctx,
     stdout,
 )
 from session_memory.store.tier1 import STATES
@@ -26,9 +24,7 @@ from session_memory.store.tier1 import STATES
 @click.option("--state", type=click.Choice(STATES), help="Only sessions in this state.")
 @click.option("--source", help="Only sessions from this source.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many, newest first.")
-@json_option
-@pass_ctx
-@handle_errors
+@data_command
 def sessions(ctx: Context, state: str | None, source: str | None, limit: int | None,
              as_json: bool) -> None:
     """List sessions, most recently written first."""
@@ -52,9 +48,7 @@ def sessions(ctx: Context, state: str | None, source: str | None, limit: int | N
 
 @click.command()
 @click.argument("session_id")
-@json_option
-@pass_ctx
-@handle_errors
+@data_command
 def show(ctx: Context, session_id: str, as_json: bool) -> None:
     """One session: its metadata and digest."""
     with ctx.memory() as memory:
@@ -100,9 +94,7 @@ def _print_session(row: dict[str, Any]) -> None:
 @click.argument("session_id")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=Path,
               file_okay=False), help="Folder to write the files under.")
-@json_option
-@pass_ctx
-@handle_errors
+@data_command
 def export(ctx: Context, session_id: str, out_dir: Path, as_json: bool) -> None:
     """Write a session's files, byte-identical, under DIR at their source-relative paths."""
     with ctx.memory() as memory:
@@ -118,9 +110,7 @@ def export(ctx: Context, session_id: str, out_dir: Path, as_json: bool) -> None:
 @click.command()
 @click.argument("session_id")
 @click.option("--force", is_flag=True, help="Overwrite files that exist.")
-@json_option
-@pass_ctx
-@handle_errors
+@data_command
 def restore(ctx: Context, session_id: str, force: bool, as_json: bool) -> None:
     """Put a session's files back where the agent tool keeps them."""
     with ctx.memory() as memory:
@@ -136,9 +126,7 @@ def restore(ctx: Context, session_id: str, force: bool, as_json: bool) -> None:
 def _pin_command(name: str, pinned: bool, help_text: str) -> click.Command:
     @click.command(name, help=help_text)
     @click.argument("session_id")
-    @json_option
-    @pass_ctx
-    @handle_errors
+    @data_command
     def command(ctx: Context, session_id: str, as_json: bool) -> None:
         with ctx.memory() as memory:
             sid = memory.pin(session_id, pinned)

@@ -9,19 +9,15 @@ import click
 from session_memory import exitcodes
 from session_memory.cli.common import (
     Context,
+    data_command,
     emit_json,
-    handle_errors,
     human_bytes,
     human_time,
-    json_option,
-    pass_ctx,
 )
 
 
 @click.command()
-@json_option
-@pass_ctx
-@handle_errors
+@data_command
 def status(ctx: Context, as_json: bool) -> None:
     """Tier usage against caps, sessions by state, last sweep, disk, daemon."""
     with ctx.memory() as memory:
@@ -48,9 +44,7 @@ def status(ctx: Context, as_json: bool) -> None:
 @click.command()
 @click.option("--repair", is_flag=True,
               help="First fix what can be fixed without losing data; then check.")
-@json_option
-@pass_ctx
-@handle_errors
+@data_command
 def check(ctx: Context, repair: bool, as_json: bool) -> None:
     """Check both stores; exit 1 with the list of problems when unhealthy."""
     with ctx.memory() as memory:
