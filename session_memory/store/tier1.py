@@ -83,6 +83,7 @@ class Tier1:
         self.path = path
         self.conn = db.connect(path, MIGRATIONS)
         self._decompressor = zstandard.ZstdDecompressor()
+        self._last_frame: tuple[tuple[str, int, int, int, int], bytes] | None = None
 
     def close(self) -> None:
         self.conn.close()
@@ -289,6 +290,19 @@ class Tier1:
             raise CorruptChunkError(f"{where} fails its checksum")
         return raw
 
+    def _frame(self, session_id: str, frame_id: int, offset: int, raw_len: int,
+               crc: int) -> bytes:
+        """A sealed frame, decompressed. The last one is kept: a session's small files
+        share frames, and reading them one after another must not unpack a frame again
+        for each of them."""
+        key = (session_id, frame_id, offset, raw_len, crc)
+        if self._last_frame is not None and self._last_frame[0] == key:
+            return self._last_frame[1]
+        data = db.one(self.conn, "SELECT data FROM frames WHERE id = ?", (frame_id,))[0]
+        raw = self._unpack(data, raw_len, crc, f"session {session_id} frame at {offset}")
+        self._last_frame = (key, raw)
+        return raw
+
     def read_file(self, file_id: int) -> Iterator[bytes]:
         """The stored content of one file piece, in pieces, each checked against its crc:
         first its part of the session's sealed frames, then the chunks appended since."""
@@ -301,14 +315,15 @@ class Tier1:
         session_id, gen, sealed_len, start = row
         if sealed_len:
             end, pos = start + sealed_len, start
-            for offset, raw_len, crc, data in self.conn.execute(
-                    "SELECT stream_offset, raw_len, crc, data FROM frames WHERE session_id = ? "
+            for frame_id, offset, raw_len, crc in list(self.conn.execute(
+                    "SELECT id, stream_offset, raw_len, crc FROM frames WHERE session_id = ? "
                     "AND generation = ? AND stream_offset < ? AND stream_offset + raw_len > ? "
-                    "ORDER BY stream_offset", (session_id, gen, end, start)):
+                    "ORDER BY stream_offset", (session_id, gen, end, start))):
                 if offset > pos:
                     raise CorruptChunkError(f"file {file_id}: gap in frames at {pos}")
-                raw = self._unpack(data, raw_len, crc, f"session {session_id} frame at {offset}")
-                yield raw[pos - offset: end - offset]
+                raw = self._frame(session_id, frame_id, offset, raw_len, crc)
+                whole = pos == offset and end >= offset + raw_len
+                yield raw if whole else raw[pos - offset: end - offset]
                 pos = min(end, offset + raw_len)
             if pos != end:
                 raise CorruptChunkError(f"file {file_id}: frames end at {pos}, not {end}")
