@@ -33,6 +33,7 @@ def settings_for(root: Path, data: Path) -> config.Settings:
 
 def zstd_baseline(paths: list[Path], work: Path) -> tuple[float, int]:
     """Seconds for `zstd -3 -T1` over the files (one process), and the per-file output sizes."""
+    work.mkdir(parents=True, exist_ok=True)
     listing = work / "files.txt"
     listing.write_text("\n".join(str(p) for p in paths))
     t0 = time.perf_counter()
@@ -95,9 +96,25 @@ def main() -> None:
         print(f"tier1 file {tier1_bytes / 2**20:.1f} MiB (chunks {stored / 2**20:.1f} MiB) vs "
               f"per-file zstd -3 {z_bytes / 2**20:.1f} MiB: ratio {tier1_bytes / z_bytes:.3f} "
               f"(goal <= 0.85)")
+        real_fixtures(work)
         rescan(work)
         if not args.skip_1gb:
             rss_1gb(work)
+
+
+def real_fixtures(work: Path) -> None:
+    """The same size ratio on the real Claude Code sessions in ../shared/fixtures."""
+    root = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "claude-code" / "projects"
+    files = [p for p in root.rglob("*") if p.is_file()]
+    if not files:
+        return
+    _, z_bytes = zstd_baseline(files, work / "fixtures-zstd")
+    with Memory(settings_for(root, work / "data-fixtures"), clock=FixedClock(4e9)) as memory:
+        memory.ingest()
+        memory.seal()
+        stored = memory.tier1.totals()["stored_bytes"]
+    print(f"real fixtures ({len(files)} Claude Code files): stored {stored} B vs per-file "
+          f"zstd -3 {z_bytes} B: ratio {stored / z_bytes:.3f}")
 
 
 def rescan(work: Path) -> None:
