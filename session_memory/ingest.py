@@ -139,6 +139,12 @@ class Ingestor:
                 continue
             assert entry.stat is not None
             summary.files_seen += 1
+            if not _is_utf8(str(entry.relpath)):
+                # Session ids and stored paths are text: a name that is no UTF-8 cannot be one.
+                shown = os.fsencode(root / entry.relpath).decode("utf-8", "backslashreplace")
+                self._once(shown, "file name is not valid UTF-8, skipped", source=source.name)
+                summary.skipped += 1
+                continue
             st = entry.stat
             cursor = known.get((source.name, str(entry.relpath)))
             if cursor and cursor.same_stat(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns):
@@ -285,6 +291,8 @@ class Ingestor:
         path = root / relpath
         try:
             self._sync(source, root, relpath, summary, on_bytes, prefetched)
+        except _CursorMovedError:
+            logger.debug("stored meanwhile by another process; next pass", path=str(path))
         except OSError as e:
             if e.errno == errno.ENOENT:
                 logger.info("file vanished before it was read; stored copy kept", path=str(path))
@@ -339,6 +347,7 @@ class Ingestor:
                 summary: IngestSummary, on_bytes: Progress | None,
                 prefetched: Prefetched | None = None) -> None:
         path = str(Path(source.root) / relpath)
+        expected = _cursor_state(cursor)
         if cursor is None:
             cursor = self._new_cursor(source, role, relpath)
         elif self.tier1.session_state(cursor.session_id) == "evicted":
@@ -347,6 +356,7 @@ class Ingestor:
             logger.info("evicted session grew: ingesting it again from its source",
                         session=cursor.session_id, path=path)
             cursor = self.tier1.cursor(source.name, role.logical_path) or cursor
+            expected = _cursor_state(cursor)
         cursor.phys_path = str(relpath)
         head, tail = content.prefix(cursor.offset)
         if cursor.offset and (head is None or fingerprint(head) != cursor.head_fp
@@ -370,6 +380,11 @@ class Ingestor:
         done = False
         while not done:
             with self.tier1.transaction("ingest"):
+                if first and _cursor_state(
+                        self.tier1.cursor(source.name, role.logical_path)) != expected:
+                    # Another process (the daemon, a hook) stored these bytes since we
+                    # read the cursor: appending them again would store them twice.
+                    raise _CursorMovedError(path)
                 if cursor.file_id == 0 and not role.run_marker:
                     writer.open_session(role.native_id)
                 batch = 0
@@ -418,6 +433,22 @@ class Ingestor:
             except UnicodeDecodeError as e:
                 if e.start < len(sample) - 4:  # not just a character cut at the sample's end
                     self._once(path, "not UTF-8 text: stored byte-exactly", level="warning")
+
+
+class _CursorMovedError(Exception):
+    pass
+
+
+def _cursor_state(cursor: Cursor | None) -> tuple[int, int, int] | None:
+    return None if cursor is None else (cursor.version, cursor.offset, cursor.file_id)
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _head(fd: int, relpath: PurePosixPath) -> bytes:

@@ -11,8 +11,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
+import pytest
 import zstandard
 
+from session_memory import ingest as ingest_mod
 from session_memory.fswalk import Entry, OsWalker
 from session_memory.memory import Memory
 
@@ -246,3 +248,31 @@ def test_file_deleted_between_walk_and_read(sources: dict[str, Path], memory: Me
     memory.walker = DeletingWalker()
     summary = memory.ingest()
     assert summary.errors == 0 and summary.bytes_added == 0
+
+
+def test_two_processes_never_store_the_same_bytes_twice(memory: Memory, sources: dict[str, Path],
+                                                        tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon and a hook (or a CLI ingest) may read the same cursor; the one that
+    commits second must notice and leave the bytes to the first. (Small files are read
+    inside their group's transaction; a large one is read before its own begins.)"""
+    monkeypatch.setattr(ingest_mod, "GROUP_COMMIT_BYTES", 0)
+    f = sources["mytool"] / "race.jsonl"
+    f.write_bytes(b'{"a": 1}\n')
+    other = Memory(memory.settings, clock=memory.clock)
+    real_cursor = memory.tier1.cursor
+
+    def stale_cursor(source: str, path: str):  # type: ignore[no-untyped-def]
+        seen = real_cursor(source, path)
+        memory.tier1.cursor = real_cursor  # type: ignore[method-assign]
+        other.ingest()  # the other process stores the file between our read and our write
+        return seen
+
+    # Our reads of the cursor both happen before the other process commits.
+    memory.tier1.cursor_at = lambda source, phys: None  # type: ignore[method-assign]
+    memory.tier1.cursor = stale_cursor  # type: ignore[method-assign]
+    summary = memory.ingest()
+    other.close()
+    assert summary.bytes_added == 0 and summary.errors == 0
+    assert exported(memory, "mytool:race.jsonl", tmp_path / "o") == {"race.jsonl": f.read_bytes()}
+    assert memory.check() == []
