@@ -13,6 +13,7 @@ import hashlib
 import os
 import stat
 import threading
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -50,8 +51,12 @@ class _Compressors(threading.local):
 _compressors = _Compressors()
 
 
-def compress(data: bytes) -> bytes:
-    return _compressors.compressor.compress(data)
+Packed = tuple[bytes, int]
+"""A block compressed, with the crc32 of its raw bytes (both computed off the main thread)."""
+
+
+def compress(data: bytes) -> Packed:
+    return _compressors.compressor.compress(data), zlib.crc32(data)
 
 
 def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -98,7 +103,7 @@ class Prefetched:
     offset: int
     stat_key: tuple[int, int, int, int]
     raw: bytes
-    packed: bytes
+    packed: Packed
 
 
 Progress = Callable[[int], None]
@@ -370,7 +375,7 @@ class Ingestor:
                         version=cursor.version)
         writer = _PieceWriter(self.tier1, source.name, role, cursor,
                               head or b"", tail, st, self.clock.now())
-        ready: tuple[bytes, bytes] | None = None
+        ready: tuple[bytes, Packed] | None = None
         if (prefetched is not None and not role.compressed
                 and prefetched.offset == cursor.offset and prefetched.stat_key == _stat_key(st)):
             ready = (prefetched.raw, prefetched.packed)
@@ -408,14 +413,14 @@ class Ingestor:
         summary.bytes_added += writer.written
         summary.sessions |= writer.touched
 
-    def _compressed_blocks(self, content: _Content, first: tuple[bytes, bytes] | None = None
-                           ) -> Iterator[tuple[bytes, bytes]]:
+    def _compressed_blocks(self, content: _Content, first: tuple[bytes, Packed] | None = None
+                           ) -> Iterator[tuple[bytes, Packed]]:
         """Blocks with their compressed form; the next block compresses (GIL released)
         while the caller writes the current one."""
         if first is not None:
             yield first
         block = content.read(BLOCK_BYTES)
-        future: Future[bytes] | None = (self._pool.submit(compress, block)
+        future: Future[Packed] | None = (self._pool.submit(compress, block)
                                         if block else None)
         while block and future is not None:
             nxt = content.read(BLOCK_BYTES)
@@ -481,7 +486,7 @@ class _PieceWriter:
         self.tier1.ensure_session(self.cursor.session_id, self.source, native, self.now,
                                   self.st.st_mtime)
 
-    def write(self, piece: bytes, packed: bytes | None, starts_run: bool) -> None:
+    def write(self, piece: bytes, packed: Packed | None, starts_run: bool) -> None:
         c = self.cursor
         if starts_run or (self.role.run_marker and c.file_id == 0):
             if starts_run:
@@ -497,8 +502,8 @@ class _PieceWriter:
                                             c.version, self.base, self.st.st_mtime, self.now)
             if self.role.snapshot:
                 self.tier1.drop_older_versions(self.source, self.role.logical_path, c.version)
-        data = packed if packed is not None else compress(piece)
-        self.tier1.add_chunk(c.file_id, c.offset - self.base, piece, data, INGEST_LEVEL)
+        data, crc = packed if packed is not None else compress(piece)
+        self.tier1.add_chunk(c.file_id, c.offset - self.base, piece, data, INGEST_LEVEL, crc)
         if len(self.head) < FP_BYTES:
             self.head += piece[: FP_BYTES - len(self.head)]
         self.tail = (self.tail + piece[-FP_BYTES:])[-FP_BYTES:]

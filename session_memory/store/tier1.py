@@ -189,11 +189,11 @@ class Tier1:
             self.conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
 
     def add_chunk(self, file_id: int, offset: int, raw: bytes | memoryview, data: bytes,
-                  level: int) -> None:
+                  level: int, crc: int | None = None) -> None:
         self.conn.execute(
             "INSERT INTO chunks (file_id, offset, raw_len, crc, level, data) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (file_id, offset, len(raw), zlib.crc32(raw), level, data))
+            (file_id, offset, len(raw), zlib.crc32(raw) if crc is None else crc, level, data))
 
     def session(self, session_id: str, idle_before: float) -> dict[str, Any]:
         rows = self.sessions(idle_before, ids=[session_id])
@@ -454,11 +454,33 @@ class Tier1:
         self.conn.execute("DELETE FROM cursors WHERE session_id = ?", (session_id,))
         self.conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
 
-    def reclaim(self) -> None:
-        """Give freed pages back to the file system so the file really shrinks."""
-        # incremental_vacuum frees one page per step: it must be stepped to the end.
-        for _ in self.conn.execute("PRAGMA incremental_vacuum"):
+    def reclaim(self, step_pages: int = 128) -> None:
+        """Give freed pages back to the file system so the file really shrinks.
+
+        The WAL is emptied first. On a full disk the WAL may have no room for the pages one
+        pass over every free page moves (the sweep meant to make room would fail for want
+        of it): then the pass is redone in small steps, each checkpointed away at once."""
+        self._checkpoint()
+        try:
+            self._vacuum(0)  # 0: every free page
+            self._checkpoint()
+            return
+        except apsw.FullError:
             pass
+        free = db.one(self.conn, "PRAGMA freelist_count")[0]
+        while free:
+            self._vacuum(step_pages)
+            self._checkpoint()
+            free, before = db.one(self.conn, "PRAGMA freelist_count")[0], free
+            if free >= before:
+                break
+
+    def _vacuum(self, pages: int) -> None:
+        # incremental_vacuum frees one page per step: it must be stepped to the end.
+        for _ in self.conn.execute(f"PRAGMA incremental_vacuum({int(pages)})"):
+            pass
+
+    def _checkpoint(self) -> None:
         for _ in self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"):
             pass
 
