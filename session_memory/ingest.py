@@ -27,16 +27,23 @@ import zstandard
 from session_memory import formats, log
 from session_memory.clock import Clock, SystemClock
 from session_memory.config import Settings, Source
-from session_memory.formats.base import HEAD_BYTES, FileRole
+from session_memory.formats.base import FileRole
 from session_memory.fswalk import Entry, OsWalker, Walker
+from session_memory.readers import (
+    BLOCK_BYTES,
+    FP_BYTES,
+    Content,
+    PlainContent,
+    RunSplitter,
+    ZstdContent,
+    head,
+)
 from session_memory.store.tier1 import INGEST_LEVEL, Cursor, Tier1
 
-BLOCK_BYTES = 4 * 1024 * 1024
 COMMIT_BYTES = 64 * 1024 * 1024
 PREFETCH_FILES = 3
 GROUP_COMMIT_BYTES = 8 * 1024 * 1024
 GROUP_COMMIT_FILES = 200
-FP_BYTES = 4096
 
 logger = log.get("session_memory.ingest")
 
@@ -324,7 +331,7 @@ class Ingestor:
             cursor = self.tier1.cursor_at(source.name, phys)
             if cursor and cursor.same_stat(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns):
                 return
-            role = fmt.identify(relpath, lambda: _head(fd, relpath))
+            role = fmt.identify(relpath, lambda: head(fd, relpath))
             if role is None:
                 return
             if role.compressed and os.path.exists(root / role.logical_path):
@@ -334,7 +341,7 @@ class Ingestor:
                 self._once(path, "empty file, nothing to store yet", level="info")
                 return
             summary.files_changed += 1
-            content = _ZstdContent(fd) if role.compressed else _PlainContent(fd)
+            content = ZstdContent(fd) if role.compressed else PlainContent(fd)
             with content:
                 self._append(source, fmt, role, relpath, cursor, st, content, summary, on_bytes,
                              prefetched)
@@ -348,7 +355,7 @@ class Ingestor:
                       mtime_ns=None)
 
     def _append(self, source: Source, fmt: ModuleType, role: FileRole, relpath: PurePosixPath,
-                cursor: Cursor | None, st: os.stat_result, content: _Content,
+                cursor: Cursor | None, st: os.stat_result, content: Content,
                 summary: IngestSummary, on_bytes: Progress | None,
                 prefetched: Prefetched | None = None) -> None:
         path = str(Path(source.root) / relpath)
@@ -413,7 +420,7 @@ class Ingestor:
         summary.bytes_added += writer.written
         summary.sessions |= writer.touched
 
-    def _compressed_blocks(self, content: _Content, first: tuple[bytes, Packed] | None = None
+    def _compressed_blocks(self, content: Content, first: tuple[bytes, Packed] | None = None
                            ) -> Iterator[tuple[bytes, Packed]]:
         """Blocks with their compressed form; the next block compresses (GIL released)
         while the caller writes the current one."""
@@ -456,17 +463,6 @@ def _is_utf8(name: str) -> bool:
     return True
 
 
-def _head(fd: int, relpath: PurePosixPath) -> bytes:
-    """The first bytes of the content, decompressed for a .zst file."""
-    if relpath.name.endswith(".zst"):
-        with _ZstdContent(fd) as content:
-            try:
-                return content.read(HEAD_BYTES)
-            except OSError:
-                return b""
-    return os.pread(fd, HEAD_BYTES, 0)
-
-
 class _PieceWriter:
     """Appends pieces to the current file row, opening a new session at each run marker,
     and keeps the cursor's offset and fingerprints in step."""
@@ -477,7 +473,7 @@ class _PieceWriter:
         self.tier1, self.source, self.role = tier1, source, role
         self.cursor, self.head, self.tail, self.st, self.now = cursor, head, tail, st, now
         self.base = tier1.base_offset(cursor.file_id) if cursor.file_id else 0
-        self.splitter = _RunSplitter(role.run_marker, tail[-1:] if cursor.offset else b"")
+        self.splitter = RunSplitter(role.run_marker, tail[-1:] if cursor.offset else b"")
         self.touched: set[str] = set()
         self.written = 0
 
@@ -521,150 +517,6 @@ class _PieceWriter:
             self.tier1.session_grew(sid, st.st_mtime)
         if c.file_id:
             self.tier1.set_file_mtime(c.file_id, st.st_mtime)
-
-
-class _Content:
-    def __enter__(self) -> _Content:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def prefix(self, offset: int) -> tuple[bytes | None, bytes]:
-        """The first and the last FP_BYTES of the first `offset` bytes, leaving the reader
-        at `offset`; (None, b"") when the content is now shorter than that."""
-        raise NotImplementedError
-
-    def read(self, n: int) -> bytes:
-        raise NotImplementedError
-
-    def rewind(self) -> None:
-        raise NotImplementedError
-
-    def skip(self, n: int) -> None:
-        raise NotImplementedError
-
-
-class _PlainContent(_Content):
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.pos = 0
-
-    def prefix(self, offset: int) -> tuple[bytes | None, bytes]:
-        if offset == 0:
-            return b"", b""
-        head = os.pread(self.fd, min(FP_BYTES, offset), 0)
-        start = max(0, offset - FP_BYTES)
-        tail = os.pread(self.fd, offset - start, start)
-        if len(tail) != offset - start:
-            return None, b""
-        self.pos = offset
-        return head, tail
-
-    def read(self, n: int) -> bytes:
-        data = os.pread(self.fd, n, self.pos)
-        self.pos += len(data)
-        return data
-
-    def rewind(self) -> None:
-        self.pos = 0
-
-    def skip(self, n: int) -> None:
-        self.pos += n
-
-
-class _ZstdContent(_Content):
-    """A Codex .jsonl.zst read as its decompressed text, streamed."""
-
-    def __init__(self, fd: int) -> None:
-        self.file = os.fdopen(os.dup(fd), "rb")
-        self.reader = self._open()
-
-    def _open(self) -> Any:
-        self.file.seek(0)
-        return zstandard.ZstdDecompressor().stream_reader(self.file, read_across_frames=True,
-                                                          closefd=False)
-
-    def rewind(self) -> None:
-        self.reader.close()
-        self.reader = self._open()
-
-    def __exit__(self, *exc: object) -> None:
-        self.reader.close()
-        self.file.close()
-
-    def _read_exact(self, n: int) -> bytes:
-        parts, got = [], 0
-        while got < n:
-            data = self.reader.read(min(n - got, BLOCK_BYTES))
-            if not data:
-                break
-            parts.append(data)
-            got += len(data)
-        return b"".join(parts)
-
-    def prefix(self, offset: int) -> tuple[bytes | None, bytes]:
-        if offset == 0:
-            return b"", b""
-        head = self._read_exact(min(FP_BYTES, offset))
-        got, tail = len(head), head
-        while got < offset:
-            data = self._read_exact(min(BLOCK_BYTES, offset - got))
-            if not data:
-                return None, b""
-            got += len(data)
-            tail = (tail + data)[-FP_BYTES:]
-        if got < offset:
-            return None, b""
-        return head, tail[-FP_BYTES:]
-
-    def read(self, n: int) -> bytes:
-        try:
-            return self._read_exact(n)
-        except zstandard.ZstdError as e:
-            raise OSError(errno.EIO, f"bad zstd data: {e}") from e
-
-
-class _RunSplitter:
-    """Cuts a stream where a line starts with the run marker (Aider's run headers).
-    A possible marker cut by a block boundary is held back until the next block."""
-
-    def __init__(self, marker: bytes | None, prev_byte: bytes) -> None:
-        self.marker = marker
-        self.at_line_start = prev_byte in (b"\n", b"")
-        self.carry = b""
-
-    def split(self, block: bytes) -> list[tuple[bytes, bool]]:
-        if not self.marker:
-            return [(block, False)]
-        data = self.carry + block
-        self.carry = b""
-        cuts = []
-        if self.at_line_start and data.startswith(self.marker):
-            cuts.append(0)
-        i = data.find(b"\n" + self.marker)
-        while i != -1:
-            cuts.append(i + 1)
-            i = data.find(b"\n" + self.marker, i + 1)
-        # Hold back a trailing partial line that could still become a marker.
-        last_nl = data.rfind(b"\n")
-        rest = data[last_nl + 1:]
-        if (rest and len(rest) < len(self.marker) and self.marker.startswith(rest)
-                and (last_nl >= 0 or not self.at_line_start)):
-            self.carry = rest
-            data = data[: len(data) - len(rest)]
-        if data:
-            self.at_line_start = data.endswith(b"\n")
-        pieces: list[tuple[bytes, bool]] = []
-        bounds = [0, *[c for c in cuts if c > 0], len(data)]
-        for a, b in zip(bounds, bounds[1:], strict=False):
-            if b > a:
-                pieces.append((data[a:b], a in cuts))
-        return pieces
-
-    def flush(self) -> bytes:
-        carry, self.carry = self.carry, b""
-        return carry
 
 
 def seal_ended(tier1: Tier1, settings: Settings, clock: Clock) -> int:
