@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -150,7 +149,7 @@ def test_a_full_filesystem_cli_and_daemon(home: Path, tmp_path: Path) -> None:
         finally:
             assert daemon.stop() == 0
             notify.close()
-        log = daemon.log()
+        log = (tmp_path / "daemon.log").read_text()
         assert "store full; sweeping to make room" in log and "Traceback" not in log
         checked = _cli("check")
         assert checked.returncode == 0, checked.stdout + checked.stderr

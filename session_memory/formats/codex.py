@@ -82,7 +82,7 @@ def _rollout(piece: Piece) -> Iterator[Event]:
     replayed_before: str | None = None
     for r in records:
         kind, payload = r.get("type"), r.get("payload")
-        if "payload" not in r and kind in _LEGACY_ITEMS:
+        if "payload" not in r and isinstance(kind, str) and kind in _LEGACY_ITEMS:
             kind, payload = "response_item", r  # old rollouts: bare items after an {id} line
         ts = r.get("timestamp")
         if isinstance(ts, str):

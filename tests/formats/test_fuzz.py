@@ -1,0 +1,93 @@
+"""Every format adapter's parser, fed generated input: it may skip what it cannot read,
+but never raise, and the digest is always built. A fixed, small budget in the suite;
+longer on demand: SESSION_MEMORY_FUZZ_EXAMPLES=20000 .venv/bin/pytest tests/formats/test_fuzz.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from session_memory import formats
+from session_memory.analyze.digest import build
+from session_memory.analyze.events import Piece
+
+EXAMPLES = int(os.environ.get("SESSION_MEMORY_FUZZ_EXAMPLES", "150"))
+
+# Where each tool keeps a session file: the parser looks at the path too.
+PATHS = {
+    "claude-code": ["proj/11111111-2222-3333-4444-555555555555.jsonl",
+                    "proj/11111111-2222-3333-4444-555555555555/subagents/agent-a.jsonl"],
+    "codex": ["sessions/2026/01/01/rollout-2026-01-01T00-00-00-abc.jsonl"],
+    "gemini-cli": ["hash/chats/session-1.json", "hash/chats/session-1.jsonl"],
+    "aider": ["repo/.aider.chat.history.md"],
+    "jsonl": ["logs/a.jsonl"],
+}
+KEYS = ["type", "role", "content", "message", "text", "id", "timestamp", "payload", "usage",
+        "model", "sessionId", "parentUuid", "tool_use_id", "name", "input", "messages",
+        "toolCalls", "tokens", "startTime", "lastUpdated", "$rewindTo", "is_error", "cwd"]
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
+                    st.floats(allow_nan=True), st.text(max_size=40),
+                    st.sampled_from(["user", "assistant", "tool_use", "tool_result",
+                                     "session_meta", "response_item", "event_msg", "gemini",
+                                     "2026-01-01T00:00:00Z", "<command-name>"]))
+values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4),
+    st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=8)), inner, max_size=6)),
+    max_leaves=25)
+
+
+def _line(value: Any) -> bytes:
+    return json.dumps(value, allow_nan=True).encode()
+
+
+lines = st.one_of(values.map(_line), st.binary(max_size=60),
+                  st.text(max_size=60).map(lambda t: t.encode("utf-8", "surrogatepass")),
+                  st.sampled_from([b"#### a prompt", b"# aider chat started at 2026-01-01 00:00:00",
+                                   b"> Tokens: 1.2k sent, 3 received.", b"<<<<<<< SEARCH",
+                                   b"=======", b">>>>>>> REPLACE", b"```", b"{", b"[", b""]))
+contents = st.lists(lines, max_size=12).map(lambda ls: b"\n".join(ls))
+
+
+def _run(fmt_name: str, path: str, data: bytes, cut: int) -> None:
+    cut = min(cut, len(data))
+    parts = [data[:cut], data[cut:]]  # a record may span two stored chunks
+    piece = Piece(path, lambda: iter(parts))
+    events = list(formats.get(fmt_name).parse([piece]))
+    digest = build(fmt_name, events)
+    json.dumps(digest)  # the digest must be storable as JSON
+
+
+@pytest.mark.parametrize("fmt_name", sorted(PATHS))
+def test_parsers_never_raise(fmt_name: str) -> None:
+    @settings(max_examples=EXAMPLES, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(path=st.sampled_from(PATHS[fmt_name]), data=contents, cut=st.integers(0, 200))
+    def check(path: str, data: bytes, cut: int) -> None:
+        _run(fmt_name, path, data, cut)
+
+    check()
+
+
+@pytest.mark.parametrize("fmt_name", sorted(PATHS))
+def test_parsers_survive_hostile_records(fmt_name: str) -> None:
+    """The named nasties, one record each, in every format."""
+    deep = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+    big = _line({"type": "user", "message": {"role": "user", "content": "x" * 5_000_000}})
+    for data in (deep, big, b"[1, 2, 3]", b"\x00" * 100, b"\xff\xfe{}", b'{"a": 1}\r\n' * 3,
+                 b"\xef\xbb\xbf" + _line({"type": "user"}), _line([{"type": "user"}] * 3),
+                 _line({"message": {"content": [{"type": "text", "text": 1}]}}),
+                 _line({"type": "response_item", "payload": []}),
+                 _line({"type": []}), _line({"type": {"a": 1}, "role": []}),
+                 _line({"id": 1, "type": [], "sessionId": "s"}),
+                 _line({"id": 1, "type": "gemini", "toolCalls": [{"name": [], "args": {}}]}),
+                 _line({"type": "assistant", "message": {"content": [
+                     {"type": "tool_use", "name": {}, "input": {"file_path": "a"}}]}})):
+        for path in PATHS[fmt_name]:
+            _run(fmt_name, path, data, 7)
