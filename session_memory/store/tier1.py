@@ -323,6 +323,8 @@ class Tier1:
                     raise CorruptChunkError(f"file {file_id}: gap in frames at {pos}")
                 raw = self._frame(session_id, frame_id, offset, raw_len, crc)
                 whole = pos == offset and end >= offset + raw_len
+                if offset + raw_len <= end:
+                    self._last_frame = None  # no later file of the session starts in it
                 yield raw if whole else raw[pos - offset: end - offset]
                 pos = min(end, offset + raw_len)
             if pos != end:
@@ -376,32 +378,16 @@ class Tier1:
                 self.conn.execute("UPDATE sessions SET sealed = 1 WHERE id = ?", (session_id,))
             return 0
         new_gen = gen + 1
-        compressor = zstandard.ZstdCompressor(level=level)
-        buffer = bytearray()
-        stream_pos = 0
-
-        def flush() -> None:
-            nonlocal stream_pos
-            if buffer:
-                with self.transaction("seal-stage"):
-                    self.conn.execute(
-                        "INSERT INTO frames (session_id, generation, stream_offset, raw_len, crc,"
-                        " level, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (session_id, new_gen, stream_pos, len(buffer), zlib.crc32(buffer), level,
-                         compressor.compress(buffer)))
-                stream_pos += len(buffer)
-                buffer.clear()
-
+        writer = _FrameWriter(self, session_id, new_gen, level, frame_bytes,
+                              total=sum(raw for _, raw, _ in snapshot))
         layout = []
         offset = 0
         for file_id, raw_bytes, _ in snapshot:
             layout.append((file_id, offset, raw_bytes))
             offset += raw_bytes
             for piece in self.read_file(file_id):
-                buffer += piece
-                if len(buffer) >= frame_bytes:
-                    flush()
-        flush()
+                writer.write(piece)
+        writer.close()
         with self.transaction("seal"):
             now = list(self.conn.execute(
                 "SELECT id, raw_bytes, chunks FROM files WHERE session_id = ? ORDER BY id",
@@ -530,6 +516,62 @@ class Tier1:
             except CorruptChunkError as e:
                 problems.append(f"tier1 chunk: {e}")
         return problems
+
+
+class _FrameWriter:
+    """Streams a session into frames of `frame_bytes`, each staged in its own transaction.
+    Only compressed output is held: memory stays flat however large the session is."""
+
+    def __init__(self, tier1: Tier1, session_id: str, generation: int, level: int,
+                 frame_bytes: int, total: int) -> None:
+        self.tier1, self.session_id, self.generation = tier1, session_id, generation
+        self.level, self.frame_bytes, self.left = level, frame_bytes, total
+        self.compressor = zstandard.ZstdCompressor(level=level)
+        self.stream_pos = 0
+        self._start()
+
+    def _start(self) -> None:
+        # The exact frame size lets zstd size its tables to it, not to its maximum.
+        self.size = min(self.frame_bytes, self.left)
+        self.cobj = self.compressor.compressobj(size=self.size)
+        self.out: list[bytes] = []
+        self.taken = 0
+        self.crc = 0
+
+    def write(self, piece: bytes) -> None:
+        view = memoryview(piece)
+        while view:
+            if self.size == 0:
+                raise CorruptChunkError(f"session {self.session_id}: its files hold more "
+                                        "bytes than their accounting says")
+            take = view[: self.size - self.taken]
+            self.out.append(self.cobj.compress(take))
+            self.crc = zlib.crc32(take, self.crc)
+            self.taken += len(take)
+            view = view[len(take):]
+            if self.taken == self.size:
+                self._finish()
+
+    def _finish(self) -> None:
+        if not self.taken:
+            return
+        self.out.append(self.cobj.flush())
+        with self.tier1.transaction("seal-stage"):
+            self.tier1.conn.execute(
+                "INSERT INTO frames (session_id, generation, stream_offset, raw_len, crc,"
+                " level, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (self.session_id, self.generation, self.stream_pos, self.taken, self.crc,
+                 self.level, b"".join(self.out)))
+        self.stream_pos += self.taken
+        self.left -= self.taken
+        self._start()
+
+    def close(self) -> None:
+        if self.taken:
+            raise CorruptChunkError(f"session {self.session_id}: its files held fewer bytes "
+                                    "than their accounting says")
+        if self.left:
+            raise CorruptChunkError(f"session {self.session_id}: {self.left} bytes missing")
 
 
 def is_busy(exc: BaseException) -> bool:
