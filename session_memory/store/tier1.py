@@ -48,7 +48,8 @@ class Cursor:
         return (self.dev, self.ino, self.size, self.mtime_ns) == (dev, ino, size, mtime_ns)
 
 
-_CURSOR_COLS = ("source, path, phys_path, session_id, file_id, version, run, offset, head_fp, "
+# phys_path is stored only where it differs from path (a Codex .zst): saves a path a file.
+_CURSOR_COLS = ("source, path, coalesce(phys_path, path), session_id, file_id, version, run, offset, head_fp, "
                 "tail_fp, dev, ino, size, mtime_ns")
 
 
@@ -140,10 +141,12 @@ class Tier1:
 
     def save_cursor(self, c: Cursor) -> None:
         self.conn.execute(
-            f"INSERT OR REPLACE INTO cursors ({_CURSOR_COLS}) VALUES "
+            "INSERT OR REPLACE INTO cursors (source, path, phys_path, session_id, file_id, "
+            "version, run, offset, head_fp, tail_fp, dev, ino, size, mtime_ns) VALUES "
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (c.source, c.path, c.phys_path, c.session_id, c.file_id, c.version, c.run, c.offset,
-             c.head_fp, c.tail_fp, c.dev, c.ino, c.size, c.mtime_ns))
+            (c.source, c.path, None if c.phys_path == c.path else c.phys_path, c.session_id,
+             c.file_id, c.version, c.run, c.offset, c.head_fp, c.tail_fp, c.dev, c.ino, c.size,
+             c.mtime_ns))
 
     # -- sessions and files -------------------------------------------------------------
 

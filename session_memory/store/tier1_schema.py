@@ -77,7 +77,7 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TABLE cursors (
             source TEXT NOT NULL,
             path TEXT NOT NULL,
-            phys_path TEXT NOT NULL,
+            phys_path TEXT,
             session_id TEXT NOT NULL,
             file_id INTEGER NOT NULL,
             version INTEGER NOT NULL,
