@@ -49,8 +49,8 @@ class Cursor:
 
 
 # phys_path is stored only where it differs from path (a Codex .zst): saves a path a file.
-_CURSOR_COLS = ("source, path, coalesce(phys_path, path), session_id, file_id, version, run, offset, head_fp, "
-                "tail_fp, dev, ino, size, mtime_ns")
+_CURSOR_COLS = ("source, path, coalesce(phys_path, path), session_id, file_id, version, run, "
+                "offset, head_fp, tail_fp, dev, ino, size, mtime_ns")
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ def start(cfg: Path, base: Path) -> tuple[DaemonProcess, NotifySocket]:
 def stored_offsets(data: Path) -> dict[str, int]:
     conn = apsw.Connection(str(data / "tier1.db"), flags=apsw.SQLITE_OPEN_READONLY)
     try:
-        return {p: o for p, o in conn.execute("SELECT coalesce(phys_path, path), offset FROM cursors")}
+        return dict(conn.execute("SELECT coalesce(phys_path, path), offset FROM cursors"))
     finally:
         conn.close()
 
