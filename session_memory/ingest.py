@@ -519,9 +519,34 @@ class _PieceWriter:
             self.tier1.set_file_mtime(c.file_id, st.st_mtime)
 
 
-def seal_ended(tier1: Tier1, settings: Settings, clock: Clock) -> int:
-    """Recompress every ended session that is not sealed yet; returns how many."""
+def seal_ended(tier1: Tier1, settings: Settings, clock: Clock, *, workers: int = 1) -> int:
+    """Recompress every ended session that is not sealed yet; returns how many.
+
+    With workers > 1 (a one-off `ingest` of a large backlog, not the niced daemon), that
+    many threads seal sessions side by side, each on its own connection: compression and
+    decompression release the GIL, and every commit stays a short transaction of its own.
+    """
     sessions = tier1.unsealed_ended(clock.now() - settings.idle_seconds)
-    for sid in sessions:
-        tier1.seal_session(sid)
+    if workers <= 1 or len(sessions) < 2:
+        for sid in sessions:
+            tier1.seal_session(sid)
+        return len(sessions)
+    todo = iter(sessions)
+    lock = threading.Lock()
+
+    def work() -> None:
+        own = Tier1(tier1.path)
+        try:
+            while True:
+                with lock:
+                    sid = next(todo, None)
+                if sid is None:
+                    return
+                own.seal_session(sid)
+        finally:
+            own.close()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seal") as pool:
+        for future in [pool.submit(work) for _ in range(workers)]:
+            future.result()
     return len(sessions)

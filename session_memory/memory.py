@@ -88,8 +88,9 @@ class Memory:
         self._ingestor.settings = self.settings
         return self._ingestor.run(paths, progress=progress)
 
-    def seal(self) -> int:
-        return ingest_mod.seal_ended(self.tier1, self.settings, self.clock)
+    def seal(self, *, workers: int = 1) -> int:
+        """Recompress ended sessions into large frames (see Tier1.seal_session)."""
+        return ingest_mod.seal_ended(self.tier1, self.settings, self.clock, workers=workers)
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -142,15 +143,20 @@ class Memory:
         """Write the session's files under out_dir at their paths relative to the source root."""
         sid = self.resolve_id(session_id)
         written = []
-        for f in self._readable_files(sid):
-            written.append(safe_write.write_file(out_dir, f.path, self.tier1.read_file(f.id),
-                                                 overwrite=True))
+        with self.tier1.snapshot():
+            for f in self._readable_files(sid):
+                written.append(safe_write.write_file(out_dir, f.path, self.tier1.read_file(f.id),
+                                                     overwrite=True))
         return written
 
     def restore(self, session_id: str, *, force: bool = False) -> list[Path]:
         """Put the files back where the agent tool keeps them. Files already there with the
         stored bytes are left alone; a file that differs is never overwritten unless forced."""
         sid = self.resolve_id(session_id)
+        with self.tier1.snapshot():
+            return self._restore(sid, force)
+
+    def _restore(self, sid: str, force: bool) -> list[Path]:
         todo: list[tuple[Path, Any]] = []
         conflicts = []
         for f in self._readable_files(sid):

@@ -167,8 +167,9 @@ def _digest_or_error(tier1: Tier1, formats_by_source: dict[str, str | None],
         fmt = formats_by_source.get(row["source"])
         if fmt is None:
             raise SessionMemoryError(f"source {row['source']!r} is not in the config")
-        events = formats.get(fmt).parse(pieces(tier1, tier1.files(row["id"])))
-        return build(row["source"], events)
+        with tier1.snapshot():  # one consistent state, even if a seal switches meanwhile
+            events = formats.get(fmt).parse(pieces(tier1, tier1.files(row["id"])))
+            return build(row["source"], events)
     except StoreBusyError:
         raise
     except Exception as e:  # a corrupt chunk or a parser bug must not stop the pass

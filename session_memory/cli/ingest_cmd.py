@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def ingest(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
                                             task, completed=done, total=total))
         else:
             summary = memory.ingest(list(paths) or None)
-        sealed = memory.seal()
+        sealed = memory.seal(workers=os.cpu_count() or 1)
     result = summary.as_dict() | {"sessions_sealed": sealed}
     if as_json:
         emit_json(result)

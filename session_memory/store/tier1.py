@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -91,6 +92,19 @@ class Tier1:
 
     def transaction(self, name: str = "tier1") -> Any:
         return db.transaction(self.conn, name)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside see one consistent state of the store, even while another process
+        seals or evicts the session being read (for readers that do not write meanwhile)."""
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
 
     # -- accounting ---------------------------------------------------------------
 
@@ -333,11 +347,15 @@ class Tier1:
             if pos != end:
                 raise CorruptChunkError(f"file {file_id}: frames end at {pos}, not {end}")
         expected = sealed_len
-        for offset, raw_len, crc, data in self.conn.execute(
-                "SELECT offset, raw_len, crc, data FROM chunks WHERE file_id = ? ORDER BY offset",
-                (file_id,)):
+        # Each blob is fetched by a statement of its own, so no read stays open while the
+        # caller writes (a seal commits frames as it reads; an open read would pin a stale
+        # snapshot and make its next write fail as busy).
+        for chunk_id, offset, raw_len, crc in list(self.conn.execute(
+                "SELECT id, offset, raw_len, crc FROM chunks WHERE file_id = ? ORDER BY offset",
+                (file_id,))):
             if offset != expected:
                 raise CorruptChunkError(f"file {file_id}: gap in chunks at byte {expected}")
+            data = db.one(self.conn, "SELECT data FROM chunks WHERE id = ?", (chunk_id,))[0]
             yield self._unpack(data, raw_len, crc, f"file {file_id}: chunk at {offset}")
             expected += raw_len
 
@@ -385,12 +403,17 @@ class Tier1:
                               total=sum(raw for _, raw, _ in snapshot))
         layout = []
         offset = 0
-        for file_id, raw_bytes, _ in snapshot:
-            layout.append((file_id, offset, raw_bytes))
-            offset += raw_bytes
-            for piece in self.read_file(file_id):
-                writer.write(piece)
-        writer.close()
+        try:
+            for file_id, raw_bytes, _ in snapshot:
+                layout.append((file_id, offset, raw_bytes))
+                offset += raw_bytes
+                for piece in self.read_file(file_id):
+                    writer.write(piece)
+            writer.close()
+        except (LookupError, NotFoundError):
+            # Another process sealed or evicted this session meanwhile: its switch removed
+            # what we were reading. Our staged frames are dropped by the next seal.
+            return 0
         with self.transaction("seal"):
             now = list(self.conn.execute(
                 "SELECT id, raw_bytes, chunks FROM files WHERE session_id = ? ORDER BY id",

@@ -125,3 +125,18 @@ def test_a_seal_killed_before_it_switches_loses_nothing(memory: Memory,
     assert memory.seal() == 1
     assert conn.execute("SELECT generation FROM frames").fetchall() == [(1,)]
     assert memory.check() == []
+
+
+def test_sealing_with_several_workers(memory: Memory, sources: dict[str, Path],
+                                      tmp_path: Path) -> None:
+    files = {}
+    for i in range(12):
+        f = sources["mytool"] / f"s{i}.jsonl"
+        files[f"s{i}.jsonl"] = _grow(f, memory, 2)
+    assert memory.seal(workers=3) == 12
+    assert memory.tier1.conn.execute("SELECT count(*) FROM frames").fetchone()[0] == 12
+    assert memory.tier1.conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
+    for name, data in files.items():
+        memory.export(f"mytool:{name}", tmp_path / "o")
+        assert (tmp_path / "o" / name).read_bytes() == data
+    assert memory.check() == []
