@@ -18,7 +18,7 @@ from session_memory.store.tier1_schema import MIGRATIONS
 
 INGEST_LEVEL = 3
 SEAL_LEVEL = 15
-SEAL_FRAME_BYTES = 16 * 1024 * 1024
+SEAL_FRAME_BYTES = 8 * 1024 * 1024
 STATES = ("active", "ended", "analyzed", "evicted")
 
 
