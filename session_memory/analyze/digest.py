@@ -51,21 +51,50 @@ class _Capped:
         return list(self.items)
 
 
+class _SeenFilter:
+    """A fixed-size Bloom filter: set membership for any number of keys in 4 MiB.
+
+    A key never added is taken for seen with odds of about 1 in 6,000 after a million keys
+    (none below the window's 4,096, which are exact); memory no longer grows with the
+    session, which is what a 1 GB session needs."""
+
+    BITS = 1 << 25
+    _MASK = BITS - 1
+
+    def __init__(self) -> None:
+        self.bits = bytearray(self.BITS // 8)
+
+    def _positions(self, key: str) -> tuple[int, int, int, int]:
+        h = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
+        g = (h * 0x9E37_79B9_7F4A_7C15) & 0xFFFF_FFFF_FFFF_FFFF
+        m = self._MASK
+        return h & m, (h >> 32) & m, g & m, (g >> 32) & m
+
+    def add(self, key: str) -> None:
+        bits = self.bits
+        for p in self._positions(key):
+            bits[p >> 3] |= 1 << (p & 7)
+
+    def __contains__(self, key: str) -> bool:
+        bits = self.bits
+        return all(bits[p >> 3] & (1 << (p & 7)) for p in self._positions(key))
+
+
 class _Window:
     """Values by key in bounded memory. The newest WINDOW keys are kept exactly (so the last
-    of a run of copies wins); older ones are handed to `retire` and remembered only by their
-    hash, so a copy that comes back much later (a subagent file replaying a parent message,
-    a re-appended call) is recognised as seen and not counted again."""
+    of a run of copies wins); older ones are handed to `retire` and remembered only in a
+    fixed-size filter, so a copy that comes back much later (a subagent file replaying a
+    parent message, a re-appended call) is recognised as seen and not counted again."""
 
     WINDOW = 4096
 
     def __init__(self, retire: Callable[[Any], None] | None = None) -> None:
         self.recent: dict[str, Any] = {}
-        self.retired: set[int] = set()
+        self.retired: _SeenFilter | None = None  # made when first needed: most sessions never
         self.retire = retire
 
     def seen(self, key: str) -> bool:
-        return key in self.recent or hash(key) in self.retired
+        return key in self.recent or (self.retired is not None and key in self.retired)
 
     def get(self, key: str) -> Any:
         return self.recent.get(key)
@@ -78,7 +107,9 @@ class _Window:
             if self.retire is not None:
                 self.retire(recent[oldest])
             del recent[oldest]
-            self.retired.add(hash(oldest))
+            if self.retired is None:
+                self.retired = _SeenFilter()
+            self.retired.add(oldest)
 
     def values(self) -> list[Any]:
         return list(self.recent.values())

@@ -82,3 +82,19 @@ def test_bounded_memory_still_counts_each_message_once(monkeypatch: pytest.Monke
     assert d["tokens"]["input"] == 100 and d["tokens"]["output"] == 1000
     assert d["tool_calls"] == {"Bash": 100}
     assert len(builder.usage.recent) == 8 and len(builder.calls.recent) == 8
+
+
+def test_seen_filter_is_fixed_size_with_no_false_negatives() -> None:
+    """Retired ids of a huge session are remembered in fixed memory: every id added is
+    found again, and ids never added are rarely taken for seen."""
+    from session_memory.analyze.digest import _SeenFilter
+
+    seen = _SeenFilter()
+    size = len(seen.bits)
+    added = [f"msg_{i:012x}" for i in range(200_000)]
+    for key in added:
+        seen.add(key)
+    assert all(key in seen for key in added)
+    false = sum(f"other_{i}" in seen for i in range(100_000))
+    assert false < 20  # expected about 0.3 at this fill
+    assert len(seen.bits) == size == 4 * 2**20
