@@ -45,6 +45,20 @@ def write_config(home: Path, text: str) -> Path:
     return path
 
 
+def fixture_config(home: Path) -> None:
+    """Sources pointing at the shared, read-only fixtures."""
+    write_config(home, f"""
+[sources.claude-code]
+root = "{FIXTURES / 'claude-code' / 'projects'}"
+[sources.codex]
+root = "{FIXTURES / 'codex'}"
+[sources.gemini-cli]
+enabled = false
+[sources.aider]
+root = "{FIXTURES / 'aider'}"
+""")
+
+
 @pytest.fixture
 def sources(home: Path) -> dict[str, Path]:
     """A config whose five sources point at empty folders under the temp home."""

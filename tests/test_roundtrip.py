@@ -8,20 +8,7 @@ from pathlib import Path
 from session_memory import config
 from session_memory.clock import FixedClock
 from session_memory.memory import Memory
-from tests.conftest import FIXTURES, write_config
-
-
-def _fixture_config(home: Path) -> None:
-    write_config(home, f"""
-[sources.claude-code]
-root = "{FIXTURES / 'claude-code' / 'projects'}"
-[sources.codex]
-root = "{FIXTURES / 'codex'}"
-[sources.gemini-cli]
-enabled = false
-[sources.aider]
-root = "{FIXTURES / 'aider'}"
-""")
+from tests.conftest import FIXTURES, fixture_config
 
 
 def _session_files(root: Path) -> set[str]:
@@ -29,7 +16,7 @@ def _session_files(root: Path) -> set[str]:
 
 
 def test_every_fixture_round_trips(home: Path, tmp_path: Path) -> None:
-    _fixture_config(home)
+    fixture_config(home)
     with Memory(config.load(), clock=FixedClock(2_000_000_000)) as memory:
         summary = memory.ingest()
         assert summary.errors == 0
@@ -58,7 +45,7 @@ def test_every_fixture_round_trips(home: Path, tmp_path: Path) -> None:
 
 
 def test_aider_runs_are_sessions(home: Path) -> None:
-    _fixture_config(home)
+    fixture_config(home)
     with Memory(config.load(), clock=FixedClock(2_000_000_000)) as memory:
         memory.ingest()
         aider = [s["id"] for s in memory.sessions(source="aider")]
@@ -70,7 +57,7 @@ def test_aider_runs_are_sessions(home: Path) -> None:
 
 
 def test_reingest_is_idempotent(home: Path) -> None:
-    _fixture_config(home)
+    fixture_config(home)
     with Memory(config.load(), clock=FixedClock(2_000_000_000)) as memory:
         first = memory.ingest()
         totals = memory.tier1.totals()

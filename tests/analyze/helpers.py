@@ -34,19 +34,3 @@ def digest_of(memory: Memory, session_id: str) -> dict[str, Any]:
     digest = memory.tier2.get_digest(session_id)
     assert digest is not None
     return digest
-
-
-def fixture_config(home: Path) -> None:
-    """Sources pointing at the shared, read-only fixtures."""
-    from tests.conftest import FIXTURES, write_config
-
-    write_config(home, f"""
-[sources.claude-code]
-root = "{FIXTURES / 'claude-code' / 'projects'}"
-[sources.codex]
-root = "{FIXTURES / 'codex'}"
-[sources.gemini-cli]
-enabled = false
-[sources.aider]
-root = "{FIXTURES / 'aider'}"
-""")

@@ -7,7 +7,8 @@ from pathlib import Path
 from session_memory import config
 from session_memory.clock import FixedClock
 from session_memory.memory import Memory
-from tests.analyze.helpers import digest_of, fixture_config, write
+from tests.analyze.helpers import digest_of, write
+from tests.conftest import fixture_config
 
 HISTORY = """
 # aider chat started at 2025-09-01 14:00:00

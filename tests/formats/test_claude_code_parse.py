@@ -11,7 +11,8 @@ import pytest
 from session_memory import config
 from session_memory.clock import FixedClock
 from session_memory.memory import Memory
-from tests.analyze.helpers import digest_of, fixture_config, jsonl, write
+from tests.analyze.helpers import digest_of, jsonl, write
+from tests.conftest import fixture_config
 
 SID = "aaaaaaaa-0000-4000-8000-000000000001"
 BASE = {"sessionId": SID, "cwd": "/repo", "gitBranch": "main", "version": "2.1.0"}
