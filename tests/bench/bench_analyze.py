@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -64,7 +63,7 @@ def rss_child(root: str, data: str) -> None:
         analyzed = memory.analyze(force=True)
         seconds = time.perf_counter() - t0
     print(json.dumps({"analyzed": len(analyzed), "seconds": seconds,
-                      "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                      "maxrss_kib": corpus.peak_rss_kib()}))
 
 
 def big_session_rss(mib: int, work: Path) -> dict[str, float]:

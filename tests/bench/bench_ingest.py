@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -56,7 +55,7 @@ def ingest_rss_child(path: str, data: str) -> None:
     with Memory(settings_for(root, Path(data)), clock=FixedClock(4e9)) as memory:
         memory.ingest()
         memory.seal()
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    print(corpus.peak_rss_kib())
 
 
 def main() -> None:

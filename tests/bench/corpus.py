@@ -137,5 +137,15 @@ def build(root: Path, total_bytes: int = 210 * 1024 * 1024, seed: int = 1) -> li
     return sorted(paths)
 
 
+def peak_rss_kib() -> int:
+    """This process's own peak RSS (VmHWM). Not ru_maxrss: Linux carries that across exec,
+    so a child forked from a big parent reports the parent's size."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def du(paths: list[Path]) -> int:
     return sum(os.path.getsize(p) for p in paths)
