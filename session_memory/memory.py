@@ -6,6 +6,7 @@ Like sqlite-utils' Database: every operation is a method here that tests can cal
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from collections.abc import Callable
@@ -283,14 +284,12 @@ class Memory:
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k not in ("native_id", "last_write", "sealed")} | {
-        "last_write": row["last_write"]}
+    """A session as the contract shows it (plus last_write): store internals left out."""
+    return {k: v for k, v in row.items() if k not in ("native_id", "sealed")}
 
 
 def daemon_status(data_dir: Path) -> dict[str, Any]:
     """Whether a daemon holds the lock on this data dir, and its pid."""
-    import fcntl
-
     lock = data_dir / DAEMON_LOCK
     try:
         fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
