@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from session_memory import config, log
+from session_memory import config, log, maintenance
 from session_memory.clock import Clock, SystemClock
 from session_memory.config import Settings
 from session_memory.errors import (
@@ -146,9 +146,15 @@ class Daemon:
         self.memory = Memory(self.settings, clock=self.clock, walker=self.walker)
         self.memory.tier1  # noqa: B018 - open both stores (and migrate) before READY=1
         self.memory.tier2  # noqa: B018
+        self._guard("recover", self._finish_interrupted)
         self.ingestor = Ingestor(self.memory.tier1, self.settings, clock=self.clock,
                                  walker=self.walker)
         self._sync_watches()
+
+    def _finish_interrupted(self) -> None:
+        assert self.memory is not None
+        for line in maintenance.finish_interrupted(self.memory.tier1, self.memory.tier2):
+            logger.info("recovered after an interruption", action=line)
 
     def _close(self) -> None:
         self.watcher.stop()

@@ -182,17 +182,25 @@ def cross_check(tier1: Tier1, tier2: Tier2) -> list[str]:
     return findings.problems()
 
 
+def finish_interrupted(tier1: Tier1, tier2: Tier2) -> list[str]:
+    """Complete what a kill cut short between the two stores: a forget whose digest is
+    still there, a sweep whose report was never stored. The daemon runs this at start."""
+    fixed: list[str] = []
+    for sid in pending_forgets(tier1):
+        _forget_digest(tier1, tier2, sid)
+        fixed.append(f"finished forgetting {sid}")
+    interrupted = (retention.pending_sweep(tier1) or {}).get("id")
+    if interrupted:
+        retention.recover_interrupted(tier1, tier2)
+        fixed.append(f"stored a report rebuilt from Tier 1 for sweep {interrupted}")
+    return fixed
+
+
 def repair(tier1: Tier1, tier2: Tier2, now: float) -> list[str]:
     """Fix what can be fixed without losing anything the user could still want.
     Returns one line per fix made."""
     f = find(tier1, tier2)
-    fixed: list[str] = []
-    for sid in f.pending_forgets:
-        _forget_digest(tier1, tier2, sid)
-        fixed.append(f"finished forgetting {sid}")
-    if f.interrupted_sweep:
-        retention.recover_interrupted(tier1, tier2)
-        fixed.append(f"stored a report rebuilt from Tier 1 for sweep {f.interrupted_sweep}")
+    fixed = finish_interrupted(tier1, tier2)
     with tier1.transaction("repair"):
         for sid in f.files_without_session:
             # The raw bytes are still whole: give them their row back rather than drop them.
