@@ -139,7 +139,7 @@ class Tier1:
     def cursor_at(self, source: str, phys_path: str) -> Cursor | None:
         """The cursor that last read this physical file. A file is tracked under its own
         path, except a Codex .zst, which is tracked under its .jsonl twin's."""
-        for path in (phys_path, phys_path.removesuffix(".zst")):
+        for path in dict.fromkeys((phys_path, phys_path.removesuffix(".zst"))):
             c = self.cursor(source, path)
             if c is not None and c.phys_path == phys_path:
                 return c
