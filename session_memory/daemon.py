@@ -31,7 +31,7 @@ from session_memory.errors import (
 )
 from session_memory.formats import aider
 from session_memory.fswalk import Walker
-from session_memory.ingest import Ingestor, IngestSummary
+from session_memory.ingest import IngestSummary
 from session_memory.memory import DAEMON_LOCK, Memory
 from session_memory.notify import Notifier, SdNotifier, status_line
 from session_memory.store import db
@@ -101,7 +101,6 @@ class Daemon:
         self.sink = _QueueSink(self.queue)
         self.watcher = (watcher_factory or Watcher)(self.sink)
         self.memory: Memory | None = None
-        self.ingestor: Ingestor | None = None
         self.stopping = False
         self._reload_requested = False
         # Debounce: path -> (first event, last event), monotonic seconds.
@@ -147,8 +146,6 @@ class Daemon:
         self.memory.tier1  # noqa: B018 - open both stores (and migrate) before READY=1
         self.memory.tier2  # noqa: B018
         self._guard("recover", self._finish_interrupted)
-        self.ingestor = Ingestor(self.memory.tier1, self.settings, clock=self.clock,
-                                 walker=self.walker)
         self._sync_watches()
 
     def _finish_interrupted(self) -> None:
@@ -158,8 +155,6 @@ class Daemon:
 
     def _close(self) -> None:
         self.watcher.stop()
-        if self.ingestor is not None:
-            self.ingestor.close()
         if self.memory is not None:
             self.memory.close()
 
@@ -295,12 +290,13 @@ class Daemon:
         logger.debug("rescan done", **summary.as_dict())
 
     def _ingest(self, paths: list[Path] | None) -> IngestSummary:
-        assert self.ingestor is not None and self.memory is not None
+        assert self.memory is not None
+        ingestor = self.memory.ingestor
         summary = IngestSummary()
-        for cand in self.ingestor.plan(paths, summary):
+        for cand in ingestor.plan(paths, summary):
             if self.stopping:
                 break
-            self.ingestor.sync(cand.source, cand.relpath, summary)
+            ingestor.sync(cand.source, cand.relpath, summary)
             self._heartbeat()
         if summary.bytes_added:
             self._last_ingest = (self.clock.now(), summary.bytes_added)
@@ -399,9 +395,6 @@ class Daemon:
             new = dataclasses.replace(new, data_dir=self.settings.data_dir)
         self.settings = new
         self.memory.settings = new
-        if self.ingestor is not None:
-            self.ingestor.close()
-        self.ingestor = Ingestor(self.memory.tier1, new, clock=self.clock, walker=self.walker)
         self._sync_watches()
         now = self.clock.now()
         self._rescan_at = now  # new sources, new roots: look at everything once

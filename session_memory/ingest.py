@@ -143,6 +143,7 @@ class Ingestor:
              summary: IngestSummary | None = None) -> list[Candidate]:
         """Walk the sources (or the given paths) and keep the files whose stat changed."""
         summary = summary or IngestSummary()
+        self._roots.clear()  # a pass resolves each root once, and sees a reloaded config
         known = {(c.source, c.phys_path): c for c in self.tier1.cursors()}
         out: list[Candidate] = []
         for source, root, entry in self._entries(paths, summary):
@@ -238,7 +239,6 @@ class Ingestor:
     def run(self, paths: list[Path] | None = None, *,
             progress: Callable[[int, int], None] | None = None) -> IngestSummary:
         summary = IngestSummary()
-        self._roots.clear()
         todo = self.plan(paths, summary)
         total = sum(c.pending_bytes for c in todo)
         done = 0

@@ -78,16 +78,21 @@ class Memory:
 
     # -- ingest -----------------------------------------------------------------------
 
-    def ingest(self, paths: list[Path] | None = None, *,
-               progress: Callable[[int, int], None] | None = None) -> ingest_mod.IngestSummary:
-        # One ingestor for the life of this object: it remembers which odd files it has
-        # already logged, so a rescan does not repeat the same warning.
+    @property
+    def ingestor(self) -> ingest_mod.Ingestor:
+        """One ingestor for the life of this object (the daemon's too): it remembers which
+        odd files it has already logged, so a rescan does not repeat the same warning."""
         if self._ingestor is None:
             self._ingestor = ingest_mod.Ingestor(self.tier1, self.settings, clock=self.clock,
                                                  walker=self.walker)
-        self._ingestor.walker = self.walker or self._ingestor.walker
-        self._ingestor.settings = self.settings
-        return self._ingestor.run(paths, progress=progress)
+        if self.walker is not None:
+            self._ingestor.walker = self.walker
+        self._ingestor.settings = self.settings  # a reloaded config reaches it here
+        return self._ingestor
+
+    def ingest(self, paths: list[Path] | None = None, *,
+               progress: Callable[[int, int], None] | None = None) -> ingest_mod.IngestSummary:
+        return self.ingestor.run(paths, progress=progress)
 
     def seal(self, *, workers: int = 1) -> int:
         """Recompress ended sessions into large frames (see Tier1.seal_session)."""

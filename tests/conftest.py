@@ -16,19 +16,38 @@ from session_memory.memory import Memory
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
+_XDG_DIRS = (("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share"),
+             ("XDG_STATE_HOME", ".local/state"), ("XDG_CACHE_HOME", ".cache"),
+             ("XDG_RUNTIME_DIR", "run"))
+# Variables a test must not inherit: they would reach a real socket, config or crash point.
+OUTSIDE_VARS = ("NOTIFY_SOCKET", "SESSION_MEMORY_CONFIG", "JOURNAL_STREAM", "INVOCATION_ID",
+                "SESSION_MEMORY_CRASH_AT")
+
+
+def home_environ(home: Path) -> dict[str, str]:
+    """HOME and every XDG_* variable pointed at folders under `home` (created, 0700)."""
+    env = {"HOME": str(home)}
+    for var, sub in _XDG_DIRS:
+        path = home / sub
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        env[var] = str(path)
+    return env
+
+
+def isolate_process(home: Path) -> None:
+    """For on-demand runs outside pytest: this process's environment, as the fixture sets it."""
+    os.environ.update(home_environ(home))
+    for var in OUTSIDE_VARS:
+        os.environ.pop(var, None)
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     home.mkdir()
-    for var, sub in (("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share"),
-                     ("XDG_STATE_HOME", ".local/state"), ("XDG_CACHE_HOME", ".cache"),
-                     ("XDG_RUNTIME_DIR", "run")):
-        path = home / sub
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        monkeypatch.setenv(var, str(path))
-    monkeypatch.setenv("HOME", str(home))
-    for var in ("NOTIFY_SOCKET", "SESSION_MEMORY_CONFIG", "JOURNAL_STREAM", "INVOCATION_ID",
-                "SESSION_MEMORY_CRASH_AT"):
+    for var, value in home_environ(home).items():
+        monkeypatch.setenv(var, value)
+    for var in OUTSIDE_VARS:
         monkeypatch.delenv(var, raising=False)
     return home
 

@@ -25,6 +25,7 @@ import psutil
 
 from session_memory import config
 from session_memory.memory import Memory
+from tests.conftest import isolate_process
 from tests.daemon_harness import DaemonProcess, NotifySocket
 
 WRITER = r"""
@@ -190,13 +191,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=180)
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="session-memory-load-"))
-    home = base / "home"
-    for var, sub in (("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share"),
-                     ("XDG_STATE_HOME", ".local/state"), ("XDG_CACHE_HOME", ".cache"),
-                     ("XDG_RUNTIME_DIR", "run")):
-        (home / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.environ[var] = str(home / sub)
-    os.environ["HOME"] = str(home)
+    isolate_process(base / "home")
     result = run_load(base / "run", writers=args.writers, files=args.files,
                       seconds=args.seconds)
     print(result.summary())

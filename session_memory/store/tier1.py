@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -232,16 +233,19 @@ class Tier1:
         if ids is not None:
             where.append(f"id IN ({', '.join(f':id{i}' for i in range(len(ids)))})")
             args.update({f"id{i}": sid for i, sid in enumerate(ids)})
+        # The file list comes in the same statement: one query per listing, not per session.
         sql = (f"SELECT id, source, native_id, {state_sql()}, pinned, raw_bytes, stored_bytes, "
-               "first_seen, last_write, started_at, ended_at, analyzed_at, evicted_at, sealed "
+               "first_seen, last_write, started_at, ended_at, analyzed_at, evicted_at, sealed, "
+               "(SELECT json_group_array(path) FROM (SELECT DISTINCT path FROM files "
+               " WHERE session_id = sessions.id ORDER BY path)) "
                "FROM sessions" + (" WHERE " + " AND ".join(where) if where else "")
                + " ORDER BY last_write DESC, id" + (f" LIMIT {int(limit)}" if limit else ""))
         out = []
         for (sid, src, native, st, pinned, raw, stored, first_seen, last_write, started, ended,
-             analyzed, evicted, sealed) in self.conn.execute(sql, args):
+             analyzed, evicted, sealed, paths) in self.conn.execute(sql, args):
             out.append({
                 "id": sid, "source": src, "native_id": native, "state": st,
-                "files": self.file_paths(sid),
+                "files": json.loads(paths),
                 "raw_bytes": raw, "stored_bytes": stored,
                 "started_at": started if started is not None else first_seen,
                 "ended_at": (ended if ended is not None else last_write)
@@ -269,10 +273,6 @@ class Tier1:
                     "AND g.session_id = f.session_id)")
         return [StoredFile(*row) for row in self.conn.execute(sql + " ORDER BY path, id",
                                                                (session_id,))]
-
-    def file_paths(self, session_id: str) -> list[str]:
-        return [r[0] for r in self.conn.execute(
-            "SELECT DISTINCT path FROM files WHERE session_id = ? ORDER BY path", (session_id,))]
 
     def set_pinned(self, session_id: str, pinned: bool) -> None:
         with self.transaction("pin"):

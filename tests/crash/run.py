@@ -10,7 +10,6 @@ Exit 0 when they all held, 1 with the failures listed otherwise."""
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import tempfile
@@ -18,21 +17,14 @@ import time
 from pathlib import Path
 
 from session_memory.memory import Memory
+from tests.conftest import isolate_process
 from tests.crash import harness as h
 from tests.crash.test_crash import COMMITS
 from tests.daemon_harness import DaemonProcess, NotifySocket
 
 
 def _isolate(base: Path) -> None:
-    home = base / "home"
-    for var, sub in (("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share"),
-                     ("XDG_STATE_HOME", ".local/state"), ("XDG_CACHE_HOME", ".cache"),
-                     ("XDG_RUNTIME_DIR", "run")):
-        (home / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.environ[var] = str(home / sub)
-    os.environ["HOME"] = str(home)
-    for var in ("SESSION_MEMORY_CRASH_AT", "NOTIFY_SOCKET", "SESSION_MEMORY_CONFIG"):
-        os.environ.pop(var, None)
+    isolate_process(base / "home")
 
 
 def _kill_daemon(rig: h.Rig, base: Path, rng: random.Random) -> None:
