@@ -7,6 +7,7 @@ lists are capped and long texts cut.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -83,8 +84,9 @@ class _SeenFilter:
 class _Window:
     """Values by key in bounded memory. The newest WINDOW keys are kept exactly (so the last
     of a run of copies wins); older ones are handed to `retire` and remembered only in a
-    fixed-size filter, so a copy that comes back much later (a subagent file replaying a
-    parent message, a re-appended call) is recognised as seen and not counted again."""
+    fixed-size filter, so a
+    copy that comes back much later (a subagent file replaying a parent message, a
+    re-appended call) is recognised as seen and not counted again."""
 
     WINDOW = 4096
 
@@ -105,14 +107,12 @@ class _Window:
         if len(recent) > self.WINDOW:
             oldest = next(iter(recent))
             if self.retire is not None:
-                self.retire(recent[oldest])
-            del recent[oldest]
+                self.retire(recent.pop(oldest))
+            else:
+                del recent[oldest]
             if self.retired is None:
                 self.retired = _SeenFilter()
             self.retired.add(oldest)
-
-    def values(self) -> list[Any]:
-        return list(self.recent.values())
 
 
 class DigestBuilder:
@@ -134,9 +134,10 @@ class DigestBuilder:
         self.commands = _Capped(MAX_LIST, MAX_COMMAND_CHARS)
         self.tool_errors = 0
         self.errors: dict[str, dict[str, Any]] = {}
-        self.added: dict[str | None, list[int]] = {}  # usage without a key, by model
-        # Usage by key (message id), the last copy winning; old keys fold into `added`.
+        # Usage by key (message id), the last copy winning; once final (out of the window)
+        # or without a key, its counts go into the totals by model.
         self.usage = _Window(retire=self._add_usage)
+        self.tokens: dict[str | None, tuple[int, ...]] = {}
         self.last_message: str | None = None
         self.subagents: dict[str, dict[str, Any]] = {}
         self.malformed = 0
@@ -229,11 +230,11 @@ class DigestBuilder:
         elif e.key in self.usage.recent or not self.usage.seen(e.key):
             self.usage.put(e.key, counts)
 
-    def _add_usage(self, counts: tuple[str | None, int, int, int, int, int]) -> None:
-        model, *numbers = counts
-        total = self.added.setdefault(model, [0] * 5)
-        for i, n in enumerate(numbers):
-            total[i] += n
+    def _add_usage(self, counts: tuple[Any, ...]) -> None:
+        model, numbers = counts[0], counts[1:]
+        total = self.tokens.get(model)
+        self.tokens[model] = numbers if total is None else tuple(map(operator.add, total,
+                                                                        numbers))
 
     def _files(self, e: ev.Files) -> None:
         for path in e.edited:
@@ -266,15 +267,13 @@ class DigestBuilder:
     # -- the digest -------------------------------------------------------------------
 
     def tokens_by_model(self) -> dict[str, dict[str, int]]:
-        by_model: dict[str, list[int]] = {}
-        for model, *counts in self.usage.values():  # the window: not yet folded
-            total = by_model.setdefault(model or UNKNOWN_MODEL, [0] * 5)
-            for i, n in enumerate(counts):
-                total[i] += n
-        for model, counts in self.added.items():
-            total = by_model.setdefault(model or UNKNOWN_MODEL, [0] * 5)
-            for i, n in enumerate(counts):
-                total[i] += n
+        by_model: dict[str, tuple[int, ...]] = {}
+        final = [(model, counts) for model, counts in self.tokens.items()]
+        final += [(c[0], c[1:]) for c in self.usage.recent.values()]  # the window: final now
+        for model, counts in final:
+            name = model or UNKNOWN_MODEL
+            total = by_model.get(name)
+            by_model[name] = counts if total is None else tuple(map(operator.add, total, counts))
         return {m: dict(zip(TOKEN_FIELDS, c, strict=True)) for m, c in by_model.items()}
 
     def outcome(self) -> str:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-import orjson
+import msgspec
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,36 +165,54 @@ def lines(chunks: Iterable[bytes]) -> Iterator[bytes | memoryview]:
         yield tail
 
 
-class Records:
-    """JSON objects, one a line. Blank lines are skipped; lines that are not JSON objects
-    are counted in `malformed`, never fatal."""
+Scalar = str | int | float | bool | None
+"""A JSON value that is neither an object nor an array. Typed records declare each nested
+object as `Shape | Scalar | list[Any]`, so any valid JSON decodes: a field of an
+unexpected type reads as that value (which parsers check), never as an error."""
 
-    def __init__(self, chunks: Iterable[bytes],
-                 shortcut: Callable[[bytes | memoryview], dict[str, Any] | None] | None = None
-                 ) -> None:
+JSON_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+"""What decoding text that is not valid JSON (or nested past all reason) raises."""
+
+json_value: Callable[[bytes | memoryview | str], Any] = msgspec.json.Decoder().decode
+
+R = TypeVar("R")
+
+
+class Records(Generic[R]):
+    """JSON objects, one a line, decoded as `shape` (a msgspec Struct declaring only the
+    fields a parser reads, so the rest is skipped unbuilt; `dict` for all of it). Blank
+    lines are skipped; lines that are not JSON objects are counted in `malformed`."""
+
+    def __init__(self, chunks: Iterable[bytes], shape: type[R]) -> None:
         self.chunks = chunks
-        self.shortcut = shortcut
-        """Reads what a line says without parsing it, when it can (None: parse it)."""
+        self.shape = shape
         self.malformed = 0
         self.line_no = 0
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        loads, decode_error, shortcut = orjson.loads, orjson.JSONDecodeError, self.shortcut
+    def __iter__(self) -> Iterator[R]:
+        decode, shape = _decoder(self.shape), self.shape
         for line in lines(self.chunks):
             self.line_no += 1
-            if shortcut is not None and (brief := shortcut(line)) is not None:
-                yield brief
-                continue
             try:
-                record = loads(line)
-            except decode_error:
+                record = decode(line)
+            except JSON_ERRORS:
                 if bytes(line).strip():
                     self.malformed += 1
                 continue
-            if isinstance(record, dict):
+            if isinstance(record, shape):
                 yield record
             else:
                 self.malformed += 1
+
+
+_DECODERS: dict[type[Any], Callable[[bytes | memoryview], Any]] = {dict: json_value}
+
+
+def _decoder(shape: type[Any]) -> Callable[[bytes | memoryview], Any]:
+    decode = _DECODERS.get(shape)
+    if decode is None:
+        decode = _DECODERS[shape] = msgspec.json.Decoder(shape | Scalar | list[Any]).decode
+    return decode
 
 
 def text_of(content: Any) -> str:
@@ -212,7 +230,11 @@ def str_or_none(value: Any) -> str | None:
 
 
 def as_int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    """An integer count, or 0 for anything else (a bool, a float, one past SQLite's range)."""
+    return value if type(value) is int and -_INT64 <= value < _INT64 else 0
+
+
+_INT64 = 2**63
 
 
 _TAG_WRAPPED = re.compile(r"\s*<([A-Za-z][\w:.-]*)(\s[^<>]*)?/?>")

@@ -8,22 +8,22 @@ lost and the sweep never sees "analyzed" without a digest behind it.
 
 from __future__ import annotations
 
-import functools
+import collections
 import multiprocessing
 import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from session_memory import formats, log
+from session_memory.analyze import worker
 from session_memory.analyze.digest import build, to_epoch
-from session_memory.analyze.events import Event, Piece
+from session_memory.analyze.events import Event
 from session_memory.clock import Clock
 from session_memory.config import Settings
-from session_memory.errors import SessionMemoryError, StoreBusyError
-from session_memory.store.tier1 import StoredFile, Tier1
+from session_memory.errors import SessionMemoryError
+from session_memory.store.tier1 import Tier1
 from session_memory.store.tier2 import Tier2
 
 _log = log.get(__name__)
@@ -37,16 +37,11 @@ class AnalyzeResult:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def pieces(tier1: Tier1, files: list[StoredFile]) -> list[Piece]:
-    """The session's stored pieces, each readable (again) straight from Tier 1."""
-    return [Piece(f.path, functools.partial(tier1.read_file, f.id)) for f in files]
-
-
 def session_events(tier1: Tier1, settings: Settings, session_id: str,
                    source: str) -> Iterator[Event]:
     """A session's events, read from Tier 1 only (the source file may be long gone)."""
     fmt = formats.get(_format_of(settings, source))
-    yield from fmt.parse(pieces(tier1, tier1.files(session_id)))
+    yield from fmt.parse(worker.pieces(tier1, tier1.files(session_id)))
 
 
 def _format_of(settings: Settings, source: str) -> str:
@@ -130,11 +125,11 @@ def _commit(tier1: Tier1, tier2: Tier2, clock: Clock,
             batch: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[str]:
     now = clock.now()
     tier2.put_digests([(row["id"], row["source"], digest) for row, digest in batch], now)
-    for row, digest in batch:  # only now: the digests are committed
-        if row["state"] == "ended" and not tier1.mark_analyzed(
-                row["id"], now, started_at=to_epoch(digest["started_at"]),
-                ended_at=to_epoch(digest["ended_at"]), seen_raw_bytes=row["raw_bytes"]):
-            _log.info("session grew while analyzed; it will be analyzed again", session=row["id"])
+    # Only now, the digests committed: the sessions they cover are marked analyzed.
+    for sid in tier1.mark_all_analyzed(
+            [(row["id"], to_epoch(digest["started_at"]), to_epoch(digest["ended_at"]),
+              row["raw_bytes"]) for row, digest in batch if row["state"] == "ended"], now):
+        _log.info("session grew while analyzed; it will be analyzed again", session=sid)
     return [row["id"] for row, _ in batch]
 
 
@@ -148,41 +143,27 @@ def _format_of_or_none(settings: Settings, source: str) -> str | None:
 def _digests(tier1: Tier1, formats_by_source: dict[str, str | None],
              rows: list[dict[str, Any]]
              ) -> Iterator[tuple[dict[str, Any], dict[str, Any] | str]]:
-    """Each row with its digest (or why it failed), in order. Large batches are parsed by
-    worker processes, one session each, on every core; the caller alone writes."""
-    workers = min(os.cpu_count() or 1, MAX_WORKERS, len(rows))
-    if workers < 2 or sum(r["raw_bytes"] for r in rows) < PARALLEL_MIN_BYTES:
+    """Each row with its digest (or why it failed). A large batch is shared between worker
+    processes, which take the largest sessions first, and this process, which takes the
+    smallest between its own writes: every core works, and they all finish together."""
+    workers = min(os.cpu_count() or 1, MAX_WORKERS, len(rows)) - 1
+    if workers < 1 or sum(r["raw_bytes"] for r in rows) < PARALLEL_MIN_BYTES:
         for row in rows:
-            yield row, _digest_or_error(tier1, formats_by_source, row)
+            yield row, worker.digest_or_error(tier1, formats_by_source, row)
         return
+    todo = collections.deque(sorted(rows, key=lambda r: -r["raw_bytes"]))
+    running: dict[Future[dict[str, Any] | str], dict[str, Any]] = {}
     context = multiprocessing.get_context("spawn")  # no inherited connections or threads
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=worker.init,
                              initargs=(tier1.path, formats_by_source)) as pool:
-        yield from zip(rows, pool.map(_worker_digest, rows, chunksize=4), strict=True)
-
-
-def _digest_or_error(tier1: Tier1, formats_by_source: dict[str, str | None],
-                     row: dict[str, Any]) -> dict[str, Any] | str:
-    try:
-        fmt = formats_by_source.get(row["source"])
-        if fmt is None:
-            raise SessionMemoryError(f"source {row['source']!r} is not in the config")
-        with tier1.snapshot():  # one consistent state, even if a seal switches meanwhile
-            events = formats.get(fmt).parse(pieces(tier1, tier1.files(row["id"])))
-            return build(row["source"], events)
-    except StoreBusyError:
-        raise
-    except Exception as e:  # a corrupt chunk or a parser bug must not stop the pass
-        return f"{type(e).__name__}: {e}"
-
-
-_worker_state: dict[str, Any] = {}
-
-
-def _worker_init(tier1_path: Path, formats_by_source: dict[str, str | None]) -> None:
-    _worker_state["tier1"] = Tier1(tier1_path)
-    _worker_state["formats"] = formats_by_source
-
-
-def _worker_digest(row: dict[str, Any]) -> dict[str, Any] | str:
-    return _digest_or_error(_worker_state["tier1"], _worker_state["formats"], row)
+        while todo or running:
+            while todo and len(running) < 2 * workers:  # one queued behind each running
+                row = todo.popleft()
+                running[pool.submit(worker.digest, row)] = row
+            for future in [f for f in running if f.done()]:
+                yield running.pop(future), future.result()
+            if todo:
+                row = todo.pop()
+                yield row, worker.digest_or_error(tier1, formats_by_source, row)
+            elif running:
+                wait(running, return_when=FIRST_COMPLETED)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
-import orjson
+import msgspec
 
 from session_memory.analyze.events import (
+    JSON_ERRORS,
     AssistantText,
     Event,
     Failure,
@@ -19,6 +19,7 @@ from session_memory.analyze.events import (
     Piece,
     Prompt,
     Records,
+    Scalar,
     Subagent,
     Times,
     ToolCall,
@@ -26,6 +27,7 @@ from session_memory.analyze.events import (
     Usage,
     as_int,
     human_text,
+    json_value,
     str_or_none,
     text_of,
 )
@@ -63,6 +65,59 @@ _READ_TOOLS = {"Read", "NotebookRead"}
 _INTERRUPTED = "[Request interrupted by user"
 
 
+# The fields a digest reads; everything else in a record is skipped without being built.
+class _ToolInput(msgspec.Struct):
+    file_path: Any = None
+    notebook_path: Any = None
+    command: Any = None
+
+
+class _Usage(msgspec.Struct):
+    input_tokens: Any = 0
+    output_tokens: Any = 0
+    cache_creation_input_tokens: Any = 0
+    cache_read_input_tokens: Any = 0
+
+
+class _Block(msgspec.Struct):
+    type: Any = None
+    text: Any = None
+    name: Any = None
+    id: Any = None
+    input: _ToolInput | Scalar | list[Any] = None
+    tool_use_id: Any = None
+    is_error: Any = None
+    content: msgspec.Raw = msgspec.Raw()
+    """A tool result's output, most of a transcript's bytes: skipped unbuilt, and decoded
+    only when it is an error's."""
+
+
+class _Message(msgspec.Struct):
+    id: Any = None
+    model: Any = None
+    usage: _Usage | Scalar | list[Any] = None
+    content: str | list[_Block | Scalar | list[Any]] | dict[str, Any] | None | int | float = None
+
+
+class _Record(msgspec.Struct):
+    type: Any = None
+    timestamp: Any = None
+    uuid: Any = None
+    isSidechain: Any = None
+    agentId: Any = None
+    cwd: Any = None
+    gitBranch: Any = None
+    message: _Message | Scalar | list[Any] = None
+    content: Any = None
+    summary: Any = None
+    customTitle: Any = None
+    subtype: Any = None
+    isApiErrorMessage: Any = None
+    isMeta: Any = None
+    isCompactSummary: Any = None
+    isVisibleInTranscriptOnly: Any = None
+
+
 def parse(pieces: Sequence[Piece]) -> Iterator[Event]:
     """Events of a session: its main transcript, then subagent transcripts and their
     sidecars. Tool results, workflow JSON and other non-JSONL files carry nothing new."""
@@ -77,8 +132,8 @@ def parse(pieces: Sequence[Piece]) -> Iterator[Event]:
 
 def _subagent_meta(piece: Piece, name: str) -> Iterator[Event]:
     try:
-        meta = orjson.loads(b"".join(piece.chunks()))
-    except orjson.JSONDecodeError:
+        meta = json_value(b"".join(piece.chunks()))
+    except JSON_ERRORS:
         yield Malformed(1)
         return
     if isinstance(meta, dict):
@@ -87,122 +142,97 @@ def _subagent_meta(piece: Piece, name: str) -> Iterator[Event]:
                        str_or_none(meta.get("agentType")), str_or_none(meta.get("description")))
 
 
-_RESULT_MARKS = (b'"type":"tool_result"', b'"type": "tool_result"')
-_ERROR_MARKS = (b'"is_error":true', b'"is_error": true')
-_TIMESTAMP = re.compile(rb'"timestamp":\s*"([^"\\]+)"')
-
-
-def _successful_results(line: bytes | memoryview) -> dict[str, Any] | None:
-    """Tool output is most of a transcript's bytes and, when it succeeded, says nothing a
-    digest keeps but its time. Such lines are read without parsing them: JSON escapes
-    every quote inside strings, so these marks can only be the record's own keys."""
-    if len(line) < 4096:
-        return None  # short lines: parsing is cheap, and exact
-    raw = bytes(line) if isinstance(line, memoryview) else line
-    if not any(m in raw for m in _RESULT_MARKS) or any(m in raw for m in _ERROR_MARKS):
-        return None
-    ts = _TIMESTAMP.search(raw)
-    return {"type": "tool-results-ok", "timestamp": ts.group(1).decode() if ts else None,
-            "isSidechain": b'"isSidechain":true' in raw or b'"isSidechain": true' in raw}
-
-
 def _transcript(piece: Piece, sidechain_file: bool) -> Iterator[Event]:
-    records = Records(piece.chunks(), _successful_results)
-    first = last = None
+    records = Records(piece.chunks(), _Record)
+    first = last = model = None
     have_place = have_agent = False
     for r in records:
-        ts = r.get("timestamp")
-        if isinstance(ts, str):
+        ts = r.timestamp
+        if type(ts) is str:
             first = first or ts
             last = ts
-        side = sidechain_file or r.get("isSidechain") is True
-        if not have_place and not side and isinstance(r.get("cwd"), str):
+        side = sidechain_file or r.isSidechain is True
+        if not have_place and not side and type(r.cwd) is str:
             have_place = True
-            yield Info(cwd=r["cwd"], git_branch=str_or_none(r.get("gitBranch")))
-        if side and not have_agent and isinstance(r.get("agentId"), str):
+            yield Info(cwd=r.cwd, git_branch=str_or_none(r.gitBranch))
+        if side and not have_agent and type(r.agentId) is str:
             have_agent = True
-            yield Subagent(r["agentId"])
-        kind = r.get("type")
-        if kind == "tool-results-ok":
-            yield ToolResult(None, False, sidechain=side)
-        elif kind == "assistant":
-            yield from _assistant(r, side)
-        elif kind == "user":
-            yield from _user(r, side)
-        elif kind == "summary" and isinstance(r.get("summary"), str):
-            yield Info(title=r["summary"])
-        elif kind == "custom-title" and isinstance(r.get("customTitle"), str):
-            yield Info(title=r["customTitle"])
-        elif kind == "system" and r.get("subtype") == "api_error":
-            yield Failure("api_error", text_of(r.get("content")), side)
+            yield Subagent(r.agentId)
+        kind, msg = r.type, r.message
+        if type(msg) is _Message:
+            if kind == "assistant":
+                reply_model = msg.model if type(msg.model) is str and msg.model not in (
+                    "", "<synthetic>") else None
+                if reply_model and reply_model != model:
+                    model = reply_model
+                    yield Model(model)
+                yield from _assistant(r, msg, side, reply_model)
+            elif kind == "user":
+                yield from _user(r, msg, side)
+        elif kind == "summary" and type(r.summary) is str:
+            yield Info(title=r.summary)
+        elif kind == "custom-title" and type(r.customTitle) is str:
+            yield Info(title=r.customTitle)
+        if kind == "system" and r.subtype == "api_error":
+            yield Failure("api_error", text_of(r.content), side)
     yield Times(first, last)
     if records.malformed:
         yield Malformed(records.malformed)
 
 
-def _assistant(r: dict[str, Any], side: bool) -> Iterator[Event]:
-    msg = r.get("message")
-    if not isinstance(msg, dict):
-        return
-    model = str_or_none(msg.get("model"))
-    if model == "<synthetic>":
-        model = None
-    if model:
-        yield Model(model)
-    usage = msg.get("usage")
-    if isinstance(usage, dict):
+def _assistant(r: _Record, msg: _Message, side: bool, model: str | None) -> Iterator[Event]:
+    usage = msg.usage
+    if type(usage) is _Usage:
         # One response is written as several lines sharing message.id; the last copy wins.
-        yield Usage(str_or_none(msg.get("id")) or str_or_none(r.get("uuid")), model,
-                    as_int(usage.get("input_tokens")), as_int(usage.get("output_tokens")),
-                    as_int(usage.get("cache_creation_input_tokens")),
-                    as_int(usage.get("cache_read_input_tokens")))
-    if r.get("isApiErrorMessage"):
-        yield Failure("api_error", text_of(msg.get("content")), side)
+        yield Usage(str_or_none(msg.id) or str_or_none(r.uuid), model,
+                    as_int(usage.input_tokens), as_int(usage.output_tokens),
+                    as_int(usage.cache_creation_input_tokens),
+                    as_int(usage.cache_read_input_tokens))
+    content = msg.content
+    if r.isApiErrorMessage:
+        yield Failure("api_error", text_of(_plain(content)), side)
         return
-    content = msg.get("content")
-    if not isinstance(content, list):
+    if type(content) is not list:
         return
     for block in content:
-        if not isinstance(block, dict):
+        if type(block) is not _Block:
             continue
-        kind = block.get("type")
-        if kind == "text" and isinstance(block.get("text"), str):
-            yield AssistantText(block["text"], side)
-        elif kind == "tool_use" and isinstance(block.get("name"), str):
+        kind = block.type
+        if kind == "text" and type(block.text) is str:
+            yield AssistantText(block.text, side)
+        elif kind == "tool_use" and type(block.name) is str:
             yield _tool_call(block, side)
 
 
-def _tool_call(block: dict[str, Any], side: bool) -> ToolCall:
-    name = block["name"]
-    args = block.get("input")
-    call = ToolCall(str_or_none(block.get("id")), name, sidechain=side)
-    if isinstance(args, dict):
-        path = str_or_none(args.get("file_path")) or str_or_none(args.get("notebook_path"))
+def _tool_call(block: _Block, side: bool) -> ToolCall:
+    name, args = block.name, block.input
+    call = ToolCall(str_or_none(block.id), name, sidechain=side)
+    if type(args) is _ToolInput:
+        path = str_or_none(args.file_path) or str_or_none(args.notebook_path)
         if path and name in _EDIT_TOOLS:
             call.edited.append(path)
         elif path and name in _READ_TOOLS:
             call.read.append(path)
         elif name == "Bash":
-            call.command = str_or_none(args.get("command"))
+            call.command = str_or_none(args.command)
     return call
 
 
-def _user(r: dict[str, Any], side: bool) -> Iterator[Event]:
-    msg = r.get("message")
-    content = msg.get("content") if isinstance(msg, dict) else None
+def _user(r: _Record, msg: _Message, side: bool) -> Iterator[Event]:
+    content = msg.content
     texts: list[str] = []
-    if isinstance(content, str):
+    if type(content) is str:
         texts.append(content)
-    elif isinstance(content, list):
+    elif type(content) is list:
         for block in content:
-            if not isinstance(block, dict):
+            if type(block) is not _Block:
                 continue
-            if block.get("type") == "tool_result":
-                error = block.get("is_error") is True
-                yield ToolResult(str_or_none(block.get("tool_use_id")), error,
-                                 text_of(block.get("content")) if error else "", sidechain=side)
-            elif block.get("type") == "text" and isinstance(block.get("text"), str):
-                texts.append(block["text"])
+            if block.type == "tool_result":
+                error = block.is_error is True
+                yield ToolResult(str_or_none(block.tool_use_id), error,
+                                 _result_text(block.content) if error else "", sidechain=side)
+            elif block.type == "text" and type(block.text) is str:
+                texts.append(block.text)
     if not texts:
         return
     if any(t.startswith(_INTERRUPTED) for t in texts):
@@ -210,8 +240,22 @@ def _user(r: dict[str, Any], side: bool) -> Iterator[Event]:
             yield Failure("interrupted", sidechain=side)
         return
     # Subagent prompts are written by an agent; meta and compact summaries are injected.
-    if side or r.get("isMeta") or r.get("isCompactSummary") or r.get("isVisibleInTranscriptOnly"):
+    if side or r.isMeta or r.isCompactSummary or r.isVisibleInTranscriptOnly:
         return
     prompt = [t for t in map(human_text, texts) if t]
     if prompt:
         yield Prompt("\n".join(prompt))
+
+
+def _result_text(output: msgspec.Raw) -> str:
+    try:
+        return text_of(json_value(output)) if output else ""
+    except JSON_ERRORS:
+        return ""
+
+
+def _plain(content: Any) -> Any:
+    """Message content as plain JSON values, for text_of."""
+    if type(content) is list:
+        return [{"text": b.text} if type(b) is _Block else b for b in content]
+    return content

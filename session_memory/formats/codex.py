@@ -8,9 +8,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
-import orjson
-
 from session_memory.analyze.events import (
+    JSON_ERRORS,
     AssistantText,
     Event,
     Failure,
@@ -26,6 +25,7 @@ from session_memory.analyze.events import (
     Usage,
     as_int,
     human_text,
+    json_value,
     str_or_none,
     text_of,
 )
@@ -76,7 +76,7 @@ def parse(pieces: Sequence[Piece]) -> Iterator[Event]:
 
 
 def _rollout(piece: Piece) -> Iterator[Event]:
-    records = Records(piece.chunks())
+    records = Records(piece.chunks(), dict)
     first = last = None
     model: str | None = None
     replayed_before: str | None = None
@@ -166,8 +166,8 @@ def _call(p: dict[str, Any]) -> ToolCall:
         action = p.get("action")
         args = {"command": action.get("command")} if isinstance(action, dict) else None
     elif isinstance(args, str) and args.startswith("{"):
-        with contextlib.suppress(orjson.JSONDecodeError):
-            args = orjson.loads(args)
+        with contextlib.suppress(*JSON_ERRORS):
+            args = json_value(args)
     patch = args if isinstance(args, str) else None
     if isinstance(args, dict):
         command = args.get("command", args.get("cmd"))
@@ -196,8 +196,8 @@ def _output(p: dict[str, Any]) -> ToolResult:
     code: Any = None
     if output.startswith("{"):
         try:
-            parsed = orjson.loads(output)
-        except orjson.JSONDecodeError:
+            parsed = json_value(output)
+        except JSON_ERRORS:
             parsed = None
         if isinstance(parsed, dict):
             meta = parsed.get("metadata")

@@ -6,9 +6,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
-import orjson
+import msgspec
 
 from session_memory.analyze.events import (
+    JSON_ERRORS,
     AssistantText,
     Event,
     Failure,
@@ -24,6 +25,7 @@ from session_memory.analyze.events import (
     Usage,
     as_int,
     human_text,
+    json_value,
     str_or_none,
     text_of,
 )
@@ -69,7 +71,7 @@ def parse(pieces: Sequence[Piece]) -> Iterator[Event]:
 
 
 def _jsonl(piece: Piece) -> Iterator[tuple[int, dict[str, Any] | None]]:
-    records = Records(piece.chunks())
+    records = Records(piece.chunks(), dict)
     for r in records:
         yield records.line_no, r
     if records.malformed:
@@ -79,8 +81,8 @@ def _jsonl(piece: Piece) -> Iterator[tuple[int, dict[str, Any] | None]]:
 def _whole(piece: Piece) -> Iterator[tuple[int, dict[str, Any] | None]]:
     """Older versions: one pretty-printed JSON document, rewritten whole (a snapshot, small)."""
     try:
-        doc = orjson.loads(b"".join(piece.chunks()))
-    except orjson.JSONDecodeError:
+        doc = json_value(b"".join(piece.chunks()))
+    except JSON_ERRORS:
         yield -1, None
         return
     if not isinstance(doc, dict):
@@ -190,4 +192,4 @@ def _result_text(result: Any) -> str:
         return result
     if result is None:
         return ""
-    return text_of(result) or orjson.dumps(result).decode()[:2000]
+    return text_of(result) or msgspec.json.encode(result).decode()[:2000]

@@ -48,7 +48,7 @@ def parse(pieces: Sequence[Piece]) -> Iterator[Event]:
 
 
 def _log(piece: Piece) -> Iterator[Event]:
-    records = Records(piece.chunks())
+    records = Records(piece.chunks(), dict)
     first = last = None
     for r in records:
         ts = next((r[k] for k in _TIME_KEYS if isinstance(r.get(k), str)), None)

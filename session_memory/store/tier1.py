@@ -284,13 +284,24 @@ class Tier1:
                       ended_at: float | None, seen_raw_bytes: int) -> bool:
         """Record that the digest (already committed in Tier 2) covers the session as it was.
         False when the session grew meanwhile: it stays open and is analyzed again later."""
+        return not self.mark_all_analyzed([(session_id, started_at, ended_at, seen_raw_bytes)],
+                                          now)
+
+    def mark_all_analyzed(self, marks: list[tuple[str, float | None, float | None, int]],
+                          now: float) -> list[str]:
+        """mark_analyzed for each (session id, started at, ended at, raw bytes seen), in one
+        transaction. Returns the ids of the sessions that grew meanwhile."""
+        grew = []
         with self.transaction("mark-analyzed"):
-            row = self.conn.execute(
-                "UPDATE sessions SET state = 'analyzed', analyzed_at = ?, "
-                "started_at = coalesce(?, started_at), ended_at = coalesce(?, ended_at) "
-                "WHERE id = ? AND state = 'open' AND raw_bytes = ? RETURNING id",
-                (now, started_at, ended_at, session_id, seen_raw_bytes)).fetchone()
-        return row is not None
+            for session_id, started_at, ended_at, seen_raw_bytes in marks:
+                if self.conn.execute(
+                        "UPDATE sessions SET state = 'analyzed', analyzed_at = ?, "
+                        "started_at = coalesce(?, started_at), ended_at = coalesce(?, ended_at) "
+                        "WHERE id = ? AND state = 'open' AND raw_bytes = ? RETURNING id",
+                        (now, started_at, ended_at, session_id, seen_raw_bytes)
+                        ).fetchone() is None:
+                    grew.append(session_id)
+        return grew
 
     def mark_ended(self, session_id: str) -> None:
         with self.transaction("mark-ended"):

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from session_memory.store import db
 
 MIGRATIONS: list[list[str]] = [
@@ -129,7 +131,7 @@ class Tier2:
              tokens.get("input", 0), tokens.get("output", 0),
              tokens.get("cache_creation", 0), tokens.get("cache_read", 0),
              tokens.get("reasoning", 0), digest.get("outcome"),
-             json.dumps(digest, ensure_ascii=False))).fetchone()
+             msgspec.json.encode(digest).decode())).fetchone()
         assert row is not None  # RETURNING always yields the row written
         rowid = row[0]
         self.conn.execute("DELETE FROM digests_fts WHERE rowid = ?", (rowid,))

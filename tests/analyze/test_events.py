@@ -29,7 +29,7 @@ def test_a_line_split_over_three_chunks() -> None:
 
 
 def test_records_count_what_is_not_an_object() -> None:
-    records = Records([b'{"a": 1}\n{oops\n"text"\n42\n[1]\n   \n{"b": 2}'])
+    records = Records([b'{"a": 1}\n{oops\n"text"\n42\n[1]\n   \n{"b": 2}'], dict)
     assert list(records) == [{"a": 1}, {"b": 2}]
     assert records.malformed == 4  # blank lines are not malformed
 
