@@ -35,6 +35,7 @@ from session_memory.ingest import IngestSummary
 from session_memory.memory import DAEMON_LOCK, Memory
 from session_memory.notify import Notifier, SdNotifier, status_line
 from session_memory.store import db
+from session_memory.store.tier1 import DEEP_SEAL_LEVEL
 from session_memory.watch import Trouble, Watcher
 
 logger = log.get("session_memory.daemon")
@@ -46,6 +47,8 @@ HOUSEKEEPING_SECONDS = 300.0  # look for ended sessions at least this often (hoo
 RETRY_SECONDS = 5.0  # after a busy store or a failed pass, rescan this soon
 OVER_CAP_SWEEP_GAP = 60.0  # over the soft cap, sweep at once, but not more often than this
 ANALYZE_BACKOFF = 3600.0  # a session the analyzer failed on is retried after this long
+DEEP_SEAL_SLICE_SECONDS = 10.0  # idle-time recompression gives the loop back this often
+DEEP_SEAL_MAX_BYTES = 64 * 2**20  # larger sessions stay at SEAL_LEVEL: a minute at most each
 
 
 class DaemonRunningError(SessionMemoryError):
@@ -112,6 +115,8 @@ class Daemon:
         self._last_sweep_local = 0.0
         # session -> (its raw bytes, retry time): the analyzer failed on it as it was.
         self._analyze_failed: dict[str, tuple[int, float]] = {}
+        self._deepen = True  # sealed sessions may wait for their idle-time recompression
+        self._deepen_failed: set[str] = set()
         self._watchdog_interval = self.notifier.watchdog_interval()
         self._last_ping = 0.0
         self._last_ingest: tuple[float, int] | None = None
@@ -192,6 +197,8 @@ class Daemon:
             self._guard("analyze", self._seal_and_analyze)
         if self._sweep_due() and not self.stopping:
             self._guard("sweep", self._sweep)
+        if self._deepen and not self._pending and not self.stopping:
+            self._guard("deep-seal", self._deep_seal)
         self._update_status()
 
     def _drain(self, timeout: float) -> None:
@@ -232,7 +239,7 @@ class Daemon:
         sweep_at = self._next_sweep_at()
         if sweep_at is not None:
             waits.append(sweep_at - now)
-        if self._sweep_requested or self._reload_requested:
+        if self._sweep_requested or self._reload_requested or self._deepen:
             waits.append(0.0)
         return max(min(waits), 0.0)
 
@@ -309,6 +316,35 @@ class Daemon:
                 self._sweep_requested = True
         return summary
 
+    def _deep_seal(self) -> None:
+        """Idle time goes into recompressing sealed sessions at DEEP_SEAL_LEVEL, oldest first,
+        for at most DEEP_SEAL_SLICE_SECONDS at a time (plus the session under way): file
+        events wait no longer than that, and a stop interrupts it within a MiB."""
+        assert self.memory is not None
+        tier1 = self.memory.tier1
+        deadline = time.monotonic() + DEEP_SEAL_SLICE_SECONDS
+        todo = [sid for sid in tier1.to_deepen(max_raw_bytes=DEEP_SEAL_MAX_BYTES,
+                                               limit=len(self._deepen_failed) + 16)
+                if sid not in self._deepen_failed]
+        if not todo:
+            self._deepen = False
+            return
+        for sid in todo:
+            try:
+                tier1.seal_session(sid, DEEP_SEAL_LEVEL, interrupted=self._seal_interrupted)
+            except (StoreBusyError, StoreFullError):
+                raise
+            except Exception:
+                logger.exception("recompression failed; the session stays as it is",
+                                 session=sid)
+                self._deepen_failed.add(sid)
+            if self.stopping or not self.queue.empty() or time.monotonic() > deadline:
+                return
+
+    def _seal_interrupted(self) -> bool:
+        self._heartbeat()
+        return self.stopping
+
     def _seal_and_analyze(self) -> None:
         """Sessions idle for idle_seconds have ended: recompress them, then digest them."""
         assert self.memory is not None
@@ -319,6 +355,7 @@ class Daemon:
             if self.stopping:
                 return
             tier1.seal_session(sid)
+            self._deepen = True
             self._heartbeat()
         analyze = getattr(memory, "analyze", None)
         if analyze is not None:

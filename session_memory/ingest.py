@@ -38,7 +38,13 @@ from session_memory.readers import (
     ZstdContent,
     head,
 )
-from session_memory.store.tier1 import INGEST_LEVEL, Cursor, Tier1
+from session_memory.store.tier1 import (
+    DEEP_SEAL_LEVEL,
+    INGEST_LEVEL,
+    SEAL_LEVEL,
+    Cursor,
+    Tier1,
+)
 
 COMMIT_BYTES = 64 * 1024 * 1024
 PREFETCH_FILES = 3
@@ -520,17 +526,28 @@ class _PieceWriter:
 
 
 def seal_ended(tier1: Tier1, settings: Settings, clock: Clock, *, workers: int = 1) -> int:
-    """Recompress every ended session that is not sealed yet; returns how many.
-
-    With workers > 1 (a one-off `ingest` of a large backlog, not the niced daemon), that
-    many threads seal sessions side by side, each on its own connection: compression and
-    decompression release the GIL, and every commit stays a short transaction of its own.
-    """
+    """Recompress every ended session that is not sealed yet; returns how many."""
     sessions = tier1.unsealed_ended(clock.now() - settings.idle_seconds)
+    _seal_each(tier1, sessions, SEAL_LEVEL, workers)
+    return len(sessions)
+
+
+def deep_seal(tier1: Tier1, *, workers: int = 1) -> int:
+    """Recompress every sealed session at DEEP_SEAL_LEVEL (the daemon does this a little at
+    a time when idle); returns how many were recompressed (one that grew meanwhile is not)."""
+    sessions = tier1.to_deepen()
+    _seal_each(tier1, sessions, DEEP_SEAL_LEVEL, workers)
+    return len(set(sessions) - set(tier1.to_deepen()))
+
+
+def _seal_each(tier1: Tier1, sessions: list[str], level: int, workers: int) -> None:
+    """With workers > 1 (a one-off `ingest` of a large backlog, not the niced daemon), that
+    many threads seal sessions side by side, each on its own connection: compression and
+    decompression release the GIL, and every commit stays a short transaction of its own."""
     if workers <= 1 or len(sessions) < 2:
         for sid in sessions:
-            tier1.seal_session(sid)
-        return len(sessions)
+            tier1.seal_session(sid, level)
+        return
     todo = iter(sessions)
     lock = threading.Lock()
 
@@ -542,11 +559,10 @@ def seal_ended(tier1: Tier1, settings: Settings, clock: Clock, *, workers: int =
                     sid = next(todo, None)
                 if sid is None:
                     return
-                own.seal_session(sid)
+                own.seal_session(sid, level)
         finally:
             own.close()
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seal") as pool:
         for future in [pool.submit(work) for _ in range(workers)]:
             future.result()
-    return len(sessions)

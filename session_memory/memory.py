@@ -98,6 +98,10 @@ class Memory:
         """Recompress ended sessions into large frames (see Tier1.seal_session)."""
         return ingest_mod.seal_ended(self.tier1, self.settings, self.clock, workers=workers)
 
+    def deep_seal(self, *, workers: int = 1) -> int:
+        """Recompress sealed sessions harder (see Tier1.seal_session and DEEP_SEAL_LEVEL)."""
+        return ingest_mod.deep_seal(self.tier1, workers=workers)
+
     # -- sessions -------------------------------------------------------------------------
 
     def resolve_id(self, session_id: str) -> str:

@@ -19,6 +19,7 @@ import pytest
 from session_memory import config
 from session_memory.errors import NotFoundError
 from session_memory.memory import Memory
+from session_memory.store.tier1 import DEEP_SEAL_LEVEL
 from tests.daemon_harness import DaemonProcess, NotifySocket, Writer
 
 VISIBLE_WITHIN = 2.0
@@ -220,6 +221,12 @@ def test_idle_sessions_get_digests(env: Env, start: Callable[..., DaemonProcess]
                             "a digest for the idle session")
         assert digest["first_prompt"] == "add a test for the parser"
         assert memory.show(f"claude-code:{sid}")["state"] == "analyzed"
+        # With nothing else to do, the daemon recompresses the sealed session harder.
+        wait_until(lambda: memory.tier1.conn.execute(
+            "SELECT seal_level FROM sessions WHERE id = ?", (f"claude-code:{sid}",)
+        ).fetchone() == (DEEP_SEAL_LEVEL,), 15, "the session recompressed at the deep level")
+        memory.export(f"claude-code:{sid}", env.home / "out")
+        assert (env.home / "out" / "-work-p" / f"{sid}.jsonl").read_bytes() == path.read_bytes()
 
 
 @pytest.mark.skipif(not hasattr(Memory, "sweep"), reason="retention is not in this build")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,12 @@ from session_memory.store.tier1_schema import MIGRATIONS
 
 INGEST_LEVEL = 3
 SEAL_LEVEL = 15
+"""When a session ends: about 8 MB/s a core, fast enough to keep up with any agent."""
+DEEP_SEAL_LEVEL = 19
+"""Later, when the daemon is idle: about 4% smaller again, at a sixth of the speed."""
 SEAL_FRAME_BYTES = 8 * 1024 * 1024
+_SEAL_STEP = 1024 * 1024  # how much is compressed between two looks at `interrupted`
+_MAX_CHAIN_LOG, _MAX_HASH_LOG = 21, 20  # level 19's own tables would take 81 MiB a frame
 STATES = ("active", "ended", "analyzed", "evicted")
 
 
@@ -377,6 +382,16 @@ class Tier1:
             f"SELECT id FROM sessions WHERE sealed = 0 AND state != 'evicted' "
             f"AND ({state_sql()}) != 'active'", {"idle_before": idle_before})]
 
+    def to_deepen(self, level: int = DEEP_SEAL_LEVEL, max_raw_bytes: int | None = None,
+                  limit: int | None = None) -> list[str]:
+        """Sealed sessions whose frames are below `level`, oldest first: the least likely
+        to grow again, so the work done on them lasts."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM sessions WHERE sealed = 1 AND seal_level < ? AND raw_bytes > 0"
+            " AND raw_bytes <= ? ORDER BY last_write LIMIT ?",
+            (level, max_raw_bytes if max_raw_bytes is not None else 2**62,
+             -1 if limit is None else limit))]
+
     def drop_staged_frames(self, session_id: str | None = None) -> int:
         """Frames of a seal that was interrupted before it switched over (never read)."""
         sql = ("DELETE FROM frames WHERE generation != (SELECT frame_gen FROM sessions s "
@@ -389,29 +404,36 @@ class Tier1:
             return int(self.conn.changes())
 
     def seal_session(self, session_id: str, level: int = SEAL_LEVEL,
-                     frame_bytes: int = SEAL_FRAME_BYTES) -> int:
-        """Recompress an ended session as one stream of large frames; returns bytes saved.
+                     frame_bytes: int = SEAL_FRAME_BYTES,
+                     interrupted: Callable[[], bool] | None = None) -> int:
+        """Recompress a session as one stream of large frames; returns bytes saved.
 
+        An ended session is sealed once its chunks are all in; a sealed one is sealed again
+        when `level` is above the level of its frames (see DEEP_SEAL_LEVEL).
         The new frames are staged, each in its own transaction, so a long seal never holds
         the store for long; one short transaction then switches the files over to them.
-        If the session grew meanwhile, the staged frames are dropped and the seal waits.
+        If the session grew meanwhile, or `interrupted()` turns true (it is asked about
+        once a MiB), the staged frames are dropped and the session stays as it was.
         """
         self.drop_staged_frames(session_id)
-        row = self.conn.execute("SELECT frame_gen, stored_bytes, state FROM sessions WHERE id = ?",
-                                (session_id,)).fetchone()
+        row = self.conn.execute(
+            "SELECT frame_gen, stored_bytes, state, seal_level FROM sessions WHERE id = ?",
+            (session_id,)).fetchone()
         if row is None or row[2] == "evicted":
             return 0
-        gen, before, _ = row
+        gen, before, _, sealed_at = row
         snapshot = list(self.conn.execute(
             "SELECT id, raw_bytes, chunks FROM files WHERE session_id = ? ORDER BY id",
             (session_id,)))
-        if not any(chunks for _, _, chunks in snapshot):
+        if not any(chunks for _, _, chunks in snapshot) and (
+                sealed_at >= level or not any(raw for _, raw, _ in snapshot)):
             with self.transaction("seal-mark"):
                 self.conn.execute("UPDATE sessions SET sealed = 1 WHERE id = ?", (session_id,))
             return 0
         new_gen = gen + 1
         writer = _FrameWriter(self, session_id, new_gen, level, frame_bytes,
-                              total=sum(raw for _, raw, _ in snapshot))
+                              total=sum(raw for _, raw, _ in snapshot),
+                              interrupted=interrupted or (lambda: False))
         layout = []
         offset = 0
         try:
@@ -424,6 +446,9 @@ class Tier1:
         except (LookupError, NotFoundError):
             # Another process sealed or evicted this session meanwhile: its switch removed
             # what we were reading. Our staged frames are dropped by the next seal.
+            return 0
+        except _Interrupted:
+            self.drop_staged_frames(session_id)
             return 0
         with self.transaction("seal"):
             now = list(self.conn.execute(
@@ -443,8 +468,8 @@ class Tier1:
                 self.conn.execute("UPDATE files SET raw_bytes = ?, sealed_len = ?, "
                                   "stream_offset = ? WHERE id = ?",
                                   (length, length, start, file_id))
-            self.conn.execute("UPDATE sessions SET frame_gen = ?, sealed = 1 WHERE id = ?",
-                              (new_gen, session_id))
+            self.conn.execute("UPDATE sessions SET frame_gen = ?, sealed = 1, seal_level = ? "
+                              "WHERE id = ?", (new_gen, level, session_id))
             after = db.one(self.conn, "SELECT stored_bytes FROM sessions WHERE id = ?",
                            (session_id,))[0]
         return int(before - after)
@@ -555,22 +580,34 @@ class Tier1:
         return problems
 
 
+class _Interrupted(Exception):
+    pass
+
+
 class _FrameWriter:
     """Streams a session into frames of `frame_bytes`, each staged in its own transaction.
     Only compressed output is held: memory stays flat however large the session is."""
 
     def __init__(self, tier1: Tier1, session_id: str, generation: int, level: int,
-                 frame_bytes: int, total: int) -> None:
+                 frame_bytes: int, total: int, interrupted: Callable[[], bool]) -> None:
         self.tier1, self.session_id, self.generation = tier1, session_id, generation
         self.level, self.frame_bytes, self.left = level, frame_bytes, total
-        self.compressor = zstandard.ZstdCompressor(level=level)
+        self.interrupted = interrupted
         self.stream_pos = 0
         self._start()
 
     def _start(self) -> None:
         # The exact frame size lets zstd size its tables to it, not to its maximum.
         self.size = min(self.frame_bytes, self.left)
-        self.cobj = self.compressor.compressobj(size=self.size)
+        params = zstandard.ZstdCompressionParameters.from_level(self.level,
+                                                                source_size=self.size)
+        if params.chain_log > _MAX_CHAIN_LOG or params.hash_log > _MAX_HASH_LOG:
+            params = zstandard.ZstdCompressionParameters.from_level(
+                self.level, source_size=self.size, chain_log=min(params.chain_log,
+                                                                 _MAX_CHAIN_LOG),
+                hash_log=min(params.hash_log, _MAX_HASH_LOG))
+        self.cobj = zstandard.ZstdCompressor(compression_params=params).compressobj(
+            size=self.size)
         self.out: list[bytes] = []
         self.taken = 0
         self.crc = 0
@@ -581,8 +618,10 @@ class _FrameWriter:
             if self.size == 0:
                 raise CorruptChunkError(f"session {self.session_id}: its files hold more "
                                         "bytes than their accounting says")
-            take = view[: self.size - self.taken]
+            take = view[: min(self.size - self.taken, _SEAL_STEP)]
             self.out.append(self.cobj.compress(take))
+            if self.interrupted():
+                raise _Interrupted
             self.crc = zlib.crc32(take, self.crc)
             self.taken += len(take)
             view = view[len(take):]

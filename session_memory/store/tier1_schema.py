@@ -125,4 +125,12 @@ MIGRATIONS: list[list[str]] = [
                 WHERE id = OLD.session_id;
         END""",
     ],
+    [
+        # The level a session's current frames were compressed at: sessions sealed when
+        # they ended are recompressed harder later, when the daemon has nothing else to do.
+        "ALTER TABLE sessions ADD COLUMN seal_level INTEGER NOT NULL DEFAULT 0",
+        "UPDATE sessions SET seal_level = coalesce((SELECT max(level) FROM frames f"
+        " WHERE f.session_id = sessions.id AND f.generation = sessions.frame_gen), 0)",
+        "CREATE INDEX sessions_by_seal_level ON sessions (seal_level, last_write) WHERE sealed = 1",
+    ],
 ]

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from session_memory.memory import Memory
-from session_memory.store.tier1 import SEAL_LEVEL
+from session_memory.store.tier1 import DEEP_SEAL_LEVEL, SEAL_LEVEL
 
 
 def _grow(path: Path, memory: Memory, appends: int) -> bytes:
@@ -140,3 +140,79 @@ def test_sealing_with_several_workers(memory: Memory, sources: dict[str, Path],
         memory.export(f"mytool:{name}", tmp_path / "o")
         assert (tmp_path / "o" / name).read_bytes() == data
     assert memory.check() == []
+
+
+def _sealed_session(memory: Memory, sources: dict[str, Path]) -> tuple[str, bytes]:
+    f = sources["mytool"] / "s.jsonl"
+    rnd = random.Random(5)
+    words = [f"w{i}" for i in range(300)]
+    f.write_text("".join(json.dumps({"i": i, "text": " ".join(rnd.choices(words, k=60))}) + "\n"
+                         for i in range(3000)))
+    memory.ingest()
+    assert memory.seal() == 1
+    return "mytool:s.jsonl", f.read_bytes()
+
+
+def _levels(memory: Memory) -> set[tuple[int, int]]:
+    return set(memory.tier1.conn.execute(
+        "SELECT f.level, s.seal_level FROM frames f JOIN sessions s ON s.id = f.session_id"))
+
+
+def test_deep_seal_recompresses_sealed_sessions_harder(memory: Memory, sources: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    sid, data = _sealed_session(memory, sources)
+    sealed = memory.show(sid)["stored_bytes"]
+    assert _levels(memory) == {(SEAL_LEVEL, SEAL_LEVEL)}
+    assert memory.tier1.to_deepen() == [sid]
+    assert memory.deep_seal() == 1
+    assert _levels(memory) == {(DEEP_SEAL_LEVEL, DEEP_SEAL_LEVEL)}
+    assert memory.show(sid)["stored_bytes"] < sealed
+    memory.export(sid, tmp_path / "o")
+    assert (tmp_path / "o" / "s.jsonl").read_bytes() == data
+    assert memory.check() == []
+    assert memory.tier1.to_deepen() == [] and memory.deep_seal() == 0
+    assert memory.seal() == 0  # a deeper seal is never undone by the ordinary one
+
+
+def test_an_interrupted_deep_seal_changes_nothing(memory: Memory,
+                                                  sources: dict[str, Path]) -> None:
+    sid, data = _sealed_session(memory, sources)
+    before = list(memory.tier1.conn.execute("SELECT id, generation, level FROM frames"))
+    asked = []
+
+    def interrupted() -> bool:
+        asked.append(1)
+        return True
+
+    assert memory.tier1.seal_session(sid, DEEP_SEAL_LEVEL, interrupted=interrupted) == 0
+    assert asked == [1]  # asked after the first MiB, and stopped there
+    assert list(memory.tier1.conn.execute("SELECT id, generation, level FROM frames")) == before
+    assert b"".join(memory.tier1.read_file(memory.tier1.files(sid)[0].id)) == data
+    assert memory.tier1.to_deepen() == [sid] and memory.check() == []
+
+
+def test_growth_after_a_deep_seal_starts_over(memory: Memory, sources: dict[str, Path]) -> None:
+    sid, data = _sealed_session(memory, sources)
+    memory.deep_seal()
+    with (sources["mytool"] / "s.jsonl").open("ab") as f:
+        f.write(b'{"i": "more"}\n')
+    memory.ingest()
+    assert memory.tier1.to_deepen() == []  # open again: not sealed
+    assert memory.seal() == 1
+    assert _levels(memory) == {(SEAL_LEVEL, SEAL_LEVEL)}
+    assert memory.tier1.to_deepen() == [sid]
+    assert b"".join(memory.tier1.read_file(memory.tier1.files(sid)[0].id)) \
+        == data + b'{"i": "more"}\n'
+
+
+def test_the_seal_level_migration_reads_it_from_the_frames(memory: Memory,
+                                                           sources: dict[str, Path]) -> None:
+    sid, _ = _sealed_session(memory, sources)
+    conn = memory.tier1.conn
+    conn.execute("DROP INDEX sessions_by_seal_level")
+    conn.execute("ALTER TABLE sessions DROP COLUMN seal_level")
+    conn.execute("PRAGMA user_version = 1")
+    memory.close()
+    with Memory(memory.settings, clock=memory.clock) as again:
+        assert _levels(again) == {(SEAL_LEVEL, SEAL_LEVEL)}
+        assert again.tier1.to_deepen() == [sid]
