@@ -8,7 +8,8 @@ lists are capped and long texts cut.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -115,10 +116,22 @@ class _Window:
             self.retired.add(oldest)
 
 
-class DigestBuilder:
+@dataclass(slots=True)
+class _Facts:
+    cwd: str | None = None
+    git_branch: str | None = None
+    project: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    subagent_session: bool = False
+
+
+class DigestBuilder(ev.Sink):
+    """The sink that counts: it folds what a parser reports into a digest as it comes."""
+
     def __init__(self, source: str) -> None:
         self.source = source
-        self.info = ev.Info()
+        self.facts = _Facts()
         self.tool_title: str | None = None
         self.first_ts: str | None = None
         self.last_ts: str | None = None
@@ -129,90 +142,84 @@ class DigestBuilder:
         self.models: dict[str, None] = {}
         self.calls = _Window()  # call id -> tool name: each call counted once
         self.tool_calls: dict[str, int] = {}
-        self.edited = _Capped(MAX_LIST)
-        self.read = _Capped(MAX_LIST)
+        self.files_edited = _Capped(MAX_LIST)
+        self.files_read = _Capped(MAX_LIST)
         self.commands = _Capped(MAX_LIST, MAX_COMMAND_CHARS)
         self.tool_errors = 0
         self.errors: dict[str, dict[str, Any]] = {}
         # Usage by key (message id), the last copy winning; once final (out of the window)
         # or without a key, its counts go into the totals by model.
-        self.usage = _Window(retire=self._add_usage)
+        self.usage_by_key = _Window(retire=self._add_usage)
         self.tokens: dict[str | None, tuple[int, ...]] = {}
         self.last_message: str | None = None
         self.subagents: dict[str, dict[str, Any]] = {}
-        self.malformed = 0
+        self.malformed_lines = 0
         # Outcome state, main thread only.
         self.replied = False
         self.last_kind: str | None = None
         self.unresolved_errors = False
-        self._handlers = {
-            ev.Info: self._info, ev.Times: self._times, ev.Prompt: self._prompt,
-            ev.Model: self._model, ev.ToolCall: self._tool_call, ev.ToolResult: self._tool_result,
-            ev.Usage: self._usage, ev.Files: self._files, ev.AssistantText: self._assistant,
-            ev.Failure: self._failure, ev.Subagent: self._subagent, ev.Malformed: self._malformed,
-        }
 
-    def feed(self, events: Iterable[ev.Event]) -> DigestBuilder:
-        handlers = self._handlers
-        for event in events:
-            handlers[type(event)](event)  # type: ignore[operator]
-        return self
+    # -- the sink ---------------------------------------------------------------------
 
-    # -- handlers ---------------------------------------------------------------------
+    def info(self, *, cwd: str | None = None, git_branch: str | None = None,
+             title: str | None = None, project: str | None = None,
+             started_at: str | None = None, ended_at: str | None = None,
+             subagent_session: bool = False) -> None:
+        facts = self.facts
+        facts.cwd = facts.cwd or cwd
+        facts.git_branch = facts.git_branch or git_branch
+        facts.project = facts.project or project
+        facts.started_at = facts.started_at or started_at
+        facts.ended_at = ended_at or facts.ended_at
+        facts.subagent_session = facts.subagent_session or subagent_session
+        if title:
+            self.tool_title = title  # the tool's latest title wins
 
-    def _info(self, e: ev.Info) -> None:
-        info = self.info
-        info.cwd = info.cwd or e.cwd
-        info.git_branch = info.git_branch or e.git_branch
-        info.project = info.project or e.project
-        info.started_at = info.started_at or e.started_at
-        info.ended_at = e.ended_at or info.ended_at
-        info.subagent_session = info.subagent_session or e.subagent_session
-        if e.title:
-            self.tool_title = e.title  # the tool's latest title wins
+    def times(self, first: str | None, last: str | None) -> None:
+        if first and (self.first_ts is None or first < self.first_ts):
+            self.first_ts = first
+        if last and (self.last_ts is None or last > self.last_ts):
+            self.last_ts = last
 
-    def _times(self, e: ev.Times) -> None:
-        if e.first and (self.first_ts is None or e.first < self.first_ts):
-            self.first_ts = e.first
-        if e.last and (self.last_ts is None or e.last > self.last_ts):
-            self.last_ts = e.last
-
-    def _prompt(self, e: ev.Prompt) -> None:
-        if e.fallback:
+    def prompt(self, text: str, fallback: bool = False) -> None:
+        if fallback:
             self.fallback_turns += 1
             if len(self.fallback_prompts) < MAX_PROMPTS:
-                self.fallback_prompts.append(e.text[:MAX_PROMPT_CHARS])
+                self.fallback_prompts.append(text[:MAX_PROMPT_CHARS])
         else:
             self.user_turns += 1
             if len(self.prompts) < MAX_PROMPTS:
-                self.prompts.append(e.text[:MAX_PROMPT_CHARS])
+                self.prompts.append(text[:MAX_PROMPT_CHARS])
         self.last_kind = "prompt"
         self.unresolved_errors = False
 
-    def _model(self, e: ev.Model) -> None:
-        self.models.setdefault(e.name)
+    def model(self, name: str) -> None:
+        self.models.setdefault(name)
 
-    def _tool_call(self, e: ev.ToolCall) -> None:
-        if e.call_id is not None:
-            if self.calls.seen(e.call_id):
+    def tool_call(self, call_id: str | None, name: str, command: str | None = None,
+                  edited: Sequence[str] = (), read: Sequence[str] = (),
+                  sidechain: bool = False) -> None:
+        if call_id is not None:
+            if self.calls.seen(call_id):
                 return  # a re-appended copy of the same call
-            self.calls.put(e.call_id, e.name)
-        self.tool_calls[e.name] = self.tool_calls.get(e.name, 0) + 1
-        for path in e.edited:
-            self.edited.add(path)
-        for path in e.read:
-            self.read.add(path)
-        if e.command:
-            self.commands.add(e.command)
+            self.calls.put(call_id, name)
+        self.tool_calls[name] = self.tool_calls.get(name, 0) + 1
+        for path in edited:
+            self.files_edited.add(path)
+        for path in read:
+            self.files_read.add(path)
+        if command:
+            self.commands.add(command)
 
-    def _tool_result(self, e: ev.ToolResult) -> None:
-        if not e.sidechain:
-            self.last_kind = "tool_error" if e.is_error else "tool_ok"
-            self.unresolved_errors = e.is_error
-        if e.is_error:
+    def tool_result(self, call_id: str | None, is_error: bool, text: str = "",
+                    tool: str | None = None, sidechain: bool = False) -> None:
+        if not sidechain:
+            self.last_kind = "tool_error" if is_error else "tool_ok"
+            self.unresolved_errors = is_error
+        if is_error:
             self.tool_errors += 1
-            tool = e.tool or (self.calls.get(e.call_id) if e.call_id else None) or "unknown"
-            self._error(tool, e.text)
+            self._error(tool or (self.calls.get(call_id) if call_id else None) or "unknown",
+                        text)
 
     def _error(self, tool: str, text: str) -> None:
         cut = snippet(text)
@@ -223,12 +230,13 @@ class DigestBuilder:
             self.errors[key] = {"tool": tool, "snippet": cut, "fingerprint": fingerprint(cut),
                                 "count": 1}
 
-    def _usage(self, e: ev.Usage) -> None:
-        counts = (e.model, e.input, e.output, e.cache_creation, e.cache_read, e.reasoning)
-        if e.key is None:
+    def usage(self, key: str | None, model: str | None, input: int = 0, output: int = 0,
+              cache_creation: int = 0, cache_read: int = 0, reasoning: int = 0) -> None:
+        counts = (model, input, output, cache_creation, cache_read, reasoning)
+        if key is None:
             self._add_usage(counts)
-        elif e.key in self.usage.recent or not self.usage.seen(e.key):
-            self.usage.put(e.key, counts)
+        elif key in self.usage_by_key.recent or not self.usage_by_key.seen(key):
+            self.usage_by_key.put(key, counts)
 
     def _add_usage(self, counts: tuple[Any, ...]) -> None:
         model, numbers = counts[0], counts[1:]
@@ -236,40 +244,41 @@ class DigestBuilder:
         self.tokens[model] = numbers if total is None else tuple(map(operator.add, total,
                                                                         numbers))
 
-    def _files(self, e: ev.Files) -> None:
-        for path in e.edited:
-            self.edited.add(path)
-        for path in e.read:
-            self.read.add(path)
+    def files(self, edited: Sequence[str] = (), read: Sequence[str] = ()) -> None:
+        for path in edited:
+            self.files_edited.add(path)
+        for path in read:
+            self.files_read.add(path)
 
-    def _assistant(self, e: ev.AssistantText) -> None:
-        if e.sidechain or not e.text.strip():
+    def assistant_text(self, text: str, sidechain: bool = False) -> None:
+        if sidechain or text.isspace() or not text:
             return
-        self.last_message = e.text[:MAX_MESSAGE_CHARS]
+        self.last_message = text  # cut when the digest is made: most are replaced
         self.replied = True
         self.last_kind = "reply"
 
-    def _failure(self, e: ev.Failure) -> None:
-        if e.text:
-            self._error(e.kind, e.text)
-        if not e.sidechain:
-            self.last_kind = e.kind
+    def failure(self, kind: str, text: str = "", sidechain: bool = False) -> None:
+        if text:
+            self._error(kind, text)
+        if not sidechain:
+            self.last_kind = kind
 
-    def _subagent(self, e: ev.Subagent) -> None:
-        entry = self.subagents.setdefault(e.agent_id, {"id": e.agent_id, "type": None,
-                                                       "description": None})
-        entry["type"] = e.agent_type or entry["type"]
-        entry["description"] = e.description or entry["description"]
+    def subagent(self, agent_id: str, agent_type: str | None = None,
+                 description: str | None = None) -> None:
+        entry = self.subagents.setdefault(agent_id, {"id": agent_id, "type": None,
+                                                     "description": None})
+        entry["type"] = agent_type or entry["type"]
+        entry["description"] = description or entry["description"]
 
-    def _malformed(self, e: ev.Malformed) -> None:
-        self.malformed += e.lines
+    def malformed(self, lines: int) -> None:
+        self.malformed_lines += lines
 
     # -- the digest -------------------------------------------------------------------
 
     def tokens_by_model(self) -> dict[str, dict[str, int]]:
         by_model: dict[str, tuple[int, ...]] = {}
-        final = [(model, counts) for model, counts in self.tokens.items()]
-        final += [(c[0], c[1:]) for c in self.usage.recent.values()]  # the window: final now
+        final = list(self.tokens.items())
+        final += [(c[0], c[1:]) for c in self.usage_by_key.recent.values()]  # final now
         for model, counts in final:
             name = model or UNKNOWN_MODEL
             total = by_model.get(name)
@@ -296,55 +305,59 @@ class DigestBuilder:
 
     def digest(self) -> dict[str, Any]:
         prompts, turns = self.prompts, self.user_turns
-        if not turns and not self.info.subagent_session:
+        if not turns and not self.facts.subagent_session:
             prompts, turns = self.fallback_prompts, self.fallback_turns
-        elif self.info.subagent_session:
+        elif self.facts.subagent_session:
             prompts, turns = [], 0  # an agent wrote every prompt of a subagent thread
         first_prompt = prompts[0] if prompts else None
         # A subagent thread is titled by the task its parent gave it.
         title = next((t for t in (self.tool_title, first_prompt, *self.prompts[:1],
                                   *self.fallback_prompts[:1]) if t), None)
-        started = self.info.started_at or self.first_ts
-        ended = self.info.ended_at or self.last_ts
+        started = self.facts.started_at or self.first_ts
+        ended = self.facts.ended_at or self.last_ts
         by_model = self.tokens_by_model()
         tokens = {f: sum(c[f] for c in by_model.values()) for f in TOKEN_FIELDS}
         digest = {
             "title": _one_line(title, TITLE_CHARS) if title else None,
             "first_prompt": first_prompt,
-            "cwd": self.info.cwd,
-            "git_branch": self.info.git_branch,
+            "cwd": self.facts.cwd,
+            "git_branch": self.facts.git_branch,
             "models": list(self.models),
             "started_at": started,
             "ended_at": ended,
             "duration_s": _duration(started, ended) if self.source != "aider" else None,
             "user_turns": turns,
             "tool_calls": dict(sorted(self.tool_calls.items(), key=lambda kv: (-kv[1], kv[0]))),
-            "files_edited": self.edited.as_list(),
-            "files_read": self.read.as_list(),
+            "files_edited": self.files_edited.as_list(),
+            "files_read": self.files_read.as_list(),
             "commands": self.commands.as_list(),
             "tool_errors": self.tool_errors,
             "errors": list(self.errors.values()),
             "tokens": tokens,
             "outcome": self.outcome(),
-            "last_assistant_message": self.last_message,
+            "last_assistant_message": self.last_message and self.last_message[
+                :MAX_MESSAGE_CHARS],
             "subagents": list(self.subagents.values()),
             "analyzer_version": ANALYZER_VERSION,
             # More than the contract asks for:
             "source": self.source,
-            "project": self.info.project or self.info.cwd,
+            "project": self.facts.project or self.facts.cwd,
             "prompts": prompts,
             "tokens_by_model": by_model,
-            "malformed_lines": self.malformed,
-            "truncated": {"files_edited": self.edited.dropped, "files_read": self.read.dropped,
+            "malformed_lines": self.malformed_lines,
+            "truncated": {"files_edited": self.files_edited.dropped,
+                          "files_read": self.files_read.dropped,
                           "commands": self.commands.dropped},
         }
         result: dict[str, Any] = redact_all(digest)
         return result
 
 
-def build(source: str, events: Iterable[ev.Event]) -> dict[str, Any]:
-    """The redacted digest of one session's event stream."""
-    return DigestBuilder(source).feed(events).digest()
+def build(source: str, parse: Callable[[ev.Sink], None]) -> dict[str, Any]:
+    """The redacted digest of what `parse` reports (a format's parse, its pieces bound)."""
+    builder = DigestBuilder(source)
+    parse(builder)
+    return builder.digest()
 
 
 def _one_line(text: str, limit: int) -> str:

@@ -1,16 +1,16 @@
-"""The common event model every format parser produces, and the stream helpers they share.
+"""The common event model every format parser reports to, and the helpers they share.
 
-A parser turns a session's stored pieces into a flat stream of these small events; the
-digest builder folds the stream. Events carry only what a digest needs, never whole
-records, so memory stays flat however large the session is.
+A parser reads a session's stored pieces as a stream and reports each fact a digest needs
+as a call on a Sink, as it reads: nothing is collected on the way, so memory stays flat
+however large the session is, and no event object is built only to be taken apart again.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
@@ -25,114 +25,59 @@ class Piece:
     """Opens the decompressed content afresh, chunk by chunk (a parser may read twice)."""
 
 
-@dataclass(slots=True)
-class Info:
-    """Session facts; a field left None says nothing. `title` from the tool beats a prompt."""
+class Sink(Protocol):
+    """What a parser reports, one call per fact, in the order it reads them. The digest
+    builder is the sink that counts (analyze/digest.py)."""
 
-    cwd: str | None = None
-    git_branch: str | None = None
-    title: str | None = None
-    project: str | None = None
-    started_at: str | None = None
-    ended_at: str | None = None
-    subagent_session: bool = False
-    """This whole session is one agent's subagent: its prompts were written by an agent."""
+    def info(self, *, cwd: str | None = None, git_branch: str | None = None,
+             title: str | None = None, project: str | None = None,
+             started_at: str | None = None, ended_at: str | None = None,
+             subagent_session: bool = False) -> None:
+        """Session facts; None says nothing. A `title` from the tool beats a prompt.
+        `subagent_session`: the whole session is one agent's subagent, so an agent, not a
+        person, wrote its prompts."""
 
+    def times(self, first: str | None, last: str | None) -> None:
+        """The first and last record timestamps (ISO 8601) of one piece."""
 
-@dataclass(slots=True)
-class Times:
-    """The first and last record timestamps (ISO 8601) seen in one piece."""
+    def prompt(self, text: str, fallback: bool = False) -> None:
+        """Text a person wrote to the agent (injected and tag-wrapped text never gets here).
+        `fallback`: a Codex user response item, used only when the rollout has no
+        user_message events."""
 
-    first: str | None
-    last: str | None
+    def model(self, name: str) -> None:
+        """A model the session used (said again whenever it may have changed)."""
 
+    def tool_call(self, call_id: str | None, name: str, command: str | None = None,
+                  edited: Sequence[str] = (), read: Sequence[str] = (),
+                  sidechain: bool = False) -> None:
+        """A tool the agent called; a call id seen before is a copy of the same call."""
 
-@dataclass(slots=True)
-class Prompt:
-    """Text a person wrote to the agent (injected and tag-wrapped text never gets here)."""
+    def tool_result(self, call_id: str | None, is_error: bool, text: str = "",
+                    tool: str | None = None, sidechain: bool = False) -> None:
+        """`text` is only kept for errors; `tool` when the result names its tool itself
+        (else the call id says which)."""
 
-    text: str
-    fallback: bool = False
-    """Codex: a user response item, used only when the rollout has no user_message events."""
+    def usage(self, key: str | None, model: str | None, input: int = 0, output: int = 0,
+              cache_creation: int = 0, cache_read: int = 0, reasoning: int = 0) -> None:
+        """Token counts. A `key` seen again replaces the earlier counts (the last copy
+        wins); usage without a key adds (Aider's per-reply lines)."""
 
+    def files(self, edited: Sequence[str] = (), read: Sequence[str] = ()) -> None:
+        """Files named outside any tool call (Aider's edit blocks and chat file list)."""
 
-@dataclass(slots=True)
-class Model:
-    name: str
+    def assistant_text(self, text: str, sidechain: bool = False) -> None:
+        """What the agent said."""
 
+    def failure(self, kind: str, text: str = "", sidechain: bool = False) -> None:
+        """The agent itself failed (an API error record, an aborted turn, an interrupt)."""
 
-@dataclass(slots=True)
-class ToolCall:
-    call_id: str | None
-    name: str
-    command: str | None = None
-    edited: list[str] = field(default_factory=list)
-    read: list[str] = field(default_factory=list)
-    sidechain: bool = False
+    def subagent(self, agent_id: str, agent_type: str | None = None,
+                 description: str | None = None) -> None:
+        """A subagent ran within the session."""
 
-
-@dataclass(slots=True)
-class ToolResult:
-    call_id: str | None
-    is_error: bool
-    text: str = ""
-    """Only kept for errors."""
-    tool: str | None = None
-    """When the result names its tool itself; else the builder looks the call id up."""
-    sidechain: bool = False
-
-
-@dataclass(slots=True)
-class Usage:
-    """Token counts. A `key` seen again replaces the earlier counts (last copy wins);
-    a None key adds (Aider's per-reply lines)."""
-
-    key: str | None
-    model: str | None
-    input: int = 0
-    output: int = 0
-    cache_creation: int = 0
-    cache_read: int = 0
-    reasoning: int = 0
-
-
-@dataclass(slots=True)
-class Files:
-    """Files named outside any tool call (Aider's edit blocks and chat file list)."""
-
-    edited: list[str] = field(default_factory=list)
-    read: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class AssistantText:
-    text: str
-    sidechain: bool = False
-
-
-@dataclass(slots=True)
-class Failure:
-    """The agent itself failed (an API error record, an aborted turn, an interrupt)."""
-
-    kind: str
-    text: str = ""
-    sidechain: bool = False
-
-
-@dataclass(slots=True)
-class Subagent:
-    agent_id: str
-    agent_type: str | None = None
-    description: str | None = None
-
-
-@dataclass(slots=True)
-class Malformed:
-    lines: int
-
-
-Event = (Info | Times | Prompt | Model | ToolCall | ToolResult | Usage | Files | AssistantText
-         | Failure | Subagent | Malformed)
+    def malformed(self, lines: int) -> None:
+        """Lines that were not the JSON (or text) the format promises."""
 
 
 # -- stream helpers shared by the parsers ------------------------------------------------

@@ -18,11 +18,9 @@ from typing import Any
 
 from session_memory import formats, log
 from session_memory.analyze import worker
-from session_memory.analyze.digest import build, to_epoch
-from session_memory.analyze.events import Event
+from session_memory.analyze.digest import to_epoch
 from session_memory.clock import Clock
 from session_memory.config import Settings
-from session_memory.errors import SessionMemoryError
 from session_memory.store.tier1 import Tier1
 from session_memory.store.tier2 import Tier2
 
@@ -35,37 +33,6 @@ class AnalyzeResult:
     skipped: dict[str, str] = field(default_factory=dict)
     """Session id -> why it was not analyzed."""
     failed: dict[str, str] = field(default_factory=dict)
-
-
-def session_events(tier1: Tier1, settings: Settings, session_id: str,
-                   source: str) -> Iterator[Event]:
-    """A session's events, read from Tier 1 only (the source file may be long gone)."""
-    fmt = formats.get(_format_of(settings, source))
-    yield from fmt.parse(worker.pieces(tier1, tier1.files(session_id)))
-
-
-def _format_of(settings: Settings, source: str) -> str:
-    configured = settings.sources.get(source)
-    if configured is not None:
-        return configured.format
-    if source in formats.MODULES:
-        return source  # a built-in source since removed from the config
-    raise SessionMemoryError(f"source {source!r} is not in the config: its format is unknown")
-
-
-def analyze_one(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock,
-                session: dict[str, Any], *, mark: bool = True) -> dict[str, Any]:
-    """Digest one session into Tier 2, then (when `mark`) mark it analyzed in Tier 1."""
-    sid, source = session["id"], session["source"]
-    seen_raw_bytes = session["raw_bytes"]
-    digest = build(source, session_events(tier1, settings, sid, source))
-    now = clock.now()
-    tier2.put_digest(sid, source, digest, now)  # committed before Tier 1 hears of it
-    if mark and not tier1.mark_analyzed(sid, now, started_at=to_epoch(digest["started_at"]),
-                                        ended_at=to_epoch(digest["ended_at"]),
-                                        seen_raw_bytes=seen_raw_bytes):
-        _log.info("session grew while analyzed; it will be analyzed again", session=sid)
-    return digest
 
 
 def select(tier1: Tier1, idle_before: float, ids: list[str] | None, *, include_active: bool,
@@ -134,10 +101,10 @@ def _commit(tier1: Tier1, tier2: Tier2, clock: Clock,
 
 
 def _format_of_or_none(settings: Settings, source: str) -> str | None:
-    try:
-        return _format_of(settings, source)
-    except SessionMemoryError:
-        return None
+    configured = settings.sources.get(source)
+    if configured is not None:
+        return configured.format
+    return source if source in formats.MODULES else None  # a built-in source since removed
 
 
 def _digests(tier1: Tier1, formats_by_source: dict[str, str | None],

@@ -30,8 +30,9 @@ def digest_or_error(tier1: Tier1, formats_by_source: dict[str, str | None],
         if fmt is None:
             raise SessionMemoryError(f"source {row['source']!r} is not in the config")
         with tier1.snapshot():  # one consistent state, even if a seal switches meanwhile
-            events = formats.get(fmt).parse(pieces(tier1, tier1.files(row["id"])))
-            return build(row["source"], events)
+            parse = formats.get(fmt).parse
+            return build(row["source"], functools.partial(
+                parse, pieces(tier1, tier1.files(row["id"]))))
     except StoreBusyError:
         raise
     except Exception as e:  # a corrupt chunk or a parser bug must not stop the pass

@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 
-from session_memory.analyze.events import (
-    AssistantText,
-    Event,
-    Failure,
-    Files,
-    Info,
-    Model,
-    Piece,
-    Prompt,
-    Times,
-    ToolCall,
-    ToolResult,
-    Usage,
-    lines,
-)
+from session_memory.analyze.events import Piece, Sink, lines
 from session_memory.formats.base import FileRole, Head, is_hidden
 
 NAME = "aider"
@@ -58,12 +44,12 @@ _FENCE = "```"
 _MAX_REPLY_CHARS = 4000
 
 
-def parse(pieces: Sequence[Piece]) -> Iterator[Event]:
+def parse(pieces: Sequence[Piece], out: Sink) -> None:
     for piece in pieces:
         repo = piece.path.rsplit("/", 2)[-2] if "/" in piece.path else None
         if repo:
-            yield Info(project=repo)
-        yield from _run(piece)
+            out.info(project=repo)
+        _run(piece, out)
 
 
 def _count(number: str | None, unit: str | None) -> int:
@@ -71,7 +57,7 @@ def _count(number: str | None, unit: str | None) -> int:
     return round(float(number) * _UNITS[unit or ""]) if number else 0
 
 
-def _run(piece: Piece) -> Iterator[Event]:
+def _run(piece: Piece, out: Sink) -> None:
     """A run is Markdown: `#### ` lines are the person, `> ` lines are aider itself,
     anything else is the model's reply (with SEARCH/REPLACE blocks under a file name)."""
     model: str | None = None
@@ -83,48 +69,48 @@ def _run(piece: Piece) -> Iterator[Event]:
     for raw in lines(piece.chunks()):
         line = bytes(raw).decode("utf-8", "replace").rstrip()
         if prompt and not line.startswith("####"):
-            yield from _prompt("\n".join(prompt).strip())
+            _prompt("\n".join(prompt).strip(), out)
             prompt = []
         if line == "####" or line.startswith("#### "):
             prompt.append(line[5:])
             prompted = True
             continue
         if reply and (line.startswith("> ") or line.startswith("# aider chat")):
-            yield AssistantText("\n".join(reply))
+            out.assistant_text("\n".join(reply))
             reply, reply_chars = [], 0
         if line.startswith("# aider chat started at "):
             at = line[len("# aider chat started at "):].strip().replace(" ", "T")
-            yield Info(started_at=at, ended_at=at)
-            yield Times(at, at)
+            out.info(started_at=at, ended_at=at)
+            out.times(at, at)
         elif line.startswith("> "):
             body = line[2:]
             if m := _TOKENS.search(body):
-                yield Usage(None, model, _count(m[1], m[2]), _count(m[7], m[8]),
-                            _count(m[3], m[4]), _count(m[5], m[6]))
+                out.usage(None, model, _count(m[1], m[2]), _count(m[7], m[8]),
+                          _count(m[3], m[4]), _count(m[5], m[6]))
             elif body.startswith(("Model: ", "Main model: ")) and (m := _MODEL.match(body)):
                 model = m[1]
-                yield Model(model)
+                out.model(model)
             elif body.startswith("Applied edit to "):
-                yield Files(edited=[_path(body[len("Applied edit to "):])])
+                out.files(edited=[_path(body[len("Applied edit to "):])])
             elif body.startswith("Added ") and body.endswith(" to the chat"):
-                yield Files(read=[_path(body[len("Added "):-len(" to the chat")])])
+                out.files(read=[_path(body[len("Added "):-len(" to the chat")])])
             elif body.startswith("litellm."):
-                yield Failure("api_error", body)
+                out.failure("api_error", body)
             elif _ERROR.match(body):
-                yield ToolResult(None, True, body, tool="aider")
+                out.tool_result(None, True, body, tool="aider")
         elif line.strip() == "<<<<<<< SEARCH":
             name = before[-1] if before[-1] else before[-2]
             if name and " " not in name.strip():
-                yield Files(edited=[_path(name)])
+                out.files(edited=[_path(name)])
         elif line and prompted and reply_chars < _MAX_REPLY_CHARS:
             reply.append(line)
             reply_chars += len(line)
         if not line.lstrip().startswith(_FENCE):
             before = [before[-1], line]
     if prompt:
-        yield from _prompt("\n".join(prompt).strip())
+        _prompt("\n".join(prompt).strip(), out)
     if reply:
-        yield AssistantText("\n".join(reply))
+        out.assistant_text("\n".join(reply))
 
 
 def _path(name: str) -> str:
@@ -132,15 +118,14 @@ def _path(name: str) -> str:
     return name.strip().replace("\\", "/")
 
 
-def _prompt(text: str) -> Iterator[Event]:
+def _prompt(text: str, out: Sink) -> None:
     if not text or "(Y)es/(N)o" in text:
         return  # an answer to aider's own question, not a prompt
     if text.startswith("/"):
         command, _, rest = text.partition(" ")
         runs = command in ("/run", "/test", "/git")
-        yield ToolCall(None, command, command=(rest.strip() or None) if runs else None)
-        return
-    if text.startswith("!"):
-        yield ToolCall(None, "/run", command=text[1:].strip() or None)
-        return
-    yield Prompt(text)
+        out.tool_call(None, command, command=(rest.strip() or None) if runs else None)
+    elif text.startswith("!"):
+        out.tool_call(None, "/run", command=text[1:].strip() or None)
+    else:
+        out.prompt(text)

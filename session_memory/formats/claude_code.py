@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -10,21 +10,10 @@ import msgspec
 
 from session_memory.analyze.events import (
     JSON_ERRORS,
-    AssistantText,
-    Event,
-    Failure,
-    Info,
-    Malformed,
-    Model,
     Piece,
-    Prompt,
     Records,
     Scalar,
-    Subagent,
-    Times,
-    ToolCall,
-    ToolResult,
-    Usage,
+    Sink,
     as_int,
     human_text,
     json_value,
@@ -118,31 +107,31 @@ class _Record(msgspec.Struct):
     isVisibleInTranscriptOnly: Any = None
 
 
-def parse(pieces: Sequence[Piece]) -> Iterator[Event]:
-    """Events of a session: its main transcript, then subagent transcripts and their
-    sidecars. Tool results, workflow JSON and other non-JSONL files carry nothing new."""
+def parse(pieces: Sequence[Piece], out: Sink) -> None:
+    """A session: its main transcript, then subagent transcripts and their sidecars. Tool
+    results, workflow JSON and other non-JSONL files carry nothing new."""
     for piece in pieces:
         name = piece.path.rsplit("/", 1)[-1]
         if name.endswith(".meta.json"):
-            yield from _subagent_meta(piece, name)
+            _subagent_meta(piece, name, out)
         elif name.endswith(".jsonl"):
             sidechain = "/" in piece.path.split("/", 1)[-1] or name.startswith("agent-")
-            yield from _transcript(piece, sidechain)
+            _transcript(piece, sidechain, out)
 
 
-def _subagent_meta(piece: Piece, name: str) -> Iterator[Event]:
+def _subagent_meta(piece: Piece, name: str, out: Sink) -> None:
     try:
         meta = json_value(b"".join(piece.chunks()))
     except JSON_ERRORS:
-        yield Malformed(1)
+        out.malformed(1)
         return
     if isinstance(meta, dict):
-        yield Subagent(name[len("agent-"):-len(".meta.json")] if name.startswith("agent-")
-                       else name[:-len(".meta.json")],
-                       str_or_none(meta.get("agentType")), str_or_none(meta.get("description")))
+        out.subagent(name[len("agent-"):-len(".meta.json")] if name.startswith("agent-")
+                     else name[:-len(".meta.json")],
+                     str_or_none(meta.get("agentType")), str_or_none(meta.get("description")))
 
 
-def _transcript(piece: Piece, sidechain_file: bool) -> Iterator[Event]:
+def _transcript(piece: Piece, sidechain_file: bool, out: Sink) -> None:
     records = Records(piece.chunks(), _Record)
     first = last = model = None
     have_place = have_agent = False
@@ -154,10 +143,10 @@ def _transcript(piece: Piece, sidechain_file: bool) -> Iterator[Event]:
         side = sidechain_file or r.isSidechain is True
         if not have_place and not side and type(r.cwd) is str:
             have_place = True
-            yield Info(cwd=r.cwd, git_branch=str_or_none(r.gitBranch))
+            out.info(cwd=r.cwd, git_branch=str_or_none(r.gitBranch))
         if side and not have_agent and type(r.agentId) is str:
             have_agent = True
-            yield Subagent(r.agentId)
+            out.subagent(r.agentId)
         kind, msg = r.type, r.message
         if type(msg) is _Message:
             if kind == "assistant":
@@ -165,32 +154,32 @@ def _transcript(piece: Piece, sidechain_file: bool) -> Iterator[Event]:
                     "", "<synthetic>") else None
                 if reply_model and reply_model != model:
                     model = reply_model
-                    yield Model(model)
-                yield from _assistant(r, msg, side, reply_model)
+                    out.model(model)
+                _assistant(r, msg, side, reply_model, out)
             elif kind == "user":
-                yield from _user(r, msg, side)
+                _user(r, msg, side, out)
         elif kind == "summary" and type(r.summary) is str:
-            yield Info(title=r.summary)
+            out.info(title=r.summary)
         elif kind == "custom-title" and type(r.customTitle) is str:
-            yield Info(title=r.customTitle)
+            out.info(title=r.customTitle)
         if kind == "system" and r.subtype == "api_error":
-            yield Failure("api_error", text_of(r.content), side)
-    yield Times(first, last)
+            out.failure("api_error", text_of(r.content), side)
+    out.times(first, last)
     if records.malformed:
-        yield Malformed(records.malformed)
+        out.malformed(records.malformed)
 
 
-def _assistant(r: _Record, msg: _Message, side: bool, model: str | None) -> Iterator[Event]:
+def _assistant(r: _Record, msg: _Message, side: bool, model: str | None, out: Sink) -> None:
     usage = msg.usage
     if type(usage) is _Usage:
         # One response is written as several lines sharing message.id; the last copy wins.
-        yield Usage(str_or_none(msg.id) or str_or_none(r.uuid), model,
-                    as_int(usage.input_tokens), as_int(usage.output_tokens),
-                    as_int(usage.cache_creation_input_tokens),
-                    as_int(usage.cache_read_input_tokens))
+        out.usage(str_or_none(msg.id) or str_or_none(r.uuid), model,
+                  as_int(usage.input_tokens), as_int(usage.output_tokens),
+                  as_int(usage.cache_creation_input_tokens),
+                  as_int(usage.cache_read_input_tokens))
     content = msg.content
     if r.isApiErrorMessage:
-        yield Failure("api_error", text_of(_plain(content)), side)
+        out.failure("api_error", text_of(_plain(content)), side)
         return
     if type(content) is not list:
         return
@@ -199,26 +188,28 @@ def _assistant(r: _Record, msg: _Message, side: bool, model: str | None) -> Iter
             continue
         kind = block.type
         if kind == "text" and type(block.text) is str:
-            yield AssistantText(block.text, side)
+            out.assistant_text(block.text, side)
         elif kind == "tool_use" and type(block.name) is str:
-            yield _tool_call(block, side)
+            _tool_call(block, side, out)
 
 
-def _tool_call(block: _Block, side: bool) -> ToolCall:
+def _tool_call(block: _Block, side: bool, out: Sink) -> None:
     name, args = block.name, block.input
-    call = ToolCall(str_or_none(block.id), name, sidechain=side)
+    edited: tuple[str, ...] = ()
+    read: tuple[str, ...] = ()
+    command = None
     if type(args) is _ToolInput:
         path = str_or_none(args.file_path) or str_or_none(args.notebook_path)
         if path and name in _EDIT_TOOLS:
-            call.edited.append(path)
+            edited = (path,)
         elif path and name in _READ_TOOLS:
-            call.read.append(path)
+            read = (path,)
         elif name == "Bash":
-            call.command = str_or_none(args.command)
-    return call
+            command = str_or_none(args.command)
+    out.tool_call(str_or_none(block.id), name, command, edited, read, side)
 
 
-def _user(r: _Record, msg: _Message, side: bool) -> Iterator[Event]:
+def _user(r: _Record, msg: _Message, side: bool, out: Sink) -> None:
     content = msg.content
     texts: list[str] = []
     if type(content) is str:
@@ -228,23 +219,25 @@ def _user(r: _Record, msg: _Message, side: bool) -> Iterator[Event]:
             if type(block) is not _Block:
                 continue
             if block.type == "tool_result":
-                error = block.is_error is True
-                yield ToolResult(str_or_none(block.tool_use_id), error,
-                                 _result_text(block.content) if error else "", sidechain=side)
+                if block.is_error is True:
+                    out.tool_result(str_or_none(block.tool_use_id), True,
+                                    _result_text(block.content), None, side)
+                else:
+                    out.tool_result(None, False, "", None, side)
             elif block.type == "text" and type(block.text) is str:
                 texts.append(block.text)
     if not texts:
         return
     if any(t.startswith(_INTERRUPTED) for t in texts):
         if not side:
-            yield Failure("interrupted", sidechain=side)
+            out.failure("interrupted", "", side)
         return
     # Subagent prompts are written by an agent; meta and compact summaries are injected.
     if side or r.isMeta or r.isCompactSummary or r.isVisibleInTranscriptOnly:
         return
     prompt = [t for t in map(human_text, texts) if t]
     if prompt:
-        yield Prompt("\n".join(prompt))
+        out.prompt("\n".join(prompt))
 
 
 def _result_text(output: msgspec.Raw) -> str:

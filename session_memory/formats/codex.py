@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
 from session_memory.analyze.events import (
     JSON_ERRORS,
-    AssistantText,
-    Event,
-    Failure,
-    Info,
-    Malformed,
-    Model,
     Piece,
-    Prompt,
     Records,
-    Times,
-    ToolCall,
-    ToolResult,
-    Usage,
+    Sink,
     as_int,
     human_text,
     json_value,
@@ -70,12 +60,12 @@ _LEGACY_ITEMS = {"message", "reasoning", "function_call", "function_call_output"
                  "web_search_call"}
 
 
-def parse(pieces: Sequence[Piece]) -> Iterator[Event]:
+def parse(pieces: Sequence[Piece], out: Sink) -> None:
     for piece in pieces:
-        yield from _rollout(piece)
+        _rollout(piece, out)
 
 
-def _rollout(piece: Piece) -> Iterator[Event]:
+def _rollout(piece: Piece, out: Sink) -> None:
     records = Records(piece.chunks(), dict)
     first = last = None
     model: str | None = None
@@ -95,72 +85,72 @@ def _rollout(piece: Piece) -> Iterator[Event]:
         if not isinstance(payload, dict):
             continue
         if kind == "response_item":
-            yield from _item(payload)
+            _item(payload, out)
         elif kind == "event_msg":
-            event = _event(payload, model)
-            if event:
-                yield event
+            _event(payload, model, out)
         elif kind == "turn_context":
             new_model = str_or_none(payload.get("model"))
             if new_model and new_model != model:
                 model = new_model
-                yield Model(model)
+                out.model(model)
         elif kind == "session_meta":
             source, git = payload.get("source"), payload.get("git")
             subagent = isinstance(source, dict) and "subagent" in source
             if (subagent or payload.get("forked_from_id")) and isinstance(ts, str):
                 replayed_before = ts
-            yield Info(cwd=str_or_none(payload.get("cwd")),
-                       git_branch=str_or_none(git.get("branch")) if isinstance(git, dict)
-                       else None, subagent_session=subagent)
-    yield Times(first, last)
+            out.info(cwd=str_or_none(payload.get("cwd")),
+                     git_branch=str_or_none(git.get("branch")) if isinstance(git, dict)
+                     else None, subagent_session=subagent)
+    out.times(first, last)
     if records.malformed:
-        yield Malformed(records.malformed)
+        out.malformed(records.malformed)
 
 
-def _event(p: dict[str, Any], model: str | None) -> Event | None:
+def _event(p: dict[str, Any], model: str | None, out: Sink) -> None:
     kind = p.get("type")
     if kind == "token_count":
         info = p.get("info")
         total = info.get("total_token_usage") if isinstance(info, dict) else None
-        if not isinstance(total, dict):
-            return None  # null usage: keep the last real one
-        # Cumulative: one fixed key, so the last report replaces all earlier ones.
-        return Usage("total", model, as_int(total.get("input_tokens")),
-                     as_int(total.get("output_tokens")), 0,
-                     as_int(total.get("cached_input_tokens")),
-                     as_int(total.get("reasoning_output_tokens")))
-    if kind == "user_message" and isinstance(p.get("message"), str):
+        if isinstance(total, dict):  # null usage: keep the last real one
+            # Cumulative: one fixed key, so the last report replaces all earlier ones.
+            out.usage("total", model, as_int(total.get("input_tokens")),
+                      as_int(total.get("output_tokens")), 0,
+                      as_int(total.get("cached_input_tokens")),
+                      as_int(total.get("reasoning_output_tokens")))
+    elif kind == "user_message" and isinstance(p.get("message"), str):
         text = human_text(p["message"])
-        return Prompt(text) if text else None
-    if kind == "agent_message" and isinstance(p.get("message"), str):
-        return AssistantText(p["message"])
-    if kind == "turn_aborted":
-        return Failure("aborted", str(p.get("reason") or ""))
-    if kind in ("error", "stream_error"):
-        return Failure("api_error", str(p.get("message") or ""))
-    return None
+        if text:
+            out.prompt(text)
+    elif kind == "agent_message" and isinstance(p.get("message"), str):
+        out.assistant_text(p["message"])
+    elif kind == "turn_aborted":
+        out.failure("aborted", str(p.get("reason") or ""))
+    elif kind in ("error", "stream_error"):
+        out.failure("api_error", str(p.get("message") or ""))
 
 
-def _item(p: dict[str, Any]) -> Iterator[Event]:
+def _item(p: dict[str, Any], out: Sink) -> None:
     kind = p.get("type")
     if kind == "message":
         text = text_of(p.get("content"))
         if p.get("role") == "assistant":
-            yield AssistantText(text)
+            out.assistant_text(text)
         elif p.get("role") == "user" and (prompt := human_text(text)):
-            yield Prompt(prompt, fallback=True)
+            out.prompt(prompt, fallback=True)
     elif kind in ("function_call", "custom_tool_call", "local_shell_call"):
-        yield _call(p)
+        _call(p, out)
     elif kind in ("function_call_output", "custom_tool_call_output"):
-        yield _output(p)
+        _output(p, out)
     elif kind == "web_search_call":
-        yield ToolCall(str_or_none(p.get("id")), "web_search")
+        out.tool_call(str_or_none(p.get("id")), "web_search")
 
 
-def _call(p: dict[str, Any]) -> ToolCall:
+def _call(p: dict[str, Any], out: Sink) -> None:
     name = str_or_none(p.get("name")) or "shell"
-    call = ToolCall(str_or_none(p.get("call_id")) or str_or_none(p.get("id")), name)
+    call_id = str_or_none(p.get("call_id")) or str_or_none(p.get("id"))
+    command: str | None = None
+    edited: list[str] = []
+    read: list[str] = []
     args: Any = p.get("input") if p.get("type") == "custom_tool_call" else p.get("arguments")
     if p.get("type") == "local_shell_call":
         action = p.get("action")
@@ -170,29 +160,30 @@ def _call(p: dict[str, Any]) -> ToolCall:
             args = json_value(args)
     patch = args if isinstance(args, str) else None
     if isinstance(args, dict):
-        command = args.get("command", args.get("cmd"))
-        if isinstance(command, list):
-            if command[:1] == ["apply_patch"] and len(command) > 1:
-                patch = str(command[1])
-            command = " ".join(str(part) for part in command)
-        call.command = str_or_none(command)
+        given = args.get("command", args.get("cmd"))
+        if isinstance(given, list):
+            if given[:1] == ["apply_patch"] and len(given) > 1:
+                patch = str(given[1])
+            given = " ".join(str(part) for part in given)
+        command = str_or_none(given)
         patch = patch or str_or_none(args.get("input")) or str_or_none(args.get("patch"))
         path = str_or_none(args.get("path")) or str_or_none(args.get("file_path"))
         if path and "read" in name:
-            call.read.append(path)
+            read.append(path)
     if patch and "*** " in patch:
-        call.edited.extend(m.strip() for m in _PATCH_FILE.findall(patch))
-    if call.command and call.command.startswith("apply_patch"):
-        call.edited.extend(m.strip() for m in _PATCH_FILE.findall(call.command))
-        call.command = None  # an edit, not a command a person would rerun
-    return call
+        edited.extend(m.strip() for m in _PATCH_FILE.findall(patch))
+    if command and command.startswith("apply_patch"):
+        edited.extend(m.strip() for m in _PATCH_FILE.findall(command))
+        command = None  # an edit, not a command a person would rerun
+    out.tool_call(call_id, name, command, edited, read)
 
 
-def _output(p: dict[str, Any]) -> ToolResult:
+def _output(p: dict[str, Any], out: Sink) -> None:
     call_id = str_or_none(p.get("call_id"))
     output = p.get("output")
     if not isinstance(output, str):
-        return ToolResult(call_id, False)
+        out.tool_result(call_id, False)
+        return
     code: Any = None
     if output.startswith("{"):
         try:
@@ -207,4 +198,4 @@ def _output(p: dict[str, Any]) -> ToolResult:
     elif m := _EXIT_LINE.search(output[:400]):
         code = int(m.group(1))
     error = isinstance(code, int) and code != 0
-    return ToolResult(call_id, error, output if error else "")
+    out.tool_result(call_id, error, output if error else "")

@@ -10,19 +10,9 @@ import msgspec
 
 from session_memory.analyze.events import (
     JSON_ERRORS,
-    AssistantText,
-    Event,
-    Failure,
-    Info,
-    Malformed,
-    Model,
     Piece,
-    Prompt,
     Records,
-    Times,
-    ToolCall,
-    ToolResult,
-    Usage,
+    Sink,
     as_int,
     human_text,
     json_value,
@@ -63,11 +53,11 @@ _EDIT_TOOLS = {"replace", "write_file", "edit"}
 _READ_TOOLS = {"read_file", "read_many_files"}
 
 
-def parse(pieces: Sequence[Piece]) -> Iterator[Event]:
+def parse(pieces: Sequence[Piece], out: Sink) -> None:
     for piece in pieces:
         subagent = "chats/" in piece.path and piece.path.split("chats/", 1)[1].count("/") > 0
         if piece.path.endswith((".jsonl", ".json")):
-            yield from _log(piece, subagent)
+            _log(piece, subagent, out)
 
 
 def _jsonl(piece: Piece) -> Iterator[tuple[int, dict[str, Any] | None]]:
@@ -95,9 +85,9 @@ def _whole(piece: Piece) -> Iterator[tuple[int, dict[str, Any] | None]]:
             yield n, message
 
 
-def _log(piece: Piece, subagent: bool) -> Iterator[Event]:
+def _log(piece: Piece, subagent: bool, out: Sink) -> None:
     """Two passes over the log: the first folds it (by id, the last copy wins; `$rewindTo`
-    drops what follows its target) keeping only ids and positions; the second emits the
+    drops what follows its target) keeping only ids and positions; the second reports the
     copies that survived. Memory holds one small entry per message id, never the records."""
     read = _jsonl if piece.path.endswith(".jsonl") else _whole
     live: dict[str, int] = {}
@@ -117,7 +107,7 @@ def _log(piece: Piece, subagent: bool) -> Iterator[Event]:
     started = updated = first = last = None
     for pos, r in read(piece):
         if r is None:
-            yield Malformed(-pos)
+            out.malformed(-pos)
             continue
         meta: dict[str, Any] = r["$set"] if isinstance(r.get("$set"), dict) else r
         if "sessionId" in meta or "lastUpdated" in meta or "startTime" in meta:
@@ -126,65 +116,68 @@ def _log(piece: Piece, subagent: bool) -> Iterator[Event]:
             if isinstance(meta.get("lastUpdated"), str):
                 updated = meta["lastUpdated"]
             if isinstance(meta.get("summary"), str):
-                yield Info(title=meta["summary"])
+                out.info(title=meta["summary"])
             subagent = subagent or meta.get("kind") == "subagent"
         if pos in winners and r.get("id") is not None and r.get("type") in _MESSAGE_TYPES:
             if isinstance(r.get("timestamp"), str):
                 first = first or r["timestamp"]
                 last = r["timestamp"]
-            yield from _message(r, subagent)
-    yield Times(first, last)
+            _message(r, subagent, out)
+    out.times(first, last)
     if not subagent:
-        yield Info(started_at=started, ended_at=updated)
+        out.info(started_at=started, ended_at=updated)
 
 
-def _message(r: dict[str, Any], subagent: bool) -> Iterator[Event]:
+def _message(r: dict[str, Any], subagent: bool, out: Sink) -> None:
     kind = r.get("type")
     if kind == "user":
         text = None if subagent else human_text(text_of(r.get("content")))
         if text:
-            yield Prompt(text)
+            out.prompt(text)
     elif kind == "gemini":
         model = str_or_none(r.get("model"))
         if model:
-            yield Model(model)
+            out.model(model)
         tokens = r.get("tokens")
         if isinstance(tokens, dict):
-            yield Usage(str(r["id"]), model, as_int(tokens.get("input")),
-                        as_int(tokens.get("output")), 0, as_int(tokens.get("cached")),
-                        as_int(tokens.get("thoughts")))
+            out.usage(str(r["id"]), model, as_int(tokens.get("input")),
+                      as_int(tokens.get("output")), 0, as_int(tokens.get("cached")),
+                      as_int(tokens.get("thoughts")))
         text = text_of(r.get("content"))
         if text:
-            yield AssistantText(text, subagent)
+            out.assistant_text(text, subagent)
         calls = r.get("toolCalls")
         for call in calls if isinstance(calls, list) else []:
             if isinstance(call, dict) and isinstance(call.get("name"), str):
-                yield from _tool(call, subagent)
+                _tool(call, subagent, out)
     elif kind == "error":
-        yield Failure("api_error", text_of(r.get("content")), subagent)
+        out.failure("api_error", text_of(r.get("content")), subagent)
 
 
-def _tool(call: dict[str, Any], subagent: bool) -> Iterator[Event]:
+def _tool(call: dict[str, Any], subagent: bool, out: Sink) -> None:
     name, args = call["name"], call.get("args")
-    event = ToolCall(str_or_none(call.get("id")), name, sidechain=subagent)
+    call_id = str_or_none(call.get("id"))
+    command: str | None = None
+    edited: list[str] = []
+    read: list[str] = []
     if isinstance(args, dict):
         path = (str_or_none(args.get("file_path")) or str_or_none(args.get("absolute_path"))
                 or str_or_none(args.get("path")))
         if name in _EDIT_TOOLS and path:
-            event.edited.append(path)
+            edited.append(path)
         elif name in _READ_TOOLS:
             paths = args.get("paths")
-            event.read.extend([path] if path else
-                              [p for p in paths if isinstance(p, str)]
-                              if isinstance(paths, list) else [])
+            read.extend([path] if path else
+                        [p for p in paths if isinstance(p, str)]
+                        if isinstance(paths, list) else [])
         elif name == "run_shell_command":
-            event.command = str_or_none(args.get("command"))
-    yield event
+            command = str_or_none(args.get("command"))
+    out.tool_call(call_id, name, command, edited, read, subagent)
     status = call.get("status")
     if status is not None:
         error = status == "error"
-        yield ToolResult(event.call_id, error, _result_text(call.get("result")) if error else "",
-                         tool=name, sidechain=subagent)
+        out.tool_result(call_id, error, _result_text(call.get("result")) if error else "",
+                        name, subagent)
 
 
 def _result_text(result: Any) -> str:

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
 from session_memory.analyze.events import (
-    AssistantText,
-    Event,
-    Malformed,
-    Model,
     Piece,
-    Prompt,
     Records,
-    Times,
-    Usage,
+    Sink,
     as_int,
     human_text,
     str_or_none,
@@ -42,12 +36,12 @@ def prune(dir_relpath: PurePosixPath) -> bool:
 _TIME_KEYS = ("timestamp", "ts", "time", "created_at")
 
 
-def parse(pieces: Sequence[Piece]) -> Iterator[Event]:
+def parse(pieces: Sequence[Piece], out: Sink) -> None:
     for piece in pieces:
-        yield from _log(piece)
+        _log(piece, out)
 
 
-def _log(piece: Piece) -> Iterator[Event]:
+def _log(piece: Piece, out: Sink) -> None:
     records = Records(piece.chunks(), dict)
     first = last = None
     for r in records:
@@ -60,18 +54,18 @@ def _log(piece: Piece) -> Iterator[Event]:
         text = text_of(message.get("content", message.get("text")))
         model = str_or_none(message.get("model"))
         if model:
-            yield Model(model)
+            out.model(model)
         if role == "user" and (prompt := human_text(text)):
-            yield Prompt(prompt)
+            out.prompt(prompt)
         elif role == "assistant" and text:
-            yield AssistantText(text)
+            out.assistant_text(text)
         usage = message.get("usage", r.get("usage"))
         if isinstance(usage, dict):
-            yield Usage(str_or_none(message.get("id")), model,
-                        as_int(usage.get("input_tokens", usage.get("prompt_tokens"))),
-                        as_int(usage.get("output_tokens", usage.get("completion_tokens"))),
-                        as_int(usage.get("cache_creation_input_tokens")),
-                        as_int(usage.get("cache_read_input_tokens")))
-    yield Times(first, last)
+            out.usage(str_or_none(message.get("id")), model,
+                      as_int(usage.get("input_tokens", usage.get("prompt_tokens"))),
+                      as_int(usage.get("output_tokens", usage.get("completion_tokens"))),
+                      as_int(usage.get("cache_creation_input_tokens")),
+                      as_int(usage.get("cache_read_input_tokens")))
+    out.times(first, last)
     if records.malformed:
-        yield Malformed(records.malformed)
+        out.malformed(records.malformed)

@@ -2,48 +2,62 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from session_memory.analyze import events as ev
 from session_memory.analyze import run
 from session_memory.analyze.digest import MAX_LIST, build
+from session_memory.analyze.events import Sink
 from session_memory.memory import Memory
 from tests.analyze.helpers import jsonl, write
 
+Call = tuple[Any, ...]
+"""A sink method's name and its arguments, as a parser would call it."""
 
-@pytest.mark.parametrize(("stream", "outcome"), [
+
+def replay(calls: list[Call]) -> Callable[[Sink], None]:
+    def parse(out: Sink) -> None:
+        for name, *args in calls:
+            getattr(out, name)(*args)
+    return parse
+
+
+@pytest.mark.parametrize(("calls", "outcome"), [
     ([], "unknown"),
-    ([ev.Prompt("do it")], "abandoned"),
-    ([ev.Prompt("do it"), ev.AssistantText("done")], "success"),
-    ([ev.Prompt("do it"), ev.AssistantText("on it"), ev.Failure("interrupted")], "abandoned"),
-    ([ev.Prompt("x"), ev.AssistantText("y"), ev.Failure("api_error", "overloaded")], "fail"),
-    ([ev.Prompt("x"), ev.ToolResult("c", True, "boom"), ev.AssistantText("I give up")], "fail"),
-    ([ev.Prompt("x"), ev.ToolResult("c", True, "boom"), ev.ToolResult("d", False),
-      ev.AssistantText("fixed")], "success"),
+    ([("prompt", "do it")], "abandoned"),
+    ([("prompt", "do it"), ("assistant_text", "done")], "success"),
+    ([("prompt", "do it"), ("assistant_text", "on it"), ("failure", "interrupted")],
+     "abandoned"),
+    ([("prompt", "x"), ("assistant_text", "y"), ("failure", "api_error", "overloaded")], "fail"),
+    ([("prompt", "x"), ("tool_result", "c", True, "boom"), ("assistant_text", "I give up")],
+     "fail"),
+    ([("prompt", "x"), ("tool_result", "c", True, "boom"), ("tool_result", "d", False),
+      ("assistant_text", "fixed")], "success"),
     # A subagent's failure does not decide how the session ended.
-    ([ev.Prompt("x"), ev.AssistantText("ok"), ev.Failure("api_error", "e", sidechain=True)],
+    ([("prompt", "x"), ("assistant_text", "ok"), ("failure", "api_error", "e", True)],
      "success"),
 ])
-def test_outcome(stream: list[ev.Event], outcome: str) -> None:
-    assert build("claude-code", stream)["outcome"] == outcome
+def test_outcome(calls: list[Call], outcome: str) -> None:
+    assert build("claude-code", replay(calls))["outcome"] == outcome
 
 
 def test_usage_keys_replace_and_none_adds() -> None:
-    d = build("x", [ev.Usage("m1", "a", 10, 1), ev.Usage("m1", "a", 10, 5),
-                    ev.Usage(None, "b", 3, 3), ev.Usage(None, "b", 3, 3),
-                    ev.Usage("m2", None, 1, 1, 2, 4, 8)])
+    d = build("x", replay([("usage", "m1", "a", 10, 1), ("usage", "m1", "a", 10, 5),
+                           ("usage", None, "b", 3, 3), ("usage", None, "b", 3, 3),
+                           ("usage", "m2", None, 1, 1, 2, 4, 8)]))
     assert d["tokens"] == {"input": 17, "output": 12, "cache_creation": 2, "cache_read": 4,
                            "reasoning": 8}
     assert d["tokens_by_model"]["unknown"]["reasoning"] == 8
 
 
 def test_lists_are_capped_and_calls_counted_once() -> None:
-    stream: list[ev.Event] = [ev.ToolCall(f"c{i}", "Edit", edited=[f"/f{i}"])
-                              for i in range(MAX_LIST + 50)]
-    stream += [ev.ToolCall("c0", "Edit", edited=["/f0"])]
-    d = build("x", stream)
+    calls: list[Call] = [("tool_call", f"c{i}", "Edit", None, [f"/f{i}"])
+                         for i in range(MAX_LIST + 50)]
+    calls += [("tool_call", "c0", "Edit", None, ["/f0"])]
+    d = build("x", replay(calls))
     assert d["tool_calls"] == {"Edit": MAX_LIST + 50}
     assert len(d["files_edited"]) == MAX_LIST and d["truncated"]["files_edited"] == 50
 
@@ -71,17 +85,19 @@ def test_bounded_memory_still_counts_each_message_once(monkeypatch: pytest.Monke
     from session_memory.analyze import digest as digest_mod
 
     monkeypatch.setattr(digest_mod._Window, "WINDOW", 8)
-    stream: list[ev.Event] = []
+    calls: list[Call] = []
     for i in range(100):  # each message streamed twice, the last copy final
-        stream += [ev.Usage(f"m{i}", "a", 1, 1), ev.Usage(f"m{i}", "a", 1, 10),
-                   ev.ToolCall(f"c{i}", "Bash")]
+        calls += [("usage", f"m{i}", "a", 1, 1), ("usage", f"m{i}", "a", 1, 10),
+                  ("tool_call", f"c{i}", "Bash")]
     # A subagent file replays early messages and calls long after they left the window.
-    stream += [ev.Usage("m0", "a", 1, 10), ev.Usage("m1", "a", 1, 10), ev.ToolCall("c0", "Bash")]
-    builder = digest_mod.DigestBuilder("x").feed(stream)
+    calls += [("usage", "m0", "a", 1, 10), ("usage", "m1", "a", 1, 10),
+              ("tool_call", "c0", "Bash")]
+    builder = digest_mod.DigestBuilder("x")
+    replay(calls)(builder)
     d = builder.digest()
     assert d["tokens"]["input"] == 100 and d["tokens"]["output"] == 1000
     assert d["tool_calls"] == {"Bash": 100}
-    assert len(builder.usage.recent) == 8 and len(builder.calls.recent) == 8
+    assert len(builder.usage_by_key.recent) == 8 and len(builder.calls.recent) == 8
 
 
 def test_seen_filter_is_fixed_size_with_no_false_negatives() -> None:
