@@ -276,14 +276,19 @@ class DigestBuilder(ev.Sink):
     # -- the digest -------------------------------------------------------------------
 
     def tokens_by_model(self) -> dict[str, dict[str, int]]:
-        by_model: dict[str, tuple[int, ...]] = {}
+        by_model: dict[str, list[int]] = {}
         final = list(self.tokens.items())
-        final += [(c[0], c[1:]) for c in self.usage_by_key.recent.values()]  # final now
+        window = list(self.usage_by_key.recent.values())  # final now
+        models = {counts[0] for counts in window}
+        for model in models:
+            rows = window if len(models) == 1 else [c for c in window if c[0] == model]
+            final.append((model, tuple(map(sum, list(zip(*rows, strict=True))[1:]))))
         for model, counts in final:
-            name = model or UNKNOWN_MODEL
-            total = by_model.get(name)
-            by_model[name] = counts if total is None else tuple(map(operator.add, total, counts))
-        return {m: dict(zip(TOKEN_FIELDS, c, strict=True)) for m, c in by_model.items()}
+            total = by_model.setdefault(model or UNKNOWN_MODEL, [0] * len(TOKEN_FIELDS))
+            for i, n in enumerate(counts):
+                total[i] += n
+        return {m: dict(zip(TOKEN_FIELDS, map(_storable, c), strict=True))
+                for m, c in by_model.items()}
 
     def outcome(self) -> str:
         """How the session ended, from its main thread (subagents do not decide it):
@@ -316,7 +321,7 @@ class DigestBuilder(ev.Sink):
         started = self.facts.started_at or self.first_ts
         ended = self.facts.ended_at or self.last_ts
         by_model = self.tokens_by_model()
-        tokens = {f: sum(c[f] for c in by_model.values()) for f in TOKEN_FIELDS}
+        tokens = {f: _storable(sum(c[f] for c in by_model.values())) for f in TOKEN_FIELDS}
         digest = {
             "title": _one_line(title, TITLE_CHARS) if title else None,
             "first_prompt": first_prompt,
@@ -358,6 +363,11 @@ def build(source: str, parse: Callable[[ev.Sink], None]) -> dict[str, Any]:
     builder = DigestBuilder(source)
     parse(builder)
     return builder.digest()
+
+
+def _storable(count: int) -> int:
+    """A count as SQLite can store it: the files say what they say, however absurd."""
+    return max(-(2**63), min(count, 2**63 - 1))
 
 
 def _one_line(text: str, limit: int) -> str:

@@ -126,38 +126,84 @@ R = TypeVar("R")
 class Records(Generic[R]):
     """JSON objects, one a line, decoded as `shape` (a msgspec Struct declaring only the
     fields a parser reads, so the rest is skipped unbuilt; `dict` for all of it). Blank
-    lines are skipped; lines that are not JSON objects are counted in `malformed`."""
+    lines are skipped; lines that are not JSON objects are counted in `malformed`.
+
+    Lines are decoded a block at a time, about a MiB of them in one call; a block with a
+    line that is not JSON is decoded again line by line, to keep the others."""
 
     def __init__(self, chunks: Iterable[bytes], shape: type[R]) -> None:
         self.chunks = chunks
         self.shape = shape
         self.malformed = 0
-        self.line_no = 0
 
     def __iter__(self) -> Iterator[R]:
-        decode, shape = _decoder(self.shape), self.shape
-        for line in lines(self.chunks):
-            self.line_no += 1
+        decode, decode_lines = _decoders(self.shape)
+        shape = self.shape
+        for block in _blocks(self.chunks):
             try:
-                record = decode(line)
+                records = decode_lines(block)
             except JSON_ERRORS:
-                if bytes(line).strip():
+                records = self._each_line(block, decode)
+            for record in records:
+                if isinstance(record, shape):
+                    yield record
+                else:
                     self.malformed += 1
-                continue
-            if isinstance(record, shape):
-                yield record
-            else:
-                self.malformed += 1
+
+    def _each_line(self, block: bytes | memoryview,
+                   decode: Callable[[bytes], Any]) -> list[Any]:
+        decoded = []
+        for line in bytes(block).split(b"\n"):
+            try:
+                decoded.append(decode(line))
+            except JSON_ERRORS:
+                if line.strip():
+                    self.malformed += 1
+        return decoded
 
 
-_DECODERS: dict[type[Any], Callable[[bytes | memoryview], Any]] = {dict: json_value}
+_BLOCK_BYTES = 1024 * 1024
 
 
-def _decoder(shape: type[Any]) -> Callable[[bytes | memoryview], Any]:
-    decode = _DECODERS.get(shape)
-    if decode is None:
-        decode = _DECODERS[shape] = msgspec.json.Decoder(shape | Scalar | list[Any]).decode
-    return decode
+def _blocks(chunks: Iterable[bytes]) -> Iterator[bytes | memoryview]:
+    """Whole lines, about _BLOCK_BYTES of them at a time (or one longer line), across
+    chunk boundaries; only an unfinished line is held between chunks."""
+    unfinished: list[bytes] = []
+    for chunk in chunks:
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            unfinished.append(chunk)
+            continue
+        start = 0
+        if unfinished:
+            start = chunk.find(b"\n") + 1
+            yield b"".join([*unfinished, chunk[:start]])
+            unfinished = []
+        view = memoryview(chunk)
+        while start < end:
+            stop = chunk.find(b"\n", start + _BLOCK_BYTES, end) if (
+                end - start > _BLOCK_BYTES) else -1
+            stop = end if stop < 0 else stop
+            yield view[start:stop]
+            start = stop + 1
+        if end + 1 < len(chunk):
+            unfinished.append(chunk[end + 1:])
+    if unfinished:
+        yield b"".join(unfinished)
+
+
+_DECODERS: dict[type[Any], Any] = {}
+
+
+def _decoders(shape: type[Any]) -> tuple[Callable[[bytes], Any],
+                                         Callable[[bytes | memoryview], list[Any]]]:
+    """The decoders of `shape` (or any JSON value else, so that a record of another
+    type is counted, not fatal): one line, and many."""
+    decoder = _DECODERS.get(shape)
+    if decoder is None:
+        decoder = _DECODERS[shape] = msgspec.json.Decoder(
+            Any if shape is dict else shape | Scalar | list[Any])
+    return decoder.decode, decoder.decode_lines
 
 
 def text_of(content: Any) -> str:
@@ -175,11 +221,8 @@ def str_or_none(value: Any) -> str | None:
 
 
 def as_int(value: Any) -> int:
-    """An integer count, or 0 for anything else (a bool, a float, one past SQLite's range)."""
-    return value if type(value) is int and -_INT64 <= value < _INT64 else 0
-
-
-_INT64 = 2**63
+    """An integer count, or 0 for anything else (a bool, a float, a string)."""
+    return value if type(value) is int else 0
 
 
 _TAG_WRAPPED = re.compile(r"\s*<([A-Za-z][\w:.-]*)(\s[^<>]*)?/?>")

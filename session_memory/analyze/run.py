@@ -86,6 +86,7 @@ def analyze(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock, idle_b
 BATCH_SESSIONS = 64
 PARALLEL_MIN_BYTES = 64 * 2**20  # below this, starting worker processes costs more than it saves
 MAX_WORKERS = 4
+QUEUED_PER_WORKER = 16  # enough that a worker never waits while this process writes
 
 
 def _commit(tier1: Tier1, tier2: Tier2, clock: Clock,
@@ -124,7 +125,7 @@ def _digests(tier1: Tier1, formats_by_source: dict[str, str | None],
     with ProcessPoolExecutor(workers, mp_context=context, initializer=worker.init,
                              initargs=(tier1.path, formats_by_source)) as pool:
         while todo or running:
-            while todo and len(running) < 2 * workers:  # one queued behind each running
+            while todo and len(running) < QUEUED_PER_WORKER * workers:
                 row = todo.popleft()
                 running[pool.submit(worker.digest, row)] = row
             for future in [f for f in running if f.done()]:

@@ -62,8 +62,7 @@ def parse(pieces: Sequence[Piece], out: Sink) -> None:
 
 def _jsonl(piece: Piece) -> Iterator[tuple[int, dict[str, Any] | None]]:
     records = Records(piece.chunks(), dict)
-    for r in records:
-        yield records.line_no, r
+    yield from enumerate(records, start=1)
     if records.malformed:
         yield -records.malformed, None  # the count rides along at the end
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+import json
+
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from session_memory.analyze import events
 from session_memory.analyze.events import Records, human_text, lines
 
 
@@ -32,6 +35,42 @@ def test_records_count_what_is_not_an_object() -> None:
     records = Records([b'{"a": 1}\n{oops\n"text"\n42\n[1]\n   \n{"b": 2}'], dict)
     assert list(records) == [{"a": 1}, {"b": 2}]
     assert records.malformed == 4  # blank lines are not malformed
+
+
+_LINES = st.one_of(
+    st.dictionaries(st.sampled_from("abc"), st.integers() | st.text(max_size=5), max_size=3)
+    .map(lambda d: json.dumps(d).encode()),
+    st.sampled_from([b"", b"  ", b"{oops", b"42", b"[1]", b'"s"', b"\xff{}", b"{}\r"]))
+
+
+@settings(max_examples=300)
+@given(st.lists(_LINES, max_size=30), st.booleans(),
+       st.lists(st.integers(min_value=0, max_value=600), max_size=12),
+       st.sampled_from([4, 64, 2**20]))
+def test_records_are_the_same_however_the_bytes_are_chunked(
+        lines_: list[bytes], final_newline: bool, cuts: list[int], block: int) -> None:
+    """Decoding a block of lines at once gives what decoding each line gives: the same
+    objects in order, the same count of malformed lines, wherever chunks and blocks end."""
+    data = b"\n".join(lines_) + (b"\n" if final_newline and lines_ else b"")
+    expected, malformed = [], 0
+    for line in data.split(b"\n"):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            malformed += bool(line.strip())
+            continue
+        if isinstance(value, dict):
+            expected.append(value)
+        else:
+            malformed += 1
+    previous = events._BLOCK_BYTES
+    events._BLOCK_BYTES = block
+    try:
+        records = Records(chunked(data, cuts), dict)
+        assert list(records) == expected
+        assert records.malformed == malformed
+    finally:
+        events._BLOCK_BYTES = previous
 
 
 def test_human_text_drops_injections() -> None:
