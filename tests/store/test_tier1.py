@@ -216,3 +216,16 @@ def test_the_seal_level_migration_reads_it_from_the_frames(memory: Memory,
     with Memory(memory.settings, clock=memory.clock) as again:
         assert _levels(again) == {(SEAL_LEVEL, SEAL_LEVEL)}
         assert again.tier1.to_deepen() == [sid]
+
+
+def test_a_damaged_sealed_frame_is_caught_by_its_own_checksum(memory: Memory,
+                                                              sources: dict[str, Path]) -> None:
+    sid, _ = _sealed_session(memory, sources)
+    conn = memory.tier1.conn
+    data = bytearray(conn.execute("SELECT data FROM frames").fetchone()[0])
+    assert data[4] & 0x04  # zstd's content checksum is in the frame
+    data[-1] ^= 0xFF  # the checksum itself: the content decodes, and no longer matches it
+    with memory.tier1.transaction():
+        conn.execute("UPDATE frames SET data = ?", (bytes(data),))
+    problems = memory.check()
+    assert any("frame at 0" in p and "checksum" in p for p in problems), problems
