@@ -91,11 +91,12 @@ class _Message(msgspec.Struct):
 class _Record(msgspec.Struct):
     type: Any = None
     timestamp: Any = None
-    uuid: Any = None
     isSidechain: Any = None
     agentId: Any = None
-    cwd: Any = None
-    gitBranch: Any = None
+    # Every record repeats these and a digest needs them seldom: kept as they are written.
+    uuid: msgspec.Raw = msgspec.Raw()
+    cwd: msgspec.Raw = msgspec.Raw()
+    gitBranch: msgspec.Raw = msgspec.Raw()
     message: _Message | Scalar | list[Any] = None
     content: Any = None
     summary: Any = None
@@ -141,9 +142,9 @@ def _transcript(piece: Piece, sidechain_file: bool, out: Sink) -> None:
             first = first or ts
             last = ts
         side = sidechain_file or r.isSidechain is True
-        if not have_place and not side and type(r.cwd) is str:
+        if not have_place and not side and (cwd := _string(r.cwd)):
             have_place = True
-            out.info(cwd=r.cwd, git_branch=str_or_none(r.gitBranch))
+            out.info(cwd=cwd, git_branch=_string(r.gitBranch))
         if side and not have_agent and type(r.agentId) is str:
             have_agent = True
             out.subagent(r.agentId)
@@ -175,7 +176,7 @@ def _assistant(r: _Record, msg: _Message, side: bool, model: str | None, out: Si
         # One response is written as several lines sharing message.id; the last copy wins.
         counts = (usage.input_tokens, usage.output_tokens, usage.cache_creation_input_tokens,
                   usage.cache_read_input_tokens)
-        out.usage(msg.id if type(msg.id) is str and msg.id else str_or_none(r.uuid), model,
+        out.usage(msg.id if type(msg.id) is str and msg.id else _string(r.uuid), model,
                   *(counts if set(map(type, counts)) == {int} else map(as_int, counts)))
     content = msg.content
     if r.isApiErrorMessage:
@@ -238,6 +239,10 @@ def _user(r: _Record, msg: _Message, side: bool, out: Sink) -> None:
     prompt = [t for t in map(human_text, texts) if t]
     if prompt:
         out.prompt("\n".join(prompt))
+
+
+def _string(raw: msgspec.Raw) -> str | None:
+    return str_or_none(json_value(raw)) if raw else None
 
 
 def _result_text(output: msgspec.Raw) -> str:
