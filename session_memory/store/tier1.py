@@ -338,22 +338,27 @@ class Tier1:
         self._last_frame = (key, raw)
         return raw
 
-    def read_file(self, file_id: int) -> Iterator[bytes]:
+    def read_file(self, file_id: int, known: StoredFile | None = None) -> Iterator[bytes]:
         """The stored content of one file piece, in pieces, each checked against its crc:
-        first its part of the session's sealed frames, then the chunks appended since."""
-        row = self.conn.execute(
-            "SELECT f.session_id, coalesce(s.frame_gen, 0), f.sealed_len, f.stream_offset "
-            "FROM files f LEFT JOIN sessions s ON s.id = f.session_id WHERE f.id = ?",
-            (file_id,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"no stored file {file_id}")
-        session_id, gen, sealed_len, start = row
+        first its part of the session's sealed frames, then the chunks appended since.
+        `known`: the file's row, read in the same snapshot (it is not looked up again)."""
+        if known is None:
+            row = self.conn.execute(
+                "SELECT session_id, sealed_len, stream_offset, chunks FROM files WHERE id = ?",
+                (file_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no stored file {file_id}")
+            session_id, sealed_len, start, chunks = row
+        else:
+            session_id, sealed_len, start, chunks = (known.session_id, known.sealed_len,
+                                                     known.stream_offset, known.chunks)
         if sealed_len:
             end, pos = start + sealed_len, start
             for frame_id, offset, raw_len, crc in list(self.conn.execute(
                     "SELECT id, stream_offset, raw_len, crc FROM frames WHERE session_id = ? "
-                    "AND generation = ? AND stream_offset < ? AND stream_offset + raw_len > ? "
-                    "ORDER BY stream_offset", (session_id, gen, end, start))):
+                    "AND generation = (SELECT frame_gen FROM sessions WHERE id = ?) "
+                    "AND stream_offset < ? AND stream_offset + raw_len > ? "
+                    "ORDER BY stream_offset", (session_id, session_id, end, start))):
                 if offset > pos:
                     raise CorruptChunkError(f"file {file_id}: gap in frames at {pos}")
                 raw = self._frame(session_id, frame_id, offset, raw_len, crc)
@@ -364,6 +369,8 @@ class Tier1:
                 pos = min(end, offset + raw_len)
             if pos != end:
                 raise CorruptChunkError(f"file {file_id}: frames end at {pos}, not {end}")
+        if not chunks:
+            return
         expected = sealed_len
         # Each blob is fetched by a statement of its own, so no read stays open while the
         # caller writes (a seal commits frames as it reads; an open read would pin a stale
