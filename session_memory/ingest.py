@@ -47,7 +47,9 @@ from session_memory.store.tier1 import (
 )
 
 COMMIT_BYTES = 64 * 1024 * 1024
-PREFETCH_FILES = 3
+PREFETCH_FILES = 16
+PREFETCH_BYTES = 32 * 1024 * 1024  # read and compressed ahead at most: memory stays bounded
+BLOCKS_AHEAD = 2  # of one large file, compressing while the current block is written
 GROUP_COMMIT_BYTES = 8 * 1024 * 1024
 GROUP_COMMIT_FILES = 200
 
@@ -255,15 +257,22 @@ class Ingestor:
             if progress:
                 progress(done, max(total, done))
 
-        # Read and compress a few files ahead on the pool while this thread commits.
-        ahead: deque[Future[Prefetched | None]] = deque(
-            self._pool.submit(self._prefetch, c) for c in todo[:PREFETCH_FILES])
+        # Read and compress files ahead on the pool while this thread commits: enough of
+        # them that the pool never waits for this thread's many small commits.
+        ahead: deque[tuple[Future[Prefetched | None], int]] = deque()
+        ahead_bytes = submitted = 0
         group_bytes = group_files = 0
         with contextlib.ExitStack() as group:  # an error rolls the open group back
-            for i, cand in enumerate(todo):
-                current = ahead.popleft()
-                if i + PREFETCH_FILES < len(todo):
-                    ahead.append(self._pool.submit(self._prefetch, todo[i + PREFETCH_FILES]))
+            for cand in todo:
+                while submitted < len(todo) and (not ahead or (
+                        len(ahead) < PREFETCH_FILES and ahead_bytes < PREFETCH_BYTES)):
+                    nxt = todo[submitted]
+                    size = min(nxt.pending_bytes, BLOCK_BYTES)
+                    ahead.append((self._pool.submit(self._prefetch, nxt), size))
+                    ahead_bytes += size
+                    submitted += 1
+                current, size = ahead.popleft()
+                ahead_bytes -= size
                 # Small files commit together: one commit per file would write the same
                 # metadata pages (totals, indexes) over and over for a few KB of data each.
                 if cand.pending_bytes < GROUP_COMMIT_BYTES and not group_files:
@@ -342,7 +351,8 @@ class Ingestor:
                 return
             if role.compressed and os.path.exists(root / role.logical_path):
                 return  # the .jsonl twin is being written: it is the one we follow
-            cursor = self.tier1.cursor(source.name, role.logical_path)
+            if cursor is None or cursor.path != role.logical_path:
+                cursor = self.tier1.cursor(source.name, role.logical_path)
             if cursor is None and st.st_size == 0:
                 self._once(path, "empty file, nothing to store yet", level="info")
                 return
@@ -428,18 +438,18 @@ class Ingestor:
 
     def _compressed_blocks(self, content: Content, first: tuple[bytes, Packed] | None = None
                            ) -> Iterator[tuple[bytes, Packed]]:
-        """Blocks with their compressed form; the next block compresses (GIL released)
-        while the caller writes the current one."""
+        """Blocks with their compressed form; the next blocks compress on the pool (GIL
+        released) while the caller writes the current one."""
         if first is not None:
             yield first
-        block = content.read(BLOCK_BYTES)
-        future: Future[Packed] | None = (self._pool.submit(compress, block)
-                                        if block else None)
-        while block and future is not None:
-            nxt = content.read(BLOCK_BYTES)
-            nxt_future = self._pool.submit(compress, nxt) if nxt else None
+        ahead: deque[tuple[bytes, Future[Packed]]] = deque()
+        while True:
+            while len(ahead) < BLOCKS_AHEAD and (block := content.read(BLOCK_BYTES)):
+                ahead.append((block, self._pool.submit(compress, block)))
+            if not ahead:
+                return
+            block, future = ahead.popleft()
             yield block, future.result()
-            block, future = nxt, nxt_future
 
     def _warn_if_binary(self, path: str, block: bytes, offset: int) -> None:
         sample = block[:FP_BYTES]
@@ -481,12 +491,16 @@ class _PieceWriter:
         self.base = tier1.base_offset(cursor.file_id) if cursor.file_id else 0
         self.splitter = RunSplitter(role.run_marker, tail[-1:] if cursor.offset else b"")
         self.touched: set[str] = set()
+        # Rows this writer created, already as save() would leave them.
+        self.new_sessions: set[str] = set()
+        self.new_file_ids: set[int] = set()
         self.written = 0
 
     def open_session(self, native: str) -> None:
         self.cursor.session_id = f"{self.source}:{native}"
-        self.tier1.ensure_session(self.cursor.session_id, self.source, native, self.now,
-                                  self.st.st_mtime)
+        if self.tier1.ensure_session(self.cursor.session_id, self.source, native, self.now,
+                                     self.st.st_mtime):
+            self.new_sessions.add(self.cursor.session_id)
 
     def write(self, piece: bytes, packed: Packed | None, starts_run: bool) -> None:
         c = self.cursor
@@ -502,6 +516,7 @@ class _PieceWriter:
             self.base = c.offset
             c.file_id = self.tier1.new_file(c.session_id, self.source, self.role.logical_path,
                                             c.version, self.base, self.st.st_mtime, self.now)
+            self.new_file_ids.add(c.file_id)
             if self.role.snapshot:
                 self.tier1.drop_older_versions(self.source, self.role.logical_path, c.version)
         data, crc = packed if packed is not None else compress(piece)
@@ -519,9 +534,9 @@ class _PieceWriter:
         c.head_fp, c.tail_fp = fingerprint(self.head), fingerprint(self.tail)
         c.dev, c.ino, c.size, c.mtime_ns = st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
         self.tier1.save_cursor(c)
-        for sid in self.touched:
+        for sid in self.touched - self.new_sessions:
             self.tier1.session_grew(sid, st.st_mtime)
-        if c.file_id:
+        if c.file_id and c.file_id not in self.new_file_ids:
             self.tier1.set_file_mtime(c.file_id, st.st_mtime)
 
 

@@ -17,7 +17,9 @@ from session_memory.errors import NotFoundError, SessionMemoryError
 from session_memory.store import db
 from session_memory.store.tier1_schema import MIGRATIONS
 
-INGEST_LEVEL = 3
+INGEST_LEVEL = 1
+"""New bytes: as fast as zstd goes while still compressing (3 would be 2.7% smaller and
+12% slower), for chunks only live until their session ends and is sealed."""
 SEAL_LEVEL = 15
 """When a session ends: about 8 MB/s a core, fast enough to keep up with any agent."""
 DEEP_SEAL_LEVEL = 19
@@ -172,10 +174,12 @@ class Tier1:
     # -- sessions and files -------------------------------------------------------------
 
     def ensure_session(self, session_id: str, source: str, native_id: str, now: float,
-                       last_write: float) -> None:
+                       last_write: float) -> bool:
+        """True when the session is new: open, unsealed, written at `last_write`."""
         self.conn.execute(
             "INSERT OR IGNORE INTO sessions (id, source, native_id, first_seen, last_write) "
             "VALUES (?, ?, ?, ?, ?)", (session_id, source, native_id, now, last_write))
+        return bool(self.conn.changes())
 
     def session_grew(self, session_id: str, mtime: float) -> None:
         """New bytes arrived: the session is open again and must be re-sealed and re-analyzed."""
