@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 
-from session_memory.formats import aider, claude_code, codex, gemini_cli, jsonl
-
-MODULES: dict[str, ModuleType] = {
-    m.NAME: m for m in (claude_code, codex, gemini_cli, aider, jsonl)
+MODULE_NAMES = {
+    "claude-code": "claude_code",
+    "codex": "codex",
+    "gemini-cli": "gemini_cli",
+    "aider": "aider",
+    "jsonl": "jsonl",
 }
+"""Format name -> its module, imported when first asked for: an analysis worker process
+starts faster with only the format it reads."""
 
 
 def get(name: str) -> ModuleType:
-    return MODULES[name]
+    return importlib.import_module(f"{__name__}.{MODULE_NAMES[name]}")
