@@ -14,6 +14,7 @@ import fcntl
 import os
 import queue
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,7 +36,7 @@ from session_memory.ingest import IngestSummary
 from session_memory.memory import DAEMON_LOCK, Memory
 from session_memory.notify import Notifier, SdNotifier, status_line
 from session_memory.store import db
-from session_memory.store.tier1 import DEEP_SEAL_LEVEL
+from session_memory.store.tier1 import DEEP_SEAL_LEVEL, Tier1
 from session_memory.watch import Trouble, Watcher
 
 logger = log.get("session_memory.daemon")
@@ -47,8 +48,8 @@ HOUSEKEEPING_SECONDS = 300.0  # look for ended sessions at least this often (hoo
 RETRY_SECONDS = 5.0  # after a busy store or a failed pass, rescan this soon
 OVER_CAP_SWEEP_GAP = 60.0  # over the soft cap, sweep at once, but not more often than this
 ANALYZE_BACKOFF = 3600.0  # a session the analyzer failed on is retried after this long
-DEEP_SEAL_SLICE_SECONDS = 10.0  # idle-time recompression gives the loop back this often
 DEEP_SEAL_MAX_BYTES = 64 * 2**20  # larger sessions stay at SEAL_LEVEL: a minute at most each
+DEEP_SEAL_NICE = 19  # the recompression thread yields to everything else on the machine
 
 
 class DaemonRunningError(SessionMemoryError):
@@ -115,8 +116,7 @@ class Daemon:
         self._last_sweep_local = 0.0
         # session -> (its raw bytes, retry time): the analyzer failed on it as it was.
         self._analyze_failed: dict[str, tuple[int, float]] = {}
-        self._deepen = True  # sealed sessions may wait for their idle-time recompression
-        self._deepen_failed: set[str] = set()
+        self._sealer: _DeepSealer | None = None
         self._watchdog_interval = self.notifier.watchdog_interval()
         self._last_ping = 0.0
         self._last_ingest: tuple[float, int] | None = None
@@ -152,6 +152,8 @@ class Daemon:
         self.memory.tier2  # noqa: B018
         self._guard("recover", self._finish_interrupted)
         self._sync_watches()
+        self._sealer = _DeepSealer(self.memory.tier1.path)
+        self._sealer.wake()
 
     def _finish_interrupted(self) -> None:
         assert self.memory is not None
@@ -160,6 +162,8 @@ class Daemon:
 
     def _close(self) -> None:
         self.watcher.stop()
+        if self._sealer is not None:
+            self._sealer.stop()
         if self.memory is not None:
             self.memory.close()
 
@@ -197,8 +201,6 @@ class Daemon:
             self._guard("analyze", self._seal_and_analyze)
         if self._sweep_due() and not self.stopping:
             self._guard("sweep", self._sweep)
-        if self._deepen and not self._pending and not self.stopping:
-            self._guard("deep-seal", self._deep_seal)
         self._update_status()
 
     def _drain(self, timeout: float) -> None:
@@ -239,7 +241,7 @@ class Daemon:
         sweep_at = self._next_sweep_at()
         if sweep_at is not None:
             waits.append(sweep_at - now)
-        if self._sweep_requested or self._reload_requested or self._deepen:
+        if self._sweep_requested or self._reload_requested:
             waits.append(0.0)
         return max(min(waits), 0.0)
 
@@ -316,35 +318,6 @@ class Daemon:
                 self._sweep_requested = True
         return summary
 
-    def _deep_seal(self) -> None:
-        """Idle time goes into recompressing sealed sessions at DEEP_SEAL_LEVEL, oldest first,
-        for at most DEEP_SEAL_SLICE_SECONDS at a time (plus the session under way): file
-        events wait no longer than that, and a stop interrupts it within a MiB."""
-        assert self.memory is not None
-        tier1 = self.memory.tier1
-        deadline = time.monotonic() + DEEP_SEAL_SLICE_SECONDS
-        todo = [sid for sid in tier1.to_deepen(max_raw_bytes=DEEP_SEAL_MAX_BYTES,
-                                               limit=len(self._deepen_failed) + 16)
-                if sid not in self._deepen_failed]
-        if not todo:
-            self._deepen = False
-            return
-        for sid in todo:
-            try:
-                tier1.seal_session(sid, DEEP_SEAL_LEVEL, interrupted=self._seal_interrupted)
-            except (StoreBusyError, StoreFullError):
-                raise
-            except Exception:
-                logger.exception("recompression failed; the session stays as it is",
-                                 session=sid)
-                self._deepen_failed.add(sid)
-            if self.stopping or not self.queue.empty() or time.monotonic() > deadline:
-                return
-
-    def _seal_interrupted(self) -> bool:
-        self._heartbeat()
-        return self.stopping
-
     def _seal_and_analyze(self) -> None:
         """Sessions idle for idle_seconds have ended: recompress them, then digest them."""
         assert self.memory is not None
@@ -355,7 +328,8 @@ class Daemon:
             if self.stopping:
                 return
             tier1.seal_session(sid)
-            self._deepen = True
+            if self._sealer is not None:
+                self._sealer.wake()
             self._heartbeat()
         analyze = getattr(memory, "analyze", None)
         if analyze is not None:
@@ -472,3 +446,62 @@ class Daemon:
         if text != self._status:
             self._status = text
             self.notifier.notify(status_line(text))
+
+
+class _DeepSealer:
+    """Recompresses sealed sessions at DEEP_SEAL_LEVEL, oldest first, on a thread of its own
+    with its own connection, at the lowest priority: the daemon's loop stays as responsive
+    as ever (zstd releases the GIL), and a stop interrupts it within a MiB. A session that
+    grows or is evicted meanwhile is left as it is (Tier1.seal_session)."""
+
+    def __init__(self, tier1_path: Path) -> None:
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(tier1_path,),
+                                        name="deep-seal", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """New sealed sessions may be waiting."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+
+    def _run(self, tier1_path: Path) -> None:
+        with contextlib.suppress(OSError):  # lowering one's own priority is always allowed
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DEEP_SEAL_NICE)
+        tier1 = Tier1(tier1_path)
+        failed: set[str] = set()
+        try:
+            while self._wake.wait() and not self._stop.is_set():
+                self._wake.clear()
+                self._seal_waiting(tier1, failed)
+        finally:
+            tier1.close()
+
+    def _seal_waiting(self, tier1: Tier1, failed: set[str]) -> None:
+        while not self._stop.is_set():
+            todo = [sid for sid in tier1.to_deepen(max_raw_bytes=DEEP_SEAL_MAX_BYTES,
+                                                   limit=len(failed) + 16)
+                    if sid not in failed]
+            if not todo:
+                return
+            for sid in todo:
+                if self._stop.is_set():
+                    return
+                try:
+                    tier1.seal_session(sid, DEEP_SEAL_LEVEL, interrupted=self._stop.is_set)
+                except StoreBusyError:
+                    self._stop.wait(RETRY_SECONDS)
+                    break
+                except StoreFullError as e:
+                    logger.warning("recompression paused: the disk is full", reason=str(e))
+                    self._stop.wait(MAX_SLEEP_SECONDS)
+                    break
+                except Exception:
+                    logger.exception("recompression failed; the session stays as it is",
+                                     session=sid)
+                    failed.add(sid)

@@ -306,3 +306,42 @@ def test_notify_socket_by_path(env: Env, tmp_path: Path) -> None:
     finally:
         sock.close()
         short.unlink(missing_ok=True)
+
+
+def test_recompression_holds_up_neither_appends_nor_a_stop(
+        env: Env, start: Callable[..., DaemonProcess], writer: Writer, tmp_path: Path) -> None:
+    from tests.bench.corpus import write_session
+
+    env.write_config(idle="1s")
+    # The generated records are dated weeks ago: no age limit must evict them meanwhile.
+    env.config_path.write_text(env.config_path.read_text().replace(
+        "[retention]\n", "[retention]\nraw_max_age_days = 3650\n"))
+    big_sid = str(uuid.uuid4())
+    big = env.roots["claude-code"] / "-work-big" / f"{big_sid}.jsonl"
+    write_session(big, 10 * 2**20, seed=3)
+    os.utime(big, (time.time() - 3600, time.time() - 3600))  # ended an hour ago
+    with env.memory() as memory:
+        memory.ingest()
+        memory.seal()
+        assert memory.tier1.to_deepen() == [f"claude-code:{big_sid}"]
+    daemon = start()  # it starts recompressing the big session at once: seconds of work
+    with env.memory() as memory:
+        sid = str(uuid.uuid4())
+        path = env.roots["claude-code"] / "-work-p" / f"{sid}.jsonl"
+        path.parent.mkdir()
+        writer.append(path, claude_record(sid, "still heard"))
+        took = assert_visible(memory, f"claude-code:{sid}", env.roots["claude-code"],
+                              f"-work-p/{sid}.jsonl", tmp_path / "out")
+        assert took < VISIBLE_WITHIN
+        t0 = time.monotonic()
+        assert daemon.stop() == 0
+        assert time.monotonic() - t0 < 5  # a stop interrupts the recompression within a MiB
+        # It was cut short, and left the session whole as it was.
+        assert memory.tier1.to_deepen() == [f"claude-code:{big_sid}"]
+        assert memory.tier1.conn.execute("SELECT count(*) FROM frames f JOIN sessions s"
+                                         " ON s.id = f.session_id"
+                                         " WHERE f.generation != s.frame_gen").fetchone()[0] <= 1
+        memory.export(f"claude-code:{big_sid}", tmp_path / "big")
+        assert (tmp_path / "big" / "-work-big" / f"{big_sid}.jsonl").read_bytes() \
+            == big.read_bytes()
+        assert memory.check() == []
