@@ -222,7 +222,7 @@ def test_reminder_inside_a_prompt_is_cut(fixtures: Memory) -> None:
 
 
 def test_long_tool_output_lines(memory: Memory, sources: dict[str, Path]) -> None:
-    """Long successful results are read without a full parse; errors still are parsed."""
+    """Long successful results are skipped without being built; errors are read."""
     big = "x = 1\n" * 2000  # 12 KB of tool output
     sid = "aaaaaaaa-0000-4000-8000-0000000000b1"
     base = {"sessionId": sid, "cwd": "/big"}
@@ -251,3 +251,24 @@ def test_long_tool_output_lines(memory: Memory, sources: dict[str, Path]) -> Non
     assert d["started_at"] == "2026-01-02T00:00:00Z"
     assert d["ended_at"] == "2026-01-02T00:00:03Z"
     assert d["outcome"] == "unknown"  # prompted, never answered in words, last tool worked
+
+
+def test_absurd_token_counts_are_stored_within_sqlite_range(memory: Memory,
+                                                          sources: dict[str, Path]) -> None:
+    sid = "aaaaaaaa-0000-4000-8000-0000000000b2"
+    base = {"sessionId": sid, "cwd": "/big"}
+    write(sources["claude-code"], f"-big/{sid}.jsonl", jsonl(*(
+        {**base, "type": "assistant", "timestamp": f"2026-01-02T00:00:0{i}Z",
+         "message": {"id": f"m{i}", "model": "m", "content": [], "usage": {
+             "input_tokens": 10**30, "output_tokens": 2**62, "cache_read_input_tokens": "9",
+             "cache_creation_input_tokens": True}}} for i in range(3))))
+    d = digest_of(memory, f"claude-code:{sid}")
+    assert d["tokens"]["input"] == d["tokens"]["output"] == 2**48  # past any real session
+    assert d["tokens"]["cache_read"] == d["tokens"]["cache_creation"] == 0  # not integers
+    for n in range(3):  # and many such sessions still add up
+        other = f"aaaaaaaa-0000-4000-8000-0000000001{n:02d}"
+        write(sources["claude-code"], f"-big/{other}.jsonl", (
+            sources["claude-code"] / f"-big/{sid}.jsonl").read_text().replace(sid, other))
+        digest_of(memory, f"claude-code:{other}")
+    rows = memory.usage(by="model")
+    assert [(r["sessions"], r["input"]) for r in rows] == [(4, 4 * 2**48)]
