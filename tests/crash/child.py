@@ -1,7 +1,7 @@
 """The process the crash harness kills: `python -m tests.crash.child CONFIG MODE SEED EXPORTS`.
 
-MODE `random` runs a random mix of ingest, seal, analyze, sweep, forget and export until
-it is killed; MODE `script` runs every kind of commit once, in order, and exits (the
+MODE `random` runs a random mix of ingest, seal, deep seal, analyze, sweep, forget and
+export until it is killed; MODE `script` runs every kind of commit once, in order, and exits (the
 parent names the commit to die at with SESSION_MEMORY_CRASH_AT). Each acknowledged
 operation is one line on stdout, flushed at once:
 
@@ -61,6 +61,9 @@ class Child:
     def do_seal(self) -> None:
         self.m.seal()
 
+    def do_deep_seal(self) -> None:
+        self.m.deep_seal()
+
     def do_analyze(self) -> None:
         self.m.analyze()
 
@@ -90,8 +93,8 @@ class Child:
         return self.rng.choice(ids) if ids else None
 
     def random_mix(self) -> None:
-        ops = ["ingest", "seal", "analyze", "sweep", "forget", "export"]
-        weights = [6, 2, 3, 2, 1, 2]
+        ops = ["ingest", "seal", "deep-seal", "analyze", "sweep", "forget", "export"]
+        weights = [6, 2, 1, 3, 2, 1, 2]
         while True:
             name = self.rng.choices(ops, weights)[0]
             if name == "forget":
@@ -106,6 +109,7 @@ class Child:
         and its report, forget (both tiers), repair."""
         self.op("ingest")
         self.op("seal")
+        self.op("deep-seal")
         self.op("analyze")
         sessions = self.m.sessions()
         if sessions:
