@@ -365,13 +365,13 @@ def build(source: str, parse: Callable[[ev.Sink], None]) -> dict[str, Any]:
     return builder.digest()
 
 
+_MAX_COUNT = 2**48
+
+
 def _storable(count: int) -> int:
     """A count within 2**48 either way: no session comes near it, so anything past it is a
     broken file's, and a million sessions of it still add up within SQLite's integers."""
     return max(-_MAX_COUNT, min(count, _MAX_COUNT))
-
-
-_MAX_COUNT = 2**48
 
 
 def _one_line(text: str, limit: int) -> str:

@@ -174,10 +174,10 @@ def _assistant(r: _Record, msg: _Message, side: bool, model: str | None, out: Si
     usage = msg.usage
     if type(usage) is _Usage:
         # One response is written as several lines sharing message.id; the last copy wins.
-        counts = (usage.input_tokens, usage.output_tokens, usage.cache_creation_input_tokens,
-                  usage.cache_read_input_tokens)
-        out.usage(msg.id if type(msg.id) is str and msg.id else _string(r.uuid), model,
-                  *(counts if set(map(type, counts)) == {int} else map(as_int, counts)))
+        out.usage(str_or_none(msg.id) or _string(r.uuid), model,
+                  as_int(usage.input_tokens), as_int(usage.output_tokens),
+                  as_int(usage.cache_creation_input_tokens),
+                  as_int(usage.cache_read_input_tokens))
     content = msg.content
     if r.isApiErrorMessage:
         out.failure("api_error", text_of(_plain(content)), side)

@@ -34,3 +34,11 @@ def digest_of(memory: Memory, session_id: str) -> dict[str, Any]:
     digest = memory.tier2.get_digest(session_id)
     assert digest is not None
     return digest
+
+
+def analyzed(memory: Memory, session_id: str) -> dict[str, Any]:
+    """Analyze one already ingested session and return its stored digest."""
+    assert memory.analyze([session_id]) == [session_id]
+    digest = memory.tier2.get_digest(session_id)
+    assert digest is not None
+    return digest

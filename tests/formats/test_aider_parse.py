@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from session_memory import config
-from session_memory.clock import FixedClock
 from session_memory.memory import Memory
 from tests.analyze.helpers import digest_of, write
-from tests.conftest import fixture_config
 
 HISTORY = """
 # aider chat started at 2025-09-01 14:00:00
@@ -67,13 +64,10 @@ def test_written_run(memory: Memory, sources: dict[str, Path]) -> None:
     assert d["outcome"] == "success"
 
 
-def test_fixture_runs(home: Path) -> None:
-    fixture_config(home)
-    with Memory(config.load(), clock=FixedClock(2_000_000_000)) as memory:
-        memory.ingest()
-        ids = ["aider:mozgoslav#2", "aider:mozgoslav#3", "aider:Monochromatic#1"]
-        assert sorted(memory.analyze(ids)) == sorted(ids)
-        run2, run3, setup = (memory.tier2.get_digest(i) for i in ids)
+def test_fixture_runs(fixtures: Memory) -> None:
+    ids = ["aider:mozgoslav#2", "aider:mozgoslav#3", "aider:Monochromatic#1"]
+    assert sorted(fixtures.analyze(ids)) == sorted(ids)
+    run2, run3, setup = (fixtures.tier2.get_digest(i) for i in ids)
     assert run2 is not None and run3 is not None and setup is not None
     # 1.8k+1.9k+2.8k+3.3k+3.6k+4.1k+8.5k sent; 653+2.4k+2.4k+1.2k+1.7k+1.3k+1.9k received.
     assert run2["tokens"]["input"] == 26_000 and run2["tokens"]["output"] == 11_553

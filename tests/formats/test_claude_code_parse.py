@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from session_memory import config
-from session_memory.clock import FixedClock
 from session_memory.memory import Memory
-from tests.analyze.helpers import digest_of, jsonl, write
-from tests.conftest import fixture_config
+from tests.analyze.helpers import analyzed, digest_of, jsonl, write
 
 SID = "aaaaaaaa-0000-4000-8000-000000000001"
 BASE = {"sessionId": SID, "cwd": "/repo", "gitBranch": "main", "version": "2.1.0"}
@@ -146,21 +142,6 @@ def test_session_facts(written: dict[str, Any]) -> None:
 
 
 # -- the shared fixtures ---------------------------------------------------------------
-
-
-@pytest.fixture
-def fixtures(home: Path) -> Iterator[Memory]:
-    fixture_config(home)
-    with Memory(config.load(), clock=FixedClock(2_000_000_000)) as memory:
-        memory.ingest()
-        yield memory
-
-
-def analyzed(memory: Memory, sid: str) -> dict[str, Any]:
-    assert memory.analyze([sid]) == [sid]
-    digest = memory.tier2.get_digest(sid)
-    assert digest is not None
-    return digest
 
 
 def test_showcase_with_two_subagents(fixtures: Memory) -> None:

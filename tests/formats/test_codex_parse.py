@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from session_memory import config
-from session_memory.clock import FixedClock
 from session_memory.memory import Memory
-from tests.analyze.helpers import digest_of, jsonl, write
-from tests.conftest import fixture_config
+from tests.analyze.helpers import analyzed, digest_of, jsonl, write
 
 CID = "bbbbbbbb-0000-4000-8000-000000000002"
 
@@ -104,21 +100,6 @@ def test_calls_patches_and_exit_codes(written: dict[str, Any]) -> None:
     assert written["last_assistant_message"] == "Added the flag."
     assert written["outcome"] == "success"
     assert written["duration_s"] == 14.0
-
-
-@pytest.fixture
-def fixtures(home: Path) -> Iterator[Memory]:
-    fixture_config(home)
-    with Memory(config.load(), clock=FixedClock(2_000_000_000)) as memory:
-        memory.ingest()
-        yield memory
-
-
-def analyzed(memory: Memory, sid: str) -> dict[str, Any]:
-    assert memory.analyze([sid]) == [sid]
-    digest = memory.tier2.get_digest(sid)
-    assert digest is not None
-    return digest
 
 
 def test_fixture_rollout(fixtures: Memory) -> None:

@@ -1,0 +1,21 @@
+"""The shared, read-only fixtures, ingested once per test that asks for them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from session_memory import config
+from session_memory.clock import FixedClock
+from session_memory.memory import Memory
+from tests.conftest import fixture_config
+
+
+@pytest.fixture
+def fixtures(home: Path) -> Iterator[Memory]:
+    fixture_config(home)
+    with Memory(config.load(), clock=FixedClock(2_000_000_000)) as memory:
+        memory.ingest()
+        yield memory
