@@ -8,11 +8,8 @@ lost and the sweep never sees "analyzed" without a digest behind it.
 
 from __future__ import annotations
 
-import collections
-import multiprocessing
 import os
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,7 +83,6 @@ def analyze(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock, idle_b
 BATCH_SESSIONS = 64
 PARALLEL_MIN_BYTES = 64 * 2**20  # below this, starting worker processes costs more than it saves
 MAX_WORKERS = 4
-QUEUED_PER_WORKER = 16  # enough that a worker never waits while this process writes
 
 
 def _commit(tier1: Tier1, tier2: Tier2, clock: Clock,
@@ -111,27 +107,21 @@ def _format_of_or_none(settings: Settings, source: str) -> str | None:
 def _digests(tier1: Tier1, formats_by_source: dict[str, str | None],
              rows: list[dict[str, Any]]
              ) -> Iterator[tuple[dict[str, Any], dict[str, Any] | str]]:
-    """Each row with its digest (or why it failed). A large batch is shared between worker
-    processes, which take the largest sessions first, and this process, which takes the
-    smallest between its own writes: every core works, and they all finish together."""
+    """Each row with its digest (or why it failed). A large pass is shared with worker
+    processes (see analyze/worker.py): they take the largest sessions first, this process
+    the smallest, between its own writes."""
     workers = min(os.cpu_count() or 1, MAX_WORKERS, len(rows)) - 1
     if workers < 1 or sum(r["raw_bytes"] for r in rows) < PARALLEL_MIN_BYTES:
         for row in rows:
             yield row, worker.digest_or_error(tier1, formats_by_source, row)
         return
-    todo = collections.deque(sorted(rows, key=lambda r: -r["raw_bytes"]))
-    running: dict[Future[dict[str, Any] | str], dict[str, Any]] = {}
-    context = multiprocessing.get_context("spawn")  # no inherited connections or threads
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=worker.init,
-                             initargs=(tier1.path, formats_by_source)) as pool:
-        while todo or running:
-            while todo and len(running) < QUEUED_PER_WORKER * workers:
-                row = todo.popleft()
-                running[pool.submit(worker.digest, row)] = row
-            for future in [f for f in running if f.done()]:
-                yield running.pop(future), future.result()
-            if todo:
-                row = todo.pop()
-                yield row, worker.digest_or_error(tier1, formats_by_source, row)
-            elif running:
-                wait(running, return_when=FIRST_COMPLETED)
+    rows = sorted(rows, key=lambda r: -r["raw_bytes"])
+    with worker.SharedPass(tier1.path, formats_by_source, rows, workers) as shared:
+        while (i := shared.take()) is not None:
+            yield rows[i], worker.digest_or_error(tier1, formats_by_source, rows[i])
+            for j, outcome in shared.ready():
+                yield rows[j], outcome
+        for j, outcome in shared.rest():
+            yield rows[j], outcome
+    for j, why in shared.lost():
+        yield rows[j], why

@@ -1,12 +1,23 @@
-"""Analyzing one session, as the analyzer's worker processes do it.
+"""Analyzing one session, and the worker processes that share a pass with the caller.
 
 Kept apart from the rest of the analyzer so that a worker process starts fast: it imports
-the formats, the digest builder and the Tier 1 store, and nothing else (no logging, no config).
+the formats, the digest builder and the Tier 1 store, and nothing else (no logging, no
+config).
+
+A pass's sessions are one list, largest first. Workers take from its front, the calling
+process from its back (between its writes to Tier 2), until they meet: every core works
+until the end, and no process waits for another to hand it work.
 """
 
 from __future__ import annotations
 
 import functools
+import multiprocessing
+import multiprocessing.connection
+import os
+import queue
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +25,7 @@ from session_memory import formats
 from session_memory.analyze.digest import build
 from session_memory.analyze.events import Piece
 from session_memory.errors import SessionMemoryError, StoreBusyError
+from session_memory.store import db
 from session_memory.store.tier1 import StoredFile, Tier1
 
 
@@ -40,14 +52,134 @@ def digest_or_error(tier1: Tier1, formats_by_source: dict[str, str | None],
         return f"{type(e).__name__}: {e}"
 
 
-_state: dict[str, Any] = {}
+class SharedPass:
+    """Worker processes sharing one pass's sessions, `rows`, largest first, with the
+    calling process: workers take from the front, the caller from the back (`take`)."""
+
+    EXIT_SECONDS = 10.0  # after the pass, for a worker to finish the session it is on
+
+    def __init__(self, tier1_path: Path, formats_by_source: dict[str, str | None],
+                 rows: list[dict[str, Any]], workers: int) -> None:
+        context = multiprocessing.get_context("spawn")  # no inherited connections or threads
+        self.ends = context.Array("q", [0, len(rows) - 1])
+        self.work, self.results = context.Queue(), context.Queue()
+        self.processes = [
+            context.Process(target=serve, daemon=True, name="session-memory-analyze",
+                            args=(tier1_path, formats_by_source, os.getpid(), self.work,
+                                  self.ends, self.results))
+            for _ in range(workers)]
+        self.running = workers
+        self.delivered: set[int] = set()
+        self.workers_took = 0
+        for process in self.processes:
+            process.start()
+            # Handed over by the queue's own thread: a long list passed as an argument
+            # would hold this process up until the worker had started and read it all.
+            self.work.put(rows)
+
+    def __enter__(self) -> SharedPass:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def take(self) -> int | None:
+        return take(self.ends, front=False)
+
+    def ready(self) -> Iterator[tuple[int, dict[str, Any] | str]]:
+        """What the workers have delivered so far, without waiting."""
+        while self.running and not self.results.empty():
+            yield from self._delivered(self.results.get())
+
+    def rest(self) -> Iterator[tuple[int, dict[str, Any] | str]]:
+        """What the workers deliver until they are done, or gone."""
+        while self.running:
+            try:
+                item = self.results.get(timeout=0.1)
+            except queue.Empty:
+                if all(p.exitcode is not None for p in self.processes) and (
+                        self.results.empty()):
+                    return  # one died without a word: killed, or out of memory
+                continue
+            yield from self._delivered(item)
+
+    def _delivered(self, item: tuple[int, Any] | None
+                   ) -> Iterator[tuple[int, dict[str, Any] | str]]:
+        if item is None:
+            self.running -= 1
+            return
+        i, outcome = item
+        if isinstance(outcome, BaseException):
+            raise outcome
+        self.delivered.add(i)
+        yield i, outcome
+
+    def lost(self) -> Iterator[tuple[int, str]]:
+        """Sessions a worker took and died on, with why (after `close`)."""
+        codes = sorted({p.exitcode for p in self.processes if p.exitcode}) or "?"
+        for i in range(self.workers_took):
+            if i not in self.delivered:
+                yield i, f"the analysis worker exited with code {codes}"
+
+    def close(self) -> None:
+        self.workers_took = stop(self.ends)
+        deadline = time.monotonic() + self.EXIT_SECONDS
+        while (alive := [p for p in self.processes if p.is_alive()]) and (
+                time.monotonic() < deadline):
+            while not self.results.empty():
+                self.results.get()  # a worker exits only once what it put is read
+            multiprocessing.connection.wait([p.sentinel for p in alive], timeout=0.01)
+        for process in self.processes:
+            if process.is_alive():
+                process.kill()
+            process.join()
+        # If a worker died before it read its rows, this lets the queue's thread end.
+        self.work.close()
+        self.work.cancel_join_thread()
 
 
-def init(tier1_path: Path, formats_by_source: dict[str, str | None]) -> None:
-    """A worker process's start: its own connection to Tier 1."""
-    _state["tier1"] = Tier1(tier1_path)
-    _state["formats"] = formats_by_source
+def take(ends: Any, front: bool) -> int | None:
+    """The index of the next session to analyze, from the front (workers) or the back (the
+    calling process) of what is left; None once nothing is. `ends` is a shared array of
+    two integers: the first index left and the last."""
+    with ends.get_lock():
+        first, last = ends[0], ends[1]
+        if first > last:
+            return None
+        if front:
+            ends[0] = first + 1
+            return int(first)
+        ends[1] = last - 1
+        return int(last)
 
 
-def digest(row: dict[str, Any]) -> dict[str, Any] | str:
-    return digest_or_error(_state["tier1"], _state["formats"], row)
+def stop(ends: Any) -> int:
+    """Leave nothing more to take; returns how many the workers took."""
+    with ends.get_lock():
+        took = int(ends[0])
+        ends[0] = max(took, ends[1] + 1)
+        return took
+
+
+def serve(tier1_path: Path, formats_by_source: dict[str, str | None], parent: int,
+          work: Any, ends: Any, results: Any) -> None:
+    """A worker process: analyze sessions from the front of the rows it gets from `work`
+    and put each (index, digest or error) on `results`, then None. A busy store is put as
+    the error itself, for the calling process to raise. An orphan stops: nobody would
+    read what it puts."""
+    tier1 = Tier1(tier1_path)
+    try:
+        rows = work.get()
+        while os.getppid() == parent and (i := take(ends, front=True)) is not None:
+            db.crashpoint("analyze-worker")
+            try:
+                results.put((i, digest_or_error(tier1, formats_by_source, rows[i])))
+            except StoreBusyError as e:
+                results.put((i, e))
+                stop(ends)
+    finally:
+        tier1.close()
+        if os.getppid() == parent:
+            results.put(None)
+        else:
+            results.cancel_join_thread()

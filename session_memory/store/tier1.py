@@ -276,13 +276,16 @@ class Tier1:
 
     def files(self, session_id: str, *, latest_only: bool = True) -> list[StoredFile]:
         """The session's stored pieces; by default only each path's newest version."""
-        sql = f"SELECT {_FILE_COLS} FROM files f WHERE session_id = ?"
-        if latest_only:
-            sql += (" AND version = (SELECT max(version) FROM files g "
-                    "WHERE g.source = f.source AND g.path = f.path "
-                    "AND g.session_id = f.session_id)")
-        return [StoredFile(*row) for row in self.conn.execute(sql + " ORDER BY path, id",
-                                                               (session_id,))]
+        files = [StoredFile(*row) for row in self.conn.execute(
+            f"SELECT {_FILE_COLS} FROM files WHERE session_id = ? ORDER BY path, id",
+            (session_id,))]
+        if not latest_only:
+            return files
+        # Chosen here, not by a correlated subquery: this runs once per analyzed session.
+        newest: dict[tuple[str, str], int] = {}
+        for f in files:
+            newest[f.source, f.path] = max(f.version, newest.get((f.source, f.path), f.version))
+        return [f for f in files if f.version == newest[f.source, f.path]]
 
     def set_pinned(self, session_id: str, pinned: bool) -> None:
         with self.transaction("pin"):

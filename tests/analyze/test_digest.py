@@ -1,18 +1,14 @@
-"""The digest builder alone: outcome heuristic, caps, usage keys, parallel = serial."""
+"""The digest builder alone: outcome heuristic, caps, usage keys."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from session_memory.analyze import run
 from session_memory.analyze.digest import MAX_LIST, build
 from session_memory.analyze.events import Sink
-from session_memory.memory import Memory
-from tests.analyze.helpers import jsonl, write
 
 Call = tuple[Any, ...]
 """A sink method's name and its arguments, as a parser would call it."""
@@ -60,25 +56,6 @@ def test_lists_are_capped_and_calls_counted_once() -> None:
     d = build("x", replay(calls))
     assert d["tool_calls"] == {"Edit": MAX_LIST + 50}
     assert len(d["files_edited"]) == MAX_LIST and d["truncated"]["files_edited"] == 50
-
-
-def test_parallel_workers_give_the_serial_digests(memory: Memory, sources: dict[str, Path],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    for n in range(4):
-        sid = f"pa{n:02d}"
-        write(sources["claude-code"], f"-p/{sid}.jsonl", jsonl(
-            {"type": "user", "sessionId": sid, "timestamp": "2026-01-01T00:00:00Z",
-             "message": {"role": "user", "content": f"task {n}"}},
-            {"type": "assistant", "sessionId": sid, "timestamp": "2026-01-01T00:00:09Z",
-             "message": {"id": f"m{n}", "model": "m", "content": [], "usage": {
-                 "input_tokens": n, "output_tokens": 1}}}))
-    memory.ingest()
-    ids = sorted(memory.analyze())
-    serial = {sid: memory.tier2.get_digest(sid) for sid in ids}
-    monkeypatch.setattr(run, "PARALLEL_MIN_BYTES", 0)
-    assert sorted(memory.analyze(force=True)) == ids
-    assert {sid: memory.tier2.get_digest(sid) for sid in ids} == serial
-    assert serial["claude-code:pa03"]["tokens"]["input"] == 3  # type: ignore[index]
 
 
 def test_bounded_memory_still_counts_each_message_once(monkeypatch: pytest.MonkeyPatch) -> None:
