@@ -16,6 +16,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import queue
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,6 +168,7 @@ def serve(tier1_path: Path, formats_by_source: dict[str, str | None], parent: in
     and put each (index, digest or error) on `results`, then None. A busy store is put as
     the error itself, for the calling process to raise. An orphan stops: nobody would
     read what it puts."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle: it stops us
     tier1 = Tier1(tier1_path)
     try:
         rows = work.get()

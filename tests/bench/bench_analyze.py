@@ -6,19 +6,13 @@ session.
 
 Each run pairs the baseline with an analysis of a fresh copy of the store, so that both
 see the same machine; the ratio reported is the median of the runs. Analysis workers are
-spawned, and a spawned process imports the main module: this one imports the package
-only inside its functions, as the `session-memory` command does.
+spawned, and a spawned process imports the main module first: like the `session-memory`
+command's, this one imports the package and everything else only inside its functions.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,6 +51,8 @@ def ingest(root: Path, data: Path) -> None:
 def bare_json_seconds(memory: Memory) -> tuple[float, int]:
     """json.loads of every line of every session's decompressed bytes (decompression and
     splitting are not timed: the baseline is the parse alone)."""
+    import json
+
     seconds, total = 0.0, 0
     for s in memory.tier1.sessions(memory.idle_before):
         for f in memory.tier1.files(s["id"]):
@@ -73,6 +69,8 @@ def bare_json_seconds(memory: Memory) -> tuple[float, int]:
 
 def rss_child(root: str, data: str) -> None:
     """Analyze the one session of `data` and print this process's peak RSS (KiB)."""
+    import json
+
     from tests.bench import corpus
 
     with open_memory(Path(root), Path(data)) as memory:
@@ -84,6 +82,9 @@ def rss_child(root: str, data: str) -> None:
 
 
 def big_session_rss(mib: int, work: Path) -> dict[str, float]:
+    import json
+    import subprocess
+
     from tests.bench import corpus
 
     root, data = work / "big-root", work / "big-data"
@@ -109,6 +110,11 @@ def main() -> None:
         else:
             ingest(Path(sys.argv[2]), Path(sys.argv[3]))
         return
+    import argparse
+    import shutil
+    import statistics
+    import tempfile
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", type=Path,
                     default=Path(tempfile.gettempdir()) / "sm-bench-corpus")
