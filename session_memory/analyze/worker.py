@@ -72,11 +72,15 @@ class SharedPass:
         self.running = workers
         self.delivered: set[int] = set()
         self.workers_took = 0
-        for process in self.processes:
-            process.start()
-            # Handed over by the queue's own thread: a long list passed as an argument
-            # would hold this process up until the worker had started and read it all.
-            self.work.put(rows)
+        try:
+            for process in self.processes:
+                process.start()
+                # Handed over by the queue's own thread: a long list passed as an argument
+                # would hold this process up until the worker had started and read it all.
+                self.work.put(rows)
+        except BaseException:
+            self.close()
+            raise
 
     def __enter__(self) -> SharedPass:
         return self
@@ -117,10 +121,10 @@ class SharedPass:
 
     def lost(self) -> Iterator[tuple[int, str]]:
         """Sessions a worker took and died on, with why (after `close`)."""
-        codes = sorted({p.exitcode for p in self.processes if p.exitcode}) or "?"
+        codes = ", ".join(map(str, sorted({p.exitcode for p in self.processes if p.exitcode})))
         for i in range(self.workers_took):
             if i not in self.delivered:
-                yield i, f"the analysis worker exited with code {codes}"
+                yield i, f"the analysis worker exited with code {codes or '?'}"
 
     def close(self) -> None:
         self.workers_took = stop(self.ends)
@@ -133,7 +137,8 @@ class SharedPass:
         for process in self.processes:
             if process.is_alive():
                 process.kill()
-            process.join()
+            if process.pid is not None:  # started
+                process.join()
         # If a worker died before it read its rows, this lets the queue's thread end.
         self.work.close()
         self.work.cancel_join_thread()

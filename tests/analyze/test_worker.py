@@ -82,7 +82,7 @@ def test_a_worker_that_dies_loses_only_the_session_it_was_on(
         # Sessions 1 and 2 are left for this process, as `analyze` would take them.
         assert [shared.take(), shared.take(), shared.take()] == [2, 1, None]
     assert time.monotonic() - t0 < 30
-    assert list(shared.lost()) == [(0, "the analysis worker exited with code [-9]")]
+    assert list(shared.lost()) == [(0, "the analysis worker exited with code -9")]
 
 
 def test_an_orphaned_worker_stops(tmp_path: Path) -> None:
