@@ -12,6 +12,7 @@ command's, this one imports the package and everything else only inside its func
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -138,9 +139,9 @@ def main() -> None:
             shutil.copy2(work / "data" / "tier1.db", data / "tier1.db")
             with open_memory(args.corpus, data) as memory:
                 bare_s, raw = bare_json_seconds(memory)
-                t0 = time.perf_counter()
+                t0, cpu0 = time.perf_counter(), os.times()
                 analyzed = memory.analyze()
-                analyze_s = time.perf_counter() - t0
+                analyze_s, cpu1 = time.perf_counter() - t0, os.times()
                 sizes = [len(row[0]) + len(row[1] or "") for row in memory.tier2.conn.execute(
                     "SELECT d.digest, f.prompts || f.files || f.commands || f.errors"
                     " || f.last_message || f.title FROM digests d"
@@ -152,7 +153,9 @@ def main() -> None:
             print(f"run {run + 1}: bare json.loads {mib / bare_s:.0f} MiB/s ({bare_s:.2f} s for "
                   f"{mib:.0f} MiB); analyze {mib / analyze_s:.0f} MiB/s ({analyze_s:.2f} s, "
                   f"{len(analyzed)} sessions: Tier 1 read, zstd, parse, digest, Tier 2 write); "
-                  f"ratio {bare_s / analyze_s:.2f}")
+                  f"ratio {bare_s / analyze_s:.2f}; CPU s: this process "
+                  f"{cpu1.user + cpu1.system - cpu0.user - cpu0.system:.2f}, workers "
+                  f"{sum(cpu1[2:4]) - sum(cpu0[2:4]):.2f}")
             shutil.rmtree(data)
         print(f"throughput ratio analyze / bare json.loads: median {statistics.median(ratios):.2f}"
               f" of {len(ratios)} runs (goal >= 1.5)")
