@@ -276,14 +276,13 @@ class DigestBuilder(ev.Sink):
     # -- the digest -------------------------------------------------------------------
 
     def tokens_by_model(self) -> dict[str, dict[str, int]]:
+        window: dict[str | None, list[tuple[Any, ...]]] = {}  # its counts are final now
+        for counts in self.usage_by_key.recent.values():
+            window.setdefault(counts[0], []).append(counts)
         by_model: dict[str, list[int]] = {}
-        final = list(self.tokens.items())
-        window = list(self.usage_by_key.recent.values())  # final now
-        models = {counts[0] for counts in window}
-        for model in models:
-            rows = window if len(models) == 1 else [c for c in window if c[0] == model]
-            final.append((model, tuple(map(sum, list(zip(*rows, strict=True))[1:]))))
-        for model, counts in final:
+        for model, counts in [*self.tokens.items(),
+                              *((m, tuple(map(sum, list(zip(*rows, strict=True))[1:])))
+                                for m, rows in window.items())]:
             total = by_model.setdefault(model or UNKNOWN_MODEL, [0] * len(TOKEN_FIELDS))
             for i, n in enumerate(counts):
                 total[i] += n

@@ -94,7 +94,8 @@ class SharedPass:
     def ready(self) -> Iterator[tuple[int, dict[str, Any] | str]]:
         """What the workers have delivered so far, without waiting."""
         while self.running and not self.results.empty():
-            yield from self._delivered(self.results.get())
+            if (delivered := self._receive(self.results.get())) is not None:
+                yield delivered
 
     def rest(self) -> Iterator[tuple[int, dict[str, Any] | str]]:
         """What the workers deliver until they are done, or gone."""
@@ -106,18 +107,19 @@ class SharedPass:
                         self.results.empty()):
                     return  # one died without a word: killed, or out of memory
                 continue
-            yield from self._delivered(item)
+            if (delivered := self._receive(item)) is not None:
+                yield delivered
 
-    def _delivered(self, item: tuple[int, Any] | None
-                   ) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    def _receive(self, item: tuple[int, Any] | None) -> tuple[int, dict[str, Any] | str] | None:
+        """A worker's (index, outcome), or None for its last word."""
         if item is None:
             self.running -= 1
-            return
+            return None
         i, outcome = item
         if isinstance(outcome, BaseException):
             raise outcome
         self.delivered.add(i)
-        yield i, outcome
+        return i, outcome
 
     def lost(self) -> Iterator[tuple[int, str]]:
         """Sessions a worker took and died on, with why (after `close`)."""
