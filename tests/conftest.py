@@ -12,8 +12,9 @@ from session_memory import config
 from session_memory.clock import FixedClock
 from session_memory.memory import Memory
 
-# ../shared sits beside the project, in a checkout and in CI's clean clone alike.
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+# Copies of ../shared/fixtures (real sessions, with their SOURCES.md and licences), so a
+# bare clone of the repository tests itself.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 _XDG_DIRS = (("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share"),
