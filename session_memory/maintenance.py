@@ -236,9 +236,14 @@ def repair(tier1: Tier1, tier2: Tier2, now: float) -> list[str]:
                 (sid, source, sid.split(":", 1)[-1], analyzed_at, ended_at or analyzed_at,
                  started_at, ended_at, analyzed_at, now))
             fixed.append(f"{sid}: digest without session; recreated its row as evicted")
+        leaked = tier1.free_leaked_frames()
+        for sid, n, size in leaked:
+            fixed.append(f"{sid}: freed {n} frames ({size} bytes) that no read used")
         if f.accounting_drift or f.chunks_without_file:
             _recount(tier1)
             fixed.append("recounted the byte totals from the chunks")
+    if leaked:
+        tier1.reclaim()  # the file shrinks by what was freed
     return fixed
 
 

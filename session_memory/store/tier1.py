@@ -447,8 +447,8 @@ class Tier1:
                 self.conn.execute("UPDATE sessions SET sealed = 1 WHERE id = ?", (session_id,))
             return 0
         new_gen = gen + 1
-        writer = _FrameWriter(self, session_id, new_gen, level, frame_bytes,
-                              total=sum(raw for _, raw, _ in snapshot),
+        total = sum(raw for _, raw, _ in snapshot)
+        writer = _FrameWriter(self, session_id, gen, new_gen, level, frame_bytes, total=total,
                               interrupted=interrupted or (lambda: False))
         layout = []
         offset = 0
@@ -459,20 +459,22 @@ class Tier1:
                 for piece in self.read_file(file_id):
                     writer.write(piece)
             writer.close()
-        except (LookupError, NotFoundError):
-            # Another process sealed or evicted this session meanwhile: its switch removed
-            # what we were reading. Our staged frames are dropped by the next seal.
-            return 0
-        except _Interrupted:
-            self.drop_staged_frames(session_id)
-            return 0
+        except BaseException as e:
+            # Whatever stopped it, this seal's staged frames go now: left behind, they would
+            # count against the session for good if it was evicted meanwhile (nothing seals
+            # an evicted session again to clean them up).
+            self._drop_generation(session_id, new_gen)
+            if isinstance(e, (_Interrupted, _Abandoned)):
+                return 0
+            if isinstance(e, (LookupError, NotFoundError, CorruptChunkError)) and \
+                    self._seal_base(session_id) != (gen, snapshot):
+                return 0  # evicted, sealed or grown by another process meanwhile
+            raise
         with self.transaction("seal"):
-            now = list(self.conn.execute(
-                "SELECT id, raw_bytes, chunks FROM files WHERE session_id = ? ORDER BY id",
-                (session_id,)))
-            current_gen = self.conn.execute("SELECT frame_gen FROM sessions WHERE id = ?",
-                                            (session_id,)).fetchone()
-            if now != snapshot or current_gen is None or current_gen[0] != gen:
+            staged = db.one(self.conn, "SELECT count(*), coalesce(sum(raw_len), 0) FROM frames "
+                            "WHERE session_id = ? AND generation = ?", (session_id, new_gen))
+            if self._seal_base(session_id) != (gen, snapshot) or staged != (writer.frames,
+                                                                            total):
                 self.conn.execute("DELETE FROM frames WHERE session_id = ? AND generation = ?",
                                   (session_id, new_gen))
                 return 0
@@ -489,6 +491,42 @@ class Tier1:
             after = db.one(self.conn, "SELECT stored_bytes FROM sessions WHERE id = ?",
                            (session_id,))[0]
         return int(before - after)
+
+    def _seal_base(self, session_id: str) -> tuple[int, list[Any]] | None:
+        """What a seal started from: the frame generation and the files' sizes. A seal may
+        switch over only if these are unchanged, and the session is not evicted."""
+        row = self.conn.execute("SELECT frame_gen, state FROM sessions WHERE id = ?",
+                                (session_id,)).fetchone()
+        if row is None or row[1] == "evicted":
+            return None
+        return int(row[0]), list(self.conn.execute(
+            "SELECT id, raw_bytes, chunks FROM files WHERE session_id = ? ORDER BY id",
+            (session_id,)))
+
+    def _drop_generation(self, session_id: str, generation: int) -> None:
+        with self.transaction("seal-drop"):
+            self.conn.execute("DELETE FROM frames WHERE session_id = ? AND generation = ?",
+                              (session_id, generation))
+
+    def leaked_frames(self) -> list[tuple[str, int, int]]:
+        """(session id, frame count, stored bytes) of frames no read can reach and no seal
+        will switch to: those of an evicted session, and generations older than the
+        session's current one. (Staged frames of a live seal are one generation newer.)"""
+        return [(str(sid), int(n), int(size)) for sid, n, size in self.conn.execute(
+            "SELECT f.session_id, count(*), sum(length(f.data)) FROM frames f "
+            "JOIN sessions s ON s.id = f.session_id "
+            "WHERE s.state = 'evicted' OR f.generation < s.frame_gen "
+            "GROUP BY f.session_id ORDER BY f.session_id")]
+
+    def free_leaked_frames(self) -> list[tuple[str, int, int]]:
+        """Delete the frames `leaked_frames` names (their trigger takes them off the
+        totals). The caller owns the transaction."""
+        leaked = self.leaked_frames()
+        self.conn.execute(
+            "DELETE FROM frames WHERE id IN (SELECT f.id FROM frames f "
+            "JOIN sessions s ON s.id = f.session_id "
+            "WHERE s.state = 'evicted' OR f.generation < s.frame_gen)")
+        return leaked
 
     # -- eviction and forgetting --------------------------------------------------------
 
@@ -586,6 +624,10 @@ class Tier1:
                 "SELECT DISTINCT session_id FROM frames "
                 "WHERE session_id NOT IN (SELECT id FROM sessions)"):
             problems.append(f"tier1: frames of {sid} belong to no session")
+        for sid, n, size in self.leaked_frames():
+            problems.append(f"tier1: session {sid} keeps {n} frames ({size} bytes) that no "
+                            "read uses (evicted, or an older seal's); `check --repair` frees "
+                            "them")
         for (fid,) in list(self.conn.execute(
                 "SELECT id FROM files WHERE chunks > 0 OR sealed_len > 0")):
             try:
@@ -600,13 +642,20 @@ class _Interrupted(Exception):
     pass
 
 
+class _Abandoned(Exception):
+    """The session was evicted, or sealed by another process, while a seal staged frames."""
+
+
 class _FrameWriter:
     """Streams a session into frames of `frame_bytes`, each staged in its own transaction.
     Only compressed output is held: memory stays flat however large the session is."""
 
-    def __init__(self, tier1: Tier1, session_id: str, generation: int, level: int,
-                 frame_bytes: int, total: int, interrupted: Callable[[], bool]) -> None:
+    def __init__(self, tier1: Tier1, session_id: str, base_generation: int, generation: int,
+                 level: int, frame_bytes: int, total: int,
+                 interrupted: Callable[[], bool]) -> None:
         self.tier1, self.session_id, self.generation = tier1, session_id, generation
+        self.base_generation = base_generation
+        self.frames = 0
         self.level, self.frame_bytes, self.left = level, frame_bytes, total
         self.interrupted = interrupted
         self.stream_pos = 0
@@ -650,11 +699,18 @@ class _FrameWriter:
             return
         self.out.append(self.cobj.flush())
         with self.tier1.transaction("seal-stage"):
+            # Checked in the staging transaction itself: once an eviction has committed, no
+            # frame of this seal can be added behind it.
+            row = self.tier1.conn.execute("SELECT frame_gen, state FROM sessions WHERE id = ?",
+                                          (self.session_id,)).fetchone()
+            if row is None or row[1] == "evicted" or row[0] != self.base_generation:
+                raise _Abandoned
             self.tier1.conn.execute(
                 "INSERT INTO frames (session_id, generation, stream_offset, raw_len, crc,"
                 " level, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (self.session_id, self.generation, self.stream_pos, self.taken, self.crc,
                  self.level, b"".join(self.out)))
+        self.frames += 1
         self.stream_pos += self.taken
         self.left -= self.taken
         self._start()

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from session_memory.memory import Memory
-from session_memory.store.tier1 import DEEP_SEAL_LEVEL, SEAL_LEVEL
+from session_memory.store.tier1 import DEEP_SEAL_LEVEL, SEAL_LEVEL, Tier1
 
 
 def _grow(path: Path, memory: Memory, appends: int) -> bytes:
@@ -229,3 +229,56 @@ def test_a_damaged_sealed_frame_is_caught_by_its_own_checksum(memory: Memory,
         conn.execute("UPDATE frames SET data = ?", (bytes(data),))
     problems = memory.check()
     assert any("frame at 0" in p and "checksum" in p for p in problems), problems
+
+
+def test_a_seal_racing_an_eviction_leaks_nothing(memory: Memory,
+                                                 sources: dict[str, Path]) -> None:
+    """The eviction commits (from another connection, as the sweep does) while the seal is
+    staging frames: nothing of the staged frames may stay behind (issue 12, item 5)."""
+    f = sources["mytool"] / "s.jsonl"
+    rnd = random.Random(7)
+    for _ in range(3):  # three chunks: the seal reads the later ones after the eviction
+        with f.open("a") as out:
+            out.write("".join(json.dumps({"i": i, "t": rnd.getrandbits(256)}) + "\n"
+                              for i in range(15_000)))
+        memory.ingest()
+    sid = "mytool:s.jsonl"
+    other = Tier1(memory.tier1.path)
+    calls = []
+
+    def evict_meanwhile() -> bool:
+        calls.append(1)
+        if len(calls) == 3:
+            with other.transaction("evict"):
+                other.evict(sid, memory.clock.now())
+        return False
+
+    try:
+        assert memory.tier1.seal_session(sid, frame_bytes=256 * 1024,
+                                         interrupted=evict_meanwhile) == 0
+    finally:
+        other.close()
+    assert len(calls) >= 3
+    row = memory.tier1.conn.execute(
+        "SELECT state, raw_bytes, stored_bytes FROM sessions WHERE id = ?", (sid,)).fetchone()
+    assert tuple(row) == ("evicted", 0, 0)
+    assert memory.tier1.conn.execute("SELECT count(*) FROM frames").fetchone()[0] == 0
+    assert memory.tier1.totals()["stored_bytes"] == 0
+    assert memory.check() == []
+
+
+def test_check_sees_and_repair_frees_frames_leaked_by_an_evicted_session(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    """A store damaged by the old race: an evicted session still holding staged frames."""
+    sid, _ = _sealed_session(memory, sources)
+    conn = memory.tier1.conn
+    with memory.tier1.transaction():
+        memory.tier1.evict(sid, memory.clock.now())
+        conn.execute("INSERT INTO frames (session_id, generation, stream_offset, raw_len, crc,"
+                     " level, data) VALUES (?, 7, 0, 1000, 0, 15, zeroblob(5000))", (sid,))
+    assert any("evicted" in p and sid in p for p in memory.check())
+    fixed = memory.repair()
+    assert any(sid in line for line in fixed)
+    assert conn.execute("SELECT count(*) FROM frames").fetchone()[0] == 0
+    assert memory.show(sid)["stored_bytes"] == 0 and memory.tier1.totals()["stored_bytes"] == 0
+    assert memory.check() == []
