@@ -379,6 +379,12 @@ class Ingestor:
         if cursor is None:
             cursor = self._new_cursor(source, role, relpath)
         elif self.tier1.session_state(cursor.session_id) == "evicted":
+            if _holds_only(content, cursor):
+                # Touched, copied, moved or recompressed, but no new byte: the budget that
+                # evicted it still holds. Only the new stat is remembered.
+                self._remember_stat(cursor, relpath, st, expected)
+                return
+            content.rewind()
             with self.tier1.transaction("ingest"):
                 self.tier1.revive_evicted(cursor.session_id)
             logger.info("evicted session grew: ingesting it again from its source",
@@ -436,6 +442,15 @@ class Ingestor:
         summary.bytes_added += writer.written
         summary.sessions |= writer.touched
 
+    def _remember_stat(self, cursor: Cursor, relpath: PurePosixPath, st: os.stat_result,
+                       expected: tuple[int, int, int] | None) -> None:
+        with self.tier1.transaction("ingest"):
+            if _cursor_state(self.tier1.cursor(cursor.source, cursor.path)) != expected:
+                raise _CursorMovedError(str(relpath))
+            cursor.phys_path = str(relpath)
+            cursor.dev, cursor.ino, cursor.size, cursor.mtime_ns = _stat_key(st)
+            self.tier1.save_cursor(cursor)
+
     def _compressed_blocks(self, content: Content, first: tuple[bytes, Packed] | None = None
                            ) -> Iterator[tuple[bytes, Packed]]:
         """Blocks with their compressed form; the next blocks compress on the pool (GIL
@@ -465,6 +480,16 @@ class Ingestor:
 
 class _CursorMovedError(Exception):
     pass
+
+
+def _holds_only(content: Content, cursor: Cursor) -> bool:
+    """Whether the file holds exactly the bytes the cursor has seen: the same length, and
+    the fingerprints of their first and last FP_BYTES kept when they were read."""
+    if not cursor.offset or cursor.head_fp is None or cursor.tail_fp is None:
+        return False
+    head, tail = content.prefix(cursor.offset)
+    return (head is not None and fingerprint(head) == cursor.head_fp
+            and fingerprint(tail) == cursor.tail_fp and not content.read(1))
 
 
 def _cursor_state(cursor: Cursor | None) -> tuple[int, int, int] | None:

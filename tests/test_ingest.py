@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -174,6 +175,84 @@ def test_evicted_session_that_grows_is_ingested_again(memory: Memory, sources: d
     memory.ingest()
     row = memory.show("mytool:s.jsonl")
     assert row["state"] != "evicted"
+    assert exported(memory, "mytool:s.jsonl", tmp_path / "o") == {"s.jsonl": f.read_bytes()}
+    assert memory.check() == []
+
+
+def _evicted(memory: Memory, sid: str) -> None:
+    with memory.tier1.transaction():
+        memory.tier1.evict(sid, memory.clock.now())
+
+
+def _stays_evicted(memory: Memory, sid: str) -> None:
+    summary = memory.ingest()
+    row = memory.show(sid)
+    assert (row["state"], row["raw_bytes"], row["stored_bytes"]) == ("evicted", 0, 0)
+    assert summary.bytes_added == 0 and memory.tier1.totals()["stored_bytes"] == 0
+    assert memory.ingest().files_changed == 0  # the new stat is remembered: not read again
+    assert memory.check() == []
+
+
+def test_an_evicted_session_stays_evicted_when_only_touched(memory: Memory,
+                                                            sources: dict[str, Path]) -> None:
+    f = sources["mytool"] / "s.jsonl"
+    f.write_bytes(b'{"a": 1}\n' * 1000)
+    memory.ingest()
+    _evicted(memory, "mytool:s.jsonl")
+    os.utime(f, (memory.clock.now() + 50, memory.clock.now() + 50))
+    _stays_evicted(memory, "mytool:s.jsonl")
+
+
+def test_an_evicted_session_stays_evicted_when_its_home_is_copied(memory: Memory,
+                                                                  sources: dict[str, Path]
+                                                                  ) -> None:
+    root = sources["claude-code"]
+    (root / "-p" / SID / "subagents").mkdir(parents=True)
+    (root / "-p" / f"{SID}.jsonl").write_bytes(b"".join(claude_line(i) for i in range(50)))
+    (root / "-p" / SID / "subagents" / "agent-a.jsonl").write_bytes(claude_line(99))
+    memory.ingest()
+    sid = f"claude-code:{SID}"
+    _evicted(memory, sid)
+    # A copy of the home folder: new inodes, and (a plain cp) new mtimes, same bytes.
+    root.rename(root.with_name("old"))
+    shutil.copytree(root.with_name("old"), root, copy_function=shutil.copyfile)
+    _stays_evicted(memory, sid)
+
+
+def test_an_evicted_codex_session_stays_evicted_when_compressed(memory: Memory,
+                                                                sources: dict[str, Path],
+                                                                tmp_path: Path) -> None:
+    day = sources["codex"] / "sessions" / "2026" / "01" / "02"
+    day.mkdir(parents=True)
+    name = "rollout-2026-01-02T03-04-05-11111111-1111-4111-8111-111111111111.jsonl"
+    body = (b'{"timestamp":"2026-01-02T03:04:05Z","type":"session_meta","payload":'
+            b'{"id":"11111111-1111-4111-8111-111111111111","cwd":"/w"}}\n'
+            + b'{"type":"event_msg","payload":{"type":"x"}}\n' * 500)
+    (day / name).write_bytes(body)
+    memory.ingest()
+    sid = "codex:11111111-1111-4111-8111-111111111111"
+    _evicted(memory, sid)
+    (day / (name + ".zst")).write_bytes(zstandard.ZstdCompressor().compress(body))
+    (day / name).unlink()
+    _stays_evicted(memory, sid)
+    # Really new content does come back, whole.
+    more = body + b'{"type":"event_msg","payload":{"type":"y"}}\n'
+    (day / (name + ".zst")).write_bytes(zstandard.ZstdCompressor().compress(more))
+    memory.ingest()
+    assert memory.show(sid)["state"] != "evicted"
+    assert exported(memory, sid, tmp_path / "o") == {f"sessions/2026/01/02/{name}": more}
+
+
+def test_an_evicted_session_rewritten_in_place_comes_back(memory: Memory,
+                                                          sources: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    f = sources["mytool"] / "s.jsonl"
+    f.write_bytes(b'{"a": 1}\n' * 100)
+    memory.ingest()
+    _evicted(memory, "mytool:s.jsonl")
+    f.write_bytes(b'{"b": 2}\n' * 100)  # same size, other content
+    memory.ingest()
+    assert memory.show("mytool:s.jsonl")["state"] != "evicted"
     assert exported(memory, "mytool:s.jsonl", tmp_path / "o") == {"s.jsonl": f.read_bytes()}
     assert memory.check() == []
 
