@@ -12,10 +12,10 @@ from typing import Any
 
 import platformdirs
 
+from session_memory import formats
 from session_memory.errors import ConfigError
 
 APP = "session-memory"
-FORMATS = ("claude-code", "codex", "gemini-cli", "aider", "jsonl")
 
 _SIZE_UNITS = {
     "": 1, "b": 1,
@@ -180,18 +180,21 @@ def _expand(path: str) -> Path:
 
 def _source(name: str, table: dict[str, Any]) -> Source:
     fmt = table.get("format")
-    if fmt not in FORMATS:
-        raise ConfigError(
-            f"sources.{name}.format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt not in formats.names():
+        raise ConfigError(f"sources.{name}.format: expected one of "
+                          f"{', '.join(formats.names())}, got {fmt!r}")
     root = table.get("root")
-    if not isinstance(root, str) or not root:
+    # Unset, the root is where the tool itself writes (its environment variable honoured).
+    default_root = formats.get(fmt).default_root() if root is None else None
+    if default_root is None and (not isinstance(root, str) or not root):
         raise ConfigError(f"sources.{name}.root: expected a folder path, got {root!r}")
     enabled = table.get("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError(f"sources.{name}.enabled: expected true or false, got {enabled!r}")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ConfigError(f"sources.{name}: a source name may hold only letters, digits, . _ -")
-    return Source(name=name, format=fmt, root=_expand(root), enabled=enabled)
+    return Source(name=name, format=fmt, enabled=enabled,
+                  root=default_root if default_root is not None else _expand(str(root)))
 
 
 def settings_from(doc: dict[str, Any]) -> Settings:

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from session_memory import config, log, maintenance
+from session_memory import config, formats, log, maintenance
 from session_memory.clock import Clock, SystemClock
 from session_memory.config import Settings
 from session_memory.errors import (
@@ -30,7 +30,6 @@ from session_memory.errors import (
     StoreBusyError,
     StoreFullError,
 )
-from session_memory.formats import aider
 from session_memory.fswalk import Walker
 from session_memory.ingest import IngestSummary
 from session_memory.memory import DAEMON_LOCK, Memory
@@ -415,9 +414,10 @@ class Daemon:
 
     def _sync_watches(self) -> None:
         assert self.memory is not None
-        aider_files = {s.name: [c.phys_path for c in self.memory.tier1.cursors(s.name)]
-                       for s in self.settings.enabled_sources if s.format == aider.NAME}
-        self.watcher.sync(self.settings.enabled_sources, aider_files)
+        known_files = {s.name: [c.phys_path for c in self.memory.tier1.cursors(s.name)]
+                       for s in self.settings.enabled_sources
+                       if formats.get(s.format).WATCH.known_folders_only}
+        self.watcher.sync(self.settings.enabled_sources, known_files)
 
     # -- status -------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import stat
 import threading
 import zlib
@@ -19,7 +20,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from types import ModuleType
 from typing import Any
 
 import zstandard
@@ -27,7 +27,7 @@ import zstandard
 from session_memory import formats, log
 from session_memory.clock import Clock, SystemClock
 from session_memory.config import Settings, Source
-from session_memory.formats.base import FileRole
+from session_memory.formats.base import FileRole, Format
 from session_memory.fswalk import Entry, OsWalker, Walker
 from session_memory.readers import (
     BLOCK_BYTES,
@@ -370,7 +370,7 @@ class Ingestor:
                       offset=0, head_fp=None, tail_fp=None, dev=None, ino=None, size=None,
                       mtime_ns=None)
 
-    def _append(self, source: Source, fmt: ModuleType, role: FileRole, relpath: PurePosixPath,
+    def _append(self, source: Source, fmt: Format, role: FileRole, relpath: PurePosixPath,
                 cursor: Cursor | None, st: os.stat_result, content: Content,
                 summary: IngestSummary, on_bytes: Progress | None,
                 prefetched: Prefetched | None = None) -> None:
@@ -519,6 +519,8 @@ class _PieceWriter:
         # Rows this writer created, already as save() would leave them.
         self.new_sessions: set[str] = set()
         self.new_file_ids: set[int] = set()
+        self.ended: set[str] = set()
+        """Sessions whose end record was among the bytes written."""
         self.written = 0
 
     def open_session(self, native: str) -> None:
@@ -544,6 +546,9 @@ class _PieceWriter:
             self.new_file_ids.add(c.file_id)
             if self.role.snapshot:
                 self.tier1.drop_older_versions(self.source, self.role.logical_path, c.version)
+        if self.role.end_record is not None and _ends_in(self.role.end_record,
+                                                         self.tail[-256:], piece):
+            self.ended.add(c.session_id)
         data, crc = packed if packed is not None else compress(piece)
         self.tier1.add_chunk(c.file_id, c.offset - self.base, piece, data, INGEST_LEVEL, crc)
         if len(self.head) < FP_BYTES:
@@ -561,8 +566,19 @@ class _PieceWriter:
         self.tier1.save_cursor(c)
         for sid in self.touched - self.new_sessions:
             self.tier1.session_grew(sid, st.st_mtime)
+        for sid in self.ended:
+            self.tier1.mark_ended(sid)  # after session_grew, which clears the mark
         if c.file_id and c.file_id not in self.new_file_ids:
             self.tier1.set_file_mtime(c.file_id, st.st_mtime)
+
+
+def _ends_in(end_record: re.Pattern[bytes], before: bytes, piece: bytes) -> bool:
+    """An end record that finishes within `piece` (one cut by a block boundary, begun in
+    the bytes `before` it, counts; one wholly before it was seen already)."""
+    if end_record.search(piece):
+        return True
+    seam = before + piece[:len(before)]
+    return any(m.end() > len(before) for m in end_record.finditer(seam))
 
 
 def seal_ended(tier1: Tier1, settings: Settings, clock: Clock, *, workers: int = 1) -> int:

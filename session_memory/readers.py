@@ -1,5 +1,5 @@
-"""How a source file's bytes are read: plain or zstd-compressed (a Codex .jsonl.zst is
-stored as its decompressed text), and cut where a new run starts (Aider's run headers)."""
+"""How a source file's bytes are read: plain or zstd-compressed (a .jsonl.zst is stored
+as its decompressed text), and cut where a new run starts (a history file's run headers)."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ class PlainContent(Content):
 
 
 class ZstdContent(Content):
-    """A Codex .jsonl.zst read as its decompressed text, streamed."""
+    """A .jsonl.zst read as its decompressed text, streamed."""
 
     def __init__(self, fd: int) -> None:
         self.file = os.fdopen(os.dup(fd), "rb")
@@ -131,7 +131,7 @@ class ZstdContent(Content):
 
 
 class RunSplitter:
-    """Cuts a stream where a line starts with the run marker (Aider's run headers).
+    """Cuts a stream where a line starts with the run marker (a history file's run headers).
     A possible marker cut by a block boundary is held back until the next block."""
 
     def __init__(self, marker: bytes | None, prev_byte: bytes) -> None:

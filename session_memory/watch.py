@@ -31,7 +31,6 @@ from watchdog.observers.polling import PollingObserver
 
 from session_memory import formats, log
 from session_memory.config import Source
-from session_memory.formats import aider
 
 logger = log.get("session_memory.watch")
 
@@ -46,7 +45,6 @@ POLL_INTERVAL = 5.0
 # that folder, and warns about it; the watch is fine, the warning is noise in the journal.
 warnings.filterwarnings("ignore", message="Callback with id .* already exists",
                         category=RuntimeWarning)
-MAX_AIDER_DIRS = 1000
 Trouble = Literal["overflow", "watch-limit", "root-gone"]
 Mode = Literal["inotify", "polling", "rescan-only"]
 
@@ -93,28 +91,30 @@ class Watcher:
     # -- what to watch ------------------------------------------------------------------
 
     @staticmethod
-    def specs(sources: list[Source], aider_files: dict[str, list[str]]) -> list[WatchSpec]:
-        """The folders to watch: each root, recursively, except where that would mean the
-        whole home folder (Aider's default root): there only the folders known to hold a
-        history file, each on its own; new repositories are found by the rescans."""
+    def specs(sources: list[Source], known_files: dict[str, list[str]]) -> list[WatchSpec]:
+        """The folders to watch: each root, recursively, unless its format watches only
+        the folders known to hold its files (`known_files`, by source, relative to the
+        root), each on its own; new folders are then found by the rescans. A root that is
+        the whole home folder (or above) is left to the rescans."""
         home = os.path.realpath(Path.home())
         out: list[WatchSpec] = []
         for source in sources:
             root = os.path.realpath(source.root)
-            if source.format == aider.NAME:
-                known = aider_files.get(source.name, [])
+            policy = formats.get(source.format).WATCH
+            if policy.known_folders_only:
+                known = known_files.get(source.name, [])
                 dirs = sorted({str(Path(root, rel).parent) for rel in known})
-                out += [WatchSpec(source, d, False) for d in dirs[:MAX_AIDER_DIRS]]
+                out += [WatchSpec(source, d, False) for d in dirs[:policy.max_known_folders]]
             elif root == home or home.startswith(root.rstrip("/") + "/"):
                 continue  # a whole home (or above) is left to the rescans
             else:
                 out.append(WatchSpec(source, root, True))
         return out
 
-    def sync(self, sources: list[Source], aider_files: dict[str, list[str]]) -> None:
+    def sync(self, sources: list[Source], known_files: dict[str, list[str]]) -> None:
         """Make the watches match the config and what exists now. Called from the main loop
         at start, after each rescan and after a reload; cheap when nothing changed."""
-        wanted = {(s.source.name, s.path): s for s in self.specs(sources, aider_files)}
+        wanted = {(s.source.name, s.path): s for s in self.specs(sources, known_files)}
         for key in list(self._active):
             act = self._active[key]
             replaced = _identity(act.spec.path) != act.identity
@@ -238,7 +238,7 @@ class _Handler(FileSystemEventHandler):
         dirs = rel.parts if is_dir else rel.parts[:-1]
         if any(self.fmt.prune(PurePosixPath(*dirs[:i])) for i in range(1, len(dirs) + 1)):
             return False
-        return is_dir or self.fmt.NAME != aider.NAME or rel.name == aider.HISTORY
+        return is_dir or self.fmt.WATCH.wants_file(rel.name)
 
 
 # -- inotify with trouble reports ------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -355,3 +356,12 @@ def test_two_processes_never_store_the_same_bytes_twice(memory: Memory, sources:
     assert summary.bytes_added == 0 and summary.errors == 0
     assert exported(memory, "mytool:race.jsonl", tmp_path / "o") == {"race.jsonl": f.read_bytes()}
     assert memory.check() == []
+
+
+def test_an_end_record_ends_the_session_only_where_it_is_newly_written() -> None:
+    _ends_in = ingest_mod._ends_in
+    end = re.compile(rb'"type":"session\.shutdown"')
+    record = b'{"type":"session.shutdown"}\n'
+    assert _ends_in(end, b"", record)
+    assert _ends_in(end, b'..{"type":"sess', b'ion.shutdown"}\n')  # cut by a block boundary
+    assert not _ends_in(end, record, b'{"type":"user.message"}\n')  # resumed after it

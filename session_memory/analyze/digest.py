@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from session_memory.analyze import events as ev
 from session_memory.analyze.fingerprint import fingerprint, snippet
 from session_memory.analyze.redact import redact_all
+from session_memory.formats import events as ev
 
 ANALYZER_VERSION = 1
 """Bump when a digest rule changes: `analyze --force` re-derives old digests."""
@@ -129,8 +129,10 @@ class _Facts:
 class DigestBuilder(ev.Sink):
     """The sink that counts: it folds what a parser reports into a digest as it comes."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, *, record_times: bool = True) -> None:
         self.source = source
+        self.record_times = record_times
+        """False: the format times only a session's start, so its duration is unknown."""
         self.facts = _Facts()
         self.tool_title: str | None = None
         self.first_ts: str | None = None
@@ -329,7 +331,7 @@ class DigestBuilder(ev.Sink):
             "models": list(self.models),
             "started_at": started,
             "ended_at": ended,
-            "duration_s": _duration(started, ended) if self.source != "aider" else None,
+            "duration_s": _duration(started, ended) if self.record_times else None,
             "user_turns": turns,
             "tool_calls": dict(sorted(self.tool_calls.items(), key=lambda kv: (-kv[1], kv[0]))),
             "files_edited": self.files_edited.as_list(),
@@ -357,9 +359,10 @@ class DigestBuilder(ev.Sink):
         return result
 
 
-def build(source: str, parse: Callable[[ev.Sink], None]) -> dict[str, Any]:
+def build(source: str, parse: Callable[[ev.Sink], None], *,
+          record_times: bool = True) -> dict[str, Any]:
     """The redacted digest of what `parse` reports (a format's parse, its pieces bound)."""
-    builder = DigestBuilder(source)
+    builder = DigestBuilder(source, record_times=record_times)
     parse(builder)
     return builder.digest()
 
@@ -379,7 +382,7 @@ def _one_line(text: str, limit: int) -> str:
 
 
 def to_epoch(value: Any) -> float | None:
-    """An ISO 8601 time (naive ones as local time, as Aider writes them) to epoch seconds."""
+    """An ISO 8601 time (naive ones as local time, as some tools write them) to epoch seconds."""
     if not isinstance(value, str):
         return None
     try:

@@ -101,7 +101,7 @@ def _format_of_or_none(settings: Settings, source: str) -> str | None:
     configured = settings.sources.get(source)
     if configured is not None:
         return configured.format
-    return source if source in formats.MODULE_NAMES else None  # a built-in one since removed
+    return source if source in formats.names() else None  # a built-in one since removed
 
 
 def _digests(tier1: Tier1, formats_by_source: dict[str, str | None],

@@ -24,8 +24,8 @@ from typing import Any
 
 from session_memory import formats
 from session_memory.analyze.digest import build
-from session_memory.analyze.events import Piece
 from session_memory.errors import SessionMemoryError, StoreBusyError
+from session_memory.formats.events import Piece
 from session_memory.store import db
 from session_memory.store.tier1 import StoredFile, Tier1
 
@@ -44,9 +44,10 @@ def digest_or_error(tier1: Tier1, formats_by_source: dict[str, str | None],
         if fmt is None:
             raise SessionMemoryError(f"source {row['source']!r} is not in the config")
         with tier1.snapshot():  # one consistent state, even if a seal switches meanwhile
-            parse = formats.get(fmt).parse
+            module = formats.get(fmt)
             return build(row["source"], functools.partial(
-                parse, pieces(tier1, tier1.files(row["id"]))))
+                module.parse, pieces(tier1, tier1.files(row["id"]))),
+                record_times=module.RECORD_TIMES)
     except StoreBusyError:
         raise
     except Exception as e:  # a corrupt chunk or a parser bug must not stop the pass

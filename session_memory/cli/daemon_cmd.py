@@ -131,7 +131,7 @@ def _read_stdin(timeout: float) -> str:
 @json_option
 @pass_ctx
 def hook_session_end(ctx: Context, as_json: bool) -> None:
-    """Claude Code's SessionEnd hook: store the session now and mark it ended.
+    """An agent tool's end-of-session hook: store the session now and mark it ended.
     Reads the hook's JSON on stdin. Never fails the agent: errors are logged, exit 0."""
     logger = log.get("session_memory.hook")
     result: dict[str, Any] = {"ok": False}

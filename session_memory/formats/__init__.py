@@ -1,20 +1,32 @@
-"""One module per agent tool. Adding a tool means adding a module and listing it here."""
+"""The agent tools we read: one module per tool in this package (see base.py for what a
+module declares). This registry is the one list of formats: the config, the ingest, the
+watcher, the daemon, the hook and the analyzer all ask it.
+
+Modules are found by name without importing them, and imported when first asked for: an
+analysis worker process starts faster with only the format it reads."""
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+import pkgutil
+from functools import cache
+from typing import cast
 
-MODULE_NAMES = {
-    "claude-code": "claude_code",
-    "codex": "codex",
-    "gemini-cli": "gemini_cli",
-    "aider": "aider",
-    "jsonl": "jsonl",
-}
-"""Format name -> its module, imported when first asked for: an analysis worker process
-starts faster with only the format it reads."""
+from session_memory.formats.base import Format
+
+CONTRACT_MODULES = frozenset({"base", "events"})
+"""Modules of this package that are the contract, not a format."""
 
 
-def get(name: str) -> ModuleType:
-    return importlib.import_module(f"{__name__}.{MODULE_NAMES[name]}")
+@cache
+def names() -> tuple[str, ...]:
+    """Every format's name, in module order (`claude_code.py` is `claude-code`)."""
+    return tuple(m.name.replace("_", "-") for m in pkgutil.iter_modules(__path__)
+                 if m.name not in CONTRACT_MODULES and not m.name.startswith("_"))
+
+
+def get(name: str) -> Format:
+    """The format module called `name`; KeyError for a name that is not one."""
+    if name not in names():
+        raise KeyError(name)
+    return cast(Format, importlib.import_module(f"{__name__}.{name.replace('-', '_')}"))

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
-from session_memory.analyze.events import Piece, Sink, lines
-from session_memory.formats.base import FileRole, Head, is_hidden
+from session_memory.formats.base import FileRole, Head, WatchPolicy, is_hidden, no_hook
+from session_memory.formats.events import Piece, Sink, lines
 
 NAME = "aider"
 HISTORY = ".aider.chat.history.md"
 RUN_MARKER = b"# aider chat started at"
+# The root is a folder of repositories, the home folder by default: watching all of it
+# would mean watching everything; only repositories known to hold a history are watched.
+WATCH = WatchPolicy(known_folders_only=True, file_names=frozenset({HISTORY}))
+RECORD_TIMES = False  # only a run's start time is written: its duration is unknown
+hook_target = no_hook
 # The root is usually a folder of repositories (or ~): don't wander into build trees.
 _SKIP_DIRS = {"node_modules", "__pycache__", "venv", "target", "dist", "build", "site-packages"}
 MAX_DEPTH = 5
@@ -22,6 +27,10 @@ def identify(relpath: PurePosixPath, head: Head) -> FileRole | None:
         return None
     repo = relpath.parent.name or "."
     return FileRole(repo, str(relpath), run_marker=RUN_MARKER)
+
+
+def default_root() -> Path:
+    return Path.home()
 
 
 def prune(dir_relpath: PurePosixPath) -> bool:

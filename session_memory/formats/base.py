@@ -1,11 +1,36 @@
-"""What every format module provides to ingest: which files are sessions, and whose."""
+"""The format contract: what every format module in this package declares.
+
+A format module is one agent tool. It provides, as module-level names:
+
+- `NAME`: the format's name in the config (`format = "…"`), the module's name with `-`
+  for `_`;
+- `default_root() -> Path | None`: where the tool writes its sessions, honouring the
+  tool's own environment variable; None where the config must name the root;
+- `identify(relpath, head) -> FileRole | None`: which files under the root are session
+  files, and whose (the session's native id, how the file grows, what ends the session);
+- `prune(dir_relpath) -> bool`: folders never worth walking into (depth, ignores);
+- `WATCH: WatchPolicy`: how the daemon watches the root;
+- `RECORD_TIMES: bool`: the tool stamps its records with times, so a session's duration
+  can be known;
+- `hook_target(payload) -> HookTarget | None`: what the tool's end-of-session hook payload
+  names, where the tool has such a hook (None otherwise);
+- `parse(pieces, out)`: reads a session's stored pieces and reports each fact to the
+  digest builder's Sink (formats/events.py).
+
+The package finds every module in it (formats/__init__.py): adding a tool means adding
+one module.
+"""
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import PurePosixPath
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
+
+from session_memory.formats.events import Piece, Sink
 
 HEAD_BYTES = 64 * 1024
 
@@ -25,7 +50,67 @@ class FileRole:
     snapshot: bool = False
     """The tool rewrites the whole file: a new version replaces the previous one."""
     run_marker: bytes | None = None
-    """Each line starting with this begins a new session (Aider's runs)."""
+    """Each line starting with this begins a new session (a history file of many runs)."""
+    end_record: re.Pattern[bytes] | None = None
+    """A record that, once appended to this file, says the session has ended (without it,
+    a session ends after `idle_seconds` without writes)."""
+
+
+@dataclass(frozen=True)
+class WatchPolicy:
+    """How the daemon watches a source root. The rescans stay the source of truth: a
+    watch only makes the daemon quicker to notice."""
+
+    known_folders_only: bool = False
+    """Never watch the whole root (it may be as wide as the home folder): only the folders
+    that hold files already stored, each on its own; the rescans find new ones."""
+    file_names: frozenset[str] | None = None
+    """Only changes to files of these names matter (None: any file not pruned)."""
+    max_known_folders: int = 1000
+
+    def wants_file(self, name: str) -> bool:
+        return self.file_names is None or name in self.file_names
+
+
+WHOLE_ROOT = WatchPolicy()
+
+
+@dataclass(frozen=True)
+class HookTarget:
+    """The session an end-of-session hook names: its native id and the files to store now."""
+
+    native_id: str
+    paths: list[Path] = field(default_factory=list)
+
+
+class Format(Protocol):
+    """A format module, as the rest of the program sees it."""
+
+    NAME: str
+    WATCH: WatchPolicy
+    RECORD_TIMES: bool
+
+    def default_root(self) -> Path | None: ...
+
+    def identify(self, relpath: PurePosixPath, head: Head) -> FileRole | None: ...
+
+    def prune(self, dir_relpath: PurePosixPath) -> bool: ...
+
+    def hook_target(self, payload: dict[str, Any]) -> HookTarget | None: ...
+
+    def parse(self, pieces: Sequence[Piece], out: Sink) -> None: ...
+
+
+def env_root(variable: str, default: str, *below: str) -> Path:
+    """A root under the folder an environment variable names (when set and not empty),
+    else under `default` (with `~` expanded)."""
+    base = os.environ.get(variable) or default
+    return Path(os.path.expanduser(base), *below)
+
+
+def no_hook(payload: dict[str, Any]) -> HookTarget | None:
+    """For a tool without an end-of-session hook."""
+    return None
 
 
 def first_match(pattern: bytes, head: Head) -> str | None:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import msgspec
 
-from session_memory.analyze.events import (
+from session_memory.formats.base import (
+    WHOLE_ROOT,
+    FileRole,
+    Head,
+    HookTarget,
+    env_root,
+    first_match,
+)
+from session_memory.formats.events import (
     JSON_ERRORS,
     Piece,
     Records,
@@ -20,9 +29,10 @@ from session_memory.analyze.events import (
     str_or_none,
     text_of,
 )
-from session_memory.formats.base import FileRole, Head, first_match
 
 NAME = "claude-code"
+WATCH = WHOLE_ROOT
+RECORD_TIMES = True
 # Older versions wrote subagents flat beside sessions; their lines carry the parent's id.
 _SESSION_ID = rb'"sessionId"\s*:\s*"([^"]+)"'
 
@@ -43,8 +53,26 @@ def identify(relpath: PurePosixPath, head: Head) -> FileRole | None:
     return FileRole(parts[1], str(relpath))
 
 
+def default_root() -> Path:
+    return env_root("CLAUDE_CONFIG_DIR", "~/.claude", "projects")
+
+
 def prune(dir_relpath: PurePosixPath) -> bool:
     return False
+
+
+def hook_target(payload: dict[str, Any]) -> HookTarget | None:
+    """The SessionEnd hook sends `{"session_id", "transcript_path", "cwd", "reason", …}`:
+    the transcript, and its folder of subagent transcripts and tool results beside it."""
+    native = payload.get("session_id")
+    if not isinstance(native, str) or not native:
+        return None
+    transcript = payload.get("transcript_path")
+    paths: list[Path] = []
+    if isinstance(transcript, str) and transcript:
+        path = Path(os.path.expanduser(transcript))
+        paths = [p for p in (path, path.with_suffix("")) if p.exists()]
+    return HookTarget(native, paths)
 
 
 # -- analysis: stored pieces to events -------------------------------------------------

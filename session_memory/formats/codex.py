@@ -5,10 +5,18 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Sequence
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from session_memory.analyze.events import (
+from session_memory.formats.base import (
+    WHOLE_ROOT,
+    FileRole,
+    Head,
+    env_root,
+    first_match,
+    no_hook,
+)
+from session_memory.formats.events import (
     JSON_ERRORS,
     Piece,
     Records,
@@ -19,9 +27,11 @@ from session_memory.analyze.events import (
     str_or_none,
     text_of,
 )
-from session_memory.formats.base import FileRole, Head, first_match
 
 NAME = "codex"
+WATCH = WHOLE_ROOT
+RECORD_TIMES = True
+hook_target = no_hook
 _ROLLOUT = re.compile(r"rollout-.*\.jsonl(\.zst)?")
 _ANY_JSONL = re.compile(r".*\.jsonl(\.zst)?")
 _SESSION_DIRS = {"sessions", "archived_sessions"}
@@ -44,6 +54,10 @@ def identify(relpath: PurePosixPath, head: Head) -> FileRole | None:
         by_name = _UUID.search(relpath.name)
         native = by_name.group(1) if by_name else logical
     return FileRole(native, logical, compressed=compressed)
+
+
+def default_root() -> Path:
+    return env_root("CODEX_HOME", "~/.codex")
 
 
 def prune(dir_relpath: PurePosixPath) -> bool:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import msgspec
 
-from session_memory.analyze.events import (
+from session_memory.formats.base import WHOLE_ROOT, FileRole, Head, first_match, no_hook
+from session_memory.formats.events import (
     JSON_ERRORS,
     Piece,
     Records,
@@ -19,9 +20,11 @@ from session_memory.analyze.events import (
     str_or_none,
     text_of,
 )
-from session_memory.formats.base import FileRole, Head, first_match
 
 NAME = "gemini-cli"
+WATCH = WHOLE_ROOT
+RECORD_TIMES = True
+hook_target = no_hook
 _SESSION_ID = rb'"sessionId"\s*:\s*"([^"]+)"'
 
 
@@ -40,6 +43,10 @@ def identify(relpath: PurePosixPath, head: Head) -> FileRole | None:
         native = first_match(_SESSION_ID, head) or relpath.stem
         return FileRole(native, str(relpath), snapshot=True)
     return None
+
+
+def default_root() -> Path:
+    return Path("~/.gemini/tmp").expanduser()
 
 
 def prune(dir_relpath: PurePosixPath) -> bool:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from session_memory.analyze.events import (
+from session_memory.formats.base import WHOLE_ROOT, FileRole, Head, no_hook
+from session_memory.formats.events import (
     Piece,
     Records,
     Sink,
@@ -15,15 +16,21 @@ from session_memory.analyze.events import (
     str_or_none,
     text_of,
 )
-from session_memory.formats.base import FileRole, Head
 
 NAME = "jsonl"
+WATCH = WHOLE_ROOT
+RECORD_TIMES = True
+hook_target = no_hook
 
 
 def identify(relpath: PurePosixPath, head: Head) -> FileRole | None:
     if not relpath.name.endswith(".jsonl"):
         return None
     return FileRole(str(relpath), str(relpath))
+
+
+def default_root() -> Path | None:
+    return None  # any tool: the config names its root
 
 
 def prune(dir_relpath: PurePosixPath) -> bool:

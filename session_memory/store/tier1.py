@@ -37,7 +37,7 @@ class CorruptChunkError(SessionMemoryError):
 
 @dataclass
 class Cursor:
-    """Where ingest stands in one source file (the logical path; a Codex .zst maps to .jsonl)."""
+    """Where ingest stands in one source file (the logical path; a .jsonl.zst maps to .jsonl)."""
 
     source: str
     path: str
@@ -58,7 +58,7 @@ class Cursor:
         return (self.dev, self.ino, self.size, self.mtime_ns) == (dev, ino, size, mtime_ns)
 
 
-# phys_path is stored only where it differs from path (a Codex .zst): saves a path a file.
+# phys_path is stored only where it differs from path (a .jsonl.zst): saves a path a file.
 _CURSOR_COLS = ("source, path, coalesce(phys_path, path), session_id, file_id, version, run, "
                 "offset, head_fp, tail_fp, dev, ino, size, mtime_ns")
 
@@ -147,7 +147,7 @@ class Tier1:
 
     def cursor_at(self, source: str, phys_path: str) -> Cursor | None:
         """The cursor that last read this physical file. A file is tracked under its own
-        path, except a Codex .zst, which is tracked under its .jsonl twin's."""
+        path, except a .jsonl.zst, which is tracked under its .jsonl twin's."""
         for path in dict.fromkeys((phys_path, phys_path.removesuffix(".zst"))):
             c = self.cursor(source, path)
             if c is not None and c.phys_path == phys_path:

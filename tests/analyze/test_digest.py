@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from session_memory.analyze.digest import MAX_LIST, build
-from session_memory.analyze.events import Sink
+from session_memory.formats.events import Sink
 
 Call = tuple[Any, ...]
 """A sink method's name and its arguments, as a parser would call it."""

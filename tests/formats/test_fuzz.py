@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from session_memory import formats
 from session_memory.analyze.digest import build
-from session_memory.analyze.events import Piece
+from session_memory.formats.events import Piece
 
 EXAMPLES = int(os.environ.get("SESSION_MEMORY_FUZZ_EXAMPLES", "150"))
 

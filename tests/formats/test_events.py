@@ -7,8 +7,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from session_memory.analyze import events
-from session_memory.analyze.events import Records, human_text, lines
+from session_memory.formats import events
+from session_memory.formats.events import Records, human_text, lines
 
 
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
