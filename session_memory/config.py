@@ -24,6 +24,8 @@ _SIZE_UNITS = {
     "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
 }
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MIN_INTERVAL_SECONDS = 1.0
+"""The floor of every interval: at 0 the daemon would sweep or rescan in a tight loop."""
 
 
 def parse_size(value: object, key: str) -> int:
@@ -50,6 +52,21 @@ def parse_duration(value: object, key: str) -> float:
         if m and m.group(2).lower() in _DURATION_UNITS:
             return float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
     raise ConfigError(f"{key}: expected a duration such as 30m or seconds, got {value!r}")
+
+
+def parse_interval(value: object, key: str) -> float:
+    """A duration that sets how often something repeats: at least MIN_INTERVAL_SECONDS."""
+    seconds = parse_duration(value, key)
+    if seconds < MIN_INTERVAL_SECONDS:
+        raise ConfigError(f"{key}: an interval must be at least {MIN_INTERVAL_SECONDS:g}s, "
+                          f"got {value!r}")
+    return seconds
+
+
+def _days(value: object, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"{key}: expected a number of days, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -93,6 +110,7 @@ class Retention:
     distilled_cap: int
     keep_free: KeepFree
     sweep_interval: float
+    report_max_age_days: float = 365.0
 
 
 @dataclass(frozen=True)
@@ -146,7 +164,7 @@ _SCHEMA: dict[str, set[str]] = {
     "storage": {"data_dir"},
     "retention": {
         "raw_soft_cap", "raw_hard_cap", "raw_max_age_days", "distilled_cap",
-        "keep_free", "sweep_interval",
+        "keep_free", "sweep_interval", "report_max_age_days",
     },
     "ingest": {"idle_seconds", "rescan_interval"},
 }
@@ -209,16 +227,15 @@ def settings_from(doc: dict[str, Any]) -> Settings:
         data_dir = _expand(data_dir_value)
     else:
         raise ConfigError(f"storage.data_dir: expected a folder path, got {data_dir_value!r}")
-    max_age = ret.get("raw_max_age_days")
-    if isinstance(max_age, bool) or not isinstance(max_age, int | float) or max_age < 0:
-        raise ConfigError(f"retention.raw_max_age_days: expected a number of days, got {max_age!r}")
     retention = Retention(
         raw_soft_cap=parse_size(ret.get("raw_soft_cap"), "retention.raw_soft_cap"),
         raw_hard_cap=parse_size(ret.get("raw_hard_cap"), "retention.raw_hard_cap"),
-        raw_max_age_days=float(max_age),
+        raw_max_age_days=_days(ret.get("raw_max_age_days"), "retention.raw_max_age_days"),
         distilled_cap=parse_size(ret.get("distilled_cap"), "retention.distilled_cap"),
         keep_free=parse_keep_free(ret.get("keep_free"), "retention.keep_free"),
-        sweep_interval=parse_duration(ret.get("sweep_interval"), "retention.sweep_interval"),
+        sweep_interval=parse_interval(ret.get("sweep_interval"), "retention.sweep_interval"),
+        report_max_age_days=_days(ret.get("report_max_age_days"),
+                                  "retention.report_max_age_days"),
     )
     if retention.raw_hard_cap < retention.raw_soft_cap:
         raise ConfigError("retention.raw_hard_cap: must not be below retention.raw_soft_cap")
@@ -227,7 +244,7 @@ def settings_from(doc: dict[str, Any]) -> Settings:
         data_dir=data_dir,
         retention=retention,
         idle_seconds=parse_duration(ing.get("idle_seconds"), "ingest.idle_seconds"),
-        rescan_interval=parse_duration(ing.get("rescan_interval"), "ingest.rescan_interval"),
+        rescan_interval=parse_interval(ing.get("rescan_interval"), "ingest.rescan_interval"),
         sources=sources,
         raw=doc,
     )
@@ -261,6 +278,7 @@ def as_document(settings: Settings) -> dict[str, Any]:
             "raw_soft_cap": r.raw_soft_cap, "raw_hard_cap": r.raw_hard_cap,
             "raw_max_age_days": r.raw_max_age_days, "distilled_cap": r.distilled_cap,
             "keep_free": keep_free, "sweep_interval": r.sweep_interval,
+            "report_max_age_days": r.report_max_age_days,
         },
         "ingest": {"idle_seconds": settings.idle_seconds,
                    "rescan_interval": settings.rescan_interval},

@@ -139,7 +139,7 @@ def find(tier1: Tier1, tier2: Tier2) -> Findings:
                                         "NOT IN (SELECT id FROM files) ORDER BY 1"),
         analyzed_without_digest=analyzed_orphans,
         accounting_drift=_accounting_drift(tier1),
-        interrupted_sweep=(retention.pending_sweep(tier1) or {}).get("id"),
+        interrupted_sweep=retention.interrupted_sweep(tier1),
         pending_forgets=pending_forgets(tier1),
     )
 
@@ -189,10 +189,9 @@ def finish_interrupted(tier1: Tier1, tier2: Tier2) -> list[str]:
     for sid in pending_forgets(tier1):
         _forget_digest(tier1, tier2, sid)
         fixed.append(f"finished forgetting {sid}")
-    interrupted = (retention.pending_sweep(tier1) or {}).get("id")
-    if interrupted:
-        retention.recover_interrupted(tier1, tier2)
-        fixed.append(f"stored a report rebuilt from Tier 1 for sweep {interrupted}")
+    recovered = retention.recover_interrupted(tier1, tier2)
+    if recovered:
+        fixed.append(f"stored a report rebuilt from Tier 1 for sweep {recovered}")
     return fixed
 
 

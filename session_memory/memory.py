@@ -13,13 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from session_memory import formats, maintenance, retention, safe_write
 from session_memory import ingest as ingest_mod
-from session_memory import maintenance, retention, safe_write
 from session_memory.analyze import run as analyze_run
 from session_memory.clock import Clock, SystemClock
 from session_memory.config import Settings
 from session_memory.errors import NotFoundError, SessionMemoryError
-from session_memory.fswalk import Walker
+from session_memory.fswalk import OsWalker, Walker
 from session_memory.store.tier1 import Tier1
 from session_memory.store.tier2 import Tier2
 
@@ -217,6 +217,32 @@ class Memory:
         reports = self.tier2.reports(limit=1, real_only=True)
         return reports[0] if reports else None
 
+    def check_warnings(self, limit: int = 50) -> list[str]:
+        """What `check` notes without calling the stores unhealthy: a sweep another process
+        is running now, and source files ingest skips (links, special files, unreadable)."""
+        warnings: list[str] = []
+        pending = retention.pending_sweep(self.tier1)
+        if pending is not None and retention.sweep_running(self.tier1):
+            warnings.append(f"sweep {pending['id']} is running in another process")
+        odd: list[str] = []
+        walker = self.walker or OsWalker()
+        for source in self.settings.enabled_sources:
+            root = Path(os.path.realpath(source.root))
+            if not root.is_dir():
+                continue
+            prune = formats.get(source.format).prune
+            for entry in walker.walk(root, prune):
+                if entry.kind == "symlink":
+                    odd.append(f"{root / entry.relpath}: symlink, not followed")
+                elif entry.kind == "special":
+                    odd.append(f"{root / entry.relpath}: not a regular file, skipped")
+                elif entry.kind == "error":
+                    odd.append(f"{root / entry.relpath}: {entry.detail}")
+        warnings += odd[:limit]
+        if len(odd) > limit:
+            warnings.append(f"… and {len(odd) - limit} more odd source files")
+        return warnings
+
     def check(self, *, repair: bool = False) -> list[str]:
         """Problems in either store and between them; `repair` first fixes what is safe."""
         if repair:
@@ -254,9 +280,8 @@ class Memory:
 
     def sweep(self, *, dry_run: bool = False) -> dict[str, Any]:
         """One retention sweep (see retention.py); its report is stored in Tier 2."""
-        analyze = getattr(self, "analyze", None)
         return retention.Sweep(self.tier1, self.tier2, self.settings, self.clock.now(),
-                               dry_run=dry_run, analyze=analyze).run()
+                               dry_run=dry_run, analyze=self.analyze_report).run()
 
     def reports(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Eviction reports, newest first."""

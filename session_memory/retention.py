@@ -24,11 +24,17 @@ Durability order for a real sweep:
 A kill between 1 and 3 leaves evictions without a report, but the marker survives: the
 next sweep (or `check --repair`) rebuilds a report from the sessions evicted at that start
 time. A kill between 3 and 4 leaves a marker whose report exists; it is simply dropped.
+
+A real sweep holds an exclusive lock on `sweep.lock` in the data folder while it runs, so a
+marker is only taken for an interrupted sweep once no process holds that lock: the kernel
+drops it with the process, however the process ends. A second real sweep meanwhile is
+refused as busy.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -38,7 +44,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 
@@ -55,9 +61,17 @@ BATCH_SESSIONS = 500
 """Evictions per Tier 1 transaction: short enough that ingest never waits long for the lock."""
 PENDING_KEY = "sweep_pending"
 LAST_SWEEP_KEY = "last_sweep_at"
+LOCK_FILE = "sweep.lock"
 DAY = 86400.0
 
-Analyze = Callable[[list[str]], list[str]]
+
+class AnalyzeOutcome(Protocol):
+    analyzed: list[str]
+    failed: dict[str, str]
+    """Session id -> why its analysis failed."""
+
+
+Analyze = Callable[[list[str]], AnalyzeOutcome]
 DiskSpace = Callable[[Path], tuple[int, int]]
 
 # A session's age runs from its end: the last record's time once analyzed, else its newest
@@ -220,6 +234,34 @@ class _Batches:
             self._outer_open = False
 
 
+def _lock_path(tier1: Tier1) -> Path:
+    return tier1.path.parent / LOCK_FILE
+
+
+@contextlib.contextmanager
+def sweep_lock(tier1: Tier1) -> Iterator[None]:
+    """Held for the whole of a real sweep; StoreBusyError when another process holds it."""
+    fd = os.open(_lock_path(tier1), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreBusyError("the store is busy: another process is sweeping it; "
+                                 "try again") from None
+        yield
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock
+
+
+def sweep_running(tier1: Tier1) -> bool:
+    """Whether a process (this one included) holds the sweep lock right now."""
+    try:
+        with sweep_lock(tier1):
+            return False
+    except StoreBusyError:
+        return True
+
+
 class Sweep:
     """One retention sweep over Tier 1 as it stands at `now`."""
 
@@ -233,6 +275,8 @@ class Sweep:
         self.report_id = new_report_id(now)
         self.batches = _Batches(tier1, dry_run, self.report_id, now)
         self.overflow_analyzed: list[str] = []
+        self.overflow_failed: dict[str, str] = {}
+        self._busy = False  # the store stayed locked: the sweep stops where it is
         self.warnings: list[str] = []
         self.errors: list[str] = []
         self._assumed_digests: set[str] = set()  # a dry run's stand-in for overflow analysis
@@ -254,13 +298,25 @@ class Sweep:
     # -- the passes -------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
+        """The sweep and its stored report. StoreBusyError when another process sweeps, or
+        when the store stayed locked mid-way (the report of what was done is stored first)."""
+        if self.dry_run:
+            return self._run()
+        with sweep_lock(self.tier1):
+            report = self._run()
+        if self._busy:
+            raise StoreBusyError(f"the store is busy (another process holds it); the sweep "
+                                 f"stopped early, its report is {report['id']}; try again")
+        return report
+
+    def _run(self) -> dict[str, Any]:
         started = time.perf_counter()
+        self._busy = False
         if not self.dry_run:
             try:
-                recovered = recover_interrupted(self.tier1, self.tier2)
+                recovered = _recover(self.tier1, self.tier2)
             except Exception as e:
-                logger.exception("recovering an interrupted sweep failed")
-                self.errors.append(f"recover: {type(e).__name__}: {e}")
+                self._failed("recover", e)
             else:
                 if recovered:
                     self.warnings.append(f"the sweep {recovered} was interrupted before its "
@@ -272,18 +328,42 @@ class Sweep:
         passes: list[tuple[str, Callable[[Caps], None]]] = [
             ("backstop", self._backstop), ("budget", self._budget), ("overflow", self._overflow)]
         for name, run_pass in passes:
+            if self._busy:
+                break  # each further wait for the lock would only time out again
             try:
                 run_pass(caps)
             except Exception as e:  # one pass failing must not stop the others
-                logger.exception("sweep pass failed", sweep_pass=name)
-                self.errors.append(f"{name}: {type(e).__name__}: {e}")
+                self._failed(name, e)
         try:
             final_usage = self._finish()
         finally:
             self.batches.finish()  # a dry run's transaction never outlives the sweep
         report = self._report(caps, usage_before, stored_before, final_usage, started)
         self._store(report)
+        if not self.dry_run and not self._busy:
+            self._prune_reports()
         return report
+
+    def _failed(self, step: str, e: Exception) -> None:
+        if is_busy(e) or isinstance(e, StoreBusyError):
+            self._busy = True
+            logger.warning("sweep step found the store busy", sweep_step=step)
+        else:
+            logger.exception("sweep step failed", sweep_step=step)
+        self.errors.append(f"{step}: {type(e).__name__}: {e}")
+
+    def _prune_reports(self) -> None:
+        """Reports past report_max_age_days go, except those that record data loss."""
+        days = self.settings.retention.report_max_age_days
+        if days <= 0:  # 0 keeps every report
+            return
+        try:
+            pruned = self.tier2.prune_reports(self.now - days * DAY)
+        except Exception:
+            logger.warning("pruning old eviction reports failed", exc_info=True)
+            return
+        if pruned:
+            logger.info("pruned old eviction reports", reports=pruned)
 
     def _backstop(self, caps: Caps) -> None:
         if caps.max_age_days <= 0:  # 0 turns the age limit off, as journald's MaxRetentionSec
@@ -326,10 +406,15 @@ class Sweep:
             self.overflow_analyzed = list(ids)
             return
         try:
-            self.overflow_analyzed = list(self.analyze(ids))
+            outcome = self.analyze(ids)
         except Exception as e:
             logger.exception("overflow analysis failed")
             self.errors.append(f"overflow analysis: {type(e).__name__}: {e}")
+            return
+        self.overflow_analyzed = list(outcome.analyzed)
+        self.overflow_failed = dict(outcome.failed)
+        for sid, why in self.overflow_failed.items():
+            self.warnings.append(f"{sid}: overflow analysis failed: {why}")
 
     def _evict_in_order(self, pass_name: str, sql: str, params: dict[str, Any],
                         reached: Callable[[], bool]) -> None:
@@ -373,11 +458,11 @@ class Sweep:
             projected = self.projected_usage()
             self.batches.finish()
             return projected
-        try:
-            self.tier1.reclaim()
-        except Exception as e:
-            logger.exception("reclaiming free pages failed")
-            self.errors.append(f"reclaim: {type(e).__name__}: {e}")
+        if not self._busy:
+            try:
+                self.tier1.reclaim()
+            except Exception as e:
+                self._failed("reclaim", e)
         return self.tier1.usage_bytes()
 
     def _report(self, caps: Caps, usage_before: int, stored_before: int, final_usage: int,
@@ -406,6 +491,8 @@ class Sweep:
             "backstop_evicted": [e.session_id for e in by_pass["backstop"]],
             "budget_evicted": [e.session_id for e in by_pass["budget"]],
             "overflow_analyzed": self.overflow_analyzed,
+            "overflow_analysis_failed": [{"id": sid, "error": why}
+                                         for sid, why in self.overflow_failed.items()],
             "overflow_data_loss": [e.session_id for e in by_pass["overflow"]],
             "bytes_freed": bytes_freed,
             "final_usage_bytes": final_usage,
@@ -431,8 +518,8 @@ class Sweep:
             logger.exception("storing the eviction report failed", report=report["id"])
             report["errors"].append(f"report: {type(e).__name__}: {e}")
             return
-        if self.dry_run:
-            return
+        if self.dry_run or self._busy:
+            return  # a marker left behind is dropped by the next sweep: its report exists
         try:
             with self.tier1.transaction("sweep-done"):
                 self.tier1.set_meta(LAST_SWEEP_KEY, self.now)
@@ -464,9 +551,29 @@ def pending_sweep(tier1: Tier1) -> dict[str, Any] | None:
     return json.loads(value) if value else None
 
 
+def interrupted_sweep(tier1: Tier1) -> str | None:
+    """The id of a sweep that left its marker and that no process runs any more."""
+    pending = pending_sweep(tier1)
+    if pending is None or sweep_running(tier1):
+        return None
+    return str(pending["id"])
+
+
 def recover_interrupted(tier1: Tier1, tier2: Tier2) -> str | None:
     """Store a report for a sweep killed after evicting but before its report was stored.
-    Returns that sweep's id, or None when there was nothing to recover."""
+    Returns that sweep's id, or None when there was nothing to recover (a sweep that
+    another process is running is left alone)."""
+    if pending_sweep(tier1) is None:
+        return None
+    try:
+        with sweep_lock(tier1):
+            return _recover(tier1, tier2)
+    except StoreBusyError:
+        return None  # live: its own end drops the marker
+
+
+def _recover(tier1: Tier1, tier2: Tier2) -> str | None:
+    """recover_interrupted, the sweep lock already held by the caller."""
     pending = pending_sweep(tier1)
     if pending is None:
         return None
@@ -477,6 +584,9 @@ def recover_interrupted(tier1: Tier1, tier2: Tier2) -> str | None:
             (started,))]
         safe = [sid for sid in evicted if tier2.has_digest(sid)]
         lost = [sid for sid in evicted if sid not in set(safe)]
+        for sid in lost:
+            logger.error("evicted an un-analyzed session: its raw bytes are lost",
+                         session=sid, sweep=rid, recovered=True)
         tier2.put_report({
             "id": rid, "dry_run": False, "started_at": iso(started),
             "started_at_epoch": started, "duration_ms": None,

@@ -89,6 +89,13 @@ def test_durations(value: object, expected: float) -> None:
     ("[retention]\nraw_hard_cap = \"1MB\"", "retention.raw_hard_cap"),
     ("[retention]\nsoft_cap = 1", "retention.soft_cap"),
     ("[ingest]\nidle_seconds = true", "ingest.idle_seconds"),
+    ("[retention]\nsweep_interval = 0", "retention.sweep_interval"),
+    ("[retention]\nsweep_interval = \"0s\"", "retention.sweep_interval"),
+    ("[retention]\nsweep_interval = -5", "retention.sweep_interval"),
+    ("[ingest]\nrescan_interval = 0", "ingest.rescan_interval"),
+    ("[ingest]\nrescan_interval = \"-1m\"", "ingest.rescan_interval"),
+    ("[retention]\nreport_max_age_days = -1", "retention.report_max_age_days"),
+    ("[retention]\nreport_max_age_days = \"soon\"", "retention.report_max_age_days"),
     ("[nonsense]\na = 1", "nonsense"),
     ("[sources.x]\nformat = \"cursor\"\nroot = \"/x\"", "sources.x.format"),
     ("[sources.x]\nformat = \"jsonl\"", "sources.x.root"),
@@ -125,3 +132,15 @@ def test_config_show(home: Path) -> None:
     assert defaults["retention"]["raw_soft_cap"] == 4 * 1024**3
     assert cli("config", "show", "--defaults").stdout == config.default_config_text()
     assert "raw_soft_cap = 1073741824" in cli("config", "show").stdout
+
+
+def test_a_zero_interval_is_a_bad_config_for_the_cli(home: Path) -> None:
+    write_config(home, "[retention]\nsweep_interval = 0\n")
+    run = cli("config", "check")
+    assert run.returncode == 78
+    assert "retention.sweep_interval" in run.stderr
+
+
+def test_reports_are_kept_365_days_by_default() -> None:
+    assert config.load(defaults_only=True).retention.report_max_age_days == 365
+    assert "report_max_age_days = 365" in config.default_config_text()

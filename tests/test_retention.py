@@ -9,7 +9,10 @@ import json
 import logging
 import os
 import random
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +24,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from session_memory import config, retention
+from session_memory.analyze.run import AnalyzeResult
 from session_memory.clock import FixedClock
 from session_memory.config import Source
+from session_memory.errors import StoreBusyError
 from session_memory.memory import Memory
 from session_memory.store import db
+from tests.conftest import write_config
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
@@ -54,14 +60,17 @@ def analyze(memory: Memory, sid: str, at: float | None = None, **digest: Any) ->
 
 
 def fake_analyzer(memory: Memory, fail: set[str] | None = None) -> Any:
-    """Stands in for memory.analyze in the overflow pass (the analyzer has its own tests)."""
-    def run(ids: list[str] | None = None, **_: Any) -> list[str]:
-        done = []
+    """Stands in for memory.analyze_report in the overflow pass (the analyzer has its own
+    tests): the sessions in `fail` fail, with a reason."""
+    def run(ids: list[str] | None = None, **_: Any) -> AnalyzeResult:
+        result = AnalyzeResult()
         for sid in ids or []:
-            if sid not in (fail or set()):
+            if sid in (fail or set()):
+                result.failed[sid] = "ValueError: not a session"
+            else:
                 analyze(memory, sid)
-                done.append(sid)
-        return done
+                result.analyzed.append(sid)
+        return result
     return run
 
 
@@ -174,7 +183,7 @@ def test_backstop_zero_days_is_off(memory: Memory) -> None:
 
 
 def test_overflow_analyzes_ended_sessions_then_reruns_the_budget(store: Memory) -> None:
-    store.analyze = fake_analyzer(store)  # type: ignore[method-assign]
+    store.analyze_report = fake_analyzer(store)  # type: ignore[method-assign]
     active = add_session(store, "active", age_days=0)
     store.ingest()
     base = projected(store)
@@ -192,7 +201,7 @@ def test_overflow_analyzes_ended_sessions_then_reruns_the_budget(store: Memory) 
 
 def test_overflow_last_resort_evicts_unanalyzed_as_data_loss(
         store: Memory, caplog: pytest.LogCaptureFixture) -> None:
-    store.analyze = fake_analyzer(store, fail={f"mytool:s{i}.jsonl"  # type: ignore[method-assign]
+    store.analyze_report = fake_analyzer(store, fail={f"mytool:s{i}.jsonl"  # type: ignore[method-assign]
                                                for i in range(10)})
     base = projected(store)
     hard = base - 40_000
@@ -212,7 +221,7 @@ def test_overflow_last_resort_evicts_unanalyzed_as_data_loss(
 
 
 def test_without_an_analyzer_overflow_goes_straight_to_the_last_resort(store: Memory) -> None:
-    store.analyze = None  # type: ignore[assignment,method-assign]
+    store.analyze_report = None  # type: ignore[assignment,method-assign]
     base = projected(store)
     set_caps(store, raw_soft_cap=base // 2, raw_hard_cap=base - 10_000)
     report = store.sweep()
@@ -223,7 +232,7 @@ def test_without_an_analyzer_overflow_goes_straight_to_the_last_resort(store: Me
 # -- exemptions ---------------------------------------------------------------------------
 
 def test_pinned_sessions_are_exempt_from_every_pass(store: Memory) -> None:
-    store.analyze = None  # type: ignore[assignment,method-assign]
+    store.analyze_report = None  # type: ignore[assignment,method-assign]
     analyze(store, "mytool:s0.jsonl")
     analyze(store, "mytool:s1.jsonl")
     for sid in ("mytool:s0.jsonl", "mytool:s5.jsonl"):
@@ -237,7 +246,7 @@ def test_pinned_sessions_are_exempt_from_every_pass(store: Memory) -> None:
 
 
 def test_active_sessions_are_exempt_from_every_pass(memory: Memory) -> None:
-    memory.analyze = fake_analyzer(memory)  # type: ignore[method-assign]
+    memory.analyze_report = fake_analyzer(memory)  # type: ignore[method-assign]
     active = add_session(memory, "writing-now", age_days=0)
     memory.ingest()
     set_caps(memory, raw_soft_cap=1, raw_hard_cap=1, raw_max_age_days=1)
@@ -290,7 +299,7 @@ def test_tier2_over_distilled_cap_warns_and_evicts_nothing(store: Memory) -> Non
 
 def _mixed(memory: Memory, analyzer: Any = None) -> None:
     """Old, analyzed and un-analyzed sessions under caps that leave room for none of them."""
-    memory.analyze = analyzer  # type: ignore[method-assign]
+    memory.analyze_report = analyzer  # type: ignore[method-assign]
     for i in range(4):
         analyze(memory, f"mytool:s{i}.jsonl")
     memory.tier1.conn.execute("UPDATE sessions SET ended_at = ? WHERE id = 'mytool:s0.jsonl'",
@@ -547,7 +556,7 @@ def test_sweep_properties(specs: list[_Spec], soft_frac: float, extra_frac: floa
                 analyze(memory, sid, at=NOW - 1000 + n)
             if spec.pinned:
                 memory.pin(sid)
-        memory.analyze = (None if analyzer == "none"  # type: ignore[assignment,method-assign]
+        memory.analyze_report = (None if analyzer == "none"  # type: ignore[assignment,method-assign]
                           else fake_analyzer(memory, fail=set(ids) if analyzer == "fails"
                                              else None))
         base = projected(memory)
@@ -590,3 +599,145 @@ def test_sweep_properties(specs: list[_Spec], soft_frac: float, extra_frac: floa
                         "overflow_data_loss", "bytes_freed", "final_usage_bytes"):
                 assert dry[key] == report[key], key
         assert memory.check() == []
+
+
+# -- a sweep running in another process, busy stores, old reports ------------------------
+
+# A real sweep in a child process, paused inside its overflow pass (after its budget pass
+# committed an eviction, so its marker is in Tier 1) until the parent closes its stdin.
+_PAUSED_SWEEP = """
+import dataclasses, sys
+from session_memory import config
+from session_memory.analyze.run import AnalyzeResult
+from session_memory.memory import Memory
+
+def pause(ids):
+    print("paused", flush=True)
+    sys.stdin.read()
+    return AnalyzeResult()
+
+settings = config.load()
+settings = dataclasses.replace(settings, retention=dataclasses.replace(
+    settings.retention, raw_soft_cap=1, raw_hard_cap=1))
+with Memory(settings) as memory:
+    memory.analyze_report = pause
+    print(memory.sweep()["id"], flush=True)
+"""
+
+
+def test_a_sweep_running_in_another_process_is_not_taken_for_an_interrupted_one(
+        home: Path) -> None:
+    root = home / "src" / "mytool"
+    root.mkdir(parents=True)
+    write_config(home, f'[sources.mytool]\nformat = "jsonl"\nroot = "{root}"\n'
+                 + "".join(f"[sources.{name}]\nenabled = false\n"
+                           for name in ("claude-code", "codex", "gemini-cli", "aider")))
+    with Memory(config.load(), clock=FixedClock(time.time())) as memory:
+        ids = [add_session(memory, f"s{i}", size=20_000, age_days=3 - i) for i in range(3)]
+        memory.ingest()
+        analyze(memory, ids[0])
+    child = subprocess.Popen([sys.executable, "-c", _PAUSED_SWEEP], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "paused"
+        with Memory(config.load()) as other:
+            assert retention.pending_sweep(other.tier1) is not None  # its marker is there
+            assert not any("interrupted" in p for p in other.check())
+            assert any("running" in w for w in other.check_warnings())
+            assert retention.recover_interrupted(other.tier1, other.tier2) is None
+            assert other.repair() == []
+            assert retention.pending_sweep(other.tier1) is not None  # left to its owner
+            with pytest.raises(StoreBusyError, match="sweeping"):
+                other.sweep()
+            assert other.reports() == []  # no bogus "recovered" report
+        child.stdin.close()
+        rid = child.stdout.readline().strip()
+        assert child.wait(timeout=60) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    with Memory(config.load()) as after:
+        assert [r["id"] for r in after.reports()] == [rid]
+        assert not after.reports()[0].get("recovered")
+        assert retention.pending_sweep(after.tier1) is None
+        assert after.check() == []
+
+
+def test_old_reports_are_pruned_except_those_with_data_loss(store: Memory) -> None:
+    store.analyze_report = fake_analyzer(store, fail={  # type: ignore[method-assign]
+        f"mytool:s{i}.jsonl" for i in range(10)})
+    base = projected(store)
+    set_caps(store, raw_soft_cap=base // 2, raw_hard_cap=base - 10_000)
+    lossy = store.sweep()
+    assert lossy["overflow_data_loss"]
+    set_caps(store, raw_soft_cap=10**12, raw_hard_cap=10**12)
+    plain = store.sweep()
+    dry = store.sweep(dry_run=True)
+    store.clock.advance(364 * DAY)  # type: ignore[attr-defined]
+    kept = store.sweep()
+    assert {r["id"] for r in store.reports()} == {lossy["id"], plain["id"], dry["id"], kept["id"]}
+
+    store.clock.advance(2 * DAY)  # type: ignore[attr-defined]
+    latest = store.sweep()
+
+    assert {r["id"] for r in store.reports()} == {lossy["id"], kept["id"], latest["id"]}
+    set_caps(store, report_max_age_days=0)  # 0 keeps every report
+    store.clock.advance(1000 * DAY)  # type: ignore[attr-defined]
+    store.sweep()
+    assert len(store.reports()) == 4
+
+
+def test_overflow_analysis_failures_are_listed_with_why(store: Memory) -> None:
+    broken = {"mytool:s0.jsonl", "mytool:s5.jsonl"}
+    store.analyze_report = fake_analyzer(store, fail=broken)  # type: ignore[method-assign]
+    base = projected(store)
+    set_caps(store, raw_soft_cap=base - 40_000, raw_hard_cap=base - 1)
+
+    report = store.sweep()
+
+    failed = {f["id"]: f["error"] for f in report["overflow_analysis_failed"]}
+    assert failed == dict.fromkeys(broken, "ValueError: not a session")
+    assert set(report["overflow_analyzed"]).isdisjoint(broken)
+    for sid in broken:
+        assert any(sid in w and "not a session" in w for w in report["warnings"])
+    assert store.report(report["id"])["overflow_analysis_failed"] == \
+        report["overflow_analysis_failed"]
+
+
+def test_the_real_analyzer_reports_its_failures_to_the_sweep(store: Memory) -> None:
+    store.settings.sources["mytool"].root.joinpath("s0.jsonl").write_bytes(b"")
+    with store.tier1.transaction("break"):  # a stored chunk that fails its checksum
+        store.tier1.conn.execute(
+            "UPDATE chunks SET crc = crc + 1 WHERE file_id IN "
+            "(SELECT id FROM files WHERE session_id = 'mytool:s0.jsonl')")
+    base = projected(store)
+    set_caps(store, raw_soft_cap=base - 40_000, raw_hard_cap=base - 1)
+    report = store.sweep()
+    failed = {f["id"]: f["error"] for f in report["overflow_analysis_failed"]}
+    assert list(failed) == ["mytool:s0.jsonl"] and "checksum" in failed["mytool:s0.jsonl"]
+
+
+def test_a_recovered_sweep_logs_its_data_loss_at_error_level(
+        store: Memory, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    store.analyze_report = fake_analyzer(store, fail={  # type: ignore[method-assign]
+        f"mytool:s{i}.jsonl" for i in range(10)})
+    base = projected(store)
+    set_caps(store, raw_soft_cap=base // 2, raw_hard_cap=base - 40_000)
+
+    def lost(report: dict[str, Any]) -> None:
+        raise OSError("killed")
+
+    monkeypatch.setattr(store.tier2, "put_report", lost)
+    first = store.sweep()
+    monkeypatch.undo()
+    assert first["overflow_data_loss"]
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        assert retention.recover_interrupted(store.tier1, store.tier2) == first["id"]
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    for sid in first["overflow_data_loss"]:
+        assert any(sid in line for line in logged), sid
+    assert store.report(first["id"])["overflow_data_loss"] == sorted(first["overflow_data_loss"])

@@ -50,14 +50,17 @@ def check(ctx: Context, repair: bool, as_json: bool) -> None:
     with ctx.memory() as memory:
         repaired = memory.repair() if repair else []
         problems = memory.check()
+        warnings = memory.check_warnings()
     if as_json:
-        emit_json({"ok": not problems, "problems": problems}
+        emit_json({"ok": not problems, "problems": problems, "warnings": warnings}
                   | ({"repaired": repaired} if repair else {}))
     else:
         for fix in repaired:
             click.echo(f"repaired: {fix}")
         for p in problems:
             click.echo(p)
+        for w in warnings:
+            click.echo(f"warning: {w}")
         click.echo("stores healthy" if not problems else f"{len(problems)} problems", err=True)
     if problems:
         sys.exit(exitcodes.ERROR)

@@ -206,6 +206,15 @@ class Tier2:
                               (report["id"], report["started_at_epoch"], int(report["dry_run"]),
                                json.dumps(report)))
 
+    def prune_reports(self, older_than: float) -> int:
+        """Drop reports started before `older_than`, except those that record data loss
+        (kept until forgotten); returns how many went."""
+        with self.transaction("prune-reports"):
+            self.conn.execute(
+                "DELETE FROM reports WHERE started_at < ? AND coalesce(json_array_length("
+                "report, '$.overflow_data_loss'), 0) = 0", (older_than,))
+            return int(self.conn.changes())
+
     def reports(self, limit: int | None = None, *, real_only: bool = False
                 ) -> list[dict[str, Any]]:
         sql = ("SELECT report FROM reports" + (" WHERE dry_run = 0" if real_only else "")

@@ -67,7 +67,7 @@ def populate(data: Path, sessions: int) -> None:
 
 def timed_sweep(data: Path, soft: int, *, dry_run: bool = False) -> tuple[float, dict]:  # type: ignore[type-arg]
     with Memory(settings_for(data, soft), clock=FixedClock(NOW)) as memory:
-        memory.analyze = None  # type: ignore[assignment,method-assign]
+        memory.analyze_report = None  # type: ignore[assignment,method-assign]
         memory.tier1.conn.execute("SELECT count(*) FROM sessions").fetchone()  # warm the cache
         start = time.perf_counter()
         report = memory.sweep(dry_run=dry_run)

@@ -85,7 +85,7 @@ def test_sweep_human_output_names_data_loss(home: Path) -> None:
     ids = _store(home)
     _config(home, "1")  # a hard cap that nothing but data loss can meet
     with Memory(config.load()) as memory:
-        memory.analyze = None  # type: ignore[assignment,method-assign]
+        memory.analyze_report = None  # type: ignore[assignment,method-assign]
         rid = memory.sweep()["id"]
     out = cli("reports", "show", rid[:12]).stdout
     assert "DATA LOSS" in out and ids[2] in out
@@ -96,7 +96,7 @@ def test_forget_and_check_repair(home: Path) -> None:
     gone = as_json("forget", ids[0])
     assert gone["id"] == ids[0] and gone["digest_removed"] and gone["session_removed"]
     assert ids[0] not in {s["id"] for s in as_json("sessions")}
-    assert as_json("check") == {"ok": True, "problems": []}
+    assert as_json("check") == {"ok": True, "problems": [], "warnings": []}
     cli("forget", "mytool:never-was.jsonl", code=1)
 
     with Memory(config.load()) as memory:
@@ -125,3 +125,25 @@ def test_a_sweep_killed_between_the_stores_is_reported_by_the_next(home: Path) -
     rebuilt = [r for r in as_json("reports") if r.get("recovered")]
     assert len(rebuilt) == 1 and rebuilt[0]["evicted_unattributed"] == ids[:2]
     assert as_json("check")["ok"] is True
+
+
+def test_sweep_on_a_busy_store_exits_75(home: Path) -> None:
+    ids = _store(home)
+    with Memory(config.load()) as other, other.tier1.transaction("hold"):
+        # Another process holds the write lock for longer than the busy timeout.
+        run = cli("sweep", "--json", code=75)
+    error = json.loads(run.stdout)
+    assert error["exit_code"] == 75 and "busy" in error["error"]
+    assert "busy" in run.stderr
+    # Nothing was evicted while it could not write; the next sweep does the work.
+    assert as_json("sweep")["budget_evicted"] == ids[:2]
+
+
+def test_check_warns_of_odd_source_files_without_failing(home: Path) -> None:
+    _store(home)
+    os.symlink("/etc/passwd", home / "src" / "mytool" / "link.jsonl")
+    os.mkfifo(home / "src" / "mytool" / "pipe.jsonl")
+    report = as_json("check")
+    assert report["ok"] is True and report["problems"] == []
+    assert any("link.jsonl" in w and "symlink" in w for w in report["warnings"])
+    assert any("pipe.jsonl" in w for w in report["warnings"])

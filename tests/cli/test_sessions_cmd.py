@@ -102,7 +102,7 @@ def test_status_json_shape(sources: dict[str, Path]) -> None:
 def test_check_and_private_files(sources: dict[str, Path], home: Path) -> None:
     _claude_session(sources)
     cli("ingest")
-    assert as_json("check") == {"ok": True, "problems": []}
+    assert as_json("check") == {"ok": True, "problems": [], "warnings": []}
     data = Path(os.environ["XDG_DATA_HOME"]) / "session-memory"
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     for db in data.glob("*.db*"):
