@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
-from session_memory import __version__
+from session_memory import __version__, exitcodes
 from session_memory.cli import (
     analyze_cmd,
     config_cmd,
@@ -16,7 +17,7 @@ from session_memory.cli import (
     sessions_cmd,
     status_cmd,
 )
-from session_memory.cli.common import Context
+from session_memory.cli.common import Context, emit_json
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,4 +37,15 @@ for module in (analyze_cmd, config_cmd, daemon_cmd, ingest_cmd, retention_cmd, s
 
 
 def main() -> None:
-    cli(prog_name="session-memory")
+    try:
+        cli(prog_name="session-memory", standalone_mode=False)
+    except click.ClickException as e:  # bad usage: an unknown option, a bad value
+        if "--json" in sys.argv[1:]:
+            emit_json({"error": e.format_message(), "exit_code": e.exit_code})
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(exitcodes.INTERRUPTED)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)

@@ -55,7 +55,11 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
-def fail(message: str, code: int = exitcodes.ERROR) -> None:
+def fail(message: str, code: int = exitcodes.ERROR, *, as_json: bool = False) -> None:
+    """The message on stderr and exit `code`; with --json, also the error document on
+    stdout, so a caller that reads JSON always gets one."""
+    if as_json:
+        emit_json({"error": message, "exit_code": code})
     stderr.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
     sys.exit(code)
 
@@ -65,18 +69,22 @@ def handle_errors(f: F) -> F:
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = bool(kwargs.get("as_json"))
         try:
             return f(*args, **kwargs)
         except SessionMemoryError as e:
-            fail(str(e), e.exit_code)
+            fail(str(e), e.exit_code, as_json=as_json)
         except apsw.BusyError:
-            fail("the store is busy (another process holds it); try again", exitcodes.BUSY)
+            fail("the store is busy (another process holds it); try again", exitcodes.BUSY,
+                 as_json=as_json)
         except apsw.FullError:  # a write outside the transaction helper (a checkpoint…)
-            fail(FULL_MESSAGE)
+            fail(FULL_MESSAGE, as_json=as_json)
         except apsw.IOError as e:  # e.g. no room to create a store's shared-memory file
             fail(f"the store could not be read or written ({e}); if the disk is full, "
-                 "free some space and try again")
+                 "free some space and try again", as_json=as_json)
         except KeyboardInterrupt:
+            if as_json:
+                emit_json({"error": "interrupted", "exit_code": exitcodes.INTERRUPTED})
             stderr.print("interrupted")
             sys.exit(exitcodes.INTERRUPTED)
         return None

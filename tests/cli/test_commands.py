@@ -3,12 +3,16 @@ every command exists, has help, is in the README, and takes --json where it prin
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import click
 import pytest
 
 from session_memory.cli import cli
+from tests.conftest import write_config
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
@@ -53,3 +57,38 @@ def test_every_command_has_help() -> None:
         return missing
 
     assert walk(cli, "") == []
+
+
+# -- a failing --json command still prints one JSON document ------------------------------
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "session_memory", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("args", "code", "words"), [
+    (["show", "no-such-session"], 1, "no session"),
+    (["export", "no-such-session", "-o", "out"], 1, "no session"),
+    (["reports", "show", "no-such-report"], 1, "no report"),
+    (["forget", "no-such-session"], 1, "no session"),
+    (["sessions", "--state", "bogus"], 2, "bogus"),
+    (["sessions", "--limit", "0"], 2, "--limit"),
+])
+def test_a_failing_json_command_prints_its_error_as_json(
+        home: Path, args: list[str], code: int, words: str) -> None:
+    run = _run(*args, "--json")
+    assert run.returncode == code, run.stderr
+    assert json.loads(run.stdout) == {"error": json.loads(run.stdout)["error"],
+                                      "exit_code": code}
+    assert words in json.loads(run.stdout)["error"]
+    assert words in run.stderr
+
+
+def test_a_bad_config_under_json_prints_its_error_as_json(home: Path) -> None:
+    write_config(home, "[retention]\nraw_soft_cap = \"lots\"\n")
+    for args in (["config", "check"], ["status"], ["sessions"]):
+        run = _run(*args, "--json")
+        assert run.returncode == 78, args
+        error = json.loads(run.stdout)
+        assert error["exit_code"] == 78 and "retention.raw_soft_cap" in error["error"]
+        assert "retention.raw_soft_cap" in run.stderr
