@@ -12,7 +12,7 @@ from typing import Any
 
 import platformdirs
 
-from session_memory import formats
+from session_memory import formats, prices
 from session_memory.errors import ConfigError
 
 APP = "session-memory"
@@ -120,6 +120,8 @@ class Settings:
     idle_seconds: float
     rescan_interval: float
     sources: dict[str, Source] = field(default_factory=dict)
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Model (or glob pattern) -> USD per million tokens, over the price table's."""
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -183,6 +185,8 @@ def _check_keys(doc: dict[str, Any]) -> None:
                     if key not in _SOURCE_KEYS:
                         raise ConfigError(f"sources.{name}.{key}: unknown key")
             continue
+        if section == "prices":
+            continue  # checked by prices.check_overrides
         if section not in _SCHEMA:
             raise ConfigError(f"{section}: unknown key")
         if not isinstance(value, dict):
@@ -240,12 +244,17 @@ def settings_from(doc: dict[str, Any]) -> Settings:
     if retention.raw_hard_cap < retention.raw_soft_cap:
         raise ConfigError("retention.raw_hard_cap: must not be below retention.raw_soft_cap")
     sources = {name: _source(name, table) for name, table in doc.get("sources", {}).items()}
+    try:
+        price_overrides = prices.check_overrides(doc.get("prices", {}))
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     return Settings(
         data_dir=data_dir,
         retention=retention,
         idle_seconds=parse_duration(ing.get("idle_seconds"), "ingest.idle_seconds"),
         rescan_interval=parse_interval(ing.get("rescan_interval"), "ingest.rescan_interval"),
         sources=sources,
+        prices=price_overrides,
         raw=doc,
     )
 
@@ -286,4 +295,5 @@ def as_document(settings: Settings) -> dict[str, Any]:
             s.name: {"format": s.format, "root": str(s.root), "enabled": s.enabled}
             for s in settings.sources.values()
         },
+        "prices": settings.prices,
     }

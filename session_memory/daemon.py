@@ -352,6 +352,15 @@ class Daemon:
                 else:
                     self._analyze_failed[sid] = (raw_bytes, now + ANALYZE_BACKOFF)
                 self._heartbeat()
+            # Digests an older analyzer made, re-derived from raw a batch at a time.
+            reanalyze = getattr(memory, "reanalyze_stale", None)
+            if reanalyze is not None and not self.stopping:
+                try:
+                    reanalyze()
+                except StoreBusyError:
+                    raise
+                except Exception:
+                    logger.exception("re-analysis of older digests failed; retrying later")
         # The next session to end: the oldest write among the active ones, idle_seconds on.
         active = tier1.sessions(memory.idle_before, state="active")
         if active:

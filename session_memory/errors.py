@@ -31,3 +31,9 @@ class NotFoundError(SessionMemoryError):
 
 class UnsafePathError(SessionMemoryError):
     pass
+
+
+class UsageError(SessionMemoryError):
+    """A bad argument to a command (a date that is not one, an unknown --by)."""
+
+    exit_code = exitcodes.USAGE

@@ -7,6 +7,7 @@ Like sqlite-utils' Database: every operation is a method here that tests can cal
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import shutil
 from collections.abc import Callable
@@ -15,11 +16,14 @@ from typing import Any
 
 from session_memory import formats, maintenance, retention, safe_write
 from session_memory import ingest as ingest_mod
+from session_memory import usage as usage_mod
 from session_memory.analyze import run as analyze_run
+from session_memory.analyze.digest import ANALYZER_VERSION, whole_session_spend
 from session_memory.clock import Clock, SystemClock
 from session_memory.config import Settings
-from session_memory.errors import NotFoundError, SessionMemoryError
+from session_memory.errors import NotFoundError, SessionMemoryError, UsageError
 from session_memory.fswalk import OsWalker, Walker
+from session_memory.prices import PriceBook
 from session_memory.store.tier1 import Tier1
 from session_memory.store.tier2 import Tier2
 
@@ -37,6 +41,7 @@ class Memory:
         self._tier1: Tier1 | None = None
         self._tier2: Tier2 | None = None
         self._ingestor: ingest_mod.Ingestor | None = None
+        self._price_book: PriceBook | None = None
 
     # -- stores ---------------------------------------------------------------------
 
@@ -122,8 +127,20 @@ class Memory:
 
     def sessions(self, *, state: str | None = None, source: str | None = None,
                  limit: int | None = None) -> list[dict[str, Any]]:
-        return [_public(s) for s in self.tier1.sessions(self.idle_before, state=state,
+        """Sessions, newest first; analyzed ones with their `tokens` and `cost_usd` (from
+        Tier 2's usage by the hour, so a response two sessions hold counts in one)."""
+        rows = [_public(s) for s in self.tier1.sessions(self.idle_before, state=state,
                                                          source=source, limit=limit)]
+        self.store_old_usage()
+        ids = [r["id"] for r in rows] if limit is not None else None
+        spent = usage_mod.by_session(self.tier2.usage_by_session(ids), self.price_book)
+        for row in rows:
+            analyzed = row.get("analyzed_at") is not None
+            found = spent.get(row["id"])
+            row["tokens"] = found["tokens"] if found else (
+                dict.fromkeys(usage_mod.FIELDS, 0) if analyzed else None)
+            row["cost_usd"] = found["cost_usd"] if found else (0.0 if analyzed else None)
+        return rows
 
     def show(self, session_id: str) -> dict[str, Any]:
         sid = self.resolve_id(session_id)
@@ -263,18 +280,80 @@ class Memory:
                        force: bool = False) -> analyze_run.AnalyzeResult:
         """As `analyze`, with what was skipped or failed, and why."""
         resolved = [self.resolve_id(i) for i in ids] if ids else None
-        return analyze_run.analyze(self.tier1, self.tier2, self.settings, self.clock,
-                                   self.idle_before, resolved, include_active=include_active,
-                                   force=force)
+        result = analyze_run.analyze(self.tier1, self.tier2, self.settings, self.clock,
+                                     self.idle_before, resolved, include_active=include_active,
+                                     force=force)
+        self.store_old_usage()
+        return result
+
+    def reanalyze_stale(self, limit: int = 64) -> list[str]:
+        """Analyze again (from Tier 1) up to `limit` analyzed sessions whose digest an older
+        analyzer made; evicted ones keep their digest. Returns the ids analyzed."""
+        stale = self.tier2.stale_digest_ids(ANALYZER_VERSION)
+        if not stale:
+            return []
+        ids = [r["id"] for r in self.tier1.sessions(self.idle_before, ids=sorted(stale))
+               if r["state"] == "analyzed"][:limit]
+        return self.analyze(ids) if ids else []
 
     def search(self, query: str, limit: int = 20) -> list[dict[str, Any]]:
         """Digests matching a full-text query, best first, each with a snippet."""
         return self.tier2.search(query, limit)
 
-    def usage(self, by: str = "day", since: float | None = None) -> list[dict[str, Any]]:
-        """Token totals by day (UTC), model, source or project, from Tier 2 digests only:
-        still there after the raw sessions are evicted."""
-        return self.tier2.usage(by, since)
+    def usage(self, by: str = "day", since: str | float | None = None,
+              until: str | float | None = None, *, project: str | None = None,
+              breakdown: bool = False) -> list[dict[str, Any]]:
+        """Tokens and cost per key of `by` (day, week, month: local time of TZ; model,
+        source, project or session), counted in the hour they were spent, from Tier 2
+        alone: still there after the raw sessions are evicted. `since`/`until`: a date
+        (YYYY-MM-DD, local, both ends inclusive), an ISO time, an age (7d) or epoch
+        seconds. `project`: a substring of the project path, or a glob pattern.
+        `breakdown`: each row's `models`. See usage.rows for the row shape."""
+        if by not in usage_mod.BY:
+            raise UsageError(f"usage by {by!r}: expected one of {', '.join(usage_mod.BY)}")
+        start, end = self._usage_window(since, until)
+        self.store_old_usage()
+        groups, sessions = self.tier2.usage_groups(
+            by, since_hour=_hour_floor(start), until_hour=_hour_ceil(end), project=project)
+        return usage_mod.rows(groups, sessions, self.price_book, by, breakdown=breakdown)
+
+    def usage_blocks(self, since: str | float | None = None) -> list[dict[str, Any]]:
+        """5-hour billing blocks (usage.blocks) over the sources whose format
+        bills so, oldest first; the one running now is marked `active`."""
+        start, _ = self._usage_window(since, None)
+        sources = [s.name for s in self.settings.sources.values()
+                   if getattr(_format_module(s.format), "BILLING_BLOCK_HOURS", None)]
+        self.store_old_usage()
+        hours = self.tier2.usage_hours(sources=sources, since_hour=_hour_floor(start))
+        return usage_mod.blocks(hours, self.price_book, self.clock.now())
+
+    def _usage_window(self, since: str | float | None, until: str | float | None
+                      ) -> tuple[float | None, float | None]:
+        try:
+            return (usage_mod.parse_when(since, now=self.clock.now()),
+                    usage_mod.parse_when(until, end_of_day=True, now=self.clock.now()))
+        except ValueError as e:
+            raise UsageError(f"--since/--until {e}") from e
+
+    @property
+    def price_book(self) -> PriceBook:
+        if self._price_book is None:
+            self._price_book = PriceBook(self.settings.prices)
+        return self._price_book
+
+    def store_old_usage(self) -> int:
+        """Give digests made before usage was kept by the hour (whose raw bytes are gone,
+        so they cannot be analyzed again) their usage: each whole session at its start
+        hour, marked as such. Returns how many."""
+        items = []
+        for rowid, source, digest in self.tier2.digests_without_usage():
+            configured = self.settings.sources.get(source)
+            module = _format_module(configured.format if configured else source)
+            items.append((rowid, whole_session_spend(
+                digest, bool(getattr(module, "DIGEST_INPUT_INCLUDES_CACHE_READ", False)))))
+        if items:
+            self.tier2.put_whole_session_usage(items)
+        return len(items)
 
     # -- retention --------------------------------------------------------------------
 
@@ -315,6 +394,22 @@ class Memory:
     def repair(self) -> list[str]:
         """Fix what `check` finds between the tiers when that loses nothing; one line a fix."""
         return maintenance.repair(self.tier1, self.tier2, self.clock.now())
+
+
+def _hour_floor(ts: float | None) -> int | None:
+    return None if ts is None else math.floor(ts / 3600)
+
+
+def _hour_ceil(ts: float | None) -> int | None:
+    return None if ts is None else math.ceil(ts / 3600)
+
+
+def _format_module(name: str) -> Any:
+    """A format's module, or None for a format no longer built in."""
+    try:
+        return formats.get(name)
+    except KeyError:
+        return None
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:

@@ -17,8 +17,9 @@ from typing import Any
 from session_memory.analyze.fingerprint import fingerprint, snippet
 from session_memory.analyze.redact import redact_all
 from session_memory.formats import events as ev
+from session_memory.prices import prompt_class
 
-ANALYZER_VERSION = 1
+ANALYZER_VERSION = 2
 """Bump when a digest rule changes: `analyze --force` re-derives old digests."""
 
 MAX_PROMPTS = 20  # kept for search; user_turns counts them all
@@ -68,10 +69,7 @@ class _SeenFilter:
         self.bits = bytearray(self.BITS // 8)
 
     def _positions(self, key: str) -> tuple[int, int, int, int]:
-        # A keyed hash of the bytes, not hash(): that is salted per process, and the same
-        # session must count the same in every analysis.
-        h = int.from_bytes(hashlib.blake2b(key.encode("utf-8", "surrogatepass"),
-                                           digest_size=8).digest(), "little")
+        h = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
         g = (h * 0x9E37_79B9_7F4A_7C15) & 0xFFFF_FFFF_FFFF_FFFF
         m = self._MASK
         return h & m, (h >> 32) & m, g & m, (g >> 32) & m
@@ -157,6 +155,10 @@ class DigestBuilder(ev.Sink):
         # or without a key, its counts go into the totals by model.
         self.usage_by_key = _Window(retire=self._add_usage)
         self.tokens: dict[str | None, tuple[int, ...]] = {}
+        # Usage by hour of spend: responses by key hash (the copy with most tokens wins)
+        # and keyless spend summed by (hour, model, prompt class).
+        self.spent: dict[int, tuple[Any, ...]] = {}
+        self.spent_keyless: dict[tuple[int, str, int], list[Any]] = {}
         self.last_message: str | None = None
         self.subagents: dict[str, dict[str, Any]] = {}
         self.malformed_lines = 0
@@ -249,6 +251,40 @@ class DigestBuilder(ev.Sink):
         total = self.tokens.get(model)
         self.tokens[model] = numbers if total is None else tuple(map(operator.add, total,
                                                                         numbers))
+
+    def spend(self, at: str | None, key: str | None, model: str | None, input: int = 0,
+              output: int = 0, cache_creation: int = 0, cache_read: int = 0,
+              reasoning: int = 0, cache_creation_1h: int = 0, sidechain: bool = False) -> None:
+        when = to_epoch(at)
+        if when is None:
+            return  # no hour to put it in (its tokens still count in `tokens`)
+        hour = int(when // 3600)
+        name = model or UNKNOWN_MODEL
+        prompt_over = prompt_class(input + cache_creation + cache_read)
+        counts = (_storable(input), _storable(output), _storable(cache_creation),
+                  _storable(cache_creation_1h), _storable(cache_read), _storable(reasoning))
+        if key is None:
+            row = self.spent_keyless.get((hour, name, prompt_over))
+            if row is None:
+                self.spent_keyless[(hour, name, prompt_over)] = [when, when, *counts, 1]
+            else:
+                row[0], row[1] = min(row[0], when), max(row[1], when)
+                for i, n in enumerate(counts, start=2):
+                    row[i] += n
+                row[-1] += 1
+            return
+        key_hash = key_digest(f"{self.source}\0{key}")
+        entry = (hour, name, prompt_over, when, when, *counts, 1, sidechain)
+        old = self.spent.get(key_hash)
+        if old is None or _better_copy(entry, old):
+            self.spent[key_hash] = entry
+
+    def spend_rows(self) -> list[tuple[Any, ...]]:
+        """What Tier 2 keeps of the spend: store/tier2.py's SPEND_COLUMNS."""
+        rows: list[tuple[Any, ...]] = [(h, *e[:-1]) for h, e in self.spent.items()]
+        rows += [(None, hour, model, prompt_over, *row)
+                 for (hour, model, prompt_over), row in self.spent_keyless.items()]
+        return rows
 
     def files(self, edited: Sequence[str] = (), read: Sequence[str] = ()) -> None:
         for path in edited:
@@ -360,7 +396,44 @@ class DigestBuilder(ev.Sink):
                           "commands": self.commands.dropped},
         }
         result: dict[str, Any] = redact_all(digest)
+        result["spend"] = self.spend_rows()  # Tier 2 keeps it in its usage tables
         return result
+
+
+def _better_copy(new: tuple[Any, ...], old: tuple[Any, ...]) -> bool:
+    """Whether a copy of a response replaces the one kept: a main-thread copy beats a
+    sidechain's, then the one with more tokens (ccusage's rule)."""
+    if new[-1] != old[-1]:
+        return bool(old[-1])
+    return bool(sum(new[5:10]) - new[8] > sum(old[5:10]) - old[8])
+
+
+def key_digest(key: str) -> int:
+    """A response key as a signed 64-bit integer, the same in every process."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big",
+                          signed=True)
+
+
+def whole_session_spend(digest: dict[str, Any], input_includes_cache_read: bool
+                        ) -> list[tuple[Any, ...]]:
+    """The usage of a digest made before usage was kept by the hour: each model's tokens
+    at the session's start. `input_includes_cache_read`: the format's digest counted
+    cache reads in `input` (they come off here)."""
+    at = to_epoch(digest.get("started_at")) or to_epoch(digest.get("ended_at"))
+    by_model = digest.get("tokens_by_model")
+    if at is None or not isinstance(by_model, dict):
+        return []
+    rows: list[tuple[Any, ...]] = []
+    for model, tokens in by_model.items():
+        if not isinstance(tokens, dict):
+            continue
+        count = {f: n if type(n := tokens.get(f)) is int else 0 for f in TOKEN_FIELDS}
+        if input_includes_cache_read:
+            count["input"] = max(count["input"] - count["cache_read"], 0)
+        rows.append((None, int(at // 3600), str(model), 0, at, at, count["input"],
+                     count["output"], count["cache_creation"], 0, count["cache_read"],
+                     count["reasoning"], 0))
+    return rows
 
 
 def build(source: str, parse: Callable[[ev.Sink], None], *,

@@ -15,7 +15,7 @@ from typing import Any
 
 from session_memory import formats, log
 from session_memory.analyze import worker
-from session_memory.analyze.digest import to_epoch
+from session_memory.analyze.digest import ANALYZER_VERSION, to_epoch
 from session_memory.clock import Clock
 from session_memory.config import Settings
 from session_memory.store.tier1 import Tier1
@@ -33,8 +33,11 @@ class AnalyzeResult:
 
 
 def select(tier1: Tier1, idle_before: float, ids: list[str] | None, *, include_active: bool,
-           force: bool) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """The sessions one `analyze` pass covers, and why named ones are left out."""
+           force: bool, stale: set[str] | frozenset[str] = frozenset()
+           ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The sessions one `analyze` pass covers, and why named ones are left out. `stale`:
+    analyzed sessions whose digest an older analyzer made, analyzed again from their raw
+    bytes where those are still stored."""
     wanted = {"ended"} | ({"active"} if include_active or ids else set()) | (
         {"analyzed"} if force else set())
     rows = tier1.sessions(idle_before, ids=ids)
@@ -44,7 +47,7 @@ def select(tier1: Tier1, idle_before: float, ids: list[str] | None, *, include_a
         skipped.update({sid: "no such session" for sid in ids if sid not in found})
     chosen = []
     for row in sorted(rows, key=lambda r: (r["last_write"], r["id"])):
-        if row["state"] in wanted:
+        if row["state"] in wanted or (row["state"] == "analyzed" and row["id"] in stale):
             chosen.append(row)
         elif ids is not None:
             skipped[row["id"]] = ("raw bytes evicted; the digest is kept"
@@ -61,7 +64,7 @@ def analyze(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock, idle_b
     again once it ends. Digests are committed in batches, each batch before its sessions
     are marked analyzed."""
     chosen, skipped = select(tier1, idle_before, ids, include_active=include_active,
-                             force=force)
+                             force=force, stale=tier2.stale_digest_ids(ANALYZER_VERSION))
     result = AnalyzeResult(skipped=skipped)
     formats_by_source = {row["source"]: _format_of_or_none(settings, row["source"])
                          for row in chosen}

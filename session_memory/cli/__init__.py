@@ -16,6 +16,7 @@ from session_memory.cli import (
     retention_cmd,
     sessions_cmd,
     status_cmd,
+    usage_cmd,
 )
 from session_memory.cli.common import Context, emit_json
 
@@ -32,7 +33,7 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 
 
 for module in (analyze_cmd, config_cmd, daemon_cmd, ingest_cmd, retention_cmd, sessions_cmd,
-               status_cmd):
+               status_cmd, usage_cmd):
     module.register(cli)
 
 

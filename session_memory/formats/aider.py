@@ -70,6 +70,7 @@ def _run(piece: Piece, out: Sink) -> None:
     """A run is Markdown: `#### ` lines are the person, `> ` lines are aider itself,
     anything else is the model's reply (with SEARCH/REPLACE blocks under a file name)."""
     model: str | None = None
+    started: str | None = None
     prompt: list[str] = []
     reply: list[str] = []
     reply_chars = 0
@@ -89,13 +90,16 @@ def _run(piece: Piece, out: Sink) -> None:
             reply, reply_chars = [], 0
         if line.startswith("# aider chat started at "):
             at = line[len("# aider chat started at "):].strip().replace(" ", "T")
+            started = at
             out.info(started_at=at, ended_at=at)
             out.times(at, at)
         elif line.startswith("> "):
             body = line[2:]
             if m := _TOKENS.search(body):
-                out.usage(None, model, _count(m[1], m[2]), _count(m[7], m[8]),
-                          _count(m[3], m[4]), _count(m[5], m[6]))
+                counts = (_count(m[1], m[2]), _count(m[7], m[8]), _count(m[3], m[4]),
+                          _count(m[5], m[6]))
+                out.usage(None, model, *counts)
+                out.spend(started, None, model, *counts)  # a run has only its start time
             elif body.startswith(("Model: ", "Main model: ")) and (m := _MODEL.match(body)):
                 model = m[1]
                 out.model(model)

@@ -33,6 +33,8 @@ from session_memory.formats.events import (
 NAME = "claude-code"
 WATCH = WHOLE_ROOT
 RECORD_TIMES = True
+BILLING_BLOCK_HOURS = 5
+"""Claude bills in 5-hour windows: `usage blocks` draws them for this format's sources."""
 # Older versions wrote subagents flat beside sessions; their lines carry the parent's id.
 _SESSION_ID = rb'"sessionId"\s*:\s*"([^"]+)"'
 
@@ -91,11 +93,17 @@ class _ToolInput(msgspec.Struct, gc=False):
     command: Any = None
 
 
+class _CacheCreation(msgspec.Struct, gc=False):
+    ephemeral_1h_input_tokens: Any = 0
+
+
 class _Usage(msgspec.Struct, gc=False):
     input_tokens: Any = 0
     output_tokens: Any = 0
     cache_creation_input_tokens: Any = 0
     cache_read_input_tokens: Any = 0
+    cache_creation: _CacheCreation | Scalar | list[Any] = None
+    speed: Any = None
 
 
 class _Block(msgspec.Struct, gc=False):
@@ -123,6 +131,7 @@ class _Record(msgspec.Struct, gc=False):
     timestamp: Any = None
     isSidechain: Any = None
     agentId: Any = None
+    requestId: Any = None
     # Every record repeats these and a digest needs them seldom: kept as they are written.
     uuid: msgspec.Raw = msgspec.Raw()
     cwd: msgspec.Raw = msgspec.Raw()
@@ -204,10 +213,20 @@ def _assistant(r: _Record, msg: _Message, side: bool, model: str | None, out: Si
     usage = msg.usage
     if type(usage) is _Usage:
         # One response is written as several lines sharing message.id; the last copy wins.
-        out.usage(str_or_none(msg.id) or _string(r.uuid), model,
-                  as_int(usage.input_tokens), as_int(usage.output_tokens),
+        counts = (as_int(usage.input_tokens), as_int(usage.output_tokens),
                   as_int(usage.cache_creation_input_tokens),
                   as_int(usage.cache_read_input_tokens))
+        message_id = str_or_none(msg.id)
+        out.usage(message_id or _string(r.uuid), model, *counts)
+        if type(r.timestamp) is str:
+            # The same response in two files (a resumed or forked session) has the same
+            # message id and request id: counted once, as ccusage counts it.
+            key = f"{message_id}\0{str_or_none(r.requestId) or ''}" if message_id else None
+            creation = usage.cache_creation
+            spend_model = f"{model}-fast" if model and usage.speed == "fast" else model
+            out.spend(r.timestamp, key, spend_model, *counts, 0,
+                      as_int(creation.ephemeral_1h_input_tokens)
+                      if type(creation) is _CacheCreation else 0, side)
     content = msg.content
     if r.isApiErrorMessage:
         out.failure("api_error", text_of(_plain(content)), side)

@@ -32,6 +32,9 @@ NAME = "codex"
 WATCH = WHOLE_ROOT
 RECORD_TIMES = True
 hook_target = no_hook
+DIGEST_INPUT_INCLUDES_CACHE_READ = True
+"""Its digests' `tokens.input` is input as the tool reports it, cached input included
+(usage by the hour takes that off)."""
 _ROLLOUT = re.compile(r"rollout-.*\.jsonl(\.zst)?")
 _ANY_JSONL = re.compile(r".*\.jsonl(\.zst)?")
 _SESSION_DIRS = {"sessions", "archived_sessions"}
@@ -84,6 +87,7 @@ def _rollout(piece: Piece, out: Sink) -> None:
     first = last = None
     model: str | None = None
     replayed_before: str | None = None
+    previous_total: dict[str, Any] | None = None
     for r in records:
         kind, payload = r.get("type"), r.get("payload")
         if "payload" not in r and isinstance(kind, str) and kind in _LEGACY_ITEMS:
@@ -93,6 +97,12 @@ def _rollout(piece: Piece, out: Sink) -> None:
             # Forks and subagents begin with a copy of the parent's records, older than
             # their own session_meta: the parent's digest already counts those.
             if replayed_before and ts < replayed_before:
+                if kind == "event_msg" and isinstance(payload, dict) and (
+                        payload.get("type") == "token_count"):
+                    # The parent's totals so far: this session's turns are measured from them.
+                    info = payload.get("info")
+                    total = info.get("total_token_usage") if isinstance(info, dict) else None
+                    previous_total = total if isinstance(total, dict) else previous_total
                 continue
             first = first or ts
             last = ts
@@ -102,6 +112,8 @@ def _rollout(piece: Piece, out: Sink) -> None:
             _item(payload, out)
         elif kind == "event_msg":
             _event(payload, model, out)
+            if payload.get("type") == "token_count" and isinstance(ts, str):
+                previous_total = _spend(payload, ts, model, previous_total, out)
         elif kind == "turn_context":
             new_model = str_or_none(payload.get("model"))
             if new_model and new_model != model:
@@ -141,6 +153,39 @@ def _event(p: dict[str, Any], model: str | None, out: Sink) -> None:
         out.failure("aborted", str(p.get("reason") or ""))
     elif kind in ("error", "stream_error"):
         out.failure("api_error", str(p.get("message") or ""))
+
+
+_SPEND_COUNTS = ("input_tokens", "cached_input_tokens", "output_tokens",
+                 "reasoning_output_tokens", "total_tokens")
+
+
+def _spend(p: dict[str, Any], ts: str, model: str | None,
+           previous_total: dict[str, Any] | None, out: Sink) -> dict[str, Any] | None:
+    """One turn's tokens, as ccusage counts them: its `last_token_usage`, or else what the
+    cumulative total grew by. Input as reported includes cached input: that comes off.
+    Returns the cumulative total to measure the next turn against."""
+    info = p.get("info")
+    if not isinstance(info, dict):
+        return previous_total
+    total, last = info.get("total_token_usage"), info.get("last_token_usage")
+    if isinstance(last, dict):
+        turn = {k: as_int(last.get(k)) for k in _SPEND_COUNTS}
+    elif isinstance(total, dict):
+        turn = {k: max(as_int(total.get(k)) - (as_int(previous_total.get(k))
+                                                if previous_total else 0), 0)
+                for k in _SPEND_COUNTS}
+    else:
+        return previous_total
+    if isinstance(total, dict):
+        previous_total = total
+    if not any(turn[k] for k in _SPEND_COUNTS[:4]):
+        return previous_total
+    cached = min(turn["cached_input_tokens"], turn["input_tokens"])
+    # A rollout copied into another (a fork) repeats the turn exactly: one key for both.
+    key = f"{ts}\0{model}\0" + ",".join(str(turn[k]) for k in _SPEND_COUNTS)
+    out.spend(ts, key, model, turn["input_tokens"] - cached, turn["output_tokens"], 0, cached,
+              turn["reasoning_output_tokens"])
+    return previous_total
 
 
 def _item(p: dict[str, Any], out: Sink) -> None:

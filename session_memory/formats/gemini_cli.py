@@ -25,6 +25,9 @@ NAME = "gemini-cli"
 WATCH = WHOLE_ROOT
 RECORD_TIMES = True
 hook_target = no_hook
+DIGEST_INPUT_INCLUDES_CACHE_READ = True
+"""Its digests' `tokens.input` is input as the tool reports it, cached input included
+(usage by the hour takes that off)."""
 _SESSION_ID = rb'"sessionId"\s*:\s*"([^"]+)"'
 
 
@@ -149,6 +152,12 @@ def _message(r: dict[str, Any], subagent: bool, out: Sink) -> None:
             out.usage(str(r["id"]), model, as_int(tokens.get("input")),
                       as_int(tokens.get("output")), 0, as_int(tokens.get("cached")),
                       as_int(tokens.get("thoughts")))
+            # Gemini's prompt count includes cached input and tool-use prompts; thoughts
+            # are billed as output.
+            cached, thoughts = as_int(tokens.get("cached")), as_int(tokens.get("thoughts"))
+            out.spend(str_or_none(r.get("timestamp")), str(r["id"]), model,
+                      max(as_int(tokens.get("input")) - cached, 0) + as_int(tokens.get("tool")),
+                      as_int(tokens.get("output")) + thoughts, 0, cached, thoughts)
         text = text_of(r.get("content"))
         if text:
             out.assistant_text(text, subagent)

@@ -73,6 +73,11 @@ def _log(piece: Piece, out: Sink) -> None:
                       as_int(usage.get("output_tokens", usage.get("completion_tokens"))),
                       as_int(usage.get("cache_creation_input_tokens")),
                       as_int(usage.get("cache_read_input_tokens")))
+            out.spend(ts, None, model,
+                      as_int(usage.get("input_tokens", usage.get("prompt_tokens"))),
+                      as_int(usage.get("output_tokens", usage.get("completion_tokens"))),
+                      as_int(usage.get("cache_creation_input_tokens")),
+                      as_int(usage.get("cache_read_input_tokens")))
     out.times(first, last)
     if records.malformed:
         out.malformed(records.malformed)

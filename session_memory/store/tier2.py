@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,41 @@ MIGRATIONS: list[list[str]] = [
             report TEXT NOT NULL)""",
         "CREATE INDEX reports_by_time ON reports (started_at)",
     ],
+    [
+        # Tokens by the hour they were spent: a session's (digest rowid) per UTC hour
+        # (epoch seconds // 3600), model and prompt class (prices.PROMPT_TIERS).
+        # first_at/last_at: its first and last response in that hour (for 5-hour blocks).
+        """CREATE TABLE usage_hourly (
+            session INTEGER NOT NULL,
+            hour INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            prompt_over INTEGER NOT NULL DEFAULT 0,
+            input INTEGER NOT NULL DEFAULT 0,
+            output INTEGER NOT NULL DEFAULT 0,
+            cache_creation INTEGER NOT NULL DEFAULT 0,
+            cache_creation_1h INTEGER NOT NULL DEFAULT 0,
+            cache_read INTEGER NOT NULL DEFAULT 0,
+            reasoning INTEGER NOT NULL DEFAULT 0,
+            responses INTEGER NOT NULL DEFAULT 0,
+            first_at REAL,
+            last_at REAL,
+            PRIMARY KEY (session, hour, model, prompt_over)) WITHOUT ROWID""",
+        "CREATE INDEX usage_by_hour ON usage_hourly (hour)",
+        # Which session counts a response that several sessions' files hold (by a 64-bit
+        # hash of its key), with the time and token total of the copy it counts.
+        """CREATE TABLE usage_responses (
+            hash INTEGER PRIMARY KEY,
+            session INTEGER NOT NULL,
+            at REAL NOT NULL,
+            tokens INTEGER NOT NULL)""",
+        "CREATE INDEX usage_responses_by_session ON usage_responses (session)",
+        # Sessions whose usage is stored: kind 1 by the hour of spend; kind 2 the whole
+        # session at its start, from a digest made before usage was kept by the hour
+        # (its raw bytes were gone when the analyzer changed).
+        """CREATE TABLE usage_sessions (
+            session INTEGER PRIMARY KEY,
+            kind INTEGER NOT NULL)""",
+    ],
 ]
 
 
@@ -55,6 +91,39 @@ def _epoch(value: Any) -> float | None:
     except ValueError:
         return None
 
+
+USAGE_BY_HOUR = 1
+USAGE_WHOLE_SESSION = 2
+SPEND_COLUMNS = ("key_hash", "hour", "model", "prompt_over", "first_at", "last_at", "input",
+                 "output", "cache_creation", "cache_creation_1h", "cache_read", "reasoning",
+                 "responses")
+"""One entry of a digest's `spend` list (analyze/digest.py makes them)."""
+MAX_HOURLY_COUNT = 2**48
+"""No hour of one session comes near this: a count past it is a broken file's, clamped so
+that millions of rows still add up within SQLite's integers."""
+USAGE_FIELDS = ("input", "output", "cache_creation", "cache_creation_1h", "cache_read",
+                "reasoning")
+
+
+def _min(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _max(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+_LOCAL = "u.hour * 3600, 'unixepoch', 'localtime'"
+_USAGE_KEYS = {
+    "day": f"date({_LOCAL})",
+    "week": f"strftime('%G-W%V', {_LOCAL})",
+    "month": f"strftime('%Y-%m', {_LOCAL})",
+    "model": "u.model",
+    "source": "d.source",
+    "project": "coalesce(d.project, 'unknown')",
+    "session": "d.session_id",
+}
+"""SQL for each key of `usage --by`. Local time is the C library's, so TZ decides it."""
 
 _FTS_OPERATORS = {"OR", "AND", "NOT"}
 
@@ -109,6 +178,9 @@ class Tier2:
 
     def _put_digest(self, session_id: str, source: str, digest: dict[str, Any],
                     now: float) -> None:
+        spend = digest.get("spend")
+        if spend is not None:
+            digest = {k: v for k, v in digest.items() if k != "spend"}
         tokens = digest.get("tokens") or {}
         row = self.conn.execute(
             "INSERT INTO digests (session_id, source, analyzer_version, analyzed_at,"
@@ -134,6 +206,8 @@ class Tier2:
              msgspec.json.encode(digest).decode())).fetchone()
         assert row is not None  # RETURNING always yields the row written
         rowid = row[0]
+        if spend is not None:
+            self._put_usage(rowid, spend, USAGE_BY_HOUR)
         self.conn.execute("DELETE FROM digests_fts WHERE rowid = ?", (rowid,))
         self.conn.execute(
             "INSERT INTO digests_fts (rowid, session_id, title, prompts, files, commands, errors,"
@@ -144,6 +218,86 @@ class Tier2:
              "\n".join(digest.get("commands") or []),
              "\n".join(e.get("snippet", "") for e in digest.get("errors") or []),
              digest.get("last_assistant_message") or ""))
+
+    def _put_usage(self, session: int, spend: Sequence[Sequence[Any]], kind: int) -> None:
+        """Replace a session's hourly usage with `spend` (see SPEND_COLUMNS). A response
+        another session's file holds too is counted once, as ccusage counts it: the copy
+        with more tokens, else the earlier one (a tie is moved from the other session's
+        hour to this one's; a copy with other counts stays where it was first counted)."""
+        conn = self.conn
+        conn.execute("DELETE FROM usage_hourly WHERE session = ?", (session,))
+        conn.execute("DELETE FROM usage_responses WHERE session = ?", (session,))
+        rows: dict[tuple[int, str, int], list[Any]] = {}
+        for entry in spend:
+            key_hash, hour, model, prompt_over, first_at, last_at, *counts = entry
+            if key_hash is not None and not self._claim(session, key_hash, hour, model,
+                                                        prompt_over, first_at, counts):
+                continue  # another session counts this response
+            row = rows.get((hour, model, prompt_over))
+            if row is None:
+                rows[(hour, model, prompt_over)] = [first_at, last_at, *counts]
+                continue
+            row[0] = _min(row[0], first_at)
+            row[1] = _max(row[1], last_at)
+            for i, n in enumerate(counts, start=2):
+                row[i] += n
+        conn.executemany(
+            "INSERT INTO usage_hourly (session, hour, model, prompt_over, first_at, last_at,"
+            " input, output, cache_creation, cache_creation_1h, cache_read, reasoning,"
+            " responses) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(session, hour, model, prompt_over, row[0], row[1],
+              *(min(n, MAX_HOURLY_COUNT) for n in row[2:]))
+             for (hour, model, prompt_over), row in rows.items()])
+        conn.execute("INSERT OR REPLACE INTO usage_sessions (session, kind) VALUES (?, ?)",
+                     (session, kind))
+
+    def _claim(self, session: int, key_hash: int, hour: int, model: str, prompt_over: int,
+               at: float, counts: Sequence[int]) -> bool:
+        """Whether `session` counts this response (and now owns it)."""
+        tokens = counts[0] + counts[1] + counts[2] + counts[4]
+        owner = self.conn.execute(
+            "INSERT INTO usage_responses (hash, session, at, tokens) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (hash) DO NOTHING RETURNING 1",
+            (key_hash, session, at, tokens)).fetchone()
+        if owner is not None:
+            return True
+        held = self.conn.execute("SELECT session, at, tokens FROM usage_responses"
+                                 " WHERE hash = ?", (key_hash,)).fetchone()
+        assert held is not None  # the insert above found it
+        other, other_at, other_tokens = held
+        if other_tokens != tokens or other_at <= at:
+            return False
+        # The same counts, written earlier here: move the response to this session's hour.
+        fields = ", ".join(f"{f} = {f} - ?" for f in USAGE_FIELDS)
+        self.conn.execute(
+            f"UPDATE usage_hourly SET {fields}, responses = responses - 1 WHERE session = ?"
+            " AND hour = ? AND model = ? AND prompt_over = ?",
+            (*counts[:6], other, int(other_at // 3600), model, prompt_over))
+        self.conn.execute("DELETE FROM usage_hourly WHERE session = ? AND responses <= 0 AND"
+                          " input = 0 AND output = 0 AND cache_creation = 0 AND cache_read = 0",
+                          (other,))
+        self.conn.execute("UPDATE usage_responses SET session = ?, at = ? WHERE hash = ?",
+                          (session, at, key_hash))
+        return True
+
+    def digests_without_usage(self) -> list[tuple[int, str, dict[str, Any]]]:
+        """Digests with no usage stored yet (made before usage was kept by the hour):
+        (rowid, source, digest)."""
+        return [(rowid, source, json.loads(text)) for rowid, source, text in self.conn.execute(
+            "SELECT rowid, source, digest FROM digests WHERE rowid NOT IN"
+            " (SELECT session FROM usage_sessions)")]
+
+    def put_whole_session_usage(self, items: Sequence[tuple[int, Sequence[Sequence[Any]]]]
+                                ) -> None:
+        """Usage of old digests, each whole session at one hour, in one transaction."""
+        with self.transaction("usage-backfill"):
+            for rowid, spend in items:
+                self._put_usage(rowid, spend, USAGE_WHOLE_SESSION)
+
+    def stale_digest_ids(self, analyzer_version: int) -> set[str]:
+        """Sessions whose digest an older analyzer made."""
+        return {r[0] for r in self.conn.execute(
+            "SELECT session_id FROM digests WHERE analyzer_version < ?", (analyzer_version,))}
 
     def has_digest(self, session_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM digests WHERE session_id = ?",
@@ -157,6 +311,9 @@ class Tier2:
         self.conn.execute("PRAGMA secure_delete = ON")
         self.conn.execute("DELETE FROM digests_fts WHERE rowid IN (SELECT rowid FROM digests"
                           " WHERE session_id = ?)", (session_id,))
+        for table in ("usage_hourly", "usage_responses", "usage_sessions"):
+            self.conn.execute(f"DELETE FROM {table} WHERE session IN (SELECT rowid FROM digests"
+                              " WHERE session_id = ?)", (session_id,))
         self.conn.execute("DELETE FROM digests WHERE session_id = ?", (session_id,))
 
     def search(self, query: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -176,27 +333,82 @@ class Tier2:
                  "score": round(-score, 4)}
                 for sid, src, title, project, started, outcome, snip, score in rows]
 
-    def usage(self, by: str = "day", since: float | None = None) -> list[dict[str, Any]]:
-        """Token totals and session counts per key of `by`, from digests alone."""
-        fields = ("input", "output", "cache_creation", "cache_read", "reasoning")
-        where, args = ("WHERE d.started_at >= ?", [since]) if since is not None else ("", [])
-        if by == "model":
-            # Each session's tokens split by the model that spent them.
-            sums = ", ".join(f"coalesce(sum(json_extract(m.value, '$.{f}')), 0)" for f in fields)
-            sql = (f"SELECT m.key, count(DISTINCT d.session_id), {sums} FROM digests d,"
-                   f" json_each(d.digest, '$.tokens_by_model') m {where} GROUP BY 1")
-        else:
-            key = {"day": "coalesce(date(d.started_at, 'unixepoch'), 'unknown')",
-                   "source": "d.source", "project": "coalesce(d.project, 'unknown')"}.get(by)
-            if key is None:
-                raise ValueError(f"usage by {by!r}: expected day, model, source or project")
-            sums = ", ".join(f"sum(d.{f}_tokens)" for f in fields)
-            sql = f"SELECT {key}, count(*), {sums} FROM digests d {where} GROUP BY 1"
-        rows = [{"key": r[0], "sessions": r[1], **dict(zip(fields, r[2:], strict=True))}
-                for r in self.conn.execute(sql, args)]
-        if by == "day":
-            return sorted(rows, key=lambda r: r["key"])
-        return sorted(rows, key=lambda r: (-sum(r[f] for f in fields), r["key"]))
+    def usage_groups(self, by: str, *, since_hour: int | None = None,
+                     until_hour: int | None = None, project: str | None = None,
+                     sources: Sequence[str] | None = None
+                     ) -> tuple[list[tuple[Any, ...]], dict[Any, tuple[int, int]]]:
+        """Token sums per key of `by` (days, weeks and months in the process's local time,
+        as TZ sets it), model and prompt class, over hours in [since_hour, until_hour):
+        rows of (key, model, prompt_over, *USAGE_FIELDS, responses); and per key, how many
+        sessions spent in it and how many of those only as a whole (old digests)."""
+        key = _USAGE_KEYS.get(by)
+        if key is None:
+            raise ValueError(f"usage by {by!r}: expected one of {', '.join(_USAGE_KEYS)}")
+        where, args = self._usage_filter(since_hour, until_hour, project, sources)
+        join = (" JOIN digests d ON d.rowid = u.session"
+                if by in ("source", "project", "session") or project or sources else "")
+        sums = ", ".join(f"sum(u.{f})" for f in (*USAGE_FIELDS, "responses"))
+        groups = list(self.conn.execute(
+            f"SELECT {key}, u.model, u.prompt_over, {sums} FROM usage_hourly u{join}{where}"
+            " GROUP BY 1, 2, 3", args))
+        sessions = {k: (n, whole) for k, n, whole in self.conn.execute(
+            f"SELECT {key}, count(DISTINCT u.session), count(DISTINCT CASE WHEN s.kind = "
+            f"{USAGE_WHOLE_SESSION} THEN u.session END) FROM usage_hourly u{join}"
+            f" JOIN usage_sessions s ON s.session = u.session{where} GROUP BY 1", args)}
+        return groups, sessions
+
+    def usage_hours(self, *, sources: Sequence[str] | None = None,
+                    since_hour: int | None = None) -> list[tuple[Any, ...]]:
+        """Per hour and model, in time order: (hour, model, prompt_over, first_at, last_at,
+        *USAGE_FIELDS, responses), for billing blocks."""
+        where, args = self._usage_filter(since_hour, None, None, sources)
+        join = " JOIN digests d ON d.rowid = u.session" if sources else ""
+        sums = ", ".join(f"sum(u.{f})" for f in (*USAGE_FIELDS, "responses"))
+        return list(self.conn.execute(
+            f"SELECT u.hour, u.model, u.prompt_over, min(u.first_at), max(u.last_at), {sums}"
+            f" FROM usage_hourly u{join}{where} GROUP BY 1, 2, 3 ORDER BY 1", args))
+
+    def usage_by_session(self, session_ids: Sequence[str] | None = None
+                         ) -> list[tuple[Any, ...]]:
+        """(session_id, model, prompt_over, *USAGE_FIELDS) of the sessions named (all
+        without a list)."""
+        sums = ", ".join(f"sum(u.{f})" for f in USAGE_FIELDS)
+        sql = (f"SELECT d.session_id, u.model, u.prompt_over, {sums} FROM usage_hourly u"
+               " JOIN digests d ON d.rowid = u.session")
+        if session_ids is None:
+            return list(self.conn.execute(sql + " GROUP BY 1, 2, 3"))
+        out: list[tuple[Any, ...]] = []
+        ids = list(session_ids)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            out += self.conn.execute(
+                sql + f" WHERE d.session_id IN ({', '.join('?' * len(chunk))})"
+                " GROUP BY 1, 2, 3", chunk)
+        return out
+
+    @staticmethod
+    def _usage_filter(since_hour: int | None, until_hour: int | None, project: str | None,
+                      sources: Sequence[str] | None) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if since_hour is not None:
+            clauses.append("u.hour >= ?")
+            args.append(since_hour)
+        if until_hour is not None:
+            clauses.append("u.hour < ?")
+            args.append(until_hour)
+        if project:
+            if any(c in project for c in "*?["):
+                clauses.append("d.project GLOB ?")
+                args.append(project)
+            else:
+                clauses.append("d.project LIKE ? ESCAPE '\\'")
+                args.append("%" + project.replace("\\", "\\\\").replace("%", "\\%")
+                            .replace("_", "\\_") + "%")
+        if sources is not None:
+            clauses.append(f"d.source IN ({', '.join('?' * len(sources)) or 'NULL'})")
+            args += list(sources)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
     # -- reports ------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import genai_prices
 import pytest
 from click.testing import CliRunner
 
@@ -83,7 +84,10 @@ def test_evicted_sessions_keep_digest_usage_and_search(memory: Memory,
     assert state(memory, "claude-code:ev01") == "evicted"
     assert run("usage", "--by", "source") == before == [
         {"key": "claude-code", "sessions": 1, "input": 7, "output": 3, "cache_creation": 0,
-         "cache_read": 0, "reasoning": 0}]
+         "cache_read": 0, "reasoning": 0, "responses": 1,
+         "cost_usd": 0.00033,  # claude-opus-4-1: 7 × $15 + 3 × $75 per million
+         "prices": {"claude-opus-4-1": f"genai-prices {genai_prices.__version__}:"
+                                       " anthropic/claude-opus-4-1"}}]
     assert [h["id"] for h in run("search", "flux", "capacitor")] == ["claude-code:ev01"]
     # --force cannot redo it: the raw bytes are gone.
     assert memory.analyze(["claude-code:ev01"], force=True) == []
@@ -151,16 +155,22 @@ def test_usage_by_every_key(memory: Memory, sources: dict[str, Path]) -> None:
     memory.ingest()
     memory.analyze()
     zero = {"cache_creation": 0, "cache_read": 0, "reasoning": 0}
-    assert run("usage") == [
+    assert tokens(run("usage")) == [
         {"key": "2026-01-05", "sessions": 2, "input": 120, "output": 12, **zero},
         {"key": "2026-01-07", "sessions": 1, "input": 300, "output": 30, **zero}]
-    assert run("usage", "--by", "model") == [
+    assert tokens(run("usage", "--by", "model")) == [
         {"key": "claude-opus-4-1", "sessions": 2, "input": 400, "output": 40, **zero},
         {"key": "claude-haiku-4-5", "sessions": 1, "input": 20, "output": 2, **zero}]
     assert [r["key"] for r in run("usage", "--by", "project")] == ["/src/u003", "/src/u001",
                                                                    "/src/u002"]
-    assert run("usage", "--since", "2026-01-06") == [
+    assert tokens(run("usage", "--since", "2026-01-06")) == [
         {"key": "2026-01-07", "sessions": 1, "input": 300, "output": 30, **zero}]
+
+
+def tokens(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Usage rows without their cost and price columns."""
+    keep = ("key", "sessions", "input", "output", "cache_creation", "cache_read", "reasoning")
+    return [{k: r[k] for k in keep} for r in rows]
 
 
 def test_cli_analyze_json_and_bad_since(sources: dict[str, Path]) -> None:

@@ -18,4 +18,4 @@ def test_command_has_help_and_json(name: str) -> None:
 
 
 def test_usage_rejects_an_unknown_key() -> None:
-    assert CliRunner().invoke(cli, ["usage", "--by", "week"]).exit_code == 2
+    assert CliRunner().invoke(cli, ["usage", "--by", "fortnight"]).exit_code == 2

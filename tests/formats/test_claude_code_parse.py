@@ -240,7 +240,7 @@ def test_absurd_token_counts_are_stored_within_sqlite_range(memory: Memory,
     base = {"sessionId": sid, "cwd": "/big"}
     write(sources["claude-code"], f"-big/{sid}.jsonl", jsonl(*(
         {**base, "type": "assistant", "timestamp": f"2026-01-02T00:00:0{i}Z",
-         "message": {"id": f"m{i}", "model": "m", "content": [], "usage": {
+         "message": {"id": f"m{i}-{sid}", "model": "m", "content": [], "usage": {
              "input_tokens": 10**30, "output_tokens": 2**62, "cache_read_input_tokens": "9",
              "cache_creation_input_tokens": True}}} for i in range(3))))
     d = digest_of(memory, f"claude-code:{sid}")
@@ -253,16 +253,3 @@ def test_absurd_token_counts_are_stored_within_sqlite_range(memory: Memory,
         digest_of(memory, f"claude-code:{other}")
     rows = memory.usage(by="model")
     assert [(r["sessions"], r["input"]) for r in rows] == [(4, 4 * 2**48)]
-
-
-def test_a_prompt_that_begins_with_a_tag_is_counted(memory: Memory,
-                                                   sources: dict[str, Path]) -> None:
-    write(sources["claude-code"], f"-repo/{SID}.jsonl", jsonl(
-        user("2026-01-01T10:00:00.000Z", "<command-name>/clear</command-name>"),
-        user("2026-01-01T10:00:01.000Z", "<div> is misaligned, please fix the CSS"),
-        user("2026-01-01T10:00:02.000Z", [{"type": "text", "text": "<bash-input>ls"
-                                                                   "</bash-input>"}]),
-    ))
-    d = digest_of(memory, f"claude-code:{SID}")
-    assert d["user_turns"] == 1
-    assert d["first_prompt"] == "<div> is misaligned, please fix the CSS"

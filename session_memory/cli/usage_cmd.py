@@ -1,0 +1,145 @@
+"""`usage [--by …] [--since DATE] [--until DATE] [--project P] [--breakdown]`, `usage blocks`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from session_memory import usage as usage_mod
+from session_memory.cli.common import Context, data_command, emit_json, stdout
+
+BAR_WIDTH = 24
+_COLUMNS = ("input", "output", "cache_creation", "cache_read", "reasoning")
+_HEADERS = ("input", "output", "cache write", "cache read", "reasoning")
+
+
+@click.group(invoke_without_command=True)
+@click.option("--by", type=click.Choice(usage_mod.BY), default="day", show_default=True,
+              help="One row per day, ISO week or month (local time of TZ), model, source, "
+                   "project or session.")
+@click.option("--since", help="From this day on (YYYY-MM-DD, local time), an ISO time or an "
+                              "age (7d).")
+@click.option("--until", help="Up to and including this day (YYYY-MM-DD), or an ISO time.")
+@click.option("--project", help="Only projects whose path holds this (or matches this glob).")
+@click.option("--breakdown", is_flag=True, help="Each model's part of every row.")
+@data_command
+def usage(ctx: Context, by: str, since: str | None, until: str | None, project: str | None,
+          breakdown: bool, as_json: bool) -> None:
+    """Tokens and cost, counted in the hour they were spent (kept after raw is evicted).
+
+    `input` never includes cache reads; a response two sessions' files hold counts once.
+    Cost comes from genai-prices' bundled table or the config's [prices]; a model priced
+    nowhere has no cost (null)."""
+    click_ctx = click.get_current_context()
+    if click_ctx.invoked_subcommand is not None:
+        click_ctx.meta["usage_json"] = as_json
+        return
+    with ctx.memory() as memory:
+        rows = memory.usage(by, since, until, project=project, breakdown=breakdown)
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo("no usage recorded" + (" in that window" if since or until else ""),
+                   err=True)
+        return
+    if not sys.stdout.isatty():
+        for r in rows:
+            click.echo("\t".join(str(v) for v in (r["key"], r["sessions"],
+                                                   *(r[k] for k in _COLUMNS),
+                                                   _cost(r["cost_usd"]))))
+        return
+    _print_table(by, rows, breakdown)
+
+
+def _cost(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.2f}"
+
+
+def _bar(value: int, largest: int) -> Text:
+    """A bar of eighths: no plot library needed."""
+    if largest <= 0 or value <= 0:
+        return Text("")
+    eighths = max(1, round(value / largest * BAR_WIDTH * 8))
+    return Text("█" * (eighths // 8) + " ▏▎▍▌▋▊▉"[eighths % 8].strip(), style="cyan")
+
+
+def _tokens(row: dict[str, Any]) -> int:
+    return sum(row[k] for k in ("input", "output", "cache_creation", "cache_read"))
+
+
+def _print_table(by: str, rows: list[dict[str, Any]], breakdown: bool) -> None:
+    timeline = by in ("day", "week", "month")
+    table = Table(by, "sessions", *_HEADERS, "cost (USD)", *(["tokens"] if timeline else []),
+                  show_footer=True)
+    largest = max(_tokens(r) for r in rows)
+    for r in rows:
+        table.add_row(str(r["key"]), f"{r['sessions']:,}", *(f"{r[k]:,}" for k in _COLUMNS),
+                      _cost(r["cost_usd"]), *([_bar(_tokens(r), largest)] if timeline else []))
+        for part in r.get("models", []) if breakdown else []:
+            table.add_row(Text(f"  └ {part['model']}", style="dim"), "",
+                          *(Text(f"{part[k]:,}", style="dim") for k in _COLUMNS),
+                          Text(_cost(part["cost_usd"]), style="dim"))
+    total = usage_mod.totals(rows)
+    for column, value in zip(table.columns, ["total", f"{total['sessions']:,}",
+                                             *(f"{total[k]:,}" for k in _COLUMNS),
+                                             _cost(total["cost_usd"])], strict=False):
+        column.footer = value
+    stdout.print(table)
+    unpriced = sorted({m for r in rows for m in r.get("unpriced_models", [])})
+    if unpriced:
+        click.echo(f"no price known for {', '.join(unpriced)}: their rows show no cost "
+                   "(set one under [prices] in the config)", err=True)
+    whole = sum(r.get("whole_session_estimates", 0) for r in rows)
+    if whole:
+        click.echo(f"{whole} session(s) analyzed before usage was kept by the hour, their raw "
+                   "since evicted: each is counted whole at its start", err=True)
+
+
+@usage.command()
+@click.option("--since", help="From this day on (YYYY-MM-DD, local time), or an age (7d).")
+@click.option("--active", "active_only", is_flag=True, help="Only the block running now.")
+@data_command
+def blocks(ctx: Context, since: str | None, active_only: bool, as_json: bool) -> None:
+    """5-hour billing blocks (sources that bill so): tokens and cost, the active one marked."""
+    as_json = as_json or bool(click.get_current_context().meta.get("usage_json"))
+    with ctx.memory() as memory:
+        found = memory.usage_blocks(since)
+    if active_only:
+        found = [b for b in found if b["active"]]
+    if as_json:
+        emit_json(found)
+        return
+    if not found:
+        click.echo("no billing blocks recorded", err=True)
+        return
+    if not sys.stdout.isatty():
+        for b in found:
+            click.echo("\t".join(str(v) for v in (
+                b["start"], b["end"], "active" if b["active"] else "gap" if b["gap"] else "",
+                *(b[k] for k in _COLUMNS), _cost(b["cost_usd"]))))
+        return
+    table = Table("start (local)", "", "models", *_HEADERS, "cost (USD)", "tokens")
+    largest = max(_tokens(b) for b in found)
+    for b in found:
+        status = Text("● active", style="bold green") if b["active"] else (
+            Text("gap", style="dim") if b["gap"] else Text(""))
+        table.add_row(_local(b["start"]), status, ", ".join(b["models"]),
+                      *(f"{b[k]:,}" for k in _COLUMNS), _cost(b["cost_usd"]),
+                      _bar(_tokens(b), largest))
+    stdout.print(table)
+
+
+def _local(iso: str) -> str:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone().strftime(
+        "%Y-%m-%d %H:%M")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(usage)
