@@ -316,6 +316,11 @@ class Tier2:
                               " WHERE session_id = ?)", (session_id,))
         self.conn.execute("DELETE FROM digests WHERE session_id = ?", (session_id,))
 
+    def projects(self) -> dict[str, str]:
+        """Each analyzed session's project (its working folder), by session id."""
+        return {sid: project for sid, project in self.conn.execute(
+            "SELECT session_id, project FROM digests WHERE project IS NOT NULL")}
+
     def search(self, query: str, limit: int = 20) -> list[dict[str, Any]]:
         """Digests matching `query` (its words, all of them; OR between words allowed),
         best first by bm25 with the title weighted most, each with a snippet."""

@@ -19,11 +19,11 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 CONTRACT = ["daemon", "ingest", "analyze", "sweep", "status", "sessions", "show", "export",
             "restore", "reports", "reports show", "search", "usage", "hook session-end", "pin",
             "unpin", "forget", "check", "config show", "config check", "service install",
-            "service uninstall", "service status"]
+            "service uninstall", "service status", "dashboard"]
 # Commands that print data (the contract: "every command that prints data takes --json").
 DATA = ["ingest", "analyze", "sweep", "status", "sessions", "show", "export", "restore",
         "reports", "reports show", "search", "usage", "pin", "unpin", "forget", "check",
-        "config show", "config check", "service status"]
+        "config show", "config check", "service status", "dashboard"]
 
 
 def command(path: str) -> click.Command:

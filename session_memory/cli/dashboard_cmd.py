@@ -1,0 +1,39 @@
+"""`dashboard`."""
+
+from __future__ import annotations
+
+import webbrowser
+from pathlib import Path
+
+import click
+
+from session_memory import dashboard
+from session_memory.cli.common import Context, data_command, emit_json, human_bytes
+
+
+@click.command("dashboard")
+@click.option("-o", "--output", "output", type=click.Path(path_type=Path, dir_okay=False),
+              default=dashboard.DEFAULT_FILE, show_default=True,
+              help="Write the page here.")
+@click.option("--open", "open_page", is_flag=True, help="Then open it in a web browser.")
+@data_command
+def dashboard_command(ctx: Context, output: Path, open_page: bool, as_json: bool) -> None:
+    """Write one self-contained HTML page: Tier 1 over time against its caps, evictions by
+    sweep and pass (data loss marked), sessions by state, the largest sessions, spend by day.
+
+    Everything (scripts, styles, data) is inside the file: viewing it needs no network.
+    It only reads the stores, so it runs while the daemon does.
+    """
+    with ctx.memory() as memory:
+        written = dashboard.write(memory, output)
+    if as_json:
+        emit_json(written)
+    else:
+        click.echo(f"wrote {written['path']} ({human_bytes(written['bytes'])}: "
+                   f"{written['sweeps']} sweeps, {written['sessions']} sessions)", err=True)
+    if open_page:
+        webbrowser.open(Path(written["path"]).as_uri())
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(dashboard_command)

@@ -1,0 +1,48 @@
+"""The dashboard: one self-contained HTML page over the library (read-only, like the CLI).
+
+    from session_memory.dashboard import write
+    write(memory, Path("session-memory-dashboard.html"))
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from session_memory.dashboard.gather import gather as gather_data
+from session_memory.dashboard.page import render
+from session_memory.errors import SessionMemoryError
+from session_memory.memory import Memory
+
+DEFAULT_FILE = "session-memory-dashboard.html"
+
+__all__ = ["DEFAULT_FILE", "build", "gather_data", "render", "write"]
+
+
+def build(memory: Memory) -> str:
+    """The page's HTML, as of now."""
+    return render(gather_data(memory))
+
+
+def write(memory: Memory, path: Path) -> dict[str, Any]:
+    """Write the page to `path` (replacing it whole: a reader never sees half a page; owner
+    read-write only, as it names sessions and projects). Returns what was written: its path
+    and size, and how much it covers."""
+    data = gather_data(memory)
+    html = render(data).encode()
+    path = path.expanduser()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(html)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise SessionMemoryError(f"cannot write the dashboard to {path}: "
+                                 f"{e.strerror or e}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"path": str(path.resolve()), "bytes": len(html),
+            "sweeps": len(data["sweeps"]["id"]), "sessions": data["now"]["sessions"]["total"],
+            "data_loss_sessions": len(data["data_loss"])}

@@ -1,0 +1,129 @@
+"""The page in a real headless browser (Debian's chromium driven by Playwright): it loads
+with no console error and no network request, draws every chart, shows the reports and the
+lost sessions, and opens a sweep's report when its dot is clicked."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import BrowserContext, sync_playwright
+
+from tests.dashboard.store import SweptStore
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason="Debian's chromium is not installed (.ci/run installs it)")
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[BrowserContext]:
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
+            args=FLAGS, viewport={"width": 1280, "height": 900})
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+# A chart's size and what it drew: the data marks (not axes or legends) Vega put in its SVG.
+_DRAWN = """(el) => {
+  const svg = el.querySelector('svg');
+  if (!svg) return {width: 0, height: 0, marks: 0};
+  const rect = svg.getBoundingClientRect();
+  const marks = Array.from(svg.querySelectorAll('g.role-mark > path, g.role-mark > g'))
+    .filter((m) => { const r = m.getBoundingClientRect(); return r.width > 0 || r.height > 0; });
+  return {width: rect.width, height: rect.height, marks: marks.length};
+}"""
+
+# The centre, on the page, of the dot the tier 1 chart drew for report `rid` (Vega keeps each
+# SVG element's scenegraph item, with its data row, on the element).
+_DOT = """(rid) => {
+  for (const el of document.querySelectorAll('#chart-tier1 g.role-mark path')) {
+    const item = el.__data__;
+    if (item && item.mark.marktype === 'symbol' && item.datum && item.datum.id === rid) {
+      const r = el.getBoundingClientRect();
+      return {x: r.left + r.width / 2, y: r.top + r.height / 2};
+    }
+  }
+  return null;
+}"""
+
+
+def test_page_in_a_real_browser(browser: BrowserContext, page: Path, swept: SweptStore,
+                                tmp_path: Path) -> None:
+    tab = browser.new_page()
+    console: list[str] = []
+    requests: list[str] = []
+    tab.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    tab.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+    tab.on("request", lambda r: requests.append(r.url))
+
+    tab.goto(page.as_uri())
+    tab.evaluate("() => window.dashboard.ready")
+    print("console:", console)
+    print("requests:", requests)
+    assert not [m for m in console if m.startswith(("error", "pageerror", "warning"))]
+    assert requests == [page.as_uri()]  # the page itself, nothing else
+
+    charts = tab.eval_on_selector_all("[data-chart]", "els => els.map(e => e.dataset.chart)")
+    assert {"tier1", "evictions", "states", "tiers", "largest", "projects", "sources",
+            "tokens"} <= set(charts)
+    for name in charts:
+        drawn: dict[str, Any] = tab.eval_on_selector(f"[data-chart={name}]", _DRAWN)
+        print(name, drawn)
+        assert drawn["width"] > 0 and drawn["height"] > 0, name
+        assert drawn["marks"] > 0, f"{name} drew nothing"
+
+    text = tab.inner_text("body")
+    for report in swept.reports:
+        assert report["id"] in text
+    assert swept.data_loss
+    for sid in swept.data_loss:
+        assert sid in text
+
+    # Click the data-loss sweep's dot: its report opens, listing the lost sessions.
+    lossy = swept.reports[-1]["id"]
+    dot = tab.evaluate(_DOT, lossy)
+    assert dot, "the data-loss sweep has no dot on the tier 1 chart"
+    assert tab.is_hidden("#report-detail")
+    tab.mouse.click(dot["x"], dot["y"])
+    tab.wait_for_selector("#report-detail", state="visible")
+    assert tab.inner_text("#report-detail-id") == lossy
+    detail = tab.inner_text("#report-detail")
+    for sid in swept.data_loss:
+        assert f"DATA LOSS: {sid}" in detail
+
+    shot = tmp_path / "dashboard.png"
+    tab.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot: {shot}")
+    assert shot.stat().st_size > 10_000
+    assert not [m for m in console if m.startswith(("error", "pageerror"))]
+    assert requests == [page.as_uri()]
+
+
+def test_tables_read_without_javascript(tmp_path: Path, page: Path, swept: SweptStore) -> None:
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "nojs-profile"), executable_path=CHROMIUM, headless=True,
+            args=FLAGS, java_script_enabled=False)
+        try:
+            tab = context.new_page()
+            tab.goto(page.as_uri())
+            text = tab.inner_text("body")
+            assert "JavaScript is off" in text
+            for report in swept.reports:
+                assert report["id"] in text
+            for sid in swept.data_loss:
+                assert sid in text
+            assert tab.query_selector("svg") is None
+        finally:
+            context.close()
