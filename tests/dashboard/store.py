@@ -80,7 +80,7 @@ def build(home: Path) -> SweptStore:
         clock.advance(HOUR)
         usage = _projected(memory)
         _caps(memory, raw_soft_cap=usage // 2, raw_hard_cap=usage - 4_000)
-        memory.analyze = None  # type: ignore[assignment,method-assign]
+        memory.analyze_report = None  # type: ignore[assignment,method-assign]
         reports.append(memory.sweep())  # overflow with no analyzer: data loss
     lost = reports[-1]["overflow_data_loss"]
     return SweptStore(settings, path, reports, lost)
