@@ -215,16 +215,11 @@ TOKEN_FIELDS = ("input", "output", "cache_creation", "cache_read")
 
 
 def _spend(memory: Memory) -> dict[str, Any]:
-    """Tokens (and cost, where the usage rows carry it) by day, split by model where the
-    rows carry a model breakdown."""
+    """Tokens and cost by day (local time, as `usage` counts them), each model its part."""
     rows = []
-    for r in memory.usage(by="day"):
-        parts = r.get("models") or r.get("breakdown")
-        if isinstance(parts, list) and parts:
-            for part in parts:
-                rows.append(_spend_row(r["key"], part.get("model") or part.get("key"), part))
-        else:
-            rows.append(_spend_row(r["key"], None, r))
+    for r in memory.usage(by="day", breakdown=True):
+        for part in r.get("models") or [r | {"model": None}]:
+            rows.append(_spend_row(r["key"], part.get("model"), part))
     return {"rows": rows,
             "by_model": any(r["model"] is not None for r in rows),
             "has_cost": any(r["cost_usd"] is not None for r in rows)}

@@ -76,7 +76,7 @@ def test_page_in_a_real_browser(browser: BrowserContext, page: Path, swept: Swep
 
     charts = tab.eval_on_selector_all("[data-chart]", "els => els.map(e => e.dataset.chart)")
     assert {"tier1", "evictions", "states", "tiers", "largest", "projects", "sources",
-            "tokens"} <= set(charts)
+            "tokens", "cost"} == set(charts)
     for name in charts:
         drawn: dict[str, Any] = tab.eval_on_selector(f"[data-chart={name}]", _DRAWN)
         print(name, drawn)

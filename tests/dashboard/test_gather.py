@@ -49,10 +49,14 @@ def test_room_counts_only_what_tier1_still_holds(swept_memory: Memory) -> None:
     assert pinned and pinned[0]["project"]  # analyzed: its digest names the project
 
 
-def test_spend_comes_from_the_usage_rows(swept_memory: Memory) -> None:
+def test_spend_is_the_usage_rows_by_day_and_model(swept_memory: Memory) -> None:
     spend = gather(swept_memory)["spend"]
-    usage = swept_memory.usage(by="day")
-    assert usage and {r["day"] for r in spend["rows"]} == {r["key"] for r in usage}
+    usage = swept_memory.usage(by="day", breakdown=True)
+    assert usage and spend["by_model"] and spend["has_cost"]
+    expected = sorted((r["key"], m["model"], m["input"], m["output"], m["cost_usd"])
+                      for r in usage for m in r["models"])
+    assert sorted((r["day"], r["model"], r["input"], r["output"], r["cost_usd"])
+                  for r in spend["rows"]) == expected
     assert sum(r["tokens"] for r in spend["rows"]) == sum(
         r["input"] + r["output"] + r["cache_creation"] + r["cache_read"] for r in usage)
 
