@@ -135,7 +135,9 @@ def blocks(hours: Iterable[Sequence[Any]], book: PriceBook, now: float,
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    """UTC with milliseconds, as the tools (and ccusage's block ids) write times."""
+    when = datetime.fromtimestamp(ts, UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 def _close(block: dict[str, Any], now: float, span: int) -> dict[str, Any]:

@@ -208,6 +208,9 @@ class Tier2:
         rowid = row[0]
         if spend is not None:
             self._put_usage(rowid, spend, USAGE_BY_HOUR)
+        else:  # an older analyzer's digest: its usage comes from its totals (store_old_usage)
+            for table in ("usage_hourly", "usage_responses", "usage_sessions"):
+                self.conn.execute(f"DELETE FROM {table} WHERE session = ?", (rowid,))
         self.conn.execute("DELETE FROM digests_fts WHERE rowid = ?", (rowid,))
         self.conn.execute(
             "INSERT INTO digests_fts (rowid, session_id, title, prompts, files, commands, errors,"
@@ -265,7 +268,8 @@ class Tier2:
                                  " WHERE hash = ?", (key_hash,)).fetchone()
         assert held is not None  # the insert above found it
         other, other_at, other_tokens = held
-        if other_tokens != tokens or other_at <= at:
+        if other_tokens != tokens or other_at < at or (
+                other_at == at and not self._started_before(session, other)):
             return False
         # The same counts, written earlier here: move the response to this session's hour.
         fields = ", ".join(f"{f} = {f} - ?" for f in USAGE_FIELDS)
@@ -279,6 +283,14 @@ class Tier2:
         self.conn.execute("UPDATE usage_responses SET session = ?, at = ? WHERE hash = ?",
                           (session, at, key_hash))
         return True
+
+    def _started_before(self, session: int, other: int) -> bool:
+        """Whether `session` began before `other` (then its copy of a response written at
+        the same moment is the one counted, as ccusage reads the older file first)."""
+        mine, theirs = (self.conn.execute(
+            "SELECT coalesce(started_at, 0), session_id FROM digests WHERE rowid = ?",
+            (rowid,)).fetchone() or (0.0, "") for rowid in (session, other))
+        return bool(tuple(mine) < tuple(theirs))
 
     def digests_without_usage(self) -> list[tuple[int, str, dict[str, Any]]]:
         """Digests with no usage stored yet (made before usage was kept by the hour):

@@ -1,0 +1,179 @@
+"""Session files for the usage tests, written as the agent tools write them: compact JSON,
+one record a line, timestamps in UTC with milliseconds.
+
+- `rewrite_tree` copies a fixture tree so (the fixtures are pretty in places, or without
+  milliseconds); files that are not JSONL are copied as they are.
+- `write_claude_sessions` and `write_codex_sessions` make small sessions whose day × model
+  totals are worked out by hand in CLAUDE_EXPECTED and CODEX_EXPECTED: they cross local
+  midnight in America/New_York (TZ below), hold streaming copies of one response, and one
+  response that two sessions' files both hold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+TZ = "America/New_York"  # UTC-5 in March: 04:30Z is 23:30 the day before
+
+
+def iso_ms(value: str) -> str:
+    """An ISO 8601 time as the tools write it: UTC, milliseconds, Z."""
+    when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def _retime(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: (_iso_or_same(v) if k == "timestamp" and isinstance(v, str) else _retime(v))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_retime(v) for v in value]
+    return value
+
+
+def _iso_or_same(value: str) -> str:
+    try:
+        return iso_ms(value)
+    except ValueError:
+        return value
+
+
+def compact(record: Any) -> str:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+
+
+def rewrite_tree(src: Path, dst: Path) -> None:
+    """Copy `src` to `dst`, every JSONL record in compact JSON with millisecond times."""
+    for path in sorted(src.rglob("*")):
+        if not path.is_file():
+            continue
+        target = dst / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not path.name.endswith(".jsonl"):
+            target.write_bytes(path.read_bytes())
+            continue
+        out = []
+        for line in path.read_text("utf-8").splitlines():
+            try:
+                out.append(compact(_retime(json.loads(line))))
+            except ValueError:
+                out.append(line)  # not JSON: kept, as a broken line in a real file
+        target.write_text("\n".join(out) + "\n", "utf-8")
+        os.utime(target, (1_700_000_000, 1_700_000_000))
+
+
+def _write(path: Path, records: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(compact(r) + "\n" for r in records), "utf-8")
+    os.utime(path, (1_700_000_000, 1_700_000_000))
+
+
+def _claude(sid: str, at: str, msg_id: str, req: str, model: str, usage: dict[str, int],
+            *, sidechain: bool = False) -> dict[str, Any]:
+    return {"type": "assistant", "timestamp": iso_ms(at), "sessionId": sid,
+            "requestId": req, "version": "2.0.0", "cwd": "/work/app",
+            "isSidechain": sidechain, "uuid": f"u-{msg_id}-{at}",
+            "message": {"id": msg_id, "model": model, "role": "assistant", "type": "message",
+                        "content": [{"type": "text", "text": "ok"}], "usage": usage}}
+
+
+def _prompt(sid: str, at: str) -> dict[str, Any]:
+    return {"type": "user", "timestamp": iso_ms(at), "sessionId": sid, "version": "2.0.0",
+            "cwd": "/work/app", "uuid": f"p-{sid}-{at}",
+            "message": {"role": "user", "content": "go on"}}
+
+
+SONNET = "claude-sonnet-4-5-20250929"
+HAIKU = "claude-haiku-4-5-20251001"
+CLAUDE_A = "aaaaaaaa-0000-4000-8000-00000000000a"
+CLAUDE_B = "bbbbbbbb-0000-4000-8000-00000000000b"
+
+
+def write_claude_sessions(projects: Path) -> None:
+    """Two sessions. A runs from 23:40 to 00:20 New York time (04:40Z-05:20Z, 1-2 March):
+    m1 streamed as two copies (the fuller one counts), m2 after midnight, and m3 with
+    haiku. B, a resumed copy, repeats m2 (same message id and request id) and adds m4."""
+    def usage(i: int, o: int, cw: int = 0, cr: int = 0) -> dict[str, int]:
+        return {"input_tokens": i, "output_tokens": o, "cache_creation_input_tokens": cw,
+                "cache_read_input_tokens": cr}
+
+    _write(projects / "-work-app" / f"{CLAUDE_A}.jsonl", [
+        _prompt(CLAUDE_A, "2026-03-02T04:39:00Z"),
+        _claude(CLAUDE_A, "2026-03-02T04:40:00.125Z", "m1", "r1", SONNET, usage(10, 1, 1000, 0)),
+        _claude(CLAUDE_A, "2026-03-02T04:40:02.250Z", "m1", "r1", SONNET,
+                usage(10, 200, 1000, 0)),
+        _claude(CLAUDE_A, "2026-03-02T05:10:00.500Z", "m2", "r2", SONNET,
+                usage(5, 300, 100, 1000)),
+        _claude(CLAUDE_A, "2026-03-02T05:20:00.000Z", "m3", "r3", HAIKU, usage(40, 4, 0, 0)),
+    ])
+    _write(projects / "-work-app" / f"{CLAUDE_B}.jsonl", [
+        _claude(CLAUDE_B, "2026-03-02T05:10:00.500Z", "m2", "r2", SONNET,
+                usage(5, 300, 100, 1000)),
+        _prompt(CLAUDE_B, "2026-03-03T15:00:00Z"),
+        _claude(CLAUDE_B, "2026-03-03T15:00:09.999Z", "m4", "r4", SONNET, usage(7, 70, 0, 500)),
+    ])
+
+
+CLAUDE_EXPECTED = {
+    # (local day, model): (input, output, cache_creation, cache_read)
+    ("2026-03-01", SONNET): (10, 200, 1000, 0),  # m1, its fuller copy
+    ("2026-03-02", SONNET): (5, 300, 100, 1000),  # m2, once though two files hold it
+    ("2026-03-02", HAIKU): (40, 4, 0, 0),  # m3
+    ("2026-03-03", SONNET): (7, 70, 0, 500),  # m4
+}
+
+CODEX_MODEL = "gpt-5-codex"
+CODEX_ID = "cccccccc-0000-4000-8000-00000000000c"
+
+
+def _token_count(at: str, total: dict[str, int], last: dict[str, int] | None
+                 ) -> dict[str, Any]:
+    info: dict[str, Any] = {"total_token_usage": total, "model_context_window": 272000}
+    if last is not None:
+        info["last_token_usage"] = last
+    return {"timestamp": iso_ms(at), "type": "event_msg",
+            "payload": {"type": "token_count", "info": info, "rate_limits": None}}
+
+
+def _counts(i: int, c: int, o: int, r: int) -> dict[str, int]:
+    return {"input_tokens": i, "cached_input_tokens": c, "output_tokens": o,
+            "reasoning_output_tokens": r, "total_tokens": i + o}
+
+
+def write_codex_sessions(codex_home: Path) -> None:
+    """One rollout from 23:50 to 00:10 New York time (04:50Z-05:10Z, 1-2 March): two
+    turns, each reported with its own `last_token_usage`, the second also reported again
+    (Codex repeats a token_count), and a third turn with a cumulative total only."""
+    path = (codex_home / "sessions" / "2026" / "03" / "02"
+            / f"rollout-2026-03-02T04-50-00-{CODEX_ID}.jsonl")
+    _write(path, [
+        {"timestamp": iso_ms("2026-03-02T04:50:00Z"), "type": "session_meta",
+         "payload": {"id": CODEX_ID, "timestamp": iso_ms("2026-03-02T04:50:00Z"),
+                     "cwd": "/work/app", "originator": "codex_cli_rs", "cli_version": "0.50.0"}},
+        {"timestamp": iso_ms("2026-03-02T04:50:01Z"), "type": "turn_context",
+         "payload": {"cwd": "/work/app", "model": CODEX_MODEL, "approval_policy": "never"}},
+        {"timestamp": iso_ms("2026-03-02T04:50:02Z"), "type": "event_msg",
+         "payload": {"type": "user_message", "message": "fix it"}},
+        _token_count("2026-03-02T04:55:00Z", _counts(1000, 200, 50, 10),
+                     _counts(1000, 200, 50, 10)),
+        _token_count("2026-03-02T05:05:00Z", _counts(3000, 1700, 80, 10),
+                     _counts(2000, 1500, 30, 0)),
+        _token_count("2026-03-02T05:05:00Z", _counts(3000, 1700, 80, 10),
+                     _counts(2000, 1500, 30, 0)),
+        _token_count("2026-03-02T05:08:00Z", _counts(3500, 2000, 100, 15), None),
+    ])
+
+
+CODEX_EXPECTED = {
+    # input is input_tokens - cached_input_tokens; the repeated report counts once.
+    ("2026-03-01", CODEX_MODEL): (800, 50, 0, 200),
+    # 2000-1500 = 500 and 30 out; then the total grew by 500 in (300 cached), 20 out.
+    ("2026-03-02", CODEX_MODEL): (500 + 200, 30 + 20, 0, 1500 + 300),
+}
