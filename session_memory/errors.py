@@ -29,6 +29,10 @@ class NotFoundError(SessionMemoryError):
     pass
 
 
+class EvictedError(SessionMemoryError):
+    """The session's raw bytes are gone; only its digest remains."""
+
+
 class UnsafePathError(SessionMemoryError):
     pass
 

@@ -18,10 +18,11 @@ from session_memory import formats, maintenance, retention, safe_write
 from session_memory import ingest as ingest_mod
 from session_memory import usage as usage_mod
 from session_memory.analyze import run as analyze_run
+from session_memory.analyze import worker as analyze_worker
 from session_memory.analyze.digest import ANALYZER_VERSION, whole_session_spend
 from session_memory.clock import Clock, SystemClock
 from session_memory.config import Settings
-from session_memory.errors import NotFoundError, SessionMemoryError, UsageError
+from session_memory.errors import EvictedError, NotFoundError, SessionMemoryError, UsageError
 from session_memory.fswalk import OsWalker, Walker
 from session_memory.prices import PriceBook
 from session_memory.store.tier1 import Tier1
@@ -30,12 +31,16 @@ from session_memory.store.tier2 import Tier2
 TIER1_FILE = "tier1.db"
 TIER2_FILE = "tier2.db"
 DAEMON_LOCK = "daemon.lock"
+_IDS_A_QUERY = 500
 
 
 class Memory:
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
-                 walker: Walker | None = None) -> None:
+                 walker: Walker | None = None, read_only: bool = False) -> None:
+        """`read_only`: the stores are opened only to read (the MCP server's view): they
+        must exist already, and nothing here ever takes a write lock on them."""
         self.settings = settings
+        self.read_only = read_only
         self.clock = clock or SystemClock()
         self.walker = walker
         self._tier1: Tier1 | None = None
@@ -52,13 +57,13 @@ class Memory:
     @property
     def tier1(self) -> Tier1:
         if self._tier1 is None:
-            self._tier1 = Tier1(self.data_dir / TIER1_FILE)
+            self._tier1 = Tier1(self.data_dir / TIER1_FILE, read_only=self.read_only)
         return self._tier1
 
     @property
     def tier2(self) -> Tier2:
         if self._tier2 is None:
-            self._tier2 = Tier2(self.data_dir / TIER2_FILE)
+            self._tier2 = Tier2(self.data_dir / TIER2_FILE, read_only=self.read_only)
         return self._tier2
 
     def close(self) -> None:
@@ -126,13 +131,16 @@ class Memory:
         raise NotFoundError(f"{session_id!r} matches several sessions: {', '.join(rows[:2])}, …")
 
     def sessions(self, *, state: str | None = None, source: str | None = None,
-                 limit: int | None = None) -> list[dict[str, Any]]:
-        """Sessions, newest first; analyzed ones with their `tokens` and `cost_usd` (from
-        Tier 2's usage by the hour, so a response two sessions hold counts in one)."""
-        rows = [_public(s) for s in self.tier1.sessions(self.idle_before, state=state,
-                                                         source=source, limit=limit)]
+                 limit: int | None = None, project: str | None = None,
+                 since: float | None = None) -> list[dict[str, Any]]:
+        """Sessions, most recently written first; analyzed ones with their `tokens` and
+        `cost_usd` (from Tier 2's usage by the hour, so a response two sessions hold counts
+        in one). `project` (a folder or a folder's name, see Tier2.session_ids) keeps
+        analyzed sessions only: the digest knows the place. `since`: sessions still going
+        at or after this time."""
+        rows = [_public(s) for s in self._session_rows(state, source, limit, project, since)]
         self.store_old_usage()
-        ids = [r["id"] for r in rows] if limit is not None else None
+        ids = [r["id"] for r in rows] if limit is not None or project else None
         spent = usage_mod.by_session(self.tier2.usage_by_session(ids), self.price_book)
         for row in rows:
             analyzed = row.get("analyzed_at") is not None
@@ -141,6 +149,22 @@ class Memory:
                 dict.fromkeys(usage_mod.FIELDS, 0) if analyzed else None)
             row["cost_usd"] = found["cost_usd"] if found else (0.0 if analyzed else None)
         return rows
+
+    def _session_rows(self, state: str | None, source: str | None, limit: int | None,
+                      project: str | None, since: float | None) -> list[dict[str, Any]]:
+        if project is None:
+            return self.tier1.sessions(self.idle_before, state=state, source=source,
+                                       limit=limit, since=since)
+        with self.tier2.snapshot():
+            ids = sorted(self.tier2.session_ids(project=project))
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(ids), _IDS_A_QUERY):
+            # The newest `limit` of all are among the newest `limit` of each batch.
+            rows += self.tier1.sessions(self.idle_before, state=state, source=source,
+                                        limit=limit, since=since,
+                                        ids=ids[start:start + _IDS_A_QUERY])
+        rows.sort(key=lambda r: (-r["last_write"], r["id"]))
+        return rows[:limit]
 
     def show(self, session_id: str) -> dict[str, Any]:
         sid = self.resolve_id(session_id)
@@ -300,9 +324,34 @@ class Memory:
                if r["state"] == "analyzed"][:limit]
         return self.analyze(ids) if ids else []
 
-    def search(self, query: str, limit: int = 20) -> list[dict[str, Any]]:
-        """Digests matching a full-text query, best first, each with a snippet."""
-        return self.tier2.search(query, limit)
+    def search(self, query: str, limit: int = 20, *, project: str | None = None,
+               since: float | None = None) -> list[dict[str, Any]]:
+        """Digests matching a full-text query, best first, each with a snippet; only those
+        of `project` (a folder or a folder's name) and still going at or after `since`."""
+        return self.tier2.search(query, limit, project=project, since=since)
+
+    def transcript(self, session_id: str, offset: int = 0, limit: int = 50
+                   ) -> dict[str, Any]:
+        """A page of the session's messages and tool calls, in order, from its raw bytes in
+        Tier 1: redacted as digests are, long tool output summarised (transcript.py)."""
+        from session_memory import formats, transcript
+
+        sid = self.resolve_id(session_id)
+        with self.tier1.snapshot():
+            row = self.tier1.session(sid, self.idle_before)
+            if row["state"] == "evicted":
+                raise EvictedError(
+                    f"{sid}: its raw transcript was evicted; only its digest remains "
+                    f"(get_session, or `session-memory show {sid}`)")
+            fmt = analyze_run.format_of(self.settings, row["source"])
+            read = formats.transcript(fmt) if fmt else None
+            if read is None:
+                raise SessionMemoryError(f"{sid}: no transcript reader for source "
+                                         f"{row['source']!r} (format {fmt or 'unknown'})")
+            messages, more = transcript.page(
+                read(analyze_worker.pieces(self.tier1, self.tier1.files(sid))), offset, limit)
+        return {"id": sid, "messages": messages,
+                "next_offset": offset + len(messages) if more else None}
 
     def usage(self, by: str = "day", since: str | float | None = None,
               until: str | float | None = None, *, project: str | None = None,
@@ -348,7 +397,10 @@ class Memory:
     def store_old_usage(self) -> int:
         """Give digests made before usage was kept by the hour (whose raw bytes are gone,
         so they cannot be analyzed again) their usage: each whole session at its start
-        hour, marked as such. Returns how many."""
+        hour, marked as such. Returns how many. A read-only view leaves this to the next
+        writer (the daemon does it after each analysis)."""
+        if self.read_only:
+            return 0
         items = []
         for rowid, source, digest in self.tier2.digests_without_usage():
             configured = self.settings.sources.get(source)

@@ -66,7 +66,7 @@ def analyze(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock, idle_b
     chosen, skipped = select(tier1, idle_before, ids, include_active=include_active,
                              force=force, stale=tier2.stale_digest_ids(ANALYZER_VERSION))
     result = AnalyzeResult(skipped=skipped)
-    formats_by_source = {row["source"]: _format_of_or_none(settings, row["source"])
+    formats_by_source = {row["source"]: format_of(settings, row["source"])
                          for row in chosen}
     batch: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for row, outcome in _digests(tier1, formats_by_source, chosen):
@@ -100,7 +100,7 @@ def _commit(tier1: Tier1, tier2: Tier2, clock: Clock,
     return [row["id"] for row, _ in batch]
 
 
-def _format_of_or_none(settings: Settings, source: str) -> str | None:
+def format_of(settings: Settings, source: str) -> str | None:
     configured = settings.sources.get(source)
     if configured is not None:
         return configured.format

@@ -14,6 +14,7 @@ from session_memory.cli import (
     daemon_cmd,
     dashboard_cmd,
     ingest_cmd,
+    mcp_cmd,
     retention_cmd,
     sessions_cmd,
     status_cmd,
@@ -33,8 +34,8 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
     ctx.obj = Context(config_path)
 
 
-for module in (analyze_cmd, config_cmd, daemon_cmd, dashboard_cmd, ingest_cmd, retention_cmd,
-               sessions_cmd, status_cmd, usage_cmd):
+for module in (analyze_cmd, config_cmd, daemon_cmd, dashboard_cmd, ingest_cmd, mcp_cmd,
+               retention_cmd, sessions_cmd, status_cmd, usage_cmd):
     module.register(cli)
 
 

@@ -12,7 +12,7 @@ import pkgutil
 from functools import cache
 from typing import cast
 
-from session_memory.formats.base import Format
+from session_memory.formats.base import Format, Transcript
 
 CONTRACT_MODULES = frozenset({"base", "events"})
 """Modules of this package that are the contract, not a format."""
@@ -30,3 +30,9 @@ def get(name: str) -> Format:
     if name not in names():
         raise KeyError(name)
     return cast(Format, importlib.import_module(f"{__name__}.{name.replace('-', '_')}"))
+
+
+def transcript(name: str) -> Transcript | None:
+    """The format's transcript reader (see base.py), None where it has none."""
+    reader: Transcript | None = getattr(get(name), "transcript", None)
+    return reader

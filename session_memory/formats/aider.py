@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
-from session_memory.formats.base import FileRole, Head, WatchPolicy, is_hidden, no_hook
+from session_memory.formats.base import FileRole, Head, Turn, WatchPolicy, is_hidden, no_hook
 from session_memory.formats.events import Piece, Sink, lines
 
 NAME = "aider"
@@ -142,3 +142,51 @@ def _prompt(text: str, out: Sink) -> None:
         out.tool_call(None, "/run", command=text[1:].strip() or None)
     else:
         out.prompt(text)
+
+
+# -- transcript: stored pieces to turns -------------------------------------------------
+
+def transcript(pieces: Sequence[Piece]) -> Iterator[Turn]:
+    """`#### ` lines are the person (a `/command` or `!shell` line is a tool call, as in
+    `parse`), `> ` lines aider's own output (command results, edits applied), the rest
+    the model's replies; each run of lines is one turn, stamped with the run's start."""
+    for piece in pieces:
+        at: str | None = None
+        role: str | None = None
+        text: list[str] = []
+        prompted = False
+        for raw in lines(piece.chunks()):
+            line = bytes(raw).decode("utf-8", "replace").rstrip()
+            if line.startswith("# aider chat started at "):
+                at = line[len("# aider chat started at "):].strip().replace(" ", "T")
+                continue
+            if line == "####" or line.startswith("#### "):
+                kind, body = "user", line[5:]
+                prompted = True
+            elif not prompted:
+                continue  # aider's start-up banner
+            elif line == ">" or line.startswith("> "):
+                kind, body = "tool_result", line[2:]
+            else:
+                kind, body = "assistant", line
+            if kind != role:
+                if role:
+                    yield from _turn(role, "\n".join(text).strip(), at)
+                role, text = kind, []
+            text.append(body)
+        if role:
+            yield from _turn(role, "\n".join(text).strip(), at)
+
+
+def _turn(role: str, text: str, at: str | None) -> Iterator[Turn]:
+    if not text:
+        return
+    if role == "user" and "(Y)es/(N)o" in text:
+        yield Turn("tool_result", text, at, "aider")  # an answer to aider's own question
+    elif role == "user" and text.startswith(("/", "!")):
+        command, _, rest = text.partition(" ")
+        if text.startswith("!"):
+            command, rest = "/run", text[1:]
+        yield Turn("tool_call", rest.strip(), at, command)
+    else:
+        yield Turn(role, text, at, "aider" if role == "tool_result" else None)

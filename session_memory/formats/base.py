@@ -15,7 +15,10 @@ A format module is one agent tool. It provides, as module-level names:
 - `hook_target(payload) -> HookTarget | None`: what the tool's end-of-session hook payload
   names, where the tool has such a hook (None otherwise);
 - `parse(pieces, out)`: reads a session's stored pieces and reports each fact to the
-  digest builder's Sink (formats/events.py).
+  digest builder's Sink (formats/events.py);
+- optionally, `transcript(pieces) -> Iterator[Turn]`: the session's messages and tool
+  calls in order, for a reader paging through them (the MCP server's read_transcript);
+  a format without one says so when asked.
 
 The package finds every module in it (formats/__init__.py): adding a tool means adding
 one module.
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
@@ -99,6 +102,40 @@ class Format(Protocol):
     def hook_target(self, payload: dict[str, Any]) -> HookTarget | None: ...
 
     def parse(self, pieces: Sequence[Piece], out: Sink) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One step of a session as a reader of its transcript sees it, in the order it
+    happened; what a format's `transcript(pieces)` yields."""
+
+    role: str
+    """"user" (what a person wrote), "assistant" (what the agent said), "tool_call"
+    (a tool's arguments) or "tool_result" (what the tool gave back)."""
+    text: str
+    timestamp: str | None = None
+    """ISO 8601, as the tool wrote it."""
+    tool: str | None = None
+    """The tool's name, for a call (and for a result where the record names it)."""
+    subagent: bool = False
+    """Said by or to a subagent, not in the main conversation."""
+
+
+Transcript = Callable[[Sequence[Piece]], Iterator[Turn]]
+"""A format's `transcript(pieces)`: lazy, so a reader that pages stops early. Raw text:
+the caller redacts and shortens it."""
+
+
+def arguments_text(args: object) -> str:
+    """A tool call's arguments as one compact line of JSON (a string stays as it is)."""
+    if isinstance(args, str):
+        return args
+    import msgspec
+
+    try:
+        return msgspec.json.encode(args).decode()
+    except (TypeError, ValueError, OverflowError):
+        return str(args)
 
 
 def env_root(variable: str, default: str, *below: str) -> Path:

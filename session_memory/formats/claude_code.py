@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -14,6 +14,8 @@ from session_memory.formats.base import (
     FileRole,
     Head,
     HookTarget,
+    Turn,
+    arguments_text,
     env_root,
     first_match,
 )
@@ -306,3 +308,44 @@ def _plain(content: Any) -> Any:
     if type(content) is list:
         return [{"text": b.text} if type(b) is _Block else b for b in content]
     return content
+
+
+# -- transcript: stored pieces to turns -------------------------------------------------
+
+
+def transcript(pieces: Sequence[Piece]) -> Iterator[Turn]:
+    """The main conversation, then each subagent's (their files sort after the main one)."""
+    for piece in pieces:
+        name = piece.path.rsplit("/", 1)[-1]
+        if name.endswith(".jsonl"):
+            side = "/" in piece.path.split("/", 1)[-1] or name.startswith("agent-")
+            yield from _turns(piece, side)
+
+
+def _turns(piece: Piece, sidechain_file: bool) -> Iterator[Turn]:
+    for r in Records(piece.chunks(), dict):
+        msg = r.get("message")
+        if r.get("type") not in ("user", "assistant") or not isinstance(msg, dict):
+            continue
+        if r.get("isMeta") or r.get("isCompactSummary") or r.get("isVisibleInTranscriptOnly"):
+            continue
+        ts = str_or_none(r.get("timestamp"))
+        side = sidechain_file or r.get("isSidechain") is True
+        content = msg.get("content")
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        for block in blocks if isinstance(blocks, list) else []:
+            if not isinstance(block, dict):
+                continue
+            kind = block.get("type")
+            if kind == "text" and isinstance(block.get("text"), str):
+                if r["type"] == "assistant":
+                    yield Turn("assistant", block["text"], ts, subagent=side)
+                elif text := human_text(block["text"]):
+                    yield Turn("user", text, ts, subagent=side)
+            elif kind == "tool_use" and isinstance(block.get("name"), str):
+                yield Turn("tool_call", arguments_text(block.get("input")), ts,
+                           block["name"], side)
+            elif kind == "tool_result":
+                result = block.get("content")
+                yield Turn("tool_result", text_of(result) or arguments_text(result or ""),
+                           ts, subagent=side)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -12,6 +12,8 @@ from session_memory.formats.base import (
     WHOLE_ROOT,
     FileRole,
     Head,
+    Turn,
+    arguments_text,
     env_root,
     first_match,
     no_hook,
@@ -258,3 +260,74 @@ def _output(p: dict[str, Any], out: Sink) -> None:
         code = int(m.group(1))
     error = isinstance(code, int) and code != 0
     out.tool_result(call_id, error, output if error else "")
+
+
+# -- transcript: stored pieces to turns -------------------------------------------------
+
+
+def transcript(pieces: Sequence[Piece]) -> Iterator[Turn]:
+    """The response items (messages, calls, outputs) of each rollout, in order; the copy
+    of a parent's records a fork or subagent begins with is left out, as in `parse`."""
+    for piece in pieces:
+        replayed_before: str | None = None
+        # Newer rollouts say each message twice, as an event and as a response item; the
+        # events are the ones `parse` takes prompts from, so they win where there are any.
+        events = _mentions(piece, b'"user_message"')
+        for r in Records(piece.chunks(), dict):
+            kind, p = r.get("type"), r.get("payload")
+            if "payload" not in r and isinstance(kind, str) and kind in _LEGACY_ITEMS:
+                kind, p = "response_item", r
+            ts = str_or_none(r.get("timestamp"))
+            if ts and replayed_before and ts < replayed_before:
+                continue
+            if not isinstance(p, dict):
+                continue
+            if kind == "session_meta":
+                source = p.get("source")
+                if ((isinstance(source, dict) and "subagent" in source)
+                        or p.get("forked_from_id")) and ts:
+                    replayed_before = ts
+            elif kind == "response_item":
+                yield from _item_turns(p, ts, events)
+            elif kind == "event_msg" and events and isinstance(p.get("message"), str):
+                if p.get("type") == "user_message" and (text := human_text(p["message"])):
+                    yield Turn("user", text, ts)
+                elif p.get("type") == "agent_message" and p["message"]:
+                    yield Turn("assistant", p["message"], ts)
+
+
+def _mentions(piece: Piece, needle: bytes) -> bool:
+    """Whether the raw bytes hold `needle` (looked for across chunk boundaries too)."""
+    carry = b""
+    for chunk in piece.chunks():
+        if needle in carry + chunk[:len(needle)] or needle in chunk:
+            return True
+        carry = chunk[-len(needle):]
+    return False
+
+
+def _item_turns(p: dict[str, Any], ts: str | None, events: bool) -> Iterator[Turn]:
+    kind = p.get("type")
+    if kind == "message" and not events:
+        text = text_of(p.get("content"))
+        if p.get("role") == "assistant" and text:
+            yield Turn("assistant", text, ts)
+        elif p.get("role") == "user" and (prompt := human_text(text)):
+            yield Turn("user", prompt, ts)
+    elif kind in ("function_call", "custom_tool_call", "local_shell_call"):
+        args = p.get("input") if kind == "custom_tool_call" else p.get("arguments")
+        if kind == "local_shell_call":
+            args = p.get("action")
+        yield Turn("tool_call", arguments_text(args if args is not None else ""), ts,
+                   str_or_none(p.get("name")) or "shell")
+    elif kind in ("function_call_output", "custom_tool_call_output"):
+        output = p.get("output")
+        if isinstance(output, str) and output.startswith("{"):
+            with contextlib.suppress(*JSON_ERRORS):
+                parsed = json_value(output)
+                if isinstance(parsed, dict) and isinstance(parsed.get("output"), str):
+                    output = parsed["output"]
+        yield Turn("tool_result", output if isinstance(output, str)
+                   else arguments_text(output or ""), ts)
+    elif kind == "web_search_call":
+        yield Turn("tool_call", arguments_text(p.get("action") or ""), ts, "web_search")

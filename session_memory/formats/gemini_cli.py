@@ -8,7 +8,15 @@ from typing import Any
 
 import msgspec
 
-from session_memory.formats.base import WHOLE_ROOT, FileRole, Head, first_match, no_hook
+from session_memory.formats.base import (
+    WHOLE_ROOT,
+    FileRole,
+    Head,
+    Turn,
+    arguments_text,
+    first_match,
+    no_hook,
+)
 from session_memory.formats.events import (
     JSON_ERRORS,
     Piece,
@@ -99,20 +107,7 @@ def _log(piece: Piece, subagent: bool, out: Sink) -> None:
     drops what follows its target) keeping only ids and positions; the second reports the
     copies that survived. Memory holds one small entry per message id, never the records."""
     read = _jsonl if piece.path.endswith(".jsonl") else _whole
-    live: dict[str, int] = {}
-    for pos, r in read(piece):
-        if r is None:
-            continue
-        target = r.get("$rewindTo")
-        if isinstance(target, str):
-            if target in live:
-                keys = list(live)
-                for key in keys[keys.index(target) + 1:]:
-                    del live[key]
-        elif isinstance(r.get("id"), str) and r.get("type") in _MESSAGE_TYPES:
-            live[r["id"]] = pos
-    winners = set(live.values())
-    del live
+    winners = _winners(read(piece))
     started = updated = first = last = None
     for pos, r in read(piece):
         if r is None:
@@ -135,6 +130,23 @@ def _log(piece: Piece, subagent: bool, out: Sink) -> None:
     out.times(first, last)
     if not subagent:
         out.info(started_at=started, ended_at=updated)
+
+
+def _winners(records: Iterator[tuple[int, dict[str, Any] | None]]) -> set[int]:
+    """The positions of the message copies that survive the fold (see `_log`)."""
+    live: dict[str, int] = {}
+    for pos, r in records:
+        if r is None:
+            continue
+        target = r.get("$rewindTo")
+        if isinstance(target, str):
+            if target in live:
+                keys = list(live)
+                for key in keys[keys.index(target) + 1:]:
+                    del live[key]
+        elif isinstance(r.get("id"), str) and r.get("type") in _MESSAGE_TYPES:
+            live[r["id"]] = pos
+    return set(live.values())
 
 
 def _message(r: dict[str, Any], subagent: bool, out: Sink) -> None:
@@ -201,3 +213,35 @@ def _result_text(result: Any) -> str:
     if result is None:
         return ""
     return text_of(result) or msgspec.json.encode(result).decode()[:2000]
+
+
+# -- transcript: stored pieces to turns -------------------------------------------------
+
+
+def transcript(pieces: Sequence[Piece]) -> Iterator[Turn]:
+    """The messages that survive the fold, each gemini reply followed by its tool calls
+    and their results."""
+    for piece in pieces:
+        if not piece.path.endswith((".jsonl", ".json")):
+            continue
+        subagent = "chats/" in piece.path and piece.path.split("chats/", 1)[1].count("/") > 0
+        read = _jsonl if piece.path.endswith(".jsonl") else _whole
+        winners = _winners(read(piece))
+        for pos, r in read(piece):
+            if r is None or pos not in winners:
+                continue
+            ts = str_or_none(r.get("timestamp"))
+            if r.get("type") == "user" and (text := human_text(text_of(r.get("content")))):
+                yield Turn("user", text, ts, subagent=subagent)
+            elif r.get("type") == "gemini":
+                if text := text_of(r.get("content")):
+                    yield Turn("assistant", text, ts, subagent=subagent)
+                calls = r.get("toolCalls")
+                for call in calls if isinstance(calls, list) else []:
+                    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+                        continue
+                    yield Turn("tool_call", arguments_text(call.get("args") or ""), ts,
+                               call["name"], subagent)
+                    if call.get("result") is not None:
+                        yield Turn("tool_result", _result_text(call["result"]), ts,
+                                   call["name"], subagent)

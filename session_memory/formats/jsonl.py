@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from session_memory.formats.base import WHOLE_ROOT, FileRole, Head, no_hook
+from session_memory.formats.base import WHOLE_ROOT, FileRole, Head, Turn, no_hook
 from session_memory.formats.events import (
     Piece,
     Records,
@@ -81,3 +81,17 @@ def _log(piece: Piece, out: Sink) -> None:
     out.times(first, last)
     if records.malformed:
         out.malformed(records.malformed)
+
+
+def transcript(pieces: Sequence[Piece]) -> Iterator[Turn]:
+    """Records with a user or assistant role and some text, in order."""
+    for piece in pieces:
+        for r in Records(piece.chunks(), dict):
+            message: dict[str, Any] = r["message"] if isinstance(r.get("message"), dict) else r
+            role = message.get("role") or r.get("type")
+            text = text_of(message.get("content", message.get("text")))
+            ts = next((r[k] for k in _TIME_KEYS if isinstance(r.get(k), str)), None)
+            if role == "user" and (prompt := human_text(text)):
+                yield Turn("user", prompt, ts)
+            elif role == "assistant" and text:
+                yield Turn("assistant", text, ts)

@@ -11,7 +11,13 @@ from typing import Any
 
 import apsw
 
-from session_memory.errors import FULL_MESSAGE, StoreBusyError, StoreFullError
+from session_memory.errors import (
+    FULL_MESSAGE,
+    NotFoundError,
+    SessionMemoryError,
+    StoreBusyError,
+    StoreFullError,
+)
 
 BUSY_TIMEOUT_MS = 10_000
 Migration = Sequence[str]
@@ -49,6 +55,28 @@ def connect(path: Path, migrations: Sequence[Migration]) -> apsw.Connection:
     except apsw.BusyError as e:
         conn.close()
         raise StoreBusyError(f"{path}: the store is busy (locked by another process)") from e
+    return conn
+
+
+def connect_read_only(path: Path, migrations: Sequence[Migration]) -> apsw.Connection:
+    """A connection that can only read: it creates nothing, migrates nothing and never
+    takes a write lock, so a writer (the daemon) never waits for it. In WAL mode a read
+    sees one commit for as long as its transaction lasts."""
+    if not path.is_file() or path.is_symlink():
+        raise NotFoundError(f"{path}: no store yet (run `session-memory ingest` or start "
+                            "the daemon)")
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+    try:
+        version = one(conn, "PRAGMA user_version")[0]
+    except apsw.BusyError as e:
+        conn.close()
+        raise StoreBusyError(f"{path}: the store is busy (locked by another process)") from e
+    if version < len(migrations):
+        conn.close()
+        raise SessionMemoryError(f"{path}: the store is of an older version; run any "
+                                 "session-memory command (such as `status`) once to upgrade it")
+    conn.execute("PRAGMA query_only = ON")
     return conn
 
 
@@ -106,6 +134,20 @@ def crashpoint(name: str) -> None:
         _crash_countdown -= 1
         return
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def snapshot(conn: apsw.Connection) -> Iterator[None]:
+    """A read transaction: reads inside see one commit, whatever writers do meanwhile.
+    Inside another transaction it is that one."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
 
 
 def one(conn: apsw.Connection, sql: str, args: Any = ()) -> tuple[Any, ...]:

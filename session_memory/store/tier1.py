@@ -90,9 +90,10 @@ def state_sql(idle_before: str = ":idle_before") -> str:
 
 
 class Tier1:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """`read_only`: never creates, migrates or writes (see db.connect_read_only)."""
         self.path = path
-        self.conn = db.connect(path, MIGRATIONS)
+        self.conn = (db.connect_read_only if read_only else db.connect)(path, MIGRATIONS)
         self._decompressor = zstandard.ZstdDecompressor()
         self._last_frame: tuple[tuple[str, int, int, int, int], bytes] | None = None
 
@@ -102,18 +103,10 @@ class Tier1:
     def transaction(self, name: str = "tier1") -> Any:
         return db.transaction(self.conn, name)
 
-    @contextlib.contextmanager
-    def snapshot(self) -> Iterator[None]:
+    def snapshot(self) -> contextlib.AbstractContextManager[None]:
         """Reads inside see one consistent state of the store, even while another process
         seals or evicts the session being read (for readers that do not write meanwhile)."""
-        if self.conn.in_transaction:
-            yield
-            return
-        self.conn.execute("BEGIN")
-        try:
-            yield
-        finally:
-            self.conn.execute("COMMIT")
+        return db.snapshot(self.conn)
 
     # -- accounting ---------------------------------------------------------------
 
@@ -231,9 +224,14 @@ class Tier1:
 
     def sessions(self, idle_before: float, *, state: str | None = None,
                  source: str | None = None, limit: int | None = None,
-                 ids: list[str] | None = None) -> list[dict[str, Any]]:
+                 ids: list[str] | None = None, since: float | None = None
+                 ) -> list[dict[str, Any]]:
+        """Newest write first. `since`: only sessions still going at or after it."""
         where: list[str] = []
         args: dict[str, Any] = {"idle_before": idle_before}
+        if since is not None:
+            where.append("coalesce(ended_at, last_write) >= :since")
+            args["since"] = since
         if state:
             where.append(f"({state_sql()}) = :state")
             args["state"] = state

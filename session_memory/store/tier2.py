@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -143,16 +144,46 @@ def fts_query(text: str) -> str:
     return " ".join(out)
 
 
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _filters(project: str | None, since: float | None) -> tuple[list[str], dict[str, Any]]:
+    """SQL conditions on the digests table `d` for a project and a start time."""
+    where: list[str] = []
+    args: dict[str, Any] = {}
+    if project:
+        # The project column holds the tool's project name, else the session's cwd.
+        if "/" in project:
+            folder = project.rstrip("/") or "/"
+            args["folder"], args["below"] = folder, _like(folder.rstrip("/")) + "/%"
+            where.append("(d.project = :folder OR d.project LIKE :below ESCAPE '\\')")
+        else:
+            args["name"], args["tail"] = project, "%/" + _like(project)
+            args["inside"] = "%/" + _like(project) + "/%"
+            where.append("(d.project = :name OR d.project LIKE :tail ESCAPE '\\'"
+                         " OR d.project LIKE :inside ESCAPE '\\')")
+    if since is not None:
+        args["since"] = since
+        where.append("coalesce(d.ended_at, d.started_at) >= :since")
+    return where, args
+
+
 class Tier2:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """`read_only`: never creates, migrates or writes (see db.connect_read_only)."""
         self.path = path
-        self.conn = db.connect(path, MIGRATIONS)
+        self.conn = (db.connect_read_only if read_only else db.connect)(path, MIGRATIONS)
 
     def close(self) -> None:
         self.conn.close()
 
     def transaction(self, name: str = "tier2") -> Any:
         return db.transaction(self.conn, name)
+
+    def snapshot(self) -> contextlib.AbstractContextManager[None]:
+        """Reads inside see one consistent state of the store (see Tier1.snapshot)."""
+        return db.snapshot(self.conn)
 
     def usage_bytes(self) -> int:
         return db.file_footprint(self.path)
@@ -333,18 +364,22 @@ class Tier2:
         return {sid: project for sid, project in self.conn.execute(
             "SELECT session_id, project FROM digests WHERE project IS NOT NULL")}
 
-    def search(self, query: str, limit: int = 20) -> list[dict[str, Any]]:
+    def search(self, query: str, limit: int = 20, *, project: str | None = None,
+               since: float | None = None) -> list[dict[str, Any]]:
         """Digests matching `query` (its words, all of them; OR between words allowed),
-        best first by bm25 with the title weighted most, each with a snippet."""
+        best first by bm25 with the title weighted most, then prompts, each with a snippet.
+        `project`, `since`: as in `session_ids`."""
         match = fts_query(query)
         if not match:
             return []
+        where, args = _filters(project, since)
         rows = self.conn.execute(
             "SELECT f.session_id, d.source, d.title, d.project, d.started_at, d.outcome,"
             " snippet(digests_fts, -1, '[', ']', '…', 16),"
             " bm25(digests_fts, 0.0, 10.0, 4.0, 3.0, 2.0, 2.0, 1.0) AS score"
             " FROM digests_fts f JOIN digests d ON d.rowid = f.rowid"
-            " WHERE digests_fts MATCH ? ORDER BY score LIMIT ?", (match, int(limit)))
+            " WHERE digests_fts MATCH :match" + "".join(f" AND {w}" for w in where)
+            + " ORDER BY score LIMIT :limit", {"match": match, "limit": int(limit), **args})
         return [{"id": sid, "source": src, "title": title, "project": project,
                  "started_at": started, "outcome": outcome, "snippet": snip,
                  "score": round(-score, 4)}
@@ -426,6 +461,37 @@ class Tier2:
             clauses.append(f"d.source IN ({', '.join('?' * len(sources)) or 'NULL'})")
             args += list(sources)
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+    def session_ids(self, *, project: str | None = None,
+                    since: float | None = None) -> set[str]:
+        """Sessions whose digest is in `project` (a folder: the session ran in it or below
+        it; a bare name: one folder of the session's path is called that) and that were
+        still going at or after `since` (epoch seconds)."""
+        where, args = _filters(project, since)
+        return {r[0] for r in self.conn.execute(
+            "SELECT session_id FROM digests d" + (" WHERE " + " AND ".join(where)
+                                                  if where else ""), args)}
+
+    def usage(self, by: str = "day", since: float | None = None) -> list[dict[str, Any]]:
+        """Token totals and session counts per key of `by`, from digests alone."""
+        fields = ("input", "output", "cache_creation", "cache_read", "reasoning")
+        where, args = ("WHERE d.started_at >= ?", [since]) if since is not None else ("", [])
+        if by == "model":
+            # Each session's tokens split by the model that spent them.
+            sums = ", ".join(f"coalesce(sum(json_extract(m.value, '$.{f}')), 0)" for f in fields)
+            sql = (f"SELECT m.key, count(DISTINCT d.session_id), {sums} FROM digests d,"
+                   f" json_each(d.digest, '$.tokens_by_model') m {where} GROUP BY 1")
+        else:
+            key = {"day": "coalesce(date(d.started_at, 'unixepoch'), 'unknown')",
+                   "source": "d.source", "project": "coalesce(d.project, 'unknown')"}.get(by)
+            if key is None:
+                raise ValueError(f"usage by {by!r}: expected day, model, source or project")
+            sums = ", ".join(f"sum(d.{f}_tokens)" for f in fields)
+            sql = f"SELECT {key}, count(*), {sums} FROM digests d {where} GROUP BY 1"
+        rows = [{"key": r[0], "sessions": r[1], **dict(zip(fields, r[2:], strict=True))}
+                for r in self.conn.execute(sql, args)]
+        if by == "day":
+            return sorted(rows, key=lambda r: r["key"])
+        return sorted(rows, key=lambda r: (-sum(r[f] for f in fields), r["key"]))
 
     # -- reports ------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 CONTRACT = ["daemon", "ingest", "analyze", "sweep", "status", "sessions", "show", "export",
             "restore", "reports", "reports show", "search", "usage", "hook session-end", "pin",
             "unpin", "forget", "check", "config show", "config check", "service install",
-            "service uninstall", "service status", "dashboard"]
+            "service uninstall", "service status", "dashboard", "mcp"]
 # Commands that print data (the contract: "every command that prints data takes --json").
 DATA = ["ingest", "analyze", "sweep", "status", "sessions", "show", "export", "restore",
         "reports", "reports show", "search", "usage", "pin", "unpin", "forget", "check",
