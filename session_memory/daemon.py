@@ -22,6 +22,7 @@ from types import FrameType
 from typing import Any
 
 from session_memory import config, formats, log, maintenance
+from session_memory import ingest as ingest_mod
 from session_memory.clock import Clock, SystemClock
 from session_memory.config import Settings
 from session_memory.errors import (
@@ -35,7 +36,7 @@ from session_memory.ingest import IngestSummary
 from session_memory.memory import DAEMON_LOCK, Memory
 from session_memory.notify import Notifier, SdNotifier, status_line
 from session_memory.store import db
-from session_memory.store.tier1 import DEEP_SEAL_LEVEL, Tier1
+from session_memory.store.tier1 import Tier1
 from session_memory.watch import Trouble, Watcher
 
 logger = log.get("session_memory.daemon")
@@ -323,13 +324,17 @@ class Daemon:
         memory, now = self.memory, self.clock.now()
         self._idle_check_at = now + HOUSEKEEPING_SECONDS
         tier1 = memory.tier1
-        for sid in tier1.unsealed_ended(memory.idle_before):
-            if self.stopping:
-                return
-            tier1.seal_session(sid)
-            if self._sealer is not None:
-                self._sealer.wake()
+
+        def interrupted() -> bool:  # asked once a MiB: the watchdog is fed meanwhile
             self._heartbeat()
+            return self.stopping
+
+        # The sealer `session-memory ingest` uses (in this thread, one session at a time).
+        if ingest_mod.seal_ended(tier1, self.settings, self.clock, interrupted=interrupted) \
+                and self._sealer is not None:
+            self._sealer.wake()
+        if self.stopping:
+            return
         analyze = getattr(memory, "analyze", None)
         if analyze is not None:
             for row in tier1.sessions(memory.idle_before, state="ended"):
@@ -493,16 +498,17 @@ class _DeepSealer:
 
     def _seal_waiting(self, tier1: Tier1, failed: set[str]) -> None:
         while not self._stop.is_set():
-            todo = [sid for sid in tier1.to_deepen(max_raw_bytes=DEEP_SEAL_MAX_BYTES,
-                                                   limit=len(failed) + 16)
-                    if sid not in failed]
+            todo = tier1.to_deepen(max_raw_bytes=DEEP_SEAL_MAX_BYTES, limit=len(failed) + 16)
+            todo = [sid for sid in todo if sid not in failed]
             if not todo:
                 return
             for sid in todo:
                 if self._stop.is_set():
                     return
                 try:
-                    tier1.seal_session(sid, DEEP_SEAL_LEVEL, interrupted=self._stop.is_set)
+                    # The sealer `session-memory ingest` uses, one session at a time, so
+                    # that one that fails is known by its id.
+                    ingest_mod.deep_seal(tier1, ids=[sid], interrupted=self._stop.is_set)
                 except StoreBusyError:
                     self._stop.wait(RETRY_SECONDS)
                     break

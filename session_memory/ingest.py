@@ -581,28 +581,39 @@ def _ends_in(end_record: re.Pattern[bytes], before: bytes, piece: bytes) -> bool
     return any(m.end() > len(before) for m in end_record.finditer(seam))
 
 
-def seal_ended(tier1: Tier1, settings: Settings, clock: Clock, *, workers: int = 1) -> int:
-    """Recompress every ended session that is not sealed yet; returns how many."""
+def seal_ended(tier1: Tier1, settings: Settings, clock: Clock, *, workers: int = 1,
+               interrupted: Callable[[], bool] | None = None) -> int:
+    """Recompress every ended session that is not sealed yet; returns how many. The pages
+    their chunks held are given back, so the file shrinks to what the accounting says."""
     sessions = tier1.unsealed_ended(clock.now() - settings.idle_seconds)
-    _seal_each(tier1, sessions, SEAL_LEVEL, workers)
+    _seal_each(tier1, sessions, SEAL_LEVEL, workers, interrupted)
+    if sessions:
+        tier1.reclaim()
     return len(sessions)
 
 
-def deep_seal(tier1: Tier1, *, workers: int = 1) -> int:
-    """Recompress every sealed session at DEEP_SEAL_LEVEL (the daemon does this a little at
-    a time when idle); returns how many were recompressed (one that grew meanwhile is not)."""
-    sessions = tier1.to_deepen()
-    _seal_each(tier1, sessions, DEEP_SEAL_LEVEL, workers)
+def deep_seal(tier1: Tier1, *, workers: int = 1, ids: list[str] | None = None,
+              interrupted: Callable[[], bool] | None = None) -> int:
+    """Recompress sealed sessions (all, or the `ids`) at DEEP_SEAL_LEVEL, oldest first (the
+    daemon does this a few at a time when idle); returns how many were recompressed (one
+    that grew meanwhile is not). Freed pages are given back."""
+    sessions = tier1.to_deepen() if ids is None else ids
+    _seal_each(tier1, sessions, DEEP_SEAL_LEVEL, workers, interrupted)
+    if sessions:
+        tier1.reclaim()
     return len(set(sessions) - set(tier1.to_deepen()))
 
 
-def _seal_each(tier1: Tier1, sessions: list[str], level: int, workers: int) -> None:
+def _seal_each(tier1: Tier1, sessions: list[str], level: int, workers: int,
+               interrupted: Callable[[], bool] | None = None) -> None:
     """With workers > 1 (a one-off `ingest` of a large backlog, not the niced daemon), that
     many threads seal sessions side by side, each on its own connection: compression and
     decompression release the GIL, and every commit stays a short transaction of its own."""
     if workers <= 1 or len(sessions) < 2:
         for sid in sessions:
-            tier1.seal_session(sid, level)
+            if interrupted is not None and interrupted():
+                return
+            tier1.seal_session(sid, level, interrupted=interrupted)
         return
     todo = iter(sessions)
     lock = threading.Lock()
@@ -613,9 +624,9 @@ def _seal_each(tier1: Tier1, sessions: list[str], level: int, workers: int) -> N
             while True:
                 with lock:
                     sid = next(todo, None)
-                if sid is None:
+                if sid is None or (interrupted is not None and interrupted()):
                     return
-                own.seal_session(sid, level)
+                own.seal_session(sid, level, interrupted=interrupted)
         finally:
             own.close()
 

@@ -20,10 +20,13 @@ from session_memory.store.tier1_schema import MIGRATIONS
 INGEST_LEVEL = 1
 """New bytes: as fast as zstd goes while still compressing (3 would be 2.7% smaller and
 12% slower), for chunks only live until their session ends and is sealed."""
-SEAL_LEVEL = 15
-"""When a session ends: about 8 MB/s a core, fast enough to keep up with any agent."""
-DEEP_SEAL_LEVEL = 19
-"""Later, when the daemon is idle: about 4% smaller again, at a sixth of the speed."""
+SEAL_LEVEL = 3
+"""When a session ends: about 400 MB/s a core. Measured on the workstation bench
+(tests/bench/bench_tier1.py): level 15 was 8 MB/s for 7% less, a cost no laptop should pay
+for every session it ever stores."""
+DEEP_SEAL_LEVEL = 9
+"""Later, when the daemon is idle: about 8% smaller at 85 MB/s a core, so that all the
+compression a GB receives in its life stays near 30 CPU seconds (level 19: 2.8 MB/s)."""
 SEAL_FRAME_BYTES = 8 * 1024 * 1024
 _SEAL_STEP = 1024 * 1024  # how much is compressed between two looks at `interrupted`
 _MAX_CHAIN_LOG, _MAX_HASH_LOG = 21, 20  # level 19's own tables would take 81 MiB a frame

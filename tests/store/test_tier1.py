@@ -89,8 +89,10 @@ def test_a_session_is_sealed_as_one_stream(memory: Memory, sources: dict[str, Pa
     """A subagent transcript repeats its parent: sealed together, the repeat costs little."""
     proj = sources["claude-code"] / "-p"
     sid = "00000000-0000-4000-8000-0000000000aa"
+    rnd = random.Random(2)
+    words = [f"w{i}" for i in range(2000)]
     parent = b"".join(
-        (json.dumps({"type": "user", "n": i, "text": f"{i} " + "lorem ipsum " * (i % 50)})
+        (json.dumps({"type": "user", "n": i, "text": " ".join(rnd.choices(words, k=40))})
          + "\n").encode() for i in range(800))
     (proj / sid / "subagents").mkdir(parents=True)
     (proj / f"{sid}.jsonl").write_bytes(parent)
