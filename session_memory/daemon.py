@@ -311,9 +311,10 @@ class Daemon:
             self._last_ingest = (self.clock.now(), summary.bytes_added)
             logger.info("ingested", bytes=summary.bytes_added, files=summary.files_changed,
                         sessions=len(summary.sessions))
-            # Sessions that grew end idle_seconds after their last write at the latest.
-            self._idle_check_at = min(self._idle_check_at,
-                                      self.clock.now() + self.settings.idle_seconds + 0.5)
+            # Sessions that grew end idle_seconds after their last write at the latest;
+            # one whose tool wrote its end record has ended now.
+            self._idle_check_at = min(self._idle_check_at, self.clock.now() + (
+                0.0 if summary.ended else self.settings.idle_seconds + 0.5))
             if self.memory.tier1.usage_bytes() > self.settings.retention.raw_soft_cap:
                 self._sweep_requested = True
         return summary

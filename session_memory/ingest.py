@@ -91,6 +91,8 @@ class IngestSummary:
     skipped: int = 0
     errors: int = 0
     sessions: set[str] = field(default_factory=set)
+    ended: set[str] = field(default_factory=set)
+    """Sessions whose tool wrote their end record in this pass."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"files_seen": self.files_seen, "files_changed": self.files_changed,
@@ -441,6 +443,7 @@ class Ingestor:
                 writer.save()
         summary.bytes_added += writer.written
         summary.sessions |= writer.touched
+        summary.ended |= writer.ended
 
     def _remember_stat(self, cursor: Cursor, relpath: PurePosixPath, st: os.stat_result,
                        expected: tuple[int, int, int] | None) -> None:

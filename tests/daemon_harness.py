@@ -116,11 +116,13 @@ class DaemonProcess:
 
 WRITER = r"""
 import sys
-# One command a line: "<path>\t<text>". Open, append, close, like Claude Code's writes.
+# One command a line: "a|w<TAB><path><TAB><text>". a: open, append a line, close (as
+# Claude Code writes); w: open, write the whole file anew, close (as OpenCode writes).
 for line in sys.stdin:
-    path, _, text = line.rstrip("\n").partition("\t")
-    with open(path, "ab") as f:
-        f.write(text.encode() + b"\n")
+    mode, _, rest = line.rstrip("\n").partition("\t")
+    path, _, text = rest.partition("\t")
+    with open(path, "ab" if mode == "a" else "wb") as f:
+        f.write(text.encode() + (b"\n" if mode == "a" else b""))
     print("ok", flush=True)
 """
 
@@ -133,8 +135,15 @@ class Writer:
                                      stdout=subprocess.PIPE, text=True, bufsize=1)
 
     def append(self, path: Path, text: str) -> None:
+        self._command("a", path, text)
+
+    def rewrite(self, path: Path, text: str) -> None:
+        """The whole file anew, in place (`text` on one line: JSON without newlines)."""
+        self._command("w", path, text)
+
+    def _command(self, mode: str, path: Path, text: str) -> None:
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(f"{path}\t{text}\n")
+        self.proc.stdin.write(f"{mode}\t{path}\t{text}\n")
         self.proc.stdin.flush()
         assert self.proc.stdout.readline().strip() == "ok"
 

@@ -36,6 +36,8 @@ def test_defaults_follow_the_contract(home: Path) -> None:
         "codex": ("codex", home / ".codex"),
         "gemini-cli": ("gemini-cli", home / ".gemini" / "tmp"),
         "aider": ("aider", home),
+        "copilot-cli": ("copilot-cli", home / ".copilot" / "session-state"),
+        "opencode": ("opencode", home / ".local" / "share" / "opencode" / "storage"),
     }
 
 
@@ -66,7 +68,8 @@ root = "~/logs"
     assert s.sources["aider"].enabled is False
     assert s.sources["aider"].root == home  # the rest of the built-in table is kept
     assert s.sources["mytool"].root == home / "logs"
-    assert [x.name for x in s.enabled_sources] == ["claude-code", "codex", "gemini-cli", "mytool"]
+    assert [x.name for x in s.enabled_sources] == ["claude-code", "codex", "gemini-cli",
+                                                   "copilot-cli", "opencode", "mytool"]
 
 
 @pytest.mark.parametrize(("value", "expected"), [

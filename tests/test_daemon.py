@@ -111,7 +111,7 @@ def assert_visible(memory: Memory, sid: str, root: Path, rel: str, out: Path) ->
 
     def same() -> bool:
         memory.export(sid, out)
-        return (out / rel).read_bytes() == want
+        return (out / rel).is_file() and (out / rel).read_bytes() == want
 
     wait_until(same, VISIBLE_WITHIN, f"{sid} {rel} stored")
     return time.monotonic() - t0
@@ -345,3 +345,58 @@ def test_recompression_holds_up_neither_appends_nor_a_stop(
         assert (tmp_path / "big" / "-work-big" / f"{big_sid}.jsonl").read_bytes() \
             == big.read_bytes()
         assert memory.check() == []
+
+
+def copilot_record(kind: str, data: dict[str, Any]) -> str:
+    return json.dumps({"type": kind, "data": data, "id": str(uuid.uuid4()),
+                       "timestamp": _now_iso(), "parentId": None})
+
+
+@pytest.mark.skipif(not hasattr(Memory, "analyze"), reason="the analyzer is not in this build")
+def test_an_appending_and_a_rewriting_tool(env: Env, start: Callable[..., DaemonProcess],
+                                           writer: Writer, tmp_path: Path) -> None:
+    """Copilot CLI appends events (and ends a session with a record of its own, long before
+    idle_seconds); OpenCode rewrites small JSON files whole, in place."""
+    cp_root, oc_root = env.home / "src" / "copilot", env.home / "src" / "opencode"
+    env.write_config(idle="1h", extra=f'[sources.copilot-cli]\nroot = "{cp_root}"\n'
+                                      f'[sources.opencode]\nroot = "{oc_root}"\n')
+    native = str(uuid.uuid4())
+    (cp_root / native).mkdir(parents=True)
+    (oc_root / "session" / "p1").mkdir(parents=True)
+    start()
+    events, sid = f"{native}/events.jsonl", f"copilot-cli:{native}"
+    with env.memory() as memory:
+        for line in (
+                copilot_record("session.start", {"sessionId": native,
+                                                 "context": {"cwd": "/work/p"}}),
+                copilot_record("user.message", {
+                    "content": "port the parser",
+                    "transformedContent": "<current_datetime>now</current_datetime>\n\n"
+                                          "port the parser"}),
+                copilot_record("assistant.message", {"content": "ported", "toolRequests": []})):
+            writer.append(cp_root / events, line)
+            assert_visible(memory, sid, cp_root, events, tmp_path / "out")
+        assert memory.show(sid)["state"] == "active"
+        writer.append(cp_root / events, copilot_record("session.shutdown", {"modelMetrics": {
+            "gpt-x": {"usage": {"inputTokens": 100, "outputTokens": 7, "cacheReadTokens": 40,
+                                "cacheWriteTokens": 0}}}}))
+        digest = wait_until(lambda: memory.show(sid)["digest"], 15,
+                            "a digest for the session its shutdown record ended")
+        assert memory.show(sid)["state"] == "analyzed"
+        assert digest["first_prompt"] == "port the parser"
+        assert digest["tokens"]["input"] == 60 and digest["tokens"]["cache_read"] == 40
+
+        ses, rel = "ses_daemon", "session/p1/ses_daemon.json"
+        oc_sid = f"opencode:{ses}"
+        for title in ("New session", "Porting the parser", "Porting the parser to msgspec"):
+            writer.rewrite(oc_root / rel, json.dumps({"id": ses, "title": title,
+                                                      "directory": "/work/p"}))
+            assert_visible(memory, oc_sid, oc_root, rel, tmp_path / "out")
+        message = f"message/{ses}/msg_1.json"
+        (oc_root / message).parent.mkdir(parents=True)
+        writer.rewrite(oc_root / message, json.dumps({"id": "msg_1", "sessionID": ses,
+                                                      "role": "assistant"}))
+        assert_visible(memory, oc_sid, oc_root, message, tmp_path / "out")
+        # Each file is stored as its latest version only.
+        stored = sorted(f.path for f in memory.tier1.files(oc_sid))
+        assert stored == [message, rel]

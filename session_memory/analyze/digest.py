@@ -126,6 +126,7 @@ class _Facts:
     started_at: str | None = None
     ended_at: str | None = None
     subagent_session: bool = False
+    parent: str | None = None
 
 
 class DigestBuilder(ev.Sink):
@@ -172,8 +173,9 @@ class DigestBuilder(ev.Sink):
     def info(self, *, cwd: str | None = None, git_branch: str | None = None,
              title: str | None = None, project: str | None = None,
              started_at: str | None = None, ended_at: str | None = None,
-             subagent_session: bool = False) -> None:
+             subagent_session: bool = False, parent: str | None = None) -> None:
         facts = self.facts
+        facts.parent = facts.parent or parent
         facts.cwd = facts.cwd or cwd
         facts.git_branch = facts.git_branch or git_branch
         facts.project = facts.project or project
@@ -387,6 +389,9 @@ class DigestBuilder(ev.Sink):
             "analyzer_version": ANALYZER_VERSION,
             # More than the contract asks for:
             "source": self.source,
+            # A subagent's session of its own links to the session that started it.
+            "parent_session": f"{self.source}:{self.facts.parent}" if self.facts.parent
+            else None,
             "project": self.facts.project or self.facts.cwd,
             "prompts": prompts,
             "tokens_by_model": by_model,

@@ -32,10 +32,11 @@ class Sink(Protocol):
     def info(self, *, cwd: str | None = None, git_branch: str | None = None,
              title: str | None = None, project: str | None = None,
              started_at: str | None = None, ended_at: str | None = None,
-             subagent_session: bool = False) -> None:
+             subagent_session: bool = False, parent: str | None = None) -> None:
         """Session facts; None says nothing. A `title` from the tool beats a prompt.
         `subagent_session`: the whole session is one agent's subagent, so an agent, not a
-        person, wrote its prompts."""
+        person, wrote its prompts. `parent`: the native id of the session that started
+        this one, where that is a session of its own."""
 
     def times(self, first: str | None, last: str | None) -> None:
         """The first and last record timestamps (ISO 8601) of one piece."""

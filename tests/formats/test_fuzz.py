@@ -28,16 +28,22 @@ PATHS = {
     "gemini-cli": ["hash/chats/session-1.json", "hash/chats/session-1.jsonl"],
     "aider": ["repo/.aider.chat.history.md"],
     "jsonl": ["logs/a.jsonl"],
+    "copilot-cli": ["5e55e5e5/events.jsonl", "5e55e5e5/workspace.yaml", "5e55e5e5.jsonl"],
+    "opencode": ["session/p1/ses_1.json", "message/ses_1/msg_1.json", "part/msg_1/prt_1.json"],
 }
 KEYS = ["type", "role", "content", "message", "text", "id", "timestamp", "payload", "usage",
         "model", "sessionId", "parentUuid", "tool_use_id", "name", "input", "messages",
-        "toolCalls", "tokens", "startTime", "lastUpdated", "$rewindTo", "is_error", "cwd"]
+        "toolCalls", "tokens", "startTime", "lastUpdated", "$rewindTo", "is_error", "cwd",
+        "data", "toolRequests", "arguments", "toolCallId", "modelMetrics", "success",
+        "sessionID", "messageID", "parentID", "state", "time", "cache", "tool", "files"]
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
                     st.floats(allow_nan=True), st.text(max_size=40),
                     st.sampled_from(["user", "assistant", "tool_use", "tool_result",
                                      "session_meta", "response_item", "event_msg", "gemini",
-                                     "2026-01-01T00:00:00Z", "<command-name>"]))
+                                     "2026-01-01T00:00:00Z", "<command-name>", "user.message",
+                                     "assistant.message", "tool.execution_complete",
+                                     "session.shutdown", "msg_1", "text", "tool", "patch"]))
 values = st.recursive(scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=4),
     st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=8)), inner, max_size=6)),
@@ -62,6 +68,10 @@ def _run(fmt_name: str, path: str, data: bytes, cut: int) -> None:
     piece = Piece(path, lambda: iter(parts))
     digest = build(fmt_name, functools.partial(formats.get(fmt_name).parse, [piece]))
     json.dumps(digest)  # the digest must be storable as JSON
+
+
+def test_every_format_is_fuzzed() -> None:
+    assert sorted(PATHS) == sorted(formats.names())
 
 
 @pytest.mark.parametrize("fmt_name", sorted(PATHS))

@@ -1,0 +1,236 @@
+"""OpenCode: ${XDG_DATA_HOME:-~/.local/share}/opencode/storage/, one small JSON file per
+thing, each rewritten whole as it changes:
+
+    session/<projectID>/<sessionID>.json      the session (title, directory, parentID)
+    message/<sessionID>/<messageID>.json      a message (role, model, tokens, cost)
+    part/<messageID>/<partID>.json            a piece of one (text, tool call, patch, …)
+    session_diff/<sessionID>.json             what the session changed
+
+A session is its session file, its message files, their part files and its diff. A child
+session (a subagent's, `parentID`) is a session of its own, linked to its parent.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import msgspec
+
+from session_memory.formats.base import WHOLE_ROOT, FileRole, Head, first_match, no_hook
+from session_memory.formats.events import (
+    JSON_ERRORS,
+    Piece,
+    Scalar,
+    Sink,
+    as_int,
+    human_text,
+    str_or_none,
+)
+
+NAME = "opencode"
+WATCH = WHOLE_ROOT
+RECORD_TIMES = True
+hook_target = no_hook
+_SESSION_ID = rb'"sessionID"\s*:\s*"([^"]+)"'
+
+
+def default_root() -> Path:
+    data = os.environ.get("XDG_DATA_HOME") or "~/.local/share"
+    return Path(os.path.expanduser(data), "opencode", "storage")
+
+
+def identify(relpath: PurePosixPath, head: Head) -> FileRole | None:
+    parts = relpath.parts
+    if not relpath.name.endswith(".json") or len(parts) < 2:
+        return None
+    kind, stem = parts[0], relpath.name[: -len(".json")]
+    native: str | None = None
+    if kind == "session" and len(parts) == 3:
+        native = stem
+    elif kind in ("message", "session_diff") and len(parts) == (3 if kind == "message" else 2):
+        native = parts[1] if kind == "message" else stem
+    elif kind == "part" and len(parts) == 3:
+        native = first_match(_SESSION_ID, head)  # part/<messageID>/: the part names its session
+    elif kind == "part" and len(parts) == 4:
+        native = parts[1]  # older releases: part/<sessionID>/<messageID>/<partID>.json
+    return FileRole(native, str(relpath), snapshot=True) if native else None
+
+
+def prune(dir_relpath: PurePosixPath) -> bool:
+    return False
+
+
+# -- analysis: stored pieces to events -------------------------------------------------
+
+_EDIT_TOOLS = {"edit", "write", "multiedit", "patch"}
+_READ_TOOLS = {"read"}
+_SHELL_TOOLS = {"bash"}
+
+
+class _Time(msgspec.Struct, gc=False):
+    created: Any = None
+    updated: Any = None
+    completed: Any = None
+
+
+class _Cache(msgspec.Struct, gc=False):
+    read: Any = 0
+    write: Any = 0
+
+
+class _Tokens(msgspec.Struct, gc=False):
+    input: Any = 0
+    output: Any = 0
+    reasoning: Any = 0
+    cache: _Cache | Scalar | list[Any] = None
+
+
+class _State(msgspec.Struct, gc=False):
+    status: Any = None
+    input: Any = None
+    error: Any = None
+    metadata: Any = None
+    # `output` (most of the bytes) is left undecoded.
+
+
+class _Record(msgspec.Struct, gc=False):
+    """A session, message or part file: the fields a digest reads from any of them."""
+
+    id: Any = None
+    sessionID: Any = None
+    messageID: Any = None
+    parentID: Any = None
+    title: Any = None
+    directory: Any = None
+    role: Any = None
+    modelID: Any = None
+    providerID: Any = None
+    time: _Time | Scalar | list[Any] = None
+    tokens: _Tokens | Scalar | list[Any] = None
+    cost: Any = None
+    error: Any = None
+    path: Any = None
+    type: Any = None
+    text: Any = None
+    synthetic: Any = None
+    ignored: Any = None
+    tool: Any = None
+    callID: Any = None
+    state: _State | Scalar | list[Any] = None
+    files: Any = None
+
+
+_decode = msgspec.json.Decoder(_Record).decode
+
+
+def parse(pieces: Sequence[Piece], out: Sink) -> None:
+    sessions: list[_Record] = []
+    messages: list[_Record] = []
+    parts: dict[str, list[_Record]] = {}
+    for piece in pieces:
+        kind = piece.path.split("/", 1)[0]
+        if kind not in ("session", "message", "part"):
+            continue  # the diff repeats what the patch parts say
+        try:
+            record = _decode(b"".join(piece.chunks()))
+        except (*JSON_ERRORS, msgspec.ValidationError):
+            out.malformed(1)
+            continue
+        if kind == "session":
+            sessions.append(record)
+        elif kind == "message":
+            messages.append(record)
+        elif isinstance(record.messageID, str):
+            parts.setdefault(record.messageID, []).append(record)
+    for session in sessions:
+        _session(session, out)
+    # Ids grow with time: sorting by them puts messages and parts in the order written.
+    messages.sort(key=lambda m: (_ms(m.time, "created") or 0, str(m.id)))
+    for message in messages:
+        _message(message, sorted(parts.get(str(message.id), ()), key=lambda p: str(p.id)),
+                 out)
+
+
+def _ms(time: Any, field: str) -> int | None:
+    value = getattr(time, field, None) if isinstance(time, _Time) else None
+    return value if type(value) is int else None
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds") \
+            .replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _session(s: _Record, out: Sink) -> None:
+    parent = str_or_none(s.parentID)
+    out.info(cwd=str_or_none(s.directory), title=str_or_none(s.title),
+             subagent_session=parent is not None, parent=parent)
+    out.times(_iso(_ms(s.time, "created")), _iso(_ms(s.time, "updated")))
+
+
+def _message(m: _Record, parts: list[_Record], out: Sink) -> None:
+    out.times(_iso(_ms(m.time, "created")),
+              _iso(_ms(m.time, "completed") or _ms(m.time, "created")))
+    if m.role == "user":
+        text = "\n".join(p.text for p in parts if p.type == "text" and isinstance(p.text, str)
+                         and not p.synthetic and not p.ignored)
+        if prompt := human_text(text):
+            out.prompt(prompt)
+        return
+    if m.role != "assistant":
+        return
+    model = str_or_none(m.modelID)
+    if model:
+        out.model(model)
+    tokens = m.tokens
+    if isinstance(tokens, _Tokens):
+        cache = tokens.cache if isinstance(tokens.cache, _Cache) else _Cache()
+        counts = (as_int(tokens.input), as_int(tokens.output), as_int(cache.write),
+                  as_int(cache.read), as_int(tokens.reasoning))
+        if any(counts):  # a failed request spends nothing
+            out.usage(str_or_none(m.id), model, *counts)
+    for part in parts:
+        _part(part, out)
+    if isinstance(m.error, dict):
+        data = m.error.get("data")
+        message = data.get("message") if isinstance(data, dict) else None
+        out.failure("aborted" if m.error.get("name") == "MessageAbortedError" else "api_error",
+                    str(message or m.error.get("name") or ""))
+
+
+def _part(p: _Record, out: Sink) -> None:
+    if p.type == "text" and isinstance(p.text, str) and not p.synthetic:
+        out.assistant_text(p.text)
+    elif p.type == "patch" and isinstance(p.files, list):
+        out.files(edited=[f for f in p.files if isinstance(f, str) and f])
+    elif p.type == "tool" and isinstance(p.tool, str):
+        _tool(p, out)
+
+
+def _tool(p: _Record, out: Sink) -> None:
+    name, call_id = str(p.tool), str_or_none(p.callID)
+    state = p.state if isinstance(p.state, _State) else _State()
+    args = state.input if isinstance(state.input, dict) else {}
+    path = str_or_none(args.get("filePath")) or str_or_none(args.get("path"))
+    command = str_or_none(args.get("command")) if name in _SHELL_TOOLS else None
+    out.tool_call(call_id, name, command,
+                  edited=[path] if path and name in _EDIT_TOOLS else [],
+                  read=[path] if path and name in _READ_TOOLS else [])
+    if name == "task":
+        meta = state.metadata if isinstance(state.metadata, dict) else {}
+        child = str_or_none(meta.get("sessionId")) or str_or_none(meta.get("sessionID"))
+        if child:
+            out.subagent(child, str_or_none(args.get("subagent_type")),
+                         str_or_none(args.get("description")))
+    if state.status in ("completed", "error"):
+        failed = state.status == "error"
+        out.tool_result(call_id, failed, str(state.error or "") if failed else "", tool=name)

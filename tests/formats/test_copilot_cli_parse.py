@@ -1,0 +1,174 @@
+"""GitHub Copilot CLI: the three real sessions of tests/fixtures/copilot-cli (one of them only
+its workspace.yaml, as upstream has it), stored byte-exactly and digested field by field.
+The expectations were read off the fixture files by hand."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from session_memory import config
+from session_memory.clock import FixedClock
+from session_memory.memory import Memory
+from tests.conftest import FIXTURES, write_config
+
+ROOT = FIXTURES / "copilot-cli" / "session-state"
+BREAKDOWN = "copilot-cli:07c40cd0-ff51-4d6e-bdcd-ac2f90877203"
+DRAIN = "copilot-cli:212435a2-8d62-4467-bb24-64bdcc8dbd59"  # workspace.yaml only
+MCP = "copilot-cli:8baa78ec-b203-4c7f-b1d3-c1170ae84b7d"
+REPO = "D:\\Source\\GitHub\\agent-engram"
+
+
+@pytest.fixture
+def copilot(home: Path) -> Iterator[Memory]:
+    write_config(home, f'[sources.copilot-cli]\nroot = "{ROOT}"\n')
+    with Memory(config.load(), clock=FixedClock(2_000_000_000)) as memory:
+        summary = memory.ingest()
+        assert summary.errors == 0
+        memory.analyze(include_active=True)
+        yield memory
+
+
+def digest(memory: Memory, sid: str) -> dict[str, Any]:
+    shown = memory.show(sid)["digest"]
+    assert shown is not None, sid
+    return dict(shown)
+
+
+def test_every_file_round_trips_byte_exactly(copilot: Memory, tmp_path: Path) -> None:
+    ids = sorted(s["id"] for s in copilot.sessions(source="copilot-cli"))
+    assert ids == sorted([BREAKDOWN, DRAIN, MCP])
+    copilot.seal()
+    for sid in ids:
+        copilot.export(sid, tmp_path / "out")
+    want = {str(p.relative_to(ROOT)) for p in ROOT.rglob("*") if p.is_file()}
+    got = {str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*")
+           if p.is_file()}
+    assert got == want and len(want) == 5
+    for rel in want:
+        assert filecmp.cmp(tmp_path / "out" / rel, ROOT / rel, shallow=False), rel
+
+
+def test_a_session_folder_is_one_session(copilot: Memory) -> None:
+    files = {s["id"]: sorted(s["files"]) for s in copilot.sessions(source="copilot-cli")}
+    assert files[MCP] == ["8baa78ec-b203-4c7f-b1d3-c1170ae84b7d/events.jsonl",
+                          "8baa78ec-b203-4c7f-b1d3-c1170ae84b7d/workspace.yaml"]
+    assert files[DRAIN] == ["212435a2-8d62-4467-bb24-64bdcc8dbd59/workspace.yaml"]
+
+
+def test_breakdown_session(copilot: Memory) -> None:
+    d = digest(copilot, BREAKDOWN)
+    assert d["title"] == "Break Down Feature 007"  # workspace.yaml's summary
+    assert d["first_prompt"] == ("Using @.context\\backlog.md Break down Feature 007 into "
+                                 "epics, tasks, and subtasks in beads for use by the "
+                                 "harness-architect agent.")
+    # 9 user.message records: 2 with empty content are the tool's own nudges
+    # (transformedContent only), never prompts.
+    assert d["user_turns"] == 7
+    assert d["prompts"][1] == ("Also, make sure to notify me of your progress via "
+                               "agent-intercom.")
+    assert not any("<current_datetime>" in p or "<reminder>" in p for p in d["prompts"])
+    assert d["cwd"] == REPO
+    assert d["git_branch"] == "007-agent-engineering-refactor"
+    assert d["project"] == "softwaresalt/agent-engram"
+    assert d["models"] == ["claude-opus-4.6", "claude-sonnet-4.6"]
+    assert d["started_at"] == "2026-03-20T20:37:18.254Z"  # workspace.yaml created_at
+    assert d["ended_at"] == "2026-03-20T21:56:57.770Z"  # the last event
+    assert d["tool_calls"] == {"powershell": 60, "report_intent": 9, "grep": 5,
+                               "task_complete": 4, "view": 3, "ask_user": 2,
+                               "store_memory": 2, "agent-intercom-broadcast": 1}
+    assert d["files_edited"] == []
+    assert d["files_read"] == [f"{REPO}\\.context\\backlog.md"]
+    assert len(d["commands"]) == 60 and d["commands"][0] == "bd ready --json 2>&1 | head -50"
+    assert d["tool_errors"] == 0
+    assert [(e["tool"], e["snippet"]) for e in d["errors"]] == [
+        ("api_error", "Error: read ENOTCONN")]
+    # No session.shutdown in this file: Copilot wrote no token counts.
+    assert d["tokens"] == {"input": 0, "output": 0, "cache_creation": 0, "cache_read": 0,
+                           "reasoning": 0}
+    assert d["last_assistant_message"].startswith('Broadcast message "Hello" sent successfully')
+    assert d["outcome"] == "success"
+    assert d["malformed_lines"] == 0
+
+
+def test_half_present_session_is_digested_from_its_workspace(copilot: Memory) -> None:
+    d = digest(copilot, DRAIN)
+    assert d["title"] == "Enable Drain Mode"
+    assert (d["cwd"], d["git_branch"], d["project"]) == (
+        REPO, "007-agent-engineering-refactor", "softwaresalt/agent-engram")
+    assert (d["started_at"], d["ended_at"]) == ("2026-03-20T21:58:29.206Z",
+                                                "2026-03-21T00:53:50.159Z")
+    assert d["user_turns"] == 0 and d["tool_calls"] == {} and d["outcome"] == "unknown"
+
+
+def test_resumed_session(copilot: Memory) -> None:
+    d = digest(copilot, MCP)
+    assert d["title"] == "Fix MCP Config File"
+    assert d["first_prompt"].startswith("I'm getting the following errors on load of the MCP "
+                                        "servers.")
+    # 9 user.message records: 2 empty nudges, and `/build-feature mode: drain`, a slash
+    # command (counted as a call, not a prompt).
+    assert d["user_turns"] == 6
+    assert d["prompts"][1] == "How can I tell if the engram server has started up yet?"
+    assert d["tool_calls"]["/build-feature"] == 1
+    assert sum(d["tool_calls"].values()) == 269 + 1  # 269 distinct toolCallIds
+    assert d["tool_calls"]["edit"] == 27 and d["tool_calls"]["powershell"] == 72
+    assert d["files_edited"] == [f"{REPO}\\{p}" for p in (
+        ".copilot\\mcp-config.json", "src\\shim\\transport.rs", "src\\server\\state.rs",
+        "src\\tools\\lifecycle.rs", "src\\tools\\write.rs", "src\\tools\\read.rs",
+        "tests\\contract\\read_test.rs", "tests\\contract\\lifecycle_test.rs",
+        "tests\\integration\\smoke_test.rs", "tests\\integration\\performance_test.rs")]
+    # 72 powershell calls, 61 different commands, two of them alike in their first 400
+    # characters (as long as a digest keeps a command)
+    assert len(d["commands"]) == 60
+    assert d["tool_errors"] == 6
+    assert ("edit", "No match found") in [(e["tool"], e["snippet"]) for e in d["errors"]]
+    assert d["models"] == ["claude-opus-4.6", "claude-haiku-4.5", "claude-sonnet-4.6"]
+    assert d["subagents"] == [{"id": "toolu_vrtx_01R27ZwYteU55tkfsFnfwttf", "type": "explore",
+                               "description": "Fast codebase exploration and answering "
+                                              "questions. Uses code intelligence, grep, glob, "
+                                              "view, bash/powershell tools in a separate "
+                                              "context window to search files and understand "
+                                              "code structure. Safe to call in parallel.\n"}]
+    # Two session.shutdown records (it was resumed in between). Their modelMetrics are
+    # running totals: the second adds only what grew since the first.
+    #   1st: opus in 3832521 (cache read 3399168) out 12356; haiku in 364103 (311058) out 5463
+    #   2nd: opus in 4137889 (cache read 3908170) out 8545
+    assert d["tokens_by_model"] == {
+        "claude-opus-4.6": {"input": 3832521 - 3399168, "output": 12356, "cache_creation": 0,
+                            "cache_read": 3908170, "reasoning": 0},
+        "claude-haiku-4.5": {"input": 364103 - 311058, "output": 5463, "cache_creation": 0,
+                             "cache_read": 311058, "reasoning": 0}}
+    assert d["started_at"] == "2026-03-20T19:08:04.310Z"
+    assert d["ended_at"] == "2026-03-21T02:23:25.004Z"
+
+
+def test_a_shutdown_record_ends_the_session_and_a_resume_reopens_it(home: Path) -> None:
+    root = home / "state"
+    session = root / "5e55e5e5-0000-4000-8000-000000000001"
+    session.mkdir(parents=True)
+    events = session / "events.jsonl"
+    write_config(home, f'[sources.copilot-cli]\nroot = "{root}"\n[ingest]\nidle_seconds = "1h"\n')
+    sid = f"copilot-cli:{session.name}"
+
+    def record(kind: str, data: dict[str, Any]) -> str:
+        return json.dumps({"type": kind, "data": data, "id": kind,
+                           "timestamp": "2026-03-20T10:00:00.000Z", "parentId": None}) + "\n"
+
+    events.write_text(record("user.message", {"content": "hi"}))
+    with Memory(config.load(), clock=FixedClock(events.stat().st_mtime + 1)) as memory:
+        memory.ingest()
+        assert memory.show(sid)["state"] == "active"
+        with events.open("a") as f:
+            f.write(record("session.shutdown", {"modelMetrics": {}}))
+        assert memory.ingest().ended == {sid}
+        assert memory.show(sid)["state"] == "ended"
+        with events.open("a") as f:
+            f.write(record("session.resume", {}))
+        assert memory.ingest().ended == set()
+        assert memory.show(sid)["state"] == "active"
