@@ -14,6 +14,7 @@ import os
 import re
 import stat
 import threading
+import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -387,12 +388,16 @@ class Ingestor:
                 self._remember_stat(cursor, relpath, st, expected)
                 return
             content.rewind()
-            with self.tier1.transaction("ingest"):
-                self.tier1.revive_evicted(cursor.session_id)
-            logger.info("evicted session grew: ingesting it again from its source",
-                        session=cursor.session_id, path=path)
-            cursor = self.tier1.cursor(source.name, role.logical_path) or cursor
-            expected = _cursor_state(cursor)
+            resumed = self._resume_runs(role, cursor, content) if role.run_marker else None
+            if resumed is not None:
+                cursor, expected = resumed, _cursor_state(resumed)
+            else:
+                with self.tier1.transaction("ingest"):
+                    self.tier1.revive_evicted(cursor.session_id)
+                logger.info("evicted session grew: ingesting it again from its source",
+                            session=cursor.session_id, path=path)
+                cursor = self.tier1.cursor(source.name, role.logical_path) or cursor
+                expected = _cursor_state(cursor)
         cursor.phys_path = str(relpath)
         head, tail = content.prefix(cursor.offset)
         if cursor.offset and (head is None or fingerprint(head) != cursor.head_fp
@@ -437,13 +442,43 @@ class Ingestor:
                         break
                 else:
                     done = True
-                    carry = writer.splitter.flush()
-                    if carry:
-                        writer.write(carry, None, False)
+                    for piece, starts_run in writer.splitter.flush():
+                        writer.write(piece, None, starts_run)
                 writer.save()
         summary.bytes_added += writer.written
         summary.sessions |= writer.touched
         summary.ended |= writer.ended
+
+    def _resume_runs(self, role: FileRole, cursor: Cursor, content: Content) -> Cursor | None:
+        """A file of runs grew after its last run was evicted. A new run (the new bytes
+        start with a run header) is stored as such, the evicted runs stay evicted; new
+        bytes of the evicted run itself bring that run back, read again from its own start.
+        None when the bytes already stored changed: the file is read again as a new version."""
+        marker = role.run_marker or b""
+        head, tail = content.prefix(cursor.offset)
+        if head is None or (fingerprint(head), fingerprint(tail)) != (cursor.head_fp,
+                                                                      cursor.tail_fp):
+            content.rewind()
+            return None
+        starts_new_run = tail.endswith(b"\n") and content.read(len(marker)) == marker
+        content.rewind()
+        if starts_new_run or not cursor.file_id:
+            return cursor
+        base = self.tier1.base_offset(cursor.file_id)
+        head, tail = content.prefix(base)
+        content.rewind()
+        with self.tier1.transaction("ingest"):
+            if _cursor_state(self.tier1.cursor(cursor.source, cursor.path)) != _cursor_state(
+                    cursor):
+                raise _CursorMovedError(cursor.path)
+            self.tier1.reopen_run(cursor.session_id, cursor.file_id)
+            cursor.offset, cursor.file_id = base, 0
+            cursor.head_fp, cursor.tail_fp = fingerprint(head or b""), fingerprint(tail)
+            cursor.dev = cursor.ino = cursor.size = cursor.mtime_ns = None
+            self.tier1.save_cursor(cursor)
+        logger.info("evicted run grew: ingesting it again from its source",
+                    session=cursor.session_id)
+        return cursor
 
     def _remember_stat(self, cursor: Cursor, relpath: PurePosixPath, st: os.stat_result,
                        expected: tuple[int, int, int] | None) -> None:
@@ -517,7 +552,8 @@ class _PieceWriter:
         self.tier1, self.source, self.role = tier1, source, role
         self.cursor, self.head, self.tail, self.st, self.now = cursor, head, tail, st, now
         self.base = tier1.base_offset(cursor.file_id) if cursor.file_id else 0
-        self.splitter = RunSplitter(role.run_marker, tail[-1:] if cursor.offset else b"")
+        self.splitter = RunSplitter(role.run_marker, tail[-1:] if cursor.offset else b"",
+                                    at_start=cursor.offset == 0)
         self.touched: set[str] = set()
         # Rows this writer created, already as save() would leave them.
         self.new_sessions: set[str] = set()
@@ -532,16 +568,34 @@ class _PieceWriter:
                                      self.st.st_mtime):
             self.new_sessions.add(self.cursor.session_id)
 
+    def run_native_id(self, piece: bytes) -> str:
+        """`<native id>#<run id>` for a run that starts with `piece`: the run id from its
+        header line (the file's mtime where it has none), `-2`, `-3`, … for a later run of
+        the same version of the file with the same one. It depends only on the bytes
+        before the run, so reading the file again gives every run the id it had."""
+        marker = self.role.run_marker or b""
+        at = 0 if piece.startswith(marker) else piece.find(b"\n" + marker) + 1
+        run = None
+        if at or piece.startswith(marker):
+            end = piece.find(b"\n", at)
+            header = piece[at:] if end < 0 else piece[at:end]
+            run = self.role.run_id(header) if self.role.run_id else None
+        if run is None:
+            run = time.strftime("%Y%m%dT%H%M%S", time.localtime(self.st.st_mtime))
+        base = f"{self.role.native_id}#{run}"
+        same = re.compile(re.escape(base) + r"(-\d+)?")
+        taken = sum(1 for native in self.tier1.run_ids(
+            self.source, self.role.logical_path, self.cursor.version, self.cursor.offset)
+            if same.fullmatch(native))
+        return base if not taken else f"{base}-{taken + 1}"
+
     def write(self, piece: bytes, packed: Packed | None, starts_run: bool) -> None:
         c = self.cursor
         if starts_run or (self.role.run_marker and c.file_id == 0):
             if starts_run:
                 c.run += 1
-            # Bytes before the first run header belong to run 1, not to a run of their own.
-            native = f"{self.role.native_id}#{max(c.run, 1)}"
-            if f"{self.source}:{native}" != c.session_id or c.file_id == 0:
-                self.open_session(native)
-                c.file_id = 0
+            self.open_session(self.run_native_id(piece))
+            c.file_id = 0
         if c.file_id == 0:
             self.base = c.offset
             c.file_id = self.tier1.new_file(c.session_id, self.source, self.role.logical_path,

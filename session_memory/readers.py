@@ -130,34 +130,62 @@ class ZstdContent(Content):
             raise OSError(errno.EIO, f"bad zstd data: {e}") from e
 
 
-class RunSplitter:
-    """Cuts a stream where a line starts with the run marker (a history file's run headers).
-    A possible marker cut by a block boundary is held back until the next block."""
+MAX_HEADER_BYTES = 4096
+"""A run header's line is held back until it is complete, up to this long."""
+MAX_PREAMBLE_BYTES = 64 * 1024
+"""Bytes before a file's first run header wait for it (they belong to that run), up to this."""
 
-    def __init__(self, marker: bytes | None, prev_byte: bytes) -> None:
+
+class RunSplitter:
+    """Cuts a stream where a line starts with the run marker (a history's run headers).
+
+    What could still change a run's identity is held back until the next block: a possible
+    marker cut by a block boundary, a run header whose line is not complete yet (the run's
+    id comes from it), and, at the very start of a file, the bytes before the first header
+    (they belong to that first run). What is still held back when the content ends is left
+    in the source for the next pass (`flush`), except a preamble that is more than blank
+    lines: that is stored as a run of its own."""
+
+    def __init__(self, marker: bytes | None, prev_byte: bytes, *, at_start: bool = False) -> None:
         self.marker = marker
         self.at_line_start = prev_byte in (b"\n", b"")
         self.carry = b""
+        self.preamble = at_start and marker is not None
 
     def split(self, block: bytes) -> list[tuple[bytes, bool]]:
         if not self.marker:
             return [(block, False)]
+        marker = self.marker
         data = self.carry + block
         self.carry = b""
         cuts = []
-        if self.at_line_start and data.startswith(self.marker):
+        if self.at_line_start and data.startswith(marker):
             cuts.append(0)
-        i = data.find(b"\n" + self.marker)
+        i = data.find(b"\n" + marker)
         while i != -1:
             cuts.append(i + 1)
-            i = data.find(b"\n" + self.marker, i + 1)
-        # Hold back a trailing partial line that could still become a marker.
+            i = data.find(b"\n" + marker, i + 1)
+        # Hold back a trailing partial line that could still become a marker, or a header
+        # whose line has not ended yet.
         last_nl = data.rfind(b"\n")
         rest = data[last_nl + 1:]
-        if (rest and len(rest) < len(self.marker) and self.marker.startswith(rest)
-                and (last_nl >= 0 or self.at_line_start)):
+        if rest and (last_nl >= 0 or self.at_line_start) and (
+                (len(rest) < len(marker) and marker.startswith(rest))
+                or (rest.startswith(marker) and len(rest) < MAX_HEADER_BYTES)):
             self.carry = rest
             data = data[: len(data) - len(rest)]
+            cuts = [c for c in cuts if c < len(data)]
+        if self.preamble:
+            if not cuts:
+                if len(data) + len(self.carry) < MAX_PREAMBLE_BYTES:
+                    self.carry = data + self.carry  # no header yet: wait for it
+                    return []
+                self.preamble = False  # no run header after all this: a run of its own
+                cuts = [0]
+            else:
+                # The preamble opens the first run: one piece from byte 0 to the next header.
+                self.preamble = False
+                cuts = [0, *cuts[1:]]
         if data:
             self.at_line_start = data.endswith(b"\n")
         pieces: list[tuple[bytes, bool]] = []
@@ -167,6 +195,23 @@ class RunSplitter:
                 pieces.append((data[a:b], a in cuts))
         return pieces
 
-    def flush(self) -> bytes:
+    def flush(self) -> list[tuple[bytes, bool]]:
+        """At the end of the content: what is held back and may be stored now."""
         carry, self.carry = self.carry, b""
-        return carry
+        if not self.preamble or not self.marker:
+            self.carry = carry  # a header (or the start of one) not complete: the next pass
+            return []
+        tail = carry[carry.rfind(b"\n") + 1:]
+        if not (self.marker.startswith(tail) or tail.startswith(self.marker)):
+            tail = b""
+        body = carry[: len(carry) - len(tail)]
+        if not body.strip():
+            self.carry = carry  # blank lines before a first header yet to come: wait
+            return []
+        self.preamble = False
+        self.carry = tail
+        return [(body, True)]  # text with no run header: a run of its own
+
+    def held(self) -> int:
+        """Bytes read but held back."""
+        return len(self.carry)

@@ -10,8 +10,10 @@ from session_memory.readers import RunSplitter
 MARKER = b"# aider chat started at"
 
 
-def _runs(data: bytes, cuts: list[int]) -> list[bytes]:
-    splitter = RunSplitter(MARKER, b"")
+def _runs(data: bytes, cuts: list[int]) -> tuple[list[bytes], int]:
+    """The runs a file is cut into when read in blocks ending at `cuts`, and how many
+    bytes at its end are held back for the next pass."""
+    splitter = RunSplitter(MARKER, b"", at_start=True)
     runs: list[bytes] = []
     bounds = [0, *sorted(c for c in cuts if 0 < c < len(data)), len(data)]
     for a, b in zip(bounds, bounds[1:], strict=False):
@@ -19,22 +21,27 @@ def _runs(data: bytes, cuts: list[int]) -> list[bytes]:
             if starts_run or not runs:
                 runs.append(b"")
             runs[-1] += piece
-    carry = splitter.flush()
-    if carry:
-        if not runs:
+    for piece, starts_run in splitter.flush():
+        if starts_run or not runs:
             runs.append(b"")
-        runs[-1] += carry
-    return runs
+        runs[-1] += piece
+    return runs, splitter.held()
 
 
-def _expected(data: bytes) -> list[bytes]:
-    starts = [0] if data.startswith(MARKER) else []
-    i = data.find(b"\n" + MARKER)
+def _expected(data: bytes) -> tuple[list[bytes], int]:
+    # Held back: a last line that is, or could still become, a header without its end.
+    last = data[data.rfind(b"\n") + 1:]
+    held = len(last) if last and (MARKER.startswith(last) or last.startswith(MARKER)) else 0
+    body = data[: len(data) - held]
+    starts = [0] if body.startswith(MARKER) else []
+    i = body.find(b"\n" + MARKER)
     while i != -1:
         starts.append(i + 1)
-        i = data.find(b"\n" + MARKER, i + 1)
-    bounds = sorted({0, *starts, len(data)})
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+        i = body.find(b"\n" + MARKER, i + 1)
+    if not starts:  # no header: blank lines wait for one, any other text is a run
+        return ([body], held) if body.strip() else ([], len(data))
+    bounds = sorted({0, *starts[1:], len(body)})  # what precedes the first header is its
+    return [body[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a], held
 
 
 @settings(max_examples=300, deadline=None)
@@ -44,6 +51,6 @@ def _expected(data: bytes) -> list[bytes]:
        st.lists(st.integers(min_value=0, max_value=600), max_size=8))
 def test_runs_do_not_depend_on_block_boundaries(parts: list[bytes], cuts: list[int]) -> None:
     data = b"".join(parts)
-    runs = _runs(data, cuts)
-    assert b"".join(runs) == data
-    assert runs == _expected(data)
+    runs, held = _runs(data, cuts)
+    assert b"".join(runs) + data[len(data) - held:] == data
+    assert (runs, held) == _expected(data)

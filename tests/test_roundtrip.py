@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import re
 from pathlib import Path
 
 from session_memory import config
@@ -29,8 +30,10 @@ def test_every_fixture_round_trips(home: Path, tmp_path: Path) -> None:
                 memory.export(sid, tmp_path / "out" / source)
         # Aider runs are slices of one history file: their concatenation is the file.
         for repo in ("Monochromatic", "mozgoslav"):
+            # Ids name each run by its header time (-2, … for a repeated one): in file order.
             runs = sorted((s for s in ids if s.startswith(f"aider:{repo}#")),
-                          key=lambda s: int(s.rsplit("#", 1)[1]))
+                          key=lambda s: (s.rsplit("#", 1)[1][:15],
+                                         int(s.rsplit("#", 1)[1][16:] or 1)))
             joined = b"".join(
                 b"".join(memory.tier1.read_file(f.id))
                 for sid in runs for f in memory.tier1.files(sid))
@@ -52,8 +55,12 @@ def test_aider_runs_are_sessions(home: Path) -> None:
     mono = (FIXTURES / "aider" / "Monochromatic" / ".aider.chat.history.md").read_bytes()
     runs = mono.count(b"# aider chat started at")
     assert runs == 19
-    assert sorted(s for s in aider if s.startswith("aider:Monochromatic#")) == sorted(
-        f"aider:Monochromatic#{n}" for n in range(1, runs + 1))
+    times = re.findall(rb"^# aider chat started at (\d+)-(\d+)-(\d+) (\d+):(\d+):(\d+)$",
+                       mono, re.MULTILINE)
+    expected = [f"aider:Monochromatic#{y.decode()}{mo.decode()}{d.decode()}T"
+                f"{h.decode()}{mi.decode()}{sec.decode()}" for y, mo, d, h, mi, sec in times]
+    assert len(set(expected)) == runs  # no two runs of it started in the same second
+    assert sorted(s for s in aider if s.startswith("aider:Monochromatic#")) == sorted(expected)
 
 
 def test_reingest_is_idempotent(home: Path) -> None:

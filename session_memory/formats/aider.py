@@ -22,11 +22,27 @@ _SKIP_DIRS = {"node_modules", "__pycache__", "venv", "target", "dist", "build", 
 MAX_DEPTH = 5
 
 
+_HEADER_TIME = re.compile(
+    rb"# aider chat started at (\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)")
+
+
 def identify(relpath: PurePosixPath, head: Head) -> FileRole | None:
     if relpath.name != HISTORY:
         return None
-    repo = relpath.parent.name or "."
-    return FileRole(repo, str(relpath), run_marker=RUN_MARKER)
+    # The repository's folder relative to the root: two repositories of the same name in
+    # different folders are different projects.
+    repo = str(relpath.parent)
+    return FileRole(repo, str(relpath), run_marker=RUN_MARKER, run_id=run_id)
+
+
+def run_id(header: bytes) -> str | None:
+    """A run's id: its header's start time, `# aider chat started at 2025-06-02 11:47:49`
+    -> `20250602T114749`."""
+    m = _HEADER_TIME.match(header)
+    if m is None:
+        return None
+    y, mo, d, h, mi, sec = (g.decode() for g in m.groups())
+    return f"{y}{mo}{d}T{h}{mi}{sec}"
 
 
 def default_root() -> Path:

@@ -54,6 +54,10 @@ class FileRole:
     """The tool rewrites the whole file: a new version replaces the previous one."""
     run_marker: bytes | None = None
     """Each line starting with this begins a new session (a history file of many runs)."""
+    run_id: Callable[[bytes], str | None] | None = None
+    """A run's id from its header line (the line that starts with `run_marker`); None when
+    the line names none. The session is `<native_id>#<run id>`, with `-2`, `-3`, … for a
+    later run of the same file with the same id."""
     end_record: re.Pattern[bytes] | None = None
     """A record that, once appended to this file, says the session has ended (without it,
     a session ends after `idle_seconds` without writes)."""

@@ -192,6 +192,21 @@ class Tier1:
         self.conn.execute("UPDATE sessions SET state = 'open', evicted_at = NULL WHERE id = ?",
                           (session_id,))
 
+    def run_ids(self, source: str, path: str, version: int, before_offset: int) -> list[str]:
+        """The native ids of the runs stored from one version of a file before an offset."""
+        return [str(r[0]) for r in self.conn.execute(
+            "SELECT DISTINCT s.native_id FROM files f JOIN sessions s ON s.id = f.session_id "
+            "WHERE f.source = ? AND f.path = ? AND f.version = ? AND f.base_offset < ?",
+            (source, path, version, before_offset))]
+
+    def reopen_run(self, session_id: str, file_id: int) -> None:
+        """An evicted run grew: its empty file row goes (the run is stored again from its
+        start) and the session is open again. The caller owns the transaction."""
+        self.conn.execute("DELETE FROM files WHERE id = ? AND session_id = ? AND raw_bytes = 0",
+                          (file_id, session_id))
+        self.conn.execute("UPDATE sessions SET state = 'open', evicted_at = NULL WHERE id = ?",
+                          (session_id,))
+
     def new_file(self, session_id: str, source: str, path: str, version: int, base_offset: int,
                  mtime: float, now: float) -> int:
         self.conn.execute(
@@ -287,6 +302,12 @@ class Tier1:
         for f in files:
             newest[f.source, f.path] = max(f.version, newest.get((f.source, f.path), f.version))
         return [f for f in files if f.version == newest[f.source, f.path]]
+
+    def pieces_of(self, source: str, path: str, version: int) -> list[StoredFile]:
+        """Every stored piece of one version of a file (the runs of a history), in order."""
+        return [StoredFile(*row) for row in self.conn.execute(
+            f"SELECT {_FILE_COLS} FROM files WHERE source = ? AND path = ? AND version = ? "
+            "ORDER BY base_offset", (source, path, version))]
 
     def set_pinned(self, session_id: str, pinned: bool) -> None:
         with self.transaction("pin"):

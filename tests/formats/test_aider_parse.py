@@ -46,7 +46,7 @@ Done, the tests pass now.
 
 def test_written_run(memory: Memory, sources: dict[str, Path]) -> None:
     write(sources["aider"], "myrepo/.aider.chat.history.md", HISTORY)
-    d = digest_of(memory, "aider:myrepo#1")
+    d = digest_of(memory, "aider:myrepo#20250901T140000")
     assert d["tokens"] == {"input": 2300 + 1_500_000, "output": 340 + 85,
                            "cache_creation": 1100, "cache_read": 12000, "reasoning": 0}
     assert d["user_turns"] == 2  # the two-line prompt and "thanks"; not y, not /run
@@ -65,7 +65,8 @@ def test_written_run(memory: Memory, sources: dict[str, Path]) -> None:
 
 
 def test_fixture_runs(fixtures: Memory) -> None:
-    ids = ["aider:mozgoslav#2", "aider:mozgoslav#3", "aider:Monochromatic#1"]
+    ids = ["aider:mozgoslav#20260422T224047", "aider:mozgoslav#20260422T231303",
+           "aider:Monochromatic#20250602T114749"]
     assert sorted(fixtures.analyze(ids)) == sorted(ids)
     run2, run3, setup = (fixtures.tier2.get_digest(i) for i in ids)
     assert run2 is not None and run3 is not None and setup is not None
