@@ -10,7 +10,7 @@ import fcntl
 import math
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -212,7 +212,7 @@ class Memory:
             return self._restore(sid, force)
 
     def _restore(self, sid: str, force: bool) -> list[Path]:
-        todo: list[tuple[Path, Any]] = []
+        todo: list[tuple[Path, Any, list[Any] | None]] = []
         conflicts = []
         for f in self._readable_files(sid):
             source = self.settings.sources.get(f.source)
@@ -220,26 +220,90 @@ class Memory:
                 raise SessionMemoryError(f"{sid}: source {f.source!r} is not in the config")
             root = Path(os.path.realpath(source.root))
             target = root / safe_write.checked_relpath(f.path)
+            pieces = self.tier1.pieces_of(f.source, f.path, f.version)
+            if f.base_offset or len(pieces) > 1:
+                # One run of a file that holds several: its slice, never the whole file.
+                whole = self._slice_restore(sid, target, f, pieces)
+                if whole is not None:
+                    todo.append((root, f, whole))
+                continue
             if os.path.lexists(target):
                 if self._same_content(target, f.id):
                     continue
                 conflicts.append(target)
-            todo.append((root, f))
+            todo.append((root, f, None))
         if conflicts and not force:
             raise safe_write.TargetExistsError(
                 f"{conflicts[0]} exists with other content; nothing restored "
                 "(use --force to overwrite)")
-        return [safe_write.write_file(root, f.path, self.tier1.read_file(f.id), overwrite=force)
-                for root, f in todo]
+        written = []
+        for root, f, whole in todo:
+            if whole is None:
+                written.append(safe_write.write_file(root, f.path, self.tier1.read_file(f.id),
+                                                     overwrite=force))
+            else:
+                written.append(safe_write.write_file(root, f.path, self._joined(whole),
+                                                     overwrite=True))
+        return written
 
-    def _same_content(self, path: Path, file_id: int) -> bool:
+    def _slice_restore(self, sid: str, target: Path, f: Any, pieces: list[Any]
+                       ) -> list[Any] | None:
+        """How one run goes back into a file of runs without touching the others: None when
+        it is there already; else the pieces to write, in order (a piece may be the Path of
+        the file as it is, which the run then extends). Refuses, saying why, when the run
+        cannot go back without overwriting other bytes; --force does not change that."""
+        end = f.base_offset + f.raw_bytes
+        if os.path.lexists(target):
+            if target.is_symlink() or not target.is_file():
+                raise SessionMemoryError(f"{target} is not a plain file; nothing restored")
+            size = target.stat().st_size
+            if size >= end and self._same_content(target, f.id, at=f.base_offset):
+                return None
+            if size == f.base_offset:
+                return [target, f]  # the file ends where the run begins: put it back there
+            if size < f.base_offset:
+                raise SessionMemoryError(
+                    f"{target} holds {size} bytes and {sid} begins at byte {f.base_offset}: "
+                    "the runs before it are missing from the file; nothing restored")
+            raise SessionMemoryError(
+                f"{target} holds other bytes where {sid} belongs (bytes {f.base_offset}-{end}); "
+                "writing it there would destroy other runs; nothing restored (`export` writes "
+                "the run alone)")
+        # The file is gone: it is rebuilt from every stored run of it, which must reach
+        # from its first byte to the end of this run without a gap.
+        chain: list[Any] = []
+        pos = 0
+        for piece in pieces:
+            if piece.base_offset != pos or not piece.raw_bytes:
+                break
+            chain.append(piece)
+            pos += piece.raw_bytes
+        if pos < end:
+            raise SessionMemoryError(
+                f"{target} is gone and the runs before {sid} in it were evicted: restoring "
+                "this run alone would put it at the wrong place; nothing restored (`export` "
+                "writes the run alone)")
+        return chain
+
+    def _joined(self, pieces: list[Any]) -> Iterator[bytes]:
+        for piece in pieces:
+            if isinstance(piece, Path):
+                with piece.open("rb") as f:
+                    while block := f.read(1 << 20):
+                        yield block
+            else:
+                yield from self.tier1.read_file(piece.id)
+
+    def _same_content(self, path: Path, file_id: int, at: int | None = None) -> bool:
+        """Whether the file is the stored bytes; with `at`, whether it holds them there."""
         if path.is_symlink() or not path.is_file():
             return False
         with path.open("rb") as existing:
+            existing.seek(at or 0)
             for chunk in self.tier1.read_file(file_id):
                 if existing.read(len(chunk)) != chunk:
                     return False
-            return existing.read(1) == b""
+            return at is not None or existing.read(1) == b""
 
     # -- status and health ---------------------------------------------------------------
 
