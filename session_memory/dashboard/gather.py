@@ -21,10 +21,9 @@ DATA_LOSS_ROWS = 1000
 # Per-report session lists for the chart's click-through, newest first, up to this many
 # characters of JSON (before compression): a year of hourly sweeps must stay under 2 MB.
 # Reports that record data loss are always included in full.
-DETAIL_BUDGET_CHARS = 1_000_000
-SWEEP_COLUMNS = ("id", "t", "before", "after", "soft", "hard", "effective", "keep_free",
-                 "freed_backstop", "freed_budget", "freed_overflow", "n_backstop", "n_budget",
-                 "n_overflow", "n_analyzed", "n_warnings", "n_errors")
+DETAIL_BUDGET_CHARS = 600_000
+SWEEP_COLUMNS = ("id", "t", "before", "after", "soft", "hard", "effective", "freed_backstop",
+                 "freed_budget", "freed_overflow", "n_backstop", "n_budget", "n_overflow")
 
 
 def gather(memory: Memory) -> dict[str, Any]:
@@ -98,11 +97,8 @@ def _sweeps(reports: list[dict[str, Any]]) -> dict[str, list[Any]]:
             "before": r.get("usage_before_bytes"), "after": r.get("final_usage_bytes"),
             "soft": caps.get("soft_cap_bytes"), "hard": caps.get("hard_cap_bytes"),
             "effective": caps.get("effective_soft_cap_bytes"),
-            "keep_free": caps.get("keep_free_bytes"),
             **{f"freed_{p}": pass_bytes.get(p, 0) for p in PASSES},
             **{f"n_{p}": counts[p] for p in PASSES},
-            "n_analyzed": len(r.get("overflow_analyzed") or []),
-            "n_warnings": len(r.get("warnings") or []), "n_errors": len(r.get("errors") or []),
         }
         for name in SWEEP_COLUMNS:
             columns[name].append(row[name])

@@ -16,6 +16,7 @@ from markupsafe import Markup
 
 from session_memory import __version__
 from session_memory.dashboard import charts
+from session_memory.dashboard.gather import RECENT_REPORTS
 
 _PACKAGE = resources.files("session_memory.dashboard")
 VENDORED_JS = ("vendor/vega.min.js", "vendor/vega-lite.min.js")
@@ -29,7 +30,7 @@ def render(data: dict[str, Any]) -> str:
     env.filters.update(bytes=human_bytes, when=human_time, num=lambda n: f"{n:,}")
     template = env.from_string(_read("template.html"))
     return template.render(
-        d=data, version=__version__, passes=PASS_LABELS,
+        d=data, version=__version__, passes=PASS_LABELS, recent_reports=RECENT_REPORTS,
         style=Markup(_read("page.css")),
         scripts=[Markup(_script_text(_read(p))) for p in VENDORED_JS]
         + [Markup(_script_text(_read("page.js")))],

@@ -44,6 +44,18 @@ _DRAWN = """(el) => {
   return {width: rect.width, height: rect.height, marks: marks.length};
 }"""
 
+# The centre, on the page, of the bar the evictions chart drew for a pass of report `rid`.
+_BAR = """([rid, pass]) => {
+  for (const el of document.querySelectorAll('#chart-evictions g.role-mark path')) {
+    const item = el.__data__;
+    if (item && item.datum && item.datum.id === rid && item.datum.pass === pass) {
+      const r = el.getBoundingClientRect();
+      return {x: r.left + r.width / 2, y: r.top + r.height / 2};
+    }
+  }
+  return null;
+}"""
+
 # The centre, on the page, of the dot the tier 1 chart drew for report `rid` (Vega keeps each
 # SVG element's scenegraph item, with its data row, on the element).
 _DOT = """(rid) => {
@@ -102,6 +114,18 @@ def test_page_in_a_real_browser(browser: BrowserContext, page: Path, swept: Swep
     for sid in swept.data_loss:
         assert f"DATA LOSS: {sid}" in detail
 
+    # The budget sweep's bar in the evictions chart opens that report instead.
+    budget = next(r for r in swept.reports if r["budget_evicted"] and not r["dry_run"])
+    bar = tab.evaluate(_BAR, [budget["id"], "budget"])
+    assert bar, "the budget sweep has no bar"
+    tab.mouse.click(bar["x"], bar["y"])
+    tab.wait_for_function("(rid) => document.getElementById('report-detail-id').textContent"
+                          " === rid", arg=budget["id"])
+    detail = tab.inner_text("#report-detail")
+    for sid in budget["budget_evicted"]:
+        assert f"budget: {sid}" in detail
+    assert "DATA LOSS" not in detail
+
     shot = tmp_path / "dashboard.png"
     tab.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
@@ -127,3 +151,31 @@ def test_tables_read_without_javascript(tmp_path: Path, page: Path, swept: Swept
             assert tab.query_selector("svg") is None
         finally:
             context.close()
+
+
+def test_an_empty_store_draws_what_it_has(browser: BrowserContext, home: Path,
+                                          tmp_path: Path) -> None:
+    """A fresh install: no sweep, no session, no usage. The page says so and fails nowhere."""
+    from session_memory import dashboard
+    from session_memory.memory import Memory
+    from tests.dashboard.store import settings_for
+
+    settings, _ = settings_for(home)
+    out = tmp_path / "empty.html"
+    with Memory(settings) as memory:
+        dashboard.write(memory, out)
+    tab = browser.new_page()
+    console: list[str] = []
+    requests: list[str] = []
+    tab.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    tab.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+    tab.on("request", lambda r: requests.append(r.url))
+    tab.goto(out.as_uri())
+    tab.evaluate("() => window.dashboard.ready")
+    print("console:", console, "requests:", requests)
+    assert console == [] and requests == [out.as_uri()]
+    charts = tab.eval_on_selector_all("[data-chart]", "els => els.map(e => e.dataset.chart)")
+    assert set(charts) == {"states", "tiers"}
+    text = tab.inner_text("body")
+    assert "No sweep has run yet." in text and "Tier 1 holds no session." in text
+    assert "No usage recorded yet" in text
