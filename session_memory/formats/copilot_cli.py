@@ -5,11 +5,19 @@ session-state/<sessionId>.jsonl."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from session_memory.formats.base import WHOLE_ROOT, FileRole, Head, env_root, no_hook
+from session_memory.formats.base import (
+    WHOLE_ROOT,
+    FileRole,
+    Head,
+    Turn,
+    arguments_text,
+    env_root,
+    no_hook,
+)
 from session_memory.formats.events import (
     Piece,
     Records,
@@ -214,3 +222,31 @@ def _call(request: dict[str, Any], out: Sink) -> None:
     elif name == "apply_patch" and isinstance(args, str):
         edited.extend(m.strip() for m in _PATCH_FILE.findall(args))
     out.tool_call(str_or_none(request.get("toolCallId")), name, command, edited, read)
+
+
+def transcript(pieces: Sequence[Piece]) -> Iterator[Turn]:
+    """The event log's prompts, replies, tool calls and their results, in order."""
+    for piece in pieces:
+        if not piece.path.endswith(".jsonl"):
+            continue
+        for r in Records(piece.chunks(), dict):
+            data, ts = r.get("data"), str_or_none(r.get("timestamp"))
+            if not isinstance(data, dict):
+                continue
+            sub = "parentToolCallId" in data
+            kind = r.get("type")
+            if kind == "user.message" and isinstance(data.get("content"), str):
+                if text := human_text(data["content"]):
+                    yield Turn("user", text, ts)
+            elif kind == "assistant.message":
+                if isinstance(data.get("content"), str) and data["content"].strip():
+                    yield Turn("assistant", data["content"], ts, subagent=sub)
+                for request in data.get("toolRequests") or ():
+                    if isinstance(request, dict):
+                        yield Turn("tool_call", arguments_text(request.get("arguments")), ts,
+                                   str_or_none(request.get("name")), sub)
+            elif kind == "tool.execution_complete":
+                result, error = data.get("result"), data.get("error")
+                text = (error.get("message") if isinstance(error, dict) else None) or (
+                    result.get("content") if isinstance(result, dict) else None)
+                yield Turn("tool_result", str(text or ""), ts, subagent=sub)

@@ -13,14 +13,22 @@ session (a subagent's, `parentID`) is a session of its own, linked to its parent
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import msgspec
 
-from session_memory.formats.base import WHOLE_ROOT, FileRole, Head, first_match, no_hook
+from session_memory.formats.base import (
+    WHOLE_ROOT,
+    FileRole,
+    Head,
+    Turn,
+    arguments_text,
+    first_match,
+    no_hook,
+)
 from session_memory.formats.events import (
     JSON_ERRORS,
     Piece,
@@ -124,35 +132,82 @@ class _Record(msgspec.Struct, gc=False):
     files: Any = None
 
 
+class _ReadState(_State, gc=False):
+    output: Any = None
+
+
+class _ReadRecord(_Record, gc=False):
+    """For a reader of the transcript: tool output too."""
+
+    state: _ReadState | Scalar | list[Any] = None
+
+
 _decode = msgspec.json.Decoder(_Record).decode
+_decode_for_reading = msgspec.json.Decoder(_ReadRecord).decode
+
+
+class _Tree:
+    """A session's files decoded: its session record(s), and its messages in the order
+    written, each with its parts in order (ids grow with time)."""
+
+    def __init__(self, pieces: Sequence[Piece],
+                 decode: Callable[[bytes], _Record] = _decode) -> None:
+        self.sessions: list[_Record] = []
+        self.malformed = 0
+        messages: list[_Record] = []
+        parts: dict[str, list[_Record]] = {}
+        for piece in pieces:
+            kind = piece.path.split("/", 1)[0]
+            if kind not in ("session", "message", "part"):
+                continue  # the diff repeats what the patch parts say
+            try:
+                record = decode(b"".join(piece.chunks()))
+            except (*JSON_ERRORS, msgspec.ValidationError):
+                self.malformed += 1
+                continue
+            if kind == "session":
+                self.sessions.append(record)
+            elif kind == "message":
+                messages.append(record)
+            elif isinstance(record.messageID, str):
+                parts.setdefault(record.messageID, []).append(record)
+        messages.sort(key=lambda m: (_ms(m.time, "created") or 0, str(m.id)))
+        self.messages = [(m, sorted(parts.get(str(m.id), ()), key=lambda p: str(p.id)))
+                         for m in messages]
 
 
 def parse(pieces: Sequence[Piece], out: Sink) -> None:
-    sessions: list[_Record] = []
-    messages: list[_Record] = []
-    parts: dict[str, list[_Record]] = {}
-    for piece in pieces:
-        kind = piece.path.split("/", 1)[0]
-        if kind not in ("session", "message", "part"):
-            continue  # the diff repeats what the patch parts say
-        try:
-            record = _decode(b"".join(piece.chunks()))
-        except (*JSON_ERRORS, msgspec.ValidationError):
-            out.malformed(1)
-            continue
-        if kind == "session":
-            sessions.append(record)
-        elif kind == "message":
-            messages.append(record)
-        elif isinstance(record.messageID, str):
-            parts.setdefault(record.messageID, []).append(record)
-    for session in sessions:
+    tree = _Tree(pieces)
+    if tree.malformed:
+        out.malformed(tree.malformed)
+    for session in tree.sessions:
         _session(session, out)
-    # Ids grow with time: sorting by them puts messages and parts in the order written.
-    messages.sort(key=lambda m: (_ms(m.time, "created") or 0, str(m.id)))
-    for message in messages:
-        _message(message, sorted(parts.get(str(message.id), ()), key=lambda p: str(p.id)),
-                 out)
+    for message, parts in tree.messages:
+        _message(message, parts, out)
+
+
+def transcript(pieces: Sequence[Piece]) -> Iterator[Turn]:
+    """Each message's text, tool calls and their results, in the order written."""
+    tree = _Tree(pieces, _decode_for_reading)
+    sub = any(str_or_none(s.parentID) for s in tree.sessions)
+    for message, parts in tree.messages:
+        ts = _iso(_ms(message.time, "created"))
+        if message.role == "user":
+            text = "\n".join(p.text for p in parts if p.type == "text"
+                             and isinstance(p.text, str) and not p.synthetic and not p.ignored)
+            if prompt := human_text(text):
+                yield Turn("user", prompt, ts, subagent=sub)
+            continue
+        for p in parts:
+            if p.type == "text" and isinstance(p.text, str) and not p.synthetic:
+                yield Turn("assistant", p.text, ts, subagent=sub)
+            elif p.type == "tool" and isinstance(p.tool, str):
+                state = p.state if isinstance(p.state, _State) else _State()
+                yield Turn("tool_call", arguments_text(state.input), ts, p.tool, sub)
+                if state.status in ("completed", "error"):
+                    output = state.error if state.status == "error" else getattr(
+                        state, "output", None)
+                    yield Turn("tool_result", str(output or ""), ts, p.tool, sub)
 
 
 def _ms(time: Any, field: str) -> int | None:

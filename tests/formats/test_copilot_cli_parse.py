@@ -172,3 +172,17 @@ def test_a_shutdown_record_ends_the_session_and_a_resume_reopens_it(home: Path) 
             f.write(record("session.resume", {}))
         assert memory.ingest().ended == set()
         assert memory.show(sid)["state"] == "active"
+
+
+def test_transcript_pages_through_prompts_calls_and_results(copilot: Memory) -> None:
+    messages: list[dict[str, Any]] = []
+    offset: int | None = 0
+    while offset is not None:
+        page = copilot.transcript(BREAKDOWN, offset, 200)
+        messages += page["messages"]
+        offset = page["next_offset"]
+    users = [m["text"] for m in messages if m["role"] == "user"]
+    assert users[0] == digest(copilot, BREAKDOWN)["first_prompt"] and len(users) == 7
+    calls = [m for m in messages if m["role"] == "tool_call"]
+    assert len(calls) == 86 and calls[0]["tool"] == "report_intent"
+    assert sum(m["role"] == "tool_result" for m in messages) == 86

@@ -185,3 +185,15 @@ def test_rewrites_are_new_versions_and_a_child_session_links_its_parent(
     assert theirs["parent_session"] == f"opencode:{parent}"
     assert theirs["user_turns"] == 0  # its prompt was written by the parent's agent
     assert theirs["title"] == "Find the parser (@explore subagent)"
+
+
+def test_transcript_pages_through_messages_calls_and_results(opencode: Memory) -> None:
+    page = opencode.transcript(EDITED, 0, 200)
+    turns = [(m["role"], m["text"][:40]) for m in page["messages"]]
+    assert turns[0] == ("user", PROMPT[:40])
+    assert [t for t in turns if t[0] == "user"] == [("user", PROMPT[:40])] * 2 + [("user", "quit")]
+    calls = [m for m in page["messages"] if m["role"] == "tool_call"]
+    assert [c["tool"] for c in calls] == ["read", "read", "edit"]
+    results = [m for m in page["messages"] if m["role"] == "tool_result"]
+    assert results[0]["text"].startswith("<file>\n00001| # claude-instructions")
+    assert page["messages"][-1]["text"].startswith("Goodbye!")
