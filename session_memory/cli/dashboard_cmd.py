@@ -9,6 +9,7 @@ import click
 
 from session_memory import dashboard
 from session_memory.cli.common import Context, data_command, emit_json, human_bytes
+from session_memory.memory import Memory
 
 
 @click.command("dashboard")
@@ -24,7 +25,7 @@ def dashboard_command(ctx: Context, output: Path, open_page: bool, as_json: bool
     Everything (scripts, styles, data) is inside the file: viewing it needs no network.
     It only reads the stores, so it runs while the daemon does.
     """
-    with ctx.memory() as memory:
+    with Memory(ctx.settings, read_only=True) as memory:
         written = dashboard.write(memory, output)
     if as_json:
         emit_json(written)

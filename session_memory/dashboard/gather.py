@@ -27,12 +27,15 @@ SWEEP_COLUMNS = ("id", "t", "before", "after", "soft", "hard", "effective", "fre
 
 
 def gather(memory: Memory) -> dict[str, Any]:
-    """Everything the page needs, as of now."""
+    """Everything the page needs, as of now: one consistent view of each store (a sweep that
+    commits meanwhile is on the next page, not half on this one; a read never blocks it)."""
     now = memory.clock.now()
-    status = memory.status()
-    reports = memory.reports()  # newest first
-    sessions = memory.sessions()
-    projects = memory.projects()
+    with memory.tier1.snapshot(), memory.tier2.snapshot():
+        status = memory.status()
+        reports = memory.reports()  # newest first
+        sessions = memory.sessions()
+        projects = memory.projects()
+        spend = _spend(memory)
     data = {
         "generated_at": now,
         "data_dir": status["data_dir"],
@@ -44,7 +47,7 @@ def gather(memory: Memory) -> dict[str, Any]:
         "largest": _largest(sessions, projects, now),
         "by_source": _by_key(sessions, lambda s: s["source"]),
         "by_project": _by_project(sessions, projects),
-        "spend": _spend(memory),
+        "spend": spend,
     }
     return dict(redact_all(data))
 

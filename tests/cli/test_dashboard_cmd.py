@@ -90,3 +90,14 @@ def test_reads_while_another_process_holds_the_write_locks(home: Path) -> None:
         for writer in writers:
             writer.execute("ROLLBACK")
             writer.close()
+
+
+def test_no_store_yet_is_a_clear_error_and_creates_nothing(home: Path) -> None:
+    store = build(home)
+    data_dir = store.settings.data_dir
+    for name in list(data_dir.iterdir()):
+        name.unlink()
+    out = home / "dash.html"
+    run = cli(store, "-o", str(out), code=1)
+    assert "no store yet" in run.stderr
+    assert not out.exists() and list(data_dir.iterdir()) == []
