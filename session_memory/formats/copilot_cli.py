@@ -100,7 +100,8 @@ class _Shutdowns:
     def __init__(self) -> None:
         self.previous: dict[str, tuple[int, ...]] = {}
 
-    def report(self, record_id: str | None, data: dict[str, Any], out: Sink) -> None:
+    def report(self, record_id: str | None, at: str | None, data: dict[str, Any],
+               out: Sink) -> None:
         metrics = data.get("modelMetrics")
         if not isinstance(metrics, dict):
             return
@@ -119,8 +120,12 @@ class _Shutdowns:
             grown = [max(n - b, 0) for n, b in zip(now, before, strict=True)]
             out.model(model)
             if any(grown):
-                out.usage(f"{record_id}:{model}" if record_id else None, model,
-                          **dict(zip(_USAGE_FIELDS, grown, strict=True)))
+                key = f"{record_id}:{model}" if record_id else None
+                out.usage(key, model, **dict(zip(_USAGE_FIELDS, grown, strict=True)))
+                # Spent by the time of the shutdown that reports it, as ccusage counts it.
+                fresh_in, output, cache_write, cache_read_in, reasoning = grown
+                out.spend(at, key, model, fresh_in, output, cache_write, cache_read_in,
+                          reasoning)
 
 
 def _events(piece: Piece, out: Sink) -> None:
@@ -134,14 +139,15 @@ def _events(piece: Piece, out: Sink) -> None:
             last = ts
         data = r.get("data")
         if isinstance(data, dict):
-            _event(r.get("type"), str_or_none(r.get("id")), data, shutdowns, out)
+            _event(r.get("type"), str_or_none(r.get("id")), str_or_none(ts), data,
+                   shutdowns, out)
     out.times(first, last)
     if records.malformed:
         out.malformed(records.malformed)
 
 
-def _event(kind: Any, record_id: str | None, data: dict[str, Any], shutdowns: _Shutdowns,
-           out: Sink) -> None:
+def _event(kind: Any, record_id: str | None, at: str | None, data: dict[str, Any],
+           shutdowns: _Shutdowns, out: Sink) -> None:
     sidechain = "parentToolCallId" in data  # a subagent's own turn
     if kind == "user.message":
         _user(data, out)
@@ -181,7 +187,7 @@ def _event(kind: Any, record_id: str | None, data: dict[str, Any], shutdowns: _S
             out.subagent(call_id, str_or_none(data.get("agentName")),
                          str_or_none(data.get("agentDescription")))
     elif kind == "session.shutdown":
-        shutdowns.report(record_id, data, out)
+        shutdowns.report(record_id, at, data, out)
         changes = data.get("codeChanges")
         modified = changes.get("filesModified") if isinstance(changes, dict) else None
         if isinstance(modified, list):

@@ -253,6 +253,10 @@ def _message(m: _Record, parts: list[_Record], out: Sink) -> None:
                   as_int(cache.read), as_int(tokens.reasoning))
         if any(counts):  # a failed request spends nothing
             out.usage(str_or_none(m.id), model, *counts)
+            # OpenCode's `output` leaves out the reasoning it bills at the output price.
+            fresh, output, cache_write, cache_read, reasoning = counts
+            out.spend(_iso(_ms(m.time, "created")), str_or_none(m.id), model, fresh,
+                      output + reasoning, cache_write, cache_read, reasoning)
     for part in parts:
         _part(part, out)
     if isinstance(m.error, dict):
