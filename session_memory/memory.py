@@ -431,7 +431,8 @@ class Memory:
         start, end = self._usage_window(since, until)
         self.store_old_usage()
         groups, sessions = self.tier2.usage_groups(
-            by, since_hour=_hour_floor(start), until_hour=_hour_ceil(end), project=project)
+            by, since_hour=_hour_floor(start), until_hour=_hour_ceil(end), project=project,
+            offsets=usage_mod.local_offsets(*self.tier2.usage_hour_range()))
         return usage_mod.rows(groups, sessions, self.price_book, by, breakdown=breakdown)
 
     def usage_blocks(self, since: str | float | None = None) -> list[dict[str, Any]]:

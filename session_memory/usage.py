@@ -39,8 +39,9 @@ class _Sum:
         self.prices: dict[str, str | None] = {}
 
     def add(self, model: str, counts: Sequence[int], price: Price | None) -> None:
+        mine = self.counts
         for name, n in zip(_GROUP_FIELDS, counts, strict=True):
-            self.counts[name] += n
+            mine[name] += n
         if price is None:
             self.prices.setdefault(model, None)
             if any(counts[:6]):
@@ -169,6 +170,29 @@ def by_session(groups: Iterable[Sequence[Any]], book: PriceBook) -> dict[str, di
 
 
 # -- dates ----------------------------------------------------------------------------
+
+
+def _utc_offset(hour: int) -> int:
+    return time.localtime(hour * 3600).tm_gmtoff
+
+
+def local_offsets(first_hour: int | None, last_hour: int | None) -> list[tuple[int, int]]:
+    """The local time's UTC offset (seconds) from each hour on, over [first_hour,
+    last_hour]: one entry, plus one per daylight-saving change in between."""
+    if first_hour is None or last_hour is None:
+        return [(0, _utc_offset(int(time.time() // 3600)))]
+    out = [(first_hour, _utc_offset(first_hour))]
+    hour = first_hour
+    while hour < last_hour:
+        step = min(hour + 24, last_hour)
+        if _utc_offset(step) != out[-1][1]:
+            lo, hi = hour, step  # the change is after lo, at or before hi
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if _utc_offset(mid) == out[-1][1] else (lo, mid)
+            out.append((hi, _utc_offset(hi)))
+        hour = step
+    return out
 
 
 def parse_when(value: str | float | None, *, end_of_day: bool = False,

@@ -333,3 +333,26 @@ def test_usage_command_json_and_table(corpus_home: Path, local_tz: str,
         usage_cmd._print_table("day", memory.usage("day"), False)
     text = console.export_text()
     assert "█" in text and "total" in text and "2026-03-02" in text
+
+
+def test_every_session_report_agrees_with_the_filtered_one(corpus_home: Path,
+                                                            local_tz: str) -> None:
+    """Over every session, days come from the all-session totals and each session's span;
+    with a filter, from each session's hours: both must say the same. A session that
+    paused for days (across the change to summer time) counts on its days only."""
+    sid = "ffffffff-0000-4000-8000-00000000000f"
+    corpus._write(corpus_home / "claude" / "projects" / "-work-app" / f"{sid}.jsonl", [
+        corpus._claude(sid, "2026-03-07T12:00:00Z", "g1", "rg1", corpus.HAIKU,
+                       {"input_tokens": 3, "output_tokens": 4}),
+        corpus._claude(sid, "2026-03-10T12:00:00Z", "g2", "rg2", corpus.HAIKU,
+                       {"input_tokens": 5, "output_tokens": 6})])
+    with analyzed_memory() as memory:
+        for by in ("day", "week", "month"):
+            for window in ({}, {"since": "2026-03-02"}, {"until": "2026-03-02"},
+                           {"since": "2026-03-02", "until": "2026-03-08"}):
+                fast = memory.usage(by, **window)
+                filtered = memory.usage(by, project="/work", **window)
+                assert fast == filtered, (by, window)
+        days = {r["key"]: r["sessions"] for r in memory.usage("day")}
+    assert days == {"2026-03-01": 2, "2026-03-02": 2, "2026-03-03": 1, "2026-03-07": 1,
+                    "2026-03-10": 1}

@@ -5,12 +5,17 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Sequence
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from session_memory.store import db
+
+_SUMMED = ("input", "output", "cache_creation", "cache_creation_1h", "cache_read", "reasoning",
+           "responses")
+"""The columns of usage_hourly and usage_totals that add up."""
 
 MIGRATIONS: list[list[str]] = [
     [
@@ -78,6 +83,37 @@ MIGRATIONS: list[list[str]] = [
             session INTEGER PRIMARY KEY,
             kind INTEGER NOT NULL)""",
     ],
+    [
+        # All sessions' usage per hour, model and prompt class, kept in step with
+        # usage_hourly: a report over every session reads this, a row an hour and model.
+        f"""CREATE TABLE usage_totals (
+            hour INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            prompt_over INTEGER NOT NULL,
+            {", ".join(f"{f} INTEGER NOT NULL DEFAULT 0" for f in _SUMMED)},
+            PRIMARY KEY (hour, model, prompt_over)) WITHOUT ROWID""",
+        f"""INSERT INTO usage_totals (hour, model, prompt_over, {", ".join(_SUMMED)})
+            SELECT hour, model, prompt_over, {", ".join(f"sum({f})" for f in _SUMMED)}
+            FROM usage_hourly GROUP BY 1, 2, 3""",
+        # A session's first and last hour of spend; `gapless`: no 23 hours pass between
+        # two of its hours, so it spent on every local day from its first to its last.
+        "ALTER TABLE usage_sessions ADD COLUMN first_hour INTEGER",
+        "ALTER TABLE usage_sessions ADD COLUMN last_hour INTEGER",
+        "ALTER TABLE usage_sessions ADD COLUMN gapless INTEGER NOT NULL DEFAULT 1",
+        """UPDATE usage_sessions SET
+            first_hour = (SELECT min(hour) FROM usage_hourly h WHERE h.session =
+                          usage_sessions.session),
+            last_hour = (SELECT max(hour) FROM usage_hourly h WHERE h.session =
+                         usage_sessions.session)""",
+        """WITH gaps AS (SELECT session, hour - lag(hour) OVER (PARTITION BY session
+                                                                 ORDER BY hour) AS gap
+                         FROM (SELECT DISTINCT session, hour FROM usage_hourly))
+           UPDATE usage_sessions SET gapless = 0
+           WHERE session IN (SELECT session FROM gaps WHERE gap >= 23)""",
+        "CREATE INDEX usage_sessions_gapped ON usage_sessions (gapless) WHERE gapless = 0",
+        # Digests from before usage was kept by the hour get theirs (Memory.store_old_usage).
+        "INSERT OR REPLACE INTO meta VALUES ('usage_pending', 1)",
+    ],
 ]
 
 
@@ -99,6 +135,9 @@ SPEND_COLUMNS = ("key_hash", "hour", "model", "prompt_over", "first_at", "last_a
                  "output", "cache_creation", "cache_creation_1h", "cache_read", "reasoning",
                  "responses")
 """One entry of a digest's `spend` list (analyze/digest.py makes them)."""
+GAP_HOURS = 23
+"""A session with no gap this long between its hours of spend spent on every local day
+from its first to its last (no local day is shorter)."""
 MAX_HOURLY_COUNT = 2**48
 """No hour of one session comes near this: a count past it is a broken file's, clamped so
 that millions of rows still add up within SQLite's integers."""
@@ -114,17 +153,51 @@ def _max(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else max(a, b)
 
 
-_LOCAL = "u.hour * 3600, 'unixepoch', 'localtime'"
+_TIME_KEYS = {
+    "day": "date(({day}) * 86400, 'unixepoch')",
+    "week": "strftime('%G-W%V', ({day}) * 86400, 'unixepoch')",
+    "month": "strftime('%Y-%m', ({day}) * 86400, 'unixepoch')",
+}
+"""SQL for the local day, ISO week and month of a local day number (days since 1970-01-01)."""
 _USAGE_KEYS = {
-    "day": f"date({_LOCAL})",
-    "week": f"strftime('%G-W%V', {_LOCAL})",
-    "month": f"strftime('%Y-%m', {_LOCAL})",
+    **_TIME_KEYS,
     "model": "u.model",
     "source": "d.source",
     "project": "coalesce(d.project, 'unknown')",
     "session": "d.session_id",
 }
-"""SQL for each key of `usage --by`. Local time is the C library's, so TZ decides it."""
+"""SQL for each key of `usage --by`."""
+
+
+def _day_name(day: int) -> str:
+    return (_EPOCH_DAY + timedelta(days=day)).isoformat()
+
+
+def _week_name(day: int) -> str:
+    year, week, _ = (_EPOCH_DAY + timedelta(days=day)).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def _month_name(day: int) -> str:
+    return (_EPOCH_DAY + timedelta(days=day)).strftime("%Y-%m")
+
+
+_EPOCH_DAY = date(1970, 1, 1)
+_DAY_NAMES = {"day": _day_name, "week": _week_name, "month": _month_name}
+
+
+def _local_day(hour: str, offsets: Sequence[tuple[int, int]]) -> str:
+    """SQL for the local day number of the UTC hour `hour` (an SQL expression), given the
+    UTC offsets in force from each hour on (integers: they are written into the SQL)."""
+    if not offsets:
+        offsets = ((0, 0),)
+    offset = str(int(offsets[-1][1]))
+    if len(offsets) > 1:
+        offset = "CASE " + " ".join(f"WHEN {hour} < {int(start)} THEN {int(prev)}" for (
+            start, _), (_, prev) in zip(offsets[1:], offsets, strict=False)) + (
+            f" ELSE {offset} END")
+    return f"(({hour}) * 3600 + {offset}) / 86400"
+
 
 _FTS_OPERATORS = {"OR", "AND", "NOT"}
 
@@ -240,8 +313,8 @@ class Tier2:
         if spend is not None:
             self._put_usage(rowid, spend, USAGE_BY_HOUR)
         else:  # an older analyzer's digest: its usage comes from its totals (store_old_usage)
-            for table in ("usage_hourly", "usage_responses", "usage_sessions"):
-                self.conn.execute(f"DELETE FROM {table} WHERE session = ?", (rowid,))
+            self._drop_usage(rowid)
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('usage_pending', 1)")
         self.conn.execute("DELETE FROM digests_fts WHERE rowid = ?", (rowid,))
         self.conn.execute(
             "INSERT INTO digests_fts (rowid, session_id, title, prompts, files, commands, errors,"
@@ -259,8 +332,7 @@ class Tier2:
         with more tokens, else the earlier one (a tie is moved from the other session's
         hour to this one's; a copy with other counts stays where it was first counted)."""
         conn = self.conn
-        conn.execute("DELETE FROM usage_hourly WHERE session = ?", (session,))
-        conn.execute("DELETE FROM usage_responses WHERE session = ?", (session,))
+        self._drop_usage(session)
         rows: dict[tuple[int, str, int], list[Any]] = {}
         for entry in spend:
             key_hash, hour, model, prompt_over, first_at, last_at, *counts = entry
@@ -275,15 +347,44 @@ class Tier2:
             row[1] = _max(row[1], last_at)
             for i, n in enumerate(counts, start=2):
                 row[i] += n
+        hourly = [(hour, model, prompt_over, row[0], row[1],
+                   *(min(n, MAX_HOURLY_COUNT) for n in row[2:]))
+                  for (hour, model, prompt_over), row in rows.items()]
         conn.executemany(
-            "INSERT INTO usage_hourly (session, hour, model, prompt_over, first_at, last_at,"
-            " input, output, cache_creation, cache_creation_1h, cache_read, reasoning,"
-            " responses) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(session, hour, model, prompt_over, row[0], row[1],
-              *(min(n, MAX_HOURLY_COUNT) for n in row[2:]))
-             for (hour, model, prompt_over), row in rows.items()])
-        conn.execute("INSERT OR REPLACE INTO usage_sessions (session, kind) VALUES (?, ?)",
-                     (session, kind))
+            f"INSERT INTO usage_hourly (session, hour, model, prompt_over, first_at, last_at,"
+            f" {', '.join(_SUMMED)}) VALUES ({', '.join('?' * (6 + len(_SUMMED)))})",
+            [(session, *row) for row in hourly])
+        self._add_totals([(h[0], h[1], h[2], *h[5:]) for h in hourly], 1)
+        hours = sorted({h[0] for h in hourly})
+        gapless = all(b - a < GAP_HOURS for a, b in zip(hours, hours[1:], strict=False))
+        conn.execute("INSERT OR REPLACE INTO usage_sessions (session, kind, first_hour,"
+                     " last_hour, gapless) VALUES (?, ?, ?, ?, ?)",
+                     (session, kind, hours[0] if hours else None,
+                      hours[-1] if hours else None, int(gapless)))
+
+    def _add_totals(self, rows: Sequence[Sequence[Any]], sign: int) -> None:
+        """Add (sign 1) or take off (-1) rows of (hour, model, prompt_over, *_SUMMED) in
+        usage_totals; a row left with nothing is dropped."""
+        if not rows:
+            return
+        self.conn.executemany(
+            f"INSERT INTO usage_totals (hour, model, prompt_over, {', '.join(_SUMMED)})"
+            f" VALUES ({', '.join('?' * (3 + len(_SUMMED)))}) ON CONFLICT DO UPDATE SET "
+            + ", ".join(f"{f} = {f} + excluded.{f}" for f in _SUMMED),
+            [(*r[:3], *(sign * n for n in r[3:])) for r in rows])
+        if sign < 0:
+            self.conn.executemany(
+                "DELETE FROM usage_totals WHERE hour = ? AND model = ? AND prompt_over = ? AND "
+                + " AND ".join(f"{f} = 0" for f in _SUMMED), [tuple(r[:3]) for r in rows])
+
+    def _drop_usage(self, session: int) -> None:
+        """Take a session's usage out of every usage table (its response claims too)."""
+        conn = self.conn
+        self._add_totals(list(conn.execute(
+            f"SELECT hour, model, prompt_over, {', '.join(_SUMMED)} FROM usage_hourly"
+            " WHERE session = ?", (session,))), -1)
+        for table in ("usage_hourly", "usage_responses", "usage_sessions"):
+            conn.execute(f"DELETE FROM {table} WHERE session = ?", (session,))
 
     def _claim(self, session: int, key_hash: int, hour: int, model: str, prompt_over: int,
                at: float, counts: Sequence[int]) -> bool:
@@ -304,10 +405,12 @@ class Tier2:
             return False
         # The same counts, written earlier here: move the response to this session's hour.
         fields = ", ".join(f"{f} = {f} - ?" for f in USAGE_FIELDS)
+        other_hour = int(other_at // 3600)
         self.conn.execute(
             f"UPDATE usage_hourly SET {fields}, responses = responses - 1 WHERE session = ?"
             " AND hour = ? AND model = ? AND prompt_over = ?",
-            (*counts[:6], other, int(other_at // 3600), model, prompt_over))
+            (*counts[:6], other, other_hour, model, prompt_over))
+        self._add_totals([(other_hour, model, prompt_over, *counts[:6], 1)], -1)
         self.conn.execute("DELETE FROM usage_hourly WHERE session = ? AND responses <= 0 AND"
                           " input = 0 AND output = 0 AND cache_creation = 0 AND cache_read = 0",
                           (other,))
@@ -325,10 +428,17 @@ class Tier2:
 
     def digests_without_usage(self) -> list[tuple[int, str, dict[str, Any]]]:
         """Digests with no usage stored yet (made before usage was kept by the hour):
-        (rowid, source, digest)."""
-        return [(rowid, source, json.loads(text)) for rowid, source, text in self.conn.execute(
+        (rowid, source, digest). A flag says whether to look: the look reads every digest
+        id, and after the first time there are seldom any."""
+        if not self.conn.execute("SELECT 1 FROM meta WHERE key = 'usage_pending'").fetchone():
+            return []
+        found = [(rowid, source, json.loads(text)) for rowid, source, text in self.conn.execute(
             "SELECT rowid, source, digest FROM digests WHERE rowid NOT IN"
             " (SELECT session FROM usage_sessions)")]
+        if not found:
+            with self.transaction("usage-pending"):
+                self.conn.execute("DELETE FROM meta WHERE key = 'usage_pending'")
+        return found
 
     def put_whole_session_usage(self, items: Sequence[tuple[int, Sequence[Sequence[Any]]]]
                                 ) -> None:
@@ -354,9 +464,10 @@ class Tier2:
         self.conn.execute("PRAGMA secure_delete = ON")
         self.conn.execute("DELETE FROM digests_fts WHERE rowid IN (SELECT rowid FROM digests"
                           " WHERE session_id = ?)", (session_id,))
-        for table in ("usage_hourly", "usage_responses", "usage_sessions"):
-            self.conn.execute(f"DELETE FROM {table} WHERE session IN (SELECT rowid FROM digests"
-                              " WHERE session_id = ?)", (session_id,))
+        row = self.conn.execute("SELECT rowid FROM digests WHERE session_id = ?",
+                                (session_id,)).fetchone()
+        if row is not None:
+            self._drop_usage(row[0])
         self.conn.execute("DELETE FROM digests WHERE session_id = ?", (session_id,))
 
     def projects(self) -> dict[str, str]:
@@ -385,21 +496,32 @@ class Tier2:
                  "score": round(-score, 4)}
                 for sid, src, title, project, started, outcome, snip, score in rows]
 
+    def usage_hour_range(self) -> tuple[int | None, int | None]:
+        """The first and last hour anyone spent in."""
+        first, last = self.conn.execute(
+            "SELECT min(hour), max(hour) FROM usage_totals").fetchone() or (None, None)
+        return first, last
+
     def usage_groups(self, by: str, *, since_hour: int | None = None,
                      until_hour: int | None = None, project: str | None = None,
-                     sources: Sequence[str] | None = None
+                     sources: Sequence[str] | None = None,
+                     offsets: Sequence[tuple[int, int]] = ((0, 0),)
                      ) -> tuple[list[tuple[Any, ...]], dict[Any, tuple[int, int]]]:
-        """Token sums per key of `by` (days, weeks and months in the process's local time,
-        as TZ sets it), model and prompt class, over hours in [since_hour, until_hour):
-        rows of (key, model, prompt_over, *USAGE_FIELDS, responses); and per key, how many
-        sessions spent in it and how many of those only as a whole (old digests)."""
-        key = _USAGE_KEYS.get(by)
-        if key is None:
+        """Token sums per key of `by`, model and prompt class, over hours in
+        [since_hour, until_hour): rows of (key, model, prompt_over, *USAGE_FIELDS,
+        responses); and per key, how many sessions spent in it and how many of those only
+        as a whole (old digests). Days, weeks and months are local: `offsets` are
+        (from_hour, UTC offset in seconds) in hour order, the first one also before."""
+        if by not in _USAGE_KEYS:
             raise ValueError(f"usage by {by!r}: expected one of {', '.join(_USAGE_KEYS)}")
+        if by in _TIME_KEYS and not project and not sources:
+            return self._usage_over_time(by, since_hour, until_hour, offsets)
+        key = _TIME_KEYS[by].format(day=_local_day("u.hour", offsets)) if by in _TIME_KEYS \
+            else _USAGE_KEYS[by]
         where, args = self._usage_filter(since_hour, until_hour, project, sources)
         join = (" JOIN digests d ON d.rowid = u.session"
                 if by in ("source", "project", "session") or project or sources else "")
-        sums = ", ".join(f"sum(u.{f})" for f in (*USAGE_FIELDS, "responses"))
+        sums = ", ".join(f"sum(u.{f})" for f in _SUMMED)
         groups = list(self.conn.execute(
             f"SELECT {key}, u.model, u.prompt_over, {sums} FROM usage_hourly u{join}{where}"
             " GROUP BY 1, 2, 3", args))
@@ -408,6 +530,63 @@ class Tier2:
             f"{USAGE_WHOLE_SESSION} THEN u.session END) FROM usage_hourly u{join}"
             f" JOIN usage_sessions s ON s.session = u.session{where} GROUP BY 1", args)}
         return groups, sessions
+
+    def _usage_over_time(self, by: str, since_hour: int | None, until_hour: int | None,
+                         offsets: Sequence[tuple[int, int]]
+                         ) -> tuple[list[tuple[Any, ...]], dict[Any, tuple[int, int]]]:
+        """usage_groups by day, week or month over every session: the sums from
+        usage_totals (a row an hour and model); the sessions from each one's first and
+        last hour (every local day between is one it spent in, unless it paused for a
+        day or more: those few are read hour by hour)."""
+        name = _DAY_NAMES[by]
+        where, args = self._usage_filter(since_hour, until_hour, None, None)
+        sums = ", ".join(f"sum(u.{f})" for f in _SUMMED)
+        # Grouped by day number, named here: a few thousand names, not a date per row.
+        by_day = self.conn.execute(
+            f"SELECT {_local_day('u.hour', offsets)}, u.model, u.prompt_over, {sums}"
+            f" FROM usage_totals u{where} GROUP BY 1, 2, 3", args)
+        names: dict[int, str] = {}
+        groups = [((names.get(day) or names.setdefault(day, name(day))), *rest)
+                  for day, *rest in by_day]
+        window = ["s.first_hour IS NOT NULL"]
+        window_args: list[Any] = []
+        if since_hour is not None:
+            window.append("s.last_hour >= ?")
+            window_args.append(since_hour)
+        if until_hour is not None:
+            window.append("s.first_hour < ?")
+            window_args.append(until_hour)
+        lo = hi = None
+        if since_hour is not None or until_hour is not None:
+            bounds = self.conn.execute(
+                f"SELECT {_local_day('?1', offsets)}, {_local_day('?2', offsets)}",
+                (since_hour if since_hour is not None else 0,
+                 until_hour - 1 if until_hour is not None else 2**40)).fetchone()
+            lo, hi = bounds if bounds else (None, None)
+        counts: dict[Any, list[int]] = {}
+        spans = self.conn.execute(
+            f"SELECT {_local_day('s.first_hour', offsets)}, "
+            f"{_local_day('s.last_hour', offsets)}, s.kind = {USAGE_WHOLE_SESSION}, count(*)"
+            f" FROM usage_sessions s WHERE s.gapless AND {' AND '.join(window)}"
+            " GROUP BY 1, 2, 3", window_args)
+        gapped = self.conn.execute(
+            f"SELECT s.session, s.kind = {USAGE_WHOLE_SESSION},"
+            f" group_concat(DISTINCT {_local_day('h.hour', offsets)}) FROM usage_sessions s"
+            " JOIN usage_hourly h ON h.session = s.session"
+            f" WHERE NOT s.gapless AND {' AND '.join(window)} GROUP BY 1", window_args)
+        day_lists: list[tuple[Sequence[int], Any, Any]] = [
+            (range(first if lo is None else max(first, lo),
+                   (last if hi is None else min(last, hi)) + 1), whole, n)
+            for first, last, whole, n in spans]
+        day_lists += [([int(d) for d in days.split(",") if (lo is None or int(d) >= lo)
+                        and (hi is None or int(d) <= hi)], whole, 1)
+                      for _, whole, days in gapped]
+        for days, whole, n in day_lists:
+            for k in {names.get(d) or names.setdefault(d, name(d)) for d in days}:
+                count = counts.setdefault(k, [0, 0])
+                count[0] += n
+                count[1] += n if whole else 0
+        return groups, {k: (n, whole) for k, (n, whole) in counts.items()}
 
     def usage_hours(self, *, sources: Sequence[str] | None = None,
                     since_hour: int | None = None) -> list[tuple[Any, ...]]:
