@@ -8,6 +8,7 @@ lists are capped and long texts cut.
 from __future__ import annotations
 
 import hashlib
+import math
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -162,6 +163,7 @@ class DigestBuilder(ev.Sink):
         self.spent_keyless: dict[tuple[int, str, int], list[Any]] = {}
         self.last_message: str | None = None
         self.subagents: dict[str, dict[str, Any]] = {}
+        self.tool_cost: float | None = None
         self.malformed_lines = 0
         # Outcome state, main thread only.
         self.replied = False
@@ -288,6 +290,10 @@ class DigestBuilder(ev.Sink):
                  for (hour, model, prompt_over), row in self.spent_keyless.items()]
         return rows
 
+    def cost(self, usd: float) -> None:
+        if math.isfinite(usd) and usd >= 0:
+            self.tool_cost = (self.tool_cost or 0.0) + usd
+
     def files(self, edited: Sequence[str] = (), read: Sequence[str] = ()) -> None:
         for path in edited:
             self.files_edited.add(path)
@@ -392,6 +398,8 @@ class DigestBuilder(ev.Sink):
             # A subagent's session of its own links to the session that started it.
             "parent_session": f"{self.source}:{self.facts.parent}" if self.facts.parent
             else None,
+            # The tool's own figure, where it writes one (not priced by us).
+            "tool_cost_usd": None if self.tool_cost is None else round(self.tool_cost, 6),
             "project": self.facts.project or self.facts.cwd,
             "prompts": prompts,
             "tokens_by_model": by_model,

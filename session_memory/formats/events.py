@@ -76,6 +76,10 @@ class Sink(Protocol):
         main thread before a sidechain) winning, as ccusage counts it. Without a key, each
         call adds."""
 
+    def cost(self, usd: float) -> None:
+        """What the tool itself says a response cost (OpenCode writes it on each message),
+        added up as the tool's own figure for the session."""
+
     def files(self, edited: Sequence[str] = (), read: Sequence[str] = ()) -> None:
         """Files named outside any tool call (Aider's edit blocks and chat file list)."""
 

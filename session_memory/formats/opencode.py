@@ -246,6 +246,8 @@ def _message(m: _Record, parts: list[_Record], out: Sink) -> None:
     model = str_or_none(m.modelID)
     if model:
         out.model(model)
+    if isinstance(m.cost, int | float) and not isinstance(m.cost, bool):
+        out.cost(float(m.cost))
     tokens = m.tokens
     if isinstance(tokens, _Tokens):
         cache = tokens.cache if isinstance(tokens.cache, _Cache) else _Cache()

@@ -108,6 +108,7 @@ def test_edited_session(opencode: Memory) -> None:
     assert d["last_assistant_message"] == ("Goodbye! Feel free to return anytime you need "
                                            "assistance with your project.")
     assert d["outcome"] == "success"
+    assert d["tool_cost_usd"] == 0.0  # every message says "cost": 0 (a subscription)
     assert d["parent_session"] is None and d["malformed_lines"] == 0
 
 
@@ -150,8 +151,8 @@ def test_rewrites_are_new_versions_and_a_child_session_links_its_parent(
            "text": "where is the parser?"})
     _json(root / "message" / parent / "msg_2.json",
           {"id": "msg_2", "sessionID": parent, "role": "assistant", "modelID": "m",
-           "time": {"created": 2}, "tokens": {"input": 1, "output": 2, "reasoning": 0,
-                                              "cache": {"read": 0, "write": 0}}})
+           "cost": 0.0123, "time": {"created": 2},
+           "tokens": {"input": 1, "output": 2, "reasoning": 0, "cache": {"read": 0, "write": 0}}})
     _json(root / "part" / "msg_2" / "prt_2.json",
           {"id": "prt_2", "sessionID": parent, "messageID": "msg_2", "type": "tool",
            "tool": "task", "callID": "call_1",
@@ -182,6 +183,7 @@ def test_rewrites_are_new_versions_and_a_child_session_links_its_parent(
     assert mine["subagents"] == [{"id": child, "type": "explore",
                                   "description": "Find the parser"}]
     assert mine["tokens"]["output"] == 2 and mine["user_turns"] == 1
+    assert mine["tool_cost_usd"] == 0.0123 and theirs["tool_cost_usd"] is None
     assert theirs["parent_session"] == f"opencode:{parent}"
     assert theirs["user_turns"] == 0  # its prompt was written by the parent's agent
     assert theirs["title"] == "Find the parser (@explore subagent)"
