@@ -4,13 +4,17 @@ tiers agree with each other (with repairs for what can be fixed without losing a
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import json
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
-from session_memory import log, retention
+from session_memory import formats, log, retention
+from session_memory.config import Settings
 from session_memory.store import db
-from session_memory.store.tier1 import Tier1
+from session_memory.store.tier1 import StoredFile, Tier1
 from session_memory.store.tier2 import Tier2
 
 logger = log.get("session_memory.maintenance")
@@ -257,3 +261,119 @@ def _recount(tier1: Tier1) -> None:
     raw, stored, count = db.one(conn, _STORE_SUMS)
     conn.execute("UPDATE totals SET raw_bytes = ?, stored_bytes = ?, chunks = ?",
                  (raw, stored, count))
+
+
+# -- ids of runs, from run numbers to header times ----------------------------------------
+
+RUN_IDS_KEY = "run_ids"
+RUN_IDS_VERSION = 2  # runs named by their header: `<repo folder>#<YYYYMMDDTHHMMSS>[-n]`
+RUN_RENAMES_KEY = "run_ids_pending"
+_OLD_RUN_ID = re.compile(r"[^#]*#\d+")
+
+
+def migrate_run_ids(tier1: Tier1, tier2: Tier2, settings: Settings) -> list[str]:
+    """Stores written before runs were named by their header time (`aider:app#2`) get the
+    ids ingest gives today (`aider:path/to/app#20250602T114749`), in place. Returns one
+    line per session renamed.
+
+    Crash-safe across the two stores: Tier 1 renames its rows and records the renames in
+    one transaction; Tier 2's digests follow (renaming again is harmless); then the record
+    goes. A kill in between is finished by the next call."""
+    pending = tier1.get_meta(RUN_RENAMES_KEY)
+    if pending is None and tier1.get_meta(RUN_IDS_KEY) == RUN_IDS_VERSION:
+        return []
+    if pending is None:
+        renames = _plan_run_renames(tier1, tier2, settings)
+        with tier1.transaction("rename-runs"):
+            for old, moves in renames.items():
+                # The files of other runs (two repositories' runs merged under one old id)
+                # go first, to sessions of their own; then the session takes its new id.
+                for new, native, file_ids in moves[1:]:
+                    tier1.move_session(old, new, native, file_ids)
+                new, native, _ = moves[0]
+                tier1.move_session(old, new, native)
+            flat = {old: moves[0][0] for old, moves in renames.items()}
+            tier1.set_meta(RUN_RENAMES_KEY, json.dumps(flat))
+            tier1.set_meta(RUN_IDS_KEY, RUN_IDS_VERSION)
+        pending = json.dumps(flat)
+    flat = json.loads(pending)
+    tier2.rename_sessions(flat)
+    with tier1.transaction("rename-runs-done"):
+        tier1.conn.execute("DELETE FROM meta WHERE key = ?", (RUN_RENAMES_KEY,))
+    for old, new in flat.items():
+        logger.info("session renamed: runs are named by their start", old=old, new=new)
+    return [f"{old} is now {new}" for old, new in flat.items()]
+
+
+def _plan_run_renames(tier1: Tier1, tier2: Tier2, settings: Settings
+                      ) -> dict[str, list[tuple[str, str, list[int]]]]:
+    """Old id -> [(new id, new native id, its file ids)], the first entry the session's own."""
+    plan: dict[str, list[tuple[str, str, list[int]]]] = {}
+    for source in settings.sources.values():
+        fmt = formats.get(source.format)
+        taken = {sid for sid, _, _ in tier1.sessions_of_source(source.name)}
+        pieces: list[tuple[str, int, int, str, int, str]] = []  # path, version, base, ...
+        framed: set[str] = set()
+        for sid, native, has_frames in tier1.sessions_of_source(source.name):
+            if not _OLD_RUN_ID.fullmatch(native):
+                continue
+            mine = []
+            for f in tier1.files(sid, latest_only=False):
+                role = fmt.identify(PurePosixPath(f.path), lambda: b"")
+                if role is None or role.run_marker is None or role.run_id is None:
+                    break
+                run = _run_of(tier1, tier2, f, role.run_marker, role.run_id, sid)
+                if run is None:
+                    logger.warning("cannot tell when this run started; its id is kept",
+                                   session=sid)
+                    break
+                mine.append((f.path, f.version, f.base_offset, sid, f.id,
+                             f"{role.native_id}#{run}"))
+            else:
+                pieces += mine
+            if has_frames:
+                framed.add(sid)
+        counts: dict[tuple[str, int, str], int] = {}
+        for path, version, _, sid, file_id, base in sorted(pieces):
+            n = counts[path, version, base] = counts.get((path, version, base), 0) + 1
+            native = base if n == 1 else f"{base}-{n}"
+            new = f"{source.name}:{native}"
+            moves = plan.setdefault(sid, [])
+            for entry in moves:
+                if entry[0] == new:
+                    entry[2].append(file_id)
+                    break
+            else:
+                moves.append((new, native, [file_id]))
+        for sid in list(plan):
+            moves = plan[sid]
+            if len(moves) > 1 and sid in framed:
+                # Sealed frames span its files: they cannot be parted; one id for all.
+                plan[sid] = [moves[0]]
+            plan[sid] = [m for m in plan[sid] if m[0] not in taken or m[0] == sid]
+            if not plan[sid] or plan[sid][0][0] == sid:
+                del plan[sid]
+                continue
+            taken.update(m[0] for m in plan[sid])
+    return plan
+
+
+def _run_of(tier1: Tier1, tier2: Tier2, f: StoredFile, marker: bytes,
+            run_id: Callable[[bytes], str | None], sid: str) -> str | None:
+    """A stored run's id: from its header while its bytes are stored, else from the start
+    time its digest kept."""
+    if f.raw_bytes:
+        head = b""
+        for piece in tier1.read_file(f.id):
+            head += piece
+            if len(head) >= 64 * 1024:
+                break
+        at = 0 if head.startswith(marker) else head.find(b"\n" + marker) + 1
+        if at or head.startswith(marker):
+            end = head.find(b"\n", at)
+            return run_id(head[at:] if end < 0 else head[at:end])
+    started = tier2.digest_start(sid)
+    if started and (stamp := re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)",
+                                          started)):
+        return "{}{}{}T{}{}{}".format(*stamp.groups())
+    return None

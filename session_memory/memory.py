@@ -58,6 +58,9 @@ class Memory:
     def tier1(self) -> Tier1:
         if self._tier1 is None:
             self._tier1 = Tier1(self.data_dir / TIER1_FILE, read_only=self.read_only)
+            if not self.read_only:
+                # A store from before runs were named by their start: renamed in place.
+                maintenance.migrate_run_ids(self._tier1, self.tier2, self.settings)
         return self._tier1
 
     @property

@@ -10,8 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from session_memory import maintenance
 from session_memory.memory import Memory
+from session_memory.store.tier2 import Tier2
 
 
 def test_repair_leaves_sealed_accounting_alone(memory: Memory, sources: dict[str, Path]) -> None:
@@ -60,3 +63,69 @@ def test_a_forget_cut_short_is_finished_by_the_next_start(memory: Memory,
     assert not memory.tier2.has_digest("mytool:secret.jsonl")
     assert maintenance.pending_forgets(memory.tier1) == []
     assert memory.check() == []
+
+
+# -- stores from before runs were named by their start ------------------------------------
+
+def _old_store(memory: Memory, sources: dict[str, Path]) -> dict[str, str]:
+    """A store as the old ids left it: runs numbered per folder name, so two repositories
+    called `app` shared one sequence. Returns old id -> the id ingest gives today."""
+    from tests.test_ingest_runs import FIRST, HISTORY, R1, R2, R3, put
+
+    put(sources["aider"], f"a/app/{HISTORY}", FIRST + R1 + R2)
+    put(sources["aider"], f"b/app/{HISTORY}", FIRST + R3)
+    memory.ingest()
+    memory.analyze()
+    memory.seal()
+    today = {"aider:app#1": "aider:a/app#20250602T114749",
+             "aider:app#2": "aider:a/app#20250603T090000",
+             "aider:app#3": "aider:b/app#20250604T103000"}
+    with memory.tier1.transaction("evict"):
+        memory.tier1.evict(today["aider:app#2"], memory.clock.now())
+    with memory.tier1.transaction("age"):
+        for old, new in today.items():
+            memory.tier1.move_session(new, old, old.split(":", 1)[1])
+        memory.tier1.conn.execute("DELETE FROM meta WHERE key = ?", (maintenance.RUN_IDS_KEY,))
+    memory.tier2.rename_sessions({new: old for old, new in today.items()})
+    return today
+
+
+def test_old_run_ids_are_migrated_in_place(memory: Memory, sources: dict[str, Path]) -> None:
+    today = _old_store(memory, sources)
+    settings, clock = memory.settings, memory.clock
+    before = {s["id"]: s for s in memory.sessions()}
+    memory.close()
+
+    with Memory(settings, clock=clock) as fresh:
+        after = {s["id"]: s for s in fresh.sessions()}
+        assert sorted(after) == sorted(today.values())
+        for old, new in today.items():
+            assert {**before[old], "id": new} == after[new]
+            digest = fresh.tier2.get_digest(new)
+            assert digest is not None and not fresh.tier2.has_digest(old)
+        assert after[today["aider:app#2"]]["state"] == "evicted"
+        assert [h["id"] for h in fresh.search("third")] == [today["aider:app#3"]]
+        assert fresh.check() == []
+        assert fresh.ingest().bytes_added == 0  # the cursors moved with their sessions
+        assert sorted(s["id"] for s in fresh.sessions()) == sorted(today.values())
+        assert sum(r["input"] for r in fresh.usage(by="session")) == 1100 + 1100 + 2200
+
+
+def test_a_migration_cut_short_between_the_stores_is_finished(
+        memory: Memory, sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    today = _old_store(memory, sources)
+    settings, clock = memory.settings, memory.clock
+    memory.close()
+
+    def killed(self: object, renames: dict[str, str]) -> None:
+        raise OSError("killed")
+
+    monkeypatch.setattr(Tier2, "rename_sessions", killed)
+    with pytest.raises(OSError), Memory(settings, clock=clock) as cut:
+        cut.sessions()
+    monkeypatch.undo()
+
+    with Memory(settings, clock=clock) as fresh:
+        assert sorted(s["id"] for s in fresh.sessions()) == sorted(today.values())
+        assert all(fresh.tier2.has_digest(new) for new in today.values())
+        assert fresh.check() == []

@@ -205,7 +205,8 @@ def test_list_sessions_matches_the_cli(store: Home, client: Client) -> None:
 
 
 def test_get_session_matches_show(store: Home, client: Client) -> None:
-    for sid in ("codex:test-session", "claude-code:sample_session", "aider:mozgoslav#2"):
+    for sid in ("codex:test-session", "claude-code:sample_session",
+                "aider:mozgoslav#20260422T224047"):
         got = client.call("get_session", id=sid)
         want = store.cli("show", sid)
         assert got == want
@@ -252,7 +253,8 @@ def test_read_transcript_pages_in_order(client: Client) -> None:
 
 
 def test_read_transcript_of_each_format(store: Home, client: Client) -> None:
-    for sid in ("claude-code:sample_session", "codex:test-session", "aider:mozgoslav#2"):
+    for sid in ("claude-code:sample_session", "codex:test-session",
+                "aider:mozgoslav#20260422T224047"):
         digest = store.cli("show", sid)["digest"]
         messages = client.call("read_transcript", id=sid)["messages"]
         users = [m["text"] for m in messages if m["role"] == "user"]

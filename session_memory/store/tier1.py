@@ -303,6 +303,37 @@ class Tier1:
             newest[f.source, f.path] = max(f.version, newest.get((f.source, f.path), f.version))
         return [f for f in files if f.version == newest[f.source, f.path]]
 
+    def sessions_of_source(self, source: str) -> list[tuple[str, str, bool]]:
+        """(id, native id, has frames) of every session of a source."""
+        return [(str(r[0]), str(r[1]), bool(r[2])) for r in self.conn.execute(
+            "SELECT id, native_id, EXISTS (SELECT 1 FROM frames WHERE session_id = s.id) "
+            "FROM sessions s WHERE source = ? ORDER BY id", (source,))]
+
+    def move_session(self, old: str, new: str, native_id: str,
+                     file_ids: list[int] | None = None) -> None:
+        """Give a session a new id (file_ids None), or move some of its files (no frames
+        between them) to a new session of their own, made like it. The caller owns the
+        transaction."""
+        columns = [str(r[1]) for r in self.conn.execute("PRAGMA table_info(sessions)")]
+        rest = [c for c in columns if c not in ("id", "native_id")]
+        self.conn.execute(
+            f"INSERT OR IGNORE INTO sessions (id, native_id, {', '.join(rest)}) "
+            f"SELECT ?, ?, {', '.join(rest)} FROM sessions WHERE id = ?", (new, native_id, old))
+        if file_ids is None:
+            for table in ("files", "frames", "cursors"):
+                self.conn.execute(f"UPDATE {table} SET session_id = ? WHERE session_id = ?",
+                                  (new, old))
+            self.conn.execute("DELETE FROM sessions WHERE id = ?", (old,))
+            return
+        marks = ", ".join("?" * len(file_ids))
+        self.conn.execute(f"UPDATE files SET session_id = ? WHERE id IN ({marks})",
+                          (new, *file_ids))
+        for sid in (old, new):
+            self.conn.execute(
+                "UPDATE sessions SET raw_bytes = (SELECT coalesce(sum(raw_bytes), 0) FROM files "
+                "WHERE session_id = ?1), stored_bytes = (SELECT coalesce(sum(stored_bytes), 0) "
+                "FROM files WHERE session_id = ?1) WHERE id = ?1", (sid,))
+
     def pieces_of(self, source: str, path: str, version: int) -> list[StoredFile]:
         """Every stored piece of one version of a file (the runs of a history), in order."""
         return [StoredFile(*row) for row in self.conn.execute(

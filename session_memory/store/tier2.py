@@ -452,6 +452,23 @@ class Tier2:
         return {r[0] for r in self.conn.execute(
             "SELECT session_id FROM digests WHERE analyzer_version < ?", (analyzer_version,))}
 
+    def rename_sessions(self, renames: dict[str, str]) -> None:
+        """Give digests new session ids (their rowid, which the usage tables and the
+        full-text row key on, stays); an old id already renamed is skipped."""
+        with self.transaction("rename"):
+            for old, new in renames.items():
+                if self.conn.execute("UPDATE digests SET session_id = ? WHERE session_id = ? "
+                                     "RETURNING rowid", (new, old)).fetchone() is not None:
+                    self.conn.execute("UPDATE digests_fts SET session_id = ? "
+                                      "WHERE rowid = (SELECT rowid FROM digests "
+                                      "WHERE session_id = ?)", (new, new))
+
+    def digest_start(self, session_id: str) -> str | None:
+        """The digest's `started_at` as it was written (ISO 8601), if any."""
+        digest = self.get_digest(session_id)
+        value = (digest or {}).get("started_at")
+        return value if isinstance(value, str) else None
+
     def has_digest(self, session_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM digests WHERE session_id = ?",
                                  (session_id,)).fetchone() is not None
