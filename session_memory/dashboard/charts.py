@@ -50,13 +50,16 @@ def tier1(max_bytes: int | None) -> Spec:
         "data": {"name": "sweeps"},
         "transform": [{"calculate": TIMESTAMP, "as": "time"}],
         "layer": [
+            # Under the lines: a year of hourly sweeps makes these a band, not a cover. The
+            # zoom lives here, so the lines above take no pointer events and a click reaches
+            # the dot beneath them.
+            _sweep_dots(x, y, colour, scaled, "datum.n_overflow == 0 && datum.n_backstop"
+                        " + datum.n_budget > 0", "sweep that evicted", size=16, opacity=0.7)
+            | {"params": [_ZOOM]},
             {"transform": [{"fold": ["before", "after"], "as": ["key", "bytes"]},
                            {"filter": "datum.bytes != null"}, scaled,
                            {"calculate": "datum.key == 'before' ? 'Tier 1 before sweep'"
                                          " : 'Tier 1 after sweep'", "as": "series"}],
-             "params": [{"name": "zoom", "select": {"type": "interval", "encodings": ["x"],
-                                                    "zoom": "wheel![event.shiftKey]"},
-                         "bind": "scales"}],
              "mark": {"type": "line", "strokeWidth": 1.5, "interpolate": "linear"},
              "encoding": {"x": x, "y": y, "color": colour}},
             {"transform": [{"fold": ["soft", "effective", "hard"], "as": ["key", "bytes"]},
@@ -67,25 +70,39 @@ def tier1(max_bytes: int | None) -> Spec:
              "mark": {"type": "line", "interpolate": "step-after", "strokeDash": [5, 3],
                       "strokeWidth": 1.2},
              "encoding": {"x": x, "y": y, "color": colour}},
-            {"transform": [{"filter": "datum.n_backstop + datum.n_budget + datum.n_overflow > 0"},
-                           {"calculate": "datum.after != null ? datum.after : datum.before",
-                            "as": "bytes"},
-                           {"filter": "datum.bytes != null"}, scaled,
-                           {"calculate": "datum.n_overflow > 0 ? 'sweep with data loss'"
-                                         " : 'sweep that evicted'", "as": "series"},
-                           {"calculate": "datum.freed_backstop + datum.freed_budget"
-                                         " + datum.freed_overflow", "as": "freed"}],
-             "mark": {"type": "point", "filled": True, "size": 45, "cursor": "pointer"},
-             "encoding": {"x": x, "y": y, "color": colour,
-                          "tooltip": [{"field": "id", "title": "report"},
-                                      {"field": "time", "type": "temporal", "format": "%c"},
-                                      {"field": "n_backstop", "title": "backstop"},
-                                      {"field": "n_budget", "title": "budget"},
-                                      {"field": "n_overflow", "title": "data loss"},
-                                      {"field": "freed", "title": "bytes freed",
-                                       "format": ","}]}},
+            # Drawn last and larger: a year of sweeps must not hide the one that lost data.
+            _sweep_dots(x, y, colour, scaled, "datum.n_overflow > 0", "sweep with data loss",
+                        size=110, opacity=1.0),
         ],
     }
+
+
+def _sweep_dots(x: dict[str, Any], y: dict[str, Any], colour: dict[str, Any],
+                scaled: dict[str, Any], which: str, series: str, *, size: int,
+                opacity: float) -> Spec:
+    """A clickable dot at each sweep that `which` picks, at Tier 1's usage after it."""
+    return {
+        "transform": [{"filter": which},
+                      {"calculate": "datum.after != null ? datum.after : datum.before",
+                       "as": "bytes"},
+                      {"filter": "datum.bytes != null"}, scaled,
+                      {"calculate": f"'{series}'", "as": "series"},
+                      {"calculate": "datum.freed_backstop + datum.freed_budget"
+                                    " + datum.freed_overflow", "as": "freed"}],
+        "mark": {"type": "point", "filled": True, "size": size, "opacity": opacity,
+                 "cursor": "pointer"},
+        "encoding": {"x": x, "y": y, "color": colour, "tooltip": _SWEEP_TOOLTIP},
+    }
+
+
+_ZOOM = {"name": "zoom", "select": {"type": "interval", "encodings": ["x"],
+                                    "zoom": "wheel![event.shiftKey]"}, "bind": "scales"}
+_SWEEP_TOOLTIP = [{"field": "id", "title": "report"},
+                  {"field": "time", "type": "temporal", "format": "%c"},
+                  {"field": "n_backstop", "title": "backstop"},
+                  {"field": "n_budget", "title": "budget"},
+                  {"field": "n_overflow", "title": "data loss"},
+                  {"field": "freed", "title": "bytes freed", "format": ","}]
 
 
 def evictions(max_freed: int | None) -> Spec:
@@ -95,6 +112,11 @@ def evictions(max_freed: int | None) -> Spec:
               " ? 'budget' : 'overflow (data loss)'")
     count = ("datum.key == 'freed_backstop' ? datum.n_backstop : datum.key == 'freed_budget'"
              " ? datum.n_budget : datum.n_overflow")
+    x = {"field": "time", "type": "temporal", "title": None}
+    tooltip = [{"field": "id", "title": "report"},
+               {"field": "time", "type": "temporal", "format": "%c"},
+               {"field": "pass"}, {"field": "sessions"},
+               {"field": "bytes", "title": "bytes freed", "format": ","}]
     return _base(220) | {
         "data": {"name": "sweeps"},
         "transform": [{"calculate": TIMESTAMP, "as": "time"},
@@ -104,19 +126,18 @@ def evictions(max_freed: int | None) -> Spec:
                       {"filter": "datum.sessions > 0"},
                       {"calculate": labels, "as": "pass"},
                       {"calculate": f"(datum.bytes || 0) / {size}", "as": "value"}],
-        "params": [{"name": "zoom", "select": {"type": "interval", "encodings": ["x"],
-                                               "zoom": "wheel![event.shiftKey]"},
-                    "bind": "scales"}],
-        "mark": {"type": "bar", "width": 4, "cursor": "pointer"},
-        "encoding": {
-            "x": {"field": "time", "type": "temporal", "title": None},
-            "y": {"field": "value", "type": "quantitative", "stack": "zero",
-                  "title": f"freed ({unit})"},
-            "color": _colour("pass", PASS_COLOURS, "pass"),
-            "tooltip": [{"field": "id", "title": "report"},
-                        {"field": "time", "type": "temporal", "format": "%c"},
-                        {"field": "pass"}, {"field": "sessions"},
-                        {"field": "bytes", "title": "bytes freed", "format": ","}]},
+        "layer": [
+            {"params": [_ZOOM],
+             "mark": {"type": "bar", "width": 4, "cursor": "pointer"},
+             "encoding": {"x": x, "y": {"field": "value", "type": "quantitative",
+                                        "stack": "zero", "title": f"freed ({unit})"},
+                          "color": _colour("pass", PASS_COLOURS, "pass"), "tooltip": tooltip}},
+            # A full-height red line at each sweep that lost data: seen at any zoom.
+            {"transform": [{"filter": "datum.pass == 'overflow (data loss)'"}],
+             "mark": {"type": "rule", "color": DATA_LOSS, "strokeWidth": 2, "opacity": 0.8,
+                      "cursor": "pointer"},
+             "encoding": {"x": x, "tooltip": tooltip}},
+        ],
     }
 
 

@@ -95,14 +95,22 @@
   }
 
   async function draw(el, spec, datasets, showReport) {
-    const withData = Object.assign({}, spec, { datasets: datasets });
+    // Only the datasets this chart names: Vega-Lite copies each one it is given.
+    const text = JSON.stringify(spec);
+    const used = {};
+    for (const name of Object.keys(datasets)) {
+      if (text.includes(`"name":"${name}"`)) used[name] = datasets[name];
+    }
+    const withData = Object.assign({}, spec, { datasets: used });
     const compiled = vegaLite.compile(withData).spec;
     const view = new vega.View(vega.parse(compiled), {
       renderer: "svg", container: el, hover: true,
     });
     view.addEventListener("click", (_event, item) => {
       const datum = item && item.datum;
-      if (datum && typeof datum.id === "string" && datum.n_backstop !== undefined) {
+      // A dot or a bar is one sweep; a line's item is the whole line, so it opens nothing.
+      if (item && item.mark.marktype !== "line" && datum && typeof datum.id === "string"
+          && datum.n_backstop !== undefined) {
         showReport(datum.id);
       }
     });

@@ -107,7 +107,6 @@ def populate(data: Path, n_reports: int, n_sessions: int, seed: int = 1) -> None
             by_hour: dict[int, list[int]] = {}
             for i, hour in enumerate(evicted_hour):
                 by_hour.setdefault(hour, []).append(i)
-            usage = int(3.6 * GIB)
             for h in range(n_reports):
                 t = start + h * HOUR
                 evictions = [{"id": ids[i], "pass": "overflow" if i in lost else
@@ -115,10 +114,10 @@ def populate(data: Path, n_reports: int, n_sessions: int, seed: int = 1) -> None
                               "raw_bytes": 0, "stored_bytes": rnd.randrange(50_000, 5_000_000)}
                              for i in by_hour.get(h, [])]
                 freed = sum(e["stored_bytes"] for e in evictions)
-                before = usage + rnd.randrange(0, 40_000_000)
+                # Tier 1 hovers under the soft cap; some days keep_free lowers the cap.
+                effective = 4 * GIB if (h // 24) % 20 else int(3.5 * GIB)
+                before = effective - rnd.randrange(0, 300 << 20) + freed // 2
                 after = max(0, before - freed)
-                usage = after
-                effective = 4 * GIB if rnd.random() > 0.05 else int(3.5 * GIB)
                 report = _report(t, evictions, before, after, effective)
                 t2.conn.execute("INSERT INTO reports VALUES (?, ?, 0, ?)",
                                 (report["id"], t, json.dumps(report)))

@@ -114,8 +114,16 @@ def test_page_in_a_real_browser(browser: BrowserContext, page: Path, swept: Swep
     for sid in swept.data_loss:
         assert f"DATA LOSS: {sid}" in detail
 
-    # The budget sweep's bar in the evictions chart opens that report instead.
+    # A sweep that evicted without loss has its dot under the usage line: a click reaches it.
     budget = next(r for r in swept.reports if r["budget_evicted"] and not r["dry_run"])
+    tab.mouse.click(**tab.evaluate(_DOT, budget["id"]))
+    tab.wait_for_function("(rid) => document.getElementById('report-detail-id').textContent"
+                          " === rid", arg=budget["id"])
+    tab.mouse.click(**tab.evaluate(_DOT, lossy))  # where it is now: the page has scrolled
+    tab.wait_for_function("(rid) => document.getElementById('report-detail-id').textContent"
+                          " === rid", arg=lossy)
+
+    # The budget sweep's bar in the evictions chart opens that report too.
     bar = tab.evaluate(_BAR, [budget["id"], "budget"])
     assert bar, "the budget sweep has no bar"
     tab.mouse.click(bar["x"], bar["y"])
