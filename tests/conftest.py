@@ -7,10 +7,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from session_memory import config
 from session_memory.clock import FixedClock
 from session_memory.memory import Memory
+
+# Every property test: no per-example deadline and no "too slow" health check. A loaded
+# 2-core machine is slow now and then; timing belongs in the benchmarks.
+settings.register_profile("suite", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow,
+                                                 HealthCheck.data_too_large])
+settings.load_profile("suite")
 
 # Copies of ../shared/fixtures (real sessions, with their SOURCES.md and licences), so a
 # bare clone of the repository tests itself.

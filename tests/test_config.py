@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -41,8 +43,17 @@ def test_defaults_follow_the_contract(home: Path) -> None:
     }
 
 
-def test_the_documented_file_is_the_packaged_default() -> None:
-    assert config.default_config_text() == (REPO / "config" / "config.toml").read_text()
+def test_the_documented_file_is_the_packaged_default(tmp_path: Path) -> None:
+    """The wheel carries config/config.toml where default_config_text() reads it first
+    (an editable install would read the source file itself and prove nothing)."""
+    from hatchling.builders.wheel import WheelBuilder
+
+    wheel = next(iter(WheelBuilder(str(REPO)).build(directory=str(tmp_path),
+                                                     versions=["standard"])))
+    with zipfile.ZipFile(wheel) as built:
+        packaged = built.read("session_memory/default_config.toml").decode("utf-8")
+    assert packaged == (REPO / "config" / "config.toml").read_text(encoding="utf-8")
+    assert config.settings_from(tomllib.loads(packaged)) == config.load(defaults_only=True)
 
 
 def test_user_file_merges_over_defaults(home: Path) -> None:

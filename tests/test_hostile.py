@@ -89,13 +89,15 @@ def test_a_file_replaced_by_a_folder(memory: Memory, sources: dict[str, Path],
                                      tmp_path: Path) -> None:
     root = sources["mytool"]
     (root / "s.jsonl").write_bytes(b'{"a": 1}\n')
-    memory.ingest()
+    assert memory.ingest().errors == 0
     (root / "s.jsonl").unlink()
     (root / "s.jsonl").mkdir()
     (root / "s.jsonl" / "inner.jsonl").write_bytes(b'{"b": 2}\n')
     summary = memory.ingest()
-    assert summary.errors == 0
-    memory.analyze(include_active=True)
+    assert summary.errors == 0 and summary.files_changed == 1
+    result = memory.analyze_report(include_active=True)
+    assert result.failed == {}
+    assert sorted(result.analyzed) == ["mytool:s.jsonl", "mytool:s.jsonl/inner.jsonl"]
     memory.export("mytool:s.jsonl", tmp_path / "a")
     assert (tmp_path / "a" / "s.jsonl").read_bytes() == b'{"a": 1}\n'  # the stored copy stays
     memory.export("mytool:s.jsonl/inner.jsonl", tmp_path / "b")
@@ -137,12 +139,12 @@ def test_rapid_rename_cycles_and_deletes_during_ingest(memory: Memory, sources: 
     spinner.start()
     try:
         for _ in range(30):
-            memory.ingest()
-            memory.analyze(include_active=True)
+            assert memory.ingest().errors == 0
+            assert memory.analyze_report(include_active=True).failed == {}
     finally:
         stop.set()
         spinner.join()
-    memory.ingest()
+    assert memory.ingest().errors == 0
     memory.export("codex:spin", tmp_path / "out")
     exported = list((tmp_path / "out").rglob("rollout-*"))
     assert [p.read_bytes() for p in exported] == [text]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from session_memory.readers import RunSplitter
@@ -44,7 +44,7 @@ def _expected(data: bytes) -> tuple[list[bytes], int]:
     return [body[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a], held
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from([MARKER + b" 2025-01-01 10:00:00\n", b"#### do it\n", b"text",
                                  b"\n", b"# aider", b" chat started at", b"> Tokens: 1k\n"]),
                 max_size=30),

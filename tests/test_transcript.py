@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from session_memory import transcript
@@ -23,7 +23,7 @@ def test_long_tool_output_keeps_head_and_tail_and_says_how_much_was_cut() -> Non
 
 
 @given(st.integers(min_value=0, max_value=transcript.TOOL_CHARS * 2))
-@settings(deadline=None, max_examples=60)
+@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 def test_a_cut_never_leaves_part_of_a_secret(at: int) -> None:
     text = "a " * (at // 2) + TOKEN + " b" * 3000
     out = transcript.message(Turn("tool_result", text))["text"]

@@ -34,13 +34,21 @@ class RecordingSink:
     def trouble(self, reason: Trouble, root: str) -> None:
         self.troubles.append((reason, root))
 
-    def wait(self, check: Callable[[], bool], timeout: float = 3.0) -> bool:
+    def wait(self, check: Callable[[], bool], timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
         while not check():
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.02)
         return True
+
+
+def _flush(sink: RecordingSink, sentinel: Path) -> None:
+    """Wait until the events of everything done before are in: the watch reports a folder's
+    events in order, so once a file written now is reported, earlier events are too. No
+    quiet window to guess, however loaded the machine."""
+    sentinel.write_text("{}\n")
+    assert sink.wait(lambda: str(sentinel) in sink.paths, timeout=30)
 
 
 @pytest.fixture
@@ -65,13 +73,13 @@ def test_writes_are_reported_and_reads_are_not(tmp_path: Path, sink: RecordingSi
     with open(session, "a") as f:
         f.write("{}\n")
     assert sink.wait(lambda: str(session) in sink.paths)
-    time.sleep(0.2)
+    _flush(sink, root / "-p" / "sentinel-1.jsonl")  # every event of the write is in
     sink.paths.clear()
     for _ in range(3):  # what ingest does to a file: open, read, close without writing
         session.read_bytes()
         os.stat(session)
-    time.sleep(0.5)
-    assert sink.paths == []
+    _flush(sink, root / "-p" / "sentinel-2.jsonl")
+    assert str(session) not in sink.paths
 
 
 def test_folders_created_later_are_watched(tmp_path: Path, sink: RecordingSink,
@@ -84,7 +92,7 @@ def test_folders_created_later_are_watched(tmp_path: Path, sink: RecordingSink,
     rollout = day / "rollout-x.jsonl"
     rollout.write_text("{}\n")
     assert sink.wait(lambda: str(rollout) in sink.paths)
-    time.sleep(0.3)  # let the creation's own events arrive before counting
+    _flush(sink, day / "sentinel.jsonl")  # the creation's own events are all in
     n = sink.paths.count(str(rollout))
     with open(rollout, "a") as f:
         f.write("{}\n")

@@ -38,7 +38,18 @@ def test_parallel_workers_give_the_serial_digests(memory: Memory, sources: dict[
     ids = sorted(memory.analyze())
     serial = {sid: memory.tier2.get_digest(sid) for sid in ids}
     monkeypatch.setattr(run, "PARALLEL_MIN_BYTES", 0)
+    # Workers even where the machine has one core: this compares parallel with serial.
+    monkeypatch.setattr(run.os, "cpu_count", lambda: 4)
+    passes: list[int] = []
+    real_pass = worker.SharedPass
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        passes.append(args[3])
+        return real_pass(*args, **kwargs)
+
+    monkeypatch.setattr(worker, "SharedPass", counted)
     assert sorted(memory.analyze(force=True)) == ids
+    assert passes == [3]  # three workers beside this process
     assert {sid: memory.tier2.get_digest(sid) for sid in ids} == serial
     assert serial["claude-code:pa03"]["tokens"]["input"] == 3  # type: ignore[index]
 

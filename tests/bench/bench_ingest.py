@@ -125,8 +125,8 @@ def main() -> None:
 
 
 def real_fixtures(work: Path) -> None:
-    """The same size ratio on the real Claude Code sessions in ../shared/fixtures."""
-    root = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "claude-code" / "projects"
+    """The same size ratio on the real Claude Code sessions in tests/fixtures."""
+    root = Path(__file__).resolve().parents[1] / "fixtures" / "claude-code" / "projects"
     files = [p for p in root.rglob("*") if p.is_file()]
     if not files:
         return

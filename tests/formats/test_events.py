@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from session_memory.formats import events
@@ -16,6 +16,7 @@ def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300).map(lambda b: b.replace(b"\r", b"")),
        st.lists(st.integers(min_value=0, max_value=400), max_size=12))
 def test_lines_are_the_same_however_the_bytes_are_chunked(data: bytes, cuts: list[int]) -> None:
@@ -43,7 +44,7 @@ _LINES = st.one_of(
     st.sampled_from([b"", b"  ", b"{oops", b"42", b"[1]", b'"s"', b"\xff{}", b"{}\r"]))
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_LINES, max_size=30), st.booleans(),
        st.lists(st.integers(min_value=0, max_value=600), max_size=12),
        st.sampled_from([4, 64, 2**20]))
