@@ -272,8 +272,8 @@ _OLD_RUN_ID = re.compile(r"[^#]*#\d+")
 
 
 def migrate_run_ids(tier1: Tier1, tier2: Tier2, settings: Settings) -> list[str]:
-    """Stores written before runs were named by their header time (`aider:app#2`) get the
-    ids ingest gives today (`aider:path/to/app#20250602T114749`), in place. Returns one
+    """Stores written before runs were named by their header time (`<tool>:app#2`) get the
+    ids ingest gives today (`<tool>:path/to/app#20250602T114749`), in place. Returns one
     line per session renamed.
 
     Crash-safe across the two stores: Tier 1 renames its rows and records the renames in
