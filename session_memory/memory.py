@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from session_memory import formats, maintenance, retention, safe_write
+from session_memory import formats, maintenance, readers, retention, safe_write
 from session_memory import ingest as ingest_mod
 from session_memory import usage as usage_mod
 from session_memory.analyze import run as analyze_run
@@ -234,6 +234,8 @@ class Memory:
                 if self._same_content(target, f.id):
                     continue
                 conflicts.append(target)
+            elif self._held_compressed(root, f):
+                continue
             todo.append((root, f, None))
         if conflicts and not force:
             raise safe_write.TargetExistsError(
@@ -296,6 +298,30 @@ class Memory:
                         yield block
             else:
                 yield from self.tier1.read_file(piece.id)
+
+    def _held_compressed(self, root: Path, f: Any) -> bool:
+        """Whether the file ingest last read for this stored path (its compressed twin, as a
+        tool may archive a finished session) is there and holds the stored bytes."""
+        cursor = self.tier1.cursor(f.source, f.path)
+        if cursor is None or cursor.phys_path == f.path:
+            return False
+        twin = root / safe_write.checked_relpath(cursor.phys_path)
+        if twin.is_symlink() or not twin.is_file():
+            return False
+        try:
+            fd = os.open(twin, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            with readers.ZstdContent(fd) as content:
+                for chunk in self.tier1.read_file(f.id):
+                    if content.read(len(chunk)) != chunk:
+                        return False
+                return content.read(1) == b""
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
 
     def _same_content(self, path: Path, file_id: int, at: int | None = None) -> bool:
         """Whether the file is the stored bytes; with `at`, whether it holds them there."""

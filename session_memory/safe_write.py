@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
@@ -50,6 +51,9 @@ def write_file(target: Path, relpath: str, chunks: Iterable[bytes], *, overwrite
         tmp = f".{name}.session-memory-tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=dir_fd)
+        if existing is not None and stat.S_ISREG(existing.st_mode):
+            # A file of the user's, replaced: it keeps its mode (a new one stays private).
+            os.fchmod(fd, stat.S_IMODE(existing.st_mode))
         try:
             with os.fdopen(fd, "wb") as out:
                 for chunk in chunks:
