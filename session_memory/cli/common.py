@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import apsw
 import click
@@ -15,7 +15,9 @@ from rich.console import Console
 
 from session_memory import config, exitcodes
 from session_memory.errors import FULL_MESSAGE, SessionMemoryError
-from session_memory.memory import Memory
+
+if TYPE_CHECKING:
+    from session_memory.memory import Memory
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +37,10 @@ class Context:
         return self._settings
 
     def memory(self) -> Memory:
+        # Imported here: a command that needs no store (mcp, config, service) starts
+        # without loading the whole library.
+        from session_memory.memory import Memory
+
         return Memory(self.settings)
 
 

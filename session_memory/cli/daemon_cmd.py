@@ -13,7 +13,6 @@ from typing import Any
 
 import click
 
-from session_memory import hook, log, service
 from session_memory.cli.common import (
     Context,
     data_command,
@@ -48,6 +47,8 @@ def service_group() -> None:
 @data_command
 def service_install(ctx: Context, no_start: bool, as_json: bool) -> None:
     """Write the user unit to ~/.config/systemd/user/ and enable it where systemd answers."""
+    from session_memory import service
+
     result = service.install(ctx.settings, config_path=ctx.config_path, start=not no_start)
     if as_json:
         emit_json(result)
@@ -69,6 +70,8 @@ def service_install(ctx: Context, no_start: bool, as_json: bool) -> None:
 @handle_errors
 def service_uninstall(as_json: bool) -> None:
     """Stop and disable the user unit, and remove its file."""
+    from session_memory import service
+
     result = service.uninstall()
     if as_json:
         emit_json(result)
@@ -81,6 +84,8 @@ def service_uninstall(as_json: bool) -> None:
 @data_command
 def service_status(ctx: Context, as_json: bool) -> None:
     """Whether the unit is installed, enabled and running."""
+    from session_memory import service
+
     result = service.status(ctx.settings)
     if as_json:
         emit_json(result)
@@ -133,6 +138,8 @@ def _read_stdin(timeout: float) -> str:
 def hook_session_end(ctx: Context, as_json: bool) -> None:
     """An agent tool's end-of-session hook: store the session now and mark it ended.
     Reads the hook's JSON on stdin. Never fails the agent: errors are logged, exit 0."""
+    from session_memory import hook, log  # here: other commands start without the library
+
     logger = log.get("session_memory.hook")
     result: dict[str, Any] = {"ok": False}
     previous = signal.signal(signal.SIGALRM, _out_of_time)

