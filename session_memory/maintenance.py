@@ -67,12 +67,14 @@ def pending_forgets(tier1: Tier1) -> list[str]:
 
 @contextlib.contextmanager
 def _secure_delete(store: Tier1 | Tier2) -> Iterator[None]:
-    """secure_delete for this operation only: it slows every later delete on the connection."""
+    """secure_delete for this operation only: it slows every later delete on the connection
+    (which goes back to what it was, FAST: see db.connect)."""
+    before = int(db.one(store.conn, "PRAGMA secure_delete")[0])
     store.conn.execute("PRAGMA secure_delete = ON")
     try:
         yield
     finally:
-        store.conn.execute("PRAGMA secure_delete = OFF")
+        store.conn.execute(f"PRAGMA secure_delete = {'FAST' if before == 2 else before}")
 
 
 def _reclaim(store: Tier1 | Tier2) -> None:

@@ -129,3 +129,30 @@ def test_a_migration_cut_short_between_the_stores_is_finished(
         assert sorted(s["id"] for s in fresh.sessions()) == sorted(today.values())
         assert all(fresh.tier2.has_digest(new) for new in today.values())
         assert fresh.check() == []
+
+
+# -- forget leaves no trace in Tier 1 --------------------------------------------------------
+
+@pytest.mark.parametrize("sealed", [False, True])
+def test_forget_leaves_no_trace_of_the_content_in_tier1(
+        memory: Memory, sources: dict[str, Path], sealed: bool) -> None:
+    """Random bytes stay verbatim through zstd (stored blocks): before the forget they are
+    in Tier 1's files, after it in no file of the data folder, free pages and WAL
+    included."""
+    secret = os.urandom(48 * 1024)
+    (sources["mytool"] / "secret.jsonl").write_bytes(secret)
+    (sources["mytool"] / "other.jsonl").write_bytes(os.urandom(48 * 1024))
+    memory.ingest()
+    if sealed:
+        assert memory.seal() == 2
+    samples = [secret[i:i + 64] for i in range(0, len(secret), 8 * 1024)]
+
+    def found() -> bool:
+        blobs = [p.read_bytes() for p in memory.data_dir.iterdir() if p.is_file()]
+        return any(s in blob for s in samples for blob in blobs)
+
+    assert found()
+    memory.forget("mytool:secret.jsonl")
+    assert not found()
+    assert memory.check() == []
+    assert [s["id"] for s in memory.sessions()] == ["mytool:other.jsonl"]

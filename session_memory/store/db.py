@@ -51,6 +51,10 @@ def connect(path: Path, migrations: Sequence[Migration]) -> apsw.Connection:
             conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
+        # Deleted rows are zeroed on the pages being written anyway, and a page taken from
+        # the free list is cleared before reuse: what a seal, an eviction or a forget
+        # deletes never lingers in the unused space of a live page. No extra I/O.
+        conn.execute("PRAGMA secure_delete = FAST")
         migrate(conn, migrations)
     except apsw.BusyError as e:
         conn.close()
