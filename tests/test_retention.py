@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -741,3 +742,72 @@ def test_a_recovered_sweep_logs_its_data_loss_at_error_level(
     for sid in first["overflow_data_loss"]:
         assert any(sid in line for line in logged), sid
     assert store.report(first["id"])["overflow_data_loss"] == sorted(first["overflow_data_loss"])
+
+
+# -- keep_free on a real filesystem ---------------------------------------------------------
+
+# Run inside a mount namespace of its own (unshare), with the data folder on a 16 MiB tmpfs:
+# a real filesystem that fills up, measured by the sweep itself (psutil), nothing faked.
+_ON_A_SMALL_DISK = """
+import json, os, sys
+from pathlib import Path
+from session_memory import config
+from session_memory.memory import Memory
+
+data = Path(sys.argv[1])
+with Memory(config.load()) as memory:
+    memory.ingest()
+    assert len(memory.analyze()) == 10
+    memory.tier1.reclaim()
+    relaxed = memory.sweep(dry_run=True)
+    # Fill the disk until 1 MiB less than the floor (half of it) is free.
+    st = os.statvfs(data)
+    floor = st.f_blocks * st.f_frsize // 2
+    with open(data / "filler", "wb") as f:
+        f.write(b"\\0" * (st.f_bavail * st.f_frsize - (floor - 2**20)))
+        f.flush()
+        os.fsync(f.fileno())
+    report = memory.sweep()
+    st = os.statvfs(data)
+print(json.dumps({"relaxed": relaxed, "report": report, "floor": floor,
+                  "free_after": st.f_bavail * st.f_frsize}))
+"""
+
+
+def test_keep_free_on_a_real_filesystem(home: Path) -> None:
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) (util-linux) to mount a small filesystem")
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"],
+                           capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip(f"no mount namespace here to mount a small filesystem in: {probe.stderr}")
+    root = home / "src" / "mytool"
+    root.mkdir(parents=True)
+    data = home / "small-disk"
+    data.mkdir()
+    write_config(home, f'[storage]\ndata_dir = "{data}"\n[retention]\nkeep_free = "50%"\n'
+                 f'[sources.mytool]\nformat = "jsonl"\nroot = "{root}"\n'
+                 + "".join(f"[sources.{name}]\nenabled = false\n"
+                           for name in ("claude-code", "codex", "gemini-cli", "aider")))
+    old = time.time() - 3 * DAY
+    for i in range(10):
+        path = root / f"s{i}.jsonl"
+        path.write_bytes(json.dumps({"type": "user", "blob": os.urandom(150_000).hex()}
+                                    ).encode() + b"\n")
+        os.utime(path, (old + i, old + i))
+    run = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+         f'mount -t tmpfs -o size=16m tmpfs "{data}" && exec "$0" -c "$1" "{data}"',
+         sys.executable, _ON_A_SMALL_DISK], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.splitlines()[-1])
+    relaxed, report = out["relaxed"], out["report"]
+    assert evicted(relaxed) == []  # the disk had room: nothing to do
+    caps = report["caps"]
+    assert caps["keep_free_bytes"] == out["floor"] == caps["disk_total_bytes"] // 2
+    assert caps["effective_soft_cap_bytes"] < caps["soft_cap_bytes"]
+    assert report["budget_evicted"]  # oldest-analyzed first, under the 4 GiB soft cap
+    assert report["budget_evicted"] == sorted(report["budget_evicted"],
+                                              key=lambda sid: int(sid[8:-6]))
+    assert report["final_usage_bytes"] <= caps["effective_soft_cap_bytes"]
+    assert out["free_after"] >= out["floor"]  # the floor is free again
