@@ -207,3 +207,33 @@ def test_restoring_a_run_whose_predecessors_are_evicted_explains_why_not(
     history.write_bytes(FIRST + R1)  # what precedes it is back: appended in place
     memory.restore("aider:app#20250603T090000")
     assert history.read_bytes() == FIRST + R1 + R2
+
+
+# -- usage across sources --------------------------------------------------------------------
+
+def test_usage_adds_up_across_sources(home: Path) -> None:
+    """The fixtures of three tools: usage by source, by day, by session and by model are
+    the same tokens cut four ways; Aider's are its runs' digests' (a Claude Code response
+    two sessions hold counts once, so its total may be below its digests' sum)."""
+    from session_memory import config
+    from session_memory.clock import FixedClock
+    from tests.conftest import fixture_config
+
+    fixture_config(home)
+    with Memory(config.load(), clock=FixedClock(2_000_000_000)) as memory:
+        memory.ingest()
+        assert memory.analyze_report().failed == {}
+        by_source = {r["key"]: r for r in memory.usage("source")}
+        # The Codex fixtures report no tokens: no usage row for them.
+        assert set(by_source) == {"aider", "claude-code"}
+        assert not any(any((memory.tier2.get_digest(s["id"]) or {})["tokens"].values())
+                       for s in memory.sessions(source="codex"))
+        fields = ("input", "output", "cache_creation", "cache_read", "reasoning")
+        aider = [memory.tier2.get_digest(s["id"]) or {} for s in memory.sessions(source="aider")]
+        for field in fields:
+            assert by_source["aider"][field] == sum(d["tokens"][field] for d in aider)
+        assert by_source["aider"]["sessions"] == sum(any(d["tokens"].values()) for d in aider)
+        for way in ("day", "session", "model"):
+            rows = memory.usage(way)
+            for field in fields:
+                assert sum(r[field] for r in rows) == sum(r[field] for r in by_source.values())
