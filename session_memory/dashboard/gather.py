@@ -17,6 +17,7 @@ PASSES = ("backstop", "budget", "overflow")
 LARGEST_SESSIONS = 50
 TOP_PROJECTS = 25
 RECENT_REPORTS = 100
+LISTED_PER_REPORT = 200  # sessions a report's row lists in the table (data loss: all of them)
 DATA_LOSS_ROWS = 1000
 # Per-report session lists for the chart's click-through, newest first, up to this many
 # characters of JSON (before compression): a year of hourly sweeps must stay under 2 MB.
@@ -126,13 +127,23 @@ def _report_rows(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for i, r in enumerate(reports):
         if i < RECENT_REPORTS or r.get("overflow_data_loss") or r.get("errors"):
-            rows.append(_report_row(r) | {"detail": _detail(r)})
+            rows.append(_report_row(r) | {"detail": _detail(r, LISTED_PER_REPORT)})
     return rows
 
 
-def _detail(r: dict[str, Any]) -> dict[str, Any]:
+def _detail(r: dict[str, Any], limit: int | None = None) -> dict[str, Any]:
+    """A report's sessions (pass, stored bytes), warnings and errors. With `limit`, at most
+    that many sessions besides those lost, which are always all there."""
+    evictions = [[e["id"], e.get("pass"), e.get("stored_bytes")] for e in _evictions(r)]
+    omitted = 0
+    if limit is not None and len(evictions) > limit:
+        lost = [e for e in evictions if e[1] == "overflow"]
+        kept = [e for e in evictions if e[1] != "overflow"][:max(0, limit - len(lost))]
+        omitted = len(evictions) - len(lost) - len(kept)
+        evictions = lost + kept
     return {
-        "evictions": [[e["id"], e.get("pass"), e.get("stored_bytes")] for e in _evictions(r)],
+        "evictions": evictions,
+        "omitted": omitted,
         "analyzed": list(r.get("overflow_analyzed") or []),
         "warnings": list(r.get("warnings") or []),
         "errors": list(r.get("errors") or []),

@@ -85,3 +85,15 @@ def test_what_leaves_the_process_is_redacted(swept_memory: Memory) -> None:
     data = gather(swept_memory)
     assert secret not in repr(data)
     assert "[REDACTED" in data["details"][report["id"]]["errors"][0]
+
+
+def test_a_huge_report_lists_its_lost_sessions_all_and_the_rest_in_part(
+        swept: SweptStore, swept_memory: Memory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gather_mod, "LISTED_PER_REPORT", 1)
+    rows = {r["id"]: r["detail"] for r in gather(swept_memory)["reports"]}
+    lossy = rows[swept.reports[-1]["id"]]
+    assert [e[0] for e in lossy["evictions"] if e[1] == "overflow"] == swept.data_loss
+    budget = next(r for r in swept.reports if len(r["budget_evicted"]) > 1)
+    listed = rows[budget["id"]]
+    assert len(listed["evictions"]) == 1
+    assert listed["omitted"] == len(budget["budget_evicted"]) - 1
