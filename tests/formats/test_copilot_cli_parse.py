@@ -7,12 +7,12 @@ from __future__ import annotations
 import filecmp
 import json
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 
-from session_memory import config
+from session_memory import config, formats
 from session_memory.clock import FixedClock
 from session_memory.memory import Memory
 from tests.conftest import FIXTURES, write_config
@@ -186,3 +186,39 @@ def test_transcript_pages_through_prompts_calls_and_results(copilot: Memory) -> 
     calls = [m for m in messages if m["role"] == "tool_call"]
     assert len(calls) == 86 and calls[0]["tool"] == "report_intent"
     assert sum(m["role"] == "tool_result" for m in messages) == 86
+
+
+def test_which_files_belong_to_which_session() -> None:
+    identify = formats.get("copilot-cli").identify
+    flat = identify(PurePosixPath("0ld5e551-0000-4000-8000-000000000001.jsonl"), lambda: b"")
+    assert flat is not None and flat.native_id == "0ld5e551-0000-4000-8000-000000000001"
+    assert flat.end_record is not None and not flat.snapshot  # appended, ends on shutdown
+    events = identify(PurePosixPath("abc/events.jsonl"), lambda: b"")
+    assert events is not None and (events.native_id, events.snapshot) == ("abc", False)
+    workspace = identify(PurePosixPath("abc/workspace.yaml"), lambda: b"")
+    assert workspace is not None and (workspace.native_id, workspace.snapshot) == ("abc", True)
+    plan = identify(PurePosixPath("abc/checkpoints/1.md"), lambda: b"")
+    assert plan is not None and plan.native_id == "abc"  # everything in the folder
+    assert identify(PurePosixPath("notes.txt"), lambda: b"") is None
+
+
+def test_an_old_flat_session_file_is_a_session(home: Path) -> None:
+    root = home / "state"
+    root.mkdir()
+    native = "0ld5e551-0000-4000-8000-000000000001"
+    (root / f"{native}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (
+        {"type": "session.start", "timestamp": "2025-10-01T10:00:00.000Z",
+         "data": {"sessionId": native, "selectedModel": "gpt-5"}},
+        {"type": "user.message", "timestamp": "2025-10-01T10:00:01.000Z",
+         "data": {"content": "rename the flag"}},
+        {"type": "assistant.message", "timestamp": "2025-10-01T10:00:05.000Z",
+         "data": {"content": "Renamed.", "toolRequests": [
+             {"toolCallId": "c1", "name": "bash", "arguments": {"command": "make test"}}]}})))
+    write_config(home, f'[sources.copilot-cli]\nroot = "{root}"\n')
+    with Memory(config.load(), clock=FixedClock(2_000_000_000)) as memory:
+        memory.ingest()
+        memory.analyze()
+        d = memory.show(f"copilot-cli:{native}")["digest"]
+    assert (d["first_prompt"], d["models"], d["commands"]) == (
+        "rename the flag", ["gpt-5"], ["make test"])
+    assert d["tool_calls"] == {"bash": 1} and d["duration_s"] == 5.0

@@ -68,6 +68,10 @@ def _run(fmt_name: str, path: str, data: bytes, cut: int) -> None:
     piece = Piece(path, lambda: iter(parts))
     digest = build(fmt_name, functools.partial(formats.get(fmt_name).parse, [piece]))
     json.dumps(digest)  # the digest must be storable as JSON
+    transcript = formats.transcript(fmt_name)
+    if transcript is not None:  # a reader paging through it never fails either
+        for turn in transcript([piece]):
+            assert isinstance(turn.text, str)
 
 
 def test_every_format_is_fuzzed() -> None:

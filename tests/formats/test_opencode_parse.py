@@ -8,12 +8,12 @@ import filecmp
 import json
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 
-from session_memory import config
+from session_memory import config, formats
 from session_memory.clock import FixedClock
 from session_memory.memory import Memory
 from tests.conftest import FIXTURES, write_config
@@ -199,3 +199,23 @@ def test_transcript_pages_through_messages_calls_and_results(opencode: Memory) -
     results = [m for m in page["messages"] if m["role"] == "tool_result"]
     assert results[0]["text"].startswith("<file>\n00001| # claude-instructions")
     assert page["messages"][-1]["text"].startswith("Goodbye!")
+
+
+def test_which_files_belong_to_which_session() -> None:
+    identify = formats.get("opencode").identify
+    part_head = b'{\n  "id": "prt_1",\n  "sessionID": "ses_a",\n  "messageID": "msg_1"'
+    cases = {
+        "session/proj/ses_a.json": "ses_a",
+        "message/ses_a/msg_1.json": "ses_a",
+        "part/msg_1/prt_1.json": "ses_a",  # named by the part itself
+        "part/ses_a/msg_1/prt_1.json": "ses_a",  # older releases' layout
+        "session_diff/ses_a.json": "ses_a",
+        "project/proj.json": None,
+        "migration": None,
+        "session/proj/ses_a.json.tmp": None,
+    }
+    for path, native in cases.items():
+        role = identify(PurePosixPath(path), lambda: part_head)
+        assert (role.native_id if role else None) == native, path
+        assert role is None or role.snapshot, path  # every file is rewritten whole
+    assert identify(PurePosixPath("part/msg_1/prt_1.json"), lambda: b"{}") is None
