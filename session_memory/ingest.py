@@ -62,17 +62,22 @@ class _Compressors(threading.local):
 
     def __init__(self) -> None:
         self.compressor = zstandard.ZstdCompressor(level=INGEST_LEVEL)
+        # Frames stored sealed at once carry zstd's own checksum, as the sealer's do.
+        self.sealing = zstandard.ZstdCompressor(level=SEAL_LEVEL, write_checksum=True)
 
 
 _compressors = _Compressors()
 
 
-Packed = tuple[bytes, int]
-"""A block compressed, with the crc32 of its raw bytes (both computed off the main thread)."""
+Packed = tuple[bytes, int, int]
+"""A block compressed, the crc32 of its raw bytes (both computed off the main thread), and
+the zstd level it was compressed at."""
 
 
-def compress(data: bytes) -> Packed:
-    return _compressors.compressor.compress(data), zlib.crc32(data)
+def compress(data: bytes, level: int = INGEST_LEVEL) -> Packed:
+    if level == SEAL_LEVEL:
+        return _compressors.sealing.compress(data), zlib.crc32(data), level
+    return _compressors.compressor.compress(data), zlib.crc32(data), INGEST_LEVEL
 
 
 def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -312,7 +317,16 @@ class Ingestor:
             os.close(fd)
         if not raw:
             return None
-        return Prefetched(cand.offset, _stat_key(st), raw, compress(raw))
+        return Prefetched(cand.offset, _stat_key(st), raw,
+                          compress(raw, self._level(cand.offset, st)))
+
+    def _level(self, offset: int, st: os.stat_result) -> int:
+        """A file read from its start whose last write is older than idle_seconds belongs
+        to a session that has ended (the backfill of a history): its bytes are compressed
+        once, as sealed frames, not as chunks to be recompressed a moment later."""
+        if offset == 0 and st.st_mtime <= self.clock.now() - self.settings.idle_seconds:
+            return SEAL_LEVEL
+        return INGEST_LEVEL
 
     def sync(self, source: Source, relpath: PurePosixPath, summary: IngestSummary,
              on_bytes: Progress | None = None, prefetched: Prefetched | None = None) -> None:
@@ -409,14 +423,19 @@ class Ingestor:
             summary.new_versions += 1
             logger.info("file was rewritten or truncated: storing a new version", path=path,
                         version=cursor.version)
+        level = self._level(cursor.offset, st)
+        # Runs cut out of one shared file, and whole-file snapshots that replace each other:
+        # those keep to chunks, whose rows know their file.
+        sealed = level == SEAL_LEVEL and not role.run_marker and not role.snapshot
         writer = _PieceWriter(self.tier1, source.name, role, cursor,
-                              head or b"", tail, st, self.clock.now())
+                              head or b"", tail, st, self.clock.now(), sealed)
         ready: tuple[bytes, Packed] | None = None
         if (prefetched is not None and not role.compressed
-                and prefetched.offset == cursor.offset and prefetched.stat_key == _stat_key(st)):
+                and prefetched.offset == cursor.offset and prefetched.stat_key == _stat_key(st)
+                and prefetched.packed[2] == level):
             ready = (prefetched.raw, prefetched.packed)
             content.skip(len(prefetched.raw))
-        blocks = self._compressed_blocks(content, ready)
+        blocks = self._compressed_blocks(content, ready, level)
         first = True
         done = False
         while not done:
@@ -489,8 +508,8 @@ class Ingestor:
             cursor.dev, cursor.ino, cursor.size, cursor.mtime_ns = _stat_key(st)
             self.tier1.save_cursor(cursor)
 
-    def _compressed_blocks(self, content: Content, first: tuple[bytes, Packed] | None = None
-                           ) -> Iterator[tuple[bytes, Packed]]:
+    def _compressed_blocks(self, content: Content, first: tuple[bytes, Packed] | None = None,
+                           level: int = INGEST_LEVEL) -> Iterator[tuple[bytes, Packed]]:
         """Blocks with their compressed form; the next blocks compress on the pool (GIL
         released) while the caller writes the current one."""
         if first is not None:
@@ -498,7 +517,7 @@ class Ingestor:
         ahead: deque[tuple[bytes, Future[Packed]]] = deque()
         while True:
             while len(ahead) < BLOCKS_AHEAD and (block := content.read(BLOCK_BYTES)):
-                ahead.append((block, self._pool.submit(compress, block)))
+                ahead.append((block, self._pool.submit(compress, block, level)))
             if not ahead:
                 return
             block, future = ahead.popleft()
@@ -548,8 +567,10 @@ class _PieceWriter:
 
     def __init__(self, tier1: Tier1, source: str,
                  role: FileRole, cursor: Cursor, head: bytes, tail: bytes,
-                 st: os.stat_result, now: float) -> None:
+                 st: os.stat_result, now: float, sealed: bool = False) -> None:
         self.tier1, self.source, self.role = tier1, source, role
+        self.sealed = sealed
+        """New file rows take their bytes as sealed frames of their session, not chunks."""
         self.cursor, self.head, self.tail, self.st, self.now = cursor, head, tail, st, now
         self.base = tier1.base_offset(cursor.file_id) if cursor.file_id else 0
         self.splitter = RunSplitter(role.run_marker, tail[-1:] if cursor.offset else b"",
@@ -599,15 +620,20 @@ class _PieceWriter:
         if c.file_id == 0:
             self.base = c.offset
             c.file_id = self.tier1.new_file(c.session_id, self.source, self.role.logical_path,
-                                            c.version, self.base, self.st.st_mtime, self.now)
+                                            c.version, self.base, self.st.st_mtime, self.now,
+                                            sealed=self.sealed)
             self.new_file_ids.add(c.file_id)
             if self.role.snapshot:
                 self.tier1.drop_older_versions(self.source, self.role.logical_path, c.version)
         if self.role.end_record is not None and _ends_in(self.role.end_record,
                                                          self.tail[-256:], piece):
             self.ended.add(c.session_id)
-        data, crc = packed if packed is not None else compress(piece)
-        self.tier1.add_chunk(c.file_id, c.offset - self.base, piece, data, INGEST_LEVEL, crc)
+        if self.sealed and c.file_id in self.new_file_ids:
+            data, crc, level = packed if packed is not None else compress(piece, SEAL_LEVEL)
+            self.tier1.add_sealed(c.file_id, len(piece), data, level, crc)
+        else:
+            data, crc, level = packed if packed is not None else compress(piece)
+            self.tier1.add_chunk(c.file_id, c.offset - self.base, piece, data, level, crc)
         if len(self.head) < FP_BYTES:
             self.head += piece[: FP_BYTES - len(self.head)]
         self.tail = (self.tail + piece[-FP_BYTES:])[-FP_BYTES:]

@@ -365,3 +365,44 @@ def test_an_end_record_ends_the_session_only_where_it_is_newly_written() -> None
     assert _ends_in(end, b"", record)
     assert _ends_in(end, b'..{"type":"sess', b'ion.shutdown"}\n')  # cut by a block boundary
     assert not _ends_in(end, record, b'{"type":"user.message"}\n')  # resumed after it
+
+
+def test_an_ended_session_is_stored_sealed_at_once(memory: Memory, sources: dict[str, Path],
+                                                   tmp_path: Path) -> None:
+    """A backfill: files last written before idle_seconds are of ended sessions. Their bytes
+    are compressed once, straight into sealed frames, in the session's one stream."""
+    proj = sources["claude-code"] / "-p"
+    (proj / SID / "subagents").mkdir(parents=True)
+    files = {f"-p/{SID}.jsonl": b"".join(claude_line(i, "x" * (i % 90)) for i in range(3000)),
+             f"-p/{SID}/subagents/agent-a.jsonl": b"".join(claude_line(i) for i in range(900))}
+    for rel, data in files.items():
+        (sources["claude-code"] / rel).write_bytes(data)
+    old = memory.clock.now() - memory.settings.idle_seconds - 1
+    for rel in files:
+        os.utime(sources["claude-code"] / rel, (old, old))
+    memory.ingest()
+    conn = memory.tier1.conn
+    sid = f"claude-code:{SID}"
+    assert conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
+    layout = sorted(conn.execute("SELECT stream_offset, raw_len FROM frames"))
+    assert layout == [(0, len(files[f"-p/{SID}.jsonl"])),
+                      (len(files[f"-p/{SID}.jsonl"]),
+                       len(files[f"-p/{SID}/subagents/agent-a.jsonl"]))]
+    assert memory.check() == []
+    assert exported(memory, sid, tmp_path / "a") == files
+    before = memory.show(sid)["stored_bytes"]
+    assert memory.seal() == 1  # marked sealed: nothing recompressed
+    assert memory.show(sid)["stored_bytes"] == before
+    # It grows again: the new bytes are chunks after the sealed ones, then sealed together.
+    main = sources["claude-code"] / f"-p/{SID}.jsonl"
+    with main.open("ab") as f:
+        f.write(claude_line(5000))
+    files[f"-p/{SID}.jsonl"] += claude_line(5000)
+    memory.ingest()
+    assert conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 1
+    assert exported(memory, sid, tmp_path / "b") == files
+    memory.clock.advance(memory.settings.idle_seconds + 1)  # type: ignore[attr-defined]
+    assert memory.seal() == 1
+    assert conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
+    assert exported(memory, sid, tmp_path / "c") == files
+    assert memory.check() == []

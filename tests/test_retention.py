@@ -713,6 +713,10 @@ def test_the_real_analyzer_reports_its_failures_to_the_sweep(store: Memory) -> N
         store.tier1.conn.execute(
             "UPDATE chunks SET crc = crc + 1 WHERE file_id IN "
             "(SELECT id FROM files WHERE session_id = 'mytool:s0.jsonl')")
+        # A frame (an ended file is stored sealed at once): its zstd checksum, zeroed.
+        store.tier1.conn.execute(
+            "UPDATE frames SET data = CAST(substr(data, 1, length(data) - 4) || x'00000000' "
+            "AS BLOB) WHERE session_id = 'mytool:s0.jsonl'")
     base = projected(store)
     set_caps(store, raw_soft_cap=base - 40_000, raw_hard_cap=base - 1)
     report = store.sweep()

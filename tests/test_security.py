@@ -55,8 +55,8 @@ def _forge(memory: Memory, sid: str, path: str, data: bytes = b"evil\n") -> None
     with t1.transaction("forge"):
         t1.ensure_session(sid, "mytool", sid.split(":", 1)[1], 0.0, 0.0)
         fid = t1.new_file(sid, "mytool", path, 1, 0, 0.0, 0.0)
-        packed, crc = compress(data)
-        t1.add_chunk(fid, 0, data, packed, 3, crc)
+        packed, crc, level = compress(data)
+        t1.add_chunk(fid, 0, data, packed, level, crc)
 
 
 @pytest.mark.parametrize(("sid", "path"), [

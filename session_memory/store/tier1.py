@@ -208,12 +208,38 @@ class Tier1:
                           (session_id,))
 
     def new_file(self, session_id: str, source: str, path: str, version: int, base_offset: int,
-                 mtime: float, now: float) -> int:
+                 mtime: float, now: float, *, sealed: bool = False) -> int:
+        """A new file row. `sealed`: its bytes will come as frames (add_sealed), placed at
+        the end of its session's sealed stream."""
         self.conn.execute(
-            "INSERT INTO files (session_id, source, path, version, base_offset, mtime, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (session_id, source, path, version, base_offset, mtime, now))
+            "INSERT INTO files (session_id, source, path, version, base_offset, mtime, created_at,"
+            " stream_offset) VALUES (?, ?, ?, ?, ?, ?, ?, CASE WHEN ? THEN (SELECT coalesce("
+            "max(f.stream_offset + f.raw_len), 0) FROM frames f JOIN sessions s ON "
+            "s.id = f.session_id AND f.generation = s.frame_gen WHERE s.id = ?1) ELSE 0 END)",
+            (session_id, source, path, version, base_offset, mtime, now, int(sealed)))
         return int(self.conn.last_insert_rowid())
+
+    def add_sealed(self, file_id: int, raw_len: int, data: bytes, level: int, crc: int) -> None:
+        """Append a frame to a file stored sealed from its first byte: ingest's way for a
+        session that has ended already (a history's backfill), so that its bytes are
+        compressed once. The frame joins the session's current generation at the file's
+        end of stream; a seal that was staging meanwhile sees the files change and stops."""
+        session_id, start, sealed_len, chunks, gen = db.one(
+            self.conn, "SELECT f.session_id, f.stream_offset, f.sealed_len, f.chunks, "
+            "s.frame_gen FROM files f JOIN sessions s ON s.id = f.session_id WHERE f.id = ?",
+            (file_id,))
+        if chunks:
+            raise CorruptChunkError(f"file {file_id}: sealed bytes cannot follow chunks")
+        self.conn.execute(
+            "INSERT INTO frames (session_id, generation, stream_offset, raw_len, crc, level, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (session_id, gen, start + sealed_len, raw_len, crc, level, data))
+        self.conn.execute("UPDATE files SET raw_bytes = raw_bytes + ?1, sealed_len = sealed_len "
+                          "+ ?1 WHERE id = ?2", (raw_len, file_id))
+        # The session's frames are now (at best) at this level.
+        self.conn.execute("UPDATE sessions SET seal_level = CASE WHEN seal_level = 0 OR "
+                          "seal_level > ?1 THEN ?1 ELSE seal_level END WHERE id = ?2",
+                          (level, session_id))
 
     def set_file_mtime(self, file_id: int, mtime: float) -> None:
         self.conn.execute("UPDATE files SET mtime = ? WHERE id = ?", (mtime, file_id))

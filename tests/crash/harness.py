@@ -280,14 +280,16 @@ class AppendingWriter:
 def add_script_files(rig: Rig, round_no: int) -> None:
     """Fresh work for one scripted run: an old session (backstop), a recent ended one
     (budget), an active one, and one in the `legacy` source the child cannot analyze
-    (overflow, data loss). The legacy one is ingested here, with the full config."""
+    (overflow, data loss). The legacy one is ingested here, with the full config.
+    The active one is dated ahead: on a loaded machine, `idle` (1 s) can pass before the
+    child reaches mark-ended."""
     now = time.time()
     old = rig.src / f"old-{round_no:03d}.jsonl"
     recent = rig.src / f"recent-{round_no:03d}.jsonl"
     active = rig.src / f"active-{round_no:03d}.jsonl"
     lost = rig.legacy / f"lost-{round_no:03d}.jsonl"
     rng = random.Random(round_no)
-    for path, mtime in ((old, now - 60 * 86400), (recent, now - 30), (active, now),
+    for path, mtime in ((old, now - 60 * 86400), (recent, now - 30), (active, now + 600),
                         (lost, now - 30)):
         lines = [f'{{"type": "user", "message": {{"role": "user", "content": '
                  f'"{path.stem} {k} {rng.randbytes(40).hex()}"}}}}\n' for k in range(20)]

@@ -14,12 +14,21 @@ from session_memory.memory import Memory
 from session_memory.store.tier1 import DEEP_SEAL_LEVEL, SEAL_LEVEL, Tier1
 
 
+def _active(memory: Memory, *paths: Path) -> None:
+    """Written just now, as an agent writes a live session: its bytes come in as chunks.
+    (A file last written before idle_seconds is of an ended session, stored sealed at once.)"""
+    for path in paths:
+        os.utime(path, (memory.clock.now(), memory.clock.now()))
+
+
 def _grow(path: Path, memory: Memory, appends: int) -> bytes:
     rnd = random.Random(3)
     for i in range(appends):
         with path.open("ab") as f:
             f.write((json.dumps({"i": i, "text": "word " * rnd.randrange(1, 200)}) + "\n").encode())
+        _active(memory, path)
         memory.ingest()
+    memory.clock.advance(memory.settings.idle_seconds + 1)  # type: ignore[attr-defined]
     return path.read_bytes()
 
 
@@ -61,6 +70,7 @@ def test_growth_after_seal_reopens_the_session(memory: Memory, sources: dict[str
 def test_accounting_is_exact(memory: Memory, sources: dict[str, Path]) -> None:
     for i in range(5):
         (sources["mytool"] / f"{i}.jsonl").write_bytes(b'{"x": 1}\n' * (i + 1) * 100)
+        _active(memory, sources["mytool"] / f"{i}.jsonl")
     memory.ingest()
     conn = memory.tier1.conn
     raw, stored = conn.execute("SELECT sum(raw_len), sum(length(data)) FROM chunks").fetchone()
@@ -73,6 +83,7 @@ def test_accounting_is_exact(memory: Memory, sources: dict[str, Path]) -> None:
 def test_check_finds_a_corrupt_chunk_and_bad_accounting(memory: Memory,
                                                         sources: dict[str, Path]) -> None:
     (sources["mytool"] / "a.jsonl").write_bytes(b'{"x": 1}\n' * 100)
+    _active(memory, sources["mytool"] / "a.jsonl")
     memory.ingest()
     conn = memory.tier1.conn
     with memory.tier1.transaction():
@@ -97,7 +108,9 @@ def test_a_session_is_sealed_as_one_stream(memory: Memory, sources: dict[str, Pa
     (proj / sid / "subagents").mkdir(parents=True)
     (proj / f"{sid}.jsonl").write_bytes(parent)
     (proj / sid / "subagents" / "agent-1.jsonl").write_bytes(parent[: len(parent) // 2])
+    _active(memory, proj / f"{sid}.jsonl", proj / sid / "subagents" / "agent-1.jsonl")
     memory.ingest()
+    memory.clock.advance(memory.settings.idle_seconds + 1)  # type: ignore[attr-defined]
     unsealed = memory.show(f"claude-code:{sid}")["stored_bytes"]
     memory.seal()
     sealed = memory.show(f"claude-code:{sid}")["stored_bytes"]
@@ -117,7 +130,7 @@ def test_a_seal_killed_before_it_switches_loses_nothing(memory: Memory,
     env = dict(os.environ, SESSION_MEMORY_CRASH_AT="before-commit:seal")
     code = ("from session_memory import config; from session_memory.memory import Memory;"
             "from session_memory.clock import FixedClock;"
-            "Memory(config.load(), clock=FixedClock(1_800_000_000.0)).seal()")
+            f"Memory(config.load(), clock=FixedClock({memory.clock.now()!r})).seal()")
     run = subprocess.run([sys.executable, "-c", code], env=env, timeout=60)
     assert run.returncode == -signal.SIGKILL
     conn = memory.tier1.conn
