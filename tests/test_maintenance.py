@@ -4,6 +4,7 @@ totals from chunks alone and broke every sealed session's accounting."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -156,3 +157,44 @@ def test_forget_leaves_no_trace_of_the_content_in_tier1(
     assert not found()
     assert memory.check() == []
     assert [s["id"] for s in memory.sessions()] == ["mytool:other.jsonl"]
+
+
+def test_forget_leaves_no_trace_of_a_session_anywhere_in_the_data_dir(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    """A unique string planted in many sessions, stored every way Tier 1 stores bytes
+    (chunks, frames sealed at ingest, sealed and recompressed frames) and digested; once
+    they are all forgotten, no file under the data directory holds it."""
+    planted = b"PLANTED-q8z3v-unique-marker"
+    proj = sources["claude-code"] / "-p"
+    proj.mkdir()
+    sids = []
+    for n in range(8):
+        sid = f"00000000-0000-4000-8000-{n:012d}"
+        lines = [{"type": "user", "sessionId": sid, "uuid": f"u{n}-{k}",
+                  "message": {"role": "user", "content": f"{planted.decode()} {n} {k} "
+                              + "filler words " * (k % 40)}} for k in range(400)]
+        path = proj / f"{sid}.jsonl"
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        if n % 2:  # live sessions: chunks, sealed later
+            os.utime(path, (memory.clock.now(), memory.clock.now()))
+        sids.append(f"claude-code:{sid}")
+    memory.ingest()
+    memory.clock.advance(memory.settings.idle_seconds + 1)  # type: ignore[attr-defined]
+    memory.seal()
+    memory.analyze()
+    memory.deep_seal()
+    keep = proj / "00000000-0000-4000-8000-999999999999.jsonl"
+    keep.write_text(json.dumps({"type": "user", "message": {"role": "user",
+                                                            "content": "kept"}}) + "\n")
+    memory.ingest()
+    found = [p for p in memory.settings.data_dir.rglob("*") if p.is_file()
+             and planted in p.read_bytes()]
+    assert found  # planted where the search can see it: the test can fail
+    for sid in sids:
+        memory.forget(sid)
+    found = [p for p in memory.settings.data_dir.rglob("*") if p.is_file()
+             and planted in p.read_bytes()]
+    assert found == []
+    assert memory.check() == []
+    assert [s["id"] for s in memory.sessions()] == [
+        "claude-code:00000000-0000-4000-8000-999999999999"]
