@@ -223,7 +223,9 @@ def test_idle_sessions_get_digests(env: Env, start: Callable[..., DaemonProcess]
         digest = wait_until(lambda: memory.show(f"claude-code:{sid}")["digest"], 15,
                             "a digest for the idle session")
         assert digest["first_prompt"] == "add a test for the parser"
-        assert memory.show(f"claude-code:{sid}")["state"] == "analyzed"
+        # The digest commits in Tier 2 first, then the state in Tier 1: a moment apart.
+        wait_until(lambda: memory.show(f"claude-code:{sid}")["state"] == "analyzed", 15,
+                   "the session marked analyzed")
         # With nothing else to do, the daemon recompresses the sealed session harder.
         wait_until(lambda: memory.tier1.conn.execute(
             "SELECT seal_level FROM sessions WHERE id = ?", (f"claude-code:{sid}",)
