@@ -172,8 +172,10 @@ class _Tree:
             elif isinstance(record.messageID, str):
                 parts.setdefault(record.messageID, []).append(record)
         messages.sort(key=lambda m: (_ms(m.time, "created") or 0, str(m.id)))
-        self.messages = [(m, sorted(parts.get(str(m.id), ()), key=lambda p: str(p.id)))
+        self.messages = [(m, sorted(parts.pop(str(m.id), ()), key=lambda p: str(p.id)))
                          for m in messages]
+        self.orphans = sorted((p for ps in parts.values() for p in ps), key=lambda p: str(p.id))
+        """Parts whose message file is not stored (yet): still what the agent did."""
 
 
 def parse(pieces: Sequence[Piece], out: Sink) -> None:
@@ -184,30 +186,35 @@ def parse(pieces: Sequence[Piece], out: Sink) -> None:
         _session(session, out)
     for message, parts in tree.messages:
         _message(message, parts, out)
+    for part in tree.orphans:
+        _part(part, out)
 
 
 def transcript(pieces: Sequence[Piece]) -> Iterator[Turn]:
     """Each message's text, tool calls and their results, in the order written."""
     tree = _Tree(pieces, _decode_for_reading)
     sub = any(str_or_none(s.parentID) for s in tree.sessions)
-    for message, parts in tree.messages:
-        ts = _iso(_ms(message.time, "created"))
-        if message.role == "user":
+    for message, parts in [*tree.messages, (None, tree.orphans)]:
+        ts = _iso(_ms(message.time, "created")) if message else None
+        if message is not None and message.role == "user":
             text = "\n".join(p.text for p in parts if p.type == "text"
                              and isinstance(p.text, str) and not p.synthetic and not p.ignored)
             if prompt := human_text(text):
                 yield Turn("user", prompt, ts, subagent=sub)
             continue
         for p in parts:
-            if p.type == "text" and isinstance(p.text, str) and not p.synthetic:
-                yield Turn("assistant", p.text, ts, subagent=sub)
-            elif p.type == "tool" and isinstance(p.tool, str):
-                state = p.state if isinstance(p.state, _State) else _State()
-                yield Turn("tool_call", arguments_text(state.input), ts, p.tool, sub)
-                if state.status in ("completed", "error"):
-                    output = state.error if state.status == "error" else getattr(
-                        state, "output", None)
-                    yield Turn("tool_result", str(output or ""), ts, p.tool, sub)
+            yield from _part_turns(p, ts, sub)
+
+
+def _part_turns(p: _Record, ts: str | None, sub: bool) -> Iterator[Turn]:
+    if p.type == "text" and isinstance(p.text, str) and not p.synthetic:
+        yield Turn("assistant", p.text, ts, subagent=sub)
+    elif p.type == "tool" and isinstance(p.tool, str):
+        state = p.state if isinstance(p.state, _State) else _State()
+        yield Turn("tool_call", arguments_text(state.input), ts, p.tool, sub)
+        if state.status in ("completed", "error"):
+            output = state.error if state.status == "error" else getattr(state, "output", None)
+            yield Turn("tool_result", str(output or ""), ts, p.tool, sub)
 
 
 def _ms(time: Any, field: str) -> int | None:

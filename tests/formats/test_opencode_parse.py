@@ -219,3 +219,19 @@ def test_which_files_belong_to_which_session() -> None:
         assert (role.native_id if role else None) == native, path
         assert role is None or role.snapshot, path  # every file is rewritten whole
     assert identify(PurePosixPath("part/msg_1/prt_1.json"), lambda: b"{}") is None
+
+
+def test_parts_without_their_message_file_still_count(home: Path, tmp_path: Path) -> None:
+    root = tmp_path / "storage"
+    write_config(home, f'[sources.opencode]\nroot = "{root}"\n')
+    _json(root / "session" / "p1" / "ses_o.json", {"id": "ses_o", "title": "Orphans"})
+    _json(root / "part" / "msg_gone" / "prt_1.json",
+          {"id": "prt_1", "sessionID": "ses_o", "messageID": "msg_gone", "type": "tool",
+           "tool": "bash", "callID": "c1",
+           "state": {"status": "error", "input": {"command": "make"}, "error": "exit 2"}})
+    with Memory(config.load(), clock=FixedClock(2_000_000_000)) as memory:
+        memory.ingest()
+        memory.analyze()
+        d = memory.show("opencode:ses_o")["digest"]
+    assert d["tool_calls"] == {"bash": 1} and d["commands"] == ["make"]
+    assert d["tool_errors"] == 1 and d["errors"][0]["snippet"] == "exit 2"
