@@ -28,6 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from session_memory import config, dashboard  # noqa: E402
+from session_memory.analyze.digest import ANALYZER_VERSION  # noqa: E402
 from session_memory.clock import FixedClock  # noqa: E402
 from session_memory.memory import Memory  # noqa: E402
 
@@ -86,24 +87,22 @@ def populate(data: Path, n_reports: int, n_sessions: int, seed: int = 1) -> None
                         "INSERT INTO chunks (file_id, offset, raw_len, crc, level, data)"
                         " VALUES (last_insert_rowid(), 0, ?, 0, 3, zeroblob(?))",
                         (size * 5, min(size, 200_000)))
+        # Digests through the store (it keeps the hourly usage tables), 2,000 at a time.
+        digests = []
+        for i, sid in enumerate(ids):
+            if i in lost or i >= n_evicted + n_analyzed:
+                continue
+            began = NOW - (n_sessions - i) * (n_reports * HOUR / n_sessions)
+            spend = [[None, int(began // HOUR), model, 0, began, began + 1800,
+                      rnd.randrange(5000), rnd.randrange(20000), rnd.randrange(50000), 0,
+                      rnd.randrange(500000), 0, rnd.randrange(1, 80)]
+                     for model in rnd.sample(MODELS, rnd.choice((1, 1, 2)))]
+            digests.append((sid, "claude-code", {
+                "analyzer_version": ANALYZER_VERSION, "project": rnd.choice(projects),
+                "title": "bench", "started_at": began, "ended_at": began + 1800, "spend": spend}))
+        for i in range(0, len(digests), 2000):
+            t2.put_digests(digests[i:i + 2000], NOW)
         with t2.transaction("bench"):
-            for i, sid in enumerate(ids):
-                if i in lost or i >= n_evicted + n_analyzed:
-                    continue
-                began = NOW - (n_sessions - i) * (n_reports * HOUR / n_sessions)
-                rowid = t2.conn.execute(
-                    "INSERT INTO digests (session_id, source, analyzer_version, analyzed_at,"
-                    " project, started_at, digest) VALUES (?, 'claude-code', 2, ?, ?, ?, '{}')"
-                    " RETURNING rowid", (sid, began, rnd.choice(projects), began)).fetchone()[0]
-                for model in rnd.sample(MODELS, rnd.choice((1, 1, 2))):
-                    t2.conn.execute(
-                        "INSERT INTO usage_hourly (session, hour, model, input, output,"
-                        " cache_creation, cache_read, responses, first_at, last_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (rowid, int(began // HOUR), model, rnd.randrange(5000),
-                         rnd.randrange(20000), rnd.randrange(50000), rnd.randrange(500000),
-                         rnd.randrange(1, 80), began, began + 1800))
-                t2.conn.execute("INSERT INTO usage_sessions VALUES (?, 1)", (rowid,))
             by_hour: dict[int, list[int]] = {}
             for i, hour in enumerate(evicted_hour):
                 by_hour.setdefault(hour, []).append(i)
