@@ -101,3 +101,11 @@ def test_no_store_yet_is_a_clear_error_and_creates_nothing(home: Path) -> None:
     run = cli(store, "-o", str(out), code=1)
     assert "no store yet" in run.stderr
     assert not out.exists() and list(data_dir.iterdir()) == []
+
+
+def test_open_without_a_browser_says_where_the_page_is(home: Path) -> None:
+    store = build(home)
+    out = home / "dash.html"
+    run = cli(store, "-o", str(out), "--open", env={"BROWSER": "false"})
+    assert "no web browser found" in run.stderr and str(out.resolve()) in run.stderr
+    assert out.is_file()
