@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -20,8 +20,6 @@ from session_memory.store.tier2 import Tier2
 logger = log.get("session_memory.maintenance")
 
 FORGET_PREFIX = "forget_pending:"
-# A range over the meta table's primary key: every key that starts with FORGET_PREFIX.
-_FORGET_RANGE = "key >= 'forget_pending:' AND key < 'forget_pending;'"
 
 
 # -- forget ------------------------------------------------------------------------------
@@ -36,8 +34,7 @@ def forget(tier1: Tier1, tier2: Tier2, session_id: str, now: float) -> dict[str,
     again) finishes the job. The other order would leave an analyzed session without a
     digest, which a repair re-analyzes - bringing the digest back.
     """
-    row = tier1.conn.execute("SELECT raw_bytes, stored_bytes FROM sessions WHERE id = ?",
-                             (session_id,)).fetchone()
+    row = tier1.byte_counts(session_id)
     had_digest = tier2.has_digest(session_id)
     with _secure_delete(tier1), tier1.transaction("forget"):
         tier1.forget(session_id)
@@ -55,32 +52,21 @@ def _forget_digest(tier1: Tier1, tier2: Tier2, session_id: str) -> None:
     with _secure_delete(tier2), tier2.transaction("forget-digest"):
         tier2.delete_digest(session_id)
         # FTS5 keeps deleted terms in its segments until they merge: merge them now.
-        tier2.conn.execute("INSERT INTO digests_fts (digests_fts) VALUES ('optimize')")
+        tier2.merge_search_index()
     with tier1.transaction("forget-done"):
-        tier1.conn.execute("DELETE FROM meta WHERE key = ?", (FORGET_PREFIX + session_id,))
+        tier1.delete_meta(FORGET_PREFIX + session_id)
 
 
 def pending_forgets(tier1: Tier1) -> list[str]:
-    return [str(k)[len(FORGET_PREFIX):] for k, in tier1.conn.execute(
-        f"SELECT key FROM meta WHERE {_FORGET_RANGE}")]
+    return [key[len(FORGET_PREFIX):] for key in tier1.meta_keys(FORGET_PREFIX)]
 
 
-@contextlib.contextmanager
-def _secure_delete(store: Tier1 | Tier2) -> Iterator[None]:
-    """secure_delete for this operation only: it slows every later delete on the connection
-    (which goes back to what it was, FAST: see db.connect)."""
-    before = int(db.one(store.conn, "PRAGMA secure_delete")[0])
-    store.conn.execute("PRAGMA secure_delete = ON")
-    try:
-        yield
-    finally:
-        store.conn.execute(f"PRAGMA secure_delete = {'FAST' if before == 2 else before}")
+def _secure_delete(store: Tier1 | Tier2) -> contextlib.AbstractContextManager[None]:
+    return db.secure_delete(store.conn)
 
 
 def _reclaim(store: Tier1 | Tier2) -> None:
-    for sql in ("PRAGMA incremental_vacuum", "PRAGMA wal_checkpoint(TRUNCATE)"):
-        for _ in store.conn.execute(sql):
-            pass
+    db.reclaim(store.conn)
 
 
 # -- cross-tier check and repair ------------------------------------------------------
@@ -115,68 +101,17 @@ class Findings:
         return out
 
 
-@contextlib.contextmanager
-def _attached(tier1: Tier1, tier2: Tier2) -> Iterator[None]:
-    """Tier 2 attached to Tier 1's connection, for joins across the tiers (reads only)."""
-    tier1.conn.execute("ATTACH DATABASE ? AS t2", (str(tier2.path),))
-    try:
-        yield
-    finally:
-        tier1.conn.execute("DETACH DATABASE t2")
-
-
-def _ids(tier1: Tier1, sql: str) -> list[Any]:
-    return [r[0] for r in tier1.conn.execute(sql)]
-
-
 def find(tier1: Tier1, tier2: Tier2) -> Findings:
-    with _attached(tier1, tier2):
-        digest_orphans = _ids(tier1, "SELECT session_id FROM t2.digests WHERE session_id "
-                                     "NOT IN (SELECT id FROM main.sessions) ORDER BY 1")
-        analyzed_orphans = _ids(tier1, "SELECT id FROM main.sessions WHERE state = 'analyzed' "
-                                       "AND id NOT IN (SELECT session_id FROM t2.digests) "
-                                       "ORDER BY 1")
+    digest_orphans, analyzed_orphans = tier1.cross_tier_orphans(tier2.path)
     return Findings(
         digest_without_session=digest_orphans,
-        files_without_session=_ids(tier1, "SELECT DISTINCT session_id FROM files WHERE "
-                                          "session_id NOT IN (SELECT id FROM sessions) "
-                                          "ORDER BY 1"),
-        chunks_without_file=_ids(tier1, "SELECT DISTINCT file_id FROM chunks WHERE file_id "
-                                        "NOT IN (SELECT id FROM files) ORDER BY 1"),
+        files_without_session=tier1.files_without_session(),
+        chunks_without_file=tier1.chunks_without_file(),
         analyzed_without_digest=analyzed_orphans,
-        accounting_drift=_accounting_drift(tier1),
+        accounting_drift=tier1.accounting_drift(),
         interrupted_sweep=retention.interrupted_sweep(tier1),
         pending_forgets=pending_forgets(tier1),
     )
-
-
-# The accounting rules, as Tier1.check states them: a file counts its chunks plus the part
-# of its session's sealed stream it owns (sealed_len); a session counts its files plus its
-# frames' compressed bytes; the store counts every chunk and every frame.
-_FILE_RAW = ("(SELECT f.sealed_len + coalesce(sum(raw_len), 0) FROM chunks "
-             "WHERE file_id = f.id)")
-_FILE_STORED = "(SELECT coalesce(sum(length(data)), 0) FROM chunks WHERE file_id = f.id)"
-_FILE_CHUNKS = "(SELECT count(*) FROM chunks WHERE file_id = f.id)"
-_SESSION_RAW = "(SELECT coalesce(sum(raw_bytes), 0) FROM files WHERE session_id = s.id)"
-_SESSION_STORED = ("((SELECT coalesce(sum(stored_bytes), 0) FROM files WHERE session_id = s.id)"
-                   " + (SELECT coalesce(sum(length(data)), 0) FROM frames "
-                   "WHERE session_id = s.id))")
-_STORE_SUMS = ("SELECT coalesce(sum(r), 0), coalesce(sum(st), 0), count(*) FROM ("
-               "SELECT raw_len r, length(data) st FROM chunks "
-               "UNION ALL SELECT raw_len, length(data) FROM frames)")
-
-
-def _accounting_drift(tier1: Tier1) -> bool:
-    conn = tier1.conn
-    totals = conn.execute("SELECT raw_bytes, stored_bytes, chunks FROM totals").fetchone()
-    sums = conn.execute(_STORE_SUMS).fetchone()
-    if tuple(totals or ()) != tuple(sums or ()):
-        return True
-    return conn.execute(
-        f"SELECT 1 FROM files f WHERE raw_bytes != {_FILE_RAW} "
-        f"OR stored_bytes != {_FILE_STORED} OR chunks != {_FILE_CHUNKS} UNION ALL "
-        f"SELECT 1 FROM sessions s WHERE raw_bytes != {_SESSION_RAW} "
-        f"OR stored_bytes != {_SESSION_STORED} LIMIT 1").fetchone() is not None
 
 
 def cross_check(tier1: Tier1, tier2: Tier2) -> list[str]:
@@ -209,60 +144,36 @@ def repair(tier1: Tier1, tier2: Tier2, now: float) -> list[str]:
     with tier1.transaction("repair"):
         for sid in f.files_without_session:
             # The raw bytes are still whole: give them their row back rather than drop them.
-            tier1.conn.execute(
-                "INSERT INTO sessions (id, source, native_id, first_seen, last_write) "
-                "SELECT session_id, min(source), ?, min(created_at), "
-                "coalesce(max(mtime), min(created_at)) FROM files WHERE session_id = ? "
-                "GROUP BY session_id", (sid.split(":", 1)[-1], sid))
+            tier1.restore_session_row(sid)
             fixed.append(f"{sid}: recreated the session row of its stored files")
         for fid in f.chunks_without_file:
             # Reachable by no session, so no command could ever export them.
-            tier1.conn.execute("DELETE FROM chunks WHERE file_id = ?", (fid,))
+            tier1.delete_chunks_of(fid)
             fixed.append(f"deleted the chunks of file {fid}, which belong to no file")
         for sid in f.analyzed_without_digest:
             # Raw bytes are all there: analyze it again rather than trust the state.
-            tier1.conn.execute("UPDATE sessions SET state = 'open', analyzed_at = NULL "
-                               "WHERE id = ? AND state = 'analyzed'", (sid,))
+            tier1.requeue_analysis(sid)
             fixed.append(f"{sid}: analyzed without a digest; queued for analysis again")
         for sid in f.digest_without_session:
             if sid in f.pending_forgets:
                 continue
             # Tier 2 is the precious tier: give the digest an evicted row to belong to.
-            digest = tier2.conn.execute(
-                "SELECT source, analyzed_at, started_at, ended_at FROM digests "
-                "WHERE session_id = ?", (sid,)).fetchone()
-            if digest is None:
+            times = tier2.digest_times(sid)
+            if times is None:
                 continue
-            source, analyzed_at, started_at, ended_at = digest
-            tier1.conn.execute(
-                "INSERT OR IGNORE INTO sessions (id, source, native_id, state, first_seen, "
-                "last_write, started_at, ended_at, analyzed_at, evicted_at) "
-                "VALUES (?, ?, ?, 'evicted', ?, ?, ?, ?, ?, ?)",
-                (sid, source, sid.split(":", 1)[-1], analyzed_at, ended_at or analyzed_at,
-                 started_at, ended_at, analyzed_at, now))
+            source, analyzed_at, started_at, ended_at = times
+            tier1.restore_evicted_row(sid, source, analyzed_at=analyzed_at,
+                                      started_at=started_at, ended_at=ended_at, now=now)
             fixed.append(f"{sid}: digest without session; recreated its row as evicted")
         leaked = tier1.free_leaked_frames()
         for sid, n, size in leaked:
             fixed.append(f"{sid}: freed {n} frames ({size} bytes) that no read used")
         if f.accounting_drift or f.chunks_without_file:
-            _recount(tier1)
+            tier1.recount()
             fixed.append("recounted the byte totals from the chunks")
     if leaked:
         tier1.reclaim()  # the file shrinks by what was freed
     return fixed
-
-
-def _recount(tier1: Tier1) -> None:
-    """Set every total from the chunks and frames themselves (files, sessions, the store)."""
-    conn = tier1.conn
-    conn.execute(f"UPDATE files AS f SET raw_bytes = {_FILE_RAW}, "
-                 f"stored_bytes = {_FILE_STORED}, chunks = {_FILE_CHUNKS}")
-    # The files trigger just moved session totals by each file's change; set them absolutely.
-    conn.execute(f"UPDATE sessions AS s SET raw_bytes = {_SESSION_RAW}, "
-                 f"stored_bytes = {_SESSION_STORED}")
-    raw, stored, count = db.one(conn, _STORE_SUMS)
-    conn.execute("UPDATE totals SET raw_bytes = ?, stored_bytes = ?, chunks = ?",
-                 (raw, stored, count))
 
 
 # -- ids of runs, from run numbers to header times ----------------------------------------
@@ -301,7 +212,7 @@ def migrate_run_ids(tier1: Tier1, tier2: Tier2, settings: Settings) -> list[str]
     flat = json.loads(pending)
     tier2.rename_sessions(flat)
     with tier1.transaction("rename-runs-done"):
-        tier1.conn.execute("DELETE FROM meta WHERE key = ?", (RUN_RENAMES_KEY,))
+        tier1.delete_meta(RUN_RENAMES_KEY)
     for old, new in flat.items():
         logger.info("session renamed: runs are named by their start", old=old, new=new)
     return [f"{old} is now {new}" for old, new in flat.items()]

@@ -169,3 +169,22 @@ def file_footprint(path: Path) -> int:
         with contextlib.suppress(FileNotFoundError):
             total += os.stat(f"{path}{suffix}").st_size
     return total
+
+
+@contextlib.contextmanager
+def secure_delete(conn: apsw.Connection) -> Iterator[None]:
+    """secure_delete for one operation only: it slows every later delete on the connection
+    (which goes back to what it was, FAST: see connect)."""
+    before = int(one(conn, "PRAGMA secure_delete")[0])
+    conn.execute("PRAGMA secure_delete = ON")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA secure_delete = {'FAST' if before == 2 else before}")
+
+
+def reclaim(conn: apsw.Connection) -> None:
+    """Free pages back to the file system, and the WAL emptied."""
+    for sql in ("PRAGMA incremental_vacuum", "PRAGMA wal_checkpoint(TRUNCATE)"):
+        for _ in conn.execute(sql):
+            pass

@@ -128,6 +128,21 @@ class Tier1:
     def set_meta(self, key: str, value: Any) -> None:
         self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    def delete_meta(self, key: str) -> None:
+        self.conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+
+    def meta_keys(self, prefix: str) -> list[str]:
+        """Keys that start with `prefix`, by a range over the primary key."""
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        return [str(r[0]) for r in self.conn.execute(
+            "SELECT key FROM meta WHERE key >= ? AND key < ? ORDER BY key", (prefix, end))]
+
+    def byte_counts(self, session_id: str) -> tuple[int, int] | None:
+        """(raw bytes, stored bytes) of a session, or None."""
+        row = self.conn.execute("SELECT raw_bytes, stored_bytes FROM sessions WHERE id = ?",
+                                (session_id,)).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
     # -- cursors --------------------------------------------------------------------
 
     def cursors(self, source: str | None = None) -> list[Cursor]:
@@ -715,6 +730,101 @@ class Tier1:
             except CorruptChunkError as e:
                 problems.append(f"tier1 chunk: {e}")
         return problems
+
+
+    # -- accounting checks and repairs (maintenance.py decides, these do) ------------------
+
+    def accounting_drift(self) -> bool:
+        """Whether any total differs from the chunks and frames it counts."""
+        totals = self.conn.execute("SELECT raw_bytes, stored_bytes, chunks FROM totals"
+                                   ).fetchone()
+        sums = self.conn.execute(_STORE_SUMS).fetchone()
+        if tuple(totals or ()) != tuple(sums or ()):
+            return True
+        return self.conn.execute(
+            f"SELECT 1 FROM files f WHERE raw_bytes != {_FILE_RAW} "
+            f"OR stored_bytes != {_FILE_STORED} OR chunks != {_FILE_CHUNKS} UNION ALL "
+            f"SELECT 1 FROM sessions s WHERE raw_bytes != {_SESSION_RAW} "
+            f"OR stored_bytes != {_SESSION_STORED} LIMIT 1").fetchone() is not None
+
+    def recount(self) -> None:
+        """Set every total from the chunks and frames themselves (files, sessions, the
+        store). The caller owns the transaction."""
+        self.conn.execute(f"UPDATE files AS f SET raw_bytes = {_FILE_RAW}, "
+                          f"stored_bytes = {_FILE_STORED}, chunks = {_FILE_CHUNKS}")
+        # The files trigger just moved session totals by each file's change: set them anew.
+        self.conn.execute(f"UPDATE sessions AS s SET raw_bytes = {_SESSION_RAW}, "
+                          f"stored_bytes = {_SESSION_STORED}")
+        raw, stored, count = db.one(self.conn, _STORE_SUMS)
+        self.conn.execute("UPDATE totals SET raw_bytes = ?, stored_bytes = ?, chunks = ?",
+                          (raw, stored, count))
+
+    def cross_tier_orphans(self, tier2_path: Path) -> tuple[list[str], list[str]]:
+        """(digests whose session has no row here, analyzed sessions with no digest there),
+        read with Tier 2 attached for the join."""
+        self.conn.execute("ATTACH DATABASE ? AS t2", (str(tier2_path),))
+        try:
+            digests = [r[0] for r in self.conn.execute(
+                "SELECT session_id FROM t2.digests WHERE session_id "
+                "NOT IN (SELECT id FROM main.sessions) ORDER BY 1")]
+            analyzed = [r[0] for r in self.conn.execute(
+                "SELECT id FROM main.sessions WHERE state = 'analyzed' "
+                "AND id NOT IN (SELECT session_id FROM t2.digests) ORDER BY 1")]
+        finally:
+            self.conn.execute("DETACH DATABASE t2")
+        return digests, analyzed
+
+    def files_without_session(self) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT session_id FROM files WHERE session_id NOT IN "
+            "(SELECT id FROM sessions) ORDER BY 1")]
+
+    def chunks_without_file(self) -> list[int]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT file_id FROM chunks WHERE file_id NOT IN (SELECT id FROM files) "
+            "ORDER BY 1")]
+
+    def restore_session_row(self, session_id: str) -> None:
+        """A session row for stored files that lost theirs (caller owns the transaction)."""
+        self.conn.execute(
+            "INSERT INTO sessions (id, source, native_id, first_seen, last_write) "
+            "SELECT session_id, min(source), ?, min(created_at), "
+            "coalesce(max(mtime), min(created_at)) FROM files WHERE session_id = ? "
+            "GROUP BY session_id", (session_id.split(":", 1)[-1], session_id))
+
+    def delete_chunks_of(self, file_id: int) -> None:
+        self.conn.execute("DELETE FROM chunks WHERE file_id = ?", (file_id,))
+
+    def requeue_analysis(self, session_id: str) -> None:
+        self.conn.execute("UPDATE sessions SET state = 'open', analyzed_at = NULL "
+                          "WHERE id = ? AND state = 'analyzed'", (session_id,))
+
+    def restore_evicted_row(self, session_id: str, source: str, *, analyzed_at: float,
+                            started_at: float | None, ended_at: float | None,
+                            now: float) -> None:
+        """An evicted row for a digest that lost its session row."""
+        self.conn.execute(
+            "INSERT OR IGNORE INTO sessions (id, source, native_id, state, first_seen, "
+            "last_write, started_at, ended_at, analyzed_at, evicted_at) "
+            "VALUES (?, ?, ?, 'evicted', ?, ?, ?, ?, ?, ?)",
+            (session_id, source, session_id.split(":", 1)[-1], analyzed_at,
+             ended_at or analyzed_at, started_at, ended_at, analyzed_at, now))
+
+
+# The accounting rules, as Tier1.check states them: a file counts its chunks plus the part
+# of its session's sealed stream it owns (sealed_len); a session counts its files plus its
+# frames' compressed bytes; the store counts every chunk and every frame.
+_FILE_RAW = ("(SELECT f.sealed_len + coalesce(sum(raw_len), 0) FROM chunks "
+             "WHERE file_id = f.id)")
+_FILE_STORED = "(SELECT coalesce(sum(length(data)), 0) FROM chunks WHERE file_id = f.id)"
+_FILE_CHUNKS = "(SELECT count(*) FROM chunks WHERE file_id = f.id)"
+_SESSION_RAW = "(SELECT coalesce(sum(raw_bytes), 0) FROM files WHERE session_id = s.id)"
+_SESSION_STORED = ("((SELECT coalesce(sum(stored_bytes), 0) FROM files WHERE session_id = s.id)"
+                   " + (SELECT coalesce(sum(length(data)), 0) FROM frames "
+                   "WHERE session_id = s.id))")
+_STORE_SUMS = ("SELECT coalesce(sum(r), 0), coalesce(sum(st), 0), count(*) FROM ("
+               "SELECT raw_len r, length(data) st FROM chunks "
+               "UNION ALL SELECT raw_len, length(data) FROM frames)")
 
 
 class _Interrupted(Exception):

@@ -473,8 +473,18 @@ class Tier2:
         return self.conn.execute("SELECT 1 FROM digests WHERE session_id = ?",
                                  (session_id,)).fetchone() is not None
 
+    def digest_times(self, session_id: str) -> tuple[str, float, float | None, float | None] | None:
+        """(source, analyzed_at, started_at, ended_at) of a digest, or None."""
+        row = self.conn.execute("SELECT source, analyzed_at, started_at, ended_at FROM digests "
+                                "WHERE session_id = ?", (session_id,)).fetchone()
+        return None if row is None else (str(row[0]), float(row[1]), row[2], row[3])
+
     def digest_ids(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT session_id FROM digests")}
+
+    def merge_search_index(self) -> None:
+        """FTS5 keeps deleted terms in its segments until they merge: merge them now."""
+        self.conn.execute("INSERT INTO digests_fts (digests_fts) VALUES ('optimize')")
 
     def delete_digest(self, session_id: str) -> None:
         """Caller owns the transaction."""

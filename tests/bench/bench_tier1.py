@@ -127,7 +127,7 @@ def append_path(cfg: Path, picked: list[Path], work: Path) -> float:
     z = zstd_seconds(sorted(new_parts.iterdir()), work)
     with Memory(config.load(cfg), clock=FixedClock(4e9)) as memory:
         t0 = time.perf_counter()
-        summary = memory.ingest()
+        summary = memory.ingest(picked)  # the files that changed, as the watcher names them
         seconds = time.perf_counter() - t0
     assert summary.bytes_added == added, (summary.bytes_added, added)
     return z / seconds
