@@ -122,10 +122,17 @@ def _table_price(model: str, prompt_over: int) -> Price | None:
     import genai_prices  # 0.15 s to import its table: only when a cost is asked for
     from genai_prices.data_snapshot import get_snapshot
 
+    snapshot = get_snapshot()
     try:
-        provider, info = get_snapshot().find_provider_model(model, None, None, None)
+        provider, info = snapshot.find_provider_model(model, None, None, None)
     except LookupError:
-        return None
+        if "/" not in model:
+            return None
+        try:  # "anthropic/claude-sonnet-4", as Aider names a model through LiteLLM
+            provider, info = snapshot.find_provider_model(model.rsplit("/", 1)[1], None,
+                                                          None, None)
+        except LookupError:
+            return None
     from datetime import UTC, datetime
 
     prices = info.get_prices(datetime.now(UTC))

@@ -81,3 +81,16 @@ def test_fixture_runs(fixtures: Memory) -> None:
     assert run3["user_turns"] == 4  # a 100-line prompt is one turn
     # The first run only installed a browser feature: nobody asked anything.
     assert setup["user_turns"] == 0 and setup["outcome"] == "unknown"
+
+
+def test_usage_lands_at_the_run_start(memory: Memory, sources: dict[str, Path]) -> None:
+    write(sources["aider"], "myrepo/.aider.chat.history.md", HISTORY)
+    digest_of(memory, "aider:myrepo#20250901T140000")
+    (row,) = memory.usage("day", breakdown=True)
+    # A run has only its header's time (local): all its replies are spent then.
+    assert (row["key"], row["input"], row["output"], row["cache_creation"],
+            row["cache_read"]) == ("2025-09-01", 2300 + 1_500_000, 340 + 85, 1100, 12000)
+    (model,) = row["models"]
+    assert model["model"] == "anthropic/claude-sonnet-4"
+    assert model["prices"]["anthropic/claude-sonnet-4"].startswith("genai-prices ")
+    assert row["cost_usd"] is not None and row["cost_usd"] > 0

@@ -120,3 +120,16 @@ def test_whole_file_json_of_older_versions(memory: Memory, sources: dict[str, Pa
     assert d["tokens"]["input"] == 40 and d["tokens"]["output"] == 4
     assert d["duration_s"] == 1800.0
     assert d["malformed_lines"] == 0
+
+
+def test_usage_by_hour_takes_cached_input_off_and_bills_thoughts_as_output(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    write(sources["gemini-cli"], f"{CHATS}/session-2026-03-01T09-00-gggggggg.jsonl", chat())
+    write(sources["gemini-cli"], f"{CHATS}/{GID}/session-sub.jsonl", subagent_chat())
+    digest_of(memory, f"gemini-cli:{GID}")
+    (row,) = memory.usage("model", breakdown=True)
+    # g1 (its last copy: 100 in of which 20 cached, 30 out + 7 thoughts), g3 (50 in,
+    # 5 out + 1 thought) and the subagent's s2 (7 in, 3 out); g2 was rewound away.
+    assert (row["key"], row["input"], row["output"], row["cache_read"], row["reasoning"]) == (
+        "gemini-2.5-pro", 80 + 50 + 7, 37 + 6 + 3, 20, 8)
+    assert row["responses"] == 3
