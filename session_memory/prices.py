@@ -128,7 +128,7 @@ def _table_price(model: str, prompt_over: int) -> Price | None:
     except LookupError:
         if "/" not in model:
             return None
-        try:  # "anthropic/claude-sonnet-4", as Aider names a model through LiteLLM
+        try:  # "vendor/model", as tools that go through LiteLLM name one
             provider, info = snapshot.find_provider_model(model.rsplit("/", 1)[1], None,
                                                           None, None)
         except LookupError:
