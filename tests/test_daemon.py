@@ -382,7 +382,8 @@ def test_an_appending_and_a_rewriting_tool(env: Env, start: Callable[..., Daemon
                                 "cacheWriteTokens": 0}}}}))
         digest = wait_until(lambda: memory.show(sid)["digest"], 15,
                             "a digest for the session its shutdown record ended")
-        assert memory.show(sid)["state"] == "analyzed"
+        wait_until(lambda: memory.show(sid)["state"] == "analyzed", 15,
+                   "the session marked analyzed")
         assert digest["first_prompt"] == "port the parser"
         assert digest["tokens"]["input"] == 60 and digest["tokens"]["cache_read"] == 40
 
