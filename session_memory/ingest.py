@@ -668,11 +668,13 @@ def seal_ended(tier1: Tier1, settings: Settings, clock: Clock, *, workers: int =
                interrupted: Callable[[], bool] | None = None) -> int:
     """Recompress every ended session that is not sealed yet; returns how many. The pages
     their chunks held are given back, so the file shrinks to what the accounting says."""
-    sessions = tier1.unsealed_ended(clock.now() - settings.idle_seconds)
+    idle_before = clock.now() - settings.idle_seconds
+    stored_sealed = tier1.mark_sealed_as_stored(idle_before)
+    sessions = tier1.unsealed_ended(idle_before)
     _seal_each(tier1, sessions, SEAL_LEVEL, workers, interrupted)
     if sessions:
         tier1.reclaim()
-    return len(sessions)
+    return stored_sealed + len(sessions)
 
 
 def deep_seal(tier1: Tier1, *, workers: int = 1, ids: list[str] | None = None,

@@ -492,6 +492,18 @@ class Tier1:
             f"SELECT id FROM sessions WHERE sealed = 0 AND state != 'evicted' "
             f"AND ({state_sql()}) != 'active'", {"idle_before": idle_before})]
 
+    def mark_sealed_as_stored(self, idle_before: float, level: int = SEAL_LEVEL) -> int:
+        """Mark sealed, in one transaction, the ended sessions whose bytes are all in frames
+        of at least `level` already (stored sealed at ingest): nothing to recompress.
+        Returns how many."""
+        with self.transaction("seal-mark"):
+            self.conn.execute(
+                f"UPDATE sessions SET sealed = 1 WHERE sealed = 0 AND state != 'evicted' "
+                f"AND seal_level >= :level AND ({state_sql()}) != 'active' AND NOT EXISTS "
+                f"(SELECT 1 FROM files f WHERE f.session_id = sessions.id AND f.chunks > 0)",
+                {"idle_before": idle_before, "level": level})
+            return int(self.conn.changes())
+
     def to_deepen(self, level: int = DEEP_SEAL_LEVEL, max_raw_bytes: int | None = None,
                   limit: int | None = None) -> list[str]:
         """Sealed sessions whose frames are below `level`, oldest first: the least likely

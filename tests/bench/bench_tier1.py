@@ -98,6 +98,7 @@ def idle_work(cfg: Path) -> tuple[float, int, int]:
     """The daemon's idle work, done at once: (CPU seconds, disk bytes, stored bytes)."""
     with Memory(config.load(cfg), clock=FixedClock(4e9)) as memory:
         cpu0 = time.process_time()
+        memory.seal()  # sessions still open when the ingest ended
         memory.deep_seal()
         memory.tier1.reclaim()
         cpu = time.process_time() - cpu0

@@ -19,8 +19,10 @@ pytestmark = pytest.mark.crash
 # Every commit of ingest, seal, analyze, the sweep (each pass, its report, its end, the
 # recovery of an interrupted one), forget (both tiers), pin, mark-ended, repair; `digest`,
 # `report` and `forget-digest` are the Tier 2 writes.
-COMMITS = ["ingest", "seal-clean", "seal-stage", "seal", "digest", "mark-analyzed", "pin",
-           "mark-ended", "sweep-backstop", "sweep-budget", "sweep-overflow", "report",
+# `seal-mark` marks sessions stored sealed at ingest; `seal-clean`, `seal-stage`, `seal`
+# recompress the others.
+COMMITS = ["ingest", "seal-mark", "seal-clean", "seal-stage", "seal", "digest", "mark-analyzed",
+           "pin", "mark-ended", "sweep-backstop", "sweep-budget", "sweep-overflow", "report",
            "sweep-done", "forget", "forget-digest", "forget-done", "repair"]
 RANDOM_KILLS = 20
 
