@@ -242,16 +242,37 @@ def as_int(value: Any) -> int:
     return value if type(value) is int else 0
 
 
-_TAG_WRAPPED = re.compile(r"\s*<([A-Za-z][\w:.-]*)(\s[^<>]*)?/?>")
+_OPEN_TAG = re.compile(r"\s*<([A-Za-z][\w:.-]*)(?:\s[^<>]*)?(/?)>")
 _INJECTED_PREFIXES = ("# AGENTS.md instructions", "Caveat: The messages below were generated")
 _EMBEDDED_REMINDER = re.compile(r"<system-reminder>.*?</system-reminder>\s*", re.DOTALL)
+
+
+def _tag_wrapped(text: str) -> bool:
+    """Whether the text is nothing but tag-wrapped blocks (`<command-name>/x</command-name>
+    <command-args>…</command-args>`): what a tool injects. A prompt that merely begins with
+    a tag (`<div> is misaligned`) has text of its own outside any block."""
+    pos, end = 0, len(text.rstrip())
+    while pos < end:
+        m = _OPEN_TAG.match(text, pos)
+        if m is None:
+            return False
+        if m[2]:  # self-closing
+            pos = m.end()
+            continue
+        close = text.find(f"</{m[1]}>", m.end())
+        if close < 0:
+            return False
+        pos = close + len(m[1]) + 3
+        while pos < end and text[pos].isspace():
+            pos += 1
+    return pos > 0
 
 
 def human_text(text: str) -> str | None:
     """The prompt in a user message, or None when the text is not a person's prompt:
     anything tag-wrapped (slash commands, bash input, reminders, environment context)
     or a known injection such as AGENTS.md. Reminders embedded after real text are cut."""
-    if not text.strip() or _TAG_WRAPPED.match(text) or text.lstrip().startswith(
+    if not text.strip() or _tag_wrapped(text) or text.lstrip().startswith(
             _INJECTED_PREFIXES):
         return None
     if "<system-reminder>" in text:

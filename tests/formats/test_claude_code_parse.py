@@ -253,3 +253,16 @@ def test_absurd_token_counts_are_stored_within_sqlite_range(memory: Memory,
         digest_of(memory, f"claude-code:{other}")
     rows = memory.usage(by="model")
     assert [(r["sessions"], r["input"]) for r in rows] == [(4, 4 * 2**48)]
+
+
+def test_a_prompt_that_begins_with_a_tag_is_counted(memory: Memory,
+                                                   sources: dict[str, Path]) -> None:
+    write(sources["claude-code"], f"-repo/{SID}.jsonl", jsonl(
+        user("2026-01-01T10:00:00.000Z", "<command-name>/clear</command-name>"),
+        user("2026-01-01T10:00:01.000Z", "<div> is misaligned, please fix the CSS"),
+        user("2026-01-01T10:00:02.000Z", [{"type": "text", "text": "<bash-input>ls"
+                                                                   "</bash-input>"}]),
+    ))
+    d = digest_of(memory, f"claude-code:{SID}")
+    assert d["user_turns"] == 1
+    assert d["first_prompt"] == "<div> is misaligned, please fix the CSS"

@@ -82,3 +82,14 @@ def test_human_text_drops_injections() -> None:
     assert human_text("   \n") is None
     assert human_text("fix it\n<system-reminder>r</system-reminder>\nplease") == "fix it\nplease"
     assert human_text("why is 1 < 2 in a <b> tag?") == "why is 1 < 2 in a <b> tag?"
+    assert human_text("<command-message>init</command-message>\n"
+                      "<command-name>/init</command-name>\n<command-args></command-args>") is None
+    assert human_text("<bash-stdout></bash-stdout><bash-stderr>x</bash-stderr>") is None
+    assert human_text("<br/>") is None
+
+
+def test_a_prompt_that_begins_with_a_tag_is_a_prompt() -> None:
+    prompt = "<div> is misaligned, please fix the CSS"
+    assert human_text(prompt) == prompt
+    assert human_text("<b>bold</b> text is too light") == "<b>bold</b> text is too light"
+    assert human_text("<Button onClick> never fires\n</Button>?") is not None
