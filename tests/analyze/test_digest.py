@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -91,3 +94,23 @@ def test_seen_filter_is_fixed_size_with_no_false_negatives() -> None:
     false = sum(f"other_{i}" in seen for i in range(100_000))
     assert false < 20  # expected about 0.3 at this fill
     assert len(seen.bits) == size == 4 * 2**20
+
+
+_FILTER_STATE = """
+import hashlib
+from session_memory.analyze.digest import _SeenFilter
+seen = _SeenFilter()
+for i in range(5000):
+    seen.add(f"msg_{i:06d}")
+print(hashlib.sha256(seen.bits).hexdigest())
+"""
+
+
+def test_seen_filter_is_the_same_in_every_process() -> None:
+    """Two analyses of the same bytes count the same: the filter must not key on Python's
+    per-process salted hash()."""
+    states = {subprocess.run([sys.executable, "-c", _FILTER_STATE], capture_output=True,
+                             text=True, check=True, timeout=120,
+                             env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+              for seed in ("1", "2", "random")}
+    assert len(states) == 1
