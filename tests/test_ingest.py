@@ -406,3 +406,30 @@ def test_an_ended_session_is_stored_sealed_at_once(memory: Memory, sources: dict
     assert conn.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
     assert exported(memory, sid, tmp_path / "c") == files
     assert memory.check() == []
+
+
+def test_before_analysis_a_backfill_starts_at_its_earliest_file_mtime(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    folder = sources["claude-code"] / "-repo"
+    folder.mkdir()
+    main = folder / f"{SID}.jsonl"
+    sub = folder / SID / "subagents" / "agent-1.jsonl"
+    sub.parent.mkdir(parents=True)
+    main.write_bytes(claude_line(1))
+    sub.write_bytes(claude_line(2))
+    old = memory.clock.now() - 10 * 86400
+    os.utime(sub, (old, old))
+    os.utime(main, (old + 3600, old + 3600))
+    memory.ingest()
+    row = memory.show(f"claude-code:{SID}")
+    assert row["state"] == "ended"
+    assert row["started_at"] == old  # not the time it was ingested
+    assert row["ended_at"] == old + 3600
+    assert row["started_at"] <= row["ended_at"]
+
+
+def test_a_session_without_files_has_no_start(memory: Memory, sources: dict[str, Path]) -> None:
+    with memory.tier1.transaction("bare"):
+        memory.tier1.ensure_session("mytool:bare", "mytool", "bare", memory.clock.now(),
+                                    memory.clock.now() - 100)
+    assert memory.show("mytool:bare")["started_at"] is None

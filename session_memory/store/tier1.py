@@ -302,19 +302,22 @@ class Tier1:
             args.update({f"id{i}": sid for i, sid in enumerate(ids)})
         # The file list comes in the same statement: one query per listing, not per session.
         sql = (f"SELECT id, source, native_id, {state_sql()}, pinned, raw_bytes, stored_bytes, "
-               "first_seen, last_write, started_at, ended_at, analyzed_at, evicted_at, sealed, "
+               # Before analysis, a session started no later than its earliest file's
+               # mtime (the time it was ingested says nothing: a backfill ingests old files).
+               "(SELECT min(mtime) FROM files WHERE session_id = sessions.id), "
+               "last_write, started_at, ended_at, analyzed_at, evicted_at, sealed, "
                "(SELECT json_group_array(path) FROM (SELECT DISTINCT path FROM files "
                " WHERE session_id = sessions.id ORDER BY path)) "
                "FROM sessions" + (" WHERE " + " AND ".join(where) if where else "")
                + " ORDER BY last_write DESC, id" + (f" LIMIT {int(limit)}" if limit else ""))
         out = []
-        for (sid, src, native, st, pinned, raw, stored, first_seen, last_write, started, ended,
+        for (sid, src, native, st, pinned, raw, stored, first_mtime, last_write, started, ended,
              analyzed, evicted, sealed, paths) in self.conn.execute(sql, args):
             out.append({
                 "id": sid, "source": src, "native_id": native, "state": st,
                 "files": json.loads(paths),
                 "raw_bytes": raw, "stored_bytes": stored,
-                "started_at": started if started is not None else first_seen,
+                "started_at": started if started is not None else first_mtime,
                 "ended_at": (ended if ended is not None else last_write)
                 if st != "active" else None,
                 "analyzed_at": analyzed, "evicted_at": evicted, "pinned": bool(pinned),
