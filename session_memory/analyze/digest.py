@@ -70,7 +70,10 @@ class _SeenFilter:
         self.bits = bytearray(self.BITS // 8)
 
     def _positions(self, key: str) -> tuple[int, int, int, int]:
-        h = hash(key) & 0xFFFF_FFFF_FFFF_FFFF
+        # A keyed hash of the bytes, not hash(): that is salted per process, and the same
+        # session must count the same in every analysis.
+        h = int.from_bytes(hashlib.blake2b(key.encode("utf-8", "surrogatepass"),
+                                           digest_size=8).digest(), "little")
         g = (h * 0x9E37_79B9_7F4A_7C15) & 0xFFFF_FFFF_FFFF_FFFF
         m = self._MASK
         return h & m, (h >> 32) & m, g & m, (g >> 32) & m
