@@ -300,13 +300,12 @@ class Daemon:
 
     def _ingest(self, paths: list[Path] | None) -> IngestSummary:
         assert self.memory is not None
-        ingestor = self.memory.ingestor
-        summary = IngestSummary()
-        for cand in ingestor.plan(paths, summary):
-            if self.stopping:
-                break
-            ingestor.sync(cand.source, cand.relpath, summary)
+        def stop() -> bool:  # asked before each file: the watchdog is fed meanwhile
             self._heartbeat()
+            return self.stopping
+
+        # The pipeline `session-memory ingest` runs: read-ahead, group commits.
+        summary = self.memory.ingestor.run(paths, stop=stop)
         if summary.bytes_added:
             self._last_ingest = (self.clock.now(), summary.bytes_added)
             logger.info("ingested", bytes=summary.bytes_added, files=summary.files_changed,

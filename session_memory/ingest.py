@@ -253,7 +253,11 @@ class Ingestor:
     # -- one pass ---------------------------------------------------------------------
 
     def run(self, paths: list[Path] | None = None, *,
-            progress: Callable[[int, int], None] | None = None) -> IngestSummary:
+            progress: Callable[[int, int], None] | None = None,
+            stop: Callable[[], bool] | None = None) -> IngestSummary:
+        """One pass: `session-memory ingest`'s and the daemon's alike. `stop` is asked
+        before each file; once it says so, what is stored so far commits and the pass ends
+        (the next one takes up the rest)."""
         summary = IngestSummary()
         todo = self.plan(paths, summary)
         total = sum(c.pending_bytes for c in todo)
@@ -272,6 +276,8 @@ class Ingestor:
         group_bytes = group_files = 0
         with contextlib.ExitStack() as group:  # an error rolls the open group back
             for cand in todo:
+                if stop is not None and stop():
+                    break
                 while submitted < len(todo) and (not ahead or (
                         len(ahead) < PREFETCH_FILES and ahead_bytes < PREFETCH_BYTES)):
                     nxt = todo[submitted]

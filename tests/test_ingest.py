@@ -433,3 +433,21 @@ def test_a_session_without_files_has_no_start(memory: Memory, sources: dict[str,
         memory.tier1.ensure_session("mytool:bare", "mytool", "bare", memory.clock.now(),
                                     memory.clock.now() - 100)
     assert memory.show("mytool:bare")["started_at"] is None
+
+
+def test_a_stop_ends_the_pass_after_the_file_in_hand(memory: Memory,
+                                                     sources: dict[str, Path]) -> None:
+    """The daemon's stop callback: asked before each file; what was stored commits."""
+    for i in range(5):
+        (sources["mytool"] / f"s{i}.jsonl").write_bytes(b'{"a": %d}\n' % i)
+    asked = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) > 2
+
+    first = memory.ingestor.run(stop=stop)
+    assert first.files_changed == 2 and len(memory.sessions()) == 2
+    assert memory.check() == []
+    rest = memory.ingest()
+    assert rest.files_changed == 3 and len(memory.sessions()) == 5
