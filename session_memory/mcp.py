@@ -227,7 +227,9 @@ def build(settings: Settings) -> tuple[MCPServer, Tools]:
         try:
             return _answer(body())
         except ToolFailure as e:
-            raise ToolError(str(e)) from None
+            from session_memory.analyze.redact import redact
+
+            raise ToolError(redact(str(e))) from None  # it may quote what it was given
 
     def register(fn: Callable[..., str], title: str, description: str) -> None:
         server.add_tool(fn, title=title, description=description, annotations=read_only,

@@ -293,7 +293,8 @@ def test_no_planted_secret_leaves_the_server(client: Client) -> None:
                client.text("list_sessions", {"project": "billing-app"})[1],
                client.text("get_session", {"id": PLANTED})[1],
                client.text("get_usage", {"by": "session"})[1],
-               client.text("get_usage", {"by": "project"})[1]]
+               client.text("get_usage", {"by": "project"})[1],
+               client.text("get_session", {"id": SECRETS[1]})[1]]
     offset: int | None = 0
     while offset is not None:
         failed, text = client.text("read_transcript", {"id": PLANTED, "offset": offset,
