@@ -31,6 +31,7 @@ from session_memory.store.tier2 import Tier2
 TIER1_FILE = "tier1.db"
 TIER2_FILE = "tier2.db"
 DAEMON_LOCK = "daemon.lock"
+PRICE_CACHE_FILE = "prices-cache.json"
 _IDS_A_QUERY = 500
 
 
@@ -145,6 +146,7 @@ class Memory:
         self.store_old_usage()
         ids = [r["id"] for r in rows] if limit is not None or project else None
         spent = usage_mod.by_session(self.tier2.usage_by_session(ids), self.price_book)
+        self.price_book.save()
         for row in rows:
             analyzed = row.get("analyzed_at") is not None
             found = spent.get(row["id"])
@@ -462,7 +464,9 @@ class Memory:
         groups, sessions = self.tier2.usage_groups(
             by, since_hour=_hour_floor(start), until_hour=_hour_ceil(end), project=project,
             offsets=usage_mod.local_offsets(*self.tier2.usage_hour_range()))
-        return usage_mod.rows(groups, sessions, self.price_book, by, breakdown=breakdown)
+        rows = usage_mod.rows(groups, sessions, self.price_book, by, breakdown=breakdown)
+        self.price_book.save()
+        return rows
 
     def usage_blocks(self, since: str | float | None = None) -> list[dict[str, Any]]:
         """5-hour billing blocks (usage.blocks) over the sources whose format
@@ -472,7 +476,9 @@ class Memory:
                    if getattr(_format_module(s.format), "BILLING_BLOCK_HOURS", None)]
         self.store_old_usage()
         hours = self.tier2.usage_hours(sources=sources, since_hour=_hour_floor(start))
-        return usage_mod.blocks(hours, self.price_book, self.clock.now())
+        found = usage_mod.blocks(hours, self.price_book, self.clock.now())
+        self.price_book.save()
+        return found
 
     def _usage_window(self, since: str | float | None, until: str | float | None
                       ) -> tuple[float | None, float | None]:
@@ -485,7 +491,9 @@ class Memory:
     @property
     def price_book(self) -> PriceBook:
         if self._price_book is None:
-            self._price_book = PriceBook(self.settings.prices)
+            self._price_book = PriceBook(self.settings.prices,
+                                         self.data_dir / PRICE_CACHE_FILE
+                                         if self.data_dir.is_dir() else None)
         return self._price_book
 
     def store_old_usage(self) -> int:

@@ -9,10 +9,15 @@ applies to hours that add many responses up.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import functools
+import importlib.util
+import json
+import os
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 PROMPT_TIERS = (32_000, 100_000, 128_000, 199_999, 200_000, 256_000, 272_000, 512_000,
@@ -90,17 +95,67 @@ def check_overrides(table: object) -> dict[str, dict[str, float]]:
 
 
 class PriceBook:
-    """Prices by model name and prompt class, looked up once each."""
+    """Prices by model name and prompt class, looked up once each.
 
-    def __init__(self, overrides: dict[str, dict[str, float]] | None = None) -> None:
+    With a `cache_file`, what the table said is kept there, under a stamp of the table's
+    file: importing genai-prices (and pydantic) costs more than a whole usage report, so
+    a report whose models are all known never imports it; a new genai-prices release
+    (another table file) starts the cache afresh."""
+
+    def __init__(self, overrides: dict[str, dict[str, float]] | None = None,
+                 cache_file: Path | None = None) -> None:
         self.overrides = overrides or {}
         self._cache: dict[tuple[str, int], Price | None] = {}
+        self.cache_file = cache_file
+        self._stamp = _table_stamp() if cache_file else None
+        self._table: dict[str, list[Any] | None] = self._load() if cache_file else {}
+        self._dirty = False
 
     def price(self, model: str, prompt_over: int = 0) -> Price | None:
         key = (model, prompt_over)
         if key not in self._cache:
-            self._cache[key] = self._override(model) or _table_price(model, prompt_over)
+            self._cache[key] = self._override(model) or self._from_table(model, prompt_over)
         return self._cache[key]
+
+    def _from_table(self, model: str, prompt_over: int) -> Price | None:
+        name = f"{model}\0{prompt_over}"
+        if name in self._table:
+            kept = self._table[name]
+            return None if kept is None else Price(*kept)
+        found = _table_price(model, prompt_over)
+        if self.cache_file is not None:
+            self._table[name] = None if found is None else [
+                found.input, found.output, found.cache_creation, found.cache_creation_1h,
+                found.cache_read, found.source]
+            self._dirty = True
+        return found
+
+    def _load(self) -> dict[str, list[Any] | None]:
+        assert self.cache_file is not None
+        try:
+            doc = json.loads(self.cache_file.read_text("utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(doc, dict) or doc.get("stamp") != self._stamp or self._stamp is None:
+            return {}
+        table = doc.get("prices")
+        return table if isinstance(table, dict) else {}
+
+    def save(self) -> None:
+        """Keep what was looked up in the table for the next report (best effort: a cache
+        that cannot be written is only slower next time)."""
+        if not self._dirty or self.cache_file is None or self._stamp is None:
+            return
+        tmp = self.cache_file.with_name(f".{self.cache_file.name}.{os.getpid()}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump({"stamp": self._stamp, "prices": self._table}, out)
+            os.replace(tmp, self.cache_file)
+            self._dirty = False
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     def _override(self, model: str) -> Price | None:
         entry = self.overrides.get(model)
@@ -113,6 +168,18 @@ class PriceBook:
             return None
         return Price(entry["input"], entry["output"], entry["cache_write"],
                      entry["cache_write_1h"], entry["cache_read"], "config")
+
+
+def _table_stamp() -> str | None:
+    """Size and mtime of the installed price table's file, found without importing it."""
+    try:
+        spec = importlib.util.find_spec("genai_prices")
+        if spec is None or spec.origin is None:
+            return None
+        info = (Path(spec.origin).parent / "data.py").stat()
+    except (OSError, ImportError, ValueError):
+        return None
+    return f"{info.st_size}:{info.st_mtime_ns}"
 
 
 @functools.lru_cache(maxsize=4096)
