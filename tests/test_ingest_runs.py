@@ -237,3 +237,19 @@ def test_usage_adds_up_across_sources(home: Path) -> None:
             rows = memory.usage(way)
             for field in fields:
                 assert sum(r[field] for r in rows) == sum(r[field] for r in by_source.values())
+
+
+def test_text_before_any_run_header_is_a_run_named_by_the_file_time(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    import time
+
+    notes = b"\nnotes typed by hand before aider ever ran\n"
+    put(sources["aider"], f"app/{HISTORY}", notes)
+    memory.ingest()
+    first = "aider:app#" + time.strftime("%Y%m%dT%H%M%S", time.localtime(OLD_MTIME))
+    assert ids(memory) == [first]
+    put(sources["aider"], f"app/{HISTORY}", R1, append=True)
+    memory.ingest()
+    assert ids(memory) == [first, "aider:app#20250602T114749"]
+    assert slice_of(memory, first) == notes
+    assert slice_of(memory, "aider:app#20250602T114749") == R1
