@@ -34,6 +34,8 @@ class OsWalker:
             try:
                 with os.scandir(root / rel) as it:
                     entries = list(it)
+            except FileNotFoundError:
+                continue  # removed since it was listed: nothing there to miss
             except OSError as e:
                 if rel != PurePosixPath():
                     yield Entry(rel, "error", detail=f"cannot list folder: {e.strerror}")
@@ -42,6 +44,8 @@ class OsWalker:
                 child = rel / entry.name
                 try:
                     st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # deleted between the listing and now (its stored copy stays)
                 except OSError as e:
                     yield Entry(child, "error", detail=f"cannot stat: {e.strerror}")
                     continue
