@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import FIXTURES, OUTSIDE_VARS, home_environ
+from tests.daemon_harness import DaemonProcess, NotifySocket
 from tests.mcp_client import Client, ToolFailed, mcp_client
 
 OLD_MTIME = 1_700_000_000
@@ -365,3 +367,42 @@ def test_ingest_finishes_while_a_client_pages_a_long_transcript(tmp_path: Path) 
         assert json.loads(out)["errors"] == 0
         assert pages >= 3
         assert len(c.call("list_sessions", limit=100)) == 21  # a fresh snapshot sees them
+
+
+def test_a_running_daemon_stores_new_bytes_while_a_client_pages(tmp_path: Path) -> None:
+    """The real daemon keeps ingesting a growing session while a client pages through a
+    long transcript, call after call: the server never makes it wait."""
+    h = make_home(tmp_path / "h", turns=3000, fixtures=False, output_chars=2_000,
+                  extra="[retention]\nraw_max_age_days = 36500\n")  # no eviction at start
+    config = Path(h.env["XDG_CONFIG_HOME"]) / "session-memory" / "config.toml"
+    growing = tmp_path / "h" / "planted" / "-work-other" / "0badc0de-grow.jsonl"
+    growing.parent.mkdir()
+    notify = NotifySocket()
+    daemon = DaemonProcess(config, notify, tmp_path / "daemon.log", h.env)
+    try:
+        daemon.wait_ready()
+        with mcp_client(h.env) as c:
+            written = 0
+            offset: int | None = 0
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                page = c.call("read_transcript", id=PLANTED, offset=offset or 0, limit=50)
+                offset = page["next_offset"]
+                if written < 20:
+                    with growing.open("a") as f:
+                        f.write(planted_session(0).splitlines()[0] + "\n")
+                    written += 1
+                    continue
+                stored = {s["id"]: s for s in c.call("list_sessions", limit=10)}
+                if stored.get("planted:0badc0de-grow", {}).get("raw_bytes") == (
+                        growing.stat().st_size):
+                    break
+            else:
+                raise AssertionError(f"the daemon did not store the appends; log:\n"
+                                     f"{daemon.log()}")
+        assert daemon.proc.poll() is None
+    finally:
+        assert daemon.stop() == 0
+        notify.close()
+    log = (tmp_path / "daemon.log").read_text(errors="replace").lower()
+    assert "busy" not in log and '"level": "error"' not in log, log
