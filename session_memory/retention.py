@@ -74,29 +74,6 @@ class AnalyzeOutcome(Protocol):
 Analyze = Callable[[list[str]], AnalyzeOutcome]
 DiskSpace = Callable[[Path], tuple[int, int]]
 
-# A session's age runs from its end: the last record's time once analyzed, else its newest
-# file's mtime (the end `sessions` shows) - so a backfill of old files is old at once.
-_AGE = "coalesce(ended_at, last_write)"
-_BACKSTOP_SQL = (
-    f"SELECT id, raw_bytes, stored_bytes, {_AGE} FROM sessions INDEXED BY sweep_by_age "
-    f"WHERE state = 'analyzed' AND pinned = 0 AND {_AGE} < :cutoff "
-    f"AND ({_AGE}, id) > (:after, :after_id) ORDER BY {_AGE}, id LIMIT :limit")
-_BUDGET_SQL = (
-    "SELECT id, raw_bytes, stored_bytes, coalesce(analyzed_at, 0) FROM sessions "
-    "INDEXED BY sweep_by_analyzed WHERE state = 'analyzed' AND pinned = 0 AND stored_bytes > 0 "
-    "AND (coalesce(analyzed_at, 0), id) > (:after, :after_id) "
-    "ORDER BY coalesce(analyzed_at, 0), id LIMIT :limit")
-_ENDED_OPEN = "NOT (ended_hint = 0 AND last_write > :idle_before)"
-_UNANALYZED_SQL = (
-    f"SELECT id, raw_bytes, stored_bytes, {_AGE} FROM sessions "
-    f"INDEXED BY sweep_unanalyzed_by_age WHERE state = 'open' AND pinned = 0 "
-    f"AND stored_bytes > 0 AND {_ENDED_OPEN} AND ({_AGE}, id) > (:after, :after_id) "
-    f"ORDER BY {_AGE}, id LIMIT :limit")
-_TO_ANALYZE_SQL = (
-    f"SELECT id FROM sessions INDEXED BY sweep_unanalyzed_by_age "
-    f"WHERE state = 'open' AND pinned = 0 AND {_ENDED_OPEN} ORDER BY {_AGE}, id")
-
-
 def disk_space(path: Path) -> tuple[int, int]:
     """Free and total bytes of the filesystem that holds `path` (or its nearest ancestor)."""
     while not path.exists() and path != path.parent:
@@ -166,7 +143,7 @@ class _Batches:
 
     def _begin(self) -> None:
         try:
-            self.tier1.conn.execute("BEGIN IMMEDIATE")
+            self.tier1.begin_write()
         except Exception as e:
             if is_busy(e):
                 raise StoreBusyError("the store is busy: another process holds it; "
@@ -175,22 +152,18 @@ class _Batches:
 
     @contextlib.contextmanager
     def batch(self, pass_name: str = "evict") -> Iterator[None]:
-        conn = self.tier1.conn
         if self.dry_run:
             if not self._outer_open:
                 # Without spilling, uncommitted pages never reach the WAL: nothing on disk moves.
-                conn.execute("PRAGMA cache_spill = OFF")
+                self.tier1.set_cache_spill(False)
                 self._begin()
                 self._outer_open = True
-            conn.execute("SAVEPOINT sweep_batch")
             try:
-                yield
+                with self.tier1.savepoint("sweep_batch"):
+                    yield
             except BaseException:
-                conn.execute("ROLLBACK TO sweep_batch")
-                conn.execute("RELEASE sweep_batch")
                 self._pending.clear()
                 raise
-            conn.execute("RELEASE sweep_batch")
             self.committed += self._pending
             self._pending.clear()
             return
@@ -199,10 +172,9 @@ class _Batches:
             yield
             db.crashpoint("before-commit:sweep-evict")
             db.crashpoint(f"before-commit:sweep-{pass_name}")  # one kill point a pass
-            conn.execute("COMMIT")
+            self.tier1.commit()
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            self.tier1.rollback()
             self._pending.clear()
             self._marking = False
             raise
@@ -229,8 +201,8 @@ class _Batches:
     def finish(self) -> None:
         """End a dry run's transaction, undoing every eviction it made."""
         if self._outer_open:
-            self.tier1.conn.execute("ROLLBACK")
-            self.tier1.conn.execute("PRAGMA cache_spill = ON")
+            self.tier1.rollback()
+            self.tier1.set_cache_spill(True)
             self._outer_open = False
 
 
@@ -280,15 +252,15 @@ class Sweep:
         self.warnings: list[str] = []
         self.errors: list[str] = []
         self._assumed_digests: set[str] = set()  # a dry run's stand-in for overflow analysis
-        self._page_size = _scalar(tier1, "PRAGMA page_size")
+        self._page_size = tier1.pragma_int("page_size")
         self._shm_bytes = _size(f"{tier1.path}-shm")
 
     # -- measuring --------------------------------------------------------------------
 
     def projected_usage(self) -> int:
         """Tier 1's footprint once free pages are returned and the WAL is checkpointed away."""
-        pages = _scalar(self.tier1, "PRAGMA page_count")
-        free = _scalar(self.tier1, "PRAGMA freelist_count")
+        pages = self.tier1.pragma_int("page_count")
+        free = self.tier1.pragma_int("freelist_count")
         return (pages - free) * self._page_size + self._shm_bytes
 
     @property
@@ -369,18 +341,17 @@ class Sweep:
         if caps.max_age_days <= 0:  # 0 turns the age limit off, as journald's MaxRetentionSec
             return
         cutoff = self.now - caps.max_age_days * DAY
-        self._evict_in_order("backstop", _BACKSTOP_SQL, {"cutoff": cutoff}, lambda: False)
+        self._evict_in_order("backstop", {"cutoff": cutoff}, lambda: False)
 
     def _budget(self, caps: Caps) -> None:
         target = caps.effective_soft_cap_bytes
-        self._evict_in_order("budget", _BUDGET_SQL, {},
+        self._evict_in_order("budget", {},
                              lambda: self.projected_usage() <= target)
 
     def _overflow(self, caps: Caps) -> None:
         if self.projected_usage() <= caps.hard_cap_bytes:
             return
-        ids = [r[0] for r in self.tier1.conn.execute(
-            _TO_ANALYZE_SQL, {"idle_before": self.idle_before})]
+        ids = self.tier1.ended_unanalyzed(self.idle_before)
         if ids and self.analyze is None:
             self.warnings.append("over the hard cap, but no analyzer is available to analyze "
                                  f"{len(ids)} ended sessions first")
@@ -390,7 +361,7 @@ class Sweep:
         if self.projected_usage() <= caps.hard_cap_bytes:
             return
         hard = caps.hard_cap_bytes
-        self._evict_in_order("overflow", _UNANALYZED_SQL, {"idle_before": self.idle_before},
+        self._evict_in_order("overflow", {"idle_before": self.idle_before},
                              lambda: self.projected_usage() <= hard)
 
     def _analyze_now(self, ids: list[str]) -> None:
@@ -399,9 +370,7 @@ class Sweep:
             # Stand in for the analysis inside the dry run's transaction: the sessions become
             # analyzed now, which is what the analyzer would record.
             with self.batches.batch():
-                self.tier1.conn.executemany(
-                    "UPDATE sessions SET state = 'analyzed', analyzed_at = ? WHERE id = ?",
-                    [(self.now, sid) for sid in ids])
+                self.tier1.assume_analyzed(ids, self.now)
             self._assumed_digests.update(ids)
             self.overflow_analyzed = list(ids)
             return
@@ -416,7 +385,7 @@ class Sweep:
         for sid, why in self.overflow_failed.items():
             self.warnings.append(f"{sid}: overflow analysis failed: {why}")
 
-    def _evict_in_order(self, pass_name: str, sql: str, params: dict[str, Any],
+    def _evict_in_order(self, pass_name: str, params: dict[str, Any],
                         reached: Callable[[], bool]) -> None:
         """Evict candidates in the query's order, a batch per transaction, until `reached`.
 
@@ -424,15 +393,12 @@ class Sweep:
         index, and a candidate skipped for a missing digest must not come round again.
         """
         after: tuple[float, str] = (-math.inf, "")
-        probe = {**params, "after": after[0], "after_id": after[1], "limit": 1}
         # Probe outside any transaction: an empty pass takes no lock and writes nothing.
-        if reached() or self.tier1.conn.execute(sql, probe).fetchone() is None:
+        if reached() or not self.tier1.sweep_candidates(pass_name, params, after, 1):
             return
         while True:
             with self.batches.batch(pass_name):
-                rows = list(self.tier1.conn.execute(
-                    sql, {**params, "after": after[0], "after_id": after[1],
-                          "limit": BATCH_SESSIONS}))
+                rows = self.tier1.sweep_candidates(pass_name, params, after, BATCH_SESSIONS)
                 for sid, raw_bytes, _stored, key in rows:
                     after = (key, sid)
                     if reached():
@@ -523,20 +489,14 @@ class Sweep:
         try:
             with self.tier1.transaction("sweep-done"):
                 self.tier1.set_meta(LAST_SWEEP_KEY, self.now)
-                self.tier1.conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_KEY,))
+                self.tier1.delete_meta(PENDING_KEY)
         except Exception:
             # The report is safe; a marker left behind is dropped by the next sweep.
             logger.warning("recording the sweep's end in Tier 1 failed", exc_info=True)
             return
         # Keep the file at the size just reported: the meta write must not linger in the WAL.
         with contextlib.suppress(Exception):
-            for _ in self.tier1.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"):
-                pass
-
-
-def _scalar(tier1: Tier1, sql: str) -> int:
-    row = tier1.conn.execute(sql).fetchone()
-    return int(row[0]) if row else 0
+            self.tier1.checkpoint()
 
 
 def _size(path: str) -> int:
@@ -579,9 +539,7 @@ def _recover(tier1: Tier1, tier2: Tier2) -> str | None:
         return None
     rid, started = str(pending["id"]), float(pending["started_at_epoch"])
     if tier2.report(rid) is None:
-        evicted = [r[0] for r in tier1.conn.execute(
-            "SELECT id FROM sessions WHERE state = 'evicted' AND evicted_at = ? ORDER BY id",
-            (started,))]
+        evicted = tier1.evicted_at(started)
         safe = [sid for sid in evicted if tier2.has_digest(sid)]
         lost = [sid for sid in evicted if sid not in set(safe)]
         for sid in lost:
@@ -599,5 +557,5 @@ def _recover(tier1: Tier1, tier2: Tier2) -> str | None:
                        "digest are in evicted_unattributed) and the bytes freed are unknown"],
         })
     with tier1.transaction("sweep-recover"):
-        tier1.conn.execute("DELETE FROM meta WHERE key = ?", (PENDING_KEY,))
+        tier1.delete_meta(PENDING_KEY)
     return rid

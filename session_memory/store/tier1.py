@@ -747,6 +747,70 @@ class Tier1:
         return problems
 
 
+    # -- the sweep's candidates and its batched transactions (retention.py) ----------------
+
+    def sweep_candidates(self, pass_name: str, params: dict[str, Any],
+                         after: tuple[float, str], limit: int) -> list[tuple[str, int, int, float]]:
+        """(id, raw bytes, stored bytes, order key) of the sessions a sweep pass may evict,
+        in the order it takes them, after the keyset `after` (key, id). Passes: backstop
+        (`cutoff`), budget, overflow (`idle_before`); each reads its own partial index."""
+        return [(str(sid), int(raw), int(stored), float(key)) for sid, raw, stored, key in
+                self.conn.execute(_SWEEP_SQL[pass_name], {**params, "after": after[0],
+                                                          "after_id": after[1],
+                                                          "limit": limit})]
+
+    def ended_unanalyzed(self, idle_before: float) -> list[str]:
+        """Ended, un-analyzed, unpinned sessions, oldest first (the overflow pass's)."""
+        return [r[0] for r in self.conn.execute(_TO_ANALYZE_SQL, {"idle_before": idle_before})]
+
+    def assume_analyzed(self, ids: list[str], now: float) -> None:
+        """A dry run's stand-in for an analysis, inside its transaction."""
+        self.conn.executemany("UPDATE sessions SET state = 'analyzed', analyzed_at = ? "
+                              "WHERE id = ?", [(now, sid) for sid in ids])
+
+    def evicted_at(self, when: float) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM sessions WHERE state = 'evicted' AND evicted_at = ? ORDER BY id",
+            (when,))]
+
+    def begin_write(self) -> None:
+        """BEGIN IMMEDIATE, for a caller that batches its own transactions (the sweep);
+        it raises apsw.BusyError when another process holds the store."""
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    @contextlib.contextmanager
+    def savepoint(self, name: str) -> Iterator[None]:
+        """A savepoint inside the open transaction: undone alone if its block raises."""
+        self.conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute(f"ROLLBACK TO {name}")
+            self.conn.execute(f"RELEASE {name}")
+            raise
+        self.conn.execute(f"RELEASE {name}")
+
+    def set_cache_spill(self, on: bool) -> None:
+        """Off: uncommitted pages never reach the WAL (a dry run moves nothing on disk)."""
+        self.conn.execute(f"PRAGMA cache_spill = {'ON' if on else 'OFF'}")
+
+    def pragma_int(self, name: str) -> int:
+        """page_size, page_count, freelist_count: what the sweep's projection reads."""
+        if name not in ("page_size", "page_count", "freelist_count"):
+            raise ValueError(name)
+        return int(db.one(self.conn, f"PRAGMA {name}")[0])
+
+    def checkpoint(self) -> None:
+        """Empty the WAL into the database, and truncate it."""
+        self._checkpoint()
+
     # -- accounting checks and repairs (maintenance.py decides, these do) ------------------
 
     def accounting_drift(self) -> bool:
@@ -824,6 +888,32 @@ class Tier1:
             "VALUES (?, ?, ?, 'evicted', ?, ?, ?, ?, ?, ?)",
             (session_id, source, session_id.split(":", 1)[-1], analyzed_at,
              ended_at or analyzed_at, started_at, ended_at, analyzed_at, now))
+
+
+# The sweep's candidates, in the order each pass takes them. A session's age runs from its
+# end: the last record's time once analyzed, else its newest file's mtime (the end
+# `sessions` shows) - so a backfill of old files is old at once.
+_AGE = "coalesce(ended_at, last_write)"
+_ENDED_OPEN = "NOT (ended_hint = 0 AND last_write > :idle_before)"
+_SWEEP_SQL = {
+    "backstop": (
+        f"SELECT id, raw_bytes, stored_bytes, {_AGE} FROM sessions INDEXED BY sweep_by_age "
+        f"WHERE state = 'analyzed' AND pinned = 0 AND {_AGE} < :cutoff "
+        f"AND ({_AGE}, id) > (:after, :after_id) ORDER BY {_AGE}, id LIMIT :limit"),
+    "budget": (
+        "SELECT id, raw_bytes, stored_bytes, coalesce(analyzed_at, 0) FROM sessions "
+        "INDEXED BY sweep_by_analyzed WHERE state = 'analyzed' AND pinned = 0 "
+        "AND stored_bytes > 0 AND (coalesce(analyzed_at, 0), id) > (:after, :after_id) "
+        "ORDER BY coalesce(analyzed_at, 0), id LIMIT :limit"),
+    "overflow": (
+        f"SELECT id, raw_bytes, stored_bytes, {_AGE} FROM sessions "
+        f"INDEXED BY sweep_unanalyzed_by_age WHERE state = 'open' AND pinned = 0 "
+        f"AND stored_bytes > 0 AND {_ENDED_OPEN} AND ({_AGE}, id) > (:after, :after_id) "
+        f"ORDER BY {_AGE}, id LIMIT :limit"),
+}
+_TO_ANALYZE_SQL = (
+    f"SELECT id FROM sessions INDEXED BY sweep_unanalyzed_by_age "
+    f"WHERE state = 'open' AND pinned = 0 AND {_ENDED_OPEN} ORDER BY {_AGE}, id")
 
 
 # The accounting rules, as Tier1.check states them: a file counts its chunks plus the part
