@@ -120,14 +120,9 @@ class Memory:
 
     def resolve_id(self, session_id: str) -> str:
         """An exact id, or a unique native id / prefix of one (for typing at a terminal)."""
-        conn = self.tier1.conn
-        if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone():
+        rows = self.tier1.ids_matching(session_id)
+        if session_id in rows:
             return session_id
-        prefix = (session_id.replace("\\", "\\\\").replace("%", "\\%")
-                  .replace("_", "\\_") + "%")
-        rows = [r[0] for r in conn.execute(
-            "SELECT id FROM sessions WHERE native_id = ?1 OR id LIKE ?2 ESCAPE '\\' "
-            "OR native_id LIKE ?2 ESCAPE '\\' LIMIT 3", (session_id, prefix))]
         if len(rows) == 1:
             return str(rows[0])
         if not rows:
@@ -529,9 +524,7 @@ class Memory:
         found = self.tier2.report(report_id)
         if found is not None:
             return found
-        ids = [r[0] for r in self.tier2.conn.execute(
-            "SELECT id FROM reports WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2",
-            (report_id,))]
+        ids = self.tier2.report_ids_starting(report_id)
         if len(ids) != 1:
             raise NotFoundError(f"no report {report_id!r}" if not ids else
                                 f"{report_id!r} matches several reports")

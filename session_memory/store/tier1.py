@@ -137,6 +137,16 @@ class Tier1:
         return [str(r[0]) for r in self.conn.execute(
             "SELECT key FROM meta WHERE key >= ? AND key < ? ORDER BY key", (prefix, end))]
 
+    def ids_matching(self, typed: str) -> list[str]:
+        """[typed] when it is a session id; else up to 3 ids whose native id is `typed` or
+        whose id or native id begins with it (for typing at a terminal)."""
+        if self.conn.execute("SELECT 1 FROM sessions WHERE id = ?", (typed,)).fetchone():
+            return [typed]
+        prefix = typed.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        return [str(r[0]) for r in self.conn.execute(
+            "SELECT id FROM sessions WHERE native_id = ?1 OR id LIKE ?2 ESCAPE '\\' "
+            "OR native_id LIKE ?2 ESCAPE '\\' LIMIT 3", (typed, prefix))]
+
     def byte_counts(self, session_id: str) -> tuple[int, int] | None:
         """(raw bytes, stored bytes) of a session, or None."""
         row = self.conn.execute("SELECT raw_bytes, stored_bytes FROM sessions WHERE id = ?",

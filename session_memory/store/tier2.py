@@ -482,6 +482,11 @@ class Tier2:
     def digest_ids(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT session_id FROM digests")}
 
+    def report_ids_starting(self, prefix: str) -> list[str]:
+        """Up to two report ids that begin with `prefix`."""
+        return [str(r[0]) for r in self.conn.execute(
+            "SELECT id FROM reports WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2", (prefix,))]
+
     def merge_search_index(self) -> None:
         """FTS5 keeps deleted terms in its segments until they merge: merge them now."""
         self.conn.execute("INSERT INTO digests_fts (digests_fts) VALUES ('optimize')")
