@@ -19,3 +19,12 @@ def test_clean(tool: list[str]) -> None:
     run = subprocess.run([sys.executable, "-m", *tool], cwd=ROOT, capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_all_sql_is_inside_store() -> None:
+    """No module outside session_memory/store/ runs a statement of its own."""
+    outside = [f"{p.relative_to(ROOT)}:{n}" for p in sorted((ROOT / "session_memory").rglob("*.py"))
+               if "store" not in p.relative_to(ROOT / "session_memory").parts
+               for n, line in enumerate(p.read_text().splitlines(), 1)
+               if ".execute(" in line or ".executemany(" in line]
+    assert outside == []
