@@ -333,11 +333,11 @@ class Tier2:
         hour to this one's; a copy with other counts stays where it was first counted)."""
         conn = self.conn
         self._drop_usage(session)
+        lost = self._claim_all(session, [e for e in spend if e[0] is not None])
         rows: dict[tuple[int, str, int], list[Any]] = {}
         for entry in spend:
             key_hash, hour, model, prompt_over, first_at, last_at, *counts = entry
-            if key_hash is not None and not self._claim(session, key_hash, hour, model,
-                                                        prompt_over, first_at, counts):
+            if key_hash is not None and key_hash in lost:
                 continue  # another session counts this response
             row = rows.get((hour, model, prompt_over))
             if row is None:
@@ -385,6 +385,30 @@ class Tier2:
             " WHERE session = ?", (session,))), -1)
         for table in ("usage_hourly", "usage_responses", "usage_sessions"):
             conn.execute(f"DELETE FROM {table} WHERE session = ?", (session,))
+
+    def _claim_all(self, session: int, keyed: Sequence[Sequence[Any]]) -> set[int]:
+        """Claim every response of `keyed` (spend entries with a key hash) for `session`;
+        returns the hashes another session counts. All are inserted in one statement: a
+        response no other session holds (nearly all) costs no query of its own."""
+        conn = self.conn
+        before = conn.total_changes()
+        conn.executemany(
+            "INSERT INTO usage_responses (hash, session, at, tokens) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (hash) DO NOTHING",
+            [(e[0], session, e[4], e[6] + e[7] + e[8] + e[10]) for e in keyed])
+        lost: set[int] = set()
+        if conn.total_changes() - before == len(keyed):
+            return lost
+        # Some hash was held already: by another session (or twice in this one).
+        owned = {h for (h,) in conn.execute(
+            "SELECT hash FROM usage_responses WHERE session = ?", (session,))}
+        for key_hash, hour, model, prompt_over, first_at, _last_at, *counts in keyed:
+            if key_hash in owned:
+                owned.discard(key_hash)  # its first entry here is the one inserted
+            elif not self._claim(session, key_hash, hour, model, prompt_over, first_at,
+                                 counts):
+                lost.add(key_hash)
+        return lost
 
     def _claim(self, session: int, key_hash: int, hour: int, model: str, prompt_over: int,
                at: float, counts: Sequence[int]) -> bool:
