@@ -7,14 +7,16 @@ from pathlib import Path
 
 import click
 
-from session_memory import dashboard
 from session_memory.cli.common import Context, data_command, emit_json, human_bytes
-from session_memory.memory import Memory
+
+# The page's default name, here and not in the dashboard package: importing that loads the
+# whole library, and every command would pay for it at start-up.
+DEFAULT_FILE = "session-memory-dashboard.html"
 
 
 @click.command("dashboard")
 @click.option("-o", "--output", "output", type=click.Path(path_type=Path, dir_okay=False),
-              default=dashboard.DEFAULT_FILE, show_default=True,
+              default=DEFAULT_FILE, show_default=True,
               help="Write the page here.")
 @click.option("--open", "open_page", is_flag=True, help="Then open it in a web browser.")
 @data_command
@@ -25,6 +27,9 @@ def dashboard_command(ctx: Context, output: Path, open_page: bool, as_json: bool
     Everything (scripts, styles, data) is inside the file: viewing it needs no network.
     It only reads the stores, so it runs while the daemon does.
     """
+    from session_memory import dashboard
+    from session_memory.memory import Memory
+
     with Memory(ctx.settings, read_only=True) as memory:
         written = dashboard.write(memory, output)
     if as_json:

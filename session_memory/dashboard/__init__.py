@@ -15,9 +15,7 @@ from session_memory.dashboard.page import render
 from session_memory.errors import SessionMemoryError
 from session_memory.memory import Memory
 
-DEFAULT_FILE = "session-memory-dashboard.html"
-
-__all__ = ["DEFAULT_FILE", "build", "gather_data", "render", "write"]
+__all__ = ["build", "gather_data", "render", "write"]
 
 
 def build(memory: Memory) -> str:
