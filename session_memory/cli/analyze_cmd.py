@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import click
 
-from session_memory.cli.common import (
-    Context,
-    data_command,
-    emit_json,
-    human_time,
-)
+from session_memory.cli.common import Context, data_command, emit_json
+from session_memory.humanize import human_time
 
 
 @click.command()

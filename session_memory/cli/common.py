@@ -96,22 +96,3 @@ def handle_errors(f: F) -> F:
         return None
 
     return wrapper  # type: ignore[return-value]
-
-
-def human_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
-def human_time(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    from datetime import datetime
-
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")

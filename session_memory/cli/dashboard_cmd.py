@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from session_memory.cli.common import Context, data_command, emit_json, human_bytes
+from session_memory.cli.common import Context, data_command, emit_json
+from session_memory.humanize import human_bytes
 
 # The page's default name, here and not in the dashboard package: importing that loads the
 # whole library, and every command would pay for it at start-up.

@@ -9,13 +9,8 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from session_memory.cli.common import (
-    Context,
-    data_command,
-    emit_json,
-    human_bytes,
-    stderr,
-)
+from session_memory.cli.common import Context, data_command, emit_json, stderr
+from session_memory.humanize import human_bytes
 
 
 @click.command()

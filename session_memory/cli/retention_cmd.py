@@ -14,12 +14,11 @@ from session_memory.cli.common import (
     data_command,
     emit_json,
     handle_errors,
-    human_bytes,
-    human_time,
     json_option,
     pass_ctx,
     stdout,
 )
+from session_memory.humanize import human_bytes, human_time
 
 _PASSES = (("backstop_evicted", "backstop (too old)"), ("budget_evicted", "budget (over soft cap)"),
            ("overflow_analyzed", "analyzed at once (over hard cap)"),

@@ -9,14 +9,8 @@ from typing import Any
 import click
 from rich.table import Table
 
-from session_memory.cli.common import (
-    Context,
-    data_command,
-    emit_json,
-    human_bytes,
-    human_time,
-    stdout,
-)
+from session_memory.cli.common import Context, data_command, emit_json, stdout
+from session_memory.humanize import human_bytes, human_time
 from session_memory.store.tier1 import STATES
 
 

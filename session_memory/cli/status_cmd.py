@@ -7,13 +7,8 @@ import sys
 import click
 
 from session_memory import exitcodes
-from session_memory.cli.common import (
-    Context,
-    data_command,
-    emit_json,
-    human_bytes,
-    human_time,
-)
+from session_memory.cli.common import Context, data_command, emit_json
+from session_memory.humanize import human_bytes, human_time
 
 
 @click.command()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-from datetime import datetime
 from importlib import resources
 from typing import Any
 
@@ -17,6 +16,7 @@ from markupsafe import Markup
 from session_memory import __version__
 from session_memory.dashboard import charts
 from session_memory.dashboard.gather import RECENT_REPORTS
+from session_memory.humanize import human_bytes, human_time
 
 _PACKAGE = resources.files("session_memory.dashboard")
 VENDORED_JS = ("vendor/vega.min.js", "vendor/vega-lite.min.js")
@@ -27,7 +27,8 @@ def render(data: dict[str, Any]) -> str:
     """The whole page for `data` (from gather.gather)."""
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(bytes=human_bytes, when=human_time, num=lambda n: f"{n:,}")
+    env.filters.update(bytes=lambda n: human_bytes(n, "–"),
+                       when=lambda ts: human_time(ts, "–", zone=True), num=lambda n: f"{n:,}")
     template = env.from_string(_read("template.html"))
     return template.render(
         d=data, version=__version__, passes=PASS_LABELS, recent_reports=RECENT_REPORTS,
@@ -112,20 +113,3 @@ def _datasets(data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         "by_source": data["by_source"],
         "spend": data["spend"]["rows"],
     }
-
-
-def human_bytes(n: int | float | None) -> str:
-    if n is None:
-        return "–"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
-def human_time(ts: float | None) -> str:
-    if ts is None:
-        return "–"
-    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M %Z")

@@ -1,0 +1,25 @@
+"""Sizes and times as people read them, for the terminal and the dashboard alike."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+def human_bytes(n: int | float | None, missing: str = "-") -> str:
+    if n is None:
+        return missing
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def human_time(ts: float | None, missing: str = "-", *, zone: bool = False) -> str:
+    """Local time to the minute; with `zone`, its abbreviation too (a page may be read in
+    another time zone than the one it was written in)."""
+    if ts is None:
+        return missing
+    when = datetime.fromtimestamp(ts).astimezone()
+    return when.strftime("%Y-%m-%d %H:%M %Z" if zone else "%Y-%m-%d %H:%M")
