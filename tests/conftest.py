@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,18 +74,29 @@ def write_config(home: Path, text: str) -> Path:
     return path
 
 
+def sources_toml(**roots: Path | None) -> str:
+    """`[sources.<name>]` tables, a keyword's underscores read as hyphens: a root where one
+    is given, `enabled = false` for None."""
+    return "".join(
+        f"[sources.{name.replace('_', '-')}]\n"
+        + (f'root = "{root}"\n' if root is not None else "enabled = false\n")
+        for name, root in roots.items())
+
+
+def in_time_zone(monkeypatch: pytest.MonkeyPatch, zone: str) -> Iterator[str]:
+    """For a fixture: the process's local time is `zone` (SQLite and time.mktime read TZ)."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    yield zone
+    monkeypatch.undo()
+    time.tzset()
+
+
 def fixture_config(home: Path) -> None:
     """Sources pointing at the shared, read-only fixtures."""
-    write_config(home, f"""
-[sources.claude-code]
-root = "{FIXTURES / 'claude-code' / 'projects'}"
-[sources.codex]
-root = "{FIXTURES / 'codex'}"
-[sources.gemini-cli]
-enabled = false
-[sources.aider]
-root = "{FIXTURES / 'aider'}"
-""")
+    write_config(home, sources_toml(claude_code=FIXTURES / "claude-code" / "projects",
+                                    codex=FIXTURES / "codex", gemini_cli=None,
+                                    aider=FIXTURES / "aider"))
 
 
 @pytest.fixture

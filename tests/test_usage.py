@@ -18,39 +18,23 @@ from session_memory.cli import cli, usage_cmd
 from session_memory.clock import FixedClock
 from session_memory.memory import Memory
 from tests import usage_corpus as corpus
-from tests.conftest import FIXTURES, write_config
+from tests.conftest import FIXTURES, in_time_zone, sources_toml, write_config
 
 
 @pytest.fixture
 def local_tz(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The process's local time is New York's (SQLite and time.mktime read TZ)."""
-    monkeypatch.setenv("TZ", corpus.TZ)
-    time.tzset()
-    yield corpus.TZ
-    monkeypatch.undo()
-    time.tzset()
+    yield from in_time_zone(monkeypatch, corpus.TZ)
 
 
 @pytest.fixture
-def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    yield from in_time_zone(monkeypatch, "UTC")
 
 
 def configure(home: Path, claude: Path, codex: Path, extra: str = "") -> None:
-    write_config(home, f"""
-[sources.claude-code]
-root = "{claude}"
-[sources.codex]
-root = "{codex}"
-[sources.gemini-cli]
-enabled = false
-[sources.aider]
-enabled = false
-{extra}""")
+    write_config(home, sources_toml(claude_code=claude, codex=codex, gemini_cli=None,
+                                    aider=None) + extra)
 
 
 @pytest.fixture

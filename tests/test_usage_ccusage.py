@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from session_memory import config
 from session_memory.clock import FixedClock
 from session_memory.memory import Memory
 from tests import usage_corpus as corpus
-from tests.conftest import FIXTURES, write_config
+from tests.conftest import FIXTURES, in_time_zone, sources_toml, write_config
 
 CCUSAGE = shutil.which("ccusage")
 pytestmark = pytest.mark.skipif(
@@ -31,11 +30,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(params=["UTC", corpus.TZ])
 def tz(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("TZ", request.param)
-    time.tzset()
-    yield request.param
-    monkeypatch.undo()
-    time.tzset()
+    yield from in_time_zone(monkeypatch, request.param)
 
 
 @pytest.fixture
@@ -47,16 +42,8 @@ def agents(home: Path) -> Path:
     corpus.rewrite_tree(FIXTURES / "codex", codex)
     corpus.write_claude_sessions(claude)
     corpus.write_codex_sessions(codex)
-    write_config(home, f"""
-[sources.claude-code]
-root = "{claude}"
-[sources.codex]
-root = "{codex}"
-[sources.gemini-cli]
-enabled = false
-[sources.aider]
-enabled = false
-""")
+    write_config(home, sources_toml(claude_code=claude, codex=codex, gemini_cli=None,
+                                    aider=None))
     return data
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from session_memory import config, retention
 from session_memory.clock import FixedClock
 from session_memory.memory import Memory
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, sources_toml
 
 START = 1_800_000_000.0
 HOUR = 3600.0
@@ -33,15 +33,8 @@ data_dir = "{home / 'data'}"
 [retention]
 keep_free = 0
 raw_max_age_days = 36500
-[sources.claude-code]
-root = "{FIXTURES / 'claude-code' / 'projects'}"
-[sources.codex]
-root = "{FIXTURES / 'codex'}"
-[sources.gemini-cli]
-enabled = false
-[sources.aider]
-enabled = false
-""")
+""" + sources_toml(claude_code=FIXTURES / "claude-code" / "projects",
+                  codex=FIXTURES / "codex", gemini_cli=None, aider=None))
     return config.load(path), path
 
 

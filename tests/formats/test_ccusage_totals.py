@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 from session_memory import config
 from session_memory.clock import FixedClock
 from session_memory.memory import Memory
-from tests.conftest import FIXTURES, write_config
+from tests.conftest import FIXTURES, in_time_zone, write_config
 
 CCUSAGE = shutil.which("ccusage")
 pytestmark = pytest.mark.skipif(
@@ -29,11 +28,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(params=["UTC", "America/New_York"])
 def tz(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("TZ", request.param)
-    time.tzset()
-    yield request.param
-    monkeypatch.undo()
-    time.tzset()
+    yield from in_time_zone(monkeypatch, request.param)
 
 
 def ccusage(tool: str, tz: str, env: dict[str, str]) -> dict[tuple[str, str], tuple[int, ...]]:
