@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import operator
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -69,21 +70,22 @@ class _SeenFilter:
     def __init__(self) -> None:
         self.bits = bytearray(self.BITS // 8)
 
-    def _positions(self, key: str) -> tuple[int, int, int, int]:
+    def _positions(self, key: str | int) -> tuple[int, int, int, int]:
         # A keyed hash of the bytes, not hash(): that is salted per process, and the same
-        # session must count the same in every analysis.
-        h = int.from_bytes(hashlib.blake2b(key.encode("utf-8", "surrogatepass"),
-                                           digest_size=8).digest(), "little")
+        # session must count the same in every analysis. An int key is such a hash already.
+        h = key & 0xFFFF_FFFF_FFFF_FFFF if type(key) is int else int.from_bytes(
+            hashlib.blake2b(str(key).encode("utf-8", "surrogatepass"),
+                            digest_size=8).digest(), "little")
         g = (h * 0x9E37_79B9_7F4A_7C15) & 0xFFFF_FFFF_FFFF_FFFF
         m = self._MASK
         return h & m, (h >> 32) & m, g & m, (g >> 32) & m
 
-    def add(self, key: str) -> None:
+    def add(self, key: str | int) -> None:
         bits = self.bits
         for p in self._positions(key):
             bits[p >> 3] |= 1 << (p & 7)
 
-    def __contains__(self, key: str) -> bool:
+    def __contains__(self, key: str | int) -> bool:
         bits = self.bits
         return all(bits[p >> 3] & (1 << (p & 7)) for p in self._positions(key))
 
@@ -120,6 +122,53 @@ class _Window:
             if self.retired is None:
                 self.retired = _SeenFilter()
             self.retired.add(oldest)
+
+
+@dataclass(slots=True)
+class KeyedSpend:
+    """A session's responses that have a key, one copy each, as hourly sums and packed
+    arrays (76 bytes a response, no object of its own): what Tier 2 needs to count a
+    response that other sessions' files hold too only once (store/tier2.py)."""
+
+    cells: list[tuple[int, str, int]]
+    """(hour, model, prompt class) of each cell of the sums."""
+    sums: list[list[Any]]
+    """Each cell's [first_at, last_at, input, output, cache_creation, cache_creation_1h,
+    cache_read, reasoning, responses]."""
+    hashes: array[int]  # each response's key_digest
+    at: array[float]  # its time, epoch seconds
+    cell: array[int]  # its cell
+    counts: array[int]  # its 6 counts (as in the sums), 6 a response
+    tokens: array[int]  # input + output + cache_creation + cache_read: the copy's weight
+
+    @classmethod
+    def empty(cls) -> KeyedSpend:
+        return cls([], [], array("q"), array("d"), array("I"), array("q"), array("q"))
+
+    def add(self, key_hash: int, entry: tuple[Any, ...], cells: dict[tuple[int, str, int],
+                                                                        int]) -> None:
+        """One final response, `entry` as DigestBuilder.spend makes them."""
+        hour, model, prompt_over, when, _, *counts = entry[:11]
+        where = (hour, model, prompt_over)
+        i = cells.get(where)
+        if i is None:
+            i = cells[where] = len(self.cells)
+            self.cells.append(where)
+            self.sums.append([when, when, *counts, 1])
+        else:
+            row = self.sums[i]
+            if when < row[0]:
+                row[0] = when
+            if when > row[1]:
+                row[1] = when
+            for j, n in enumerate(counts, start=2):
+                row[j] += n
+            row[8] += 1
+        self.hashes.append(key_hash)
+        self.at.append(when)
+        self.cell.append(i)
+        self.counts.extend(counts)
+        self.tokens.append(counts[0] + counts[1] + counts[2] + counts[4])
 
 
 @dataclass(slots=True)
@@ -161,8 +210,13 @@ class DigestBuilder(ev.Sink):
         self.usage_by_key = _Window(retire=self._add_usage)
         self.tokens: dict[str | None, tuple[int, ...]] = {}
         # Usage by hour of spend: responses by key hash (the copy with most tokens wins)
-        # and keyless spend summed by (hour, model, prompt class).
-        self.spent: dict[int, tuple[Any, ...]] = {}
+        # in a window of the newest, as usage_by_key keeps them; once final, packed into
+        # `spent` and remembered in a fixed-size filter. Keyless spend is summed by (hour,
+        # model, prompt class).
+        self.spent_recent: dict[int, tuple[Any, ...]] = {}
+        self.spent_retired: _SeenFilter | None = None
+        self.spent = KeyedSpend.empty()
+        self.spent_cells: dict[tuple[int, str, int], int] = {}
         self.spent_keyless: dict[tuple[int, str, int], list[Any]] = {}
         self.last_message: str | None = None
         self.subagents: dict[str, dict[str, Any]] = {}
@@ -268,8 +322,10 @@ class DigestBuilder(ev.Sink):
         hour = int(when // 3600)
         name = model or UNKNOWN_MODEL
         prompt_over = prompt_class(input + cache_creation + cache_read)
-        counts = (_storable(input), _storable(output), _storable(cache_creation),
-                  _storable(cache_creation_1h), _storable(cache_read), _storable(reasoning))
+        counts: tuple[int, ...] = (input, output, cache_creation, cache_creation_1h,
+                                   cache_read, reasoning)
+        if not -_MAX_COUNT <= min(counts) <= max(counts) <= _MAX_COUNT:
+            counts = tuple(map(_storable, counts))
         if key is None:
             row = self.spent_keyless.get((hour, name, prompt_over))
             if row is None:
@@ -282,16 +338,32 @@ class DigestBuilder(ev.Sink):
             return
         key_hash = key_digest(f"{self.source}\0{key}")
         entry = (hour, name, prompt_over, when, when, *counts, 1, sidechain)
-        old = self.spent.get(key_hash)
-        if old is None or _better_copy(entry, old):
-            self.spent[key_hash] = entry
+        recent = self.spent_recent
+        old = recent.get(key_hash)
+        if old is None:
+            if self.spent_retired is not None and key_hash in self.spent_retired:
+                return  # a copy of a response counted already, long after it
+            recent[key_hash] = entry
+            if len(recent) > _Window.WINDOW:
+                oldest = next(iter(recent))
+                self.spent.add(oldest, recent.pop(oldest), self.spent_cells)
+                if self.spent_retired is None:
+                    self.spent_retired = _SeenFilter()
+                self.spent_retired.add(oldest)
+        elif _better_copy(entry, old):
+            recent[key_hash] = entry
 
     def spend_rows(self) -> list[tuple[Any, ...]]:
-        """What Tier 2 keeps of the spend: store/tier2.py's SPEND_COLUMNS."""
-        rows: list[tuple[Any, ...]] = [(h, *e[:-1]) for h, e in self.spent.items()]
-        rows += [(None, hour, model, prompt_over, *row)
-                 for (hour, model, prompt_over), row in self.spent_keyless.items()]
-        return rows
+        """The keyless spend as Tier 2 keeps it: store/tier2.py's SPEND_COLUMNS."""
+        return [(None, hour, model, prompt_over, *row)
+                for (hour, model, prompt_over), row in self.spent_keyless.items()]
+
+    def keyed_spend(self) -> KeyedSpend:
+        """Every response with a key, its counts final now."""
+        for key_hash, entry in self.spent_recent.items():
+            self.spent.add(key_hash, entry, self.spent_cells)
+        self.spent_recent = {}
+        return self.spent
 
     def cost(self, usd: float) -> None:
         if math.isfinite(usd) and usd >= 0:
@@ -412,7 +484,9 @@ class DigestBuilder(ev.Sink):
                           "commands": self.commands.dropped},
         }
         result: dict[str, Any] = redact_all(digest)
-        result["spend"] = self.spend_rows()  # Tier 2 keeps it in its usage tables
+        # Tier 2 keeps these in its usage tables.
+        result["spend"] = self.spend_rows()
+        result["spend_keyed"] = self.keyed_spend()
         return result
 
 

@@ -6,12 +6,16 @@ import contextlib
 import json
 from collections.abc import Sequence
 from datetime import date, timedelta
+from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from session_memory.store import db
+
+if TYPE_CHECKING:
+    from session_memory.analyze.digest import KeyedSpend
 
 _SUMMED = ("input", "output", "cache_creation", "cache_creation_1h", "cache_read", "reasoning",
            "responses")
@@ -282,9 +286,9 @@ class Tier2:
 
     def _put_digest(self, session_id: str, source: str, digest: dict[str, Any],
                     now: float) -> None:
-        spend = digest.get("spend")
+        spend, keyed = digest.get("spend"), digest.get("spend_keyed")
         if spend is not None:
-            digest = {k: v for k, v in digest.items() if k != "spend"}
+            digest = {k: v for k, v in digest.items() if k not in ("spend", "spend_keyed")}
         tokens = digest.get("tokens") or {}
         row = self.conn.execute(
             "INSERT INTO digests (session_id, source, analyzer_version, analyzed_at,"
@@ -311,7 +315,7 @@ class Tier2:
         assert row is not None  # RETURNING always yields the row written
         rowid = row[0]
         if spend is not None:
-            self._put_usage(rowid, spend, USAGE_BY_HOUR)
+            self._put_usage(rowid, spend, USAGE_BY_HOUR, keyed)
         else:  # an older analyzer's digest: its usage comes from its totals (store_old_usage)
             self._drop_usage(rowid)
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('usage_pending', 1)")
@@ -326,15 +330,17 @@ class Tier2:
              "\n".join(e.get("snippet", "") for e in digest.get("errors") or []),
              digest.get("last_assistant_message") or ""))
 
-    def _put_usage(self, session: int, spend: Sequence[Sequence[Any]], kind: int) -> None:
-        """Replace a session's hourly usage with `spend` (see SPEND_COLUMNS). A response
-        another session's file holds too is counted once, as ccusage counts it: the copy
-        with more tokens, else the earlier one (a tie is moved from the other session's
-        hour to this one's; a copy with other counts stays where it was first counted)."""
+    def _put_usage(self, session: int, spend: Sequence[Sequence[Any]], kind: int,
+                   keyed: KeyedSpend | None = None) -> None:
+        """Replace a session's hourly usage with `spend` (see SPEND_COLUMNS) and `keyed`'s
+        responses. A response another session's file holds too is counted once, as ccusage
+        counts it: the copy with more tokens, else the earlier one (a tie is moved from the
+        other session's hour to this one's; a copy with other counts stays where it was
+        first counted)."""
         conn = self.conn
         self._drop_usage(session)
         lost = self._claim_all(session, [e for e in spend if e[0] is not None])
-        rows: dict[tuple[int, str, int], list[Any]] = {}
+        rows = {} if keyed is None else self._keyed_rows(session, keyed)
         for entry in spend:
             key_hash, hour, model, prompt_over, first_at, last_at, *counts = entry
             if key_hash is not None and key_hash in lost:
@@ -385,6 +391,51 @@ class Tier2:
             " WHERE session = ?", (session,))), -1)
         for table in ("usage_hourly", "usage_responses", "usage_sessions"):
             conn.execute(f"DELETE FROM {table} WHERE session = ?", (session,))
+
+    def _keyed_rows(self, session: int, keyed: KeyedSpend
+                    ) -> dict[tuple[int, str, int], list[Any]]:
+        """`keyed`'s sums by (hour, model, prompt class), less the responses another
+        session counts, each claimed for `session`."""
+        before = self.conn.total_changes()
+        self.conn.executemany(
+            "INSERT INTO usage_responses (hash, session, at, tokens) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (hash) DO NOTHING",
+            zip(keyed.hashes, repeat(session), keyed.at, keyed.tokens))
+        sums = [list(row) for row in keyed.sums]
+        if self.conn.total_changes() - before != len(keyed.hashes):
+            # Some hash was held already: by another session (or twice in this one).
+            owned = {h for (h,) in self.conn.execute(
+                "SELECT hash FROM usage_responses WHERE session = ?", (session,))}
+            lost: set[int] = set()
+            for i, key_hash in enumerate(keyed.hashes):
+                if key_hash in owned:
+                    owned.discard(key_hash)  # its first response here is the one inserted
+                    continue
+                hour, model, prompt_over = keyed.cells[keyed.cell[i]]
+                counts = keyed.counts[6 * i: 6 * i + 6]
+                if not self._claim(session, key_hash, hour, model, prompt_over,
+                                   keyed.at[i], [*counts, 1]):
+                    lost.add(i)
+            if lost:
+                self._take_out(keyed, sums, lost)
+        return {cell: row for cell, row in zip(keyed.cells, sums, strict=True) if row[8]}
+
+    @staticmethod
+    def _take_out(keyed: KeyedSpend, sums: list[list[Any]], lost: set[int]) -> None:
+        """Take the `lost` responses out of `sums`; the first and last times of the cells
+        they were in are those of the responses left."""
+        changed = {keyed.cell[i] for i in lost}
+        for i in lost:
+            row = sums[keyed.cell[i]]
+            for j, n in enumerate(keyed.counts[6 * i: 6 * i + 6], start=2):
+                row[j] -= n
+            row[8] -= 1
+        for c in changed:
+            sums[c][0] = sums[c][1] = None
+        for i, c in enumerate(keyed.cell):
+            if c in changed and i not in lost:
+                row, at = sums[c], keyed.at[i]
+                row[0], row[1] = _min(row[0], at), _max(row[1], at)
 
     def _claim_all(self, session: int, keyed: Sequence[Sequence[Any]]) -> set[int]:
         """Claim every response of `keyed` (spend entries with a key hash) for `session`;

@@ -80,6 +80,36 @@ def test_bounded_memory_still_counts_each_message_once(monkeypatch: pytest.Monke
     assert len(builder.usage_by_key.recent) == 8 and len(builder.calls.recent) == 8
 
 
+def test_a_huge_sessions_responses_are_packed_not_kept_as_objects(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A response with a key costs a few packed numbers once out of the window (76 bytes),
+    its hour's usage one sum: a 1 GB session's half a million responses fit in tens of MB.
+    Kept as a dict entry and a tuple each (about 700 bytes), this fails."""
+    import tracemalloc
+
+    from session_memory.analyze import digest as digest_mod
+
+    monkeypatch.setattr(digest_mod._Window, "WINDOW", 64)
+    builder = digest_mod.DigestBuilder("x")
+    responses = 50_000
+    tracemalloc.start()
+    try:
+        for i in range(responses):
+            builder.spend(f"2026-10-01T{i % 24:02d}:{i % 60:02d}:00Z", f"msg_{i}\0req_{i}",
+                          "m", 10, 20 + i % 7, 0, 500)
+        builder.spend("2026-10-01T00:00:00Z", "msg_0\0req_0", "m", 10, 99, 0, 500)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    filter_bytes = 4 * 2**20
+    assert peak < filter_bytes + responses * 120
+    keyed = builder.keyed_spend()
+    assert len(keyed.hashes) == responses and len(keyed.cells) == 24
+    # A copy long after its response left the window is a copy, not a new response.
+    assert sum(row[8] for row in keyed.sums) == responses
+    assert sum(row[3] for row in keyed.sums) == sum(20 + i % 7 for i in range(responses))
+
+
 def test_seen_filter_is_fixed_size_with_no_false_negatives() -> None:
     """Retired ids of a huge session are remembered in fixed memory: every id added is
     found again, and ids never added are rarely taken for seen."""
