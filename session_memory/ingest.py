@@ -687,12 +687,28 @@ def deep_seal(tier1: Tier1, *, workers: int = 1, ids: list[str] | None = None,
               interrupted: Callable[[], bool] | None = None) -> int:
     """Recompress sealed sessions (all, or the `ids`) at DEEP_SEAL_LEVEL, oldest first (the
     daemon does this a few at a time when idle); returns how many were recompressed (one
-    that grew meanwhile is not). Freed pages are given back."""
+    that grew meanwhile is not). Freed pages are given back. First, a source with enough
+    sealed sessions and no dictionary gets one trained (see Tier1.train_dictionary)."""
+    train_dictionaries(tier1, interrupted=interrupted)
     sessions = tier1.to_deepen() if ids is None else ids
     _seal_each(tier1, sessions, DEEP_SEAL_LEVEL, workers, interrupted)
     if sessions:
         tier1.reclaim()
     return len(set(sessions) - set(tier1.to_deepen()))
+
+
+def train_dictionaries(tier1: Tier1, *, interrupted: Callable[[], bool] | None = None,
+                       now: float | None = None) -> list[int]:
+    """Train a dictionary for each source that has enough sealed sessions and none yet."""
+    trained = []
+    for source in tier1.sources_to_train():
+        if interrupted is not None and interrupted():
+            break
+        dict_id = tier1.train_dictionary(source, time.time() if now is None else now,
+                                         interrupted)
+        if dict_id is not None:
+            trained.append(dict_id)
+    return trained
 
 
 def _seal_each(tier1: Tier1, sessions: list[str], level: int, workers: int,

@@ -14,7 +14,7 @@ from typing import Any
 from session_memory import formats, log, retention
 from session_memory.config import Settings
 from session_memory.store import db
-from session_memory.store.tier1 import StoredFile, Tier1
+from session_memory.store.tier1 import DEEP_SEAL_LEVEL, DictionaryInUseError, StoredFile, Tier1
 from session_memory.store.tier2 import Tier2
 
 logger = log.get("session_memory.maintenance")
@@ -36,9 +36,18 @@ def forget(tier1: Tier1, tier2: Tier2, session_id: str, now: float) -> dict[str,
     """
     row = tier1.byte_counts(session_id)
     had_digest = tier2.has_digest(session_id)
-    with _secure_delete(tier1), tier1.transaction("forget"):
-        tier1.forget(session_id)
-        tier1.set_meta(FORGET_PREFIX + session_id, now)
+    with _secure_delete(tier1):
+        for attempt in range(_FORGET_ATTEMPTS):
+            _stop_using_dictionaries_of(tier1, session_id)
+            try:
+                with tier1.transaction("forget"):
+                    tier1.forget(session_id)
+                    tier1.set_meta(FORGET_PREFIX + session_id, now)
+                break
+            except DictionaryInUseError:
+                # A session was deep-sealed with one of them meanwhile: recompress again.
+                if attempt == _FORGET_ATTEMPTS - 1:
+                    raise
     _forget_digest(tier1, tier2, session_id)
     for store in (tier1, tier2):
         _reclaim(store)
@@ -46,6 +55,26 @@ def forget(tier1: Tier1, tier2: Tier2, session_id: str, now: float) -> dict[str,
     return {"id": session_id, "raw_bytes": int(row[0]) if row else 0,
             "stored_bytes": int(row[1]) if row else 0, "session_removed": row is not None,
             "digest_removed": had_digest}
+
+
+_FORGET_ATTEMPTS = 5
+
+
+def _stop_using_dictionaries_of(tier1: Tier1, session_id: str) -> None:
+    """A dictionary trained on the session's bytes holds some of them: retire it (no new
+    frame uses it), then recompress every other session that uses it, without it (a source
+    whose dictionary was retired gets a new one, trained without the session, later). The
+    session's own frames and the dictionary then go in the forget's transaction. A kill in
+    between loses nothing: each recompression switches over in one transaction, and a
+    retired dictionary stays readable until no frame uses it."""
+    trained = tier1.dictionaries_trained_on(session_id)
+    if not trained:
+        return
+    with tier1.transaction("dict-retire"):
+        tier1.retire_dictionaries(trained)
+    for other in tier1.sessions_using(trained, besides=session_id):
+        tier1.drop_staged_frames(other)
+        tier1.seal_session(other, DEEP_SEAL_LEVEL, redo=True)
 
 
 def _forget_digest(tier1: Tier1, tier2: Tier2, session_id: str) -> None:

@@ -133,4 +133,38 @@ MIGRATIONS: list[list[str]] = [
         " WHERE f.session_id = sessions.id AND f.generation = sessions.frame_gen), 0)",
         "CREATE INDEX sessions_by_seal_level ON sessions (seal_level, last_write) WHERE sealed = 1",
     ],
+    [
+        # Trained zstd dictionaries, one current per source, for the frames of the idle
+        # recompression: sessions of one tool share their structure and a project's files,
+        # which a session's own stream cannot find in itself. A dictionary's bytes count in
+        # the store's totals (not in any session's); it goes with the last frame using it.
+        # dictionary_sessions names the sessions it was trained on: forgetting one of them
+        # retires it (no new frames use it) and recompresses the sessions that do.
+        # AUTOINCREMENT: a reader caches dictionaries by id, so an id is never used twice.
+        """CREATE TABLE dictionaries (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            source TEXT NOT NULL,
+            trained_at REAL NOT NULL,
+            retired INTEGER NOT NULL DEFAULT 0,
+            data BLOB NOT NULL)""",
+        """CREATE TABLE dictionary_sessions (
+            dict_id INTEGER NOT NULL REFERENCES dictionaries (id),
+            session_id TEXT NOT NULL,
+            PRIMARY KEY (dict_id, session_id)) WITHOUT ROWID""",
+        "CREATE INDEX dictionary_sessions_by_session ON dictionary_sessions (session_id)",
+        "ALTER TABLE frames ADD COLUMN dict_id INTEGER REFERENCES dictionaries (id)",
+        "CREATE INDEX frames_by_dict ON frames (dict_id) WHERE dict_id IS NOT NULL",
+        """CREATE TRIGGER dictionary_added AFTER INSERT ON dictionaries BEGIN
+            UPDATE totals SET stored_bytes = stored_bytes + length(NEW.data);
+        END""",
+        """CREATE TRIGGER dictionary_removed AFTER DELETE ON dictionaries BEGIN
+            UPDATE totals SET stored_bytes = stored_bytes - length(OLD.data);
+            DELETE FROM dictionary_sessions WHERE dict_id = OLD.id;
+        END""",
+        """CREATE TRIGGER dictionary_unused AFTER DELETE ON frames
+            WHEN OLD.dict_id IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM frames WHERE dict_id = OLD.dict_id) BEGIN
+            DELETE FROM dictionaries WHERE id = OLD.dict_id;
+        END""",
+    ],
 ]

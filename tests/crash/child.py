@@ -22,6 +22,15 @@ from pathlib import Path
 from session_memory import config
 from session_memory.errors import SessionMemoryError
 from session_memory.memory import Memory
+from session_memory.store import tier1 as tier1_mod
+
+# Dictionaries for the harness's few small sessions (the real thresholds want 32 MiB), so
+# that training one, compressing with it and retiring it are among the commits killed.
+tier1_mod.DICT_MIN_SESSIONS = 2
+tier1_mod.DICT_MIN_RAW_BYTES = 0
+tier1_mod.DICT_RAW_PER_BYTE = 4
+tier1_mod.DICT_MIN_SAMPLES = 4
+tier1_mod._DICT_SAMPLE_BYTES = 512  # noqa: SLF001 - the tiny sessions give samples enough
 
 
 def say(*parts: object) -> None:
@@ -92,6 +101,12 @@ class Child:
         ids = sorted(s["id"] for s in self.m.sessions() if s["state"] != "active")
         return self.rng.choice(ids) if ids else None
 
+    def trained_candidate(self) -> str | None:
+        """A session a live dictionary was trained on: forgetting it retires the dictionary."""
+        ids = sorted(str(r[0]) for r in self.m.tier1.conn.execute(
+            "SELECT session_id FROM dictionary_sessions") if "spare-" in str(r[0]))
+        return self.rng.choice(ids) if ids else None
+
     def random_mix(self) -> None:
         ops = ["ingest", "seal", "deep-seal", "analyze", "sweep", "forget", "export"]
         weights = [6, 2, 1, 3, 2, 1, 2]
@@ -105,12 +120,16 @@ class Child:
                 self.op(name)
 
     def script(self) -> None:
-        """Every commit name once: ingest, seal, analyze, pin, mark-ended, each sweep pass
+        """Every commit name once: ingest, seal, deep seal (training a dictionary), analyze,
+        forget of a session a dictionary was trained on, pin, mark-ended, each sweep pass
         and its report, forget (both tiers), repair."""
         self.op("ingest")
         self.op("seal")
         self.op("deep-seal")
         self.op("analyze")
+        trained = self.trained_candidate()
+        if trained:  # before the sweep evicts the sessions using the dictionary
+            self.op("forget", trained)
         sessions = self.m.sessions()
         if sessions:
             self.op("pin", sessions[0]["id"])

@@ -288,9 +288,10 @@ def add_script_files(rig: Rig, round_no: int) -> None:
     recent = rig.src / f"recent-{round_no:03d}.jsonl"
     active = rig.src / f"active-{round_no:03d}.jsonl"
     lost = rig.legacy / f"lost-{round_no:03d}.jsonl"
+    spare = rig.src / f"spare-{round_no:03d}.jsonl"  # ended: for the child to forget early
     rng = random.Random(round_no)
     for path, mtime in ((old, now - 60 * 86400), (recent, now - 30), (active, now + 600),
-                        (lost, now - 30)):
+                        (lost, now - 30), (spare, now - 40)):
         lines = [f'{{"type": "user", "message": {{"role": "user", "content": '
                  f'"{path.stem} {k} {rng.randbytes(40).hex()}"}}}}\n' for k in range(20)]
         path.write_text("".join(lines))

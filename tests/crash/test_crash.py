@@ -20,10 +20,12 @@ pytestmark = pytest.mark.crash
 # recovery of an interrupted one), forget (both tiers), pin, mark-ended, repair; `digest`,
 # `report` and `forget-digest` are the Tier 2 writes.
 # `seal-mark` marks sessions stored sealed at ingest; `seal-clean`, `seal-stage`, `seal`
-# recompress the others.
-COMMITS = ["ingest", "seal-mark", "seal-clean", "seal-stage", "seal", "digest", "mark-analyzed",
-           "pin", "mark-ended", "sweep-backstop", "sweep-budget", "sweep-overflow", "report",
-           "sweep-done", "forget", "forget-digest", "forget-done", "repair"]
+# recompress the others. `dict-train` stores a trained dictionary (the deep seal's), and
+# `dict-retire` retires it when a session it was trained on is forgotten.
+COMMITS = ["ingest", "seal-mark", "seal-clean", "seal-stage", "seal", "dict-train", "digest",
+           "mark-analyzed", "pin", "mark-ended", "sweep-backstop", "sweep-budget",
+           "sweep-overflow", "report", "sweep-done", "dict-retire", "forget", "forget-digest",
+           "forget-done", "repair"]
 RANDOM_KILLS = 20
 
 

@@ -9,8 +9,12 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from session_memory.memory import Memory
+from session_memory.store import tier1 as tier1_mod
 from session_memory.store.tier1 import DEEP_SEAL_LEVEL, SEAL_LEVEL, Tier1
 
 
@@ -224,6 +228,7 @@ def test_the_seal_level_migration_reads_it_from_the_frames(memory: Memory,
                                                            sources: dict[str, Path]) -> None:
     sid, _ = _sealed_session(memory, sources)
     conn = memory.tier1.conn
+    _undo_dictionaries(conn)
     conn.execute("DROP INDEX sessions_by_seal_level")
     conn.execute("ALTER TABLE sessions DROP COLUMN seal_level")
     conn.execute("PRAGMA user_version = 1")
@@ -297,3 +302,138 @@ def test_check_sees_and_repair_frees_frames_leaked_by_an_evicted_session(
     assert conn.execute("SELECT count(*) FROM frames").fetchone()[0] == 0
     assert memory.show(sid)["stored_bytes"] == 0 and memory.tier1.totals()["stored_bytes"] == 0
     assert memory.check() == []
+
+
+# -- trained dictionaries ------------------------------------------------------------------
+
+
+def _small_dictionaries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dictionaries for a handful of small sessions (the real thresholds want 32 MiB)."""
+    monkeypatch.setattr(tier1_mod, "DICT_MIN_SESSIONS", 4)
+    monkeypatch.setattr(tier1_mod, "DICT_MIN_RAW_BYTES", 0)
+    monkeypatch.setattr(tier1_mod, "DICT_RAW_PER_BYTE", 16)
+    monkeypatch.setattr(tier1_mod, "DICT_MAX_BYTES", 32 * 1024)
+
+
+def _similar_sessions(root: Path, n: int, marker: str = "", seed: int = 7) -> dict[str, bytes]:
+    """Sessions of one tool in one project: the same keys and file contents over and over,
+    which a dictionary learns and each session alone does not know yet."""
+    rnd = random.Random(seed)
+    shared = [" ".join(f"line{j} = value{j * 7 % 13}" for j in range(40)) for _ in range(20)]
+    out = {}
+    for s in range(n):
+        lines = [json.dumps({"type": "tool_result", "session": s, "turn": t,
+                             "content": rnd.choice(shared) + f" {marker} {s} {t}"})
+                 for t in range(60)]
+        path = root / f"sess{seed}-{s}.jsonl"
+        path.write_text("\n".join(lines) + "\n")
+        out[f"mytool:{path.name}"] = path.read_bytes()
+    return out
+
+
+def _undo_dictionaries(conn: Any) -> None:
+    """The store as it was before the dictionary step of the schema (user_version 2)."""
+    for sql in ("DROP TRIGGER dictionary_added", "DROP TRIGGER dictionary_removed",
+                "DROP TRIGGER dictionary_unused", "DROP INDEX frames_by_dict",
+                "ALTER TABLE frames DROP COLUMN dict_id",
+                "DROP INDEX dictionary_sessions_by_session", "DROP TABLE dictionary_sessions",
+                "DROP TABLE dictionaries", "PRAGMA user_version = 2"):
+        conn.execute(sql)
+
+
+def _read_all(memory: Memory, sid: str) -> bytes:
+    return b"".join(p for f in memory.tier1.files(sid) for p in memory.tier1.read_file(f.id))
+
+
+def test_deep_seal_trains_a_dictionary_and_every_byte_round_trips(
+        memory: Memory, sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    _small_dictionaries(monkeypatch)
+    data = _similar_sessions(sources["mytool"], 12)
+    memory.ingest()
+    memory.seal()
+    sealed = {sid: memory.show(sid)["stored_bytes"] for sid in data}
+    assert memory.deep_seal() == len(data)
+    [d] = memory.tier1.dictionaries()
+    assert d["source"] == "mytool" and not d["retired"] and d["trained_on"] >= 4
+    assert d["frames"] == len(data)  # every session's frames use it
+    assert {row[0] for row in memory.tier1.conn.execute("SELECT dict_id FROM frames")} \
+        == {d["id"]}
+    for sid, raw in data.items():
+        assert _read_all(memory, sid) == raw
+    # What the sessions share is in the dictionary, not in each of them (whether that pays
+    # for the dictionary's own bytes is the bench's to measure, on a real-sized history).
+    assert sum(memory.show(sid)["stored_bytes"] for sid in data) < 0.8 * sum(sealed.values())
+    # Its bytes count in the store's totals, once, and the file says what they say.
+    assert memory.check() == []
+    totals = memory.tier1.totals()
+    assert totals["stored_bytes"] == d["bytes"] + sum(
+        memory.show(sid)["stored_bytes"] for sid in data)
+    # A second connection (a reader) decompresses with it too.
+    with Memory(memory.settings, clock=memory.clock) as other:
+        for sid, raw in data.items():
+            assert _read_all(other, sid) == raw
+
+
+def test_a_dictionary_goes_with_its_last_frame(memory: Memory, sources: dict[str, Path],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    _small_dictionaries(monkeypatch)
+    data = _similar_sessions(sources["mytool"], 10)
+    memory.ingest()
+    memory.seal()
+    memory.deep_seal()
+    [d] = memory.tier1.dictionaries()
+    sids = sorted(data)
+    with memory.tier1.transaction():
+        for sid in sids[:-1]:
+            memory.tier1.evict(sid, memory.clock.now())
+    assert memory.tier1.dictionaries()[0]["frames"] == 1
+    assert memory.check() == []
+    with memory.tier1.transaction():
+        memory.tier1.evict(sids[-1], memory.clock.now())
+    assert memory.tier1.dictionaries() == []
+    assert memory.tier1.totals()["stored_bytes"] == 0
+    assert memory.check() == []
+
+
+def test_a_source_with_too_little_gets_no_dictionary(memory: Memory,
+                                                     sources: dict[str, Path]) -> None:
+    data = _similar_sessions(sources["mytool"], 12)  # far below 32 MiB
+    memory.ingest()
+    memory.seal()
+    memory.deep_seal()
+    assert memory.tier1.dictionaries() == []
+    for sid, raw in data.items():
+        assert _read_all(memory, sid) == raw
+
+
+def test_check_names_frames_whose_dictionary_is_gone(memory: Memory, sources: dict[str, Path],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    _small_dictionaries(monkeypatch)
+    _similar_sessions(sources["mytool"], 10)
+    memory.ingest()
+    memory.seal()
+    memory.deep_seal()
+    [d] = memory.tier1.dictionaries()
+    # Only a damaged file can lose one: foreign keys refuse it otherwise.
+    memory.tier1.conn.execute("PRAGMA foreign_keys = OFF")
+    memory.tier1.conn.execute("DROP TRIGGER dictionary_removed")
+    memory.tier1.conn.execute("DELETE FROM dictionaries WHERE id = ?", (d["id"],))
+    problems = memory.check()
+    assert any(f"dictionary {d['id']}, which is gone" in p for p in problems)
+
+
+def test_the_dictionary_migration_upgrades_a_store_in_place(
+        memory: Memory, sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    _small_dictionaries(monkeypatch)
+    data = _similar_sessions(sources["mytool"], 10)
+    memory.ingest()
+    memory.seal()
+    _undo_dictionaries(memory.tier1.conn)
+    memory.close()
+    with Memory(memory.settings, clock=memory.clock) as again:
+        assert again.check() == []
+        assert again.deep_seal() == len(data)
+        assert len(again.tier1.dictionaries()) == 1
+        for sid, raw in data.items():
+            assert _read_all(again, sid) == raw
+        assert again.check() == []
