@@ -41,6 +41,9 @@ DICT_MIN_SAMPLES = 8
 _DICT_SAMPLE_SESSIONS = 400
 _DICT_SAMPLE_HEAD = 256 * 1024  # of each sampled session, its first bytes
 _DICT_SAMPLE_BYTES = 64 * 1024  # cut into samples this long
+# Samples to learn from, in dictionary sizes: 32 (16 MiB) came out 0.3% larger than zstd's
+# advised 100 and trains in a third of the time, so a stop never waits long for it.
+_DICT_SAMPLE_TIMES = 32
 _SEAL_STEP = 1024 * 1024  # how much is compressed between two looks at `interrupted`
 _MAX_CHAIN_LOG, _MAX_HASH_LOG = 21, 20  # level 19's own tables would take 81 MiB a frame
 _CONTENT_CHECKSUM = 0x04  # in a zstd frame header's descriptor byte, the fifth
@@ -696,7 +699,7 @@ class Tier1:
         taken = 0
         try:
             for sid, _raw in sampled:
-                if taken >= 100 * size:
+                if taken >= _DICT_SAMPLE_TIMES * size:
                     break
                 if interrupted is not None and interrupted():
                     return None
