@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 from collections.abc import Sequence
 from datetime import date, timedelta
 from itertools import repeat
@@ -251,6 +252,9 @@ class Tier2:
         """`read_only`: never creates, migrates or writes (see db.connect_read_only)."""
         self.path = path
         self.conn = (db.connect_read_only if read_only else db.connect)(path, MIGRATIONS)
+        self._totals: dict[tuple[int, str, int], list[int]] | None = None
+        """While digests are put: what usage_totals gains, summed per row over the batch
+        (its sessions share their hours), written once at the end of the transaction."""
 
     def close(self) -> None:
         self.conn.close()
@@ -281,8 +285,14 @@ class Tier2:
         A digest keeps its rowid when replaced; its FTS row shares that rowid, so replacing
         or deleting one never scans the index."""
         with self.transaction("digest"):
-            for session_id, source, digest in items:
-                self._put_digest(session_id, source, digest, now)
+            self._totals = {}
+            try:
+                for session_id, source, digest in items:
+                    self._put_digest(session_id, source, digest, now)
+                totals, self._totals = self._totals, None
+                self._write_totals(totals)
+            finally:
+                self._totals = None
 
     def _put_digest(self, session_id: str, source: str, digest: dict[str, Any],
                     now: float) -> None:
@@ -354,7 +364,8 @@ class Tier2:
             for i, n in enumerate(counts, start=2):
                 row[i] += n
         hourly = [(hour, model, prompt_over, row[0], row[1],
-                   *(min(n, MAX_HOURLY_COUNT) for n in row[2:]))
+                   *(row[2:] if max(row[2:]) <= MAX_HOURLY_COUNT else
+                     (min(n, MAX_HOURLY_COUNT) for n in row[2:])))
                   for (hour, model, prompt_over), row in rows.items()]
         conn.executemany(
             f"INSERT INTO usage_hourly (session, hour, model, prompt_over, first_at, last_at,"
@@ -370,8 +381,21 @@ class Tier2:
 
     def _add_totals(self, rows: Sequence[Sequence[Any]], sign: int) -> None:
         """Add (sign 1) or take off (-1) rows of (hour, model, prompt_over, *_SUMMED) in
-        usage_totals; a row left with nothing is dropped."""
+        usage_totals; a row left with nothing is dropped. While digests are put, only
+        summed (see `_totals`)."""
         if not rows:
+            return
+        pending = self._totals
+        if pending is not None:
+            for r in rows:
+                key = (r[0], r[1], r[2])
+                row = pending.get(key)
+                if row is None:
+                    pending[key] = [sign * n for n in r[3:]] if sign < 0 else list(r[3:])
+                elif sign > 0:
+                    row[:] = map(operator.add, row, r[3:])
+                else:
+                    row[:] = map(operator.sub, row, r[3:])
             return
         self.conn.executemany(
             f"INSERT INTO usage_totals (hour, model, prompt_over, {', '.join(_SUMMED)})"
@@ -382,6 +406,19 @@ class Tier2:
             self.conn.executemany(
                 "DELETE FROM usage_totals WHERE hour = ? AND model = ? AND prompt_over = ? AND "
                 + " AND ".join(f"{f} = 0" for f in _SUMMED), [tuple(r[:3]) for r in rows])
+
+    def _write_totals(self, totals: dict[tuple[int, str, int], list[int]]) -> None:
+        """Add what a batch summed (see `_totals`) to usage_totals; a row left with nothing
+        is dropped."""
+        self.conn.executemany(
+            f"INSERT INTO usage_totals (hour, model, prompt_over, {', '.join(_SUMMED)})"
+            f" VALUES ({', '.join('?' * (3 + len(_SUMMED)))}) ON CONFLICT DO UPDATE SET "
+            + ", ".join(f"{f} = {f} + excluded.{f}" for f in _SUMMED),
+            [(*key, *row) for key, row in totals.items() if any(row)])
+        self.conn.executemany(
+            "DELETE FROM usage_totals WHERE hour = ? AND model = ? AND prompt_over = ? AND "
+            + " AND ".join(f"{f} = 0" for f in _SUMMED),
+            [key for key, row in totals.items() if min(row) < 0])
 
     def _drop_usage(self, session: int) -> None:
         """Take a session's usage out of every usage table (its response claims too)."""
