@@ -11,6 +11,7 @@ import hashlib
 import math
 import operator
 from array import array
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -82,12 +83,17 @@ class _SeenFilter:
 
     def add(self, key: str | int) -> None:
         bits = self.bits
-        for p in self._positions(key):
-            bits[p >> 3] |= 1 << (p & 7)
+        a, b, c, d = self._positions(key)
+        bits[a >> 3] |= 1 << (a & 7)
+        bits[b >> 3] |= 1 << (b & 7)
+        bits[c >> 3] |= 1 << (c & 7)
+        bits[d >> 3] |= 1 << (d & 7)
 
     def __contains__(self, key: str | int) -> bool:
         bits = self.bits
-        return all(bits[p >> 3] & (1 << (p & 7)) for p in self._positions(key))
+        a, b, c, d = self._positions(key)
+        return bool(bits[a >> 3] >> (a & 7) & 1 and bits[b >> 3] >> (b & 7) & 1
+                    and bits[c >> 3] >> (c & 7) & 1 and bits[d >> 3] >> (d & 7) & 1)
 
 
 class _Window:
@@ -100,7 +106,9 @@ class _Window:
     WINDOW = 4096
 
     def __init__(self, retire: Callable[[Any], None] | None = None) -> None:
-        self.recent: dict[str, Any] = {}
+        # Ordered: the oldest is taken off the front in constant time (a dict would scan
+        # past every key taken off it before, until it next resizes).
+        self.recent: OrderedDict[str, Any] = OrderedDict()
         self.retired: _SeenFilter | None = None  # made when first needed: most sessions never
         self.retire = retire
 
@@ -114,11 +122,9 @@ class _Window:
         recent = self.recent
         recent[key] = value
         if len(recent) > self.WINDOW:
-            oldest = next(iter(recent))
+            oldest, value = recent.popitem(last=False)
             if self.retire is not None:
-                self.retire(recent.pop(oldest))
-            else:
-                del recent[oldest]
+                self.retire(value)
             if self.retired is None:
                 self.retired = _SeenFilter()
             self.retired.add(oldest)
@@ -148,8 +154,7 @@ class KeyedSpend:
     def add(self, key_hash: int, entry: tuple[Any, ...], cells: dict[tuple[int, str, int],
                                                                         int]) -> None:
         """One final response, `entry` as DigestBuilder.spend makes them."""
-        hour, model, prompt_over, when, _, *counts = entry[:11]
-        where = (hour, model, prompt_over)
+        where, when, counts = entry[:3], entry[3], entry[5:11]
         i = cells.get(where)
         if i is None:
             i = cells[where] = len(self.cells)
@@ -161,8 +166,7 @@ class KeyedSpend:
                 row[0] = when
             if when > row[1]:
                 row[1] = when
-            for j, n in enumerate(counts, start=2):
-                row[j] += n
+            row[2:8] = map(operator.add, row[2:8], counts)
             row[8] += 1
         self.hashes.append(key_hash)
         self.at.append(when)
@@ -213,7 +217,7 @@ class DigestBuilder(ev.Sink):
         # in a window of the newest, as usage_by_key keeps them; once final, packed into
         # `spent` and remembered in a fixed-size filter. Keyless spend is summed by (hour,
         # model, prompt class).
-        self.spent_recent: dict[int, tuple[Any, ...]] = {}
+        self.spent_recent: OrderedDict[int, tuple[Any, ...]] = OrderedDict()
         self.spent_retired: _SeenFilter | None = None
         self.spent = KeyedSpend.empty()
         self.spent_cells: dict[tuple[int, str, int], int] = {}
@@ -345,8 +349,8 @@ class DigestBuilder(ev.Sink):
                 return  # a copy of a response counted already, long after it
             recent[key_hash] = entry
             if len(recent) > _Window.WINDOW:
-                oldest = next(iter(recent))
-                self.spent.add(oldest, recent.pop(oldest), self.spent_cells)
+                oldest, final = recent.popitem(last=False)
+                self.spent.add(oldest, final, self.spent_cells)
                 if self.spent_retired is None:
                     self.spent_retired = _SeenFilter()
                 self.spent_retired.add(oldest)
@@ -362,7 +366,7 @@ class DigestBuilder(ev.Sink):
         """Every response with a key, its counts final now."""
         for key_hash, entry in self.spent_recent.items():
             self.spent.add(key_hash, entry, self.spent_cells)
-        self.spent_recent = {}
+        self.spent_recent.clear()
         return self.spent
 
     def cost(self, usd: float) -> None:
