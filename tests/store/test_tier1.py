@@ -360,6 +360,8 @@ def test_deep_seal_trains_a_dictionary_and_every_byte_round_trips(
         == {d["id"]}
     for sid, raw in data.items():
         assert _read_all(memory, sid) == raw
+    # Each frame still carries zstd's own checksum (what reads verify it by).
+    assert all(row[0][4] & 0x04 for row in memory.tier1.conn.execute("SELECT data FROM frames"))
     # What the sessions share is in the dictionary, not in each of them (whether that pays
     # for the dictionary's own bytes is the bench's to measure, on a real-sized history).
     assert sum(memory.show(sid)["stored_bytes"] for sid in data) < 0.8 * sum(sealed.values())
@@ -437,3 +439,21 @@ def test_the_dictionary_migration_upgrades_a_store_in_place(
         for sid, raw in data.items():
             assert _read_all(again, sid) == raw
         assert again.check() == []
+
+
+def test_a_renamed_session_keeps_its_dictionary_link(memory: Memory, sources: dict[str, Path],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forget of the session under its new id must still retire what it trained."""
+    _small_dictionaries(monkeypatch)
+    data = _similar_sessions(sources["mytool"], 10)
+    memory.ingest()
+    memory.seal()
+    memory.deep_seal()
+    [d] = memory.tier1.dictionaries()
+    old = next(iter(data))
+    with memory.tier1.transaction():
+        memory.tier1.move_session(old, "mytool:renamed", "renamed")
+    assert memory.tier1.dictionaries_trained_on("mytool:renamed") == [d["id"]]
+    assert memory.tier1.dictionaries_trained_on(old) == []
+    assert _read_all(memory, "mytool:renamed") == data[old]
+    assert memory.check() == []
