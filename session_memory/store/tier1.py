@@ -119,7 +119,7 @@ class Tier1:
         self.conn = (db.connect_read_only if read_only else db.connect)(path, MIGRATIONS)
         self._decompressor = zstandard.ZstdDecompressor()
         self._dict_decompressors: dict[int, zstandard.ZstdDecompressor] = {}
-        self._dict_compressors: dict[int, zstandard.ZstdCompressionDict] = {}
+        self._dict_compressors: dict[int, _Dictionary] = {}
         self._last_frame: tuple[tuple[str, int, int, int, int], bytes] | None = None
 
     def close(self) -> None:
@@ -618,7 +618,7 @@ class Tier1:
             return 0
         new_gen = gen + 1
         total = sum(raw for _, raw, _ in snapshot)
-        dictionary = self.current_dictionary(source) if level >= DEEP_SEAL_LEVEL else None
+        dictionary = self.current_dictionary(source) if level == DEEP_SEAL_LEVEL else None
         writer = _FrameWriter(self, session_id, gen, new_gen, level, frame_bytes, total=total,
                               interrupted=interrupted or (lambda: False),
                               dictionary=dictionary)
@@ -666,7 +666,7 @@ class Tier1:
 
     # -- dictionaries ---------------------------------------------------------------------
 
-    def current_dictionary(self, source: str) -> tuple[int, zstandard.ZstdCompressionDict] | None:
+    def current_dictionary(self, source: str) -> _Dictionary | None:
         """The dictionary new deep-sealed frames of `source` use: its newest one not retired."""
         row = self.conn.execute(
             "SELECT id FROM dictionaries WHERE source = ? AND retired = 0 "
@@ -677,14 +677,16 @@ class Tier1:
         found = self._dict_compressors.get(dict_id)
         if found is None:
             data = db.one(self.conn, "SELECT data FROM dictionaries WHERE id = ?", (dict_id,))[0]
-            # Digested once for every session it compresses: loading a 512 KiB dictionary
-            # afresh for each of thousands of small sessions took more CPU than compressing
-            # them (1.9 CPU s against 3.4 for 600 sessions).
-            found = zstandard.ZstdCompressionDict(data)
-            found.precompute_compress(compression_params=_frame_params(
-                DEEP_SEAL_LEVEL, SEAL_FRAME_BYTES))
+            # Digested once for every small session it compresses: loading a 512 KiB
+            # dictionary afresh for each of thousands of them took more CPU than compressing
+            # them (3.4 CPU s against 1.9 for 600 sessions). Digested for frames up to
+            # _DICT_DIGESTED_FOR, its tables take 3 MiB; larger frames load it themselves.
+            small = zstandard.ZstdCompressionDict(data)
+            small.precompute_compress(compression_params=_frame_params(
+                DEEP_SEAL_LEVEL, _DICT_DIGESTED_FOR))
+            found = _Dictionary(dict_id, zstandard.ZstdCompressionDict(data), small)
             self._dict_compressors[dict_id] = found
-        return dict_id, found
+        return found
 
     def _dictionary_usable(self, dict_id: int | None) -> bool:
         """A frame may be written with it: it exists and no forget has retired it."""
@@ -1129,6 +1131,16 @@ _STORE_SUMS = ("SELECT coalesce(sum(r), 0), coalesce(sum(st), 0) + (SELECT coale
                "UNION ALL SELECT raw_len, length(data) FROM frames)")
 
 
+_DICT_DIGESTED_FOR = 256 * 1024
+
+
+@dataclass(frozen=True)
+class _Dictionary:
+    id: int
+    plain: zstandard.ZstdCompressionDict
+    digested: zstandard.ZstdCompressionDict
+
+
 def _frame_params(level: int, size: int) -> zstandard.ZstdCompressionParameters:
     # The exact frame size lets zstd size its tables to it, not to its maximum.
     params = zstandard.ZstdCompressionParameters.from_level(level, source_size=size)
@@ -1155,10 +1167,9 @@ class _FrameWriter:
     def __init__(self, tier1: Tier1, session_id: str, base_generation: int, generation: int,
                  level: int, frame_bytes: int, total: int,
                  interrupted: Callable[[], bool],
-                 dictionary: tuple[int, zstandard.ZstdCompressionDict] | None = None) -> None:
-        self.dict_id: int | None = dictionary[0] if dictionary else None
-        self.dictionary: zstandard.ZstdCompressionDict | None = (
-            dictionary[1] if dictionary else None)
+                 dictionary: _Dictionary | None = None) -> None:
+        self.dictionary = dictionary
+        self.dict_id = dictionary.id if dictionary else None
         self.tier1, self.session_id, self.generation = tier1, session_id, generation
         self.base_generation = base_generation
         self.frames = 0
@@ -1169,11 +1180,14 @@ class _FrameWriter:
 
     def _start(self) -> None:
         self.size = min(self.frame_bytes, self.left)
-        if self.dictionary is not None:  # its parameters were fixed when it was digested
-            compressor = zstandard.ZstdCompressor(dict_data=self.dictionary, write_checksum=True)
+        if self.dictionary is not None and self.size <= _DICT_DIGESTED_FOR:
+            # Its parameters were fixed when it was digested.
+            compressor = zstandard.ZstdCompressor(dict_data=self.dictionary.digested,
+                                                  write_checksum=True)
         else:
             compressor = zstandard.ZstdCompressor(
-                compression_params=_frame_params(self.level, self.size))
+                compression_params=_frame_params(self.level, self.size),
+                dict_data=self.dictionary.plain if self.dictionary else None)
         self.cobj = compressor.compressobj(size=self.size)
         self.out: list[bytes] = []
         self.taken = 0

@@ -457,3 +457,20 @@ def test_a_renamed_session_keeps_its_dictionary_link(memory: Memory, sources: di
     assert memory.tier1.dictionaries_trained_on(old) == []
     assert _read_all(memory, "mytool:renamed") == data[old]
     assert memory.check() == []
+
+
+def test_a_large_session_is_compressed_with_the_dictionary_too(
+        memory: Memory, sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames over what the digested dictionary is sized for load it themselves."""
+    _small_dictionaries(monkeypatch)
+    data = _similar_sessions(sources["mytool"], 10)
+    big = sources["mytool"] / "big.jsonl"
+    rnd = random.Random(9)
+    big.write_bytes(b"".join(data.values()) * 2 + rnd.randbytes(300_000).hex().encode())
+    memory.ingest()
+    memory.seal()
+    memory.deep_seal()
+    [d] = memory.tier1.dictionaries()
+    assert d["frames"] == len(data) + 1
+    assert _read_all(memory, "mytool:big.jsonl") == big.read_bytes()
+    assert memory.check() == []
