@@ -174,6 +174,34 @@ class KeyedSpend:
         self.counts.extend(counts)
         self.tokens.append(counts[0] + counts[1] + counts[2] + counts[4])
 
+    def extend(self, entries: dict[int, tuple[Any, ...]],
+               cells: dict[tuple[int, str, int], int]) -> None:
+        """Many final responses by key hash, in order: as `add` each, in fewer steps."""
+        values = list(entries.values())
+        sums, where_all = self.sums, self.cells
+        cell = []
+        for entry in values:
+            where, when = entry[:3], entry[3]
+            i = cells.get(where)
+            if i is None:
+                i = cells[where] = len(where_all)
+                where_all.append(where)
+                sums.append([when, when, *entry[5:11], 1])
+            else:
+                row = sums[i]
+                if when < row[0]:
+                    row[0] = when
+                if when > row[1]:
+                    row[1] = when
+                row[2:8] = map(operator.add, row[2:8], entry[5:11])
+                row[8] += 1
+            cell.append(i)
+        self.hashes.extend(entries)
+        self.at.extend([e[3] for e in values])
+        self.cell.extend(cell)
+        self.counts.extend([n for e in values for n in e[5:11]])
+        self.tokens.extend([e[5] + e[6] + e[7] + e[9] for e in values])
+
 
 @dataclass(slots=True)
 class _Facts:
@@ -364,8 +392,7 @@ class DigestBuilder(ev.Sink):
 
     def keyed_spend(self) -> KeyedSpend:
         """Every response with a key, its counts final now."""
-        for key_hash, entry in self.spent_recent.items():
-            self.spent.add(key_hash, entry, self.spent_cells)
+        self.spent.extend(self.spent_recent, self.spent_cells)
         self.spent_recent.clear()
         return self.spent
 
