@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -44,7 +45,8 @@ _DICT_SAMPLE_BYTES = 64 * 1024  # cut into samples this long
 # Samples to learn from, in dictionary sizes: 32 (16 MiB) came out 0.3% larger than zstd's
 # advised 100 and trains in a third of the time, so a stop never waits long for it.
 _DICT_SAMPLE_TIMES = 32
-_SEAL_STEP = 1024 * 1024  # how much is compressed between two looks at `interrupted`
+_SEAL_STEP = 1024 * 1024
+_TRAIN_POLL_SECONDS = 0.05  # how much is compressed between two looks at `interrupted`
 _MAX_CHAIN_LOG, _MAX_HASH_LOG = 21, 20  # level 19's own tables would take 81 MiB a frame
 _CONTENT_CHECKSUM = 0x04  # in a zstd frame header's descriptor byte, the fifth
 STATES = ("active", "ended", "analyzed", "evicted")
@@ -741,11 +743,8 @@ class Tier1:
             return None  # evicted or resealed meanwhile: the next pass tries again
         if size < 1024 or len(samples) < DICT_MIN_SAMPLES:
             return None
-        try:
-            # k and d given: fastcover without its search for them (36 CPU s instead of 1.4 on
-            # 650 MiB, for 1% less).
-            trained = zstandard.train_dictionary(size, samples, k=1024, d=8, threads=1)
-        except zstandard.ZstdError:
+        trained = _train(size, samples, interrupted or (lambda: False))
+        if trained is None:
             return None
         with self.transaction("dict-train"):
             present = db.one(self.conn, "SELECT count(*) FROM sessions WHERE id IN "
@@ -1132,6 +1131,31 @@ _STORE_SUMS = ("SELECT coalesce(sum(r), 0), coalesce(sum(st), 0) + (SELECT coale
 
 
 _DICT_DIGESTED_FOR = 256 * 1024
+
+
+def _train(size: int, samples: list[bytes | bytearray | memoryview],
+           interrupted: Callable[[], bool]) -> zstandard.ZstdCompressionDict | None:
+    """zstd's training, on a thread of its own so that a stop need not wait for it (it
+    cannot be interrupted, and takes up to about half a second on a loaded machine): when
+    `interrupted()` turns true the result is left to be dropped. None if zstd found too
+    little to learn from."""
+    result: list[zstandard.ZstdCompressionDict | None] = []
+
+    def train() -> None:
+        try:
+            # k and d given: fastcover without its search for them (36 CPU s instead of 1.4
+            # on 650 MiB, for 1% less).
+            result.append(zstandard.train_dictionary(size, samples, k=1024, d=8, threads=1))
+        except zstandard.ZstdError:
+            result.append(None)
+
+    worker = threading.Thread(target=train, name="dict-train", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(_TRAIN_POLL_SECONDS)
+        if worker.is_alive() and interrupted():
+            return None
+    return result[0] if result else None
 
 
 @dataclass(frozen=True)

@@ -474,3 +474,14 @@ def test_a_large_session_is_compressed_with_the_dictionary_too(
     assert d["frames"] == len(data) + 1
     assert _read_all(memory, "mytool:big.jsonl") == big.read_bytes()
     assert memory.check() == []
+
+
+def test_a_stop_does_not_wait_for_dictionary_training() -> None:
+    """zstd's training cannot be interrupted: a stop leaves it to finish on its own thread
+    and gets nothing, at the next poll (every 50 ms) rather than when it ends."""
+    rnd = random.Random(4)
+    words = [rnd.randbytes(6).hex() for _ in range(5000)]
+    samples: list[bytes | bytearray | memoryview] = [
+        " ".join(rnd.choices(words, k=6000)).encode()[:65536] for _ in range(300)]
+    assert tier1_mod._train(64 * 1024, samples, lambda: True) is None
+    assert tier1_mod._train(64 * 1024, samples, lambda: False) is not None
