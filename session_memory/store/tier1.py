@@ -566,12 +566,16 @@ class Tier1:
     def to_deepen(self, level: int = DEEP_SEAL_LEVEL, max_raw_bytes: int | None = None,
                   limit: int | None = None) -> list[str]:
         """Sealed sessions whose frames are below `level`, oldest first: the least likely
-        to grow again, so the work done on them lasts."""
+        to grow again, so the work done on them lasts. At DEEP_SEAL_LEVEL also those with
+        frames that use a retired dictionary, or none while their source has one (sealed
+        before it was trained, or recompressed by a forget)."""
         return [r[0] for r in self.conn.execute(
-            "SELECT id FROM sessions WHERE sealed = 1 AND (seal_level < ? OR id IN ("
-            f"{_USES_RETIRED})) AND raw_bytes > 0 AND raw_bytes <= ? ORDER BY last_write LIMIT ?",
-            (level, max_raw_bytes if max_raw_bytes is not None else 2**62,
-             -1 if limit is None else limit))]
+            "SELECT id FROM sessions s WHERE sealed = 1 AND raw_bytes > 0 AND raw_bytes <= "
+            f":max AND (seal_level < :level OR id IN ({_USES_RETIRED}) OR (:level = :deep "
+            f"AND {_LACKS_DICTIONARY})) ORDER BY last_write LIMIT :limit",
+            {"level": level, "deep": DEEP_SEAL_LEVEL,
+             "max": max_raw_bytes if max_raw_bytes is not None else 2**62,
+             "limit": -1 if limit is None else limit})]
 
     def drop_staged_frames(self, session_id: str | None = None) -> int:
         """Frames of a seal that was interrupted before it switched over (never read)."""
@@ -608,7 +612,10 @@ class Tier1:
             return 0
         gen, before, _, sealed_at, source = row
         if redo or self.conn.execute(f"SELECT 1 FROM ({_USES_RETIRED}) WHERE session_id = ?",
-                                     (session_id,)).fetchone():
+                                     (session_id,)).fetchone() or (
+                level == DEEP_SEAL_LEVEL and self.conn.execute(
+                    f"SELECT 1 FROM sessions s WHERE id = ? AND {_LACKS_DICTIONARY}",
+                    (session_id,)).fetchone()):
             sealed_at = 0
         snapshot = list(self.conn.execute(
             "SELECT id, raw_bytes, chunks FROM files WHERE session_id = ? ORDER BY id",
@@ -1123,6 +1130,11 @@ _SESSION_STORED = ("((SELECT coalesce(sum(stored_bytes), 0) FROM files WHERE ses
 # the idle recompression finishes its work.
 _USES_RETIRED = ("SELECT DISTINCT session_id FROM frames WHERE dict_id IN "
                  "(SELECT id FROM dictionaries WHERE retired = 1)")
+# A session (as `s`) whose current frames are without a dictionary while its source has one.
+_LACKS_DICTIONARY = (
+    "s.source IN (SELECT source FROM dictionaries WHERE retired = 0) AND EXISTS (SELECT 1 "
+    "FROM frames f WHERE f.session_id = s.id AND f.generation = s.frame_gen "
+    "AND f.dict_id IS NULL)")
 # A dictionary's bytes count in the store's stored bytes, not in a session's.
 _STORE_SUMS = ("SELECT coalesce(sum(r), 0), coalesce(sum(st), 0) + (SELECT coalesce("
                "sum(length(data)), 0) FROM dictionaries), count(*) FROM ("
