@@ -16,7 +16,7 @@ import pytest
 from session_memory import maintenance
 from session_memory.memory import Memory
 from session_memory.store.tier2 import Tier2
-from tests.store.test_tier1 import _similar_sessions, _small_dictionaries
+from tests.store.test_tier1 import _similar_sessions, _small_dictionaries, _trained
 
 
 def test_repair_leaves_sealed_accounting_alone(memory: Memory, sources: dict[str, Path]) -> None:
@@ -244,12 +244,7 @@ def test_a_forget_killed_after_retiring_its_dictionary_loses_nothing(
     """Cut short between retiring the dictionary and recompressing the sessions using it:
     they still read back (a retired dictionary stays until no frame uses it), and the idle
     recompression takes them off it; the dictionary goes with its last frame."""
-    _small_dictionaries(monkeypatch)
-    data = _similar_sessions(sources["mytool"], 12)
-    memory.ingest()
-    memory.seal()
-    memory.deep_seal()
-    [d] = memory.tier1.dictionaries()
+    data, d = _trained(memory, sources["mytool"], 12, monkeypatch)
     victim = next(iter(data))
     with memory.tier1.transaction("dict-retire"):
         memory.tier1.retire_dictionaries([d["id"]])

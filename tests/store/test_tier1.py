@@ -331,6 +331,19 @@ def _similar_sessions(root: Path, n: int, marker: str = "", seed: int = 7) -> di
     return out
 
 
+def _trained(memory: Memory, root: Path, n: int,
+             monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """`n` similar sessions stored, sealed and recompressed with the one dictionary trained
+    on them: their bytes by id, and that dictionary's row."""
+    _small_dictionaries(monkeypatch)
+    data = _similar_sessions(root, n)
+    memory.ingest()
+    memory.seal()
+    memory.deep_seal()
+    [d] = memory.tier1.dictionaries()
+    return data, d
+
+
 def _undo_dictionaries(conn: Any) -> None:
     """The store as it was before the dictionary step of the schema (user_version 2)."""
     for sql in ("DROP TRIGGER dictionary_added", "DROP TRIGGER dictionary_removed",
@@ -378,12 +391,7 @@ def test_deep_seal_trains_a_dictionary_and_every_byte_round_trips(
 
 def test_a_dictionary_goes_with_its_last_frame(memory: Memory, sources: dict[str, Path],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    _small_dictionaries(monkeypatch)
-    data = _similar_sessions(sources["mytool"], 10)
-    memory.ingest()
-    memory.seal()
-    memory.deep_seal()
-    [d] = memory.tier1.dictionaries()
+    data, d = _trained(memory, sources["mytool"], 10, monkeypatch)
     sids = sorted(data)
     with memory.tier1.transaction():
         for sid in sids[:-1]:
@@ -410,12 +418,7 @@ def test_a_source_with_too_little_gets_no_dictionary(memory: Memory,
 
 def test_check_names_frames_whose_dictionary_is_gone(memory: Memory, sources: dict[str, Path],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    _small_dictionaries(monkeypatch)
-    _similar_sessions(sources["mytool"], 10)
-    memory.ingest()
-    memory.seal()
-    memory.deep_seal()
-    [d] = memory.tier1.dictionaries()
+    _, d = _trained(memory, sources["mytool"], 10, monkeypatch)
     # Only a damaged file can lose one: foreign keys refuse it otherwise.
     memory.tier1.conn.execute("PRAGMA foreign_keys = OFF")
     memory.tier1.conn.execute("DROP TRIGGER dictionary_removed")
@@ -452,12 +455,7 @@ def test_the_dictionary_migration_upgrades_a_store_in_place(
 def test_a_renamed_session_keeps_its_dictionary_link(memory: Memory, sources: dict[str, Path],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A forget of the session under its new id must still retire what it trained."""
-    _small_dictionaries(monkeypatch)
-    data = _similar_sessions(sources["mytool"], 10)
-    memory.ingest()
-    memory.seal()
-    memory.deep_seal()
-    [d] = memory.tier1.dictionaries()
+    data, d = _trained(memory, sources["mytool"], 10, monkeypatch)
     old = next(iter(data))
     with memory.tier1.transaction():
         memory.tier1.move_session(old, "mytool:renamed", "renamed")
