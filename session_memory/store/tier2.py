@@ -226,6 +226,21 @@ def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _hour_window(since_column: str, until_column: str, since_hour: int | None,
+                 until_hour: int | None) -> tuple[list[str], list[Any]]:
+    """SQL conditions (and their arguments) for an hour window [since_hour, until_hour):
+    `since_column` at or after the start, `until_column` before the end."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    if since_hour is not None:
+        clauses.append(f"{since_column} >= ?")
+        args.append(since_hour)
+    if until_hour is not None:
+        clauses.append(f"{until_column} < ?")
+        args.append(until_hour)
+    return clauses, args
+
+
 def _filters(project: str | None, since: float | None) -> tuple[list[str], dict[str, Any]]:
     """SQL conditions on the digests table `d` for a project and a start time."""
     where: list[str] = []
@@ -696,14 +711,10 @@ class Tier2:
         names: dict[int, str] = {}
         groups = [((names.get(day) or names.setdefault(day, name(day))), *rest)
                   for day, *rest in by_day]
-        window = ["s.first_hour IS NOT NULL"]
-        window_args: list[Any] = []
-        if since_hour is not None:
-            window.append("s.last_hour >= ?")
-            window_args.append(since_hour)
-        if until_hour is not None:
-            window.append("s.first_hour < ?")
-            window_args.append(until_hour)
+        # A session is in the window when it ends at or after since and starts before until.
+        window, window_args = _hour_window("s.last_hour", "s.first_hour", since_hour,
+                                           until_hour)
+        window.insert(0, "s.first_hour IS NOT NULL")
         lo = hi = None
         if since_hour is not None or until_hour is not None:
             bounds = self.conn.execute(
@@ -768,14 +779,7 @@ class Tier2:
     @staticmethod
     def _usage_filter(since_hour: int | None, until_hour: int | None, project: str | None,
                       sources: Sequence[str] | None) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        args: list[Any] = []
-        if since_hour is not None:
-            clauses.append("u.hour >= ?")
-            args.append(since_hour)
-        if until_hour is not None:
-            clauses.append("u.hour < ?")
-            args.append(until_hour)
+        clauses, args = _hour_window("u.hour", "u.hour", since_hour, until_hour)
         if project:
             if any(c in project for c in "*?["):
                 clauses.append("d.project GLOB ?")
