@@ -22,6 +22,7 @@ from session_memory import config  # noqa: E402
 from session_memory.clock import FixedClock  # noqa: E402
 from session_memory.memory import Memory  # noqa: E402
 from tests.bench import corpus  # noqa: E402
+from tests.bench.baseline import zstd_seconds  # noqa: E402
 
 
 def settings_for(root: Path, data: Path) -> config.Settings:
@@ -29,17 +30,6 @@ def settings_for(root: Path, data: Path) -> config.Settings:
     doc["storage"] = {"data_dir": str(data)}
     doc["sources"] = {"bench": {"format": "claude-code", "root": str(root)}}
     return config.settings_from(doc)
-
-
-def zstd_seconds(paths: list[Path], work: Path) -> float:
-    """Seconds for `zstd -3 -T1` over the files, in one process."""
-    work.mkdir(parents=True, exist_ok=True)
-    listing = work / "files.txt"
-    listing.write_text("\n".join(str(p) for p in paths))
-    t0 = time.perf_counter()
-    subprocess.run(["zstd", "-3", "-T1", "-q", "-c", f"--filelist={listing}"],
-                   stdout=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - t0
 
 
 def zstd_bytes(paths: list[Path], work: Path) -> int:

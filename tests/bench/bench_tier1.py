@@ -36,6 +36,7 @@ from session_memory.clock import FixedClock  # noqa: E402
 from session_memory.memory import Memory  # noqa: E402
 from session_memory.store import tier1 as tier1_mod  # noqa: E402
 from tests.bench import corpus, workstation  # noqa: E402
+from tests.bench.baseline import zstd_seconds  # noqa: E402
 
 SHARED_REAL = REPO.parent / "shared" / "fixtures" / "real"
 FORMAT_OF = {"claude-code": "claude-code", "codex": "codex", "gemini-cli": "gemini-cli",
@@ -62,15 +63,6 @@ def write_config(home: Path, roots: dict[str, Path]) -> Path:
     path = home / "config.toml"
     path.write_text(text)
     return path
-
-
-def zstd_seconds(paths: list[Path], work: Path) -> float:
-    listing = work / "files.txt"
-    listing.write_text("\n".join(str(p) for p in paths))
-    t0 = time.perf_counter()
-    subprocess.run(["zstd", "-3", "-T1", "-q", "-c", f"--filelist={listing}"],
-                   stdout=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - t0
 
 
 def per_file_zstd3(paths: list[Path]) -> int:
