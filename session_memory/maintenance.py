@@ -3,7 +3,6 @@ tiers agree with each other (with repairs for what can be fixed without losing a
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections.abc import Callable
@@ -36,7 +35,7 @@ def forget(tier1: Tier1, tier2: Tier2, session_id: str, now: float) -> dict[str,
     """
     row = tier1.byte_counts(session_id)
     had_digest = tier2.has_digest(session_id)
-    with _secure_delete(tier1):
+    with db.secure_delete(tier1.conn):
         for attempt in range(_FORGET_ATTEMPTS):
             _stop_using_dictionaries_of(tier1, session_id)
             try:
@@ -49,8 +48,8 @@ def forget(tier1: Tier1, tier2: Tier2, session_id: str, now: float) -> dict[str,
                 if attempt == _FORGET_ATTEMPTS - 1:
                     raise
     _forget_digest(tier1, tier2, session_id)
-    for store in (tier1, tier2):
-        _reclaim(store)
+    tier1.reclaim()  # in small steps where a full disk leaves the WAL no room
+    db.reclaim(tier2.conn)
     logger.info("forgot a session", session=session_id)
     return {"id": session_id, "raw_bytes": int(row[0]) if row else 0,
             "stored_bytes": int(row[1]) if row else 0, "session_removed": row is not None,
@@ -78,7 +77,7 @@ def _stop_using_dictionaries_of(tier1: Tier1, session_id: str) -> None:
 
 
 def _forget_digest(tier1: Tier1, tier2: Tier2, session_id: str) -> None:
-    with _secure_delete(tier2), tier2.transaction("forget-digest"):
+    with db.secure_delete(tier2.conn), tier2.transaction("forget-digest"):
         tier2.delete_digest(session_id)
         # FTS5 keeps deleted terms in its segments until they merge: merge them now.
         tier2.merge_search_index()
@@ -88,14 +87,6 @@ def _forget_digest(tier1: Tier1, tier2: Tier2, session_id: str) -> None:
 
 def pending_forgets(tier1: Tier1) -> list[str]:
     return [key[len(FORGET_PREFIX):] for key in tier1.meta_keys(FORGET_PREFIX)]
-
-
-def _secure_delete(store: Tier1 | Tier2) -> contextlib.AbstractContextManager[None]:
-    return db.secure_delete(store.conn)
-
-
-def _reclaim(store: Tier1 | Tier2) -> None:
-    db.reclaim(store.conn)
 
 
 # -- cross-tier check and repair ------------------------------------------------------
