@@ -869,17 +869,17 @@ class Tier1:
         The WAL is emptied first. On a full disk the WAL may have no room for the pages one
         pass over every free page moves (the sweep meant to make room would fail for want
         of it): then the pass is redone in small steps, each checkpointed away at once."""
-        self._checkpoint()
+        self.checkpoint()
         try:
             self._vacuum(0)  # 0: every free page
-            self._checkpoint()
+            self.checkpoint()
             return
         except apsw.FullError:
             pass
         free = db.one(self.conn, "PRAGMA freelist_count")[0]
         while free:
             self._vacuum(step_pages)
-            self._checkpoint()
+            self.checkpoint()
             free, before = db.one(self.conn, "PRAGMA freelist_count")[0], free
             if free >= before:
                 break
@@ -887,10 +887,6 @@ class Tier1:
     def _vacuum(self, pages: int) -> None:
         # incremental_vacuum frees one page per step: it must be stepped to the end.
         for _ in self.conn.execute(f"PRAGMA incremental_vacuum({int(pages)})"):
-            pass
-
-    def _checkpoint(self) -> None:
-        for _ in self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"):
             pass
 
     # -- health -------------------------------------------------------------------------
@@ -1008,7 +1004,8 @@ class Tier1:
 
     def checkpoint(self) -> None:
         """Empty the WAL into the database, and truncate it."""
-        self._checkpoint()
+        for _ in self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"):
+            pass
 
     # -- accounting checks and repairs (maintenance.py decides, these do) ------------------
 
