@@ -12,7 +12,6 @@ session (a subagent's, `parentID`) is a session of its own, linked to its parent
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -26,6 +25,7 @@ from session_memory.formats.base import (
     Head,
     Turn,
     arguments_text,
+    env_root,
     first_match,
     no_hook,
 )
@@ -47,8 +47,7 @@ _SESSION_ID = rb'"sessionID"\s*:\s*"([^"]+)"'
 
 
 def default_root() -> Path:
-    data = os.environ.get("XDG_DATA_HOME") or "~/.local/share"
-    return Path(os.path.expanduser(data), "opencode", "storage")
+    return env_root("XDG_DATA_HOME", "~/.local/share", "opencode", "storage")
 
 
 def identify(relpath: PurePosixPath, head: Head) -> FileRole | None:
