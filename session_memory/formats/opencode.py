@@ -196,9 +196,7 @@ def transcript(pieces: Sequence[Piece]) -> Iterator[Turn]:
     for message, parts in [*tree.messages, (None, tree.orphans)]:
         ts = _iso(_ms(message.time, "created")) if message else None
         if message is not None and message.role == "user":
-            text = "\n".join(p.text for p in parts if p.type == "text"
-                             and isinstance(p.text, str) and not p.synthetic and not p.ignored)
-            if prompt := human_text(text):
+            if prompt := _prompt(parts):
                 yield Turn("user", prompt, ts, subagent=sub)
             continue
         for p in parts:
@@ -214,6 +212,13 @@ def _part_turns(p: _Record, ts: str | None, sub: bool) -> Iterator[Turn]:
         if state.status in ("completed", "error"):
             output = state.error if state.status == "error" else getattr(state, "output", None)
             yield Turn("tool_result", str(output or ""), ts, p.tool, sub)
+
+
+def _prompt(parts: list[_Record]) -> str | None:
+    """What the person wrote in a user message: its text parts, less the tool's own."""
+    return human_text("\n".join(p.text for p in parts if p.type == "text"
+                                 and isinstance(p.text, str) and not p.synthetic
+                                 and not p.ignored))
 
 
 def _ms(time: Any, field: str) -> int | None:
@@ -242,9 +247,7 @@ def _message(m: _Record, parts: list[_Record], out: Sink) -> None:
     out.times(_iso(_ms(m.time, "created")),
               _iso(_ms(m.time, "completed") or _ms(m.time, "created")))
     if m.role == "user":
-        text = "\n".join(p.text for p in parts if p.type == "text" and isinstance(p.text, str)
-                         and not p.synthetic and not p.ignored)
-        if prompt := human_text(text):
+        if prompt := _prompt(parts):
             out.prompt(prompt)
         return
     if m.role != "assistant":
