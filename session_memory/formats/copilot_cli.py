@@ -65,7 +65,6 @@ _EDIT_TOOLS = {"edit", "create", "write", "str_replace_editor", "write_file"}
 _READ_TOOLS = {"view", "read", "read_file"}
 _SHELL_TOOLS = {"bash", "powershell", "shell"}
 _PATCH_FILE = re.compile(r"^\*\*\* (?:Update|Add) File: (.+)$", re.MULTILINE)
-_USAGE_FIELDS = ("input", "output", "cache_creation", "cache_read", "reasoning")
 
 
 def parse(pieces: Sequence[Piece], out: Sink) -> None:
@@ -121,9 +120,9 @@ class _Shutdowns:
             out.model(model)
             if any(grown):
                 key = f"{record_id}:{model}" if record_id else None
-                out.usage(key, model, **dict(zip(_USAGE_FIELDS, grown, strict=True)))
-                # Spent by the time of the shutdown that reports it, as ccusage counts it.
                 fresh_in, output, cache_write, cache_read_in, reasoning = grown
+                out.usage(key, model, fresh_in, output, cache_write, cache_read_in, reasoning)
+                # Spent by the time of the shutdown that reports it, as ccusage counts it.
                 out.spend(at, key, model, fresh_in, output, cache_write, cache_read_in,
                           reasoning)
 
