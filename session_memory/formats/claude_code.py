@@ -157,8 +157,12 @@ def parse(pieces: Sequence[Piece], out: Sink) -> None:
         if name.endswith(".meta.json"):
             _subagent_meta(piece, name, out)
         elif name.endswith(".jsonl"):
-            sidechain = "/" in piece.path.split("/", 1)[-1] or name.startswith("agent-")
-            _transcript(piece, sidechain, out)
+            _transcript(piece, _sidechain_file(piece.path, name), out)
+
+
+def _sidechain_file(path: str, name: str) -> bool:
+    """A subagent's transcript: in the session's folder, or (older versions) `agent-*`."""
+    return "/" in path.split("/", 1)[-1] or name.startswith("agent-")
 
 
 def _subagent_meta(piece: Piece, name: str, out: Sink) -> None:
@@ -318,8 +322,7 @@ def transcript(pieces: Sequence[Piece]) -> Iterator[Turn]:
     for piece in pieces:
         name = piece.path.rsplit("/", 1)[-1]
         if name.endswith(".jsonl"):
-            side = "/" in piece.path.split("/", 1)[-1] or name.startswith("agent-")
-            yield from _turns(piece, side)
+            yield from _turns(piece, _sidechain_file(piece.path, name))
 
 
 def _turns(piece: Piece, sidechain_file: bool) -> Iterator[Turn]:
