@@ -73,9 +73,13 @@ _READ_TOOLS = {"read_file", "read_many_files"}
 
 def parse(pieces: Sequence[Piece], out: Sink) -> None:
     for piece in pieces:
-        subagent = "chats/" in piece.path and piece.path.split("chats/", 1)[1].count("/") > 0
         if piece.path.endswith((".jsonl", ".json")):
-            _log(piece, subagent, out)
+            _log(piece, _subagent_log(piece.path), out)
+
+
+def _subagent_log(path: str) -> bool:
+    """A subagent's log: in a folder below chats/."""
+    return "chats/" in path and path.split("chats/", 1)[1].count("/") > 0
 
 
 def _jsonl(piece: Piece) -> Iterator[tuple[int, dict[str, Any] | None]]:
@@ -224,7 +228,7 @@ def transcript(pieces: Sequence[Piece]) -> Iterator[Turn]:
     for piece in pieces:
         if not piece.path.endswith((".jsonl", ".json")):
             continue
-        subagent = "chats/" in piece.path and piece.path.split("chats/", 1)[1].count("/") > 0
+        subagent = _subagent_log(piece.path)
         read = _jsonl if piece.path.endswith(".jsonl") else _whole
         winners = _winners(read(piece))
         for pos, r in read(piece):
