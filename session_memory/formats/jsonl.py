@@ -68,16 +68,12 @@ def _log(piece: Piece, out: Sink) -> None:
             out.assistant_text(text)
         usage = message.get("usage", r.get("usage"))
         if isinstance(usage, dict):
-            out.usage(str_or_none(message.get("id")), model,
-                      as_int(usage.get("input_tokens", usage.get("prompt_tokens"))),
+            counts = (as_int(usage.get("input_tokens", usage.get("prompt_tokens"))),
                       as_int(usage.get("output_tokens", usage.get("completion_tokens"))),
                       as_int(usage.get("cache_creation_input_tokens")),
                       as_int(usage.get("cache_read_input_tokens")))
-            out.spend(ts, None, model,
-                      as_int(usage.get("input_tokens", usage.get("prompt_tokens"))),
-                      as_int(usage.get("output_tokens", usage.get("completion_tokens"))),
-                      as_int(usage.get("cache_creation_input_tokens")),
-                      as_int(usage.get("cache_read_input_tokens")))
+            out.usage(str_or_none(message.get("id")), model, *counts)
+            out.spend(ts, None, model, *counts)
     out.times(first, last)
     if records.malformed:
         out.malformed(records.malformed)
