@@ -786,8 +786,7 @@ class Tier2:
                 args.append(project)
             else:
                 clauses.append("d.project LIKE ? ESCAPE '\\'")
-                args.append("%" + project.replace("\\", "\\\\").replace("%", "\\%")
-                            .replace("_", "\\_") + "%")
+                args.append("%" + _like(project) + "%")
         if sources is not None:
             clauses.append(f"d.source IN ({', '.join('?' * len(sources)) or 'NULL'})")
             args += list(sources)
