@@ -81,14 +81,15 @@ def rows(groups: Iterable[Sequence[Any]], sessions: dict[Any, tuple[int, int]],
             row["whole_session_estimates"] = whole
         if breakdown:
             row["models"] = [{"model": m, **s.as_row()} for m, s in sorted(
-                parts[key].items(), key=lambda kv: -_tokens(kv[1].counts))]
+                parts[key].items(), key=lambda kv: -tokens(kv[1].counts))]
         out.append(row)
     if by in ("day", "week", "month"):
         return sorted(out, key=lambda r: r["key"])
-    return sorted(out, key=lambda r: (-_tokens(r), r["key"]))
+    return sorted(out, key=lambda r: (-tokens(r), r["key"]))
 
 
-def _tokens(counts: dict[str, Any]) -> int:
+def tokens(counts: dict[str, Any]) -> int:
+    """The tokens a row (or its counts) moved: reasoning is inside output already."""
     return sum(counts[f] for f in ("input", "output", "cache_creation", "cache_read"))
 
 

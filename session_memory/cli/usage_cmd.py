@@ -13,7 +13,7 @@ from session_memory import usage as usage_mod
 from session_memory.cli.common import Context, data_command, emit_json, stdout
 
 BAR_WIDTH = 24
-_COLUMNS = ("input", "output", "cache_creation", "cache_read", "reasoning")
+_COLUMNS = usage_mod.FIELDS
 _HEADERS = ("input", "output", "cache write", "cache read", "reasoning")
 
 
@@ -68,18 +68,15 @@ def _bar(value: int, largest: int) -> Text:
     return Text("█" * (eighths // 8) + " ▏▎▍▌▋▊▉"[eighths % 8].strip(), style="cyan")
 
 
-def _tokens(row: dict[str, Any]) -> int:
-    return sum(row[k] for k in ("input", "output", "cache_creation", "cache_read"))
-
-
 def _print_table(by: str, rows: list[dict[str, Any]], breakdown: bool) -> None:
     timeline = by in ("day", "week", "month")
     table = Table(by, "sessions", *_HEADERS, "cost (USD)", *(["tokens"] if timeline else []),
                   show_footer=True)
-    largest = max(_tokens(r) for r in rows)
+    largest = max(usage_mod.tokens(r) for r in rows)
     for r in rows:
         table.add_row(str(r["key"]), f"{r['sessions']:,}", *(f"{r[k]:,}" for k in _COLUMNS),
-                      _cost(r["cost_usd"]), *([_bar(_tokens(r), largest)] if timeline else []))
+                      _cost(r["cost_usd"]),
+                      *([_bar(usage_mod.tokens(r), largest)] if timeline else []))
         for part in r.get("models", []) if breakdown else []:
             table.add_row(Text(f"  └ {part['model']}", style="dim"), "",
                           *(Text(f"{part[k]:,}", style="dim") for k in _COLUMNS),
@@ -124,13 +121,13 @@ def blocks(ctx: Context, since: str | None, active_only: bool, as_json: bool) ->
                 *(b[k] for k in _COLUMNS), _cost(b["cost_usd"]))))
         return
     table = Table("start (local)", "", "models", *_HEADERS, "cost (USD)", "tokens")
-    largest = max(_tokens(b) for b in found)
+    largest = max(usage_mod.tokens(b) for b in found)
     for b in found:
         status = Text("● active", style="bold green") if b["active"] else (
             Text("gap", style="dim") if b["gap"] else Text(""))
         table.add_row(_local(b["start"]), status, ", ".join(b["models"]),
                       *(f"{b[k]:,}" for k in _COLUMNS), _cost(b["cost_usd"]),
-                      _bar(_tokens(b), largest))
+                      _bar(usage_mod.tokens(b), largest))
     stdout.print(table)
 
 
