@@ -37,6 +37,7 @@ from session_memory.readers import (
     PlainContent,
     RunSplitter,
     ZstdContent,
+    first_run_header,
     head,
 )
 from session_memory.store.tier1 import (
@@ -600,13 +601,8 @@ class _PieceWriter:
         header line (the file's mtime where it has none), `-2`, `-3`, … for a later run of
         the same version of the file with the same one. It depends only on the bytes
         before the run, so reading the file again gives every run the id it had."""
-        marker = self.role.run_marker or b""
-        at = 0 if piece.startswith(marker) else piece.find(b"\n" + marker) + 1
-        run = None
-        if at or piece.startswith(marker):
-            end = piece.find(b"\n", at)
-            header = piece[at:] if end < 0 else piece[at:end]
-            run = self.role.run_id(header) if self.role.run_id else None
+        header = first_run_header(piece, self.role.run_marker or b"")
+        run = self.role.run_id(header) if header is not None and self.role.run_id else None
         if run is None:
             run = time.strftime("%Y%m%dT%H%M%S", time.localtime(self.st.st_mtime))
         base = f"{self.role.native_id}#{run}"

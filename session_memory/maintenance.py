@@ -12,6 +12,7 @@ from typing import Any
 
 from session_memory import formats, log, retention
 from session_memory.config import Settings
+from session_memory.readers import first_run_header
 from session_memory.store import db
 from session_memory.store.tier1 import DEEP_SEAL_LEVEL, DictionaryInUseError, StoredFile, Tier1
 from session_memory.store.tier2 import Tier2
@@ -301,10 +302,9 @@ def _run_of(tier1: Tier1, tier2: Tier2, f: StoredFile, marker: bytes,
             head += piece
             if len(head) >= 64 * 1024:
                 break
-        at = 0 if head.startswith(marker) else head.find(b"\n" + marker) + 1
-        if at or head.startswith(marker):
-            end = head.find(b"\n", at)
-            return run_id(head[at:] if end < 0 else head[at:end])
+        header = first_run_header(head, marker)
+        if header is not None:
+            return run_id(header)
     started = tier2.digest_start(sid)
     if started and (stamp := re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)",
                                           started)):

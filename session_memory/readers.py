@@ -136,6 +136,16 @@ MAX_PREAMBLE_BYTES = 64 * 1024
 """Bytes before a file's first run header wait for it (they belong to that run), up to this."""
 
 
+def first_run_header(data: bytes, marker: bytes) -> bytes | None:
+    """The first line of `data` that starts with `marker` (a run's header), without its
+    newline; None when no line does."""
+    at = 0 if data.startswith(marker) else data.find(b"\n" + marker) + 1
+    if not at and not data.startswith(marker):
+        return None
+    end = data.find(b"\n", at)
+    return data[at:] if end < 0 else data[at:end]
+
+
 class RunSplitter:
     """Cuts a stream where a line starts with the run marker (a history's run headers).
 
