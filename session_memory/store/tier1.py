@@ -813,19 +813,14 @@ class Tier1:
         will switch to: those of an evicted session, and generations older than the
         session's current one. (Staged frames of a live seal are one generation newer.)"""
         return [(str(sid), int(n), int(size)) for sid, n, size in self.conn.execute(
-            "SELECT f.session_id, count(*), sum(length(f.data)) FROM frames f "
-            "JOIN sessions s ON s.id = f.session_id "
-            "WHERE s.state = 'evicted' OR f.generation < s.frame_gen "
+            f"SELECT f.session_id, count(*), sum(length(f.data)) FROM {_LEAKED_FRAMES} "
             "GROUP BY f.session_id ORDER BY f.session_id")]
 
     def free_leaked_frames(self) -> list[tuple[str, int, int]]:
         """Delete the frames `leaked_frames` names (their trigger takes them off the
         totals). The caller owns the transaction."""
         leaked = self.leaked_frames()
-        self.conn.execute(
-            "DELETE FROM frames WHERE id IN (SELECT f.id FROM frames f "
-            "JOIN sessions s ON s.id = f.session_id "
-            "WHERE s.state = 'evicted' OR f.generation < s.frame_gen)")
+        self.conn.execute(f"DELETE FROM frames WHERE id IN (SELECT f.id FROM {_LEAKED_FRAMES})")
         return leaked
 
     # -- eviction and forgetting --------------------------------------------------------
@@ -1132,6 +1127,9 @@ _LACKS_DICTIONARY = (
     "s.source IN (SELECT source FROM dictionaries WHERE retired = 0) AND EXISTS (SELECT 1 "
     "FROM frames f WHERE f.session_id = s.id AND f.generation = s.frame_gen "
     "AND f.dict_id IS NULL)")
+# Frames (as `f`) that no read can reach and no seal will switch to (see leaked_frames).
+_LEAKED_FRAMES = ("frames f JOIN sessions s ON s.id = f.session_id "
+                  "WHERE s.state = 'evicted' OR f.generation < s.frame_gen")
 # A dictionary's bytes count in the store's stored bytes, not in a session's.
 _STORE_SUMS = ("SELECT coalesce(sum(r), 0), coalesce(sum(st), 0) + (SELECT coalesce("
                "sum(length(data)), 0) FROM dictionaries), count(*) FROM ("
