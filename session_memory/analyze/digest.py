@@ -154,23 +154,10 @@ class KeyedSpend:
     def add(self, key_hash: int, entry: tuple[Any, ...], cells: dict[tuple[int, str, int],
                                                                         int]) -> None:
         """One final response, `entry` as DigestBuilder.spend makes them."""
-        where, when, counts = entry[:3], entry[3], entry[5:11]
-        i = cells.get(where)
-        if i is None:
-            i = cells[where] = len(self.cells)
-            self.cells.append(where)
-            self.sums.append([when, when, *counts, 1])
-        else:
-            row = self.sums[i]
-            if when < row[0]:
-                row[0] = when
-            if when > row[1]:
-                row[1] = when
-            row[2:8] = map(operator.add, row[2:8], counts)
-            row[8] += 1
+        counts = entry[5:11]
         self.hashes.append(key_hash)
-        self.at.append(when)
-        self.cell.append(i)
+        self.at.append(entry[3])
+        self.cell.append(self._cell(entry, cells))
         self.counts.extend(counts)
         self.tokens.append(counts[0] + counts[1] + counts[2] + counts[4])
 
@@ -178,29 +165,36 @@ class KeyedSpend:
                cells: dict[tuple[int, str, int], int]) -> None:
         """Many final responses by key hash, in order: as `add` each, in fewer steps."""
         values = list(entries.values())
-        sums, where_all = self.sums, self.cells
-        cell = []
-        for entry in values:
-            where, when = entry[:3], entry[3]
-            i = cells.get(where)
-            if i is None:
-                i = cells[where] = len(where_all)
-                where_all.append(where)
-                sums.append([when, when, *entry[5:11], 1])
-            else:
-                row = sums[i]
-                if when < row[0]:
-                    row[0] = when
-                if when > row[1]:
-                    row[1] = when
-                row[2:8] = map(operator.add, row[2:8], entry[5:11])
-                row[8] += 1
-            cell.append(i)
+        cell = [self._cell(entry, cells) for entry in values]
         self.hashes.extend(entries)
         self.at.extend([e[3] for e in values])
         self.cell.extend(cell)
         self.counts.extend([n for e in values for n in e[5:11]])
         self.tokens.extend([e[5] + e[6] + e[7] + e[9] for e in values])
+
+    def _cell(self, entry: tuple[Any, ...], cells: dict[tuple[int, str, int], int]) -> int:
+        """The index of the entry's (hour, model, prompt class) cell, its sums now holding
+        the entry."""
+        where, when = entry[:3], entry[3]
+        i = cells.get(where)
+        if i is None:
+            i = cells[where] = len(self.cells)
+            self.cells.append(where)
+            self.sums.append([when, when, *entry[5:11], 1])
+        else:
+            _fold(self.sums[i], when, entry[5:11])
+        return i
+
+
+def _fold(row: list[Any], when: float, counts: Sequence[int]) -> None:
+    """One more response, at `when` with its 6 counts, into an hourly sums row:
+    [first_at, last_at, *counts, responses]."""
+    if when < row[0]:
+        row[0] = when
+    if when > row[1]:
+        row[1] = when
+    row[2:8] = map(operator.add, row[2:8], counts)
+    row[8] += 1
 
 
 @dataclass(slots=True)
@@ -363,10 +357,7 @@ class DigestBuilder(ev.Sink):
             if row is None:
                 self.spent_keyless[(hour, name, prompt_over)] = [when, when, *counts, 1]
             else:
-                row[0], row[1] = min(row[0], when), max(row[1], when)
-                for i, n in enumerate(counts, start=2):
-                    row[i] += n
-                row[-1] += 1
+                _fold(row, when, counts)
             return
         key_hash = key_digest(f"{self.source}\0{key}")
         entry = (hour, name, prompt_over, when, when, *counts, 1, sidechain)
