@@ -272,6 +272,11 @@ class Daemon:
             self.notifier.notify("WATCHDOG=1")
             self._last_ping = mono
 
+    def _stop_asked(self) -> bool:
+        """Whether to stop, for long jobs to ask now and then: the watchdog is fed meanwhile."""
+        self._heartbeat()
+        return self.stopping
+
     # -- jobs ---------------------------------------------------------------------------
 
     def _flush_pending(self) -> None:
@@ -300,12 +305,9 @@ class Daemon:
 
     def _ingest(self, paths: list[Path] | None) -> IngestSummary:
         assert self.memory is not None
-        def stop() -> bool:  # asked before each file: the watchdog is fed meanwhile
-            self._heartbeat()
-            return self.stopping
-
-        # The pipeline `session-memory ingest` runs: read-ahead, group commits.
-        summary = self.memory.ingestor.run(paths, stop=stop)
+        # The pipeline `session-memory ingest` runs: read-ahead, group commits. Asked
+        # before each file whether to stop.
+        summary = self.memory.ingestor.run(paths, stop=self._stop_asked)
         if summary.bytes_added:
             self._last_ingest = (self.clock.now(), summary.bytes_added)
             logger.info("ingested", bytes=summary.bytes_added, files=summary.files_changed,
@@ -324,14 +326,10 @@ class Daemon:
         memory, now = self.memory, self.clock.now()
         self._idle_check_at = now + HOUSEKEEPING_SECONDS
         tier1 = memory.tier1
-
-        def interrupted() -> bool:  # asked once a MiB: the watchdog is fed meanwhile
-            self._heartbeat()
-            return self.stopping
-
-        # The sealer `session-memory ingest` uses (in this thread, one session at a time).
-        if ingest_mod.seal_ended(tier1, self.settings, self.clock, interrupted=interrupted) \
-                and self._sealer is not None:
+        # The sealer `session-memory ingest` uses (in this thread, one session at a time),
+        # asked once a MiB whether to stop.
+        if ingest_mod.seal_ended(tier1, self.settings, self.clock,
+                                 interrupted=self._stop_asked) and self._sealer is not None:
             self._sealer.wake()
         if self.stopping:
             return
