@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, sync_playwright
+from playwright.sync_api import BrowserContext, Page, sync_playwright
 
 from tests.dashboard.store import SweptStore
 
@@ -70,19 +70,29 @@ _DOT = """(rid) => {
 }"""
 
 
-def test_page_in_a_real_browser(browser: BrowserContext, page: Path, swept: SweptStore,
-                                tmp_path: Path) -> None:
+def _open(browser: BrowserContext, uri: str) -> tuple[Page, list[str], list[str]]:
+    """A tab with the page at `uri` loaded and drawn, and what it logged and requested."""
     tab = browser.new_page()
     console: list[str] = []
     requests: list[str] = []
     tab.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
     tab.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
     tab.on("request", lambda r: requests.append(r.url))
-
-    tab.goto(page.as_uri())
+    tab.goto(uri)
     tab.evaluate("() => window.dashboard.ready")
-    print("console:", console)
-    print("requests:", requests)
+    print("console:", console, "requests:", requests)
+    return tab, console, requests
+
+
+def _wait_for_report(tab: Page, rid: str) -> None:
+    """Until the report panel shows report `rid`."""
+    tab.wait_for_function("(rid) => document.getElementById('report-detail-id').textContent"
+                          " === rid", arg=rid)
+
+
+def test_page_in_a_real_browser(browser: BrowserContext, page: Path, swept: SweptStore,
+                                tmp_path: Path) -> None:
+    tab, console, requests = _open(browser, page.as_uri())
     assert not [m for m in console if m.startswith(("error", "pageerror", "warning"))]
     assert requests == [page.as_uri()]  # the page itself, nothing else
 
@@ -117,18 +127,15 @@ def test_page_in_a_real_browser(browser: BrowserContext, page: Path, swept: Swep
     # A sweep that evicted without loss has its dot under the usage line: a click reaches it.
     budget = next(r for r in swept.reports if r["budget_evicted"] and not r["dry_run"])
     tab.mouse.click(**tab.evaluate(_DOT, budget["id"]))
-    tab.wait_for_function("(rid) => document.getElementById('report-detail-id').textContent"
-                          " === rid", arg=budget["id"])
+    _wait_for_report(tab, budget["id"])
     tab.mouse.click(**tab.evaluate(_DOT, lossy))  # where it is now: the page has scrolled
-    tab.wait_for_function("(rid) => document.getElementById('report-detail-id').textContent"
-                          " === rid", arg=lossy)
+    _wait_for_report(tab, lossy)
 
     # The budget sweep's bar in the evictions chart opens that report too.
     bar = tab.evaluate(_BAR, [budget["id"], "budget"])
     assert bar, "the budget sweep has no bar"
     tab.mouse.click(bar["x"], bar["y"])
-    tab.wait_for_function("(rid) => document.getElementById('report-detail-id').textContent"
-                          " === rid", arg=budget["id"])
+    _wait_for_report(tab, budget["id"])
     detail = tab.inner_text("#report-detail")
     for sid in budget["budget_evicted"]:
         assert f"budget: {sid}" in detail
@@ -172,15 +179,7 @@ def test_an_empty_store_draws_what_it_has(browser: BrowserContext, home: Path,
     out = tmp_path / "empty.html"
     with Memory(settings) as memory:
         dashboard.write(memory, out)
-    tab = browser.new_page()
-    console: list[str] = []
-    requests: list[str] = []
-    tab.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-    tab.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-    tab.on("request", lambda r: requests.append(r.url))
-    tab.goto(out.as_uri())
-    tab.evaluate("() => window.dashboard.ready")
-    print("console:", console, "requests:", requests)
+    tab, console, requests = _open(browser, out.as_uri())
     assert console == [] and requests == [out.as_uri()]
     charts = tab.eval_on_selector_all("[data-chart]", "els => els.map(e => e.dataset.chart)")
     assert set(charts) == {"states", "tiers"}
