@@ -8,10 +8,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from session_memory import config, retention
+from session_memory import config
 from session_memory.clock import FixedClock
 from session_memory.memory import Memory
 from tests.conftest import FIXTURES, sources_toml
+from tests.test_retention import projected, set_caps
 
 START = 1_800_000_000.0
 HOUR = 3600.0
@@ -38,16 +39,6 @@ raw_max_age_days = 36500
     return config.load(path), path
 
 
-def _caps(memory: Memory, **caps: Any) -> None:
-    memory.settings = dataclasses.replace(
-        memory.settings, retention=dataclasses.replace(memory.settings.retention, **caps))
-
-
-def _projected(memory: Memory) -> int:
-    return retention.Sweep(memory.tier1, memory.tier2, memory.settings,
-                           memory.clock.now()).projected_usage()
-
-
 def build(home: Path) -> SweptStore:
     settings, path = settings_for(home)
     clock = FixedClock(START)
@@ -59,20 +50,20 @@ def build(home: Path) -> SweptStore:
         analyzed = [i for n, i in enumerate(ids) if i.startswith("codex:") or n % 2]
         memory.analyze(analyzed)
         memory.pin(analyzed[0])  # exempt from every pass: stays in Tier 1
-        usage = _projected(memory)
-        _caps(memory, raw_soft_cap=usage * 2, raw_hard_cap=usage * 3)
+        usage = projected(memory)
+        set_caps(memory, raw_soft_cap=usage * 2, raw_hard_cap=usage * 3)
         reports.append(memory.sweep())  # under every cap: evicts nothing
         clock.advance(HOUR)
-        _caps(memory, raw_soft_cap=usage - 8_000)
+        set_caps(memory, raw_soft_cap=usage - 8_000)
         reports.append(memory.sweep())  # budget
         clock.advance(HOUR)
         reports.append(memory.sweep(dry_run=True))
         clock.advance(HOUR)
-        _caps(memory, raw_max_age_days=1.0)
+        set_caps(memory, raw_max_age_days=1.0)
         reports.append(memory.sweep())  # backstop: the fixtures are old
         clock.advance(HOUR)
-        usage = _projected(memory)
-        _caps(memory, raw_soft_cap=usage // 2, raw_hard_cap=usage - 4_000)
+        usage = projected(memory)
+        set_caps(memory, raw_soft_cap=usage // 2, raw_hard_cap=usage - 4_000)
         memory.analyze_report = None  # type: ignore[assignment,method-assign]
         reports.append(memory.sweep())  # overflow with no analyzer: data loss
     lost = reports[-1]["overflow_data_loss"]
