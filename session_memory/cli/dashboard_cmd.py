@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import webbrowser
 from pathlib import Path
 
 import click
@@ -38,8 +37,12 @@ def dashboard_command(ctx: Context, output: Path, open_page: bool, as_json: bool
     else:
         click.echo(f"wrote {written['path']} ({human_bytes(written['bytes'])}: "
                    f"{written['sweeps']} sweeps, {written['sessions']} sessions)", err=True)
-    if open_page and not webbrowser.open(Path(written["path"]).as_uri()):
-        click.echo(f"no web browser found to open it: open {written['path']} yourself", err=True)
+    if open_page:
+        import webbrowser  # here: only --open needs it
+
+        if not webbrowser.open(Path(written["path"]).as_uri()):
+            click.echo(f"no web browser found to open it: open {written['path']} yourself",
+                       err=True)
 
 
 def register(cli: click.Group) -> None:

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from session_memory.cli.common import Context, data_command, emit_json, stderr
 from session_memory.humanize import human_bytes
@@ -20,6 +19,9 @@ def ingest(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
     """One pass over all sources (or the given files and folders)."""
     with ctx.memory() as memory:
         if sys.stderr.isatty():
+            # Here: only an interactive ingest draws a bar; other commands start without it.
+            from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
             with Progress("[progress.description]{task.description}", BarColumn(),
                           DownloadColumn(), TransferSpeedColumn(), console=stderr,
                           transient=True) as bar:
