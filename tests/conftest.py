@@ -67,6 +67,18 @@ def home(isolated_env: Path) -> Path:
     return isolated_env
 
 
+def stored_raw(memory: Memory, sid: str) -> bytes:
+    """Every raw byte Tier 1 holds of a session, read back from its files in order."""
+    return b"".join(p for f in memory.tier1.files(sid) for p in memory.tier1.read_file(f.id))
+
+
+def evict(memory: Memory, *sids: str) -> None:
+    """The sessions' raw bytes dropped in one Tier 1 transaction, as a sweep drops them."""
+    with memory.tier1.transaction("evict"):
+        for sid in sids:
+            memory.tier1.evict(sid, memory.clock.now())
+
+
 def write_config(home: Path, text: str) -> Path:
     path = Path(os.environ["XDG_CONFIG_HOME"]) / "session-memory" / "config.toml"
     path.parent.mkdir(parents=True, exist_ok=True)

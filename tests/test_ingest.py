@@ -19,6 +19,7 @@ import zstandard
 from session_memory import ingest as ingest_mod
 from session_memory.fswalk import Entry, OsWalker
 from session_memory.memory import Memory
+from tests.conftest import evict
 
 SID = "0b6f6b9e-2f57-4c3e-9d39-3a1f1d0c0001"
 
@@ -180,11 +181,6 @@ def test_evicted_session_that_grows_is_ingested_again(memory: Memory, sources: d
     assert memory.check() == []
 
 
-def _evicted(memory: Memory, sid: str) -> None:
-    with memory.tier1.transaction():
-        memory.tier1.evict(sid, memory.clock.now())
-
-
 def _stays_evicted(memory: Memory, sid: str) -> None:
     summary = memory.ingest()
     row = memory.show(sid)
@@ -199,7 +195,7 @@ def test_an_evicted_session_stays_evicted_when_only_touched(memory: Memory,
     f = sources["mytool"] / "s.jsonl"
     f.write_bytes(b'{"a": 1}\n' * 1000)
     memory.ingest()
-    _evicted(memory, "mytool:s.jsonl")
+    evict(memory, "mytool:s.jsonl")
     os.utime(f, (memory.clock.now() + 50, memory.clock.now() + 50))
     _stays_evicted(memory, "mytool:s.jsonl")
 
@@ -213,7 +209,7 @@ def test_an_evicted_session_stays_evicted_when_its_home_is_copied(memory: Memory
     (root / "-p" / SID / "subagents" / "agent-a.jsonl").write_bytes(claude_line(99))
     memory.ingest()
     sid = f"claude-code:{SID}"
-    _evicted(memory, sid)
+    evict(memory, sid)
     # A copy of the home folder: new inodes, and (a plain cp) new mtimes, same bytes.
     root.rename(root.with_name("old"))
     shutil.copytree(root.with_name("old"), root, copy_function=shutil.copyfile)
@@ -232,7 +228,7 @@ def test_an_evicted_codex_session_stays_evicted_when_compressed(memory: Memory,
     (day / name).write_bytes(body)
     memory.ingest()
     sid = "codex:11111111-1111-4111-8111-111111111111"
-    _evicted(memory, sid)
+    evict(memory, sid)
     (day / (name + ".zst")).write_bytes(zstandard.ZstdCompressor().compress(body))
     (day / name).unlink()
     _stays_evicted(memory, sid)
@@ -250,7 +246,7 @@ def test_an_evicted_session_rewritten_in_place_comes_back(memory: Memory,
     f = sources["mytool"] / "s.jsonl"
     f.write_bytes(b'{"a": 1}\n' * 100)
     memory.ingest()
-    _evicted(memory, "mytool:s.jsonl")
+    evict(memory, "mytool:s.jsonl")
     f.write_bytes(b'{"b": 2}\n' * 100)  # same size, other content
     memory.ingest()
     assert memory.show("mytool:s.jsonl")["state"] != "evicted"

@@ -11,6 +11,7 @@ import pytest
 from session_memory.errors import SessionMemoryError
 from session_memory.memory import Memory
 from tests.analyze.helpers import OLD_MTIME
+from tests.conftest import evict, stored_raw
 
 HISTORY = ".aider.chat.history.md"
 
@@ -39,16 +40,6 @@ def ids(memory: Memory) -> list[str]:
     return sorted(s["id"] for s in memory.sessions(source="aider"))
 
 
-def slice_of(memory: Memory, sid: str) -> bytes:
-    return b"".join(b"".join(memory.tier1.read_file(f.id)) for f in memory.tier1.files(sid))
-
-
-def evict(memory: Memory, *sids: str) -> None:
-    with memory.tier1.transaction("evict"):
-        for sid in sids:
-            memory.tier1.evict(sid, memory.clock.now())
-
-
 R1, R2, R3 = (run("2025-06-02 11:47:49", "first"), run("2025-06-03 09:00:00", "second"),
               run("2025-06-04 10:30:00", "third", "2.2k", "200"))
 
@@ -62,9 +53,9 @@ def test_ids_are_the_repo_folder_and_the_header_time(memory: Memory,
     assert ids(memory) == ["aider:.#20250604T103000", "aider:a/app#20250602T114749",
                            "aider:a/app#20250603T090000", "aider:b/app#20250602T114749"]
     # The blank line before the first header is the first run's, not a run of its own.
-    assert slice_of(memory, "aider:a/app#20250602T114749") == FIRST + R1
-    assert slice_of(memory, "aider:a/app#20250603T090000") == R2
-    assert slice_of(memory, "aider:b/app#20250602T114749") == FIRST + R1
+    assert stored_raw(memory, "aider:a/app#20250602T114749") == FIRST + R1
+    assert stored_raw(memory, "aider:a/app#20250603T090000") == R2
+    assert stored_raw(memory, "aider:b/app#20250602T114749") == FIRST + R1
 
 
 def test_two_repositories_of_the_same_name_keep_their_own_digests(
@@ -92,7 +83,7 @@ def test_runs_with_the_same_header_time_are_numbered_in_file_order(
     memory.ingest()
     base = "aider:app#20250602T114749"
     assert ids(memory) == [base, f"{base}-2", f"{base}-3"]
-    assert slice_of(memory, f"{base}-3") == run(same, "three")
+    assert stored_raw(memory, f"{base}-3") == run(same, "three")
 
 
 @pytest.mark.parametrize("cut", [1, 10, 30, 45, 46, 60, 200])
@@ -108,7 +99,7 @@ def test_ids_do_not_depend_on_how_the_file_was_read(
     memory.ingest()
     assert ids(memory) == ["aider:app#20250602T114749", "aider:app#20250603T090000",
                            "aider:app#20250604T103000"]
-    assert [slice_of(memory, sid) for sid in ids(memory)] == [FIRST + R1, R2, R3]
+    assert [stored_raw(memory, sid) for sid in ids(memory)] == [FIRST + R1, R2, R3]
     assert memory.check() == []
 
 
@@ -120,7 +111,7 @@ def test_a_header_still_being_written_waits_for_its_line(memory: Memory,
     put(sources["aider"], f"app/{HISTORY}", b"3 09:00:00\n\n#### more\n", append=True)
     memory.ingest()
     assert ids(memory) == ["aider:app#20250602T114749", "aider:app#20250603T090000"]
-    assert slice_of(memory, "aider:app#20250603T090000").startswith(
+    assert stored_raw(memory, "aider:app#20250603T090000").startswith(
         b"# aider chat started at 2025-06-03 09:00:00\n")
 
 
@@ -141,7 +132,7 @@ def test_an_evicted_history_that_grows_keeps_every_id_and_count(
     assert states == {"aider:app#20250602T114749": "evicted",
                       "aider:app#20250603T090000": "evicted",
                       "aider:app#20250604T103000": "ended"}
-    assert slice_of(memory, "aider:app#20250604T103000") == R3
+    assert stored_raw(memory, "aider:app#20250604T103000") == R3
     assert memory.analyze() == ["aider:app#20250604T103000"]
     tokens = {sid: (memory.tier2.get_digest(sid) or {})["tokens"]["input"] for sid in states}
     assert tokens == {"aider:app#20250602T114749": 1100, "aider:app#20250603T090000": 1100,
@@ -160,8 +151,8 @@ def test_an_evicted_run_that_grows_comes_back_whole(memory: Memory,
     memory.ingest()
     assert ids(memory) == ["aider:app#20250602T114749", "aider:app#20250603T090000"]
     assert memory.show("aider:app#20250603T090000")["state"] == "ended"
-    assert slice_of(memory, "aider:app#20250603T090000") == R2 + more
-    assert slice_of(memory, "aider:app#20250602T114749") == FIRST + R1
+    assert stored_raw(memory, "aider:app#20250603T090000") == R2 + more
+    assert stored_raw(memory, "aider:app#20250602T114749") == FIRST + R1
     assert memory.check() == []
 
 
@@ -251,5 +242,5 @@ def test_text_before_any_run_header_is_a_run_named_by_the_file_time(
     put(sources["aider"], f"app/{HISTORY}", R1, append=True)
     memory.ingest()
     assert ids(memory) == [first, "aider:app#20250602T114749"]
-    assert slice_of(memory, first) == notes
-    assert slice_of(memory, "aider:app#20250602T114749") == R1
+    assert stored_raw(memory, first) == notes
+    assert stored_raw(memory, "aider:app#20250602T114749") == R1

@@ -16,6 +16,7 @@ import pytest
 from session_memory.memory import Memory
 from session_memory.store import tier1 as tier1_mod
 from session_memory.store.tier1 import DEEP_SEAL_LEVEL, SEAL_LEVEL, Tier1
+from tests.conftest import stored_raw
 
 
 def _active(memory: Memory, *paths: Path) -> None:
@@ -354,10 +355,6 @@ def _undo_dictionaries(conn: Any) -> None:
         conn.execute(sql)
 
 
-def _read_all(memory: Memory, sid: str) -> bytes:
-    return b"".join(p for f in memory.tier1.files(sid) for p in memory.tier1.read_file(f.id))
-
-
 def test_deep_seal_trains_a_dictionary_and_every_byte_round_trips(
         memory: Memory, sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     _small_dictionaries(monkeypatch)
@@ -372,7 +369,7 @@ def test_deep_seal_trains_a_dictionary_and_every_byte_round_trips(
     assert {row[0] for row in memory.tier1.conn.execute("SELECT dict_id FROM frames")} \
         == {d["id"]}
     for sid, raw in data.items():
-        assert _read_all(memory, sid) == raw
+        assert stored_raw(memory, sid) == raw
     # Each frame still carries zstd's own checksum (what reads verify it by).
     assert all(row[0][4] & 0x04 for row in memory.tier1.conn.execute("SELECT data FROM frames"))
     # What the sessions share is in the dictionary, not in each of them (whether that pays
@@ -386,7 +383,7 @@ def test_deep_seal_trains_a_dictionary_and_every_byte_round_trips(
     # A second connection (a reader) decompresses with it too.
     with Memory(memory.settings, clock=memory.clock) as other:
         for sid, raw in data.items():
-            assert _read_all(other, sid) == raw
+            assert stored_raw(other, sid) == raw
 
 
 def test_a_dictionary_goes_with_its_last_frame(memory: Memory, sources: dict[str, Path],
@@ -413,7 +410,7 @@ def test_a_source_with_too_little_gets_no_dictionary(memory: Memory,
     memory.deep_seal()
     assert memory.tier1.dictionaries() == []
     for sid, raw in data.items():
-        assert _read_all(memory, sid) == raw
+        assert stored_raw(memory, sid) == raw
 
 
 def test_check_names_frames_whose_dictionary_is_gone(memory: Memory, sources: dict[str, Path],
@@ -441,14 +438,14 @@ def test_the_dictionary_migration_upgrades_a_store_in_place(
     with Memory(memory.settings, clock=memory.clock) as again:
         assert again.check() == []
         for sid, raw in data.items():
-            assert _read_all(again, sid) == raw
+            assert stored_raw(again, sid) == raw
         # The idle work trains a dictionary and recompresses with it what it had done.
         assert again.deep_seal() == len(data)
         [d] = again.tier1.dictionaries()
         assert d["frames"] == len(data)
         assert again.tier1.to_deepen() == []
         for sid, raw in data.items():
-            assert _read_all(again, sid) == raw
+            assert stored_raw(again, sid) == raw
         assert again.check() == []
 
 
@@ -461,7 +458,7 @@ def test_a_renamed_session_keeps_its_dictionary_link(memory: Memory, sources: di
         memory.tier1.move_session(old, "mytool:renamed", "renamed")
     assert memory.tier1.dictionaries_trained_on("mytool:renamed") == [d["id"]]
     assert memory.tier1.dictionaries_trained_on(old) == []
-    assert _read_all(memory, "mytool:renamed") == data[old]
+    assert stored_raw(memory, "mytool:renamed") == data[old]
     assert memory.check() == []
 
 
@@ -478,7 +475,7 @@ def test_a_large_session_is_compressed_with_the_dictionary_too(
     memory.deep_seal()
     [d] = memory.tier1.dictionaries()
     assert d["frames"] == len(data) + 1
-    assert _read_all(memory, "mytool:big.jsonl") == big.read_bytes()
+    assert stored_raw(memory, "mytool:big.jsonl") == big.read_bytes()
     assert memory.check() == []
 
 
