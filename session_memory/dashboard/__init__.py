@@ -15,12 +15,7 @@ from session_memory.dashboard.page import render
 from session_memory.errors import SessionMemoryError
 from session_memory.memory import Memory
 
-__all__ = ["build", "gather_data", "render", "write"]
-
-
-def build(memory: Memory) -> str:
-    """The page's HTML, as of now."""
-    return render(gather_data(memory))
+__all__ = ["gather_data", "render", "write"]
 
 
 def write(memory: Memory, path: Path) -> dict[str, Any]:
