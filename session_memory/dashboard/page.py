@@ -15,7 +15,7 @@ from markupsafe import Markup
 
 from session_memory import __version__
 from session_memory.dashboard import charts
-from session_memory.dashboard.gather import RECENT_REPORTS
+from session_memory.dashboard.gather import PASSES, RECENT_REPORTS
 from session_memory.humanize import human_bytes, human_time
 
 _PACKAGE = resources.files("session_memory.dashboard")
@@ -89,8 +89,7 @@ def _specs(data: dict[str, Any]) -> dict[str, Any]:
         specs["cost"] = charts.spend("cost_usd", "cost (USD)", data["spend"]["by_model"])
     # A chart with nothing to draw is left out: its table says why it is empty.
     empty = {"tier1": not sweeps["id"],
-             "evictions": not any(sweeps[f"n_{p}"][i] for p in ("backstop", "budget", "overflow")
-                                  for i in range(len(sweeps["id"]))),
+             "evictions": not any(any(sweeps[f"n_{p}"]) for p in PASSES),
              "largest": not data["largest"], "projects": not data["by_project"],
              "sources": not data["by_source"], "tokens": not data["spend"]["rows"]}
     return {name: spec for name, spec in specs.items() if not empty.get(name)}
