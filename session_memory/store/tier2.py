@@ -21,6 +21,15 @@ if TYPE_CHECKING:
 _SUMMED = ("input", "output", "cache_creation", "cache_creation_1h", "cache_read", "reasoning",
            "responses")
 """The columns of usage_hourly and usage_totals that add up."""
+_ADD_TO_TOTALS = (
+    f"INSERT INTO usage_totals (hour, model, prompt_over, {', '.join(_SUMMED)})"
+    f" VALUES ({', '.join('?' * (3 + len(_SUMMED)))}) ON CONFLICT DO UPDATE SET "
+    + ", ".join(f"{f} = {f} + excluded.{f}" for f in _SUMMED))
+"""Adds a row of (hour, model, prompt_over, *_SUMMED) to usage_totals."""
+_DROP_EMPTY_TOTAL = (
+    "DELETE FROM usage_totals WHERE hour = ? AND model = ? AND prompt_over = ? AND "
+    + " AND ".join(f"{f} = 0" for f in _SUMMED))
+"""Drops the usage_totals row of (hour, model, prompt_over) if it holds nothing now."""
 
 MIGRATIONS: list[list[str]] = [
     [
@@ -412,28 +421,17 @@ class Tier2:
                 else:
                     row[:] = map(operator.sub, row, r[3:])
             return
-        self.conn.executemany(
-            f"INSERT INTO usage_totals (hour, model, prompt_over, {', '.join(_SUMMED)})"
-            f" VALUES ({', '.join('?' * (3 + len(_SUMMED)))}) ON CONFLICT DO UPDATE SET "
-            + ", ".join(f"{f} = {f} + excluded.{f}" for f in _SUMMED),
-            [(*r[:3], *(sign * n for n in r[3:])) for r in rows])
+        self.conn.executemany(_ADD_TO_TOTALS, [(*r[:3], *(sign * n for n in r[3:])) for r in rows])
         if sign < 0:
-            self.conn.executemany(
-                "DELETE FROM usage_totals WHERE hour = ? AND model = ? AND prompt_over = ? AND "
-                + " AND ".join(f"{f} = 0" for f in _SUMMED), [tuple(r[:3]) for r in rows])
+            self.conn.executemany(_DROP_EMPTY_TOTAL, [tuple(r[:3]) for r in rows])
 
     def _write_totals(self, totals: dict[tuple[int, str, int], list[int]]) -> None:
         """Add what a batch summed (see `_totals`) to usage_totals; a row left with nothing
         is dropped."""
-        self.conn.executemany(
-            f"INSERT INTO usage_totals (hour, model, prompt_over, {', '.join(_SUMMED)})"
-            f" VALUES ({', '.join('?' * (3 + len(_SUMMED)))}) ON CONFLICT DO UPDATE SET "
-            + ", ".join(f"{f} = {f} + excluded.{f}" for f in _SUMMED),
-            [(*key, *row) for key, row in totals.items() if any(row)])
-        self.conn.executemany(
-            "DELETE FROM usage_totals WHERE hour = ? AND model = ? AND prompt_over = ? AND "
-            + " AND ".join(f"{f} = 0" for f in _SUMMED),
-            [key for key, row in totals.items() if min(row) < 0])
+        self.conn.executemany(_ADD_TO_TOTALS,
+                              [(*key, *row) for key, row in totals.items() if any(row)])
+        self.conn.executemany(_DROP_EMPTY_TOTAL,
+                              [key for key, row in totals.items() if min(row) < 0])
 
     def _drop_usage(self, session: int) -> None:
         """Take a session's usage out of every usage table (its response claims too)."""
