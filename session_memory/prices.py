@@ -9,6 +9,7 @@ applies to hours that add many responses up.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fnmatch
 import functools
@@ -32,13 +33,8 @@ PRICED_FIELDS = ("input", "output", "cache_creation", "cache_creation_1h", "cach
 
 def prompt_class(prompt_tokens: int) -> int:
     """The largest tier threshold `prompt_tokens` is over, or 0."""
-    over = 0
-    for start in PROMPT_TIERS:
-        if prompt_tokens > start:
-            over = start
-        else:
-            break
-    return over
+    below = bisect.bisect_left(PROMPT_TIERS, prompt_tokens)  # how many it is over
+    return PROMPT_TIERS[below - 1] if below else 0
 
 
 @dataclass(frozen=True, slots=True)
