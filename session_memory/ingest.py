@@ -693,18 +693,12 @@ def deep_seal(tier1: Tier1, *, workers: int = 1, ids: list[str] | None = None,
     return len(set(sessions) - set(tier1.to_deepen()))
 
 
-def train_dictionaries(tier1: Tier1, *, interrupted: Callable[[], bool] | None = None,
-                       now: float | None = None) -> list[int]:
+def train_dictionaries(tier1: Tier1, *, interrupted: Callable[[], bool] | None = None) -> None:
     """Train a dictionary for each source that has enough sealed sessions and none yet."""
-    trained = []
     for source in tier1.sources_to_train():
         if interrupted is not None and interrupted():
-            break
-        dict_id = tier1.train_dictionary(source, time.time() if now is None else now,
-                                         interrupted)
-        if dict_id is not None:
-            trained.append(dict_id)
-    return trained
+            return
+        tier1.train_dictionary(source, time.time(), interrupted)
 
 
 def _seal_each(tier1: Tier1, sessions: list[str], level: int, workers: int,
