@@ -500,8 +500,8 @@ class Memory:
             return 0
         items = []
         for rowid, source, digest in self.tier2.digests_without_usage():
-            configured = self.settings.sources.get(source)
-            module = _format_module(configured.format if configured else source)
+            fmt = analyze_run.format_of(self.settings, source)
+            module = _format_module(fmt) if fmt else None
             items.append((rowid, whole_session_spend(
                 digest, bool(getattr(module, "DIGEST_INPUT_INCLUDES_CACHE_READ", False)))))
         if items:
