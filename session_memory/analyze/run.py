@@ -66,8 +66,8 @@ def analyze(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock, idle_b
     chosen, skipped = select(tier1, idle_before, ids, include_active=include_active,
                              force=force, stale=tier2.stale_digest_ids(ANALYZER_VERSION))
     result = AnalyzeResult(skipped=skipped)
-    formats_by_source = {row["source"]: format_of(settings, row["source"])
-                         for row in chosen}
+    formats_by_source = {source: format_of(settings, source)
+                         for source in {row["source"] for row in chosen}}
     batch: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for row, outcome in _digests(tier1, formats_by_source, chosen):
         if isinstance(outcome, str):
