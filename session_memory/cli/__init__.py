@@ -20,7 +20,7 @@ from session_memory.cli import (
     status_cmd,
     usage_cmd,
 )
-from session_memory.cli.common import Context, emit_json
+from session_memory.cli.common import Context, emit_error
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,7 +44,7 @@ def main() -> None:
         cli(prog_name="session-memory", standalone_mode=False)
     except click.ClickException as e:  # bad usage: an unknown option, a bad value
         if "--json" in sys.argv[1:]:
-            emit_json({"error": e.format_message(), "exit_code": e.exit_code})
+            emit_error(e.format_message(), e.exit_code)
         e.show()
         sys.exit(e.exit_code)
     except click.exceptions.Abort:

@@ -61,11 +61,15 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
+def emit_error(message: str, code: int) -> None:
+    """The error document --json prints on stdout, so a caller that reads JSON always gets one."""
+    emit_json({"error": message, "exit_code": code})
+
+
 def fail(message: str, code: int = exitcodes.ERROR, *, as_json: bool = False) -> None:
-    """The message on stderr and exit `code`; with --json, also the error document on
-    stdout, so a caller that reads JSON always gets one."""
+    """The message on stderr and exit `code`; with --json, also the error document."""
     if as_json:
-        emit_json({"error": message, "exit_code": code})
+        emit_error(message, code)
     stderr.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
     sys.exit(code)
 
@@ -90,7 +94,7 @@ def handle_errors(f: F) -> F:
                  "free some space and try again", as_json=as_json)
         except KeyboardInterrupt:
             if as_json:
-                emit_json({"error": "interrupted", "exit_code": exitcodes.INTERRUPTED})
+                emit_error("interrupted", exitcodes.INTERRUPTED)
             stderr.print("interrupted")
             sys.exit(exitcodes.INTERRUPTED)
         return None
