@@ -18,8 +18,9 @@ from session_memory.store import db
 if TYPE_CHECKING:
     from session_memory.analyze.digest import KeyedSpend
 
-_SUMMED = ("input", "output", "cache_creation", "cache_creation_1h", "cache_read", "reasoning",
-           "responses")
+USAGE_FIELDS = ("input", "output", "cache_creation", "cache_creation_1h", "cache_read",
+                "reasoning")
+_SUMMED = (*USAGE_FIELDS, "responses")
 """The columns of usage_hourly and usage_totals that add up."""
 _ADD_TO_TOTALS = (
     f"INSERT INTO usage_totals (hour, model, prompt_over, {', '.join(_SUMMED)})"
@@ -145,9 +146,7 @@ def _epoch(value: Any) -> float | None:
 
 USAGE_BY_HOUR = 1
 USAGE_WHOLE_SESSION = 2
-SPEND_COLUMNS = ("key_hash", "hour", "model", "prompt_over", "first_at", "last_at", "input",
-                 "output", "cache_creation", "cache_creation_1h", "cache_read", "reasoning",
-                 "responses")
+SPEND_COLUMNS = ("key_hash", "hour", "model", "prompt_over", "first_at", "last_at", *_SUMMED)
 """One entry of a digest's `spend` list (analyze/digest.py makes them)."""
 GAP_HOURS = 23
 """A session with no gap this long between its hours of spend spent on every local day
@@ -155,8 +154,6 @@ from its first to its last (no local day is shorter)."""
 MAX_HOURLY_COUNT = 2**48
 """No hour of one session comes near this: a count past it is a broken file's, clamped so
 that millions of rows still add up within SQLite's integers."""
-USAGE_FIELDS = ("input", "output", "cache_creation", "cache_creation_1h", "cache_read",
-                "reasoning")
 
 
 def _min(a: float | None, b: float | None) -> float | None:
@@ -751,7 +748,7 @@ class Tier2:
         *USAGE_FIELDS, responses), for billing blocks."""
         where, args = self._usage_filter(since_hour, None, None, sources)
         join = " JOIN digests d ON d.rowid = u.session" if sources else ""
-        sums = ", ".join(f"sum(u.{f})" for f in (*USAGE_FIELDS, "responses"))
+        sums = ", ".join(f"sum(u.{f})" for f in _SUMMED)
         return list(self.conn.execute(
             f"SELECT u.hour, u.model, u.prompt_over, min(u.first_at), max(u.last_at), {sums}"
             f" FROM usage_hourly u{join}{where} GROUP BY 1, 2, 3 ORDER BY 1", args))
