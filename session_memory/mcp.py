@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field
 
 from session_memory.config import Settings
+from session_memory.transcript import MAX_LIMIT as PAGE_MAX
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 NAME = "session-memory"
 SEARCH_MAX = 100
 LIST_MAX = 500
-PAGE_MAX = 200  # transcript.MAX_LIMIT
 
 INSTRUCTIONS = """\
 Memory of the coding-agent sessions run on this machine (every agent tool it reads):
