@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field
@@ -195,10 +195,9 @@ class Tools:
 
 @contextmanager
 def _snapshots(stores: list[Any]) -> Iterator[None]:
-    if not stores:
-        yield
-        return
-    with stores[0].snapshot(), _snapshots(stores[1:]):
+    with ExitStack() as snapshots:
+        for store in stores:
+            snapshots.enter_context(store.snapshot())
         yield
 
 
