@@ -91,9 +91,7 @@ def _rollout(piece: Piece, out: Sink) -> None:
     replayed_before: str | None = None
     previous_total: dict[str, Any] | None = None
     for r in records:
-        kind, payload = r.get("type"), r.get("payload")
-        if "payload" not in r and isinstance(kind, str) and kind in _LEGACY_ITEMS:
-            kind, payload = "response_item", r  # old rollouts: bare items after an {id} line
+        kind, payload = _kind_and_payload(r)
         ts = r.get("timestamp")
         if isinstance(ts, str):
             # Forks and subagents begin with a copy of the parent's records, older than
@@ -122,16 +120,35 @@ def _rollout(piece: Piece, out: Sink) -> None:
                 model = new_model
                 out.model(model)
         elif kind == "session_meta":
-            source, git = payload.get("source"), payload.get("git")
-            subagent = isinstance(source, dict) and "subagent" in source
-            if (subagent or payload.get("forked_from_id")) and isinstance(ts, str):
+            git = payload.get("git")
+            if _begins_with_parent_copy(payload) and isinstance(ts, str):
                 replayed_before = ts
             out.info(cwd=str_or_none(payload.get("cwd")),
                      git_branch=str_or_none(git.get("branch")) if isinstance(git, dict)
-                     else None, subagent_session=subagent)
+                     else None, subagent_session=_subagent(payload))
     out.times(first, last)
     if records.malformed:
         out.malformed(records.malformed)
+
+
+def _kind_and_payload(r: dict[str, Any]) -> tuple[Any, Any]:
+    """A record's type and payload; old rollouts wrote bare response items after an {id}
+    line."""
+    kind = r.get("type")
+    if "payload" not in r and isinstance(kind, str) and kind in _LEGACY_ITEMS:
+        return "response_item", r
+    return kind, r.get("payload")
+
+
+def _subagent(meta: dict[str, Any]) -> bool:
+    source = meta.get("source")
+    return isinstance(source, dict) and "subagent" in source
+
+
+def _begins_with_parent_copy(meta: dict[str, Any]) -> bool:
+    """Forks and subagents begin with a copy of the parent's records, older than their own
+    session_meta."""
+    return _subagent(meta) or bool(meta.get("forked_from_id"))
 
 
 def _event(p: dict[str, Any], model: str | None, out: Sink) -> None:
@@ -274,18 +291,14 @@ def transcript(pieces: Sequence[Piece]) -> Iterator[Turn]:
         # events are the ones `parse` takes prompts from, so they win where there are any.
         events = _mentions(piece, b'"user_message"')
         for r in Records(piece.chunks(), dict):
-            kind, p = r.get("type"), r.get("payload")
-            if "payload" not in r and isinstance(kind, str) and kind in _LEGACY_ITEMS:
-                kind, p = "response_item", r
+            kind, p = _kind_and_payload(r)
             ts = str_or_none(r.get("timestamp"))
             if ts and replayed_before and ts < replayed_before:
                 continue
             if not isinstance(p, dict):
                 continue
             if kind == "session_meta":
-                source = p.get("source")
-                if ((isinstance(source, dict) and "subagent" in source)
-                        or p.get("forked_from_id")) and ts:
+                if _begins_with_parent_copy(p) and ts:
                     replayed_before = ts
             elif kind == "response_item":
                 yield from _item_turns(p, ts, events)
