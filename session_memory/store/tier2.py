@@ -147,7 +147,8 @@ def _epoch(value: Any) -> float | None:
 USAGE_BY_HOUR = 1
 USAGE_WHOLE_SESSION = 2
 SPEND_COLUMNS = ("key_hash", "hour", "model", "prompt_over", "first_at", "last_at", *_SUMMED)
-"""One entry of a digest's `spend` list (analyze/digest.py makes them)."""
+"""One entry of a digest's `spend` list (analyze/digest.py makes them): spend without a
+response key, so key_hash is None; responses with a key come as `spend_keyed`."""
 GAP_HOURS = 23
 """A session with no gap this long between its hours of spend spent on every local day
 from its first to its last (no local day is shorter)."""
@@ -363,19 +364,15 @@ class Tier2:
 
     def _put_usage(self, session: int, spend: Sequence[Sequence[Any]], kind: int,
                    keyed: KeyedSpend | None = None) -> None:
-        """Replace a session's hourly usage with `spend` (see SPEND_COLUMNS) and `keyed`'s
-        responses. A response another session's file holds too is counted once, as ccusage
-        counts it: the copy with more tokens, else the earlier one (a tie is moved from the
-        other session's hour to this one's; a copy with other counts stays where it was
-        first counted)."""
+        """Replace a session's hourly usage with `spend` (keyless, see SPEND_COLUMNS) and
+        `keyed`'s responses. A response another session's file holds too is counted once,
+        as ccusage counts it: the copy with more tokens, else the earlier one (a tie is
+        moved from the other session's hour to this one's; a copy with other counts stays
+        where it was first counted)."""
         conn = self.conn
         self._drop_usage(session)
-        lost = self._claim_all(session, [e for e in spend if e[0] is not None])
         rows = {} if keyed is None else self._keyed_rows(session, keyed)
-        for entry in spend:
-            key_hash, hour, model, prompt_over, first_at, last_at, *counts = entry
-            if key_hash is not None and key_hash in lost:
-                continue  # another session counts this response
+        for _, hour, model, prompt_over, first_at, last_at, *counts in spend:
             row = rows.get((hour, model, prompt_over))
             if row is None:
                 rows[(hour, model, prompt_over)] = [first_at, last_at, *counts]
@@ -483,30 +480,6 @@ class Tier2:
             if c in changed and i not in lost:
                 row, at = sums[c], keyed.at[i]
                 row[0], row[1] = _min(row[0], at), _max(row[1], at)
-
-    def _claim_all(self, session: int, keyed: Sequence[Sequence[Any]]) -> set[int]:
-        """Claim every response of `keyed` (spend entries with a key hash) for `session`;
-        returns the hashes another session counts. All are inserted in one statement: a
-        response no other session holds (nearly all) costs no query of its own."""
-        conn = self.conn
-        before = conn.total_changes()
-        conn.executemany(
-            "INSERT INTO usage_responses (hash, session, at, tokens) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (hash) DO NOTHING",
-            [(e[0], session, e[4], e[6] + e[7] + e[8] + e[10]) for e in keyed])
-        lost: set[int] = set()
-        if conn.total_changes() - before == len(keyed):
-            return lost
-        # Some hash was held already: by another session (or twice in this one).
-        owned = {h for (h,) in conn.execute(
-            "SELECT hash FROM usage_responses WHERE session = ?", (session,))}
-        for key_hash, hour, model, prompt_over, first_at, _last_at, *counts in keyed:
-            if key_hash in owned:
-                owned.discard(key_hash)  # its first entry here is the one inserted
-            elif not self._claim(session, key_hash, hour, model, prompt_over, first_at,
-                                 counts):
-                lost.add(key_hash)
-        return lost
 
     def _claim(self, session: int, key_hash: int, hour: int, model: str, prompt_over: int,
                at: float, counts: Sequence[int]) -> bool:
