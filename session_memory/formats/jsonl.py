@@ -48,17 +48,23 @@ def parse(pieces: Sequence[Piece], out: Sink) -> None:
         _log(piece, out)
 
 
+def _read(r: dict[str, Any]) -> tuple[str | None, dict[str, Any], Any, str]:
+    """A record's time, its message (the record itself where it nests none), role and
+    text."""
+    ts = next((r[k] for k in _TIME_KEYS if isinstance(r.get(k), str)), None)
+    message: dict[str, Any] = r["message"] if isinstance(r.get("message"), dict) else r
+    role = message.get("role") or r.get("type")
+    return ts, message, role, text_of(message.get("content", message.get("text")))
+
+
 def _log(piece: Piece, out: Sink) -> None:
     records = Records(piece.chunks(), dict)
     first = last = None
     for r in records:
-        ts = next((r[k] for k in _TIME_KEYS if isinstance(r.get(k), str)), None)
+        ts, message, role, text = _read(r)
         if ts:
             first = first or ts
             last = ts
-        message: dict[str, Any] = r["message"] if isinstance(r.get("message"), dict) else r
-        role = message.get("role") or r.get("type")
-        text = text_of(message.get("content", message.get("text")))
         model = str_or_none(message.get("model"))
         if model:
             out.model(model)
@@ -83,10 +89,7 @@ def transcript(pieces: Sequence[Piece]) -> Iterator[Turn]:
     """Records with a user or assistant role and some text, in order."""
     for piece in pieces:
         for r in Records(piece.chunks(), dict):
-            message: dict[str, Any] = r["message"] if isinstance(r.get("message"), dict) else r
-            role = message.get("role") or r.get("type")
-            text = text_of(message.get("content", message.get("text")))
-            ts = next((r[k] for k in _TIME_KEYS if isinstance(r.get(k), str)), None)
+            ts, _, role, text = _read(r)
             if role == "user" and (prompt := human_text(text)):
                 yield Turn("user", prompt, ts)
             elif role == "assistant" and text:
