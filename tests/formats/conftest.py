@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,3 +20,10 @@ def fixtures(home: Path) -> Iterator[Memory]:
     with Memory(config.load(), clock=FixedClock(2_000_000_000)) as memory:
         memory.ingest()
         yield memory
+
+
+def digest(memory: Memory, sid: str) -> dict[str, Any]:
+    """An analyzed session's digest."""
+    shown = memory.show(sid)["digest"]
+    assert shown is not None, sid
+    return dict(shown)

@@ -16,6 +16,7 @@ from session_memory import config, formats
 from session_memory.clock import FixedClock
 from session_memory.memory import Memory
 from tests.conftest import FIXTURES, write_config
+from tests.formats.conftest import digest
 
 ROOT = FIXTURES / "copilot-cli" / "session-state"
 BREAKDOWN = "copilot-cli:07c40cd0-ff51-4d6e-bdcd-ac2f90877203"
@@ -32,12 +33,6 @@ def copilot(home: Path) -> Iterator[Memory]:
         assert summary.errors == 0
         memory.analyze(include_active=True)
         yield memory
-
-
-def digest(memory: Memory, sid: str) -> dict[str, Any]:
-    shown = memory.show(sid)["digest"]
-    assert shown is not None, sid
-    return dict(shown)
 
 
 def test_every_file_round_trips_byte_exactly(copilot: Memory, tmp_path: Path) -> None:

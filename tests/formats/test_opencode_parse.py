@@ -17,6 +17,7 @@ from session_memory import config, formats
 from session_memory.clock import FixedClock
 from session_memory.memory import Memory
 from tests.conftest import FIXTURES, write_config
+from tests.formats.conftest import digest
 
 ROOT = FIXTURES / "opencode" / "storage"
 EDITED = "opencode:ses_53993b312ffeefelTsBlbUVXV8"  # the second run, in build mode
@@ -45,12 +46,6 @@ def opencode(storage: Path) -> Iterator[Memory]:
         assert memory.ingest().errors == 0
         memory.analyze(include_active=True)
         yield memory
-
-
-def digest(memory: Memory, sid: str) -> dict[str, Any]:
-    shown = memory.show(sid)["digest"]
-    assert shown is not None, sid
-    return dict(shown)
 
 
 def test_sessions_are_their_files_across_the_three_folders(opencode: Memory) -> None:
