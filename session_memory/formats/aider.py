@@ -45,6 +45,16 @@ def run_id(header: bytes) -> str | None:
     return f"{y}{mo}{d}T{h}{mi}{sec}"
 
 
+_HEADER = "# aider chat started at "
+
+
+def _started_at(line: str) -> str | None:
+    """A run's start time (ISO 8601) where the line is a run's header, else None."""
+    if not line.startswith(_HEADER):
+        return None
+    return line[len(_HEADER):].strip().replace(" ", "T")
+
+
 def default_root() -> Path:
     return Path.home()
 
@@ -104,8 +114,7 @@ def _run(piece: Piece, out: Sink) -> None:
         if reply and (line.startswith("> ") or line.startswith("# aider chat")):
             out.assistant_text("\n".join(reply))
             reply, reply_chars = [], 0
-        if line.startswith("# aider chat started at "):
-            at = line[len("# aider chat started at "):].strip().replace(" ", "T")
+        if (at := _started_at(line)) is not None:
             started = at
             out.info(started_at=at, ended_at=at)
             out.times(at, at)
@@ -173,8 +182,8 @@ def transcript(pieces: Sequence[Piece]) -> Iterator[Turn]:
         prompted = False
         for raw in lines(piece.chunks()):
             line = bytes(raw).decode("utf-8", "replace").rstrip()
-            if line.startswith("# aider chat started at "):
-                at = line[len("# aider chat started at "):].strip().replace(" ", "T")
+            if (started := _started_at(line)) is not None:
+                at = started
                 continue
             if line == "####" or line.startswith("#### "):
                 kind, body = "user", line[5:]
