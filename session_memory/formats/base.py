@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+import msgspec
+
 from session_memory.formats.events import Piece, Sink
 
 HEAD_BYTES = 64 * 1024
@@ -134,8 +136,6 @@ def arguments_text(args: object) -> str:
     """A tool call's arguments as one compact line of JSON (a string stays as it is)."""
     if isinstance(args, str):
         return args
-    import msgspec
-
     try:
         return msgspec.json.encode(args).decode()
     except (TypeError, ValueError, OverflowError):
