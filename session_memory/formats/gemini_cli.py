@@ -89,6 +89,11 @@ def _jsonl(piece: Piece) -> Iterator[tuple[int, dict[str, Any] | None]]:
         yield -records.malformed, None  # the count rides along at the end
 
 
+def _records(piece: Piece) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """The log's records with their positions, whichever way the version wrote it."""
+    return _jsonl(piece) if piece.path.endswith(".jsonl") else _whole(piece)
+
+
 def _whole(piece: Piece) -> Iterator[tuple[int, dict[str, Any] | None]]:
     """Older versions: one pretty-printed JSON document, rewritten whole (a snapshot, small)."""
     try:
@@ -110,10 +115,9 @@ def _log(piece: Piece, subagent: bool, out: Sink) -> None:
     """Two passes over the log: the first folds it (by id, the last copy wins; `$rewindTo`
     drops what follows its target) keeping only ids and positions; the second reports the
     copies that survived. Memory holds one small entry per message id, never the records."""
-    read = _jsonl if piece.path.endswith(".jsonl") else _whole
-    winners = _winners(read(piece))
+    winners = _winners(_records(piece))
     started = updated = first = last = None
-    for pos, r in read(piece):
+    for pos, r in _records(piece):
         if r is None:
             out.malformed(-pos)
             continue
@@ -229,9 +233,8 @@ def transcript(pieces: Sequence[Piece]) -> Iterator[Turn]:
         if not piece.path.endswith((".jsonl", ".json")):
             continue
         subagent = _subagent_log(piece.path)
-        read = _jsonl if piece.path.endswith(".jsonl") else _whole
-        winners = _winners(read(piece))
-        for pos, r in read(piece):
+        winners = _winners(_records(piece))
+        for pos, r in _records(piece):
             if r is None or pos not in winners:
                 continue
             ts = str_or_none(r.get("timestamp"))
