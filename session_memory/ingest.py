@@ -679,18 +679,24 @@ def seal_ended(tier1: Tier1, settings: Settings, clock: Clock, *, workers: int =
     return stored_sealed + len(sessions)
 
 
-def deep_seal(tier1: Tier1, *, workers: int = 1, ids: list[str] | None = None,
+def deep_seal(tier1: Tier1, *, workers: int = 1,
               interrupted: Callable[[], bool] | None = None) -> int:
-    """Recompress sealed sessions (all, or the `ids`) at DEEP_SEAL_LEVEL, oldest first (the
-    daemon does this a few at a time when idle); returns how many were recompressed (one
-    that grew meanwhile is not). Freed pages are given back. First, a source with enough
-    sealed sessions and no dictionary gets one trained (see Tier1.train_dictionary)."""
+    """Recompress every sealed session below DEEP_SEAL_LEVEL, oldest first; returns how many
+    were recompressed (one that grew meanwhile is not). First, a source with enough sealed
+    sessions and no dictionary gets one trained (see Tier1.train_dictionary)."""
     train_dictionaries(tier1, interrupted=interrupted)
-    sessions = tier1.to_deepen() if ids is None else ids
+    sessions = tier1.to_deepen()
+    deepen(tier1, sessions, workers=workers, interrupted=interrupted)
+    return len(set(sessions) - set(tier1.to_deepen()))
+
+
+def deepen(tier1: Tier1, sessions: list[str], *, workers: int = 1,
+           interrupted: Callable[[], bool] | None = None) -> None:
+    """Recompress these sealed sessions at DEEP_SEAL_LEVEL (the daemon does a few at a time
+    when idle, after train_dictionaries); freed pages are given back."""
     _seal_each(tier1, sessions, DEEP_SEAL_LEVEL, workers, interrupted)
     if sessions:
         tier1.reclaim()
-    return len(set(sessions) - set(tier1.to_deepen()))
 
 
 def train_dictionaries(tier1: Tier1, *, interrupted: Callable[[], bool] | None = None) -> None:
