@@ -495,6 +495,14 @@ class _DeepSealer:
             tier1.close()
 
     def _seal_waiting(self, tier1: Tier1, failed: set[str]) -> None:
+        try:
+            ingest_mod.pack(tier1, interrupted=self._stop.is_set)
+        except StoreBusyError:
+            pass  # the next round packs them
+        except StoreFullError as e:
+            logger.warning("packing paused: the disk is full", reason=str(e))
+        except Exception:
+            logger.exception("packing failed; the sessions keep their own frames")
         while not self._stop.is_set():
             todo = tier1.to_deepen(max_raw_bytes=DEEP_SEAL_MAX_BYTES, limit=len(failed) + 16)
             todo = [sid for sid in todo if sid not in failed]

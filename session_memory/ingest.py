@@ -681,13 +681,30 @@ def seal_ended(tier1: Tier1, settings: Settings, clock: Clock, *, workers: int =
 
 def deep_seal(tier1: Tier1, *, workers: int = 1,
               interrupted: Callable[[], bool] | None = None) -> int:
-    """Recompress every sealed session below DEEP_SEAL_LEVEL, oldest first; returns how many
-    were recompressed (one that grew meanwhile is not). First, a source with enough sealed
-    sessions and no dictionary gets one trained (see Tier1.train_dictionary)."""
+    """The idle work on sealed sessions: small ones are packed together (see pack), and
+    every larger one below DEEP_SEAL_LEVEL is recompressed, oldest first; returns how many
+    were packed or recompressed (one that grew meanwhile is not). Before that, a source
+    with enough sealed sessions and no dictionary gets one trained (Tier1.train_dictionary)."""
+    packed = pack(tier1, interrupted=interrupted)
     train_dictionaries(tier1, interrupted=interrupted)
     sessions = tier1.to_deepen()
     deepen(tier1, sessions, workers=workers, interrupted=interrupted)
-    return len(set(sessions) - set(tier1.to_deepen()))
+    return packed + len(set(sessions) - set(tier1.to_deepen()))
+
+
+def pack(tier1: Tier1, *, interrupted: Callable[[], bool] | None = None) -> int:
+    """Compact the packs that evictions left mostly dead, then pack the small sealed
+    sessions waiting (Tier1.pack_sessions); freed pages are given back. Returns how many
+    sessions were packed."""
+    compacted = 0
+    for pack_id in tier1.packs_to_compact():
+        if interrupted is not None and interrupted():
+            break
+        compacted += tier1.repack(pack_id, interrupted=interrupted)
+    packed = tier1.pack_sessions(now=time.time(), interrupted=interrupted)
+    if packed or compacted:
+        tier1.reclaim()
+    return packed
 
 
 def deepen(tier1: Tier1, sessions: list[str], *, workers: int = 1,

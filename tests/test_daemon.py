@@ -19,7 +19,7 @@ import pytest
 from session_memory import config
 from session_memory.errors import NotFoundError
 from session_memory.memory import Memory
-from session_memory.store.tier1 import DEEP_SEAL_LEVEL
+from session_memory.store.tier1 import DEEP_SEAL_LEVEL, PACK_MIN_RAW_BYTES
 from tests.daemon_harness import DaemonProcess, NotifySocket, Writer
 
 VISIBLE_WITHIN = 20.0
@@ -213,6 +213,18 @@ def test_appends_reach_the_store_within_two_seconds(env: Env, start: Callable[..
 def test_idle_sessions_get_digests(env: Env, start: Callable[..., DaemonProcess],
                                    writer: Writer) -> None:
     env.write_config(idle="1s")
+    # A history of ended sessions, enough of them (PACK_MIN_RAW_BYTES) to be packed.
+    old = time.time() - 86400
+    history = {}
+    for k in range(3):
+        hid = str(uuid.uuid4())
+        hpath = env.roots["claude-code"] / "-work-old" / f"{hid}.jsonl"
+        hpath.parent.mkdir(exist_ok=True)
+        hpath.write_text("".join(claude_record(hid, f"step {k}.{i} " + uuid.uuid4().hex * 1500)
+                                 for i in range(64)))
+        os.utime(hpath, (old, old))
+        history[f"claude-code:{hid}"] = hpath
+    assert sum(p.stat().st_size for p in history.values()) > PACK_MIN_RAW_BYTES
     start()
     sid = str(uuid.uuid4())
     path = env.roots["claude-code"] / "-work-p" / f"{sid}.jsonl"
@@ -226,12 +238,18 @@ def test_idle_sessions_get_digests(env: Env, start: Callable[..., DaemonProcess]
         # The digest commits in Tier 2 first, then the state in Tier 1: a moment apart.
         wait_until(lambda: memory.show(f"claude-code:{sid}")["state"] == "analyzed", 15,
                    "the session marked analyzed")
-        # With nothing else to do, the daemon recompresses the sealed session harder.
-        wait_until(lambda: memory.tier1.conn.execute(
-            "SELECT seal_level FROM sessions WHERE id = ?", (f"claude-code:{sid}",)
-        ).fetchone() == (DEEP_SEAL_LEVEL,), 15, "the session recompressed at the deep level")
         memory.export(f"claude-code:{sid}", env.home / "out")
         assert (env.home / "out" / "-work-p" / f"{sid}.jsonl").read_bytes() == path.read_bytes()
+        # With nothing else to do, the daemon packs the ended sessions together, harder.
+        packed = wait_until(lambda: [hid for hid in history if memory.tier1.conn.execute(
+            "SELECT seal_level FROM sessions WHERE id = ? AND EXISTS (SELECT 1 FROM "
+            "pack_members WHERE session_id = ? AND live)", (hid, hid)
+        ).fetchone() == (DEEP_SEAL_LEVEL,)], 30, "the history packed at the deep level")
+        for hid in packed:
+            out = env.home / "out" / hid.split(":")[1]
+            memory.export(hid, out)
+            assert (out / "-work-old" / history[hid].name).read_bytes() == \
+                history[hid].read_bytes()
 
 
 def test_sweeps_run_on_schedule(env: Env, start: Callable[..., DaemonProcess]) -> None:

@@ -31,6 +31,8 @@ tier1_mod.DICT_MIN_RAW_BYTES = 0
 tier1_mod.DICT_RAW_PER_BYTE = 4
 tier1_mod.DICT_MIN_SAMPLES = 4
 tier1_mod._DICT_SAMPLE_BYTES = 512  # noqa: SLF001 - the tiny sessions give samples enough
+# Packs of however few sessions have ended (the real threshold waits for 8 MiB of them).
+tier1_mod.PACK_MIN_RAW_BYTES = 0
 
 
 def say(*parts: object) -> None:
@@ -73,6 +75,15 @@ class Child:
     def do_deep_seal(self) -> None:
         self.m.deep_seal()
 
+    def do_deep_seal_frames(self) -> None:
+        """The deep seal of sessions too large to pack: frames of their own, compressed
+        with their source's dictionary."""
+        limit, tier1_mod.PACK_MEMBER_MAX = tier1_mod.PACK_MEMBER_MAX, 0
+        try:
+            self.m.deep_seal()
+        finally:
+            tier1_mod.PACK_MEMBER_MAX = limit
+
     def do_analyze(self) -> None:
         self.m.analyze()
 
@@ -93,6 +104,10 @@ class Child:
 
     def do_mark_ended(self, sid: str) -> None:
         self.m.tier1.mark_ended(sid)
+
+    def do_repack(self) -> None:
+        for (pack_id,) in list(self.m.tier1.conn.execute("SELECT id FROM packs")):
+            self.m.tier1.repack(pack_id)
 
     def do_repair(self) -> None:
         self.m.check(repair=True)
@@ -120,12 +135,14 @@ class Child:
                 self.op(name)
 
     def script(self) -> None:
-        """Every commit name once: ingest, seal, deep seal (training a dictionary), analyze,
-        forget of a session a dictionary was trained on, pin, mark-ended, each sweep pass
-        and its report, forget (both tiers), repair."""
+        """Every commit name once: ingest, seal, deep seal (training a dictionary, then
+        packing), repack, analyze, forget of a session a dictionary was trained on, pin, mark-ended,
+        each sweep pass and its report, forget (both tiers), repair."""
         self.op("ingest")
         self.op("seal")
+        self.op("deep-seal-frames")
         self.op("deep-seal")
+        self.op("repack")
         self.op("analyze")
         trained = self.trained_candidate()
         if trained:  # before the sweep evicts the sessions using the dictionary

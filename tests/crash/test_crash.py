@@ -21,8 +21,10 @@ pytestmark = pytest.mark.crash
 # `report` and `forget-digest` are the Tier 2 writes.
 # `seal-mark` marks sessions stored sealed at ingest; `seal-clean`, `seal-stage`, `seal`
 # recompress the others. `dict-train` stores a trained dictionary (the deep seal's), and
-# `dict-retire` retires it when a session it was trained on is forgotten.
-COMMITS = ["ingest", "seal-mark", "seal-clean", "seal-stage", "seal", "dict-train", "digest",
+# `dict-retire` retires it when a session it was trained on is forgotten. `pack` packs small
+# sealed sessions together, `repack` rewrites a pack (a forget rewrites them in its own).
+COMMITS = ["ingest", "seal-mark", "seal-clean", "seal-stage", "seal", "pack", "dict-train",
+           "repack", "digest",
            "mark-analyzed", "pin", "mark-ended", "sweep-backstop", "sweep-budget",
            "sweep-overflow", "report", "sweep-done", "dict-retire", "forget", "forget-digest",
            "forget-done", "repair"]

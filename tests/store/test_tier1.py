@@ -314,6 +314,18 @@ def _small_dictionaries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tier1_mod, "DICT_MIN_RAW_BYTES", 0)
     monkeypatch.setattr(tier1_mod, "DICT_RAW_PER_BYTE", 16)
     monkeypatch.setattr(tier1_mod, "DICT_MAX_BYTES", 32 * 1024)
+    _unpacked(monkeypatch)
+
+
+def _unpacked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sessions keep frames of their own, as those too large to pack do (test_packs.py
+    covers packs)."""
+    monkeypatch.setattr(tier1_mod, "PACK_MEMBER_MAX", 0)
+
+
+@pytest.fixture(autouse=True)
+def _frames_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    _unpacked(monkeypatch)
 
 
 def _similar_sessions(root: Path, n: int, marker: str = "", seed: int = 7) -> dict[str, bytes]:
@@ -345,8 +357,18 @@ def _trained(memory: Memory, root: Path, n: int,
     return data, d
 
 
+def _undo_packs(conn: Any) -> None:
+    """The store as it was before the pack step of the schema (user_version 3)."""
+    for sql in ("DROP TRIGGER pack_added", "DROP TRIGGER pack_removed",
+                "DROP TRIGGER pack_member_added", "DROP TRIGGER pack_member_died",
+                "DROP TRIGGER pack_member_removed", "DROP TABLE pack_members",
+                "DROP TABLE packs", "PRAGMA user_version = 3"):
+        conn.execute(sql)
+
+
 def _undo_dictionaries(conn: Any) -> None:
     """The store as it was before the dictionary step of the schema (user_version 2)."""
+    _undo_packs(conn)
     for sql in ("DROP TRIGGER dictionary_added", "DROP TRIGGER dictionary_removed",
                 "DROP TRIGGER dictionary_unused", "DROP INDEX frames_by_dict",
                 "ALTER TABLE frames DROP COLUMN dict_id",
