@@ -11,7 +11,9 @@ until the end, and no process waits for another to hand it work.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -43,7 +45,8 @@ def digest_or_error(tier1: Tier1, formats_by_source: dict[str, str | None],
         fmt = formats_by_source.get(row["source"])
         if fmt is None:
             raise SessionMemoryError(f"source {row['source']!r} is not in the config")
-        with tier1.snapshot():  # one consistent state, even if a seal switches meanwhile
+        # One consistent state, even if a seal switches meanwhile.
+        with tier1.snapshot(), collector_paused():
             module = formats.get(fmt)
             return build(row["source"], functools.partial(
                 module.parse, pieces(tier1, tier1.files(row["id"]))),
@@ -52,6 +55,20 @@ def digest_or_error(tier1: Tier1, formats_by_source: dict[str, str | None],
         raise
     except Exception as e:  # a corrupt chunk or a parser bug must not stop the pass
         return f"{type(e).__name__}: {e}"
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for one session's analysis. Parsing and folding
+    make many short-lived tuples and no reference cycles, yet each few hundred of them
+    alive start a collection: about a sixth of the time, for nothing to collect."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class SharedPass:
