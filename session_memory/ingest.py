@@ -44,6 +44,7 @@ from session_memory.store.tier1 import (
     DEEP_SEAL_LEVEL,
     INGEST_LEVEL,
     SEAL_LEVEL,
+    AppendPoint,
     Cursor,
     Tier1,
 )
@@ -54,6 +55,9 @@ PREFETCH_BYTES = 32 * 1024 * 1024  # read and compressed ahead at most: memory s
 BLOCKS_AHEAD = 2  # of one large file, compressing while the current block is written
 GROUP_COMMIT_BYTES = 8 * 1024 * 1024
 GROUP_COMMIT_FILES = 200
+INLINE_BYTES = 256 * 1024
+"""New bytes of a file that grew, up to this many: read and compressed by the thread that
+stores them (see Ingestor.run)."""
 
 logger = log.get("session_memory.ingest")
 
@@ -121,13 +125,21 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Prefetched:
-    """A file's next block, read and compressed ahead while the previous file commits.
-    Used only if the file's stat and the cursor's offset are still what they were."""
+    """A file's next block, read and compressed ahead while the previous file commits,
+    with the bytes the cursor's fingerprints are checked against (the first and the last
+    FP_BYTES before `offset`) and the fingerprints, all computed off this thread. Used only
+    if the file's stat and the cursor's offset are still what they were."""
 
     offset: int
     stat_key: tuple[int, int, int, int]
     raw: bytes
     packed: Packed
+    head: bytes
+    tail: bytes
+    head_fp: bytes
+    tail_fp: bytes
+    next_tail_fp: bytes
+    """The fingerprint of the last FP_BYTES once `raw` is stored."""
 
 
 Progress = Callable[[int], None]
@@ -142,10 +154,17 @@ class Ingestor:
         self.walker = walker or OsWalker()
         self._reported: set[tuple[str, str]] = set()
         self._roots: dict[str, Path] = {}
+        self._formats: dict[str, Format] = {}
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="compress")
 
     def close(self) -> None:
         self._pool.shutdown()
+
+    def _format(self, source: Source) -> Format:
+        fmt = self._formats.get(source.format)
+        if fmt is None:
+            fmt = self._formats[source.format] = formats.get(source.format)
+        return fmt
 
     def _root(self, source: Source) -> Path:
         """The source root with links resolved, once per pass rather than once per file."""
@@ -161,7 +180,10 @@ class Ingestor:
         """Walk the sources (or the given paths) and keep the files whose stat changed."""
         summary = summary or IngestSummary()
         self._roots.clear()  # a pass resolves each root once, and sees a reloaded config
-        known = {(c.source, c.phys_path): c for c in self.tier1.cursors()}
+        # A whole walk reads every cursor at once; named paths (the watcher's few changed
+        # files) look up their own, so their cost does not grow with the store.
+        known = ({(c.source, c.phys_path): c for c in self.tier1.cursors()}
+                 if paths is None else None)
         out: list[Candidate] = []
         for source, root, entry in self._entries(paths, summary):
             if entry.kind != "file":
@@ -169,14 +191,16 @@ class Ingestor:
                 continue
             assert entry.stat is not None
             summary.files_seen += 1
-            if not _is_utf8(str(entry.relpath)):
+            phys = str(entry.relpath)
+            if not _is_utf8(phys):
                 # Session ids and stored paths are text: a name that is no UTF-8 cannot be one.
                 shown = os.fsencode(root / entry.relpath).decode("utf-8", "backslashreplace")
                 self._once(shown, "file name is not valid UTF-8, skipped", source=source.name)
                 summary.skipped += 1
                 continue
             st = entry.stat
-            cursor = known.get((source.name, str(entry.relpath)))
+            cursor = (known.get((source.name, phys)) if known is not None
+                      else self.tier1.cursor_at(source.name, phys))
             if cursor and cursor.same_stat(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns):
                 continue
             offset = cursor.offset if cursor else 0
@@ -188,21 +212,25 @@ class Ingestor:
         sources = self.settings.enabled_sources
         if paths is None:
             for source in sources:
-                root = Path(os.path.realpath(source.root))
+                root = self._root(source)
                 if root.is_dir():
                     fmt = formats.get(source.format)
                     for entry in self.walker.walk(root, fmt.prune):
                         yield source, root, entry
             return
+        # Each root as configured and with links resolved, worked out once for all paths.
+        roots = [(source, self._root(source), prefix) for source in sources
+                 for prefix in dict.fromkeys((os.path.abspath(source.root),
+                                              str(self._root(source))))]
         for path in paths:
-            found = self._locate(Path(os.path.abspath(path)), sources)
+            found = _locate(os.path.abspath(path), roots)
             if found is None:
                 logger.error("not under any enabled source root", path=str(path))
                 summary.errors += 1
                 continue
             source, root, rel = found
             try:
-                st = os.lstat(root / rel)
+                st = os.lstat(os.path.join(root, rel))
             except OSError as e:
                 logger.error("cannot read path", path=str(path), reason=e.strerror)
                 summary.errors += 1
@@ -218,15 +246,6 @@ class Ingestor:
                 yield source, root, Entry(rel, "symlink", st)
             else:
                 yield source, root, Entry(rel, "special", st)
-
-    @staticmethod
-    def _locate(path: Path, sources: list[Source]) -> tuple[Source, Path, PurePosixPath] | None:
-        for source in sources:
-            for root in (Path(os.path.abspath(source.root)), Path(os.path.realpath(source.root))):
-                if path == root or root in path.parents:
-                    return source, Path(os.path.realpath(source.root)), PurePosixPath(
-                        path.relative_to(root).as_posix())
-        return None
 
     def _report_odd(self, source: Source, root: Path, entry: Entry,
                     summary: IngestSummary) -> None:
@@ -272,7 +291,7 @@ class Ingestor:
 
         # Read and compress files ahead on the pool while this thread commits: enough of
         # them that the pool never waits for this thread's many small commits.
-        ahead: deque[tuple[Future[Prefetched | None], int]] = deque()
+        ahead: deque[tuple[Future[Prefetched | None] | None, int]] = deque()
         ahead_bytes = submitted = 0
         group_bytes = group_files = 0
         with contextlib.ExitStack() as group:  # an error rolls the open group back
@@ -283,7 +302,10 @@ class Ingestor:
                         len(ahead) < PREFETCH_FILES and ahead_bytes < PREFETCH_BYTES)):
                     nxt = todo[submitted]
                     size = min(nxt.pending_bytes, BLOCK_BYTES)
-                    ahead.append((self._pool.submit(self._prefetch, nxt), size))
+                    # A few new KB of a file that grew are read and compressed by sync, when
+                    # their turn comes: in less time than a thread's round trip would take.
+                    ahead.append((self._pool.submit(self._prefetch, nxt)
+                                  if size > INLINE_BYTES or not nxt.offset else None, size))
                     ahead_bytes += size
                     submitted += 1
                 current, size = ahead.popleft()
@@ -296,7 +318,7 @@ class Ingestor:
                     group.close()
                     group_bytes = group_files = 0
                 self.sync(cand.source, cand.relpath, summary, on_bytes=step,
-                          prefetched=current.result())
+                          prefetched=current.result() if current is not None else None)
                 if cand.pending_bytes < GROUP_COMMIT_BYTES:
                     group_bytes += cand.pending_bytes
                     group_files += 1
@@ -309,23 +331,37 @@ class Ingestor:
         if cand.relpath.name.endswith(".zst"):
             return None
         try:
-            fd = os.open(self._root(cand.source) / cand.relpath,
+            fd = os.open(os.path.join(self._root(cand.source), cand.relpath),
                          os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             return None
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                return None
-            raw = os.pread(fd, BLOCK_BYTES, cand.offset)
+            return self._read_ahead(fd, cand.offset, st) if stat.S_ISREG(st.st_mode) else None
         except OSError:
             return None
         finally:
             os.close(fd)
+
+    def _read_ahead(self, fd: int, offset: int, st: os.stat_result) -> Prefetched | None:
+        """The next block from `offset` compressed, with the bytes before it that the
+        cursor's fingerprints cover; None when there is no new byte (or fewer than
+        `offset`: the file was cut, which sync works out). The bytes are those `st` counts
+        (new ones since are the next pass's: the stat stored with them differs by then)."""
+        new = min(BLOCK_BYTES, st.st_size - offset)
+        if new <= 0:
+            return None
+        start = max(0, offset - FP_BYTES)
+        # No more than the stat says is there: a read allocates all it asks for.
+        data = os.pread(fd, offset - start + new, start)
+        head = os.pread(fd, FP_BYTES, 0) if start else b""
+        tail, raw = data[:offset - start], data[offset - start:]
         if not raw:
             return None
-        return Prefetched(cand.offset, _stat_key(st), raw,
-                          compress(raw, self._level(cand.offset, st)))
+        head = head if start else tail
+        return Prefetched(offset, _stat_key(st), raw, compress(raw, self._level(offset, st)),
+                          head, tail, fingerprint(head), fingerprint(tail),
+                          fingerprint((tail + raw[-FP_BYTES:])[-FP_BYTES:]))
 
     def _level(self, offset: int, st: os.stat_result) -> int:
         """A file read from its start whose last write is older than idle_seconds belongs
@@ -339,7 +375,7 @@ class Ingestor:
              on_bytes: Progress | None = None, prefetched: Prefetched | None = None) -> None:
         """Bring one source file's stored copy up to date. Never raises for a bad file."""
         root = self._root(source)
-        path = root / relpath
+        path = os.path.join(root, relpath)
         try:
             self._sync(source, root, relpath, summary, on_bytes, prefetched)
         except _CursorMovedError:
@@ -357,8 +393,8 @@ class Ingestor:
     def _sync(self, source: Source, root: Path, relpath: PurePosixPath,
               summary: IngestSummary, on_bytes: Progress | None,
               prefetched: Prefetched | None) -> None:
-        fmt = formats.get(source.format)
-        path = root / relpath
+        fmt = self._format(source)
+        path = os.path.join(root, relpath)
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             st = os.fstat(fd)
@@ -367,7 +403,11 @@ class Ingestor:
                 summary.skipped += 1
                 return
             phys = str(relpath)
-            cursor = self.tier1.cursor_at(source.name, phys)
+            # Read inside the transaction that will store the bytes (a group's), the cursor
+            # cannot change before they are: no need to read it again to compare.
+            settled = self.tier1.in_transaction()
+            point = self.tier1.append_point(source.name, phys)
+            cursor = point.cursor if point else None
             if cursor and cursor.same_stat(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns):
                 return
             role = fmt.identify(relpath, lambda: head(fd, relpath))
@@ -376,7 +416,7 @@ class Ingestor:
             if role.compressed and os.path.exists(root / role.logical_path):
                 return  # the .jsonl twin is being written: it is the one we follow
             if cursor is None or cursor.path != role.logical_path:
-                cursor = self.tier1.cursor(source.name, role.logical_path)
+                cursor, point = self.tier1.cursor(source.name, role.logical_path), None
             if cursor is None and st.st_size == 0:
                 self._once(path, "empty file, nothing to store yet", level="info")
                 return
@@ -384,7 +424,7 @@ class Ingestor:
             content = ZstdContent(fd) if role.compressed else PlainContent(fd)
             with content:
                 self._append(source, fmt, role, relpath, cursor, st, content, summary, on_bytes,
-                             prefetched)
+                             prefetched, settled, point)
         finally:
             os.close(fd)
 
@@ -397,12 +437,18 @@ class Ingestor:
     def _append(self, source: Source, fmt: Format, role: FileRole, relpath: PurePosixPath,
                 cursor: Cursor | None, st: os.stat_result, content: Content,
                 summary: IngestSummary, on_bytes: Progress | None,
-                prefetched: Prefetched | None = None) -> None:
-        path = str(Path(source.root) / relpath)
+                prefetched: Prefetched | None = None, settled: bool = False,
+                point: AppendPoint | None = None) -> None:
+        """`settled`: the cursor was read in the transaction that stores the bytes. `point`:
+        what was read with it (the session's state, the file row's base offset)."""
+        path = os.path.join(source.root, relpath)
         expected = _cursor_state(cursor)
+        base = point.base_offset if point is not None else None
         if cursor is None:
             cursor = self._new_cursor(source, role, relpath)
-        elif self.tier1.session_state(cursor.session_id) == "evicted":
+        elif (point.state if point is not None
+              else self.tier1.session_state(cursor.session_id)) == "evicted":
+            base = None
             if _holds_only(content, cursor):
                 # Touched, copied, moved or recompressed, but no new byte: the budget that
                 # evicted it still holds. Only the new stat is remembered.
@@ -420,9 +466,22 @@ class Ingestor:
                 cursor = self.tier1.cursor(source.name, role.logical_path) or cursor
                 expected = _cursor_state(cursor)
         cursor.phys_path = str(relpath)
-        head, tail = content.prefix(cursor.offset)
-        if cursor.offset and (head is None or fingerprint(head) != cursor.head_fp
-                              or fingerprint(tail) != cursor.tail_fp):
+        pre = prefetched if (prefetched is not None and not role.compressed
+                             and prefetched.offset == cursor.offset
+                             and prefetched.stat_key == _stat_key(st)) else None
+        if (pre is None and cursor.offset and isinstance(content, PlainContent)
+                and st.st_size - cursor.offset <= INLINE_BYTES):
+            pre = self._read_ahead(content.fd, cursor.offset, st)
+        head: bytes | None
+        fps: tuple[bytes, bytes] | None
+        if pre is not None:  # the bytes before the offset, and their fingerprints, in hand
+            head, tail, fps = pre.head, pre.tail, (pre.head_fp, pre.tail_fp)
+            content.skip(cursor.offset)  # where prefix() would leave the reader
+        else:
+            head, tail = content.prefix(cursor.offset)
+            fps = (fingerprint(head), fingerprint(tail)) if head and cursor.offset else None
+        if cursor.offset and fps != (cursor.head_fp, cursor.tail_fp):
+            pre = None
             cursor.version += 1
             cursor.offset, cursor.file_id = 0, 0
             head, tail = b"", b""
@@ -435,19 +494,26 @@ class Ingestor:
         # those keep to chunks, whose rows know their file.
         sealed = level == SEAL_LEVEL and not role.run_marker and not role.snapshot
         writer = _PieceWriter(self.tier1, source.name, role, cursor,
-                              head or b"", tail, st, self.clock.now(), sealed)
+                              head or b"", tail, st, self.clock.now(), sealed,
+                              base=base if cursor.file_id else 0)
         ready: tuple[bytes, Packed] | None = None
-        if (prefetched is not None and not role.compressed
-                and prefetched.offset == cursor.offset and prefetched.stat_key == _stat_key(st)
-                and prefetched.packed[2] == level):
-            ready = (prefetched.raw, prefetched.packed)
-            content.skip(len(prefetched.raw))
-        blocks = self._compressed_blocks(content, ready, level)
+        if pre is not None and pre.packed[2] == level:
+            ready = (pre.raw, pre.packed)
+            content.skip(len(pre.raw))
+            writer.known_tail_fp = ((tail + pre.raw[-FP_BYTES:])[-FP_BYTES:], pre.next_tail_fp)
+        if ready is not None and cursor.offset + len(ready[0]) >= st.st_size:
+            whole, blocks = True, iter((ready,))  # all the stat counts: no read for the end
+        else:
+            whole, blocks = False, self._compressed_blocks(content, ready, level)
         first = True
         done = False
         while not done:
-            with self.tier1.transaction("ingest"):
-                if first and _cursor_state(
+            # Every new byte in hand and the cursor read in the transaction that stores
+            # them: nothing left to fail but the store itself, which ends that transaction
+            # (a savepoint of its own would only undo a failed read of the source).
+            with (contextlib.nullcontext() if whole and settled
+                  else self.tier1.transaction("ingest")):
+                if first and not settled and _cursor_state(
                         self.tier1.cursor(source.name, role.logical_path)) != expected:
                     # Another process (the daemon, a hook) stored these bytes since we
                     # read the cursor: appending them again would store them twice.
@@ -542,6 +608,18 @@ class Ingestor:
                     self._once(path, "not UTF-8 text: stored byte-exactly", level="warning")
 
 
+def _locate(path: str, roots: list[tuple[Source, Path, str]]
+            ) -> tuple[Source, Path, PurePosixPath] | None:
+    """The source an absolute, normalized path lies under (the root itself included), its
+    resolved root, and the path relative to it."""
+    for source, root, prefix in roots:
+        if path == prefix:
+            return source, root, PurePosixPath()
+        if path.startswith(prefix.rstrip("/") + "/"):
+            return source, root, PurePosixPath(path[len(prefix.rstrip("/")) + 1:])
+    return None
+
+
 class _CursorMovedError(Exception):
     pass
 
@@ -574,12 +652,19 @@ class _PieceWriter:
 
     def __init__(self, tier1: Tier1, source: str,
                  role: FileRole, cursor: Cursor, head: bytes, tail: bytes,
-                 st: os.stat_result, now: float, sealed: bool = False) -> None:
+                 st: os.stat_result, now: float, sealed: bool = False, *,
+                 base: int | None = None) -> None:
+        """`base`: the cursor's file row's base offset, when known already."""
         self.tier1, self.source, self.role = tier1, source, role
         self.sealed = sealed
         """New file rows take their bytes as sealed frames of their session, not chunks."""
         self.cursor, self.head, self.tail, self.st, self.now = cursor, head, tail, st, now
-        self.base = tier1.base_offset(cursor.file_id) if cursor.file_id else 0
+        self.base = (base if base is not None else
+                     tier1.base_offset(cursor.file_id) if cursor.file_id else 0)
+        # A full head no write changes: its fingerprint is the cursor's already.
+        self.head_fp = cursor.head_fp if cursor.offset and len(head) >= FP_BYTES else None
+        self.known_tail_fp: tuple[bytes, bytes] | None = None
+        """Last FP_BYTES expected at save() and their fingerprint, computed ahead."""
         self.splitter = RunSplitter(role.run_marker, tail[-1:] if cursor.offset else b"",
                                     at_start=cursor.offset == 0)
         self.touched: set[str] = set()
@@ -646,7 +731,9 @@ class _PieceWriter:
     def save(self) -> None:
         """Cursor, stat and session times, in the transaction that holds the chunks."""
         c, st = self.cursor, self.st
-        c.head_fp, c.tail_fp = fingerprint(self.head), fingerprint(self.tail)
+        known = self.known_tail_fp
+        c.head_fp = self.head_fp or fingerprint(self.head)
+        c.tail_fp = known[1] if known and known[0] == self.tail else fingerprint(self.tail)
         c.dev, c.ino, c.size, c.mtime_ns = st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
         self.tier1.save_cursor(c)
         for sid in self.touched - self.new_sessions:

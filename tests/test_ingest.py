@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -346,6 +347,7 @@ def test_two_processes_never_store_the_same_bytes_twice(memory: Memory, sources:
 
     # Our reads of the cursor both happen before the other process commits.
     memory.tier1.cursor_at = lambda source, phys: None  # type: ignore[method-assign]
+    memory.tier1.append_point = lambda source, phys: None  # type: ignore[method-assign]
     memory.tier1.cursor = stale_cursor  # type: ignore[method-assign]
     summary = memory.ingest()
     other.close()
@@ -447,3 +449,69 @@ def test_a_stop_ends_the_pass_after_the_file_in_hand(memory: Memory,
     assert memory.check() == []
     rest = memory.ingest()
     assert rest.files_changed == 3 and len(memory.sessions()) == 5
+
+
+def _lines(rnd: random.Random, n: int) -> bytes:
+    return b"".join((json.dumps({"i": rnd.random(), "text": "word " * rnd.randrange(1, 300)})
+                     + "\n").encode() for _ in range(n))
+
+
+def test_a_pass_over_named_files_that_grew_stores_each_new_byte_once(
+        memory: Memory, sources: dict[str, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watcher's pass: the files it names grew, most by a few KB (read and compressed
+    where they are stored, in one group transaction), some by more (read ahead on the
+    pool); one was rewritten at its start and one cut, which are new versions still."""
+    monkeypatch.setattr(ingest_mod, "INLINE_BYTES", 4000)
+    rnd = random.Random(5)
+    root = sources["mytool"]
+    files = [root / f"s{i}.jsonl" for i in range(24)]
+    for i, f in enumerate(files):
+        f.write_bytes(_lines(rnd, 1 + i))  # from under FP_BYTES to many times it
+    memory.ingest()
+    for f in files[:-2]:
+        with f.open("ab") as out:
+            out.write(_lines(rnd, rnd.randrange(1, 20)))
+    old = files[-2].read_bytes()
+    assert len(old) > 2 * ingest_mod.FP_BYTES
+    files[-2].write_bytes(b"{}\n" + old[3:] + _lines(rnd, 2))  # only its first bytes differ
+    files[-1].write_bytes(files[-1].read_bytes()[:50])
+    summary = memory.ingest(files)
+    assert (summary.files_changed, summary.new_versions, summary.errors) == (24, 2, 0)
+    for f in files:
+        assert exported(memory, f"mytool:{f.name}", tmp_path / f.name) == {
+            f.name: f.read_bytes()}
+    assert memory.check() == []
+    with files[0].open("ab") as out:
+        out.write(_lines(rnd, 1))
+    assert memory.ingest([root]).files_changed == 1  # the root itself, named
+    assert exported(memory, "mytool:s0.jsonl", tmp_path / "again") == {
+        "s0.jsonl": files[0].read_bytes()}
+
+
+def test_bytes_written_while_a_file_is_read_are_the_next_passes(
+        memory: Memory, sources: dict[str, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rnd = random.Random(6)
+    f = sources["mytool"] / "live.jsonl"
+    f.write_bytes(_lines(rnd, 5))
+    memory.ingest()
+    first, meanwhile = _lines(rnd, 3), _lines(rnd, 2)
+    with f.open("ab") as out:
+        out.write(first)
+    read_ahead = ingest_mod.Ingestor._read_ahead
+
+    def agent_writes_on(self: ingest_mod.Ingestor, fd: int, offset: int,
+                        st: os.stat_result) -> ingest_mod.Prefetched | None:
+        got = read_ahead(self, fd, offset, st)
+        with f.open("ab") as out:  # the agent's next line, once the new bytes are read
+            out.write(meanwhile)
+        return got
+
+    monkeypatch.setattr(ingest_mod.Ingestor, "_read_ahead", agent_writes_on)
+    assert memory.ingest([f]).bytes_added == len(first)
+    monkeypatch.undo()
+    assert memory.ingest([f]).bytes_added == len(meanwhile)
+    assert exported(memory, "mytool:live.jsonl", tmp_path / "o") == {
+        "live.jsonl": f.read_bytes()}
+    assert memory.check() == []

@@ -15,7 +15,7 @@ import pytest
 
 from session_memory.memory import Memory
 from session_memory.store import tier1 as tier1_mod
-from session_memory.store.tier1 import DEEP_SEAL_LEVEL, SEAL_LEVEL, Tier1
+from session_memory.store.tier1 import DEEP_SEAL_LEVEL, SEAL_LEVEL, AppendPoint, Cursor, Tier1
 from tests.conftest import stored_raw
 
 
@@ -510,3 +510,26 @@ def test_a_stop_does_not_wait_for_dictionary_training() -> None:
         " ".join(rnd.choices(words, k=6000)).encode()[:65536] for _ in range(300)]
     assert tier1_mod._train(64 * 1024, samples, lambda: True) is None
     assert tier1_mod._train(64 * 1024, samples, lambda: False) is not None
+
+
+def test_a_cursor_saved_again_stays_one_row_whatever_session_it_moves_to(
+        tmp_path: Path) -> None:
+    t = Tier1(tmp_path / "t1.db")
+    c = Cursor("src", "a.jsonl", "a.jsonl.zst", "src:a", 0, 1, 0, 10, b"h", b"t", 1, 2, 10, 5)
+    with t.transaction():
+        t.save_cursor(c)
+    c.offset, c.size = 20, 20  # moved along its session
+    with t.transaction():
+        t.save_cursor(c)
+    assert t.cursors() == [c]
+    with t.transaction():
+        t.ensure_session("src:a#2", "src", "a#2", 0.0, 0.0)
+        c.file_id = t.new_file("src:a#2", "src", "a.jsonl", 1, 7, 0.0, 0.0)
+        c.session_id, c.run = "src:a#2", 1  # a new run of the file: another session
+        t.save_cursor(c)
+    assert t.cursors() == [c] and t.cursor_at("src", "a.jsonl.zst") == c
+    # What an append reads first: the cursor, its session's state, its file's base offset.
+    assert t.append_point("src", "a.jsonl.zst") == AppendPoint(c, "open", 7)
+    assert t.append_point("src", "a.jsonl") is None  # the file it follows is the .zst
+    assert t.append_point("src", "b.jsonl") is None
+    t.close()
