@@ -219,7 +219,7 @@ class Ingestor:
                         yield source, root, entry
             return
         # Each root as configured and with links resolved, worked out once for all paths.
-        roots = [(source, self._root(source), prefix) for source in sources
+        roots = [(source, self._root(source), prefix.rstrip("/") + "/") for source in sources
                  for prefix in dict.fromkeys((os.path.abspath(source.root),
                                               str(self._root(source))))]
         for path in paths:
@@ -611,12 +611,13 @@ class Ingestor:
 def _locate(path: str, roots: list[tuple[Source, Path, str]]
             ) -> tuple[Source, Path, PurePosixPath] | None:
     """The source an absolute, normalized path lies under (the root itself included), its
-    resolved root, and the path relative to it."""
+    resolved root, and the path relative to it. `roots`: each with a prefix that ends in
+    a slash."""
     for source, root, prefix in roots:
-        if path == prefix:
+        if path.startswith(prefix):
+            return source, root, PurePosixPath(path[len(prefix):])
+        if path == prefix[:-1]:
             return source, root, PurePosixPath()
-        if path.startswith(prefix.rstrip("/") + "/"):
-            return source, root, PurePosixPath(path[len(prefix.rstrip("/")) + 1:])
     return None
 
 
