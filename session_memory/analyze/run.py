@@ -69,21 +69,28 @@ def analyze(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock, idle_b
     formats_by_source = {source: format_of(settings, source)
                          for source in {row["source"] for row in chosen}}
     batch: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    for row, outcome in _digests(tier1, formats_by_source, chosen):
-        if isinstance(outcome, str):
-            _log.error("analysis failed", session=row["id"], error=outcome)
-            result.failed[row["id"]] = outcome
-            continue
-        batch.append((row, outcome))
-        if len(batch) >= BATCH_SESSIONS:
+    batch_bytes = 0
+    with tier2.bulk_writes():
+        for row, outcome in _digests(tier1, formats_by_source, chosen):
+            if isinstance(outcome, str):
+                _log.error("analysis failed", session=row["id"], error=outcome)
+                result.failed[row["id"]] = outcome
+                continue
+            batch.append((row, outcome))
+            batch_bytes += row["raw_bytes"]
+            if len(batch) >= BATCH_SESSIONS or batch_bytes >= BATCH_BYTES:
+                result.analyzed += _commit(tier1, tier2, clock, batch)
+                batch, batch_bytes = [], 0
+        if batch:
             result.analyzed += _commit(tier1, tier2, clock, batch)
-            batch = []
-    if batch:
-        result.analyzed += _commit(tier1, tier2, clock, batch)
     return result
 
 
-BATCH_SESSIONS = 64
+BATCH_SESSIONS = 256
+BATCH_BYTES = 128 * 2**20
+"""A batch is committed at BATCH_SESSIONS sessions, or sooner once they hold this many raw
+bytes: what a batch holds until then (a digest, and 76 bytes a keyed response) stays a few
+MB. Fewer, larger commits write the usage tables' pages fewer times."""
 PARALLEL_MIN_BYTES = 64 * 2**20  # below this, starting worker processes costs more than it saves
 MAX_WORKERS = 4
 

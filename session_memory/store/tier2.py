@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, timedelta
 from itertools import repeat
 from pathlib import Path
@@ -144,6 +144,7 @@ def _epoch(value: Any) -> float | None:
         return None
 
 
+BULK_CACHE_KIB = 32 * 1024
 USAGE_BY_HOUR = 1
 USAGE_WHOLE_SESSION = 2
 SPEND_COLUMNS = ("key_hash", "hour", "model", "prompt_over", "first_at", "last_at", *_SUMMED)
@@ -290,6 +291,19 @@ class Tier2:
 
     def usage_bytes(self) -> int:
         return db.file_footprint(self.path)
+
+    @contextlib.contextmanager
+    def bulk_writes(self) -> Iterator[None]:
+        """While many digests are put in a row (an analysis pass): up to BULK_CACHE_KIB of
+        the file's pages cached, not SQLite's default 2 MiB. The usage tables' inserts land
+        all over their keys; with the small cache each batch reads and writes the same
+        pages again."""
+        (default,) = db.one(self.conn, "PRAGMA cache_size")
+        self.conn.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
+        try:
+            yield
+        finally:
+            self.conn.execute(f"PRAGMA cache_size = {int(default)}")  # frees the pages over it
 
     # -- digests ----------------------------------------------------------------------
 
