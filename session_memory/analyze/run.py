@@ -71,7 +71,13 @@ def analyze(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock, idle_b
     batch: list[tuple[dict[str, Any], dict[str, Any]]] = []
     batch_bytes = 0
     with tier2.bulk_writes():
-        for row, outcome in _digests(tier1, formats_by_source, chosen):
+        for item in _digests(tier1, formats_by_source, chosen):
+            if item is None:  # nothing left for this process to parse: write meanwhile
+                if batch:
+                    result.analyzed += _commit(tier1, tier2, clock, batch)
+                    batch, batch_bytes = [], 0
+                continue
+            row, outcome = item
             if isinstance(outcome, str):
                 _log.error("analysis failed", session=row["id"], error=outcome)
                 result.failed[row["id"]] = outcome
@@ -116,10 +122,11 @@ def format_of(settings: Settings, source: str) -> str | None:
 
 def _digests(tier1: Tier1, formats_by_source: dict[str, str | None],
              rows: list[dict[str, Any]]
-             ) -> Iterator[tuple[dict[str, Any], dict[str, Any] | str]]:
+             ) -> Iterator[tuple[dict[str, Any], dict[str, Any] | str] | None]:
     """Each row with its digest (or why it failed). A large pass is shared with worker
     processes (see analyze/worker.py): they take the largest sessions first, this process
-    the smallest, between its own writes."""
+    the smallest, between its own writes. None: this process has nothing left to parse
+    and would only wait for the workers' last sessions (a time to write)."""
     workers = min(os.cpu_count() or 1, MAX_WORKERS, len(rows)) - 1
     if workers < 1 or sum(r["raw_bytes"] for r in rows) < PARALLEL_MIN_BYTES:
         for row in rows:
@@ -131,6 +138,7 @@ def _digests(tier1: Tier1, formats_by_source: dict[str, str | None],
             yield rows[i], worker.digest_or_error(tier1, formats_by_source, rows[i])
             for j, outcome in shared.ready():
                 yield rows[j], outcome
+        yield None
         for j, outcome in shared.rest():
             yield rows[j], outcome
     for j, why in shared.lost():
