@@ -32,6 +32,11 @@ _DROP_EMPTY_TOTAL = (
     + " AND ".join(f"{f} = 0" for f in _SUMMED))
 """Drops the usage_totals row of (hour, model, prompt_over) if it holds nothing now."""
 
+_HAS_USAGE = "SELECT " + " OR ".join(
+    f"EXISTS (SELECT 1 FROM {table} WHERE session = ?1)"
+    for table in ("usage_hourly", "usage_responses", "usage_sessions"))
+"""Whether a session (a digest's rowid) has anything in the usage tables."""
+
 MIGRATIONS: list[list[str]] = [
     [
         """CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID""",
@@ -395,16 +400,15 @@ class Tier2:
             row[1] = _max(row[1], last_at)
             for i, n in enumerate(counts, start=2):
                 row[i] += n
-        hourly = [(hour, model, prompt_over, row[0], row[1],
-                   *(row[2:] if max(row[2:]) <= MAX_HOURLY_COUNT else
-                     (min(n, MAX_HOURLY_COUNT) for n in row[2:])))
+        hourly = [(session, hour, model, prompt_over, *(
+                   row if max(row[2:]) <= MAX_HOURLY_COUNT else
+                   (*row[:2], *(min(n, MAX_HOURLY_COUNT) for n in row[2:]))))
                   for (hour, model, prompt_over), row in rows.items()]
         conn.executemany(
             f"INSERT INTO usage_hourly (session, hour, model, prompt_over, first_at, last_at,"
-            f" {', '.join(_SUMMED)}) VALUES ({', '.join('?' * (6 + len(_SUMMED)))})",
-            [(session, *row) for row in hourly])
-        self._add_totals([(h[0], h[1], h[2], *h[5:]) for h in hourly], 1)
-        hours = sorted({h[0] for h in hourly})
+            f" {', '.join(_SUMMED)}) VALUES ({', '.join('?' * (6 + len(_SUMMED)))})", hourly)
+        self._add_totals([(h[1], h[2], h[3], *h[6:]) for h in hourly], 1)
+        hours = sorted({h[1] for h in hourly})
         gapless = all(b - a < GAP_HOURS for a, b in zip(hours, hours[1:], strict=False))
         conn.execute("INSERT OR REPLACE INTO usage_sessions (session, kind, first_hour,"
                      " last_hour, gapless) VALUES (?, ?, ?, ?, ?)",
@@ -444,6 +448,8 @@ class Tier2:
     def _drop_usage(self, session: int) -> None:
         """Take a session's usage out of every usage table (its response claims too)."""
         conn = self.conn
+        if not db.one(conn, _HAS_USAGE, (session,))[0]:
+            return  # a session analyzed for the first time: one look, not four statements
         self._add_totals(list(conn.execute(
             f"SELECT hour, model, prompt_over, {', '.join(_SUMMED)} FROM usage_hourly"
             " WHERE session = ?", (session,))), -1)
