@@ -40,12 +40,14 @@ from session_memory.readers import (
     first_run_header,
     head,
 )
+from session_memory.store import tier1 as tier1_store
 from session_memory.store.tier1 import (
     DEEP_SEAL_LEVEL,
     INGEST_LEVEL,
     SEAL_LEVEL,
     AppendPoint,
     Cursor,
+    PackWriter,
     Tier1,
 )
 
@@ -133,7 +135,8 @@ class Prefetched:
     offset: int
     stat_key: tuple[int, int, int, int]
     raw: bytes
-    packed: Packed
+    packed: Packed | None
+    """None for a file that goes into a pack (compressed there, with the others)."""
     head: bytes
     tail: bytes
     head_fp: bytes
@@ -156,6 +159,8 @@ class Ingestor:
         self._roots: dict[str, Path] = {}
         self._formats: dict[str, Format] = {}
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="compress")
+        self._packer: PackWriter | None = None
+        """While `run` stores a group of small files in one transaction: their pack."""
 
     def close(self) -> None:
         self._pool.shutdown()
@@ -289,6 +294,23 @@ class Ingestor:
             if progress:
                 progress(done, max(total, done))
 
+        self._packer = PackWriter(self.tier1)
+        try:
+            self._run(todo, summary, step, self._packer, stop)
+        finally:
+            self._packer = None
+        return summary
+
+    def _run(self, todo: list[Candidate], summary: IngestSummary, step: Progress,
+             packer: PackWriter, stop: Callable[[], bool] | None) -> None:
+        def store_pack(failed: type[BaseException] | None, *_: object) -> bool:
+            """Before a group commits, the pack its files are in is stored with them."""
+            if failed is None:
+                packer.flush(self.clock.now())
+            else:
+                packer.discard()
+            return False
+
         # Read and compress files ahead on the pool while this thread commits: enough of
         # them that the pool never waits for this thread's many small commits.
         ahead: deque[tuple[Future[Prefetched | None] | None, int]] = deque()
@@ -314,6 +336,7 @@ class Ingestor:
                 # metadata pages (totals, indexes) over and over for a few KB of data each.
                 if cand.pending_bytes < GROUP_COMMIT_BYTES and not group_files:
                     group.enter_context(self.tier1.transaction("ingest"))
+                    group.push(store_pack)
                 elif cand.pending_bytes >= GROUP_COMMIT_BYTES:
                     group.close()
                     group_bytes = group_files = 0
@@ -322,10 +345,12 @@ class Ingestor:
                 if cand.pending_bytes < GROUP_COMMIT_BYTES:
                     group_bytes += cand.pending_bytes
                     group_files += 1
-                    if group_bytes >= GROUP_COMMIT_BYTES or group_files >= GROUP_COMMIT_FILES:
+                    # A pack is as large as a group can make it: its sessions share more.
+                    if packer.raw_len >= tier1_store.PACK_RAW_BYTES or (
+                            group_bytes - packer.raw_len >= GROUP_COMMIT_BYTES) or (
+                            group_files >= GROUP_COMMIT_FILES and not packer.raw_len):
                         group.close()
                         group_bytes = group_files = 0
-        return summary
 
     def _prefetch(self, cand: Candidate) -> Prefetched | None:
         if cand.relpath.name.endswith(".zst"):
@@ -359,7 +384,8 @@ class Ingestor:
         if not raw:
             return None
         head = head if start else tail
-        return Prefetched(offset, _stat_key(st), raw, compress(raw, self._level(offset, st)),
+        return Prefetched(offset, _stat_key(st), raw, None if self._packs(offset, st)
+                          else compress(raw, self._level(offset, st)),
                           head, tail, fingerprint(head), fingerprint(tail),
                           fingerprint((tail + raw[-FP_BYTES:])[-FP_BYTES:]))
 
@@ -370,6 +396,13 @@ class Ingestor:
         if offset == 0 and st.st_mtime <= self.clock.now() - self.settings.idle_seconds:
             return SEAL_LEVEL
         return INGEST_LEVEL
+
+    def _packs(self, offset: int, st: os.stat_result) -> bool:
+        """A small file of an ended session, read from its start, goes into a pack (see
+        PackWriter): on its own it would find little to compress that its project's other
+        sessions do not hold too."""
+        return (self._packer is not None and st.st_size <= tier1_store.PACK_MEMBER_MAX
+                and self._level(offset, st) == SEAL_LEVEL)
 
     def sync(self, source: Source, relpath: PurePosixPath, summary: IngestSummary,
              on_bytes: Progress | None = None, prefetched: Prefetched | None = None) -> None:
@@ -493,18 +526,23 @@ class Ingestor:
         # Runs cut out of one shared file, and whole-file snapshots that replace each other:
         # those keep to chunks, whose rows know their file.
         sealed = level == SEAL_LEVEL and not role.run_marker and not role.snapshot
+        # Only inside a group's transaction, which stores the pack before it commits.
+        packer = self._packer if (sealed and self.tier1.conn.in_transaction
+                                  and self._packs(cursor.offset, st)) else None
         writer = _PieceWriter(self.tier1, source.name, role, cursor,
                               head or b"", tail, st, self.clock.now(), sealed,
-                              base=base if cursor.file_id else 0)
-        ready: tuple[bytes, Packed] | None = None
-        if pre is not None and pre.packed[2] == level:
-            ready = (pre.raw, pre.packed)
+                              base=base if cursor.file_id else 0, packer=packer)
+        ready: tuple[bytes, Packed | None] | None = None
+        if pre is not None and (packer is not None or (pre.packed is not None
+                                                       and pre.packed[2] == level)):
+            ready = (pre.raw, None if packer is not None else pre.packed)
             content.skip(len(pre.raw))
             writer.known_tail_fp = ((tail + pre.raw[-FP_BYTES:])[-FP_BYTES:], pre.next_tail_fp)
         if ready is not None and cursor.offset + len(ready[0]) >= st.st_size:
             whole, blocks = True, iter((ready,))  # all the stat counts: no read for the end
         else:
-            whole, blocks = False, self._compressed_blocks(content, ready, level)
+            whole, blocks = False, self._compressed_blocks(
+                content, ready, None if packer is not None else level)
         first = True
         done = False
         while not done:
@@ -537,6 +575,8 @@ class Ingestor:
                     for piece, starts_run in writer.splitter.flush():
                         writer.write(piece, None, starts_run)
                 writer.save()
+        if packer is not None:
+            packer.end_file()
         summary.bytes_added += writer.written
         summary.sessions |= writer.touched
         summary.ended |= writer.ended
@@ -581,12 +621,19 @@ class Ingestor:
             cursor.dev, cursor.ino, cursor.size, cursor.mtime_ns = _stat_key(st)
             self.tier1.save_cursor(cursor)
 
-    def _compressed_blocks(self, content: Content, first: tuple[bytes, Packed] | None = None,
-                           level: int = INGEST_LEVEL) -> Iterator[tuple[bytes, Packed]]:
+    def _compressed_blocks(self, content: Content,
+                           first: tuple[bytes, Packed | None] | None = None,
+                           level: int | None = INGEST_LEVEL
+                           ) -> Iterator[tuple[bytes, Packed | None]]:
         """Blocks with their compressed form; the next blocks compress on the pool (GIL
-        released) while the caller writes the current one."""
+        released) while the caller writes the current one. `level` None: blocks for a
+        pack, which compresses them itself."""
         if first is not None:
             yield first
+        if level is None:
+            while block := content.read(BLOCK_BYTES):
+                yield block, None
+            return
         ahead: deque[tuple[bytes, Future[Packed]]] = deque()
         while True:
             while len(ahead) < BLOCKS_AHEAD and (block := content.read(BLOCK_BYTES)):
@@ -654,11 +701,13 @@ class _PieceWriter:
     def __init__(self, tier1: Tier1, source: str,
                  role: FileRole, cursor: Cursor, head: bytes, tail: bytes,
                  st: os.stat_result, now: float, sealed: bool = False, *,
-                 base: int | None = None) -> None:
+                 base: int | None = None, packer: PackWriter | None = None) -> None:
         """`base`: the cursor's file row's base offset, when known already."""
         self.tier1, self.source, self.role = tier1, source, role
         self.sealed = sealed
         """New file rows take their bytes as sealed frames of their session, not chunks."""
+        self.packer = packer
+        """Or, sealed, into this pack."""
         self.cursor, self.head, self.tail, self.st, self.now = cursor, head, tail, st, now
         self.base = (base if base is not None else
                      tier1.base_offset(cursor.file_id) if cursor.file_id else 0)
@@ -711,12 +760,16 @@ class _PieceWriter:
                                             c.version, self.base, self.st.st_mtime, self.now,
                                             sealed=self.sealed)
             self.new_file_ids.add(c.file_id)
+            if self.packer is not None:
+                self.packer.begin_file(c.file_id, c.session_id)
             if self.role.snapshot:
                 self.tier1.drop_older_versions(self.source, self.role.logical_path, c.version)
         if self.role.end_record is not None and _ends_in(self.role.end_record,
                                                          self.tail[-256:], piece):
             self.ended.add(c.session_id)
-        if self.sealed and c.file_id in self.new_file_ids:
+        if self.packer is not None and c.file_id in self.new_file_ids:
+            self.packer.write(c.file_id, piece)
+        elif self.sealed and c.file_id in self.new_file_ids:
             data, crc, level = packed if packed is not None else compress(piece, SEAL_LEVEL)
             self.tier1.add_sealed(c.file_id, len(piece), data, level, crc)
         else:
@@ -781,14 +834,14 @@ def deep_seal(tier1: Tier1, *, workers: int = 1,
 
 
 def pack(tier1: Tier1, *, interrupted: Callable[[], bool] | None = None) -> int:
-    """Compact the packs that evictions left mostly dead, then pack the small sealed
-    sessions waiting (Tier1.pack_sessions); freed pages are given back. Returns how many
-    sessions were packed."""
+    """Repack at DEEP_SEAL_LEVEL the packs ingest made and those evictions left mostly
+    dead, then pack the small sealed sessions waiting (Tier1.pack_sessions); freed pages
+    are given back. Returns how many sessions were packed."""
     compacted = 0
-    for pack_id in tier1.packs_to_compact():
+    for pack_id in tier1.packs_to_repack():
         if interrupted is not None and interrupted():
             break
-        compacted += tier1.repack(pack_id, interrupted=interrupted)
+        compacted += tier1.repack(pack_id, level=DEEP_SEAL_LEVEL, interrupted=interrupted)
     packed = tier1.pack_sessions(now=time.time(), interrupted=interrupted)
     if packed or compacted:
         tier1.reclaim()

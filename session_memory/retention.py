@@ -258,10 +258,13 @@ class Sweep:
     # -- measuring --------------------------------------------------------------------
 
     def projected_usage(self) -> int:
-        """Tier 1's footprint once free pages are returned and the WAL is checkpointed away."""
+        """Tier 1's footprint once free pages are returned and the WAL is checkpointed away,
+        and the packs holding evicted sessions rewritten without them (each batch ends so,
+        and this is measured again)."""
         pages = self.tier1.pragma_int("page_count")
         free = self.tier1.pragma_int("freelist_count")
-        return (pages - free) * self._page_size + self._shm_bytes
+        return (pages - free) * self._page_size + self._shm_bytes - \
+            self.tier1.dead_pack_bytes()
 
     @property
     def idle_before(self) -> float:
@@ -400,13 +403,16 @@ class Sweep:
             with self.batches.batch(pass_name):
                 rows = self.tier1.sweep_candidates(pass_name, params, after, BATCH_SESSIONS)
                 for sid, raw_bytes, _stored, key in rows:
-                    after = (key, sid)
                     if reached():
-                        return
+                        break
+                    after = (key, sid)
                     if pass_name != "overflow" and not self._digest_is_safe(sid):
                         continue
                     freed = self.tier1.evict(sid, self.now)
                     self.batches.record(Eviction(sid, pass_name, int(raw_bytes), freed))
+                # Packed sessions' bytes go when their packs are rewritten without them.
+                self.tier1.compact_packs()
+            # The projection counted their shares: a rewritten pack may free less.
             if len(rows) < BATCH_SESSIONS or reached():
                 return
 

@@ -242,8 +242,8 @@ def test_idle_sessions_get_digests(env: Env, start: Callable[..., DaemonProcess]
         assert (env.home / "out" / "-work-p" / f"{sid}.jsonl").read_bytes() == path.read_bytes()
         # With nothing else to do, the daemon packs the ended sessions together, harder.
         packed = wait_until(lambda: [hid for hid in history if memory.tier1.conn.execute(
-            "SELECT seal_level FROM sessions WHERE id = ? AND EXISTS (SELECT 1 FROM "
-            "pack_members WHERE session_id = ? AND live)", (hid, hid)
+            "SELECT p.level FROM pack_members m JOIN packs p ON p.id = m.pack_id "
+            "WHERE m.session_id = ? AND m.live", (hid,)
         ).fetchone() == (DEEP_SEAL_LEVEL,)], 30, "the history packed at the deep level")
         for hid in packed:
             out = env.home / "out" / hid.split(":")[1]

@@ -20,6 +20,7 @@ import zstandard
 from session_memory import ingest as ingest_mod
 from session_memory.fswalk import Entry, OsWalker
 from session_memory.memory import Memory
+from session_memory.store import tier1 as tier1_mod
 from tests.conftest import evict
 
 SID = "0b6f6b9e-2f57-4c3e-9d39-3a1f1d0c0001"
@@ -366,9 +367,12 @@ def test_an_end_record_ends_the_session_only_where_it_is_newly_written() -> None
 
 
 def test_an_ended_session_is_stored_sealed_at_once(memory: Memory, sources: dict[str, Path],
-                                                   tmp_path: Path) -> None:
+                                                   tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """A backfill: files last written before idle_seconds are of ended sessions. Their bytes
-    are compressed once, straight into sealed frames, in the session's one stream."""
+    are compressed once, straight into sealed frames, in the session's one stream (files
+    too large to pack; tests/store/test_packs.py has the small ones)."""
+    monkeypatch.setattr(tier1_mod, "PACK_MEMBER_MAX", 0)
     proj = sources["claude-code"] / "-p"
     (proj / SID / "subagents").mkdir(parents=True)
     files = {f"-p/{SID}.jsonl": b"".join(claude_line(i, "x" * (i % 90)) for i in range(3000)),

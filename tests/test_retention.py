@@ -31,10 +31,18 @@ from session_memory.config import Source
 from session_memory.errors import StoreBusyError
 from session_memory.memory import Memory
 from session_memory.store import db
-from tests.conftest import write_config
+from session_memory.store import tier1 as tier1_mod
+from tests.conftest import stored_raw, write_config
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
+
+
+@pytest.fixture(autouse=True)
+def _frames_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each session in frames of its own, so that each eviction frees exactly its stored
+    bytes; test_sweep_frees_what_packed_sessions_held covers packs."""
+    monkeypatch.setattr(tier1_mod, "PACK_MEMBER_MAX", 0)
 
 
 # -- building stores ----------------------------------------------------------------------
@@ -815,3 +823,33 @@ def test_keep_free_on_a_real_filesystem(home: Path) -> None:
                                               key=lambda sid: int(sid[8:-6]))
     assert report["final_usage_bytes"] <= caps["effective_soft_cap_bytes"]
     assert out["free_after"] >= out["floor"]  # the floor is free again
+
+
+def test_sweep_frees_what_packed_sessions_held(memory: Memory,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sessions packed together: the sweep rewrites the packs without the sessions it
+    evicts, before each batch commits, so that their bytes are really freed; its dry run
+    names what it then does."""
+    monkeypatch.setattr(tier1_mod, "PACK_MEMBER_MAX", 1 << 20)
+    ids = [add_session(memory, f"p{i}", size=40_000, age_days=10 - i) for i in range(8)]
+    memory.ingest()
+    assert memory.tier1.conn.execute("SELECT count(*) FROM packs").fetchone() == (1,)
+    for n, sid in enumerate(ids):
+        analyze(memory, sid, at=NOW - 100 + n)
+    before = projected(memory)
+    target = before - before // 3
+    set_caps(memory, raw_soft_cap=target, raw_hard_cap=target * 10)
+    dry = memory.sweep(dry_run=True)
+    report = memory.sweep()
+    assert report["budget_evicted"] == dry["budget_evicted"] == ids[:len(dry["budget_evicted"])]
+    assert 0 < len(report["budget_evicted"]) < len(ids)
+    assert report["bytes_freed"] == dry["bytes_freed"] > 0
+    assert report["final_usage_bytes"] <= target
+    assert on_disk(memory) == report["final_usage_bytes"]
+    assert memory.tier1.dead_pack_bytes() == 0
+    kept = [sid for sid in ids if sid not in report["budget_evicted"]]
+    for sid in kept:
+        path = memory.settings.sources["mytool"].root / sid.split(":", 1)[1]
+        assert stored_raw(memory, sid) == path.read_bytes()
+    assert memory.tier1.totals()["stored_bytes"] == sum(stored(memory).values())
+    assert memory.check() == []

@@ -124,15 +124,18 @@ def _digests(tier1: Tier1, formats_by_source: dict[str, str | None],
              rows: list[dict[str, Any]]
              ) -> Iterator[tuple[dict[str, Any], dict[str, Any] | str] | None]:
     """Each row with its digest (or why it failed). A large pass is shared with worker
-    processes (see analyze/worker.py): they take the largest sessions first, this process
-    the smallest, between its own writes. None: this process has nothing left to parse
+    processes (see analyze/worker.py): they take from one end of the list, this process
+    from the other, between its own writes. None: this process has nothing left to parse
     and would only wait for the workers' last sessions (a time to write)."""
+    # Sessions in packs as their packs hold them (each pack is then unpacked once, see
+    # Tier1.pack_order), after the others, largest first.
+    packed = tier1.pack_order()
+    rows = sorted(rows, key=lambda r: (packed.get(r["id"], -1), -r["raw_bytes"]))
     workers = min(os.cpu_count() or 1, MAX_WORKERS, len(rows)) - 1
     if workers < 1 or sum(r["raw_bytes"] for r in rows) < PARALLEL_MIN_BYTES:
         for row in rows:
             yield row, worker.digest_or_error(tier1, formats_by_source, row)
         return
-    rows = sorted(rows, key=lambda r: -r["raw_bytes"])
     with worker.SharedPass(tier1.path, formats_by_source, rows, workers) as shared:
         while (i := shared.take()) is not None:
             yield rows[i], worker.digest_or_error(tier1, formats_by_source, rows[i])

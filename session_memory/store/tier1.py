@@ -145,7 +145,7 @@ class Tier1:
         self._dict_decompressors: dict[int, zstandard.ZstdDecompressor] = {}
         self._dict_compressors: dict[int, _Dictionary] = {}
         self._last_frame: tuple[tuple[str, int, int, int, int], bytes] | None = None
-        self._pack_reader: _PackReader | None = None
+        self._last_pack: tuple[int, bytes] | None = None
 
     def close(self) -> None:
         self.conn.close()
@@ -603,19 +603,20 @@ class Tier1:
 
     def _member(self, file_id: int, pack_id: int, offset: int, raw_len: int,
                 crc: int) -> bytes:
-        """A file's bytes in a pack, checked against their crc. The pack's reader is kept
-        where it stopped: members read in the order they were packed unpack it once."""
-        reader = self._pack_reader
-        if reader is None or reader.pack_id != pack_id or reader.pos > offset:
-            data = db.one(self.conn, "SELECT data FROM packs WHERE id = ?", (pack_id,))[0]
-            reader = self._pack_reader = _PackReader(pack_id, data)
-        try:
-            raw = reader.read(offset, raw_len)
-        except zstandard.ZstdError as e:
-            self._pack_reader = None
-            raise CorruptChunkError(f"file {file_id}: pack {pack_id}: {e}") from e
+        """A file's bytes in a pack, checked against their crc. The last pack read is kept
+        unpacked (PACK_RAW_BYTES at most): reading its members, in any order, unpacks it
+        once."""
+        if self._last_pack is None or self._last_pack[0] != pack_id:
+            self._last_pack = None
+            data, size = db.one(self.conn, "SELECT data, raw_len FROM packs WHERE id = ?",
+                                (pack_id,))
+            try:
+                self._last_pack = (pack_id, self._decompressor.decompress(
+                    data, max_output_size=size))
+            except zstandard.ZstdError as e:
+                raise CorruptChunkError(f"file {file_id}: pack {pack_id}: {e}") from e
+        raw = self._last_pack[1][offset:offset + raw_len]
         if len(raw) != raw_len or zlib.crc32(raw) != crc:
-            self._pack_reader = None
             raise CorruptChunkError(f"file {file_id}: pack {pack_id} fails its checksum")
         return raw
 
@@ -697,13 +698,20 @@ class Tier1:
         snapshot = list(self.conn.execute(
             "SELECT id, raw_bytes, chunks FROM files WHERE session_id = ? ORDER BY id",
             (session_id,)))
-        if not any(chunks for _, _, chunks in snapshot) and (
-                sealed_at >= level or not any(raw for _, raw, _ in snapshot)):
+        # Files in a pack stay there, unless they grew since.
+        in_pack = {int(r[0]) for r in self.conn.execute(
+            "SELECT file_id FROM pack_members WHERE session_id = ? AND live", (session_id,))}
+        framed = [f for f in snapshot if f[0] not in in_pack or f[2]]
+        if not any(chunks for _, _, chunks in framed) and (
+                sealed_at >= level or not any(raw for _, raw, _ in framed)):
             with self.transaction("seal-mark"):
-                self.conn.execute("UPDATE sessions SET sealed = 1 WHERE id = ?", (session_id,))
+                self.conn.execute(
+                    "UPDATE sessions SET sealed = 1, seal_level = CASE WHEN ? THEN "
+                    "max(seal_level, ?) ELSE seal_level END WHERE id = ?",
+                    (not any(raw for _, raw, _ in framed), level, session_id))
             return 0
         new_gen = gen + 1
-        total = sum(raw for _, raw, _ in snapshot)
+        total = sum(raw for _, raw, _ in framed)
         dictionary = self.current_dictionary(source) if level == DEEP_SEAL_LEVEL else None
         writer = _FrameWriter(self, session_id, gen, new_gen, level, frame_bytes, total=total,
                               interrupted=interrupted or (lambda: False),
@@ -711,7 +719,7 @@ class Tier1:
         layout = []
         offset = 0
         try:
-            for file_id, raw_bytes, _ in snapshot:
+            for file_id, raw_bytes, _ in framed:
                 layout.append((file_id, offset, raw_bytes))
                 offset += raw_bytes
                 for piece in self.read_file(file_id):
@@ -738,10 +746,10 @@ class Tier1:
                 return 0
             self.conn.execute("DELETE FROM frames WHERE session_id = ? AND generation = ?",
                               (session_id, gen))
-            # A packed session that grew: its old bytes stay in the pack, dead, until the
-            # pack is compacted or goes.
-            self.conn.execute("UPDATE pack_members SET live = 0 WHERE session_id = ? AND live",
-                              (session_id,))
+            # A packed file that grew: its old bytes stay in the pack, dead, until the pack
+            # is compacted or goes.
+            self.conn.executemany("UPDATE pack_members SET live = 0 WHERE file_id = ? AND live",
+                                  [(file_id,) for file_id, _, _ in layout])
             for file_id, start, length in layout:
                 self.conn.execute("DELETE FROM chunks WHERE file_id = ?", (file_id,))
                 # The chunk trigger took their bytes off raw_bytes; put the sealed length back.
@@ -923,19 +931,19 @@ class Tier1:
                         f"SELECT 1 FROM pack_members WHERE live AND session_id IN "
                         f"({','.join('?' * len(sessions))})", sessions).fetchone():
                 return 0
-            self._store_pack(built, level, now)
+            self._store_pack(built, now)
             marks = ",".join("?" * len(sessions))
             self.conn.execute(f"DELETE FROM frames WHERE session_id IN ({marks})", sessions)
             self.conn.execute(f"UPDATE sessions SET seal_level = ? WHERE id IN ({marks})",
                               (level, *sessions))
         return len(sessions)
 
-    def _store_pack(self, built: _BuiltPack, level: int, now: float) -> int:
+    def _store_pack(self, built: _BuiltPack, now: float) -> int:
         """Insert a pack and its members, each member's share of its bytes in proportion
         to its length (the last takes what rounding leaves). The caller owns the
         transaction."""
         self.conn.execute("INSERT INTO packs (created_at, raw_len, level, data) "
-                          "VALUES (?, ?, ?, ?)", (now, built.raw_len, level, built.data))
+                          "VALUES (?, ?, ?, ?)", (now, built.raw_len, built.level, built.data))
         pack_id = int(self.conn.last_insert_rowid())
         shares = [len(built.data) * m.raw_len // built.raw_len for m in built.members]
         shares[-1] += len(built.data) - sum(shares)
@@ -946,19 +954,46 @@ class Tier1:
              for m, share in zip(built.members, shares, strict=True)])
         return pack_id
 
-    def packs_to_compact(self) -> list[int]:
-        """Packs whose live members hold less than half their bytes (the rest evicted)."""
-        return [int(r[0]) for r in self.conn.execute(
-            "SELECT p.id FROM packs p WHERE (SELECT coalesce(sum(raw_len), 0) FROM "
-            "pack_members m WHERE m.pack_id = p.id AND m.live) * 2 < p.raw_len ORDER BY p.id")]
+    def pack_order(self) -> dict[str, int]:
+        """A key for each packed session that sorts them as their packs hold them: read in
+        that order, each pack is unpacked once."""
+        return {str(sid): int(key) for sid, key in self.conn.execute(
+            "SELECT session_id, min(pack_id * 68719476736 + offset) FROM pack_members "
+            "WHERE live GROUP BY session_id")}
 
-    def repack(self, pack_id: int, *, without: str | None = None,
+    def dead_pack_bytes(self) -> int:
+        """The shares of pack members evicted or resealed: what compact_packs frees, about."""
+        return int(db.one(self.conn, "SELECT coalesce(sum(share), 0) FROM pack_members "
+                          "WHERE NOT live")[0])
+
+    def compact_packs(self) -> int:
+        """Rewrite every pack holding dead members without them, inside the caller's
+        transaction (the sweep's, so that what it evicts is really freed when it commits).
+        Returns how many packs were rewritten."""
+        dead = [int(r[0]) for r in self.conn.execute(
+            "SELECT DISTINCT pack_id FROM pack_members WHERE NOT live ORDER BY pack_id")]
+        for pack_id in dead:
+            built = self._rebuilt(pack_id, self._members_of(pack_id), None, lambda: False)
+            if built is None:
+                raise CorruptChunkError(f"pack {pack_id} could not be rewritten")
+            self._switch_pack(pack_id, built)
+        return len(dead)
+
+    def packs_to_repack(self, level: int = DEEP_SEAL_LEVEL) -> list[int]:
+        """Packs below `level` (ingest's), and those whose live members hold less than half
+        their bytes (the rest evicted), oldest first."""
+        return [int(r[0]) for r in self.conn.execute(
+            "SELECT p.id FROM packs p WHERE p.level < ? OR (SELECT coalesce(sum(raw_len), 0) "
+            "FROM pack_members m WHERE m.pack_id = p.id AND m.live) * 2 < p.raw_len "
+            "ORDER BY p.id", (level,))]
+
+    def repack(self, pack_id: int, *, level: int | None = None,
                interrupted: Callable[[], bool] | None = None) -> bool:
-        """Rewrite a pack with only its live members, less those of session `without`:
-        compressed outside any transaction, switched to in a short one if its members are
-        as they were. False if it was not (interrupted, or changed meanwhile)."""
+        """Rewrite a pack with only its live members, at `level` if that is higher than its
+        own: compressed outside any transaction, switched to in a short one if its members
+        are as they were. False if it was not (interrupted, or changed meanwhile)."""
         members = self._members_of(pack_id)
-        built = self._rebuilt(pack_id, members, without, interrupted or (lambda: False))
+        built = self._rebuilt(pack_id, members, None, interrupted or (lambda: False), level)
         if built is None:
             return False
         with self.transaction("repack"):
@@ -973,21 +1008,22 @@ class Tier1:
             "WHERE pack_id = ? ORDER BY offset", (pack_id,))]
 
     def _rebuilt(self, pack_id: int, members: list[tuple[Any, ...]], without: str | None,
-                 interrupted: Callable[[], bool]) -> _BuiltPack | _NoPack | None:
+                 interrupted: Callable[[], bool], level: int | None = None
+                 ) -> _BuiltPack | _NoPack | None:
         keep = [m for m in members if m[5] and m[4] != without]
         if not keep:
             return _NoPack()
+        own = int(db.one(self.conn, "SELECT level FROM packs WHERE id = ?", (pack_id,))[0])
         return _build_pack([(file_id, sid, _lazily(self._member, file_id, pack_id, off, n, crc))
                             for off, n, crc, file_id, sid, _ in keep],
-                           int(db.one(self.conn, "SELECT level FROM packs WHERE id = ?",
-                                      (pack_id,))[0]), interrupted)
+                           max(own, level or 0), interrupted)
 
     def _switch_pack(self, pack_id: int, built: _BuiltPack | _NoPack) -> None:
         """Replace a pack by its rebuilt form (the caller owns the transaction)."""
         if isinstance(built, _BuiltPack):
-            level, created = db.one(self.conn, "SELECT level, created_at FROM packs "
-                                    "WHERE id = ?", (pack_id,))
-            self._store_pack(built, int(level), float(created))
+            created = db.one(self.conn, "SELECT created_at FROM packs WHERE id = ?",
+                             (pack_id,))[0]
+            self._store_pack(built, float(created))
         self.conn.execute("DELETE FROM packs WHERE id = ?", (pack_id,))
 
     def _seal_base(self, session_id: str) -> tuple[int, list[Any]] | None:
@@ -1024,23 +1060,24 @@ class Tier1:
     # -- eviction and forgetting --------------------------------------------------------
 
     def evict(self, session_id: str, now: float) -> int:
-        """Drop a session's raw bytes, keep its row; returns the stored bytes this freed
-        (a packed session's share of its pack only when the pack goes with it). The caller
-        owns the transaction."""
-        before = self.totals()["stored_bytes"]
+        """Drop a session's raw bytes, keep its row; returns its stored bytes (of a packed
+        session, its share of the pack: freed once the pack is compacted). The caller owns
+        the transaction."""
+        freed = self.conn.execute(
+            "SELECT stored_bytes FROM sessions WHERE id = ?", (session_id,)).fetchone()
         self.conn.execute(
             "DELETE FROM chunks WHERE file_id IN (SELECT id FROM files WHERE session_id = ?)",
             (session_id,))
         self.conn.execute("DELETE FROM frames WHERE session_id = ?", (session_id,))
-        # Its bytes in a pack stay until the pack's last live member goes (or a compaction
-        # or a forget cuts them out): only then are they freed.
+        # Its bytes in a pack stay until the pack's last live member goes, or the pack is
+        # rewritten without them (compact_packs).
         self.conn.execute("UPDATE pack_members SET live = 0 WHERE session_id = ? AND live",
                           (session_id,))
         self.conn.execute("UPDATE files SET raw_bytes = 0, sealed_len = 0, stream_offset = 0 "
                           "WHERE session_id = ?", (session_id,))
         self.conn.execute("UPDATE sessions SET state = 'evicted', evicted_at = ?, sealed = 0 "
                           "WHERE id = ?", (now, session_id))
-        return before - self.totals()["stored_bytes"]
+        return int(freed[0]) if freed else 0
 
     def forget(self, session_id: str) -> None:
         """Remove every trace of a session, its cursors included (caller owns the transaction),
@@ -1423,10 +1460,84 @@ class _BuiltPack:
     raw_len: int
     data: bytes
     members: list[_PackMember]
+    level: int
 
 
 class _NoPack:
     """A pack rebuilt without members: it goes."""
+
+
+class PackWriter:
+    """Packs the small files of ended sessions as ingest stores them (a history's backfill),
+    so that their bytes are compressed once, and what they share stored once.
+
+    A file's bytes are counted in its row (sealed_len) as they are written, in ingest's
+    transaction; they join the pack's stream when the file is done (`end_file`), and the
+    pack is stored by `flush`, which must run in the same transaction: until then the rows
+    claim bytes nothing holds. A file not ended (its savepoint rolled back) is dropped when
+    the next one begins."""
+
+    def __init__(self, tier1: Tier1, level: int = SEAL_LEVEL) -> None:
+        self.tier1, self.level = tier1, level
+        self._pending: tuple[int, str, list[bytes]] | None = None
+        self._restart()
+
+    def _restart(self) -> None:
+        self._cobj = zstandard.ZstdCompressor(compression_params=_pack_params(self.level)
+                                              ).compressobj()
+        self._out: list[bytes] = []
+        self._members: list[_PackMember] = []
+        self.raw_len = 0
+
+    def begin_file(self, file_id: int, session_id: str) -> None:
+        self._pending = (file_id, session_id, [])
+
+    def write(self, file_id: int, piece: bytes) -> None:
+        if self._pending is None or self._pending[0] != file_id:
+            raise CorruptChunkError(f"file {file_id}: packed bytes before its file began")
+        self.tier1.conn.execute("UPDATE files SET raw_bytes = raw_bytes + ?1, sealed_len = "
+                                "sealed_len + ?1 WHERE id = ?2", (len(piece), file_id))
+        self._pending[2].append(piece)
+
+    def end_file(self) -> None:
+        if self._pending is None:
+            return
+        file_id, session_id, pieces = self._pending
+        self._pending = None
+        crc = length = 0
+        for piece in pieces:
+            self._out.append(self._cobj.compress(piece))
+            crc = zlib.crc32(piece, crc)
+            length += len(piece)
+        if length:
+            self._members.append(_PackMember(self.raw_len, length, crc, file_id, session_id))
+            self.raw_len += length
+
+    def discard(self) -> None:
+        """Forget what was written since the last flush (its transaction rolled back)."""
+        self._pending = None
+        if self._members:
+            self._restart()
+
+    def flush(self, now: float) -> None:
+        """Store the pack of the files ended so far (inside their transaction)."""
+        self._pending = None
+        if not self._members:
+            return
+        self._out.append(self._cobj.flush())
+        built = _BuiltPack(self.raw_len, b"".join(self._out), self._members, self.level)
+        self.tier1._store_pack(built, now)  # noqa: SLF001 - its own store
+        sessions = sorted({m.session_id for m in self._members})
+        self.tier1.conn.execute(
+            "UPDATE sessions SET seal_level = CASE WHEN seal_level = 0 OR seal_level > ? "
+            f"THEN ? ELSE seal_level END WHERE id IN ({','.join('?' * len(sessions))})",
+            (self.level, self.level, *sessions))
+        self._restart()
+
+
+def _pack_params(level: int) -> zstandard.ZstdCompressionParameters:
+    return zstandard.ZstdCompressionParameters.from_level(
+        level, window_log=_PACK_WINDOW_LOG, enable_ldm=1, write_checksum=1)
 
 
 def _build_pack(pieces: list[tuple[int, str, Iterable[bytes]]], level: int,
@@ -1435,9 +1546,7 @@ def _build_pack(pieces: list[tuple[int, str, Iterable[bytes]]], level: int,
     frame with long-distance matching. None if `interrupted()` turned true (it is asked
     once a MiB) or there was nothing to pack. Only compressed output is held, and the
     window: memory stays flat whatever the files' sizes."""
-    cobj = zstandard.ZstdCompressor(compression_params=zstandard.ZstdCompressionParameters
-                                    .from_level(level, window_log=_PACK_WINDOW_LOG,
-                                                enable_ldm=1, write_checksum=1)).compressobj()
+    cobj = zstandard.ZstdCompressor(compression_params=_pack_params(level)).compressobj()
     out: list[bytes] = []
     members: list[_PackMember] = []
     pos = 0
@@ -1457,38 +1566,12 @@ def _build_pack(pieces: list[tuple[int, str, Iterable[bytes]]], level: int,
     if not pos:
         return None
     out.append(cobj.flush())
-    return _BuiltPack(pos, b"".join(out), members)
+    return _BuiltPack(pos, b"".join(out), members, level)
 
 
 def _lazily(read: Callable[..., bytes], *args: Any) -> Iterator[bytes]:
     """What `read(*args)` returns, read only when iterated."""
     yield read(*args)
-
-
-class _PackReader:
-    """A pack, unpacked forward as far as its reads have needed."""
-
-    def __init__(self, pack_id: int, data: bytes) -> None:
-        self.pack_id = pack_id
-        self.pos = 0
-        self._stream = zstandard.ZstdDecompressor().stream_reader(data)
-
-    def read(self, offset: int, size: int) -> bytes:
-        while self.pos < offset:
-            skipped = self._stream.read(min(offset - self.pos, _SEAL_STEP))
-            if not skipped:
-                return b""
-            self.pos += len(skipped)
-        parts: list[bytes] = []
-        left = size
-        while left:
-            part = self._stream.read(left)
-            if not part:
-                break
-            parts.append(part)
-            left -= len(part)
-        self.pos += size - left
-        return b"".join(parts)
 
 
 class _Abandoned(Exception):

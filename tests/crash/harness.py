@@ -292,8 +292,10 @@ def add_script_files(rig: Rig, round_no: int) -> None:
     rng = random.Random(round_no)
     for path, mtime in ((old, now - 60 * 86400), (recent, now - 30), (active, now + 600),
                         (lost, now - 30), (spare, now - 40)):
+        # The spare one too large to pack (see child.py): it keeps frames of its own.
         lines = [f'{{"type": "user", "message": {{"role": "user", "content": '
-                 f'"{path.stem} {k} {rng.randbytes(40).hex()}"}}}}\n' for k in range(20)]
+                 f'"{path.stem} {k} {rng.randbytes(40).hex()}"}}}}\n'
+                 for k in range(80 if path == spare else 20)]
         path.write_text("".join(lines))
         os.utime(path, (mtime, mtime))
     with Memory(rig.settings()) as m:

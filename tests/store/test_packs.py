@@ -4,13 +4,16 @@ byte, evicted, compacted, forgotten without a trace, and left when a session gro
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from session_memory.memory import Memory
 from session_memory.store import tier1 as tier1_mod
+from session_memory.store.tier1 import DEEP_SEAL_LEVEL, SEAL_LEVEL
 from tests.conftest import stored_raw
 
 
@@ -62,14 +65,12 @@ def _reads_back(memory: Memory, data: dict[str, bytes]) -> None:
 def test_a_pack_stores_what_sessions_share_once(memory: Memory,
                                                 sources: dict[str, Path]) -> None:
     data = _project_sessions(sources["mytool"], 12)
-    memory.ingest()
-    memory.seal()
-    own_frames = _stored(memory)
     packs = _packed(memory, data)
     assert len(set(packs.values())) == 1
     _reads_back(memory, data)
-    # Each session alone stores the shared file; the pack stores it about once.
-    assert _stored(memory) < own_frames / 4, (_stored(memory), own_frames)
+    # Each session compressed alone holds the shared file; the pack holds it about once.
+    alone = sum(len(zstandard.compress(raw, SEAL_LEVEL)) for raw in data.values())
+    assert _stored(memory) < alone / 4, (_stored(memory), alone)
     assert memory.tier1.conn.execute("SELECT count(*) FROM frames").fetchone()[0] == 0
     # A session's share of the pack is in its stored bytes; they add up to the store's.
     shares = sum(memory.show(sid)["stored_bytes"] for sid in data)
@@ -91,11 +92,32 @@ def test_evicting_members_frees_the_pack_with_the_last(memory: Memory,
     _packed(memory, data)
     full = _stored(memory)
     ids = list(data)
+    shares = {sid: memory.show(sid)["stored_bytes"] for sid in ids}
     with memory.tier1.transaction():
-        freed = [memory.tier1.evict(sid, memory.clock.now()) for sid in ids]
-    assert freed[:-1] == [0] * (len(ids) - 1), "the pack stays while a member lives"
-    assert freed[-1] == full and _stored(memory) == 0
+        freed = [memory.tier1.evict(sid, memory.clock.now()) for sid in ids[:-1]]
+        assert freed == [shares[sid] for sid in ids[:-1]], "each session's share"
+        assert _stored(memory) == full, "the pack stays while a member lives"
+        assert memory.tier1.dead_pack_bytes() == sum(freed)
+        memory.tier1.evict(ids[-1], memory.clock.now())
+    assert _stored(memory) == 0
     assert memory.tier1.conn.execute("SELECT count(*) FROM pack_members").fetchone()[0] == 0
+    assert memory.check() == []
+
+
+def test_compacting_frees_evicted_members(memory: Memory, sources: dict[str, Path]) -> None:
+    """What the sweep does at the end of each batch: a pack holding evicted sessions is
+    rewritten without them, so their bytes are really freed when it commits."""
+    data = _project_sessions(sources["mytool"], 4)
+    other = _project_sessions(sources["mytool"], 4, seed=9, prefix="o")
+    _packed(memory, {**data, **other})
+    before = _stored(memory)
+    with memory.tier1.transaction():
+        for sid in other:
+            memory.tier1.evict(sid, memory.clock.now())
+        assert memory.tier1.compact_packs() == 1
+    assert memory.tier1.dead_pack_bytes() == 0
+    assert _stored(memory) < before * 0.75, (_stored(memory), before)
+    _reads_back(memory, data)
     assert memory.check() == []
 
 
@@ -108,10 +130,10 @@ def test_a_mostly_evicted_pack_is_compacted(memory: Memory, sources: dict[str, P
     with memory.tier1.transaction():
         for sid in ids[:5]:
             memory.tier1.evict(sid, memory.clock.now())
-    assert memory.tier1.packs_to_compact() == [pack_id]
+    assert memory.tier1.packs_to_repack() == [pack_id]
     before = _stored(memory)
     memory.deep_seal()
-    assert memory.tier1.packs_to_compact() == []
+    assert memory.tier1.packs_to_repack() == []
     assert _stored(memory) < before
     _reads_back(memory, {ids[5]: data[ids[5]]})
     assert memory.check() == []
@@ -119,12 +141,22 @@ def test_a_mostly_evicted_pack_is_compacted(memory: Memory, sources: dict[str, P
 
 def test_an_interrupted_pack_changes_nothing(memory: Memory, sources: dict[str, Path]) -> None:
     data = _project_sessions(sources["mytool"], 4)
+    for path in sources["mytool"].iterdir():  # still being written when ingested: chunks
+        os.utime(path, (memory.clock.now(), memory.clock.now()))
     memory.ingest()
-    memory.seal()
+    memory.clock.advance(86400)
+    memory.seal()  # frames of their own, at the sealing level: waiting to be packed
     before = _stored(memory)
     assert memory.tier1.pack_sessions(now=memory.clock.now(), interrupted=lambda: True) == 0
     assert memory.tier1.conn.execute("SELECT count(*) FROM packs").fetchone()[0] == 0
     assert _stored(memory) == before
+    _reads_back(memory, data)
+    assert memory.tier1.pack_sessions(now=memory.clock.now()) == len(data)
+    (pack_id,) = memory.tier1.conn.execute("SELECT id FROM packs").fetchone()
+    packed = _stored(memory)
+    assert not memory.tier1.repack(pack_id, level=DEEP_SEAL_LEVEL, interrupted=lambda: True)
+    assert memory.tier1.conn.execute("SELECT id FROM packs").fetchall() == [(pack_id,)]
+    assert _stored(memory) == packed
     _reads_back(memory, data)
 
 
@@ -179,3 +211,36 @@ def test_a_damaged_pack_is_caught(memory: Memory, sources: dict[str, Path]) -> N
         memory.tier1.conn.execute("UPDATE packs SET data = ?", (bytes(raw),))
     problems = memory.check()
     assert any("pack" in p for p in problems), problems
+
+
+def test_ingest_packs_a_history_as_it_stores_it(memory: Memory, sources: dict[str, Path],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small files of ended sessions go into packs as they are read (compressed once);
+    a file too large to pack keeps frames of its own, and an active one takes chunks."""
+    data = _project_sessions(sources["mytool"], 6)
+    big = sources["mytool"] / "big.jsonl"
+    big.write_bytes(b"".join(b'{"n": %d}\n' % i for i in range(30000)))
+    monkeypatch.setattr(tier1_mod, "PACK_MEMBER_MAX", big.stat().st_size - 1)
+    active = sources["mytool"] / "active.jsonl"
+    active.write_bytes(b'{"type": "user"}\n')
+    later = memory.clock.now() + 3600
+    os.utime(active, (later, later))
+    memory.ingest()
+    conn = memory.tier1.conn
+    levels = dict(conn.execute("SELECT m.session_id, p.level FROM pack_members m "
+                               "JOIN packs p ON p.id = m.pack_id WHERE m.live"))
+    assert levels == dict.fromkeys(data, SEAL_LEVEL)
+    assert conn.execute("SELECT count(DISTINCT session_id) FROM frames").fetchone() == (1,)
+    assert conn.execute("SELECT count(*) FROM frames WHERE session_id = 'mytool:big.jsonl'"
+                        ).fetchone()[0] >= 1
+    assert conn.execute("SELECT count(*) FROM chunks").fetchone()[0] >= 1
+    _reads_back(memory, {**data, "mytool:big.jsonl": big.read_bytes(),
+                         "mytool:active.jsonl": active.read_bytes()})
+    assert memory.check() == []
+    # The idle work packs them harder, together, and a session too large to pack is
+    # recompressed in frames of its own; every byte still reads back.
+    memory.seal()
+    memory.deep_seal()
+    assert {level for (level,) in conn.execute("SELECT level FROM packs")} == {DEEP_SEAL_LEVEL}
+    _reads_back(memory, {**data, "mytool:big.jsonl": big.read_bytes()})
+    assert memory.check() == []
