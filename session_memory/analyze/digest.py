@@ -20,7 +20,7 @@ from typing import Any
 from session_memory.analyze.fingerprint import fingerprint, snippet
 from session_memory.analyze.redact import redact_all
 from session_memory.formats import events as ev
-from session_memory.prices import prompt_class
+from session_memory.prices import PROMPT_TIERS, prompt_class
 
 ANALYZER_VERSION = 2
 """Bump when a digest rule changes: `analyze --force` re-derives old digests."""
@@ -330,8 +330,12 @@ class DigestBuilder(ev.Sink):
         counts = (model, input, output, cache_creation, cache_read, reasoning)
         if key is None:
             self._add_usage(counts)
-        elif key in self.usage_by_key.recent or not self.usage_by_key.seen(key):
-            self.usage_by_key.put(key, counts)
+            return
+        window = self.usage_by_key
+        if key in window.recent:
+            window.recent[key] = counts  # the last copy wins, in the place of the first
+        elif window.retired is None or key not in window.retired:
+            window.put(key, counts)
 
     def _add_usage(self, counts: tuple[Any, ...]) -> None:
         model, numbers = counts[0], counts[1:]
@@ -347,7 +351,8 @@ class DigestBuilder(ev.Sink):
             return  # no hour to put it in (its tokens still count in `tokens`)
         hour = int(when // 3600)
         name = model or UNKNOWN_MODEL
-        prompt_over = prompt_class(input + cache_creation + cache_read)
+        prompt = input + cache_creation + cache_read
+        prompt_over = prompt_class(prompt) if prompt > _FIRST_TIER else 0
         counts: tuple[int, ...] = (input, output, cache_creation, cache_creation_1h,
                                    cache_read, reasoning)
         if not -_MAX_COUNT <= min(counts) <= max(counts) <= _MAX_COUNT:
@@ -557,6 +562,8 @@ def build(source: str, parse: Callable[[ev.Sink], None], *,
 
 
 _MAX_COUNT = 2**48
+_FIRST_TIER = PROMPT_TIERS[0]
+"""A prompt of no more tokens than this is of class 0, without a search of the tiers."""
 
 
 def _storable(count: int) -> int:
@@ -575,9 +582,16 @@ def to_epoch(value: Any) -> float | None:
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        return _from_iso(value).timestamp()  # a final Z is read as UTC (Python 3.11 on)
+    except ValueError:
+        pass
+    try:
+        return _from_iso(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
+
+
+_from_iso = datetime.fromisoformat
 
 
 def _duration(started: str | None, ended: str | None) -> float | None:

@@ -219,9 +219,11 @@ def _assistant(r: _Record, msg: _Message, side: bool, model: str | None, out: Si
     usage = msg.usage
     if type(usage) is _Usage:
         # One response is written as several lines sharing message.id; the last copy wins.
-        counts = (as_int(usage.input_tokens), as_int(usage.output_tokens),
-                  as_int(usage.cache_creation_input_tokens),
-                  as_int(usage.cache_read_input_tokens))
+        # as_int of each, inline: this runs once a response.
+        counts = (n if type(n := usage.input_tokens) is int else 0,
+                  n if type(n := usage.output_tokens) is int else 0,
+                  n if type(n := usage.cache_creation_input_tokens) is int else 0,
+                  n if type(n := usage.cache_read_input_tokens) is int else 0)
         message_id = str_or_none(msg.id)
         out.usage(message_id or _string(r.uuid), model, *counts)
         if type(r.timestamp) is str:
