@@ -59,9 +59,11 @@ def digest_or_error(tier1: Tier1, formats_by_source: dict[str, str | None],
 
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off for one session's analysis. Parsing and folding
-    make many short-lived tuples and no reference cycles, yet each few hundred of them
-    alive start a collection: about a sixth of the time, for nothing to collect."""
+    """The cyclic garbage collector off, for an analysis pass or one session's analysis.
+    Parsing, folding and writing make many short-lived tuples and no reference cycles, yet
+    each few hundred of them alive start a collection, and every tenth of those walks what
+    the pass holds (its rows, a batch of digests): a sixth of a session's parse, and more
+    of the writes, for nothing to collect. Nested, only the outermost turns it back on."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -197,13 +199,14 @@ def serve(tier1_path: Path, formats_by_source: dict[str, str | None], parent: in
     tier1 = Tier1(tier1_path)
     try:
         rows = work.get()
-        while os.getppid() == parent and (i := take(ends, front=True)) is not None:
-            db.crashpoint("analyze-worker")
-            try:
-                results.put((i, digest_or_error(tier1, formats_by_source, rows[i])))
-            except StoreBusyError as e:
-                results.put((i, e))
-                stop(ends)
+        with collector_paused():
+            while os.getppid() == parent and (i := take(ends, front=True)) is not None:
+                db.crashpoint("analyze-worker")
+                try:
+                    results.put((i, digest_or_error(tier1, formats_by_source, rows[i])))
+                except StoreBusyError as e:
+                    results.put((i, e))
+                    stop(ends)
     finally:
         tier1.close()
         if os.getppid() == parent:
