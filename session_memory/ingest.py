@@ -298,6 +298,7 @@ class Ingestor:
         try:
             self._run(todo, summary, step, self._packer, stop)
         finally:
+            self._packer.close()
             self._packer = None
         return summary
 
@@ -758,7 +759,7 @@ class _PieceWriter:
             self.base = c.offset
             c.file_id = self.tier1.new_file(c.session_id, self.source, self.role.logical_path,
                                             c.version, self.base, self.st.st_mtime, self.now,
-                                            sealed=self.sealed)
+                                            sealed=self.sealed and self.packer is None)
             self.new_file_ids.add(c.file_id)
             if self.packer is not None:
                 self.packer.begin_file(c.file_id, c.session_id)
