@@ -512,11 +512,8 @@ class _DeepSealer:
                 if self._stop.is_set():
                     return
                 try:
-                    # Training first, once a round, not once a session; then the sealer
-                    # `session-memory ingest` uses, one session at a time, so that one that
-                    # fails is known by its id.
-                    if sid == todo[0]:
-                        ingest_mod.train_dictionaries(tier1, interrupted=self._stop.is_set)
+                    # The sealer `session-memory ingest` uses, one session at a time, so
+                    # that one that fails is known by its id.
                     ingest_mod.deepen(tier1, [sid], interrupted=self._stop.is_set)
                 except StoreBusyError:
                     self._stop.wait(RETRY_SECONDS)

@@ -825,10 +825,8 @@ def deep_seal(tier1: Tier1, *, workers: int = 1,
               interrupted: Callable[[], bool] | None = None) -> int:
     """The idle work on sealed sessions: small ones are packed together (see pack), and
     every larger one below DEEP_SEAL_LEVEL is recompressed, oldest first; returns how many
-    were packed or recompressed (one that grew meanwhile is not). Before that, a source
-    with enough sealed sessions and no dictionary gets one trained (Tier1.train_dictionary)."""
+    were packed or recompressed (one that grew meanwhile is not)."""
     packed = pack(tier1, interrupted=interrupted)
-    train_dictionaries(tier1, interrupted=interrupted)
     sessions = tier1.to_deepen()
     deepen(tier1, sessions, workers=workers, interrupted=interrupted)
     return packed + len(set(sessions) - set(tier1.to_deepen()))
@@ -852,18 +850,10 @@ def pack(tier1: Tier1, *, interrupted: Callable[[], bool] | None = None) -> int:
 def deepen(tier1: Tier1, sessions: list[str], *, workers: int = 1,
            interrupted: Callable[[], bool] | None = None) -> None:
     """Recompress these sealed sessions at DEEP_SEAL_LEVEL (the daemon does a few at a time
-    when idle, after train_dictionaries); freed pages are given back."""
+    when idle); freed pages are given back."""
     _seal_each(tier1, sessions, DEEP_SEAL_LEVEL, workers, interrupted)
     if sessions:
         tier1.reclaim()
-
-
-def train_dictionaries(tier1: Tier1, *, interrupted: Callable[[], bool] | None = None) -> None:
-    """Train a dictionary for each source that has enough sealed sessions and none yet."""
-    for source in tier1.sources_to_train():
-        if interrupted is not None and interrupted():
-            return
-        tier1.train_dictionary(source, time.time(), interrupted)
 
 
 def _seal_each(tier1: Tier1, sessions: list[str], level: int, workers: int,

@@ -45,7 +45,8 @@ def forget(tier1: Tier1, tier2: Tier2, session_id: str, now: float) -> dict[str,
                     tier1.set_meta(FORGET_PREFIX + session_id, now)
                 break
             except DictionaryInUseError:
-                # A session was deep-sealed with one of them meanwhile: recompress again.
+                # A recompression gave way (its session grew or was resealed meanwhile):
+                # try again.
                 if attempt == _FORGET_ATTEMPTS - 1:
                     raise
     _forget_digest(tier1, tier2, session_id)
@@ -61,12 +62,12 @@ _FORGET_ATTEMPTS = 5
 
 
 def _stop_using_dictionaries_of(tier1: Tier1, session_id: str) -> None:
-    """A dictionary trained on the session's bytes holds some of them: retire it (no new
-    frame uses it), then recompress every other session that uses it, without it (a source
-    whose dictionary was retired gets a new one, trained without the session, later). The
-    session's own frames and the dictionary then go in the forget's transaction. A kill in
-    between loses nothing: each recompression switches over in one transaction, and a
-    retired dictionary stays readable until no frame uses it."""
+    """A dictionary trained on the session's bytes (a store made by an earlier version has
+    them) holds some of them: retire it, then recompress every other session that uses it,
+    without it. The session's own frames and the dictionary then go in the forget's
+    transaction. A kill in between loses nothing: each recompression switches over in one
+    transaction, a retired dictionary stays readable until no frame uses it, and the idle
+    recompression takes the sessions still using it off it."""
     trained = tier1.dictionaries_trained_on(session_id)
     if not trained:
         return
@@ -74,7 +75,7 @@ def _stop_using_dictionaries_of(tier1: Tier1, session_id: str) -> None:
         tier1.retire_dictionaries(trained)
     for other in tier1.sessions_using(trained, besides=session_id):
         tier1.drop_staged_frames(other)
-        tier1.seal_session(other, DEEP_SEAL_LEVEL, redo=True)
+        tier1.seal_session(other, DEEP_SEAL_LEVEL)
 
 
 def _forget_digest(tier1: Tier1, tier2: Tier2, session_id: str) -> None:

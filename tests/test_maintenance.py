@@ -16,7 +16,8 @@ import pytest
 from session_memory import maintenance
 from session_memory.memory import Memory
 from session_memory.store.tier2 import Tier2
-from tests.store.test_tier1 import _similar_sessions, _small_dictionaries, _trained
+from tests.store import old_stores
+from tests.store.test_tier1 import _similar_sessions, _unpacked
 
 
 def test_repair_leaves_sealed_accounting_alone(memory: Memory, sources: dict[str, Path]) -> None:
@@ -203,10 +204,11 @@ def test_forget_leaves_no_trace_of_a_session_anywhere_in_the_data_dir(
 
 def test_forget_retires_a_dictionary_trained_on_the_session(
         memory: Memory, sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    """A string planted in many sessions gets into the dictionary trained on them; once they
-    are all forgotten, no file under the data directory holds it, and the sessions that
-    were compressed with that dictionary read back exactly, recompressed without it."""
-    _small_dictionaries(monkeypatch)
+    """A string planted in many sessions gets into the dictionary an earlier version trained
+    on them; once they are all forgotten, no file under the data directory holds it, and the
+    sessions that were compressed with that dictionary read back exactly, recompressed
+    without it."""
+    _unpacked(monkeypatch)
     planted = "PLANTED-d1ct-7k2x-unique-marker"
     doomed = _similar_sessions(sources["mytool"], 12, marker=planted, seed=1)
     kept = _similar_sessions(sources["mytool"], 12, seed=2)
@@ -214,29 +216,23 @@ def test_forget_retires_a_dictionary_trained_on_the_session(
     memory.seal()
     memory.analyze()
     memory.deep_seal()
-    [d] = memory.tier1.dictionaries()
+    dict_id = old_stores.plant_dictionary(memory.tier1, sorted({**doomed, **kept}))
     data = memory.tier1.conn.execute("SELECT data FROM dictionaries").fetchone()[0]
     assert planted.encode() in data  # the dictionary learned it: the test can fail
-    assert d["frames"] == len(doomed) + len(kept)
+    assert old_stores.dictionaries(memory.tier1)[0]["frames"] == len(doomed) + len(kept)
     for sid in doomed:
         memory.forget(sid)
     found = [p for p in memory.settings.data_dir.rglob("*") if p.is_file()
              and planted.encode() in p.read_bytes()]
     assert found == []
-    assert memory.tier1.dictionaries() == []
+    assert old_stores.dictionaries(memory.tier1) == []
+    assert memory.tier1.conn.execute("SELECT count(*) FROM frames WHERE dict_id = ?",
+                                     (dict_id,)).fetchone()[0] == 0
     for sid, raw in kept.items():
         assert b"".join(p for f in memory.tier1.files(sid)
                         for p in memory.tier1.read_file(f.id)) == raw
     assert memory.check() == []
-    # Later idle work trains a new one, from what is left, and recompresses with it the
-    # sessions the forget left without one.
-    assert set(memory.tier1.to_deepen()) == set()  # no dictionary yet: nothing to redo
-    assert memory.deep_seal() == len(kept)
-    [again] = memory.tier1.dictionaries()
-    assert again["id"] != d["id"] and again["frames"] == len(kept)
-    assert planted.encode() not in memory.tier1.conn.execute(
-        "SELECT data FROM dictionaries").fetchone()[0]
-    assert memory.check() == []
+    assert memory.tier1.to_deepen() == []  # recompressed at the deep level already
 
 
 def test_a_forget_killed_after_retiring_its_dictionary_loses_nothing(
@@ -244,23 +240,28 @@ def test_a_forget_killed_after_retiring_its_dictionary_loses_nothing(
     """Cut short between retiring the dictionary and recompressing the sessions using it:
     they still read back (a retired dictionary stays until no frame uses it), and the idle
     recompression takes them off it; the dictionary goes with its last frame."""
-    data, d = _trained(memory, sources["mytool"], 12, monkeypatch)
+    _unpacked(monkeypatch)
+    data = _similar_sessions(sources["mytool"], 12)
+    memory.ingest()
+    memory.seal()
+    memory.deep_seal()
+    dict_id = old_stores.plant_dictionary(memory.tier1, sorted(data))
     victim = next(iter(data))
     with memory.tier1.transaction("dict-retire"):
-        memory.tier1.retire_dictionaries([d["id"]])
+        memory.tier1.retire_dictionaries([dict_id])
     for sid, raw in data.items():
         assert b"".join(p for f in memory.tier1.files(sid)
                         for p in memory.tier1.read_file(f.id)) == raw
     assert memory.check() == []
-    # The idle work takes them off it (onto a new one: the forget never finished, so the
-    # victim is still there to learn from), and the retired one goes with its last frame.
+    # The idle work takes them off it, and the retired one goes with its last frame.
     assert set(memory.tier1.to_deepen()) == set(data)
     assert memory.deep_seal() == len(data)
-    [new] = memory.tier1.dictionaries()
-    assert new["id"] != d["id"] and new["frames"] == len(data)
+    assert old_stores.dictionaries(memory.tier1) == []
+    assert memory.tier1.conn.execute("SELECT count(*) FROM frames WHERE dict_id IS NOT NULL"
+                                     ).fetchone()[0] == 0
+    assert memory.tier1.to_deepen() == []
     assert memory.check() == []
     memory.forget(victim)
-    assert memory.tier1.dictionaries() == []
     assert memory.check() == []
     for sid, raw in data.items():
         if sid != victim:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -30,22 +29,6 @@ DEEP_SEAL_LEVEL = 9
 """Later, when the daemon is idle: about 8% smaller at 85 MB/s a core, so that all the
 compression a GB receives in its life stays near 30 CPU seconds (level 19: 2.8 MB/s)."""
 SEAL_FRAME_BYTES = 8 * 1024 * 1024
-DICT_MAX_BYTES = 512 * 1024
-"""A source's trained dictionary, at most: on the workstation bench, level 9 with a 512 KiB
-dictionary per source stored sealed sessions 12% smaller than without (110 KiB: 4%), for
-about 2 CPU s of training per 650 MiB; a 2 MiB one saved no more once its own bytes count."""
-DICT_MIN_SESSIONS = 16
-DICT_MIN_RAW_BYTES = 32 * 1024 * 1024
-"""Below these a dictionary costs more bytes than it saves (the real fixtures: 21 sessions,
-42 MiB, came out 8% larger with one)."""
-DICT_RAW_PER_BYTE = 256  # a dictionary of at most 1/256 of the bytes it is trained for
-DICT_MIN_SAMPLES = 8
-_DICT_SAMPLE_SESSIONS = 400
-_DICT_SAMPLE_HEAD = 256 * 1024  # of each sampled session, its first bytes
-_DICT_SAMPLE_BYTES = 64 * 1024  # cut into samples this long
-# Samples to learn from, in dictionary sizes: 32 (16 MiB) came out 0.3% larger than zstd's
-# advised 100 and trains in a third of the time, so a stop never waits long for it.
-_DICT_SAMPLE_TIMES = 32
 _SEAL_STEP = 1024 * 1024
 PACK_RAW_BYTES = 32 * 1024 * 1024
 """A pack's content, at most: zstd's long-distance matching finds repeats across all of
@@ -54,11 +37,10 @@ workstation bench, 32 MiB packs at level 9 stored small sessions in 0.55 of per-
 (each session deep-sealed on its own: 0.80)."""
 PACK_MEMBER_MAX = 8 * 1024 * 1024
 """Sessions up to this size are packed; a larger one finds enough to share in itself, and
-keeps frames of its own (deep-sealed with its source's dictionary)."""
+keeps frames of its own, deep-sealed on its own."""
 PACK_MIN_RAW_BYTES = 8 * 1024 * 1024
 """Less than this waits for more sessions to end: a small pack finds little to share."""
 _PACK_WINDOW_LOG = 25  # 32 MiB: PACK_RAW_BYTES
-_TRAIN_POLL_SECONDS = 0.05  # how much is compressed between two looks at `interrupted`
 _MAX_CHAIN_LOG, _MAX_HASH_LOG = 21, 20  # level 19's own tables would take 81 MiB a frame
 _CONTENT_CHECKSUM = 0x04  # in a zstd frame header's descriptor byte, the fifth
 STATES = ("active", "ended", "analyzed", "evicted")
@@ -144,7 +126,6 @@ class Tier1:
         self.conn = (db.connect_read_only if read_only else db.connect)(path, MIGRATIONS)
         self._decompressor = zstandard.ZstdDecompressor()
         self._dict_decompressors: dict[int, zstandard.ZstdDecompressor] = {}
-        self._dict_compressors: dict[int, _Dictionary] = {}
         self._last_frame: tuple[tuple[str, int, int, int, int], bytes] | None = None
         self._last_pack: tuple[int, bytes] | None = None
 
@@ -644,15 +625,13 @@ class Tier1:
                   limit: int | None = None) -> list[str]:
         """Sealed sessions whose frames are below `level`, oldest first: the least likely
         to grow again, so the work done on them lasts. Sessions small enough to pack are
-        not (pack_sessions takes them). At DEEP_SEAL_LEVEL also those with
-        frames that use a retired dictionary, or none while their source has one (sealed
-        before it was trained, or recompressed by a forget)."""
+        not (pack_sessions takes them). Also those with frames that use a retired dictionary
+        (a forget cut short left them so)."""
         return [r[0] for r in self.conn.execute(
             "SELECT id FROM sessions s WHERE sealed = 1 AND raw_bytes > 0 AND raw_bytes <= "
-            f":max AND (id IN ({_USES_RETIRED}) OR raw_bytes > :pack_max AND (seal_level < "
-            f":level OR (:level = :deep AND {_LACKS_DICTIONARY}))) ORDER BY last_write "
-            "LIMIT :limit",
-            {"level": level, "deep": DEEP_SEAL_LEVEL, "pack_max": PACK_MEMBER_MAX,
+            f":max AND (id IN ({_USES_RETIRED}) OR raw_bytes > :pack_max AND seal_level < :level) "
+            "ORDER BY last_write LIMIT :limit",
+            {"level": level, "pack_max": PACK_MEMBER_MAX,
              "max": max_raw_bytes if max_raw_bytes is not None else 2**62,
              "limit": -1 if limit is None else limit})]
 
@@ -669,8 +648,7 @@ class Tier1:
 
     def seal_session(self, session_id: str, level: int = SEAL_LEVEL,
                      frame_bytes: int = SEAL_FRAME_BYTES,
-                     interrupted: Callable[[], bool] | None = None, *,
-                     redo: bool = False) -> int:
+                     interrupted: Callable[[], bool] | None = None) -> int:
         """Recompress a session as one stream of large frames; returns bytes saved.
 
         An ended session is sealed once its chunks are all in; a sealed one is sealed again
@@ -679,22 +657,19 @@ class Tier1:
         the store for long; one short transaction then switches the files over to them.
         If the session grew meanwhile, or `interrupted()` turns true (it is asked about
         once a MiB), the staged frames are dropped and the session stays as it was.
-        At DEEP_SEAL_LEVEL the frames use the current dictionary of the session's source,
-        if it has one. `redo`: recompress even frames at `level` already (a forget does,
-        to stop sessions using a dictionary trained on the forgotten one's bytes).
+        Frames that use a retired dictionary are recompressed whatever their level (a
+        forget retires a dictionary trained on the forgotten session's bytes); new frames
+        use none.
         """
         self.drop_staged_frames(session_id)
         row = self.conn.execute(
-            "SELECT frame_gen, stored_bytes, state, seal_level, source FROM sessions "
-            "WHERE id = ?", (session_id,)).fetchone()
+            "SELECT frame_gen, stored_bytes, state, seal_level FROM sessions WHERE id = ?",
+            (session_id,)).fetchone()
         if row is None or row[2] == "evicted":
             return 0
-        gen, before, _, sealed_at, source = row
-        if redo or self.conn.execute(f"SELECT 1 FROM ({_USES_RETIRED}) WHERE session_id = ?",
-                                     (session_id,)).fetchone() or (
-                level == DEEP_SEAL_LEVEL and self.conn.execute(
-                    f"SELECT 1 FROM sessions s WHERE id = ? AND {_LACKS_DICTIONARY}",
-                    (session_id,)).fetchone()):
+        gen, before, _, sealed_at = row
+        if self.conn.execute(f"SELECT 1 FROM ({_USES_RETIRED}) WHERE session_id = ?",
+                             (session_id,)).fetchone():
             sealed_at = 0
         snapshot = list(self.conn.execute(
             "SELECT id, raw_bytes, chunks FROM files WHERE session_id = ? ORDER BY id",
@@ -713,10 +688,8 @@ class Tier1:
             return 0
         new_gen = gen + 1
         total = sum(raw for _, raw, _ in framed)
-        dictionary = self.current_dictionary(source) if level == DEEP_SEAL_LEVEL else None
         writer = _FrameWriter(self, session_id, gen, new_gen, level, frame_bytes, total=total,
-                              interrupted=interrupted or (lambda: False),
-                              dictionary=dictionary)
+                              interrupted=interrupted or (lambda: False))
         layout = []
         offset = 0
         try:
@@ -741,7 +714,7 @@ class Tier1:
             staged = db.one(self.conn, "SELECT count(*), coalesce(sum(raw_len), 0) FROM frames "
                             "WHERE session_id = ? AND generation = ?", (session_id, new_gen))
             if self._seal_base(session_id) != (gen, snapshot) or staged != (
-                    writer.frames, total) or not self._dictionary_usable(writer.dict_id):
+                    writer.frames, total):
                 self.conn.execute("DELETE FROM frames WHERE session_id = ? AND generation = ?",
                                   (session_id, new_gen))
                 return 0
@@ -764,96 +737,10 @@ class Tier1:
         return int(before - after)
 
     # -- dictionaries ---------------------------------------------------------------------
-
-    def current_dictionary(self, source: str) -> _Dictionary | None:
-        """The dictionary new deep-sealed frames of `source` use: its newest one not retired."""
-        row = self.conn.execute(
-            "SELECT id FROM dictionaries WHERE source = ? AND retired = 0 "
-            "ORDER BY id DESC LIMIT 1", (source,)).fetchone()
-        if row is None:
-            return None
-        dict_id = int(row[0])
-        found = self._dict_compressors.get(dict_id)
-        if found is None:
-            data = db.one(self.conn, "SELECT data FROM dictionaries WHERE id = ?", (dict_id,))[0]
-            # Digested once for every small session it compresses: loading a 512 KiB
-            # dictionary afresh for each of thousands of them took more CPU than compressing
-            # them (3.4 CPU s against 1.9 for 600 sessions). Digested for frames up to
-            # _DICT_DIGESTED_FOR, its tables take 3 MiB; larger frames load it themselves.
-            small = zstandard.ZstdCompressionDict(data)
-            small.precompute_compress(compression_params=_frame_params(
-                DEEP_SEAL_LEVEL, _DICT_DIGESTED_FOR))
-            found = _Dictionary(dict_id, zstandard.ZstdCompressionDict(data), small)
-            self._dict_compressors[dict_id] = found
-        return found
-
-    def _dictionary_usable(self, dict_id: int | None) -> bool:
-        """A frame may be written with it: it exists and no forget has retired it."""
-        return dict_id is None or self.conn.execute(
-            "SELECT 1 FROM dictionaries WHERE id = ? AND retired = 0", (dict_id,)
-        ).fetchone() is not None
-
-    def sources_to_train(self) -> list[str]:
-        """Sources with enough sealed sessions for a dictionary to pay, and none current."""
-        return [str(r[0]) for r in self.conn.execute(
-            "SELECT source FROM sessions WHERE sealed = 1 AND state != 'evicted' "
-            "AND source NOT IN (SELECT source FROM dictionaries WHERE retired = 0) "
-            "GROUP BY source HAVING count(*) >= ? AND sum(raw_bytes) >= ?",
-            (DICT_MIN_SESSIONS, DICT_MIN_RAW_BYTES))]
-
-    def train_dictionary(self, source: str, now: float,
-                         interrupted: Callable[[], bool] | None = None) -> int | None:
-        """Train the current dictionary of `source` from the heads of a random sample of its
-        sealed sessions, and name those sessions in dictionary_sessions (a forget of one of
-        them retires it). Returns its id, or None (interrupted, too little to learn from,
-        or a sampled session gone meanwhile)."""
-        sampled = list(self.conn.execute(
-            "SELECT id, raw_bytes FROM sessions WHERE source = ? AND sealed = 1 "
-            "AND state != 'evicted' AND raw_bytes > 0 ORDER BY random() LIMIT ?",
-            (source, _DICT_SAMPLE_SESSIONS)))
-        raw_total = db.one(self.conn, "SELECT coalesce(sum(raw_bytes), 0) FROM sessions "
-                           "WHERE source = ? AND sealed = 1 AND state != 'evicted'",
-                           (source,))[0]
-        size = min(DICT_MAX_BYTES, int(raw_total) // DICT_RAW_PER_BYTE)
-        samples: list[bytes | bytearray | memoryview] = []
-        used: list[str] = []
-        taken = 0
-        try:
-            for sid, _raw in sampled:
-                if taken >= _DICT_SAMPLE_TIMES * size:
-                    break
-                if interrupted is not None and interrupted():
-                    return None
-                head = bytearray()
-                for f in self.files(sid):
-                    for piece in self.read_file(f.id, f):
-                        head += piece[: _DICT_SAMPLE_HEAD - len(head)]
-                        if len(head) >= _DICT_SAMPLE_HEAD:
-                            break
-                    if len(head) >= _DICT_SAMPLE_HEAD:
-                        break
-                used.append(sid)
-                samples += [bytes(head[i:i + _DICT_SAMPLE_BYTES])
-                            for i in range(0, len(head), _DICT_SAMPLE_BYTES)]
-                taken += len(head)
-        except (NotFoundError, CorruptChunkError):
-            return None  # evicted or resealed meanwhile: the next pass tries again
-        if size < 1024 or len(samples) < DICT_MIN_SAMPLES:
-            return None
-        trained = _train(size, samples, interrupted or (lambda: False))
-        if trained is None:
-            return None
-        with self.transaction("dict-train"):
-            present = db.one(self.conn, "SELECT count(*) FROM sessions WHERE id IN "
-                             f"({','.join('?' * len(used))})", tuple(used))[0]
-            if present != len(used) or self.current_dictionary(source) is not None:
-                return None
-            self.conn.execute("INSERT INTO dictionaries (source, trained_at, data) "
-                              "VALUES (?, ?, ?)", (source, now, trained.as_bytes()))
-            dict_id = int(self.conn.last_insert_rowid())
-            self.conn.executemany("INSERT INTO dictionary_sessions VALUES (?, ?)",
-                                  [(dict_id, sid) for sid in used])
-        return dict_id
+    # Stores made by earlier versions hold zstd dictionaries (one per source, trained on
+    # sampled sessions) and frames that use them. None is trained or used for new frames
+    # any more (packs left them nothing to gain); what is here reads those frames and keeps
+    # `forget` leaving no trace in those stores.
 
     def dictionaries_trained_on(self, session_id: str) -> list[int]:
         return [int(r[0]) for r in self.conn.execute(
@@ -872,15 +759,6 @@ class Tier1:
         return [str(r[0]) for r in self.conn.execute(
             f"SELECT DISTINCT session_id FROM frames WHERE dict_id IN ({marks}) "
             "AND session_id != ? ORDER BY session_id", (*dict_ids, besides))]
-
-    def dictionaries(self) -> list[dict[str, Any]]:
-        return [{"id": i, "source": src, "retired": bool(ret), "bytes": n, "frames": fr,
-                 "trained_on": ts}
-                for i, src, ret, n, fr, ts in self.conn.execute(
-                    "SELECT d.id, d.source, d.retired, length(d.data), "
-                    "(SELECT count(*) FROM frames f WHERE f.dict_id = d.id), "
-                    "(SELECT count(*) FROM dictionary_sessions s WHERE s.dict_id = d.id) "
-                    "FROM dictionaries d ORDER BY d.id")]
 
     # -- packs ----------------------------------------------------------------------------
 
@@ -1376,11 +1254,6 @@ _SESSION_STORED = ("((SELECT coalesce(sum(stored_bytes), 0) FROM files WHERE ses
 # the idle recompression finishes its work.
 _USES_RETIRED = ("SELECT DISTINCT session_id FROM frames WHERE dict_id IN "
                  "(SELECT id FROM dictionaries WHERE retired = 1)")
-# A session (as `s`) whose current frames are without a dictionary while its source has one.
-_LACKS_DICTIONARY = (
-    "s.source IN (SELECT source FROM dictionaries WHERE retired = 0) AND EXISTS (SELECT 1 "
-    "FROM frames f WHERE f.session_id = s.id AND f.generation = s.frame_gen "
-    "AND f.dict_id IS NULL)")
 # A session (as `s`) a pack may take: sealed, small, in no pack, all its bytes in frames.
 _PACKABLE = ("s.sealed = 1 AND s.state != 'evicted' AND s.raw_bytes BETWEEN 1 AND :max "
              "AND NOT EXISTS (SELECT 1 FROM pack_members m WHERE m.session_id = s.id "
@@ -1395,41 +1268,6 @@ _STORE_SUMS = ("SELECT coalesce(sum(r), 0), coalesce(sum(st), 0) + (SELECT coale
                "SELECT raw_len r, length(data) st FROM chunks "
                "UNION ALL SELECT raw_len, length(data) FROM frames "
                "UNION ALL SELECT raw_len, length(data) FROM packs)")
-
-
-_DICT_DIGESTED_FOR = 256 * 1024
-
-
-def _train(size: int, samples: list[bytes | bytearray | memoryview],
-           interrupted: Callable[[], bool]) -> zstandard.ZstdCompressionDict | None:
-    """zstd's training, on a thread of its own so that a stop need not wait for it (it
-    cannot be interrupted, and takes up to about half a second on a loaded machine): when
-    `interrupted()` turns true the result is left to be dropped. None if zstd found too
-    little to learn from."""
-    result: list[zstandard.ZstdCompressionDict | None] = []
-
-    def train() -> None:
-        try:
-            # k and d given: fastcover without its search for them (36 CPU s instead of 1.4
-            # on 650 MiB, for 1% less).
-            result.append(zstandard.train_dictionary(size, samples, k=1024, d=8, threads=1))
-        except zstandard.ZstdError:
-            result.append(None)
-
-    worker = threading.Thread(target=train, name="dict-train", daemon=True)
-    worker.start()
-    while worker.is_alive():
-        worker.join(_TRAIN_POLL_SECONDS)
-        if worker.is_alive() and interrupted():
-            return None
-    return result[0] if result else None
-
-
-@dataclass(frozen=True)
-class _Dictionary:
-    id: int
-    plain: zstandard.ZstdCompressionDict
-    digested: zstandard.ZstdCompressionDict
 
 
 def _frame_params(level: int, size: int) -> zstandard.ZstdCompressionParameters:
@@ -1607,10 +1445,7 @@ class _FrameWriter:
 
     def __init__(self, tier1: Tier1, session_id: str, base_generation: int, generation: int,
                  level: int, frame_bytes: int, total: int,
-                 interrupted: Callable[[], bool],
-                 dictionary: _Dictionary | None = None) -> None:
-        self.dictionary = dictionary
-        self.dict_id = dictionary.id if dictionary else None
+                 interrupted: Callable[[], bool]) -> None:
         self.tier1, self.session_id, self.generation = tier1, session_id, generation
         self.base_generation = base_generation
         self.frames = 0
@@ -1621,15 +1456,8 @@ class _FrameWriter:
 
     def _start(self) -> None:
         self.size = min(self.frame_bytes, self.left)
-        if self.dictionary is not None and self.size <= _DICT_DIGESTED_FOR:
-            # Its parameters were fixed when it was digested.
-            compressor = zstandard.ZstdCompressor(dict_data=self.dictionary.digested,
-                                                  write_checksum=True)
-        else:
-            compressor = zstandard.ZstdCompressor(
-                compression_params=_frame_params(self.level, self.size),
-                dict_data=self.dictionary.plain if self.dictionary else None)
-        self.cobj = compressor.compressobj(size=self.size)
+        self.cobj = zstandard.ZstdCompressor(
+            compression_params=_frame_params(self.level, self.size)).compressobj(size=self.size)
         self.out: list[bytes] = []
         self.taken = 0
         self.crc = 0
@@ -1659,14 +1487,13 @@ class _FrameWriter:
             # frame of this seal can be added behind it.
             row = self.tier1.conn.execute("SELECT frame_gen, state FROM sessions WHERE id = ?",
                                           (self.session_id,)).fetchone()
-            if row is None or row[1] == "evicted" or row[0] != self.base_generation \
-                    or not self.tier1._dictionary_usable(self.dict_id):
+            if row is None or row[1] == "evicted" or row[0] != self.base_generation:
                 raise _Abandoned
             self.tier1.conn.execute(
                 "INSERT INTO frames (session_id, generation, stream_offset, raw_len, crc,"
-                " level, data, dict_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " level, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (self.session_id, self.generation, self.stream_pos, self.taken, self.crc,
-                 self.level, b"".join(self.out), self.dict_id))
+                 self.level, b"".join(self.out)))
         self.frames += 1
         self.stream_pos += self.taken
         self.left -= self.taken

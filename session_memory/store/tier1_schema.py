@@ -141,6 +141,8 @@ MIGRATIONS: list[list[str]] = [
         # dictionary_sessions names the sessions it was trained on: forgetting one of them
         # retires it (no new frames use it) and recompresses the sessions that do.
         # AUTOINCREMENT: a reader caches dictionaries by id, so an id is never used twice.
+        # (No longer trained, nor used by new frames: packs left them nothing to gain. These
+        # stay for the stores that hold them; see Tier1's dictionaries section.)
         """CREATE TABLE dictionaries (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             source TEXT NOT NULL,

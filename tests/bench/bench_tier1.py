@@ -34,7 +34,6 @@ sys.path.insert(0, str(REPO))
 from session_memory import config  # noqa: E402
 from session_memory.clock import FixedClock  # noqa: E402
 from session_memory.memory import Memory  # noqa: E402
-from session_memory.store import tier1 as tier1_mod  # noqa: E402
 from tests.bench import corpus, workstation  # noqa: E402
 from tests.bench.baseline import zstd_seconds  # noqa: E402
 
@@ -87,19 +86,8 @@ def run_ingest(home: Path, cfg: Path) -> tuple[float, float]:
     return time.perf_counter() - t0, children_cpu() - cpu0
 
 
-def idle_work(cfg: Path, dictionaries: bool = True) -> tuple[float, int, int]:
-    """The daemon's idle work, done at once: (CPU seconds, disk bytes, stored bytes).
-    Without `dictionaries`, as before they were trained (the baseline of the same run)."""
-    saved = tier1_mod.DICT_MIN_SESSIONS
-    if not dictionaries:
-        tier1_mod.DICT_MIN_SESSIONS = 2**62
-    try:
-        return _idle_work(cfg)
-    finally:
-        tier1_mod.DICT_MIN_SESSIONS = saved
-
-
-def _idle_work(cfg: Path) -> tuple[float, int, int]:
+def idle_work(cfg: Path) -> tuple[float, int, int]:
+    """The daemon's idle work, done at once: (CPU seconds, disk bytes, stored bytes)."""
     with Memory(config.load(cfg), clock=FixedClock(4e9)) as memory:
         cpu0 = time.process_time()
         memory.seal()  # sessions still open when the ingest ended
@@ -177,12 +165,6 @@ def bench_case(case: str, where: Path, runs: int) -> None:
         cfg = work / "run0" / "config.toml"
         disk, stored, raw = footprint(cfg)
         assert raw == size, (raw, size)
-        # The same store twice, paired: the idle work without dictionaries, then with.
-        plain = work / "plain"
-        shutil.copytree(work / "run0" / "data", plain / "data")
-        plain_cfg = write_config(plain, roots)
-        p_cpu, p_disk, p_stored = idle_work(plain_cfg, dictionaries=False)
-        shutil.rmtree(plain)
         idle_cpu, idle_disk, idle_stored = idle_work(cfg)
         gb = size / 1e9
         print(f"  ingest throughput / zstd -3 -T1: median {statistics.median(speed):.3f} "
@@ -191,9 +173,6 @@ def bench_case(case: str, where: Path, runs: int) -> None:
               f"{disk / 2**20:.1f} MiB (stored {stored / 2**20:.1f}): {disk / z3:.3f} "
               f"(goal <= 0.80); after idle work {idle_disk / 2**20:.1f} MiB "
               f"(stored {idle_stored / 2**20:.1f}): {idle_disk / z3:.3f} (goal <= 0.65)")
-        print(f"  without dictionaries: after idle work {p_disk / 2**20:.1f} MiB (stored "
-              f"{p_stored / 2**20:.1f}): {p_disk / z3:.3f}; idle CPU {p_cpu:.1f} s, "
-              f"{(statistics.median(cpus) + p_cpu) / gb:.0f} s/GB")
         print(f"  CPU: ingest {statistics.median(cpus):.1f} s + idle {idle_cpu:.1f} s = "
               f"{(statistics.median(cpus) + idle_cpu) / gb:.0f} s/GB (goal <= 30)")
         if case != "real":

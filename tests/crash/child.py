@@ -13,24 +13,21 @@ operation is one line on stdout, flushed at once:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
 import sys
 from pathlib import Path
 
+import zstandard
+
 from session_memory import config
 from session_memory.errors import SessionMemoryError
 from session_memory.memory import Memory
 from session_memory.store import tier1 as tier1_mod
+from tests.store import old_stores
 
-# Dictionaries for the harness's few small sessions (the real thresholds want 32 MiB), so
-# that training one, compressing with it and retiring it are among the commits killed.
-tier1_mod.DICT_MIN_SESSIONS = 2
-tier1_mod.DICT_MIN_RAW_BYTES = 0
-tier1_mod.DICT_RAW_PER_BYTE = 4
-tier1_mod.DICT_MIN_SAMPLES = 4
-tier1_mod._DICT_SAMPLE_BYTES = 512  # noqa: SLF001 - the tiny sessions give samples enough
 # Packs of however few sessions have ended (the real threshold waits for 8 MiB of them),
 # and the harness's larger sessions (its `spare` ones) too large to pack: both ways a
 # session is deep-sealed are among the commits killed.
@@ -84,6 +81,15 @@ class Child:
     def do_sweep(self) -> None:
         self.m.sweep()
 
+    def do_plant(self, like: str = "%spare-%") -> None:
+        """Give the sessions (ids LIKE `like`) deep-sealed since the last time a dictionary,
+        as an earlier version's idle work did (this one trains none): forgetting one of
+        them retires it, and the sessions using it are recompressed without it."""
+        sessions = old_stores.frames_only(self.m.tier1, like)
+        if sessions:
+            with contextlib.suppress(zstandard.ZstdError):  # too little to learn from
+                old_stores.plant_dictionary(self.m.tier1, sessions, size=4096)
+
     def do_forget(self, sid: str) -> None:
         self.m.forget(sid)
         say("forgot", sid)
@@ -113,25 +119,28 @@ class Child:
         return self.rng.choice(ids) if ids else None
 
     def random_mix(self) -> None:
-        ops = ["ingest", "seal", "deep-seal", "analyze", "sweep", "forget", "export"]
-        weights = [6, 2, 1, 3, 2, 1, 2]
+        ops = ["ingest", "seal", "deep-seal", "analyze", "sweep", "forget", "export", "plant"]
+        weights = [6, 2, 1, 3, 2, 1, 2, 1]
         while True:
             name = self.rng.choices(ops, weights)[0]
             if name == "forget":
                 sid = self.forget_candidate()
                 if sid:
                     self.op("forget", sid)
+            elif name == "plant":
+                self.op("plant", "%")
             else:
                 self.op(name)
 
     def script(self) -> None:
-        """Every commit name once: ingest (packing a backfill), seal, deep seal (repacking,
-        training a dictionary), analyze, forget of a session a dictionary was trained on,
-        pin, mark-ended, seal and deep seal again (packing), each sweep pass and its report,
-        forget (both tiers), repair."""
+        """Every commit name once: ingest (packing a backfill), seal, deep seal (repacking),
+        analyze, forget of a session a dictionary was trained on (planted, as an earlier
+        version left one), pin, mark-ended, seal and deep seal again (packing), each sweep
+        pass and its report, forget (both tiers), repair."""
         self.op("ingest")
         self.op("seal")
         self.op("deep-seal")  # ingest's packs repacked harder
+        self.op("plant")
         self.op("analyze")
         trained = self.trained_candidate()
         if trained:  # before the sweep evicts the sessions using the dictionary

@@ -20,11 +20,11 @@ pytestmark = pytest.mark.crash
 # recovery of an interrupted one), forget (both tiers), pin, mark-ended, repair; `digest`,
 # `report` and `forget-digest` are the Tier 2 writes.
 # `seal-mark` marks sessions stored sealed at ingest; `seal-clean`, `seal-stage`, `seal`
-# recompress the others. `dict-train` stores a trained dictionary (the deep seal's), and
-# `dict-retire` retires it when a session it was trained on is forgotten. `pack` packs small
+# recompress the others. `dict-retire` retires a dictionary (one an earlier version
+# trained: the child plants it) when a session it was trained on is forgotten. `pack` packs small
 # sealed sessions together, `repack` rewrites a pack (a forget rewrites them in its own).
-COMMITS = ["ingest", "seal-mark", "seal-clean", "seal-stage", "seal", "pack", "dict-train",
-           "repack", "digest",
+COMMITS = ["ingest", "seal-mark", "seal-clean", "seal-stage", "seal", "pack", "repack",
+           "digest",
            "mark-analyzed", "pin", "mark-ended", "sweep-backstop", "sweep-budget",
            "sweep-overflow", "report", "sweep-done", "dict-retire", "forget", "forget-digest",
            "forget-done", "repair"]

@@ -17,6 +17,7 @@ from session_memory.memory import Memory
 from session_memory.store import tier1 as tier1_mod
 from session_memory.store.tier1 import DEEP_SEAL_LEVEL, SEAL_LEVEL, AppendPoint, Cursor, Tier1
 from tests.conftest import stored_raw
+from tests.store import old_stores
 
 
 def _active(memory: Memory, *paths: Path) -> None:
@@ -305,16 +306,7 @@ def test_check_sees_and_repair_frees_frames_leaked_by_an_evicted_session(
     assert memory.check() == []
 
 
-# -- trained dictionaries ------------------------------------------------------------------
-
-
-def _small_dictionaries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Dictionaries for a handful of small sessions (the real thresholds want 32 MiB)."""
-    monkeypatch.setattr(tier1_mod, "DICT_MIN_SESSIONS", 4)
-    monkeypatch.setattr(tier1_mod, "DICT_MIN_RAW_BYTES", 0)
-    monkeypatch.setattr(tier1_mod, "DICT_RAW_PER_BYTE", 16)
-    monkeypatch.setattr(tier1_mod, "DICT_MAX_BYTES", 32 * 1024)
-    _unpacked(monkeypatch)
+# -- dictionaries of stores made by earlier versions -----------------------------------------
 
 
 def _unpacked(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -344,17 +336,16 @@ def _similar_sessions(root: Path, n: int, marker: str = "", seed: int = 7) -> di
     return out
 
 
-def _trained(memory: Memory, root: Path, n: int,
-             monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, bytes], dict[str, Any]]:
-    """`n` similar sessions stored, sealed and recompressed with the one dictionary trained
-    on them: their bytes by id, and that dictionary's row."""
-    _small_dictionaries(monkeypatch)
+def _planted(memory: Memory, root: Path, n: int) -> tuple[dict[str, bytes], int]:
+    """`n` similar sessions stored, sealed, deep-sealed and then recompressed with a
+    dictionary trained on them, as an earlier version's idle work left them: their bytes
+    by id, and the dictionary's id."""
     data = _similar_sessions(root, n)
     memory.ingest()
     memory.seal()
     memory.deep_seal()
-    [d] = memory.tier1.dictionaries()
-    return data, d
+    assert old_stores.frames_only(memory.tier1) == sorted(data)
+    return data, old_stores.plant_dictionary(memory.tier1, sorted(data))
 
 
 def _undo_packs(conn: Any) -> None:
@@ -377,139 +368,102 @@ def _undo_dictionaries(conn: Any) -> None:
         conn.execute(sql)
 
 
-def test_deep_seal_trains_a_dictionary_and_every_byte_round_trips(
-        memory: Memory, sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    _small_dictionaries(monkeypatch)
-    data = _similar_sessions(sources["mytool"], 12)
-    memory.ingest()
-    memory.seal()
-    sealed = {sid: memory.show(sid)["stored_bytes"] for sid in data}
-    assert memory.deep_seal() == len(data)
-    [d] = memory.tier1.dictionaries()
-    assert d["source"] == "mytool" and not d["retired"] and d["trained_on"] >= 4
-    assert d["frames"] == len(data)  # every session's frames use it
-    assert {row[0] for row in memory.tier1.conn.execute("SELECT dict_id FROM frames")} \
-        == {d["id"]}
+def test_an_old_stores_dictionary_frames_read_back_and_new_frames_use_none(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    data, dict_id = _planted(memory, sources["mytool"], 12)
+    [d] = old_stores.dictionaries(memory.tier1)
+    assert d == {"id": dict_id, "retired": False, "frames": len(data), "trained_on": len(data)}
     for sid, raw in data.items():
         assert stored_raw(memory, sid) == raw
-    # Each frame still carries zstd's own checksum (what reads verify it by).
-    assert all(row[0][4] & 0x04 for row in memory.tier1.conn.execute("SELECT data FROM frames"))
-    # What the sessions share is in the dictionary, not in each of them (whether that pays
-    # for the dictionary's own bytes is the bench's to measure, on a real-sized history).
-    assert sum(memory.show(sid)["stored_bytes"] for sid in data) < 0.8 * sum(sealed.values())
     # Its bytes count in the store's totals, once, and the file says what they say.
     assert memory.check() == []
-    totals = memory.tier1.totals()
-    assert totals["stored_bytes"] == d["bytes"] + sum(
-        memory.show(sid)["stored_bytes"] for sid in data)
     # A second connection (a reader) decompresses with it too.
     with Memory(memory.settings, clock=memory.clock) as other:
         for sid, raw in data.items():
             assert stored_raw(other, sid) == raw
+    # The idle work leaves frames that use a live dictionary as they are.
+    assert memory.tier1.to_deepen() == []
+    assert memory.deep_seal() == 0
+    assert old_stores.dictionaries(memory.tier1)[0]["frames"] == len(data)
+    # A session that grows is sealed again without it; so is every new one.
+    grown = sorted(data)[0]
+    with (sources["mytool"] / grown.split(":", 1)[1]).open("ab") as f:
+        f.write(b'{"more": 1}\n')
+    (sources["mytool"] / "new.jsonl").write_bytes(b'{"type": "user"}\n' * 500)
+    memory.ingest()
+    memory.clock.advance(memory.settings.idle_seconds + 1)  # type: ignore[attr-defined]
+    memory.seal()
+    memory.deep_seal()
+    unused = {str(r[0]) for r in memory.tier1.conn.execute(
+        "SELECT session_id FROM frames WHERE dict_id IS NULL")}
+    assert unused == {grown, "mytool:new.jsonl"}
+    assert stored_raw(memory, grown) == data[grown] + b'{"more": 1}\n'
+    for sid, raw in data.items():
+        if sid != grown:
+            assert stored_raw(memory, sid) == raw
+    assert old_stores.dictionaries(memory.tier1)[0]["frames"] == len(data) - 1
+    assert memory.check() == []
 
 
-def test_a_dictionary_goes_with_its_last_frame(memory: Memory, sources: dict[str, Path],
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    data, d = _trained(memory, sources["mytool"], 10, monkeypatch)
+def test_a_dictionary_goes_with_its_last_frame(memory: Memory, sources: dict[str, Path]) -> None:
+    data, _ = _planted(memory, sources["mytool"], 10)
     sids = sorted(data)
     with memory.tier1.transaction():
         for sid in sids[:-1]:
             memory.tier1.evict(sid, memory.clock.now())
-    assert memory.tier1.dictionaries()[0]["frames"] == 1
+    assert old_stores.dictionaries(memory.tier1)[0]["frames"] == 1
     assert memory.check() == []
     with memory.tier1.transaction():
         memory.tier1.evict(sids[-1], memory.clock.now())
-    assert memory.tier1.dictionaries() == []
+    assert old_stores.dictionaries(memory.tier1) == []
+    assert memory.tier1.conn.execute("SELECT count(*) FROM dictionary_sessions"
+                                     ).fetchone()[0] == 0
     assert memory.tier1.totals()["stored_bytes"] == 0
     assert memory.check() == []
 
 
-def test_a_source_with_too_little_gets_no_dictionary(memory: Memory,
+def test_check_names_frames_whose_dictionary_is_gone(memory: Memory,
                                                      sources: dict[str, Path]) -> None:
-    data = _similar_sessions(sources["mytool"], 12)  # far below 32 MiB
-    memory.ingest()
-    memory.seal()
-    memory.deep_seal()
-    assert memory.tier1.dictionaries() == []
-    for sid, raw in data.items():
-        assert stored_raw(memory, sid) == raw
-
-
-def test_check_names_frames_whose_dictionary_is_gone(memory: Memory, sources: dict[str, Path],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    _, d = _trained(memory, sources["mytool"], 10, monkeypatch)
+    _, dict_id = _planted(memory, sources["mytool"], 10)
+    assert memory.check() == []
     # Only a damaged file can lose one: foreign keys refuse it otherwise.
     memory.tier1.conn.execute("PRAGMA foreign_keys = OFF")
     memory.tier1.conn.execute("DROP TRIGGER dictionary_removed")
-    memory.tier1.conn.execute("DELETE FROM dictionaries WHERE id = ?", (d["id"],))
+    memory.tier1.conn.execute("DELETE FROM dictionaries WHERE id = ?", (dict_id,))
     problems = memory.check()
-    assert any(f"dictionary {d['id']}, which is gone" in p for p in problems)
+    assert any(f"dictionary {dict_id}, which is gone" in p for p in problems)
 
 
 def test_the_dictionary_migration_upgrades_a_store_in_place(
-        memory: Memory, sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    _small_dictionaries(monkeypatch)
+        memory: Memory, sources: dict[str, Path]) -> None:
     data = _similar_sessions(sources["mytool"], 10)
     memory.ingest()
     memory.seal()
-    monkeypatch.setattr(tier1_mod, "DICT_MIN_SESSIONS", 10**9)
-    memory.deep_seal()  # at the deep level already, as before there were dictionaries
-    monkeypatch.setattr(tier1_mod, "DICT_MIN_SESSIONS", 4)
+    memory.deep_seal()
     _undo_dictionaries(memory.tier1.conn)
     memory.close()
     with Memory(memory.settings, clock=memory.clock) as again:
         assert again.check() == []
         for sid, raw in data.items():
             assert stored_raw(again, sid) == raw
-        # The idle work trains a dictionary and recompresses with it what it had done.
-        assert again.deep_seal() == len(data)
-        [d] = again.tier1.dictionaries()
-        assert d["frames"] == len(data)
+        # At the deep level already: the idle work has nothing to redo.
         assert again.tier1.to_deepen() == []
-        for sid, raw in data.items():
-            assert stored_raw(again, sid) == raw
+        assert again.deep_seal() == 0
+        assert old_stores.dictionaries(again.tier1) == []
         assert again.check() == []
 
 
-def test_a_renamed_session_keeps_its_dictionary_link(memory: Memory, sources: dict[str, Path],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_renamed_session_keeps_its_dictionary_link(memory: Memory,
+                                                     sources: dict[str, Path]) -> None:
     """A forget of the session under its new id must still retire what it trained."""
-    data, d = _trained(memory, sources["mytool"], 10, monkeypatch)
+    data, dict_id = _planted(memory, sources["mytool"], 10)
     old = next(iter(data))
     with memory.tier1.transaction():
         memory.tier1.move_session(old, "mytool:renamed", "renamed")
-    assert memory.tier1.dictionaries_trained_on("mytool:renamed") == [d["id"]]
+    assert memory.tier1.dictionaries_trained_on("mytool:renamed") == [dict_id]
     assert memory.tier1.dictionaries_trained_on(old) == []
     assert stored_raw(memory, "mytool:renamed") == data[old]
     assert memory.check() == []
-
-
-def test_a_large_session_is_compressed_with_the_dictionary_too(
-        memory: Memory, sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Frames over what the digested dictionary is sized for load it themselves."""
-    _small_dictionaries(monkeypatch)
-    data = _similar_sessions(sources["mytool"], 10)
-    big = sources["mytool"] / "big.jsonl"
-    rnd = random.Random(9)
-    big.write_bytes(b"".join(data.values()) * 2 + rnd.randbytes(300_000).hex().encode())
-    memory.ingest()
-    memory.seal()
-    memory.deep_seal()
-    [d] = memory.tier1.dictionaries()
-    assert d["frames"] == len(data) + 1
-    assert stored_raw(memory, "mytool:big.jsonl") == big.read_bytes()
-    assert memory.check() == []
-
-
-def test_a_stop_does_not_wait_for_dictionary_training() -> None:
-    """zstd's training cannot be interrupted: a stop leaves it to finish on its own thread
-    and gets nothing, at the next poll (every 50 ms) rather than when it ends."""
-    rnd = random.Random(4)
-    words = [rnd.randbytes(6).hex() for _ in range(5000)]
-    samples: list[bytes | bytearray | memoryview] = [
-        " ".join(rnd.choices(words, k=6000)).encode()[:65536] for _ in range(300)]
-    assert tier1_mod._train(64 * 1024, samples, lambda: True) is None
-    assert tier1_mod._train(64 * 1024, samples, lambda: False) is not None
 
 
 def test_a_cursor_saved_again_stays_one_row_whatever_session_it_moves_to(
