@@ -31,10 +31,10 @@ compression a GB receives in its life stays near 30 CPU seconds (level 19: 2.8 M
 SEAL_FRAME_BYTES = 8 * 1024 * 1024
 _SEAL_STEP = 1024 * 1024
 PACK_RAW_BYTES = 32 * 1024 * 1024
-"""A pack's content, at most: zstd's long-distance matching finds repeats across all of
-it (its window is as large), and reading one member unpacks at most this much. On the
-workstation bench, 32 MiB packs at level 9 stored small sessions in 0.55 of per-file zstd -3
-(each session deep-sealed on its own: 0.80)."""
+"""A pack's content, at most: zstd finds repeats across all of it (its window is as
+large), and reading one member unpacks at most this much. On the workstation bench, 32 MiB
+packs at level 9 stored small sessions in 0.48 of per-file zstd -3 (the whole store, after
+the idle work: 0.59, where each session deep-sealed on its own gave 0.80)."""
 PACK_MEMBER_MAX = 8 * 1024 * 1024
 """Sessions up to this size are packed; a larger one finds enough to share in itself, and
 keeps frames of its own, deep-sealed on its own."""
@@ -1393,18 +1393,17 @@ def _compress_into(cobj: Any, out: list[bytes], pieces: list[bytes]) -> int:
 
 
 def _pack_params(level: int) -> zstandard.ZstdCompressionParameters:
-    # Long-distance matching only above ingest's level: on the workstation bench's packs it
-    # halved level 3's speed (316 MB/s against 623) for 4% less (0.514 of per-file zstd -3
-    # against 0.537); the idle repack at level 9 takes it.
+    # A window as large as a pack. zstd's long-distance matching found nothing more on
+    # top of it (at level 9 on the bench's packs: the same size on the workstation
+    # history, 2% larger on the large-session one) and at level 3 halved the speed.
     return zstandard.ZstdCompressionParameters.from_level(
-        level, window_log=_PACK_WINDOW_LOG, enable_ldm=int(level > SEAL_LEVEL),
-        write_checksum=1)
+        level, window_log=_PACK_WINDOW_LOG, write_checksum=1)
 
 
 def _build_pack(pieces: list[tuple[int, str, Iterable[bytes]]], level: int,
                 interrupted: Callable[[], bool]) -> _BuiltPack | None:
     """Compress files (file id, session id, their bytes) one after another into one zstd
-    frame with long-distance matching. None if `interrupted()` turned true (it is asked
+    frame. None if `interrupted()` turned true (it is asked
     once a MiB) or there was nothing to pack. Only compressed output is held, and the
     window: memory stays flat whatever the files' sizes."""
     cobj = zstandard.ZstdCompressor(compression_params=_pack_params(level)).compressobj()

@@ -171,13 +171,13 @@ MIGRATIONS: list[list[str]] = [
     ],
     [
         # Packs: small ended sessions compressed together, in the order the sweep takes
-        # them, as one zstd frame with long-distance matching. Sessions repeat each other
+        # them, as one zstd frame with a window as large. Sessions repeat each other
         # (a resumed session copies its parent, subagents their parent's prompt, a
         # project's sessions read the same files), which no session's own frames can find:
         # on the workstation bench a pack stores them in 0.55-0.6 of per-file zstd -3.
-        # A member is one file's sealed bytes. Evicting a session only marks its members
-        # dead (`live` 0): a pack goes with its last live member, and until then keeps the
-        # dead ones, which a forget or the idle compaction cuts out by repacking.
+        # A member is one file's sealed bytes. Evicting a session marks its members dead
+        # (`live` 0): a pack goes with its last live member; until then the sweep, a
+        # forget or the idle compaction cuts the dead ones out by rewriting it.
         """CREATE TABLE packs (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             created_at REAL NOT NULL,
