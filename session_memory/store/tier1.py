@@ -846,13 +846,13 @@ class Tier1:
                           "WHERE NOT live")[0])
 
     def compact_packs(self) -> int:
-        """Rewrite every pack holding dead members without them, inside the caller's
-        transaction (the sweep's, so that what it evicts is really freed when it commits).
-        Returns how many packs were rewritten."""
+        """Rewrite every pack holding dead members without them, at SEAL_LEVEL, inside the
+        caller's transaction (the sweep's, so that what it evicts is really freed when it
+        commits). Returns how many packs were rewritten."""
         dead = [int(r[0]) for r in self.conn.execute(
             "SELECT DISTINCT pack_id FROM pack_members WHERE NOT live ORDER BY pack_id")]
         for pack_id in dead:
-            built = self._rebuilt(pack_id, self._members_of(pack_id), None, lambda: False)
+            built = self._rebuilt(pack_id, self._members_of(pack_id), SEAL_LEVEL)
             if built is None:
                 raise CorruptChunkError(f"pack {pack_id} could not be rewritten")
             self._switch_pack(pack_id, built)
@@ -866,13 +866,13 @@ class Tier1:
             "FROM pack_members m WHERE m.pack_id = p.id AND m.live) * 2 < p.raw_len "
             "ORDER BY p.id", (level,))]
 
-    def repack(self, pack_id: int, *, level: int | None = None,
+    def repack(self, pack_id: int, *, level: int = DEEP_SEAL_LEVEL,
                interrupted: Callable[[], bool] | None = None) -> bool:
-        """Rewrite a pack with only its live members, at `level` if that is higher than its
-        own: compressed outside any transaction, switched to in a short one if its members
-        are as they were. False if it was not (interrupted, or changed meanwhile)."""
+        """Rewrite a pack at `level` with only its live members: compressed outside any
+        transaction, switched to in a short one if its members are as they were. False if
+        it was not (interrupted, or changed meanwhile)."""
         members = self._members_of(pack_id)
-        built = self._rebuilt(pack_id, members, None, interrupted or (lambda: False), level)
+        built = self._rebuilt(pack_id, members, level, interrupted=interrupted)
         if built is None:
             return False
         with self.transaction("repack"):
@@ -886,16 +886,18 @@ class Tier1:
             "SELECT offset, raw_len, crc, file_id, session_id, live FROM pack_members "
             "WHERE pack_id = ? ORDER BY offset", (pack_id,))]
 
-    def _rebuilt(self, pack_id: int, members: list[tuple[Any, ...]], without: str | None,
-                 interrupted: Callable[[], bool], level: int | None = None
+    def _rebuilt(self, pack_id: int, members: list[tuple[Any, ...]], level: int, *,
+                 without: str | None = None, interrupted: Callable[[], bool] | None = None
                  ) -> _BuiltPack | _NoPack | None:
+        """The pack at `level` with its live members, less session `without`'s. Inside a
+        transaction (a sweep's batch, a forget) that is SEAL_LEVEL: quick, and the idle
+        pass takes it to DEEP_SEAL_LEVEL again later."""
         keep = [m for m in members if m[5] and m[4] != without]
         if not keep:
             return _NoPack()
-        own = int(db.one(self.conn, "SELECT level FROM packs WHERE id = ?", (pack_id,))[0])
         return _build_pack([(file_id, sid, _lazily(self._member, file_id, pack_id, off, n, crc))
                             for off, n, crc, file_id, sid, _ in keep],
-                           max(own, level or 0), interrupted)
+                           level, interrupted or (lambda: False))
 
     def _switch_pack(self, pack_id: int, built: _BuiltPack | _NoPack) -> None:
         """Replace a pack by its rebuilt form (the caller owns the transaction)."""
@@ -971,8 +973,8 @@ class Tier1:
         for (pack_id,) in list(self.conn.execute(
                 "SELECT DISTINCT pack_id FROM pack_members WHERE session_id = ?",
                 (session_id,))):
-            built = self._rebuilt(pack_id, self._members_of(pack_id), session_id,
-                                  lambda: False)
+            built = self._rebuilt(pack_id, self._members_of(pack_id), SEAL_LEVEL,
+                                  without=session_id)
             if built is None:
                 raise CorruptChunkError(f"pack {pack_id} could not be rewritten")
             self._switch_pack(pack_id, built)
