@@ -837,7 +837,7 @@ class Tier1:
         """A key for each packed session that sorts them as their packs hold them: read in
         that order, each pack is unpacked once."""
         return {str(sid): int(key) for sid, key in self.conn.execute(
-            "SELECT session_id, min(pack_id * 68719476736 + offset) FROM pack_members "
+            "SELECT session_id, min((pack_id << 36) + offset) FROM pack_members "
             "WHERE live GROUP BY session_id")}
 
     def dead_pack_bytes(self) -> int:
@@ -852,11 +852,16 @@ class Tier1:
         dead = [int(r[0]) for r in self.conn.execute(
             "SELECT DISTINCT pack_id FROM pack_members WHERE NOT live ORDER BY pack_id")]
         for pack_id in dead:
-            built = self._rebuilt(pack_id, self._members_of(pack_id), SEAL_LEVEL)
-            if built is None:
-                raise CorruptChunkError(f"pack {pack_id} could not be rewritten")
-            self._switch_pack(pack_id, built)
+            self._rewrite_now(pack_id)
         return len(dead)
+
+    def _rewrite_now(self, pack_id: int, without: str | None = None) -> None:
+        """Rewrite a pack inside the caller's transaction at SEAL_LEVEL (quick: the idle
+        pass takes it to DEEP_SEAL_LEVEL again), with its live members less `without`'s."""
+        built = self._rebuilt(pack_id, self._members_of(pack_id), SEAL_LEVEL, without=without)
+        if built is None:
+            raise CorruptChunkError(f"pack {pack_id} could not be rewritten")
+        self._switch_pack(pack_id, built)
 
     def packs_to_repack(self, level: int = DEEP_SEAL_LEVEL) -> list[int]:
         """Packs below `level` (ingest's), and those whose live members hold less than half
@@ -889,9 +894,7 @@ class Tier1:
     def _rebuilt(self, pack_id: int, members: list[tuple[Any, ...]], level: int, *,
                  without: str | None = None, interrupted: Callable[[], bool] | None = None
                  ) -> _BuiltPack | _NoPack | None:
-        """The pack at `level` with its live members, less session `without`'s. Inside a
-        transaction (a sweep's batch, a forget) that is SEAL_LEVEL: quick, and the idle
-        pass takes it to DEEP_SEAL_LEVEL again later."""
+        """The pack at `level` with its live members, less session `without`'s."""
         keep = [m for m in members if m[5] and m[4] != without]
         if not keep:
             return _NoPack()
@@ -973,11 +976,7 @@ class Tier1:
         for (pack_id,) in list(self.conn.execute(
                 "SELECT DISTINCT pack_id FROM pack_members WHERE session_id = ?",
                 (session_id,))):
-            built = self._rebuilt(pack_id, self._members_of(pack_id), SEAL_LEVEL,
-                                  without=session_id)
-            if built is None:
-                raise CorruptChunkError(f"pack {pack_id} could not be rewritten")
-            self._switch_pack(pack_id, built)
+            self._rewrite_now(pack_id, without=session_id)
         self.conn.execute(
             "DELETE FROM chunks WHERE file_id IN (SELECT id FROM files WHERE session_id = ?)",
             (session_id,))
