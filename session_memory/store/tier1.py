@@ -127,7 +127,7 @@ class Tier1:
         self._decompressor = zstandard.ZstdDecompressor()
         self._dict_decompressors: dict[int, zstandard.ZstdDecompressor] = {}
         self._last_frame: tuple[tuple[str, int, int, int, int], bytes] | None = None
-        self._last_pack: tuple[int, bytes] | None = None
+        self._last_pack: _Unpacking | None = None
 
     def close(self) -> None:
         self.conn.close()
@@ -585,19 +585,19 @@ class Tier1:
 
     def _member(self, file_id: int, pack_id: int, offset: int, raw_len: int,
                 crc: int) -> bytes:
-        """A file's bytes in a pack, checked against their crc. The last pack read is kept
-        unpacked (PACK_RAW_BYTES at most): reading its members, in any order, unpacks it
-        once."""
-        if self._last_pack is None or self._last_pack[0] != pack_id:
+        """A file's bytes in a pack, checked against their crc. The last pack read is kept,
+        unpacked as far as reads have needed (PACK_RAW_BYTES at most): a member costs the
+        unpacking of what comes before it, once, and its pack's other members read after it
+        cost only what they add."""
+        if self._last_pack is None or self._last_pack.pack_id != pack_id:
             self._last_pack = None
-            data, size = db.one(self.conn, "SELECT data, raw_len FROM packs WHERE id = ?",
-                                (pack_id,))
-            try:
-                self._last_pack = (pack_id, self._decompressor.decompress(
-                    data, max_output_size=size))
-            except zstandard.ZstdError as e:
-                raise CorruptChunkError(f"file {file_id}: pack {pack_id}: {e}") from e
-        raw = self._last_pack[1][offset:offset + raw_len]
+            data = db.one(self.conn, "SELECT data FROM packs WHERE id = ?", (pack_id,))[0]
+            self._last_pack = _Unpacking(pack_id, data)
+        try:
+            raw = self._last_pack.read(offset, raw_len)
+        except zstandard.ZstdError as e:
+            self._last_pack = None
+            raise CorruptChunkError(f"file {file_id}: pack {pack_id}: {e}") from e
         if len(raw) != raw_len or zlib.crc32(raw) != crc:
             raise CorruptChunkError(f"file {file_id}: pack {pack_id} fails its checksum")
         return raw
@@ -1059,8 +1059,11 @@ class Tier1:
             problems.append(f"tier1: session {sid} keeps {n} frames ({size} bytes) that no "
                             "read uses (evicted, or an older seal's); `check --repair` frees "
                             "them")
+        # Packed files in the order their packs hold them: each pack is unpacked once.
         for (fid,) in list(self.conn.execute(
-                "SELECT id FROM files WHERE chunks > 0 OR sealed_len > 0")):
+                "SELECT f.id FROM files f LEFT JOIN pack_members m ON m.file_id = f.id "
+                "AND m.live WHERE f.chunks > 0 OR f.sealed_len > 0 "
+                "ORDER BY m.pack_id, m.offset, f.id")):
             try:
                 for _ in self.read_file(fid):
                     pass
@@ -1428,6 +1431,25 @@ def _build_pack(pieces: list[tuple[int, str, Iterable[bytes]]], level: int,
         return None
     out.append(cobj.flush())
     return _BuiltPack(pos, b"".join(out), members, level)
+
+
+class _Unpacking:
+    """A pack, unpacked as far as its reads have needed."""
+
+    _STEP = 64 * 1024  # compressed bytes fed at a time: it stops soon after what is needed
+
+    def __init__(self, pack_id: int, data: bytes) -> None:
+        self.pack_id = pack_id
+        self._data = memoryview(data)
+        self._fed = 0
+        self._unpacker = zstandard.ZstdDecompressor().decompressobj()
+        self._raw = bytearray()
+
+    def read(self, offset: int, size: int) -> bytes:
+        while len(self._raw) < offset + size and self._fed < len(self._data):
+            self._raw += self._unpacker.decompress(self._data[self._fed:self._fed + self._STEP])
+            self._fed += self._STEP
+        return bytes(self._raw[offset:offset + size])
 
 
 def _lazily(read: Callable[..., bytes], *args: Any) -> Iterator[bytes]:
