@@ -210,6 +210,9 @@ class Ingestor:
                 continue
             offset = cursor.offset if cursor else 0
             out.append(Candidate(source, entry.relpath, st, max(st.st_size - offset, 0), offset))
+        # A file next to the folder of its own name (a transcript and its subagents' files):
+        # a session's files are read one after another, into the same pack.
+        out.sort(key=lambda c: (c.source.name, (*c.relpath.parent.parts, c.relpath.stem)))
         return out
 
     def _entries(self, paths: list[Path] | None,

@@ -248,3 +248,22 @@ def test_ingest_packs_a_history_as_it_stores_it(memory: Memory, sources: dict[st
     assert {level for (level,) in conn.execute("SELECT level FROM packs")} == {DEEP_SEAL_LEVEL}
     _reads_back(memory, {**data, "mytool:big.jsonl": big.read_bytes()})
     assert memory.check() == []
+
+
+def test_a_sessions_files_are_packed_one_after_another(memory: Memory,
+                                                        sources: dict[str, Path]) -> None:
+    """A transcript and the files in the folder of its name (its subagents') are read in
+    a row, so that they land side by side in one pack: reading the session unpacks one."""
+    proj = sources["claude-code"] / "-work-p"
+    ids = ["0b7e5d8e-1111-4a4a-8b8b-000000000001", "0b7e5d8e-1111-4a4a-8b8b-000000000002"]
+    for sid in ids:
+        (proj / sid / "subagents").mkdir(parents=True)
+        (proj / f"{sid}.jsonl").write_text(
+            json.dumps({"type": "user", "sessionId": sid, "message": {"content": sid}}) + "\n")
+        for agent in ("a", "b"):
+            (proj / sid / "subagents" / f"agent-{agent}.jsonl").write_text(
+                json.dumps({"type": "user", "sessionId": sid, "agentId": agent}) + "\n")
+    memory.ingest()
+    order = [str(sid) for (sid,) in memory.tier1.conn.execute(
+        "SELECT session_id FROM pack_members WHERE live ORDER BY pack_id, offset")]
+    assert order == [f"claude-code:{ids[0]}"] * 3 + [f"claude-code:{ids[1]}"] * 3, order
