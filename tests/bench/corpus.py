@@ -7,9 +7,11 @@ about like real session files do.
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import random
+import time
 import uuid
 from pathlib import Path
 
@@ -36,13 +38,15 @@ def _text(rnd: random.Random, n_words: int) -> str:
     return " ".join(words)
 
 
-def _line(rnd: random.Random, sid: str, i: int) -> str:
+def _line(rnd: random.Random, sid: str, i: int, start: float) -> str:
     kind = rnd.random()
+    # A session's records a few seconds apart, as an agent writes them: hours, not weeks.
+    at = time.gmtime(start + 7 * i)
     base = {"parentUuid": str(uuid.UUID(int=rnd.getrandbits(128))), "isSidechain": False,
             "userType": "external", "cwd": "/home/dev/projects/api-server", "sessionId": sid,
             "version": "2.0.14", "gitBranch": "main",
-            "timestamp": f"2026-10-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:"
-                         f"{rnd.randrange(60):02d}.{rnd.randrange(1000):03d}Z",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", at)
+                         + f".{rnd.randrange(1000):03d}Z",
             "uuid": str(uuid.UUID(int=rnd.getrandbits(128)))}
     if kind < 0.45:
         base |= {"type": "assistant", "message": {
@@ -67,12 +71,13 @@ def _line(rnd: random.Random, sid: str, i: int) -> str:
 def write_session(path: Path, size: int, seed: int) -> None:
     rnd = random.Random(seed)
     sid = str(uuid.UUID(int=rnd.getrandbits(128)))
+    start = 1_790_000_000 + rnd.randrange(60 * 86400)  # some time in the two months before
     written = 0
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as f:
         i = 0
         while written < size:
-            line = _line(rnd, sid, i)
+            line = _line(rnd, sid, i, start)
             f.write(line)
             written += len(line)
             i += 1
@@ -93,11 +98,14 @@ def write_subagent(parent: Path, path: Path, seed: int) -> None:
             f.write(line.replace(b'"isSidechain": false', b'"isSidechain": true, "agentId": "'
                                  + agent.encode() + b'"'))
         own = int(sum(map(len, replay)) * rnd.uniform(0.5, 1.5))
-        sid = json.loads(lines[0])["sessionId"]
+        last = json.loads((replay or lines)[-1])
+        sid = last["sessionId"]
+        # Its own records follow the part of its parent's it replayed.
+        after = calendar.timegm(time.strptime(last["timestamp"][:19], "%Y-%m-%dT%H:%M:%S")) + 7
         written = 0
         i = 0
         while written < own:
-            line = _line(rnd, sid, i).replace('"isSidechain": false', '"isSidechain": true')
+            line = _line(rnd, sid, i, after).replace('"isSidechain": false', '"isSidechain": true')
             f.write(line.encode())
             written += len(line)
             i += 1
@@ -106,7 +114,7 @@ def write_subagent(parent: Path, path: Path, seed: int) -> None:
 def build(root: Path, total_bytes: int = 210 * 1024 * 1024, seed: int = 1) -> list[Path]:
     """Write the corpus under root once; later calls reuse it. About a third of the
     sessions have subagent transcripts beside them, as real Claude Code folders do."""
-    marker = root / f".complete-{total_bytes}-{seed}-v2"
+    marker = root / f".complete-{total_bytes}-{seed}-v3"
     if marker.exists():
         return sorted(p for p in root.rglob("*.jsonl"))
     if root.exists():
