@@ -4,9 +4,10 @@ Kept apart from the rest of the analyzer so that a worker process starts fast: i
 the formats, the digest builder and the Tier 1 store, and nothing else (no logging, no
 config).
 
-A pass's sessions are one list, largest first. Workers take from its front, the calling
-process from its back (between its writes to Tier 2), until they meet: every core works
-until the end, and no process waits for another to hand it work.
+A pass's sessions are one list (the others largest first, then packed ones in pack order:
+see run._digests). Workers take from its front, the calling process from its back (between
+its writes to Tier 2), until they meet: every core works until the end, and no process
+waits for another to hand it work.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def collector_paused() -> Iterator[None]:
 
 
 class SharedPass:
-    """Worker processes sharing one pass's sessions, `rows`, largest first, with the
+    """Worker processes sharing one pass's sessions, `rows`, in the order given, with the
     calling process: workers take from the front, the caller from the back (`take`)."""
 
     EXIT_SECONDS = 10.0  # after the pass, for a worker to finish the session it is on
