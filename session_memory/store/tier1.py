@@ -41,6 +41,8 @@ keeps frames of its own, deep-sealed on its own."""
 PACK_MIN_RAW_BYTES = 8 * 1024 * 1024
 """Less than this waits for more sessions to end: a small pack finds little to share."""
 _PACK_WINDOW_LOG = 25  # 32 MiB: PACK_RAW_BYTES
+_PACK_JOB_BYTES = 8 * 1024 * 1024
+_INGEST_PACK_THREADS = 2
 _MAX_CHAIN_LOG, _MAX_HASH_LOG = 21, 20  # level 19's own tables would take 81 MiB a frame
 _CONTENT_CHECKSUM = 0x04  # in a zstd frame header's descriptor byte, the fifth
 STATES = ("active", "ended", "analyzed", "evicted")
@@ -1331,8 +1333,8 @@ class PackWriter:
         self._compressing.shutdown()
 
     def _restart(self) -> None:
-        self._cobj = zstandard.ZstdCompressor(compression_params=_pack_params(self.level)
-                                              ).compressobj()
+        self._cobj = zstandard.ZstdCompressor(compression_params=_pack_params(
+            self.level, _INGEST_PACK_THREADS)).compressobj()
         self._out: list[bytes] = []
         # Each ended file: its id, its session, its length, and its crc once compressed.
         self._files: list[tuple[int, str, int, Future[int]]] = []
@@ -1396,12 +1398,14 @@ def _compress_into(cobj: Any, out: list[bytes], pieces: list[bytes]) -> int:
     return crc
 
 
-def _pack_params(level: int) -> zstandard.ZstdCompressionParameters:
+def _pack_params(level: int, threads: int = 0) -> zstandard.ZstdCompressionParameters:
     # A window as large as a pack. zstd's long-distance matching found nothing more on
     # top of it (at level 9 on the bench's packs: the same size on the workstation
     # history, 2% larger on the large-session one) and at level 3 halved the speed.
+    # `threads`: zstd's own, each compressing 8 MiB jobs that see the data before them.
     return zstandard.ZstdCompressionParameters.from_level(
-        level, window_log=_PACK_WINDOW_LOG, write_checksum=1)
+        level, window_log=_PACK_WINDOW_LOG, write_checksum=1, threads=threads,
+        job_size=_PACK_JOB_BYTES if threads else 0)
 
 
 def _build_pack(pieces: list[tuple[int, str, Iterable[bytes]]], level: int,
