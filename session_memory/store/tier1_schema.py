@@ -225,4 +225,9 @@ MIGRATIONS: list[list[str]] = [
                 (SELECT 1 FROM pack_members WHERE pack_id = OLD.pack_id AND live);
         END""",
     ],
+    [
+        # The sweep asks after every eviction how much evicted sessions hold in packs:
+        # their few rows, not every member's.
+        "CREATE INDEX pack_members_dead ON pack_members (pack_id) WHERE NOT live",
+    ],
 ]
