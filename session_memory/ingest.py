@@ -210,9 +210,12 @@ class Ingestor:
                 continue
             offset = cursor.offset if cursor else 0
             out.append(Candidate(source, entry.relpath, st, max(st.st_size - offset, 0), offset))
-        # A file next to the folder of its own name (a transcript and its subagents' files):
-        # a session's files are read one after another, into the same pack.
-        out.sort(key=lambda c: (c.source.name, (*c.relpath.parent.parts, c.relpath.stem)))
+        # Oldest day first, so that packs hold sessions in about the order the sweep takes
+        # them; within a day, a file next to the folder of its own name (a transcript and
+        # its subagents' files): a session's files are read one after another, into the
+        # same pack.
+        out.sort(key=lambda c: (c.source.name, int(c.stat.st_mtime // 86400),
+                                (*c.relpath.parent.parts, c.relpath.stem)))
         return out
 
     def _entries(self, paths: list[Path] | None,
