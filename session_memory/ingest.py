@@ -210,13 +210,7 @@ class Ingestor:
                 continue
             offset = cursor.offset if cursor else 0
             out.append(Candidate(source, entry.relpath, st, max(st.st_size - offset, 0), offset))
-        # Oldest day first, so that packs hold sessions in about the order the sweep takes
-        # them; within a day, a file next to the folder of its own name (a transcript and
-        # its subagents' files): a session's files are read one after another, into the
-        # same pack.
-        out.sort(key=lambda c: (c.source.name, int(c.stat.st_mtime // 86400),
-                                (*c.relpath.parent.parts, c.relpath.stem)))
-        return out
+        return _read_order(out)
 
     def _entries(self, paths: list[Path] | None,
                  summary: IngestSummary) -> Iterator[tuple[Source, Path, Entry]]:
@@ -660,6 +654,28 @@ class Ingestor:
             except UnicodeDecodeError as e:
                 if e.start < len(sample) - 4:  # not just a character cut at the sample's end
                     self._once(path, "not UTF-8 text: stored byte-exactly", level="warning")
+
+
+def _read_order(todo: list[Candidate]) -> list[Candidate]:
+    """The order a pass reads files in, which is the order packs hold them: a file with
+    the files in the folder of its own name (a transcript and its subagents'), one after
+    another, so that a session's files share a pack; and those groups by the day of their
+    last write, oldest first, so that packs hold sessions in about the order the sweep
+    evicts them."""
+    def tree(c: Candidate) -> tuple[str, ...]:
+        return (*c.relpath.parent.parts, c.relpath.stem)
+
+    groups: list[list[Candidate]] = []
+    for c in sorted(todo, key=lambda c: (c.source.name, tree(c))):
+        head = groups[-1][0] if groups else None
+        if head is not None and head.source.name == c.source.name and \
+                tree(c)[:len(tree(head))] == tree(head):
+            groups[-1].append(c)
+        else:
+            groups.append([c])
+    groups.sort(key=lambda g: (g[0].source.name,
+                               max(int(c.stat.st_mtime // 86400) for c in g)))
+    return [c for group in groups for c in group]
 
 
 def _locate(path: str, roots: list[tuple[Source, Path, str]]

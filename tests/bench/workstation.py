@@ -16,12 +16,14 @@ repetition real histories have.
 from __future__ import annotations
 
 import base64
+import calendar
 import hashlib
 import itertools
 import json
 import math
 import os
 import random
+import re
 import shutil
 import time
 import uuid
@@ -38,7 +40,7 @@ PROJECTS = 60
 MEDIAN_BYTES, SIGMA = 55_000, 1.5  # lognormal: p90 about 0.4 MB
 TAIL = [5e6 + 3e5 * k for k in range(12)] + [12e6, 20e6]  # p99 about 5 MB, and beyond
 HUGE = [("claude-code", 56e6), ("codex", 52e6)]  # the few past 50 MB
-VERSION = "ws-v2"
+VERSION = "ws-v4"
 
 
 def _words(rnd: random.Random, n: int) -> str:
@@ -350,12 +352,27 @@ def build(root: Path, sessions: int = 2000, seed: int = 11) -> dict[str, Path]:
             _write_gemini(roots[tool], rnd, project, size, day)
         else:
             _write_aider(roots[tool], rnd, project, min(size, 400_000), day)
-    # Written long ago, as a history is: every session has ended.
+    # Each file last written when its last record was, as in a history: every session ended.
     old = time.time() - 30 * 86400
     for path in files(roots):
-        os.utime(path, (old, old))
+        when = _day_written(path) or old
+        os.utime(path, (when, when))
     marker.touch()
     return roots
+
+
+_STAMP = re.compile(rb"(20\d\d)-(\d\d)-(\d\d)T(\d\d):(\d\d)")
+
+
+def _day_written(path: Path) -> float | None:
+    """The last timestamp in a session file: when it was last written."""
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - 64 * 1024))
+        found = list(_STAMP.finditer(f.read()))
+    if not found:
+        return None
+    stamp = "-".join(part.decode() for part in found[-1].groups())
+    return float(calendar.timegm(time.strptime(stamp, "%Y-%m-%d-%H-%M")))
 
 
 def files(roots: dict[str, Path]) -> list[Path]:
