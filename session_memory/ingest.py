@@ -817,8 +817,8 @@ class _PieceWriter:
             self.tier1.session_grew(sid, st.st_mtime)
         for sid in self.ended:
             self.tier1.mark_ended(sid)  # after session_grew, which clears the mark
-        if c.file_id and c.file_id not in self.new_file_ids:
-            self.tier1.set_file_mtime(c.file_id, st.st_mtime)
+        # A file row keeps the mtime it had when first stored, about when its session
+        # started (what `sessions` shows before analysis); the session row keeps the last.
 
 
 def _ends_in(end_record: re.Pattern[bytes], before: bytes, piece: bytes) -> bool:

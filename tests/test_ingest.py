@@ -519,3 +519,22 @@ def test_bytes_written_while_a_file_is_read_are_the_next_passes(
     assert exported(memory, "mytool:live.jsonl", tmp_path / "o") == {
         "live.jsonl": f.read_bytes()}
     assert memory.check() == []
+
+
+def test_a_session_that_grows_keeps_when_it_started(memory: Memory,
+                                                    sources: dict[str, Path]) -> None:
+    """Before analysis a session started no later than its file was first seen, and a
+    later append moves only its last write."""
+    path = sources["mytool"] / "grows.jsonl"
+    path.write_text('{"type": "user", "content": "first"}\n')
+    first = memory.clock.now() - 7200
+    os.utime(path, (first, first))
+    memory.ingest()
+    with path.open("a") as f:
+        f.write('{"type": "assistant", "content": "later"}\n')
+    later = memory.clock.now() - 60
+    os.utime(path, (later, later))
+    memory.ingest()
+    row = memory.show("mytool:grows.jsonl")
+    assert row["started_at"] == first
+    assert row["last_write"] == later

@@ -326,9 +326,6 @@ class Tier1:
                           "seal_level > ?1 THEN ?1 ELSE seal_level END WHERE id = ?2",
                           (level, session_id))
 
-    def set_file_mtime(self, file_id: int, mtime: float) -> None:
-        self.conn.execute("UPDATE files SET mtime = ? WHERE id = ?", (mtime, file_id))
-
     def drop_older_versions(self, source: str, path: str, version: int) -> None:
         """A whole-file snapshot supersedes what came before it."""
         old = [r[0] for r in self.conn.execute(
