@@ -268,18 +268,3 @@ def test_a_sessions_files_are_packed_one_after_another(memory: Memory,
         "SELECT session_id FROM pack_members WHERE live ORDER BY pack_id, offset")]
     assert order == [f"claude-code:{ids[0]}"] * 3 + [f"claude-code:{ids[1]}"] * 3, order
 
-
-def test_ingest_packs_older_days_first(memory: Memory, sources: dict[str, Path]) -> None:
-    """Packs hold sessions in about the order the sweep evicts them: by day of their last
-    write, whatever their folders."""
-    root = sources["mytool"]
-    days = {"a-new.jsonl": 1, "b-old.jsonl": 9, "c-mid.jsonl": 5}
-    for name, age in days.items():
-        path = root / name
-        path.write_text(json.dumps({"type": "user", "content": name}) + "\n")
-        when = memory.clock.now() - age * 86400
-        os.utime(path, (when, when))
-    memory.ingest()
-    order = [str(sid) for (sid,) in memory.tier1.conn.execute(
-        "SELECT session_id FROM pack_members WHERE live ORDER BY pack_id, offset")]
-    assert order == ["mytool:b-old.jsonl", "mytool:c-mid.jsonl", "mytool:a-new.jsonl"]
