@@ -25,16 +25,18 @@ SEAL_LEVEL = 3
 """When a session ends: about 400 MB/s a core. Measured on the workstation bench
 (tests/bench/bench_tier1.py): level 15 was 8 MB/s for 7% less, a cost no laptop should pay
 for every session it ever stores."""
-DEEP_SEAL_LEVEL = 9
-"""Later, when the daemon is idle: about 8% smaller at 85 MB/s a core, so that all the
-compression a GB receives in its life stays near 30 CPU seconds (level 19: 2.8 MB/s)."""
+DEEP_SEAL_LEVEL = 7
+"""Later, when the daemon is idle: packs, and larger sessions, about 8% smaller than at
+level 3. Level 9 saved 2% more on the bench's large-session corpus for 20-40% more CPU,
+which took all the compression a GB receives in its life past 30 CPU seconds there
+(level 19: 2.8 MB/s)."""
 SEAL_FRAME_BYTES = 8 * 1024 * 1024
 _SEAL_STEP = 1024 * 1024
 PACK_RAW_BYTES = 32 * 1024 * 1024
 """A pack's content, at most: zstd finds repeats across all of it (its window is as
 large), and reading one member unpacks at most this much. On the workstation bench, 32 MiB
-packs at level 9 stored small sessions in 0.48 of per-file zstd -3 (the whole store, after
-the idle work: 0.59, where each session deep-sealed on its own gave 0.80)."""
+packs at level 7 stored small sessions in 0.49 of per-file zstd -3 (the whole store, after
+the idle work: about 0.59, where each session deep-sealed on its own gave 0.80)."""
 PACK_MEMBER_MAX = 8 * 1024 * 1024
 """Sessions up to this size are packed; a larger one finds enough to share in itself, and
 keeps frames of its own, deep-sealed on its own."""
@@ -1397,7 +1399,7 @@ def _compress_into(cobj: Any, out: list[bytes], pieces: list[bytes]) -> int:
 
 def _pack_params(level: int, threads: int = 0) -> zstandard.ZstdCompressionParameters:
     # A window as large as a pack. zstd's long-distance matching found nothing more on
-    # top of it (at level 9 on the bench's packs: the same size on the workstation
+    # top of it (at level 7 or 9 on the bench's packs: the same size on the workstation
     # history, 2% larger on the large-session one) and at level 3 halved the speed.
     # `threads`: zstd's own, each compressing 8 MiB jobs that see the data before them.
     return zstandard.ZstdCompressionParameters.from_level(
