@@ -21,6 +21,7 @@ Figures, each the median of paired runs (the machine is shared):
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import resource
 import statistics
@@ -205,7 +206,7 @@ def main() -> None:
         home = (args.keep or Path(tmp)) / "home"
         built = home.exists()
         home.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in __import__("os").environ.items() if k not in OUTSIDE_VARS}
+        env = {k: v for k, v in os.environ.items() if k not in OUTSIDE_VARS}
         env.update(home_environ(home))
         data = Path(env["XDG_DATA_HOME"]) / "session-memory"
         if not built:
