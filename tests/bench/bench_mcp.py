@@ -36,7 +36,6 @@ import psutil
 
 from session_memory import config
 from session_memory.memory import TIER1_FILE, TIER2_FILE, Memory
-from session_memory.store import db
 from session_memory.store.tier1 import Tier1
 from session_memory.store.tier2 import Tier2
 from tests.conftest import OUTSIDE_VARS, home_environ
@@ -218,7 +217,7 @@ def main() -> None:
             build(data, args.digests)
             print(f"{args.digests} digests built in {time.perf_counter() - t0:.1f} s")
         tier2 = Tier2(data / TIER2_FILE, read_only=True)
-        count = db.one(tier2.conn, "SELECT count(*) FROM digests")[0]
+        count = len(tier2.digest_ids())
         tier2.close()
         print(f"{count} digests, tier2 {(data / TIER2_FILE).stat().st_size / 2**20:.0f} MiB")
         doc = config._read_toml(config.default_config_text(), "defaults")
