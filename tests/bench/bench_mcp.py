@@ -208,11 +208,11 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if k not in OUTSIDE_VARS}
         env.update(home_environ(home))
         data = Path(env["XDG_DATA_HOME"]) / "session-memory"
+        config_file = Path(env["XDG_CONFIG_HOME"]) / "session-memory" / "config.toml"
         if not built:
             data.mkdir(parents=True)
-            (Path(env["XDG_CONFIG_HOME"]) / "session-memory").mkdir(parents=True)
-            (Path(env["XDG_CONFIG_HOME"]) / "session-memory" / "config.toml").write_text(
-                f'[storage]\ndata_dir = "{data}"\n')
+            config_file.parent.mkdir(parents=True)
+            config_file.write_text(f'[storage]\ndata_dir = "{data}"\n')
             t0 = time.perf_counter()
             build(data, args.digests)
             print(f"{args.digests} digests built in {time.perf_counter() - t0:.1f} s")
@@ -220,10 +220,8 @@ def main() -> None:
         count = len(tier2.digest_ids())
         tier2.close()
         print(f"{count} digests, tier2 {(data / TIER2_FILE).stat().st_size / 2**20:.0f} MiB")
-        doc = config._read_toml(config.default_config_text(), "defaults")
-        doc["storage"] = {"data_dir": str(data)}
         bench_start(env, args.runs)
-        bench_search(env, config.settings_from(doc), args.runs)
+        bench_search(env, config.load(config_file), args.runs)  # the server's settings
 
 
 if __name__ == "__main__":
