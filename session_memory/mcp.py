@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field
 
+from session_memory.analyze.redact import redact, redact_all
 from session_memory.config import Settings
 from session_memory.transcript import MAX_LIMIT as PAGE_MAX
 
@@ -203,8 +204,6 @@ def _snapshots(stores: list[Any]) -> Iterator[None]:
 
 def _answer(data: Any) -> str:
     """What leaves the process: redacted as digests are, as compact JSON."""
-    from session_memory.analyze.redact import redact_all
-
     return json.dumps(redact_all(data), ensure_ascii=False, separators=(",", ":"))
 
 
@@ -226,8 +225,6 @@ def build(settings: Settings) -> tuple[MCPServer, Tools]:
         try:
             return _answer(body())
         except ToolFailure as e:
-            from session_memory.analyze.redact import redact
-
             raise ToolError(redact(str(e))) from None  # it may quote what it was given
 
     def register(fn: Callable[..., str], title: str, description: str) -> None:
