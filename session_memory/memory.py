@@ -311,10 +311,7 @@ class Memory:
             return False
         try:
             with readers.ZstdContent(fd) as content:
-                for chunk in self.tier1.read_file(f.id):
-                    if content.read(len(chunk)) != chunk:
-                        return False
-                return content.read(1) == b""
+                return self._reads_as_stored(content, f.id, whole=True)
         except OSError:
             return False
         finally:
@@ -326,10 +323,14 @@ class Memory:
             return False
         with path.open("rb") as existing:
             existing.seek(at or 0)
-            for chunk in self.tier1.read_file(file_id):
-                if existing.read(len(chunk)) != chunk:
-                    return False
-            return at is not None or existing.read(1) == b""
+            return self._reads_as_stored(existing, file_id, whole=at is None)
+
+    def _reads_as_stored(self, stream: Any, file_id: int, *, whole: bool) -> bool:
+        """Whether `stream` reads as the stored file's bytes next; `whole`: and then ends."""
+        for chunk in self.tier1.read_file(file_id):
+            if stream.read(len(chunk)) != chunk:
+                return False
+        return not whole or stream.read(1) == b""
 
     # -- status and health ---------------------------------------------------------------
 
