@@ -23,7 +23,7 @@ MAX_DEPTH = 5
 
 
 _HEADER_TIME = re.compile(
-    rb"# aider chat started at (\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)")
+    re.escape(RUN_MARKER) + rb" (\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)")
 
 
 def identify(relpath: PurePosixPath, head: Head) -> FileRole | None:
@@ -45,7 +45,7 @@ def run_id(header: bytes) -> str | None:
     return f"{y}{mo}{d}T{h}{mi}{sec}"
 
 
-_HEADER = "# aider chat started at "
+_HEADER = RUN_MARKER.decode() + " "
 
 
 def _started_at(line: str) -> str | None:
