@@ -503,17 +503,12 @@ class Tier2:
 
     def _claim(self, session: int, key_hash: int, hour: int, model: str, prompt_over: int,
                at: float, counts: Sequence[int]) -> bool:
-        """Whether `session` counts this response (and now owns it)."""
+        """Whether `session` counts this response (and now owns it), one whose hash
+        usage_responses holds already (`_keyed_rows` inserted the others)."""
         tokens = counts[0] + counts[1] + counts[2] + counts[4]
-        owner = self.conn.execute(
-            "INSERT INTO usage_responses (hash, session, at, tokens) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (hash) DO NOTHING RETURNING 1",
-            (key_hash, session, at, tokens)).fetchone()
-        if owner is not None:
-            return True
         held = self.conn.execute("SELECT session, at, tokens FROM usage_responses"
                                  " WHERE hash = ?", (key_hash,)).fetchone()
-        assert held is not None  # the insert above found it
+        assert held is not None  # _keyed_rows' insert found it
         other, other_at, other_tokens = held
         if other_tokens != tokens or other_at < at or (
                 other_at == at and not self._started_before(session, other)):
