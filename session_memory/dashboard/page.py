@@ -64,9 +64,8 @@ def _specs(data: dict[str, Any]) -> dict[str, Any]:
     sweeps, now = data["sweeps"], data["now"]
     peaks = [v for col in ("before", "after", "soft", "effective") for v in sweeps[col]
              if v is not None]
-    freed = [sum(v or 0 for v in vals) for vals in
-             zip(sweeps["freed_backstop"], sweeps["freed_budget"], sweeps["freed_overflow"],
-                 strict=True)]
+    freed = [sum(v or 0 for v in vals)
+             for vals in zip(*(sweeps[f"freed_{p}"] for p in PASSES), strict=True)]
     t1 = now["tier1"]
     tier_max = max(t1["usage_bytes"], t1["hard_cap_bytes"], now["tier2"]["usage_bytes"],
                    now["tier2"]["cap_bytes"])
