@@ -219,8 +219,7 @@ class Ingestor:
             for source in sources:
                 root = self._root(source)
                 if root.is_dir():
-                    fmt = formats.get(source.format)
-                    for entry in self.walker.walk(root, fmt.prune):
+                    for entry in self.walker.walk(root, self._format(source).prune):
                         yield source, root, entry
             return
         # Each root as configured and with links resolved, worked out once for all paths.
@@ -393,7 +392,8 @@ class Ingestor:
     def _level(self, offset: int, st: os.stat_result) -> int:
         """A file read from its start whose last write is older than idle_seconds belongs
         to a session that has ended (the backfill of a history): its bytes are compressed
-        once, as sealed frames, not as chunks to be recompressed a moment later."""
+        once, in a pack or as sealed frames, not as chunks to be recompressed a moment
+        later."""
         if offset == 0 and st.st_mtime <= self.clock.now() - self.settings.idle_seconds:
             return SEAL_LEVEL
         return INGEST_LEVEL
@@ -528,7 +528,7 @@ class Ingestor:
         # those keep to chunks, whose rows know their file.
         sealed = level == SEAL_LEVEL and not role.run_marker and not role.snapshot
         # Only inside a group's transaction, which stores the pack before it commits.
-        packer = self._packer if (sealed and self.tier1.conn.in_transaction
+        packer = self._packer if (sealed and settled
                                   and self._packs(cursor.offset, st)) else None
         writer = _PieceWriter(self.tier1, source.name, role, cursor,
                               head or b"", tail, st, self.clock.now(), sealed,
@@ -846,13 +846,13 @@ def pack(tier1: Tier1, *, interrupted: Callable[[], bool] | None = None) -> int:
     """Repack at DEEP_SEAL_LEVEL the packs ingest made and those evictions left mostly
     dead, then pack the small sealed sessions waiting (Tier1.pack_sessions); freed pages
     are given back. Returns how many sessions were packed."""
-    compacted = 0
+    repacked = 0
     for pack_id in tier1.packs_to_repack():
         if interrupted is not None and interrupted():
             break
-        compacted += tier1.repack(pack_id, level=DEEP_SEAL_LEVEL, interrupted=interrupted)
+        repacked += tier1.repack(pack_id, interrupted=interrupted)
     packed = tier1.pack_sessions(now=time.time(), interrupted=interrupted)
-    if packed or compacted:
+    if packed or repacked:
         tier1.reclaim()
     return packed
 
