@@ -31,7 +31,7 @@ level 3. Level 9 saved 2% more on the bench's large-session corpus for 20-40% mo
 which took all the compression a GB receives in its life past 30 CPU seconds there
 (level 19: 2.8 MB/s)."""
 SEAL_FRAME_BYTES = 8 * 1024 * 1024
-_SEAL_STEP = 1024 * 1024
+_SEAL_STEP = 1024 * 1024  # how much is compressed between two looks at `interrupted`
 PACK_RAW_BYTES = 32 * 1024 * 1024
 """A pack's content, at most: zstd finds repeats across all of it (its window is as
 large), and reading one member unpacks at most this much. On the workstation bench, 32 MiB
@@ -301,8 +301,8 @@ class Tier1:
         self.conn.execute(
             "INSERT INTO files (session_id, source, path, version, base_offset, mtime, created_at,"
             " stream_offset) VALUES (?, ?, ?, ?, ?, ?, ?, CASE WHEN ? THEN (SELECT coalesce("
-            "max(f.stream_offset + f.raw_len), 0) FROM frames f JOIN sessions s ON "
-            "s.id = f.session_id AND f.generation = s.frame_gen WHERE s.id = ?1) ELSE 0 END)",
+            "max(stream_offset + raw_len), 0) FROM frames WHERE session_id = ?1 AND generation "
+            "= (SELECT frame_gen FROM sessions WHERE id = ?1)) ELSE 0 END)",
             (session_id, source, path, version, base_offset, mtime, now, int(sealed)))
         return int(self.conn.last_insert_rowid())
 
@@ -780,16 +780,16 @@ class Tier1:
         interrupted = interrupted or (lambda: False)
         least = PACK_MIN_RAW_BYTES if min_raw_bytes is None else min_raw_bytes
         todo = self.pack_candidates()
-        packed = 0
-        while todo and sum(raw for _, raw in todo) >= least:
+        waiting = sum(raw for _, raw in todo)
+        packed = taken = 0
+        while taken < len(todo) and waiting >= least and not interrupted():
             group: list[str] = []
             size = 0
-            while todo and (not group or size + todo[0][1] <= PACK_RAW_BYTES):
-                sid, raw = todo.pop(0)
-                group.append(sid)
-                size += raw
-            if interrupted():
-                break
+            while taken < len(todo) and (not group or size + todo[taken][1] <= PACK_RAW_BYTES):
+                group.append(todo[taken][0])
+                size += todo[taken][1]
+                taken += 1
+            waiting -= size
             packed += self._pack(group, level, now, interrupted)
         return packed
 
@@ -805,20 +805,19 @@ class Tier1:
             built = None  # evicted or resealed meanwhile: a later pass packs the rest
         if built is None:
             return 0
+        marks = ",".join("?" * len(sessions))
         with self.transaction("pack"):
             if any(self._seal_base(sid) != base for sid, base in bases.items()) or \
-                    self.conn.execute(
-                        f"SELECT 1 FROM pack_members WHERE live AND session_id IN "
-                        f"({','.join('?' * len(sessions))})", sessions).fetchone():
+                    self.conn.execute(f"SELECT 1 FROM pack_members WHERE live AND session_id "
+                                      f"IN ({marks})", sessions).fetchone():
                 return 0
             self._store_pack(built, now)
-            marks = ",".join("?" * len(sessions))
             self.conn.execute(f"DELETE FROM frames WHERE session_id IN ({marks})", sessions)
             self.conn.execute(f"UPDATE sessions SET seal_level = ? WHERE id IN ({marks})",
                               (level, *sessions))
         return len(sessions)
 
-    def _store_pack(self, built: _BuiltPack, now: float) -> int:
+    def _store_pack(self, built: _BuiltPack, now: float) -> None:
         """Insert a pack and its members, each member's share of its bytes in proportion
         to its length (the last takes what rounding leaves). The caller owns the
         transaction."""
@@ -832,7 +831,6 @@ class Tier1:
             "share) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(pack_id, m.offset, m.raw_len, m.crc, m.file_id, m.session_id, share)
              for m, share in zip(built.members, shares, strict=True)])
-        return pack_id
 
     def pack_order(self) -> dict[str, int]:
         """A key for each packed session that sorts them as their packs hold them: read in
@@ -1244,8 +1242,9 @@ _TO_ANALYZE_SQL = (
 
 
 # The accounting rules, as Tier1.check states them: a file counts its chunks plus the part
-# of its session's sealed stream it owns (sealed_len); a session counts its files plus its
-# frames' compressed bytes; the store counts every chunk and every frame.
+# of its session's sealed stream or of a pack it owns (sealed_len); a session counts its
+# files, its frames' compressed bytes and its live pack members' shares; the store counts
+# every chunk, frame, pack and dictionary.
 _FILE_RAW = ("(SELECT f.sealed_len + coalesce(sum(raw_len), 0) FROM chunks "
              "WHERE file_id = f.id)")
 _FILE_STORED = "(SELECT coalesce(sum(length(data)), 0) FROM chunks WHERE file_id = f.id)"
