@@ -35,6 +35,7 @@ from typing import Any
 import psutil
 
 from session_memory import config
+from session_memory.analyze.digest import ANALYZER_VERSION
 from session_memory.memory import TIER1_FILE, TIER2_FILE, Memory
 from session_memory.store.tier1 import Tier1
 from session_memory.store.tier2 import Tier2
@@ -94,7 +95,7 @@ def digests(n: int, seed: int = 7) -> list[tuple[str, str, dict[str, Any]]]:
                        "reasoning": 0},
             "outcome": "completed",
             "last_assistant_message": _words(rnd, vocab, weights, rnd.randrange(10, 80)),
-            "subagents": [], "analyzer_version": 2,
+            "subagents": [], "analyzer_version": ANALYZER_VERSION,
         }
         out.append((f"bench:{i:06d}", "bench", digest))
     return out

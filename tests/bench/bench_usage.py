@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from session_memory import config  # noqa: E402
+from session_memory.analyze.digest import ANALYZER_VERSION  # noqa: E402
 from session_memory.clock import FixedClock  # noqa: E402
 from session_memory.memory import Memory  # noqa: E402
 
@@ -69,7 +70,7 @@ def digest(i: int, rng: random.Random) -> tuple[str, str, dict[str, object]]:
         "ended_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + hours * 3600)),
         "tokens": {"input": 1, "output": 1, "cache_creation": 0, "cache_read": 0,
                    "reasoning": 0},
-        "analyzer_version": 2, "spend": spend}
+        "analyzer_version": ANALYZER_VERSION, "spend": spend}
 
 
 def populate(data: Path, sessions: int) -> int:
