@@ -16,7 +16,7 @@ import functools
 import importlib.util
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -120,9 +120,7 @@ class PriceBook:
             return None if kept is None else Price(*kept)
         found = _table_price(model, prompt_over)
         if self.cache_file is not None:
-            self._table[name] = None if found is None else [
-                found.input, found.output, found.cache_creation, found.cache_creation_1h,
-                found.cache_read, found.source]
+            self._table[name] = None if found is None else list(astuple(found))
             self._dirty = True
         return found
 
