@@ -46,8 +46,9 @@ def digest_or_error(tier1: Tier1, formats_by_source: dict[str, str | None],
         fmt = formats_by_source.get(row["source"])
         if fmt is None:
             raise SessionMemoryError(f"source {row['source']!r} is not in the config")
-        # One consistent state, even if a seal switches meanwhile.
-        with tier1.snapshot(), collector_paused():
+        # One consistent state, even if a seal switches meanwhile. (The collector is off
+        # already: both callers, run.analyze and `serve`, pause it for the whole pass.)
+        with tier1.snapshot():
             module = formats.get(fmt)
             return build(row["source"], functools.partial(
                 module.parse, pieces(tier1, tier1.files(row["id"]))),
@@ -60,7 +61,7 @@ def digest_or_error(tier1: Tier1, formats_by_source: dict[str, str | None],
 
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off, for an analysis pass or one session's analysis.
+    """The cyclic garbage collector off, for an analysis pass or a worker's share of one.
     Parsing, folding and writing make many short-lived tuples and no reference cycles, yet
     each few hundred of them alive start a collection, and every tenth of those walks what
     the pass holds (its rows, a batch of digests): a sixth of a session's parse, and more
