@@ -28,7 +28,7 @@ import zstandard
 from session_memory import formats, log
 from session_memory.clock import Clock, SystemClock
 from session_memory.config import Settings, Source
-from session_memory.formats.base import FileRole, Format
+from session_memory.formats.base import FileRole, Format, newest_record_time
 from session_memory.fswalk import Entry, OsWalker, Walker
 from session_memory.readers import (
     BLOCK_BYTES,
@@ -58,6 +58,7 @@ BLOCKS_AHEAD = 2  # of one large file, compressing while the current block is wr
 GROUP_COMMIT_BYTES = 8 * 1024 * 1024
 GROUP_COMMIT_FILES = 200
 INLINE_BYTES = 256 * 1024
+RECORD_TAIL_BYTES = 64 * 1024  # where a file's newest record is looked for
 """New bytes of a file that grew, up to this many: read and compressed by the thread that
 stores them (see Ingestor.run)."""
 
@@ -135,6 +136,8 @@ class Prefetched:
     offset: int
     stat_key: tuple[int, int, int, int]
     raw: bytes
+    ended: bool
+    """Decided by Ingestor._ended."""
     packed: Packed | None
     """None for a file that goes into a pack (compressed there, with the others)."""
     head: bytes
@@ -362,13 +365,16 @@ class Ingestor:
             return None
         try:
             st = os.fstat(fd)
-            return self._read_ahead(fd, cand.offset, st) if stat.S_ISREG(st.st_mode) else None
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            return self._read_ahead(fd, cand.offset, st, self._format(cand.source))
         except OSError:
             return None
         finally:
             os.close(fd)
 
-    def _read_ahead(self, fd: int, offset: int, st: os.stat_result) -> Prefetched | None:
+    def _read_ahead(self, fd: int, offset: int, st: os.stat_result,
+                    fmt: Format) -> Prefetched | None:
         """The next block from `offset` compressed, with the bytes before it that the
         cursor's fingerprints cover; None when there is no new byte (or fewer than
         `offset`: the file was cut, which sync works out). The bytes are those `st` counts
@@ -384,26 +390,39 @@ class Ingestor:
         if not raw:
             return None
         head = head if start else tail
-        return Prefetched(offset, _stat_key(st), raw, None if self._packs(offset, st)
-                          else compress(raw, self._level(offset, st)),
+        ended = self._ended(offset, st, fd, fmt)
+        return Prefetched(offset, _stat_key(st), raw, ended, None if self._packs(ended, st)
+                          else compress(raw, self._level(ended)),
                           head, tail, fingerprint(head), fingerprint(tail),
                           fingerprint((tail + raw[-FP_BYTES:])[-FP_BYTES:]))
 
-    def _level(self, offset: int, st: os.stat_result) -> int:
-        """A file read from its start whose last write is older than idle_seconds belongs
-        to a session that has ended (the backfill of a history): its bytes are compressed
-        once, in a pack or as sealed frames, not as chunks to be recompressed a moment
-        later."""
-        if offset == 0 and st.st_mtime <= self.clock.now() - self.settings.idle_seconds:
-            return SEAL_LEVEL
-        return INGEST_LEVEL
+    def _ended(self, offset: int, st: os.stat_result, fd: int | None, fmt: Format) -> bool:
+        """A file read from its start belongs to a session that has ended (the backfill of
+        a history) when its last write is older than idle_seconds, or, for a tool that
+        stamps its records, when its newest record is: a history copied or restored without
+        its mtimes (`cp`, `rsync` without -t) is no less old for that."""
+        if offset != 0:
+            return False
+        idle_before = self.clock.now() - self.settings.idle_seconds
+        if st.st_mtime <= idle_before:
+            return True
+        if fd is None or not fmt.RECORD_TIMES:
+            return False
+        tail = os.pread(fd, RECORD_TAIL_BYTES, max(0, st.st_size - RECORD_TAIL_BYTES))
+        newest = newest_record_time(tail)
+        return newest is not None and newest <= idle_before
 
-    def _packs(self, offset: int, st: os.stat_result) -> bool:
+    @staticmethod
+    def _level(ended: bool) -> int:
+        """An ended session's bytes are compressed once, in a pack or as sealed frames,
+        not as chunks to be recompressed a moment later."""
+        return SEAL_LEVEL if ended else INGEST_LEVEL
+
+    def _packs(self, ended: bool, st: os.stat_result) -> bool:
         """A small file of an ended session, read from its start, goes into a pack (see
         PackWriter): on its own it would find little to compress that its project's other
         sessions do not hold too."""
-        return (self._packer is not None and st.st_size <= tier1_store.PACK_MEMBER_MAX
-                and self._level(offset, st) == SEAL_LEVEL)
+        return self._packer is not None and ended and st.st_size <= tier1_store.PACK_MEMBER_MAX
 
     def sync(self, source: Source, relpath: PurePosixPath, summary: IngestSummary,
              on_bytes: Progress | None = None, prefetched: Prefetched | None = None) -> None:
@@ -505,7 +524,7 @@ class Ingestor:
                              and prefetched.stat_key == _stat_key(st)) else None
         if (pre is None and cursor.offset and isinstance(content, PlainContent)
                 and st.st_size - cursor.offset <= INLINE_BYTES):
-            pre = self._read_ahead(content.fd, cursor.offset, st)
+            pre = self._read_ahead(content.fd, cursor.offset, st, fmt)
         head: bytes | None
         fps: tuple[bytes, bytes] | None
         if pre is not None:  # the bytes before the offset, and their fingerprints, in hand
@@ -523,13 +542,15 @@ class Ingestor:
             summary.new_versions += 1
             logger.info("file was rewritten or truncated: storing a new version", path=path,
                         version=cursor.version)
-        level = self._level(cursor.offset, st)
+        ended = pre.ended if pre is not None else self._ended(
+            cursor.offset, st, content.fd if isinstance(content, PlainContent) else None, fmt)
+        level = self._level(ended)
         # Runs cut out of one shared file, and whole-file snapshots that replace each other:
         # those keep to chunks, whose rows know their file.
         sealed = level == SEAL_LEVEL and not role.run_marker and not role.snapshot
         # Only inside a group's transaction, which stores the pack before it commits.
         packer = self._packer if (sealed and settled
-                                  and self._packs(cursor.offset, st)) else None
+                                  and self._packs(ended, st)) else None
         writer = _PieceWriter(self.tier1, source.name, role, cursor,
                               head or b"", tail, st, self.clock.now(), sealed,
                               base=base if cursor.file_id else 0, packer=packer)

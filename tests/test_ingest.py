@@ -18,6 +18,7 @@ import pytest
 import zstandard
 
 from session_memory import ingest as ingest_mod
+from session_memory.formats.base import Format
 from session_memory.fswalk import Entry, OsWalker
 from session_memory.memory import Memory
 from session_memory.store import tier1 as tier1_mod
@@ -506,8 +507,8 @@ def test_bytes_written_while_a_file_is_read_are_the_next_passes(
     read_ahead = ingest_mod.Ingestor._read_ahead
 
     def agent_writes_on(self: ingest_mod.Ingestor, fd: int, offset: int,
-                        st: os.stat_result) -> ingest_mod.Prefetched | None:
-        got = read_ahead(self, fd, offset, st)
+                        st: os.stat_result, fmt: Format) -> ingest_mod.Prefetched | None:
+        got = read_ahead(self, fd, offset, st, fmt)
         with f.open("ab") as out:  # the agent's next line, once the new bytes are read
             out.write(meanwhile)
         return got

@@ -30,6 +30,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
@@ -38,6 +39,11 @@ import msgspec
 from session_memory.formats.events import Piece, Sink
 
 HEAD_BYTES = 64 * 1024
+
+# A JSON string that is one whole ISO 8601 time with its zone (not one quoted inside
+# another string, whose quotes are escaped): how the tools with RECORD_TIMES stamp records.
+_RECORD_TIME = re.compile(
+    rb'(?<!\\)"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)"')
 
 Head = Callable[[], bytes]
 """Reads the first bytes of a file's (decompressed) content, only when asked."""
@@ -161,3 +167,21 @@ def first_match(pattern: bytes, head: Head) -> str | None:
 
 def is_hidden(relpath: PurePosixPath) -> bool:
     return any(part.startswith(".") for part in relpath.parts)
+
+
+def newest_record_time(tail: bytes) -> float | None:
+    """The newest time stamped in these last bytes of a file of a tool with RECORD_TIMES,
+    as seconds since the epoch; None where there is none. Newest, not last: a later
+    record may quote an older time, never the other way round."""
+    newest: float | None = None
+    for match in _RECORD_TIME.finditer(tail):
+        when, fraction, zone = (g.decode("ascii") if g else "" for g in match.groups())
+        try:  # fromisoformat takes six digits of a second at most
+            stamp = datetime.fromisoformat(
+                f"{when}.{fraction[:6].ljust(6, '0')}{'+00:00' if zone == 'Z' else zone}"
+            ).timestamp()
+        except ValueError:
+            continue
+        if newest is None or stamp > newest:
+            newest = stamp
+    return newest

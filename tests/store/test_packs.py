@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -268,3 +269,38 @@ def test_a_sessions_files_are_packed_one_after_another(memory: Memory,
         "SELECT session_id FROM pack_members WHERE live ORDER BY pack_id, offset")]
     assert order == [f"claude-code:{ids[0]}"] * 3 + [f"claude-code:{ids[1]}"] * 3, order
 
+
+
+def test_a_copied_history_is_packed_by_the_times_its_records_carry(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    """A history copied without its mtimes (`cp`, `rsync` without -t) looks freshly written;
+    its records' own times say it ended long ago, so ingest packs it all the same. A file
+    whose newest record is recent is still being written: it takes chunks."""
+    now = memory.clock.now()
+
+    def stamp(seconds_ago: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S.123Z", time.gmtime(now - seconds_ago))
+
+    files = {
+        "old.jsonl": [{"type": "user", "timestamp": stamp(30 * 86400)},
+                      {"type": "assistant", "timestamp": stamp(29 * 86400)}],
+        "recent.jsonl": [{"type": "user", "timestamp": stamp(40 * 86400)},
+                         {"type": "assistant", "timestamp": stamp(5)}],
+        # An old time quoted inside a record's text is not the record's own time.
+        "quotes.jsonl": [{"type": "tool_result",
+                          "content": json.dumps({"at": stamp(30 * 86400)})}],
+    }
+    for name, records in files.items():
+        path = sources["mytool"] / name
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        os.utime(path, (now, now))  # written just now, as far as the mtime tells
+    memory.ingest()
+    packed = {sid for (sid,) in memory.tier1.conn.execute(
+        "SELECT session_id FROM pack_members WHERE live")}
+    assert packed == {"mytool:old.jsonl"}
+    chunked = {sid for (sid,) in memory.tier1.conn.execute(
+        "SELECT DISTINCT f.session_id FROM chunks c JOIN files f ON f.id = c.file_id")}
+    assert chunked == {"mytool:recent.jsonl", "mytool:quotes.jsonl"}
+    _reads_back(memory, {f"mytool:{name}": (sources["mytool"] / name).read_bytes()
+                         for name in files})
+    assert memory.check() == []
