@@ -1,6 +1,10 @@
 """structlog set up once: JSON lines (journald's <N> prefix under systemd), console on a TTY.
 
-The standard library's loggers (watchdog's among them) go through the same pipeline."""
+The standard library's loggers (watchdog's among them) go through the same pipeline.
+
+structlog loads, and the pipeline is set up, when something first logs (or `setup` is
+called): importing structlog costs a command's start-up 50 ms (it pulls in asyncio and
+rich's tracebacks), and most commands log nothing."""
 
 from __future__ import annotations
 
@@ -9,17 +13,34 @@ import os
 import sys
 from typing import Any
 
-import structlog
-
 _PRIORITY = {"critical": 2, "exception": 3, "error": 3, "warning": 4, "warn": 4,
              "info": 6, "debug": 7}
 _configured = False
+_handler: logging.Handler | None = None
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is when a record comes, as logging's last resort does:
+    the pipeline may be set up long after start, under a redirected or captured stderr."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 class _PriorityRenderer:
     """Prefix each JSON line with <N> so journald files it under the right priority."""
 
     def __init__(self) -> None:
+        import structlog
+
         self._json = structlog.processors.JSONRenderer()
 
     def __call__(self, logger: Any, name: str, event_dict: dict[str, Any]) -> str:
@@ -36,7 +57,9 @@ def under_systemd() -> bool:
 
 def setup(level: str = "info", *, force_json: bool | None = None) -> None:
     """Route structlog and the standard library (watchdog's loggers too) to stderr."""
-    global _configured
+    global _configured, _handler
+    import structlog
+
     use_json = force_json if force_json is not None else (
         under_systemd() or not sys.stderr.isatty())
     shared: list[Any] = [
@@ -55,10 +78,12 @@ def setup(level: str = "info", *, force_json: bool | None = None) -> None:
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(formatter)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Ours replaces ours; a handler someone else added (a test's log capture) stays.
+    root.handlers[:] = [h for h in root.handlers if h is not _handler] + [handler]
+    _handler = handler
     root.setLevel(level.upper())
     logging.getLogger("watchdog").setLevel(logging.WARNING)
     structlog.configure(
@@ -70,7 +95,29 @@ def setup(level: str = "info", *, force_json: bool | None = None) -> None:
     _configured = True
 
 
-def get(name: str) -> Any:
+def ensure_setup() -> None:
+    """Set the pipeline up now if nothing has (the level from SESSION_MEMORY_LOG_LEVEL)."""
     if not _configured:
         setup(os.environ.get("SESSION_MEMORY_LOG_LEVEL", "info"))
-    return structlog.get_logger(name)
+
+
+class _Logger:
+    """A module's logger: the structlog logger itself is made on the first call."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._logger: Any = None
+
+    def __getattr__(self, attr: str) -> Any:  # only what the instance lacks: info, bind…
+        if attr.startswith("__") or attr in ("_name", "_logger"):  # copy, pickle: no logger
+            raise AttributeError(attr)
+        if self._logger is None:
+            import structlog
+
+            ensure_setup()
+            self._logger = structlog.get_logger(self._name)
+        return getattr(self._logger, attr)
+
+
+def get(name: str) -> Any:
+    return _Logger(name)

@@ -31,8 +31,10 @@ HOOK_BUDGET_SECONDS = 20.0  # agents wait on their hooks: give up well before th
 @handle_errors
 def daemon(ctx: Context) -> None:
     """Run in the foreground: watch, ingest, analyze and sweep on schedule (systemd Type=notify)."""
+    from session_memory import log
     from session_memory.daemon import Daemon
 
+    log.ensure_setup()  # before the watcher starts: watchdog's own records go through it too
     settings = ctx.settings  # a bad config exits 78 here, before anything starts
     sys.exit(Daemon(settings, config_path=ctx.config_path).run())
 
