@@ -312,7 +312,7 @@ def test_usage_command_json_and_table(corpus_home: Path, local_tz: str,
     assert bad.exit_code == 2 and json.loads(bad.stdout)["exit_code"] == 2
     # On a terminal: a table with a bar a day and a totals row.
     console = Console(record=True, width=160, force_terminal=True)
-    monkeypatch.setattr(usage_cmd, "stdout", console)
+    monkeypatch.setattr(usage_cmd, "console", lambda err=False: console)
     with open_memory() as memory:
         usage_cmd._print_table("day", memory.usage("day"), False)
     text = console.export_text()

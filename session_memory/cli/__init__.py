@@ -2,28 +2,47 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
 import click
 
 from session_memory import __version__, exitcodes
-from session_memory.cli import (
-    analyze_cmd,
-    config_cmd,
-    daemon_cmd,
-    dashboard_cmd,
-    ingest_cmd,
-    mcp_cmd,
-    retention_cmd,
-    sessions_cmd,
-    status_cmd,
-    usage_cmd,
-)
 from session_memory.cli.common import Context, emit_error
 
+COMMAND_MODULES: dict[str, str] = {
+    "analyze": "analyze_cmd", "search": "analyze_cmd",
+    "config": "config_cmd",
+    "daemon": "daemon_cmd", "service": "daemon_cmd", "hook": "daemon_cmd",
+    "dashboard": "dashboard_cmd",
+    "ingest": "ingest_cmd",
+    "mcp": "mcp_cmd",
+    "sweep": "retention_cmd", "reports": "retention_cmd", "forget": "retention_cmd",
+    "sessions": "sessions_cmd", "show": "sessions_cmd", "export": "sessions_cmd",
+    "restore": "sessions_cmd", "pin": "sessions_cmd", "unpin": "sessions_cmd",
+    "status": "status_cmd", "check": "status_cmd",
+    "usage": "usage_cmd",
+}
+"""Each command's module under session_memory.cli, which adds it with its `register`."""
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """Imports a command's module only when that command is looked up (click's lazy-loading
+    pattern): a command starts without the other commands' modules and what they import.
+    --help, which lists them all, still imports them all."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(COMMAND_MODULES))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            module = importlib.import_module(f"{__name__}.{COMMAND_MODULES[cmd_name]}")
+            module.register(self)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
               envvar="SESSION_MEMORY_CONFIG",
               help="Config file (default: $XDG_CONFIG_HOME/session-memory/config.toml).")
@@ -32,11 +51,6 @@ from session_memory.cli.common import Context, emit_error
 def cli(ctx: click.Context, config_path: Path | None) -> None:
     """Keep a lasting, compact memory of AI coding-agent sessions inside a disk budget."""
     ctx.obj = Context(config_path)
-
-
-for module in (analyze_cmd, config_cmd, daemon_cmd, dashboard_cmd, ingest_cmd, mcp_cmd,
-               retention_cmd, sessions_cmd, status_cmd, usage_cmd):
-    module.register(cli)
 
 
 def main() -> None:

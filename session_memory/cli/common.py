@@ -11,18 +11,25 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import apsw
 import click
-from rich.console import Console
 
 from session_memory import config, exitcodes
 from session_memory.errors import FULL_MESSAGE, SessionMemoryError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from session_memory.memory import Memory
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
+
+@functools.cache
+def console(*, err: bool = False) -> Console:
+    """rich's console for stdout (or stderr), made on first use: rich costs a command 30 ms
+    of start-up, and only tables, progress bars and error messages need it."""
+    from rich.console import Console
+
+    return Console(stderr=err, soft_wrap=True)
 
 
 class Context:
@@ -70,7 +77,7 @@ def fail(message: str, code: int = exitcodes.ERROR, *, as_json: bool = False) ->
     """The message on stderr and exit `code`; with --json, also the error document."""
     if as_json:
         emit_error(message, code)
-    stderr.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    console(err=True).print(f"[red]error:[/red] {message}", highlight=False, markup=True)
     sys.exit(code)
 
 
@@ -95,7 +102,7 @@ def handle_errors(f: F) -> F:
         except KeyboardInterrupt:
             if as_json:
                 emit_error("interrupted", exitcodes.INTERRUPTED)
-            stderr.print("interrupted")
+            console(err=True).print("interrupted")
             sys.exit(exitcodes.INTERRUPTED)
         return None
 

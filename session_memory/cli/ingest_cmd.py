@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from session_memory.cli.common import Context, data_command, emit_json, stderr
+from session_memory.cli.common import Context, console, data_command, emit_json
 from session_memory.humanize import human_bytes
 
 
@@ -23,7 +23,7 @@ def ingest(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
             from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
             with Progress("[progress.description]{task.description}", BarColumn(),
-                          DownloadColumn(), TransferSpeedColumn(), console=stderr,
+                          DownloadColumn(), TransferSpeedColumn(), console=console(err=True),
                           transient=True) as bar:
                 task = bar.add_task("ingesting", total=None)
                 summary = memory.ingest(list(paths) or None,

@@ -6,17 +6,16 @@ import sys
 from typing import Any
 
 import click
-from rich.table import Table
 
 from session_memory import exitcodes
 from session_memory.cli.common import (
     Context,
+    console,
     data_command,
     emit_json,
     handle_errors,
     json_option,
     pass_ctx,
-    stdout,
 )
 from session_memory.humanize import human_bytes, human_time
 
@@ -63,6 +62,8 @@ def reports(click_ctx: click.Context, ctx: Context, limit: int, as_json: bool) -
                        f"{_evicted_count(r)}\t{r.get('bytes_freed')}\t{r.get('final_usage_bytes')}"
                        f"\t{len(r.get('overflow_data_loss') or [])}\t{len(r.get('errors') or [])}")
         return
+    from rich.table import Table  # here: only a table on a terminal needs rich
+
     table = Table("id", "when", "kind", "evicted", "freed", "usage after", "data loss", "errors")
     for r in rows:
         loss = len(r.get("overflow_data_loss") or [])
@@ -70,7 +71,7 @@ def reports(click_ctx: click.Context, ctx: Context, limit: int, as_json: bool) -
                       "dry run" if r["dry_run"] else "sweep", str(_evicted_count(r)),
                       human_bytes(r.get("bytes_freed")), human_bytes(r.get("final_usage_bytes")),
                       f"[red]{loss}[/red]" if loss else "0", str(len(r.get("errors") or [])))
-    stdout.print(table)
+    console().print(table)
 
 
 @reports.command("show")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.table import Table
-from rich.text import Text
 
 from session_memory import usage as usage_mod
-from session_memory.cli.common import Context, data_command, emit_json, stdout
+from session_memory.cli.common import Context, console, data_command, emit_json
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 BAR_WIDTH = 24
 _COLUMNS = usage_mod.FIELDS
@@ -62,6 +63,8 @@ def _cost(value: float | None) -> str:
 
 def _bar(value: int, largest: int) -> Text:
     """A bar of eighths: no plot library needed."""
+    from rich.text import Text
+
     if largest <= 0 or value <= 0:
         return Text("")
     eighths = max(1, round(value / largest * BAR_WIDTH * 8))
@@ -69,6 +72,10 @@ def _bar(value: int, largest: int) -> Text:
 
 
 def _print_table(by: str, rows: list[dict[str, Any]], breakdown: bool) -> None:
+    # Here: only a table on a terminal needs rich.
+    from rich.table import Table
+    from rich.text import Text
+
     timeline = by in ("day", "week", "month")
     table = Table(by, "sessions", *_HEADERS, "cost (USD)", *(["tokens"] if timeline else []),
                   show_footer=True)
@@ -86,7 +93,7 @@ def _print_table(by: str, rows: list[dict[str, Any]], breakdown: bool) -> None:
                                              *(f"{total[k]:,}" for k in _COLUMNS),
                                              _cost(total["cost_usd"])], strict=False):
         column.footer = value
-    stdout.print(table)
+    console().print(table)
     unpriced = sorted({m for r in rows for m in r.get("unpriced_models", [])})
     if unpriced:
         click.echo(f"no price known for {', '.join(unpriced)}: their rows show no cost "
@@ -120,6 +127,9 @@ def blocks(ctx: Context, since: str | None, active_only: bool, as_json: bool) ->
                 b["start"], b["end"], "active" if b["active"] else "gap" if b["gap"] else "",
                 *(b[k] for k in _COLUMNS), _cost(b["cost_usd"]))))
         return
+    from rich.table import Table  # here: only a table on a terminal needs rich
+    from rich.text import Text
+
     table = Table("start (local)", "", "models", *_HEADERS, "cost (USD)", "tokens")
     largest = max(usage_mod.tokens(b) for b in found)
     for b in found:
@@ -128,7 +138,7 @@ def blocks(ctx: Context, since: str | None, active_only: bool, as_json: bool) ->
         table.add_row(_local(b["start"]), status, ", ".join(b["models"]),
                       *(f"{b[k]:,}" for k in _COLUMNS), _cost(b["cost_usd"]),
                       _bar(usage_mod.tokens(b), largest))
-    stdout.print(table)
+    console().print(table)
 
 
 def _local(iso: str) -> str:

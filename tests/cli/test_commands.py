@@ -26,11 +26,17 @@ DATA = ["ingest", "analyze", "sweep", "status", "sessions", "show", "export", "r
         "config show", "config check", "service status", "dashboard"]
 
 
+def subcommand(group: click.Group, name: str) -> click.Command | None:
+    """Looked up as click does when it runs one: the top-level group loads a command's
+    module only then, so its `commands` holds only what was asked for."""
+    return group.get_command(click.Context(group), name)
+
+
 def command(path: str) -> click.Command:
     cmd: click.Command = cli
     for name in path.split():
         assert isinstance(cmd, click.Group), path
-        sub = cmd.commands.get(name)
+        sub = subcommand(cmd, name)
         assert sub is not None, f"missing command: {path}"
         cmd = sub
     return cmd
@@ -52,7 +58,9 @@ def test_every_command_has_help() -> None:
     def walk(cmd: click.Command, prefix: str) -> list[str]:
         missing = [] if (cmd.help or "").strip() else [prefix]
         if isinstance(cmd, click.Group):
-            for name, sub in cmd.commands.items():
+            for name in cmd.list_commands(click.Context(cmd)):
+                sub = subcommand(cmd, name)
+                assert sub is not None, f"listed but missing: {prefix} {name}"
                 missing += walk(sub, f"{prefix} {name}".strip())
         return missing
 
