@@ -6,11 +6,8 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import platformdirs
 
 from session_memory import formats, prices
 from session_memory.errors import ConfigError
@@ -130,18 +127,30 @@ class Settings:
 
 
 def default_config_text() -> str:
-    packaged = resources.files("session_memory").joinpath("default_config.toml")
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
+    # The packaged file beside this module, read as a plain file (importlib.resources would
+    # cost every command 10 ms of start-up); as a resource only when imported from a zip.
+    here = Path(__file__).parent
+    beside = here / "default_config.toml"
+    if beside.is_file():
+        return beside.read_text(encoding="utf-8")
+    if not here.is_dir():
+        from importlib import resources
+
+        return resources.files("session_memory").joinpath("default_config.toml").read_text(
+            encoding="utf-8")
     # A source checkout (editable install): the documented file itself.
     return (Path(__file__).resolve().parent.parent / "config" / "config.toml").read_text("utf-8")
 
 
 def user_config_path() -> Path:
+    import platformdirs  # here: with --config and data_dir set, a command starts without it
+
     return Path(platformdirs.user_config_dir(APP)) / "config.toml"
 
 
 def default_data_dir() -> Path:
+    import platformdirs
+
     return Path(platformdirs.user_data_dir(APP))
 
 

@@ -12,14 +12,11 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from session_memory import formats, maintenance, readers, retention, safe_write
 from session_memory import ingest as ingest_mod
 from session_memory import usage as usage_mod
-from session_memory.analyze import run as analyze_run
-from session_memory.analyze import worker as analyze_worker
-from session_memory.analyze.digest import ANALYZER_VERSION, whole_session_spend
 from session_memory.clock import Clock, SystemClock
 from session_memory.config import Settings
 from session_memory.errors import EvictedError, NotFoundError, SessionMemoryError, UsageError
@@ -27,6 +24,11 @@ from session_memory.fswalk import OsWalker, Walker
 from session_memory.prices import PriceBook
 from session_memory.store.tier1 import Tier1
 from session_memory.store.tier2 import Tier2
+
+if TYPE_CHECKING:
+    # Imported where used: analysis (its worker pool, the digest builder) would cost every
+    # command's start-up 15 ms, ingest's too.
+    from session_memory.analyze import run as analyze_run
 
 TIER1_FILE = "tier1.db"
 TIER2_FILE = "tier2.db"
@@ -398,6 +400,8 @@ class Memory:
     def analyze_report(self, ids: list[str] | None = None, *, include_active: bool = False,
                        force: bool = False) -> analyze_run.AnalyzeResult:
         """As `analyze`, with what was skipped or failed, and why."""
+        from session_memory.analyze import run as analyze_run
+
         resolved = [self.resolve_id(i) for i in ids] if ids else None
         result = analyze_run.analyze(self.tier1, self.tier2, self.settings, self.clock,
                                      self.idle_before, resolved, include_active=include_active,
@@ -408,6 +412,8 @@ class Memory:
     def reanalyze_stale(self, limit: int = 64) -> list[str]:
         """Analyze again (from Tier 1) up to `limit` analyzed sessions whose digest an older
         analyzer made; evicted ones keep their digest. Returns the ids analyzed."""
+        from session_memory.analyze.digest import ANALYZER_VERSION
+
         stale = self.tier2.stale_digest_ids(ANALYZER_VERSION)
         if not stale:
             return []
@@ -426,6 +432,8 @@ class Memory:
         """A page of the session's messages and tool calls, in order, from its raw bytes in
         Tier 1: redacted as digests are, long tool output summarised (transcript.py)."""
         from session_memory import formats, transcript
+        from session_memory.analyze import run as analyze_run
+        from session_memory.analyze import worker as analyze_worker
 
         sid = self.resolve_id(session_id)
         with self.tier1.snapshot():
@@ -499,6 +507,9 @@ class Memory:
         writer (the daemon does it after each analysis)."""
         if self.read_only:
             return 0
+        from session_memory.analyze import run as analyze_run
+        from session_memory.analyze.digest import whole_session_spend
+
         items = []
         for rowid, source, digest in self.tier2.digests_without_usage():
             fmt = analyze_run.format_of(self.settings, source)
