@@ -39,6 +39,7 @@ from session_memory.analyze.digest import ANALYZER_VERSION
 from session_memory.memory import TIER1_FILE, TIER2_FILE, Memory
 from session_memory.store.tier1 import Tier1
 from session_memory.store.tier2 import Tier2
+from tests.bench.installed import compile_package
 from tests.conftest import OUTSIDE_VARS, home_environ
 from tests.mcp_client import mcp_client
 
@@ -202,6 +203,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="build the store in this folder (and reuse "
                         "it when it is already there) instead of a temporary one")
     args = parser.parse_args()
+    compile_package()  # the server starts as an installed package does
     with tempfile.TemporaryDirectory() as tmp:
         home = (args.keep or Path(tmp)) / "home"
         built = home.exists()

@@ -36,6 +36,7 @@ from session_memory.clock import FixedClock  # noqa: E402
 from session_memory.memory import Memory  # noqa: E402
 from tests.bench import corpus, workstation  # noqa: E402
 from tests.bench.baseline import zstd_seconds  # noqa: E402
+from tests.bench.installed import compile_package  # noqa: E402
 
 SHARED_REAL = REPO.parent / "shared" / "fixtures" / "real"
 FORMAT_OF = {"claude-code": "claude-code", "codex": "codex", "gemini-cli": "gemini-cli",
@@ -132,6 +133,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--where", type=Path, default=Path(tempfile.gettempdir()))
     args = ap.parse_args()
+    compile_package()  # the ingest subprocess starts as an installed package does
     for case in args.case or ["workstation", "large", "real"]:
         bench_case(case, args.where, args.runs)
 
