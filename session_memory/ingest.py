@@ -189,11 +189,14 @@ class Ingestor:
         summary = summary or IngestSummary()
         self._roots.clear()  # a pass resolves each root once, and sees a reloaded config
         # A whole walk reads every cursor at once; named paths (the watcher's few changed
-        # files) look up their own, so their cost does not grow with the store.
-        known = ({(c.source, c.phys_path): c for c in self.tier1.cursors()}
-                 if paths is None else None)
+        # files) look up only theirs, in one query, so their cost does not grow with the store.
+        entries = list(self._entries(paths, summary))
+        known = ({(c.source, c.phys_path): c for c in self.tier1.cursors()} if paths is None
+                 else self.tier1.cursors_at(
+                     (source.name, str(entry.relpath)) for source, _, entry in entries
+                     if entry.kind == "file" and _is_utf8(str(entry.relpath))))
         out: list[Candidate] = []
-        for source, root, entry in self._entries(paths, summary):
+        for source, root, entry in entries:
             if entry.kind != "file":
                 self._report_odd(source, root, entry, summary)
                 continue
@@ -207,8 +210,7 @@ class Ingestor:
                 summary.skipped += 1
                 continue
             st = entry.stat
-            cursor = (known.get((source.name, phys)) if known is not None
-                      else self.tier1.cursor_at(source.name, phys))
+            cursor = known.get((source.name, phys))
             if cursor and cursor.same_stat(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns):
                 continue
             offset = cursor.offset if cursor else 0
@@ -237,7 +239,7 @@ class Ingestor:
                 continue
             source, root, rel = found
             try:
-                st = os.lstat(os.path.join(root, rel))
+                st = os.lstat(f"{root}/{rel}")
             except OSError as e:
                 logger.error("cannot read path", path=str(path), reason=e.strerror)
                 summary.errors += 1
@@ -683,8 +685,17 @@ def _read_order(todo: list[Candidate]) -> list[Candidate]:
     by folder stored 0.54 of per-file zstd -3 after the idle work, packs by week 0.62),
     and a file right before the folder of its own name (a transcript, then its
     subagents'), so that a session's files share a pack."""
-    return sorted(todo, key=lambda c: (c.source.name,
-                                       (*c.relpath.parent.parts, c.relpath.stem)))
+    return sorted(todo, key=_read_key)
+
+
+def _read_key(c: Candidate) -> tuple[str, list[str]]:
+    """(source, the folders of the file's path then its stem), from the path's text: a
+    watcher's pass sorts a few hundred files, path objects would cost more than the sort."""
+    parts = str(c.relpath).split("/")
+    name = parts[-1]
+    dot = name.rfind(".")
+    parts[-1] = name[:dot] if 0 < dot < len(name) - 1 else name  # PurePath.stem
+    return c.source.name, parts
 
 
 def _locate(path: str, roots: list[tuple[Source, Path, str]]

@@ -212,6 +212,24 @@ class Tier1:
                 return c
         return None
 
+    def cursors_at(self, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Cursor]:
+        """cursor_at for many (source, physical path) pairs at once, by (source, physical
+        path); pairs without one are left out."""
+        asked = set(wanted)
+        paths: dict[str, set[str]] = {}
+        for source, phys in asked:
+            paths.setdefault(source, set()).update((phys, phys.removesuffix(".zst")))
+        found: dict[tuple[str, str], Cursor] = {}
+        for source, names in paths.items():
+            for row in self.conn.execute(
+                    f"SELECT {_CURSOR_COLS} FROM cursors WHERE source = ? AND path IN "
+                    "(SELECT value FROM json_each(?))", (source, json.dumps(sorted(names)))):
+                c = Cursor(*row)
+                # As cursor_at: the cursor under the file's own path comes first.
+                if c.path == c.phys_path or (c.source, c.phys_path) not in found:
+                    found[c.source, c.phys_path] = c
+        return {key: c for key, c in found.items() if key in asked}
+
     def append_point(self, source: str, phys_path: str) -> AppendPoint | None:
         """cursor_at's cursor, with its session's state and its file row's base offset:
         what an append reads before it writes, in one lookup instead of three."""

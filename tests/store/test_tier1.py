@@ -487,3 +487,21 @@ def test_a_cursor_saved_again_stays_one_row_whatever_session_it_moves_to(
     assert t.append_point("src", "a.jsonl") is None  # the file it follows is the .zst
     assert t.append_point("src", "b.jsonl") is None
     t.close()
+
+
+def test_cursors_at_finds_what_cursor_at_finds_for_many_files_at_once(tmp_path: Path) -> None:
+    t = Tier1(tmp_path / "t1.db")
+    zst = Cursor("src", "a.jsonl", "a.jsonl.zst", "src:a", 0, 1, 0, 10, b"h", b"t", 1, 2, 10, 5)
+    plain = Cursor("src", "b.jsonl", "b.jsonl", "src:b", 0, 1, 0, 4, b"h", b"t", 1, 3, 4, 5)
+    other = Cursor("dst", "b.jsonl", "b.jsonl", "dst:b", 0, 1, 0, 4, b"h", b"t", 1, 4, 4, 5)
+    with t.transaction():
+        for c in (zst, plain, other):
+            t.save_cursor(c)
+    asked = [("src", "a.jsonl.zst"), ("src", "a.jsonl"), ("src", "b.jsonl"),
+             ("src", "c.jsonl"), ("dst", "b.jsonl"), ("dst", "a.jsonl.zst")]
+    found = t.cursors_at(iter(asked))
+    assert found == {("src", "a.jsonl.zst"): zst, ("src", "b.jsonl"): plain,
+                     ("dst", "b.jsonl"): other}
+    assert all(found.get(key) == t.cursor_at(*key) for key in asked)
+    assert t.cursors_at([]) == {}
+    t.close()
