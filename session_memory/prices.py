@@ -15,11 +15,12 @@ import fnmatch
 import functools
 import importlib.util
 import json
-import os
 from dataclasses import astuple, dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from session_memory import safe_write
 
 PROMPT_TIERS = (32_000, 100_000, 128_000, 199_999, 200_000, 256_000, 272_000, 512_000,
                 524_288, 1_000_000)
@@ -140,16 +141,10 @@ class PriceBook:
         that cannot be written is only slower next time)."""
         if not self._dirty or self.cache_file is None or self._stamp is None:
             return
-        tmp = self.cache_file.with_name(f".{self.cache_file.name}.{os.getpid()}")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump({"stamp": self._stamp, "prices": self._table}, out)
-            os.replace(tmp, self.cache_file)
+        doc = json.dumps({"stamp": self._stamp, "prices": self._table}).encode()
+        with contextlib.suppress(OSError):
+            safe_write.replace_file(self.cache_file, [doc])
             self._dirty = False
-        except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
 
     def _override(self, model: str) -> Price | None:
         entry = self.overrides.get(model)

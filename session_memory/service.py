@@ -13,6 +13,7 @@ from typing import Any
 
 import platformdirs
 
+from session_memory import safe_write
 from session_memory.config import Settings
 from session_memory.memory import daemon_status
 from session_memory.store import db
@@ -88,9 +89,7 @@ def install(settings: Settings, *, config_path: Path | None = None,
     Path(platformdirs.user_config_dir("session-memory")).mkdir(parents=True, exist_ok=True)
     text = render_unit(entry_point(), settings.data_dir,
                        config_path.resolve() if config_path else None)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    safe_write.replace_file(path, [text.encode("utf-8")], mode=0o644)  # not a secret
     result: dict[str, Any] = {"unit_path": str(path), "commands": [" ".join(ENABLE),
                                                                    " ".join(LINGER)],
                               "ran": []}

@@ -6,10 +6,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+from session_memory import safe_write
 from session_memory.dashboard.gather import gather as gather_data
 from session_memory.dashboard.page import render
 from session_memory.errors import SessionMemoryError
@@ -25,17 +25,11 @@ def write(memory: Memory, path: Path) -> dict[str, Any]:
     data = gather_data(memory)
     html = render(data).encode()
     path = path.expanduser()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(html)
-        os.replace(tmp, path)
+        safe_write.replace_file(path, [html])
     except OSError as e:
         raise SessionMemoryError(f"cannot write the dashboard to {path}: "
                                  f"{e.strerror or e}") from e
-    finally:
-        tmp.unlink(missing_ok=True)
     return {"path": str(path.resolve()), "bytes": len(html),
             "sweeps": len(data["sweeps"]["id"]), "sessions": data["now"]["sessions"]["total"],
             "data_loss_sessions": len(data["data_loss"])}
