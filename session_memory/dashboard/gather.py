@@ -37,13 +37,14 @@ def gather(memory: Memory) -> dict[str, Any]:
         sessions = memory.sessions()
         projects = memory.projects()
         spend = _spend(memory)
+    details = [_detail(r) for r in reports]  # each report's sessions, walked once
     data = {
         "generated_at": now,
         "data_dir": status["data_dir"],
         "now": _now(memory, status),
         "sweeps": _sweeps(reports),
-        "reports": _report_rows(reports),
-        "details": _details(reports),
+        "reports": _report_rows(reports, details),
+        "details": _details(reports, details),
         "data_loss": _data_loss(reports),
         "largest": _largest(sessions, projects, now),
         "by_source": _by_key(sessions, lambda s: s["source"]),
@@ -121,42 +122,47 @@ def _report_row(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _report_rows(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _report_rows(reports: list[dict[str, Any]],
+                 details: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The reports the page lists as a table: the newest, and every one that lost data or
     failed (those matter however old they are)."""
     rows = []
-    for i, r in enumerate(reports):
+    for i, (r, detail) in enumerate(zip(reports, details, strict=True)):
         if i < RECENT_REPORTS or r.get("overflow_data_loss") or r.get("errors"):
-            rows.append(_report_row(r) | {"detail": _detail(r, LISTED_PER_REPORT)})
+            rows.append(_report_row(r) | {"detail": _limited(detail, LISTED_PER_REPORT)})
     return rows
 
 
-def _detail(r: dict[str, Any], limit: int | None = None) -> dict[str, Any]:
-    """A report's sessions (pass, stored bytes), warnings and errors. With `limit`, at most
-    that many sessions besides those lost, which are always all there."""
-    evictions = [[e["id"], e.get("pass"), e.get("stored_bytes")] for e in _evictions(r)]
-    omitted = 0
-    if limit is not None and len(evictions) > limit:
-        lost = [e for e in evictions if e[1] == "overflow"]
-        kept = [e for e in evictions if e[1] != "overflow"][:max(0, limit - len(lost))]
-        omitted = len(evictions) - len(lost) - len(kept)
-        evictions = lost + kept
+def _detail(r: dict[str, Any]) -> dict[str, Any]:
+    """A report's sessions (pass, stored bytes), warnings and errors."""
     return {
-        "evictions": evictions,
-        "omitted": omitted,
+        "evictions": [[e["id"], e.get("pass"), e.get("stored_bytes")] for e in _evictions(r)],
+        "omitted": 0,
         "analyzed": list(r.get("overflow_analyzed") or []),
         "warnings": list(r.get("warnings") or []),
         "errors": list(r.get("errors") or []),
     }
 
 
-def _details(reports: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _limited(detail: dict[str, Any], limit: int) -> dict[str, Any]:
+    """The detail with at most `limit` sessions besides those lost, which are always all
+    there."""
+    evictions = detail["evictions"]
+    if len(evictions) <= limit:
+        return detail
+    lost = [e for e in evictions if e[1] == "overflow"]
+    kept = [e for e in evictions if e[1] != "overflow"][:max(0, limit - len(lost))]
+    return detail | {"evictions": lost + kept,
+                     "omitted": len(evictions) - len(lost) - len(kept)}
+
+
+def _details(reports: list[dict[str, Any]],
+             details: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Each report's sessions, warnings and errors, newest first until the budget is spent;
     a report that lost data always."""
     out: dict[str, dict[str, Any]] = {}
     spent = 0
-    for r in reports:
-        detail = _detail(r)
+    for r, detail in zip(reports, details, strict=True):
         size = len(json.dumps(detail))
         if spent + size <= DETAIL_BUDGET_CHARS or r.get("overflow_data_loss"):
             out[r["id"]] = detail
