@@ -56,6 +56,16 @@ def test_the_documented_file_is_the_packaged_default(tmp_path: Path) -> None:
     assert config.settings_from(tomllib.loads(packaged)) == config.load(defaults_only=True)
 
 
+def test_default_document_builds_the_defaults_and_is_a_copy() -> None:
+    doc = config.default_document()
+    assert config.settings_from(doc) == config.load(defaults_only=True)
+    doc["retention"]["raw_soft_cap"] = "1MiB"
+    doc["sources"] = {}
+    changed = config.settings_from(doc)
+    assert changed.retention.raw_soft_cap == 2**20 and changed.sources == {}
+    assert config.default_document()["retention"]["raw_soft_cap"] == "4GiB"
+
+
 def test_user_file_merges_over_defaults(home: Path) -> None:
     write_config(home, """
 [storage]

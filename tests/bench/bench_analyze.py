@@ -30,7 +30,7 @@ LATER = 4e9  # a clock far past every file: all sessions have ended
 def settings_for(root: Path, data: Path) -> config.Settings:
     from session_memory import config
 
-    doc = config._read_toml(config.default_config_text(), "defaults")
+    doc = config.default_document()
     doc["storage"] = {"data_dir": str(data)}
     doc["sources"] = {"bench": {"format": "claude-code", "root": str(root)}}
     return config.settings_from(doc)

@@ -26,7 +26,7 @@ from tests.bench.baseline import zstd_seconds  # noqa: E402
 
 
 def settings_for(root: Path, data: Path) -> config.Settings:
-    doc = config._read_toml(config.default_config_text(), "defaults")
+    doc = config.default_document()
     doc["storage"] = {"data_dir": str(data)}
     doc["sources"] = {"bench": {"format": "claude-code", "root": str(root)}}
     return config.settings_from(doc)

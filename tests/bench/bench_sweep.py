@@ -30,7 +30,7 @@ _SERIES = "WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE 
 
 
 def settings_for(data: Path, soft: int, max_age_days: float = 3650) -> config.Settings:
-    doc = config._read_toml(config.default_config_text(), "defaults")
+    doc = config.default_document()
     doc["storage"] = {"data_dir": str(data)}
     doc["sources"] = {}
     doc["retention"].update(raw_soft_cap=soft, raw_hard_cap=max(soft, 1 << 50),

@@ -41,7 +41,7 @@ MODELS = ["claude-sonnet-4-5-20250929", "claude-opus-4-7", "claude-haiku-4-5-202
 
 
 def settings_for(data: Path) -> config.Settings:
-    doc = config._read_toml(config.default_config_text(), "defaults")
+    doc = config.default_document()
     doc["storage"] = {"data_dir": str(data)}
     doc["sources"] = {}
     return config.settings_from(doc)
