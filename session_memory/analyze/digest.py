@@ -141,7 +141,7 @@ class KeyedSpend:
     sums: list[list[Any]]
     """Each cell's [first_at, last_at, input, output, cache_creation, cache_creation_1h,
     cache_read, reasoning, responses]."""
-    hashes: array[int]  # each response's key_digest
+    hashes: array[int]  # each response's key, hashed (see DigestBuilder.spend)
     at: array[float]  # its time, epoch seconds
     cell: array[int]  # its cell
     counts: array[int]  # its 6 counts (as in the sums), 6 a response
@@ -153,37 +153,53 @@ class KeyedSpend:
 
     def add(self, key_hash: int, entry: tuple[Any, ...], cells: dict[tuple[int, str, int],
                                                                         int]) -> None:
-        """One final response, `entry` as DigestBuilder.spend makes them."""
-        counts = entry[5:11]
+        """One final response, `entry` as DigestBuilder.spend makes them: (cell key, time,
+        6 counts, sidechain, tokens)."""
+        where, when, counts = entry[0], entry[1], entry[2]
         self.hashes.append(key_hash)
-        self.at.append(entry[3])
-        self.cell.append(self._cell(entry, cells))
-        self.counts.extend(counts)
-        self.tokens.append(counts[0] + counts[1] + counts[2] + counts[4])
-
-    def extend(self, entries: dict[int, tuple[Any, ...]],
-               cells: dict[tuple[int, str, int], int]) -> None:
-        """Many final responses by key hash, in order: as `add` each, in fewer steps."""
-        values = list(entries.values())
-        cell = [self._cell(entry, cells) for entry in values]
-        self.hashes.extend(entries)
-        self.at.extend([e[3] for e in values])
-        self.cell.extend(cell)
-        self.counts.extend([n for e in values for n in e[5:11]])
-        self.tokens.extend([e[5] + e[6] + e[7] + e[9] for e in values])
-
-    def _cell(self, entry: tuple[Any, ...], cells: dict[tuple[int, str, int], int]) -> int:
-        """The index of the entry's (hour, model, prompt class) cell, its sums now holding
-        the entry."""
-        where, when = entry[:3], entry[3]
+        self.at.append(when)
         i = cells.get(where)
         if i is None:
             i = cells[where] = len(self.cells)
             self.cells.append(where)
-            self.sums.append([when, when, *entry[5:11], 1])
+            self.sums.append([when, when, *counts, 1])
         else:
-            _fold(self.sums[i], when, entry[5:11])
-        return i
+            _fold(self.sums[i], when, counts)
+        self.cell.append(i)
+        self.counts.extend(counts)
+        self.tokens.append(entry[4])
+
+    def extend(self, entries: dict[int, tuple[Any, ...]],
+               cells: dict[tuple[int, str, int], int]) -> None:
+        """Many final responses by key hash, in order: as `add` each, each cell's sums
+        taken over its responses at once (column by column) instead of one at a time."""
+        values = list(entries.values())
+        groups: dict[tuple[int, str, int], list[tuple[Any, ...]]] = {}
+        for entry in values:
+            group = groups.get(entry[0])
+            if group is None:
+                groups[entry[0]] = [entry]
+            else:
+                group.append(entry)
+        for where, group in groups.items():
+            whens = [e[1] for e in group]
+            first, last = min(whens), max(whens)
+            sums = list(map(sum, zip(*[e[2] for e in group], strict=True)))
+            i = cells.get(where)
+            if i is None:
+                cells[where] = len(self.cells)
+                self.cells.append(where)
+                self.sums.append([first, last, *sums, len(group)])
+            else:
+                row = self.sums[i]
+                row[0], row[1] = min(row[0], first), max(row[1], last)
+                row[2:8] = map(operator.add, row[2:8], sums)
+                row[8] += len(group)
+        self.hashes.extend(entries)
+        self.at.extend([e[1] for e in values])
+        self.cell.extend([cells[e[0]] for e in values])
+        self.counts.extend([n for e in values for n in e[2]])
+        self.tokens.extend([e[4] for e in values])
 
 
 def _fold(row: list[Any], when: float, counts: Sequence[int]) -> None:
@@ -349,23 +365,27 @@ class DigestBuilder(ev.Sink):
         when = to_epoch(at)
         if when is None:
             return  # no hour to put it in (its tokens still count in `tokens`)
-        hour = int(when // 3600)
-        name = model or UNKNOWN_MODEL
         prompt = input + cache_creation + cache_read
-        prompt_over = prompt_class(prompt) if prompt > _FIRST_TIER else 0
+        where = (int(when // 3600), model or UNKNOWN_MODEL,
+                 prompt_class(prompt) if prompt > _FIRST_TIER else 0)
         counts: tuple[int, ...] = (input, output, cache_creation, cache_creation_1h,
                                    cache_read, reasoning)
-        if not -_MAX_COUNT <= min(counts) <= max(counts) <= _MAX_COUNT:
+        if (input | output | cache_creation | cache_creation_1h | cache_read | reasoning
+                ) >> _COUNT_BITS:  # past 2**48, or below 0: see _storable
             counts = tuple(map(_storable, counts))
         if key is None:
-            row = self.spent_keyless.get((hour, name, prompt_over))
+            row = self.spent_keyless.get(where)
             if row is None:
-                self.spent_keyless[(hour, name, prompt_over)] = [when, when, *counts, 1]
+                self.spent_keyless[where] = [when, when, *counts, 1]
             else:
                 _fold(row, when, counts)
             return
-        key_hash = key_digest(f"{self.source}\0{key}")
-        entry = (hour, name, prompt_over, when, when, *counts, 1, sidechain)
+        key_hash = int.from_bytes(_blake2b(f"{self.source}\0{key}".encode(),
+                                           digest_size=8).digest(), "big", signed=True)
+        # The key as a signed 64-bit integer, the same in every process; then (cell, time,
+        # counts, sidechain, tokens): what KeyedSpend keeps of it, and what decides which
+        # copy wins.
+        entry = (where, when, counts, sidechain, counts[0] + counts[1] + counts[2] + counts[4])
         recent = self.spent_recent
         old = recent.get(key_hash)
         if old is None:
@@ -378,7 +398,9 @@ class DigestBuilder(ev.Sink):
                 if self.spent_retired is None:
                     self.spent_retired = _SeenFilter()
                 self.spent_retired.add(oldest)
-        elif _better_copy(entry, old):
+        elif old[3] != sidechain and old[3] or old[3] == sidechain and entry[4] > old[4]:
+            # A main-thread copy beats a sidechain's, then the one with more tokens
+            # (ccusage's rule).
             recent[key_hash] = entry
 
     def spend_rows(self) -> list[tuple[Any, ...]]:
@@ -517,18 +539,7 @@ class DigestBuilder(ev.Sink):
         return result
 
 
-def _better_copy(new: tuple[Any, ...], old: tuple[Any, ...]) -> bool:
-    """Whether a copy of a response replaces the one kept: a main-thread copy beats a
-    sidechain's, then the one with more tokens (ccusage's rule)."""
-    if new[-1] != old[-1]:
-        return bool(old[-1])
-    return bool(sum(new[5:10]) - new[8] > sum(old[5:10]) - old[8])
-
-
-def key_digest(key: str) -> int:
-    """A response key as a signed 64-bit integer, the same in every process."""
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big",
-                          signed=True)
+_blake2b = hashlib.blake2b
 
 
 def whole_session_spend(digest: dict[str, Any], input_includes_cache_read: bool
@@ -561,7 +572,8 @@ def build(source: str, parse: Callable[[ev.Sink], None], *,
     return builder.digest()
 
 
-_MAX_COUNT = 2**48
+_COUNT_BITS = 48
+_MAX_COUNT = 1 << _COUNT_BITS
 _FIRST_TIER = PROMPT_TIERS[0]
 """A prompt of no more tokens than this is of class 0, without a search of the tiers."""
 
