@@ -124,6 +124,8 @@ class Candidate:
     stat: os.stat_result
     pending_bytes: int
     offset: int
+    point: AppendPoint | None = None
+    """Its append point as the pass's plan read it (see Ingestor._planned_point)."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,13 @@ class Ingestor:
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="compress")
         self._packer: PackWriter | None = None
         """While `run` stores a group of small files in one transaction: their pack."""
+        self._plan_version: int | None = None
+        """The store's data_version when the plan read its append points; None once they
+        may be out of date (see _planned_point)."""
+        self._planned_current = False
+        """Whether no other process has written since then (checked as a group begins)."""
+        self._synced: set[tuple[str, str]] = set()
+        """(source, logical path) of the files this pass has come to so far."""
 
     def close(self) -> None:
         self._pool.shutdown()
@@ -189,12 +198,23 @@ class Ingestor:
         summary = summary or IngestSummary()
         self._roots.clear()  # a pass resolves each root once, and sees a reloaded config
         # A whole walk reads every cursor at once; named paths (the watcher's few changed
-        # files) look up only theirs, in one query, so their cost does not grow with the store.
+        # files) look up only their append points, in one query, so their cost does not grow
+        # with the store (and their appends need not look them up again: see _planned_point).
         entries = list(self._entries(paths, summary))
-        known = ({(c.source, c.phys_path): c for c in self.tier1.cursors()} if paths is None
-                 else self.tier1.cursors_at(
-                     (source.name, str(entry.relpath)) for source, _, entry in entries
-                     if entry.kind == "file" and _is_utf8(str(entry.relpath))))
+        self._synced.clear()
+        self._plan_version = None
+        points: dict[tuple[str, str], AppendPoint] = {}
+        if paths is None:
+            known = {(c.source, c.phys_path): c for c in self.tier1.cursors()}
+        else:
+            # Read first: a write by another process after it, even one the query below
+            # sees, makes the points count as out of date.
+            version = self.tier1.data_version()
+            points = self.tier1.append_points(
+                (source.name, str(entry.relpath)) for source, _, entry in entries
+                if entry.kind == "file" and _is_utf8(str(entry.relpath)))
+            known = {key: point.cursor for key, point in points.items()}
+            self._plan_version = version
         out: list[Candidate] = []
         for source, root, entry in entries:
             if entry.kind != "file":
@@ -214,7 +234,8 @@ class Ingestor:
             if cursor and cursor.same_stat(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns):
                 continue
             offset = cursor.offset if cursor else 0
-            out.append(Candidate(source, entry.relpath, st, max(st.st_size - offset, 0), offset))
+            out.append(Candidate(source, entry.relpath, st, max(st.st_size - offset, 0), offset,
+                                 points.get((source.name, phys))))
         return _read_order(out)
 
     def _entries(self, paths: list[Path] | None,
@@ -342,11 +363,13 @@ class Ingestor:
                 if cand.pending_bytes < GROUP_COMMIT_BYTES and not group_files:
                     group.enter_context(self.tier1.transaction("ingest"))
                     group.push(store_pack)
+                    self._planned_current = self._plan_version == self.tier1.data_version()
                 elif cand.pending_bytes >= GROUP_COMMIT_BYTES:
                     group.close()
                     group_bytes = group_files = 0
                 self.sync(cand.source, cand.relpath, summary, on_bytes=step,
-                          prefetched=current.result() if current is not None else None)
+                          prefetched=current.result() if current is not None else None,
+                          planned=cand.point)
                 if cand.pending_bytes < GROUP_COMMIT_BYTES:
                     group_bytes += cand.pending_bytes
                     group_files += 1
@@ -427,12 +450,14 @@ class Ingestor:
         return self._packer is not None and ended and st.st_size <= tier1_store.PACK_MEMBER_MAX
 
     def sync(self, source: Source, relpath: PurePosixPath, summary: IngestSummary,
-             on_bytes: Progress | None = None, prefetched: Prefetched | None = None) -> None:
-        """Bring one source file's stored copy up to date. Never raises for a bad file."""
+             on_bytes: Progress | None = None, prefetched: Prefetched | None = None,
+             planned: AppendPoint | None = None) -> None:
+        """Bring one source file's stored copy up to date. Never raises for a bad file.
+        `planned`: its append point as the pass's plan read it."""
         root = self._root(source)
         path = os.path.join(root, relpath)
         try:
-            self._sync(source, root, relpath, summary, on_bytes, prefetched)
+            self._sync(source, root, relpath, summary, on_bytes, prefetched, planned)
         except _CursorMovedError:
             logger.debug("stored meanwhile by another process; next pass", path=str(path))
         except OSError as e:
@@ -445,9 +470,19 @@ class Ingestor:
                        errno=e.errno)
             summary.errors += 1
 
+    def _planned_point(self, source: Source, planned: AppendPoint | None) -> bool:
+        """Whether the append point the plan read is still what the store holds, so that
+        an append read inside its group's transaction need not read it again: no other
+        process has written since (the store's data_version, which only another
+        connection's commit changes, is what it was before the plan read), and this pass
+        has not come to the same cursor already, nor brought back an evicted session
+        (which moves the cursors of all its files)."""
+        return (planned is not None and self._planned_current
+                and (source.name, planned.cursor.path) not in self._synced)
+
     def _sync(self, source: Source, root: Path, relpath: PurePosixPath,
               summary: IngestSummary, on_bytes: Progress | None,
-              prefetched: Prefetched | None) -> None:
+              prefetched: Prefetched | None, planned: AppendPoint | None = None) -> None:
         fmt = self._format(source)
         path = os.path.join(root, relpath)
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -461,13 +496,15 @@ class Ingestor:
             # Read inside the transaction that will store the bytes (a group's), the cursor
             # cannot change before they are: no need to read it again to compare.
             settled = self.tier1.in_transaction()
-            point = self.tier1.append_point(source.name, phys)
+            point = (planned if settled and self._planned_point(source, planned)
+                     else self.tier1.append_point(source.name, phys))
             cursor = point.cursor if point else None
             if cursor and cursor.same_stat(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns):
                 return
             role = fmt.identify(relpath, lambda: head(fd, relpath))
             if role is None:
                 return
+            self._synced.add((source.name, role.logical_path))
             if role.compressed and os.path.exists(root / role.logical_path):
                 return  # the .jsonl twin is being written: it is the one we follow
             if cursor is None or cursor.path != role.logical_path:
@@ -504,6 +541,9 @@ class Ingestor:
         elif (point.state if point is not None
               else self.tier1.session_state(cursor.session_id)) == "evicted":
             base = None
+            # Bringing it back moves the cursors of all its files: what the plan read of
+            # them is out of date.
+            self._plan_version, self._planned_current = None, False
             if _holds_only(content, cursor):
                 # Touched, copied, moved or recompressed, but no new byte: the budget that
                 # evicted it still holds. Only the new stat is remembered.

@@ -13,6 +13,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
 import zstandard
@@ -554,3 +555,52 @@ def test_a_pass_reads_files_by_folder_and_a_transcript_before_its_own_folder(
         (c.source.name, [*c.relpath.parent.parts, c.relpath.stem]) for c in todo]
     assert [str(c.relpath) for c in ingest_mod._read_order(todo)][:3] == [
         ".hidden", "a.tar.gz", "b/s1.jsonl"]
+
+
+def test_a_named_pass_reads_again_what_another_process_stored_after_its_plan(
+        memory: Memory, sources: dict[str, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass over named files keeps the append points its plan read, unless another
+    process wrote in between: then it reads them again, and finds the bytes stored."""
+    f = sources["mytool"] / "race.jsonl"
+    f.write_bytes(b'{"a": 1}\n' * 50)
+    memory.ingest()
+    with f.open("ab") as out:
+        out.write(b'{"a": 2}\n')
+    other = Memory(memory.settings, clock=memory.clock)
+    ingestor = memory.ingestor
+    plan = ingestor.plan
+
+    def plan_then_other_stores(*args: Any, **kw: Any) -> list[ingest_mod.Candidate]:
+        todo = plan(*args, **kw)
+        assert [c.point for c in todo if c.point is not None]  # the point was read
+        other.ingest([f])
+        return todo
+
+    monkeypatch.setattr(ingestor, "plan", plan_then_other_stores)
+    summary = memory.ingest([f])
+    other.close()
+    assert summary.bytes_added == 0 and summary.errors == 0
+    assert exported(memory, "mytool:race.jsonl", tmp_path / "o") == {"race.jsonl": f.read_bytes()}
+    assert memory.check() == []
+
+
+def test_a_named_pass_over_an_evicted_sessions_files_brings_it_back_once(
+        memory: Memory, sources: dict[str, Path], tmp_path: Path) -> None:
+    """The first of its files to be read brings the session back, which moves the cursors
+    of the others: what the plan read of them is no longer used."""
+    files = {f"-home-ana-api/{SID}.jsonl": claude_line(1),
+             f"-home-ana-api/{SID}/subagents/agent-a1.jsonl": claude_line(2)}
+    for rel, data in files.items():
+        (sources["claude-code"] / rel).parent.mkdir(parents=True, exist_ok=True)
+        (sources["claude-code"] / rel).write_bytes(data)
+    memory.ingest()
+    with memory.tier1.transaction():
+        memory.tier1.evict(f"claude-code:{SID}", memory.clock.now())
+    for n, rel in enumerate(files):
+        files[rel] += claude_line(10 + n)
+        (sources["claude-code"] / rel).write_bytes(files[rel])
+    memory.ingest([sources["claude-code"] / rel for rel in files])
+    assert memory.ingest().bytes_added == 0
+    assert exported(memory, f"claude-code:{SID}", tmp_path / "o") == files
+    assert memory.check() == []

@@ -86,6 +86,12 @@ _CURSOR_COLS = ("source, path, coalesce(phys_path, path), session_id, file_id, v
                 "offset, head_fp, tail_fp, dev, ino, size, mtime_ns")
 
 
+# Subqueries, not joins: for a join SQLite may build a Bloom filter over the whole joined
+# table first, five times the lookup's cost.
+_APPEND_POINT_COLS = ("(SELECT state FROM sessions WHERE id = session_id), "
+                      "coalesce((SELECT base_offset FROM files WHERE id = file_id), 0)")
+
+
 @dataclass(frozen=True)
 class AppendPoint:
     """A cursor with what appending at it needs to know besides (see Tier1.append_point)."""
@@ -213,33 +219,37 @@ class Tier1:
                 return c
         return None
 
-    def cursors_at(self, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Cursor]:
-        """cursor_at for many (source, physical path) pairs at once, by (source, physical
-        path); pairs without one are left out."""
+    def data_version(self) -> int:
+        """A number that changes whenever another connection commits a change (this
+        connection's own commits leave it as it is)."""
+        return int(db.one(self.conn, "PRAGMA data_version")[0])
+
+    def append_points(self, wanted: Iterable[tuple[str, str]]
+                      ) -> dict[tuple[str, str], AppendPoint]:
+        """append_point for many (source, physical path) pairs at once, by pair; pairs
+        without a cursor are left out."""
         asked = set(wanted)
         paths: dict[str, set[str]] = {}
         for source, phys in asked:
             paths.setdefault(source, set()).update((phys, phys.removesuffix(".zst")))
-        found: dict[tuple[str, str], Cursor] = {}
+        found: dict[tuple[str, str], AppendPoint] = {}
         for source, names in paths.items():
             for row in self.conn.execute(
-                    f"SELECT {_CURSOR_COLS} FROM cursors WHERE source = ? AND path IN "
-                    "(SELECT value FROM json_each(?))", (source, json.dumps(sorted(names)))):
-                c = Cursor(*row)
+                    f"SELECT {_CURSOR_COLS}, {_APPEND_POINT_COLS} FROM cursors WHERE "
+                    "source = ? AND path IN (SELECT value FROM json_each(?))",
+                    (source, json.dumps(sorted(names)))):
+                c = Cursor(*row[:14])
                 # As cursor_at: the cursor under the file's own path comes first.
                 if c.path == c.phys_path or (c.source, c.phys_path) not in found:
-                    found[c.source, c.phys_path] = c
-        return {key: c for key, c in found.items() if key in asked}
+                    found[c.source, c.phys_path] = AppendPoint(c, row[14], int(row[15]))
+        return {key: point for key, point in found.items() if key in asked}
 
     def append_point(self, source: str, phys_path: str) -> AppendPoint | None:
         """cursor_at's cursor, with its session's state and its file row's base offset:
         what an append reads before it writes, in one lookup instead of three."""
-        # Subqueries, not joins: for a join SQLite may build a Bloom filter over the
-        # whole joined table first, five times this lookup's cost.
         for path in dict.fromkeys((phys_path, phys_path.removesuffix(".zst"))):
             row = self.conn.execute(
-                f"SELECT {_CURSOR_COLS}, (SELECT state FROM sessions WHERE id = session_id), "
-                "coalesce((SELECT base_offset FROM files WHERE id = file_id), 0) "
+                f"SELECT {_CURSOR_COLS}, {_APPEND_POINT_COLS} "
                 "FROM cursors WHERE source = ? AND path = ?", (source, path)).fetchone()
             if row is not None and row[2] == phys_path:
                 return AppendPoint(Cursor(*row[:14]), row[14], int(row[15]))

@@ -489,19 +489,36 @@ def test_a_cursor_saved_again_stays_one_row_whatever_session_it_moves_to(
     t.close()
 
 
-def test_cursors_at_finds_what_cursor_at_finds_for_many_files_at_once(tmp_path: Path) -> None:
+def test_append_points_finds_what_append_point_finds_for_many_files_at_once(
+        tmp_path: Path) -> None:
     t = Tier1(tmp_path / "t1.db")
     zst = Cursor("src", "a.jsonl", "a.jsonl.zst", "src:a", 0, 1, 0, 10, b"h", b"t", 1, 2, 10, 5)
     plain = Cursor("src", "b.jsonl", "b.jsonl", "src:b", 0, 1, 0, 4, b"h", b"t", 1, 3, 4, 5)
     other = Cursor("dst", "b.jsonl", "b.jsonl", "dst:b", 0, 1, 0, 4, b"h", b"t", 1, 4, 4, 5)
     with t.transaction():
+        t.ensure_session("src:b", "src", "b", 0.0, 0.0)
+        plain.file_id = t.new_file("src:b", "src", "b.jsonl", 1, 3, 0.0, 0.0)
         for c in (zst, plain, other):
             t.save_cursor(c)
     asked = [("src", "a.jsonl.zst"), ("src", "a.jsonl"), ("src", "b.jsonl"),
              ("src", "c.jsonl"), ("dst", "b.jsonl"), ("dst", "a.jsonl.zst")]
-    found = t.cursors_at(iter(asked))
-    assert found == {("src", "a.jsonl.zst"): zst, ("src", "b.jsonl"): plain,
-                     ("dst", "b.jsonl"): other}
-    assert all(found.get(key) == t.cursor_at(*key) for key in asked)
-    assert t.cursors_at([]) == {}
+    found = t.append_points(iter(asked))
+    assert found == {("src", "a.jsonl.zst"): AppendPoint(zst, None, 0),
+                     ("src", "b.jsonl"): AppendPoint(plain, "open", 3),
+                     ("dst", "b.jsonl"): AppendPoint(other, None, 0)}
+    assert all(found.get(key) == t.append_point(*key) for key in asked)
+    assert t.append_points([]) == {}
     t.close()
+
+
+def test_data_version_moves_with_another_connections_commits_only(tmp_path: Path) -> None:
+    t, other = Tier1(tmp_path / "t1.db"), Tier1(tmp_path / "t1.db")
+    before = t.data_version()
+    with t.transaction():
+        t.set_meta("k", 1)
+    assert t.data_version() == before
+    with other.transaction():
+        other.set_meta("k", 2)
+    assert t.data_version() != before
+    t.close()
+    other.close()
