@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -603,4 +604,39 @@ def test_a_named_pass_over_an_evicted_sessions_files_brings_it_back_once(
     memory.ingest([sources["claude-code"] / rel for rel in files])
     assert memory.ingest().bytes_added == 0
     assert exported(memory, f"claude-code:{SID}", tmp_path / "o") == files
+    assert memory.check() == []
+
+
+def test_a_cursor_fingerprinted_by_an_earlier_version_takes_appends_and_new_fingerprints(
+        memory: Memory, sources: dict[str, Path], tmp_path: Path) -> None:
+    """Stores written before fingerprints were xxh3 keep blake2b ones in their cursors: an
+    append checks those as they were made (a rewrite is still told apart), then the cursor
+    keeps fingerprints of this version."""
+    fp = ingest_mod.FP_BYTES
+    f = sources["mytool"] / "old.jsonl"
+
+    def as_an_earlier_version_left_it() -> None:
+        data = f.read_bytes()
+        c = memory.tier1.cursor("mytool", "old.jsonl")
+        assert c is not None and c.offset == len(data)
+        c.head_fp = hashlib.blake2b(data[:fp], digest_size=8).digest()
+        c.tail_fp = hashlib.blake2b(data[-fp:], digest_size=8).digest()
+        with memory.tier1.transaction():
+            memory.tier1.save_cursor(c)
+
+    f.write_bytes(b'{"a": 1}\n' * 1000)
+    memory.ingest()
+    as_an_earlier_version_left_it()
+    with f.open("ab") as out:
+        out.write(b'{"a": 2}\n')
+    grew = memory.ingest([f])
+    assert (grew.bytes_added, grew.new_versions) == (9, 0)
+    c = memory.tier1.cursor("mytool", "old.jsonl")
+    assert c is not None and c.head_fp is not None and c.tail_fp is not None
+    assert len(c.head_fp) == len(c.tail_fp) == 16
+    as_an_earlier_version_left_it()
+    f.write_bytes(b"[" + f.read_bytes()[1:] + b'{"a": 3}\n')  # its first byte rewritten
+    rewritten = memory.ingest([f])
+    assert (rewritten.bytes_added, rewritten.new_versions) == (len(f.read_bytes()), 1)
+    assert exported(memory, "mytool:old.jsonl", tmp_path / "o") == {"old.jsonl": f.read_bytes()}
     assert memory.check() == []
