@@ -7,6 +7,7 @@ lists are capped and long texts cut.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 import operator
@@ -15,12 +16,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 from session_memory.analyze.fingerprint import fingerprint, snippet
 from session_memory.analyze.redact import redact_all
 from session_memory.formats import events as ev
-from session_memory.prices import PROMPT_TIERS, prompt_class
+from session_memory.prices import PROMPT_TIERS
 
 ANALYZER_VERSION = 2
 """Bump when a digest rule changes: `analyze --force` re-derives old digests."""
@@ -171,35 +173,41 @@ class KeyedSpend:
 
     def extend(self, entries: dict[int, tuple[Any, ...]],
                cells: dict[tuple[int, str, int], int]) -> None:
-        """Many final responses by key hash, in order: as `add` each, each cell's sums
-        taken over its responses at once (column by column) instead of one at a time."""
-        values = list(entries.values())
-        groups: dict[tuple[int, str, int], list[tuple[Any, ...]]] = {}
-        for entry in values:
-            group = groups.get(entry[0])
-            if group is None:
-                groups[entry[0]] = [entry]
-            else:
-                group.append(entry)
-        for where, group in groups.items():
-            whens = [e[1] for e in group]
-            first, last = min(whens), max(whens)
-            sums = list(map(sum, zip(*[e[2] for e in group], strict=True)))
+        """Many final responses by key hash, in order: as `add` each, but column by column
+        (each cell's sums taken over its responses at once)."""
+        if not entries:
+            return
+        wheres, whens, counts, _, tokens = zip(*entries.values(), strict=True)
+        distinct = dict.fromkeys(wheres)
+        if len(distinct) == 1:
+            groups = {wheres[0]: (whens, counts)}
+        else:
+            members: dict[tuple[int, str, int], tuple[list[float], list[tuple[int, ...]]]] = {
+                where: ([], []) for where in distinct}
+            for where, when, count in zip(wheres, whens, counts, strict=True):
+                group = members[where]
+                group[0].append(when)
+                group[1].append(count)
+            groups = members  # type: ignore[assignment]
+        for where, (group_whens, group_counts) in groups.items():
+            sums = list(map(sum, zip(*group_counts, strict=True)))
+            first, last = min(group_whens), max(group_whens)
             i = cells.get(where)
             if i is None:
                 cells[where] = len(self.cells)
                 self.cells.append(where)
-                self.sums.append([first, last, *sums, len(group)])
+                self.sums.append([first, last, *sums, len(group_whens)])
             else:
                 row = self.sums[i]
                 row[0], row[1] = min(row[0], first), max(row[1], last)
                 row[2:8] = map(operator.add, row[2:8], sums)
-                row[8] += len(group)
-        self.hashes.extend(entries)
-        self.at.extend([e[1] for e in values])
-        self.cell.extend([cells[e[0]] for e in values])
-        self.counts.extend([n for e in values for n in e[2]])
-        self.tokens.extend([e[4] for e in values])
+                row[8] += len(group_whens)
+        # From lists: an array extends from any other iterable an item at a time, slower.
+        self.hashes.fromlist(list(entries))
+        self.at.fromlist(list(whens))
+        self.cell.fromlist(list(map(cells.__getitem__, wheres)))
+        self.counts.fromlist(list(chain.from_iterable(counts)))
+        self.tokens.fromlist(list(tokens))
 
 
 def _fold(row: list[Any], when: float, counts: Sequence[int]) -> None:
@@ -362,12 +370,19 @@ class DigestBuilder(ev.Sink):
     def spend(self, at: str | None, key: str | None, model: str | None, input: int = 0,
               output: int = 0, cache_creation: int = 0, cache_read: int = 0,
               reasoning: int = 0, cache_creation_1h: int = 0, sidechain: bool = False) -> None:
-        when = to_epoch(at)
-        if when is None:
+        if at is None:
             return  # no hour to put it in (its tokens still count in `tokens`)
+        try:  # to_epoch, inline: this runs once a response
+            when = _from_iso(at).timestamp()
+        except ValueError:
+            epoch = to_epoch(at)
+            if epoch is None:
+                return  # as above
+            when = epoch
         prompt = input + cache_creation + cache_read
         where = (int(when // 3600), model or UNKNOWN_MODEL,
-                 prompt_class(prompt) if prompt > _FIRST_TIER else 0)
+                 _PROMPT_TIERS[_tiers_below(_PROMPT_TIERS, prompt) - 1]
+                 if prompt > _FIRST_TIER else 0)  # prices.prompt_class, inline
         counts: tuple[int, ...] = (input, output, cache_creation, cache_creation_1h,
                                    cache_read, reasoning)
         if (input | output | cache_creation | cache_creation_1h | cache_read | reasoning
@@ -574,7 +589,9 @@ def build(source: str, parse: Callable[[ev.Sink], None], *,
 
 _COUNT_BITS = 48
 _MAX_COUNT = 1 << _COUNT_BITS
+_PROMPT_TIERS = PROMPT_TIERS
 _FIRST_TIER = PROMPT_TIERS[0]
+_tiers_below = bisect.bisect_left
 """A prompt of no more tokens than this is of class 0, without a search of the tiers."""
 
 
