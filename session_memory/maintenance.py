@@ -206,6 +206,12 @@ RUN_RENAMES_KEY = "run_ids_pending"
 _OLD_RUN_ID = re.compile(r"[^#]*#\d+")
 
 
+def run_ids_to_migrate(tier1: Tier1) -> bool:
+    """Whether migrate_run_ids has anything to do (a renaming to make or to finish)."""
+    return (tier1.get_meta(RUN_RENAMES_KEY) is not None
+            or tier1.get_meta(RUN_IDS_KEY) != RUN_IDS_VERSION)
+
+
 def migrate_run_ids(tier1: Tier1, tier2: Tier2, settings: Settings) -> list[str]:
     """Stores written before runs were named by their header time (`<tool>:app#2`) get the
     ids ingest gives today (`<tool>:path/to/app#20250602T114749`), in place. Returns one

@@ -61,8 +61,9 @@ class Memory:
     def tier1(self) -> Tier1:
         if self._tier1 is None:
             self._tier1 = Tier1(self.data_dir / TIER1_FILE, read_only=self.read_only)
-            if not self.read_only:
-                # A store from before runs were named by their start: renamed in place.
+            # A store from before runs were named by their start: renamed in place (Tier 2
+            # opened only then: an ingest of a few new bytes has no use for it).
+            if not self.read_only and maintenance.run_ids_to_migrate(self._tier1):
                 maintenance.migrate_run_ids(self._tier1, self.tier2, self.settings)
         return self._tier1
 

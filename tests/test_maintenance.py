@@ -114,6 +114,19 @@ def test_old_run_ids_are_migrated_in_place(memory: Memory, sources: dict[str, Pa
         assert sum(r["input"] for r in fresh.usage(by="session")) == 1100 + 1100 + 2200
 
 
+def test_opening_tier1_of_a_store_with_nothing_to_rename_leaves_tier2_closed(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    """An ingest of a few new bytes has no use for Tier 2: the check that the run ids are
+    today's is Tier 1's own."""
+    (sources["mytool"] / "s.jsonl").write_bytes(b'{"a": 1}\n')
+    memory.ingest()
+    settings, clock = memory.settings, memory.clock
+    memory.close()
+    with Memory(settings, clock=clock) as fresh:
+        assert fresh.ingest().files_changed == 0
+        assert fresh._tier2 is None
+
+
 def test_a_migration_cut_short_between_the_stores_is_finished(
         memory: Memory, sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     today = _old_store(memory, sources)
