@@ -219,20 +219,22 @@ def _assistant(r: _Record, msg: _Message, side: bool, model: str | None, out: Si
     usage = msg.usage
     if type(usage) is _Usage:
         # One response is written as several lines sharing message.id; the last copy wins.
-        # as_int of each, inline: this runs once a response.
-        counts = (n if type(n := usage.input_tokens) is int else 0,
-                  n if type(n := usage.output_tokens) is int else 0,
-                  n if type(n := usage.cache_creation_input_tokens) is int else 0,
-                  n if type(n := usage.cache_read_input_tokens) is int else 0)
-        message_id = str_or_none(msg.id)
-        out.usage(message_id or _string(r.uuid), model, *counts)
+        # as_int and str_or_none of each, inline: this runs once a response.
+        fresh, output = usage.input_tokens, usage.output_tokens
+        written, read = usage.cache_creation_input_tokens, usage.cache_read_input_tokens
+        fresh, output = (fresh if type(fresh) is int else 0, output if type(output) is int else 0)
+        written, read = (written if type(written) is int else 0, read if type(read) is int else 0)
+        message_id = msg.id if type(msg.id) is str and msg.id else None
+        out.usage(message_id or _string(r.uuid), model, fresh, output, written, read)
         if type(r.timestamp) is str:
             # The same response in two files (a resumed or forked session) has the same
             # message id and request id: counted once, as ccusage counts it.
-            key = f"{message_id}\0{str_or_none(r.requestId) or ''}" if message_id else None
+            request = r.requestId
+            key = f"{message_id}\0{request if type(request) is str else ''}" if (
+                message_id) else None
             creation = usage.cache_creation
             spend_model = f"{model}-fast" if model and usage.speed == "fast" else model
-            out.spend(r.timestamp, key, spend_model, *counts, 0,
+            out.spend(r.timestamp, key, spend_model, fresh, output, written, read, 0,
                       as_int(creation.ephemeral_1h_input_tokens)
                       if type(creation) is _CacheCreation else 0, side)
     content = msg.content

@@ -3,6 +3,7 @@ of the same decompressed bytes, peak RSS analyzing one large session, and Tier 2
 session.
 
     .venv/bin/python tests/bench/bench_analyze.py [--corpus DIR] [--runs 3] [--big-mib 1024]
+        [--breakdown]
 
 Each run pairs the baseline with an analysis of a fresh copy of the store, so that both
 see the same machine; the ratio reported is the median of the runs. Analysis workers are
@@ -68,6 +69,67 @@ def bare_json_seconds(memory: Memory) -> tuple[float, int]:
     return seconds, total
 
 
+def breakdown(memory: Memory) -> dict[str, float]:
+    """CPU seconds of one serial pass (no workers) over every ended session, in the order
+    analysis reads them, step by step: Tier 1 reads (zstd included); those and the parser
+    (decoding included) reporting to a sink that keeps nothing; those and the digest
+    builder; and the whole analysis, Tier 2 writes included. Each step is timed over the
+    whole pass, and the figure for a step is its difference from the one before."""
+    import functools
+
+    from session_memory import formats
+    from session_memory.analyze import run, worker
+    from session_memory.analyze.digest import build
+    from session_memory.formats.events import Sink
+
+    class NullSink(Sink):
+        """The protocol's own methods, which keep nothing: parsing without a digest."""
+
+    tier1 = memory.tier1
+    packed = tier1.pack_order()
+    rows = sorted(tier1.sessions(memory.idle_before),
+                  key=lambda r: (packed.get(r["id"], -1), -r["raw_bytes"]))
+    module = formats.get("claude-code")
+
+    def read() -> None:
+        for row in rows:
+            with tier1.snapshot():
+                for f in tier1.files(row["id"]):
+                    for _ in tier1.read_file(f.id, f):
+                        pass
+
+    def parse() -> None:
+        for row in rows:
+            with tier1.snapshot():
+                module.parse(worker.pieces(tier1, tier1.files(row["id"])), NullSink())
+
+    def digest() -> None:
+        for row in rows:
+            with tier1.snapshot():
+                build("bench", functools.partial(
+                    module.parse, worker.pieces(tier1, tier1.files(row["id"]))))
+
+    def analyze() -> None:
+        serial = run.PARALLEL_MIN_BYTES
+        run.PARALLEL_MIN_BYTES = 2**62
+        try:
+            memory.analyze()
+        finally:
+            run.PARALLEL_MIN_BYTES = serial
+
+    seconds = {}
+    with worker.collector_paused():
+        for name, step in (("read", read), ("parse", parse), ("digest", digest),
+                           ("analyze", analyze)):
+            t0 = time.process_time()
+            step()
+            seconds[name] = time.process_time() - t0
+    return {"Tier 1 read": seconds["read"],
+            "decode and parse": seconds["parse"] - seconds["read"],
+            "digest builder": seconds["digest"] - seconds["parse"],
+            "Tier 2 writes and the rest": seconds["analyze"] - seconds["digest"]}
+
+
 def rss_child(root: str, data: str) -> None:
     """Analyze the one session of `data` and print this process's peak RSS (KiB)."""
     import json
@@ -122,6 +184,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--big-mib", type=int, default=1024,
                     help="Size of the one large session for the RSS run (0: skip).")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="Also time one serial pass step by step (CPU seconds), after the runs.")
     args = ap.parse_args()
     from tests.bench import corpus
 
@@ -161,6 +225,17 @@ def main() -> None:
               f" of {len(ratios)} runs (goal >= 1.5)")
         print(f"tier 2 bytes per session: median {statistics.median(sizes):.0f} "
               f"(digest JSON + indexed text), file {tier2_file / len(analyzed):.0f} per session")
+        if args.breakdown:
+            data = work / "breakdown"
+            data.mkdir(mode=0o700)
+            shutil.copy2(work / "data" / "tier1.db", data / "tier1.db")
+            with open_memory(args.corpus, data) as memory:
+                bare_s, _ = bare_json_seconds(memory)
+                steps = breakdown(memory)
+            print("one serial pass, CPU s: " + ", ".join(
+                f"{name} {s:.2f}" for name, s in steps.items())
+                + f"; in all {sum(steps.values()):.2f}, against bare json.loads {bare_s:.2f}")
+            shutil.rmtree(data)
         if args.big_mib:
             big = big_session_rss(args.big_mib, work)
             print(f"one {args.big_mib} MiB session: peak RSS {big['maxrss_kib'] / 1024:.0f} MiB "
