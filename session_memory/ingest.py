@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import re
 import stat
@@ -106,6 +105,8 @@ store it wrote: a cursor's next append checks them as they were made, then keeps
 
 
 def _legacy_fingerprint(data: bytes) -> bytes:
+    import hashlib  # here: only a store an earlier version wrote needs it (OpenSSL loads: 4 ms)
+
     return hashlib.blake2b(data, digest_size=LEGACY_FP_BYTES).digest()
 
 

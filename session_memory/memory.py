@@ -9,7 +9,6 @@ from __future__ import annotations
 import fcntl
 import math
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -338,6 +337,8 @@ class Memory:
     # -- status and health ---------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
+        import shutil  # here: it loads bz2 and lzma, and only status needs it (10 ms)
+
         ret = self.settings.retention
         disk = shutil.disk_usage(self.data_dir if self.data_dir.exists() else Path("/"))
         return {
