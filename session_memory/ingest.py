@@ -169,8 +169,8 @@ class Prefetched:
     offset: int
     stat_key: tuple[int, int, int, int]
     raw: bytes
-    ended: bool
-    """Decided by Ingestor._ended."""
+    last_write: float
+    """As Ingestor._last_write tells it."""
     packed: Packed | None
     """None for a file that goes into a pack (compressed there, with the others)."""
     head: bytes
@@ -446,27 +446,34 @@ class Ingestor:
         if not raw:
             return None
         head = head if start else tail
-        ended = self._ended(offset, st, fd, fmt)
-        return Prefetched(offset, _stat_key(st), raw, ended, None if self._packs(ended, st)
+        last_write = self._last_write(offset, st, fd, fmt)
+        ended = self._ended(offset, last_write)
+        return Prefetched(offset, _stat_key(st), raw, last_write, None if self._packs(ended, st)
                           else compress(raw, self._level(ended)),
                           head, tail, fingerprint(head), fingerprint(tail),
                           fingerprint((tail + raw[-FP_BYTES:])[-FP_BYTES:]))
 
-    def _ended(self, offset: int, st: os.stat_result, fd: int | None, fmt: Format) -> bool:
-        """A file read from its start belongs to a session that has ended (the backfill of
-        a history) when its last write is older than idle_seconds, or, for a tool that
-        stamps its records, when its newest record is: a history copied or restored without
-        its mtimes (`cp`, `rsync` without -t) is no less old for that."""
-        if offset != 0:
-            return False
-        idle_before = self.clock.now() - self.settings.idle_seconds
-        if st.st_mtime <= idle_before:
-            return True
-        if fd is None or not fmt.RECORD_TIMES:
-            return False
+    def _last_write(self, offset: int, st: os.stat_result, fd: int | None,
+                    fmt: Format) -> float:
+        """When the file was last written, as far as can be told: its mtime or, for a file
+        read from its start of a tool that stamps its records, its newest record's time
+        where that is older. A history copied or restored without its mtimes (`cp`,
+        `rsync` without -t) is no less old for that: its sessions are packed as they are
+        read, and ended at once."""
+        if offset != 0 or fd is None or not fmt.RECORD_TIMES or (
+                st.st_mtime <= self._idle_before()):
+            return st.st_mtime
         tail = os.pread(fd, RECORD_TAIL_BYTES, max(0, st.st_size - RECORD_TAIL_BYTES))
         newest = newest_record_time(tail)
-        return newest is not None and newest <= idle_before
+        return st.st_mtime if newest is None else min(newest, st.st_mtime)
+
+    def _idle_before(self) -> float:
+        return self.clock.now() - self.settings.idle_seconds
+
+    def _ended(self, offset: int, last_write: float) -> bool:
+        """A file read from its start, last written more than idle_seconds ago, belongs to
+        a session that has ended (the backfill of a history)."""
+        return offset == 0 and last_write <= self._idle_before()
 
     @staticmethod
     def _level(ended: bool) -> int:
@@ -614,8 +621,9 @@ class Ingestor:
             summary.new_versions += 1
             logger.info("file was rewritten or truncated: storing a new version", path=path,
                         version=cursor.version)
-        ended = pre.ended if pre is not None else self._ended(
+        last_write = pre.last_write if pre is not None else self._last_write(
             cursor.offset, st, content.fd if isinstance(content, PlainContent) else None, fmt)
+        ended = self._ended(cursor.offset, last_write)
         level = self._level(ended)
         # Runs cut out of one shared file, and whole-file snapshots that replace each other:
         # those keep to chunks, whose rows know their file.
@@ -625,7 +633,8 @@ class Ingestor:
                                   and self._packs(ended, st)) else None
         writer = _PieceWriter(self.tier1, source.name, role, cursor,
                               head or b"", tail, st, self.clock.now(), sealed,
-                              base=base if cursor.file_id else 0, packer=packer)
+                              base=base if cursor.file_id else 0, packer=packer,
+                              last_write=last_write)
         ready: tuple[bytes, Packed | None] | None = None
         if pre is not None and (packer is not None or (pre.packed is not None
                                                        and pre.packed[2] == level)):
@@ -812,14 +821,17 @@ class _PieceWriter:
     def __init__(self, tier1: Tier1, source: str,
                  role: FileRole, cursor: Cursor, head: bytes, tail: bytes,
                  st: os.stat_result, now: float, sealed: bool = False, *,
-                 base: int | None = None, packer: PackWriter | None = None) -> None:
-        """`base`: the cursor's file row's base offset, when known already."""
+                 base: int | None = None, packer: PackWriter | None = None,
+                 last_write: float | None = None) -> None:
+        """`base`: the cursor's file row's base offset, when known already. `last_write`:
+        when the file was last written (Ingestor._last_write; its mtime by default)."""
         self.tier1, self.source, self.role = tier1, source, role
         self.sealed = sealed
         """New file rows take their bytes as sealed frames of their session, not chunks."""
         self.packer = packer
         """Or, sealed, into this pack."""
         self.cursor, self.head, self.tail, self.st, self.now = cursor, head, tail, st, now
+        self.last_write = st.st_mtime if last_write is None else last_write
         self.base = (base if base is not None else
                      tier1.base_offset(cursor.file_id) if cursor.file_id else 0)
         # A full head no write changes: its fingerprint is the cursor's already (unless
@@ -842,7 +854,7 @@ class _PieceWriter:
     def open_session(self, native: str) -> None:
         self.cursor.session_id = f"{self.source}:{native}"
         if self.tier1.ensure_session(self.cursor.session_id, self.source, native, self.now,
-                                     self.st.st_mtime):
+                                     self.last_write):
             self.new_sessions.add(self.cursor.session_id)
 
     def run_native_id(self, piece: bytes) -> str:
@@ -871,7 +883,7 @@ class _PieceWriter:
         if c.file_id == 0:
             self.base = c.offset
             c.file_id = self.tier1.new_file(c.session_id, self.source, self.role.logical_path,
-                                            c.version, self.base, self.st.st_mtime, self.now,
+                                            c.version, self.base, self.last_write, self.now,
                                             sealed=self.sealed and self.packer is None)
             self.new_file_ids.add(c.file_id)
             if self.packer is not None:
@@ -905,7 +917,7 @@ class _PieceWriter:
         c.dev, c.ino, c.size, c.mtime_ns = st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
         self.tier1.save_cursor(c)
         for sid in self.touched - self.new_sessions:
-            self.tier1.session_grew(sid, st.st_mtime)
+            self.tier1.session_grew(sid, self.last_write)
         for sid in self.ended:
             self.tier1.mark_ended(sid)  # after session_grew, which clears the mark
         # A file row keeps the mtime it had when first stored, about when its session

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,9 @@ def state(memory: Memory, sid: str) -> str:
 def test_picks_ended_unanalyzed_sessions_only(memory: Memory, sources: dict[str, Path]) -> None:
     root = sources["claude-code"]
     claude_session(root, "old1", "first task")
-    fresh = claude_session(root, "new1", "still typing")
     now = memory.clock.now()
+    fresh = claude_session(root, "new1", "still typing",
+                           day=time.strftime("%Y-%m-%d", time.gmtime(now)))
     os.utime(fresh, (now, now))  # written just now: active
     memory.ingest()
     assert memory.analyze() == ["claude-code:old1"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -151,9 +152,10 @@ def test_a_shutdown_record_ends_the_session_and_a_resume_reopens_it(home: Path) 
     write_config(home, f'[sources.copilot-cli]\nroot = "{root}"\n[ingest]\nidle_seconds = "1h"\n')
     sid = f"copilot-cli:{session.name}"
 
-    def record(kind: str, data: dict[str, Any]) -> str:
+    def record(kind: str, data: dict[str, Any]) -> str:  # stamped as it is written
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
         return json.dumps({"type": kind, "data": data, "id": kind,
-                           "timestamp": "2026-03-20T10:00:00.000Z", "parentId": None}) + "\n"
+                           "timestamp": stamp, "parentId": None}) + "\n"
 
     events.write_text(record("user.message", {"content": "hi"}))
     with Memory(config.load(), clock=FixedClock(events.stat().st_mtime + 1)) as memory:

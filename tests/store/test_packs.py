@@ -274,8 +274,9 @@ def test_a_sessions_files_are_packed_one_after_another(memory: Memory,
 def test_a_copied_history_is_packed_by_the_times_its_records_carry(
         memory: Memory, sources: dict[str, Path]) -> None:
     """A history copied without its mtimes (`cp`, `rsync` without -t) looks freshly written;
-    its records' own times say it ended long ago, so ingest packs it all the same. A file
-    whose newest record is recent is still being written: it takes chunks."""
+    its records' own times say it ended long ago, so ingest packs it all the same, and its
+    session has ended as of its last record. A file whose newest record is recent is still
+    being written: it takes chunks, and its session is active."""
     now = memory.clock.now()
 
     def stamp(seconds_ago: float) -> str:
@@ -301,6 +302,11 @@ def test_a_copied_history_is_packed_by_the_times_its_records_carry(
     chunked = {sid for (sid,) in memory.tier1.conn.execute(
         "SELECT DISTINCT f.session_id FROM chunks c JOIN files f ON f.id = c.file_id")}
     assert chunked == {"mytool:recent.jsonl", "mytool:quotes.jsonl"}
+    states = {sid: memory.show(sid)["state"] for sid in (*packed, *chunked)}
+    assert states == {"mytool:old.jsonl": "ended", "mytool:recent.jsonl": "active",
+                      "mytool:quotes.jsonl": "active"}
+    assert memory.tier1.session("mytool:old.jsonl", memory.idle_before)["last_write"] == (
+        pytest.approx(now - 29 * 86400 + 0.123))
     _reads_back(memory, {f"mytool:{name}": (sources["mytool"] / name).read_bytes()
                          for name in files})
     assert memory.check() == []
