@@ -548,7 +548,7 @@ class Ingestor:
             if cursor is None or cursor.path != role.logical_path:
                 cursor, point = self.tier1.cursor(source.name, role.logical_path), None
             if cursor is None and st.st_size == 0:
-                self._once(path, "empty file, nothing to store yet", level="info")
+                self._once(path, "empty file, nothing to store yet", level="debug")
                 return
             summary.files_changed += 1
             content = ZstdContent(fd) if role.compressed else PlainContent(fd)

@@ -1,24 +1,16 @@
-"""Logging, set up once: JSON lines on stderr (journald's <N> prefix under systemd), structlog's
-console rendering on a terminal. The standard library's loggers (watchdog's among them)
-go through the same handler.
+"""structlog set up once: JSON lines (journald's <N> prefix under systemd), console on a TTY.
 
-A module logs through `get(name)` with structlog's call shape, `logger.info("event",
-key=value)`; the record travels through the standard library's logging, its message the
-event dict (as structlog's stdlib integration passes it). The JSON line is rendered here,
-keys in structlog's order (the call's keys, event, level, logger, timestamp): importing
-structlog costs a process 50 ms or more (it loads asyncio, rich and attrs), and a one-shot
-command that logs a line (ingest, on a history with an empty file) would pay that. structlog
-is loaded only to render for a person at a terminal. Nothing is set up until something logs
-(or `setup` is called)."""
+The standard library's loggers (watchdog's among them) go through the same pipeline.
+
+structlog loads, and the pipeline is set up, when something first logs (or `setup` is
+called): importing structlog costs a command's start-up 50 ms (it pulls in asyncio and
+rich's tracebacks), and most commands log nothing."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
-from collections.abc import Mapping, MutableMapping
-from datetime import UTC, datetime
 from typing import Any
 
 _PRIORITY = {"critical": 2, "exception": 3, "error": 3, "warning": 4, "warn": 4,
@@ -43,52 +35,20 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def event_dict(record: logging.LogRecord) -> dict[str, Any]:
-    """A record's keys and event: ours carry them as the message, others' a plain text."""
-    if isinstance(record.msg, dict):
-        return dict(record.msg)
-    return {"event": record.getMessage()}
+class _PriorityRenderer:
+    """Prefix each JSON line with <N> so journald files it under the right priority."""
 
+    def __init__(self) -> None:
+        import structlog
 
-class _JsonFormatter(logging.Formatter):
-    """One JSON object a line, as structlog's JSONRenderer writes it (unknown values as
-    their repr); under systemd prefixed with <N> so journald files it at its priority."""
+        self._json = structlog.processors.JSONRenderer()
 
-    def __init__(self, *, priority_prefix: bool) -> None:
-        super().__init__()
-        self.priority_prefix = priority_prefix
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc = event_dict(record)
-        level = record.levelname.lower()
-        doc["level"] = level
-        doc["logger"] = record.name
-        doc["timestamp"] = datetime.fromtimestamp(record.created, UTC).isoformat().replace(
-            "+00:00", "Z")
-        if record.exc_info:
-            doc["exception"] = self.formatException(record.exc_info)
-        line = json.dumps(doc, default=repr)
-        return f"<{_PRIORITY.get(level, 6)}>{line}" if self.priority_prefix else line
-
-
-def _console_formatter() -> logging.Formatter:
-    """structlog's colored console lines, for a person at a terminal."""
-    import structlog
-
-    def lift_keys(logger: Any, name: str, ed: MutableMapping[str, Any]) -> Mapping[str, Any]:
-        record = ed["_record"]
-        if not isinstance(record.msg, dict):
-            return ed
-        return {**record.msg, **{k: ed[k] for k in ("_record", "_from_structlog", "exc_info",
-                                                     "stack_info") if k in ed}}
-
-    return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[lift_keys, structlog.stdlib.add_log_level,
-                           structlog.stdlib.add_logger_name,
-                           structlog.processors.TimeStamper(fmt="iso", utc=True)],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.dev.ConsoleRenderer(colors=True)],
-    )
+    def __call__(self, logger: Any, name: str, event_dict: dict[str, Any]) -> str:
+        level = str(event_dict.get("level", name))
+        line = self._json(logger, name, event_dict)
+        if isinstance(line, bytes):
+            line = line.decode("utf-8", "replace")
+        return f"<{_PRIORITY.get(level, 6)}>{line}"
 
 
 def under_systemd() -> bool:
@@ -96,19 +56,42 @@ def under_systemd() -> bool:
 
 
 def setup(level: str = "info", *, force_json: bool | None = None) -> None:
-    """Route our loggers and the standard library's (watchdog's too) to stderr."""
+    """Route structlog and the standard library (watchdog's loggers too) to stderr."""
     global _configured, _handler
+    import structlog
+
     use_json = force_json if force_json is not None else (
         under_systemd() or not sys.stderr.isatty())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if use_json:
+        renderer: Any = (_PriorityRenderer() if under_systemd()
+                         else structlog.processors.JSONRenderer())
+        shared.append(structlog.processors.format_exc_info)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
     handler = _StderrHandler()
-    handler.setFormatter(_JsonFormatter(priority_prefix=under_systemd()) if use_json
-                         else _console_formatter())
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     # Ours replaces ours; a handler someone else added (a test's log capture) stays.
     root.handlers[:] = [h for h in root.handlers if h is not _handler] + [handler]
     _handler = handler
     root.setLevel(level.upper())
     logging.getLogger("watchdog").setLevel(logging.WARNING)
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
     _configured = True
 
 
@@ -118,40 +101,44 @@ def ensure_setup() -> None:
         setup(os.environ.get("SESSION_MEMORY_LOG_LEVEL", "info"))
 
 
-class Logger:
-    """A module's logger, called as structlog's are: `logger.warning("event", key=value)`;
-    `exc_info=True` (or `exception`) adds the traceback being handled."""
+_METHOD_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+                  "warn": logging.WARNING, "error": logging.ERROR,
+                  "exception": logging.ERROR, "critical": logging.CRITICAL}
+
+
+def _threshold() -> int:
+    """The level below which nothing is logged, known before structlog loads."""
+    if _configured:
+        return logging.getLogger().level
+    level = logging.getLevelName(os.environ.get("SESSION_MEMORY_LOG_LEVEL", "info").upper())
+    return level if isinstance(level, int) else logging.INFO
+
+
+def _drop(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+class _Logger:
+    """A module's logger: the structlog logger itself is made on the first call that logs
+    (a call below the level, a debug line at info, loads nothing)."""
 
     def __init__(self, name: str) -> None:
-        self._logger = logging.getLogger(name)
+        self._name = name
+        self._logger: Any = None
 
-    def _log(self, level: int, event: str, keys: dict[str, Any],
-             exc_info: bool = False) -> None:
-        ensure_setup()
-        if self._logger.isEnabledFor(level):
-            exc_info = bool(keys.pop("exc_info", exc_info))
-            self._logger.log(level, {**keys, "event": event}, exc_info=exc_info)
+    def __getattr__(self, attr: str) -> Any:  # only what the instance lacks: info, bind…
+        if attr.startswith("__") or attr in ("_name", "_logger"):  # copy, pickle: no logger
+            raise AttributeError(attr)
+        if self._logger is None:
+            level = _METHOD_LEVELS.get(attr)
+            if level is not None and level < _threshold():
+                return _drop
+            import structlog
 
-    def debug(self, event: str, **keys: Any) -> None:
-        self._log(logging.DEBUG, event, keys)
-
-    def info(self, event: str, **keys: Any) -> None:
-        self._log(logging.INFO, event, keys)
-
-    def warning(self, event: str, **keys: Any) -> None:
-        self._log(logging.WARNING, event, keys)
-
-    warn = warning
-
-    def error(self, event: str, **keys: Any) -> None:
-        self._log(logging.ERROR, event, keys)
-
-    def exception(self, event: str, **keys: Any) -> None:
-        self._log(logging.ERROR, event, keys, exc_info=True)
-
-    def critical(self, event: str, **keys: Any) -> None:
-        self._log(logging.CRITICAL, event, keys)
+            ensure_setup()
+            self._logger = structlog.get_logger(self._name)
+        return getattr(self._logger, attr)
 
 
-def get(name: str) -> Logger:
-    return Logger(name)
+def get(name: str) -> Any:
+    return _Logger(name)

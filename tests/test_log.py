@@ -45,7 +45,20 @@ def test_json_lines_carry_the_keys_event_level_logger_and_time() -> None:
     assert "ZeroDivisionError: division by zero" in failed["exception"]
     assert foreign == {"event": "foreign record", "level": "warning",
                        "logger": "watchdog.observers", "timestamp": foreign["timestamp"]}
-    assert done.stdout.strip() == "False"  # a JSON line needs no structlog
+    assert done.stdout.strip() == "True"  # structlog renders it
+
+
+def test_a_line_below_the_level_loads_no_structlog() -> None:
+    """A one-shot command whose only lines are below the level (debug, at info) starts
+    without structlog (50 ms or more of imports)."""
+    done = run('import sys\nfrom session_memory import log\n'
+               'log.get("session_memory.example").debug("quiet", n=1)\n'
+               'print("structlog" in sys.modules)')
+    assert done.stderr == "" and done.stdout.strip() == "False"
+    done = run('import sys\nfrom session_memory import log\n'
+               'log.get("session_memory.example").debug("shown", n=1)\n'
+               'print("structlog" in sys.modules)', SESSION_MEMORY_LOG_LEVEL="debug")
+    assert json.loads(done.stderr)["event"] == "shown" and done.stdout.strip() == "True"
 
 
 def test_under_systemd_each_line_has_its_journald_priority() -> None:
