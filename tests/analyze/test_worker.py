@@ -131,3 +131,31 @@ def test_an_orphaned_worker_stops(tmp_path: Path) -> None:
     else:
         orphan.kill()
         pytest.fail("the orphaned worker is still running")
+
+
+@pytest.mark.skipif(worker._glibc() is None, reason="only glibc's malloc is set")
+def test_a_pass_reuses_freed_memory_instead_of_faulting_in_new_pages() -> None:
+    """A block larger than glibc's largest mapping threshold, freed and allocated again,
+    costs no new page faults while a pass keeps its heap, and a page fault a page
+    otherwise; the settings are the defaults again once the outermost pass ends."""
+    import resource
+
+    size = 48 * 2**20
+    pages = size // resource.getpagesize()
+
+    def faults_of_a_block() -> int:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        block = b"x" * size  # every page written
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        del block
+        return faults
+
+    faults_of_a_block()
+    assert faults_of_a_block() > pages // 2
+    with worker.heap_kept():
+        with worker.heap_kept():
+            faults_of_a_block()
+        assert faults_of_a_block() < pages // 10  # the inner pass left the settings be
+    assert worker._kept_depth == 0
+    faults_of_a_block()
+    assert faults_of_a_block() > pages // 2
