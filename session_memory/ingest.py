@@ -457,15 +457,17 @@ class Ingestor:
                     fmt: Format) -> float:
         """When the file was last written, as far as can be told: its mtime or, for a file
         read from its start of a tool that stamps its records, its newest record's time
-        where that is older. A history copied or restored without its mtimes (`cp`,
-        `rsync` without -t) is no less old for that: its sessions are packed as they are
-        read, and ended at once."""
+        where that is older than idle_seconds. A history copied or restored without its
+        mtimes (`cp`, `rsync` without -t) is no less old for that: its sessions are packed
+        as they are read, and ended at once."""
         if offset != 0 or fd is None or not fmt.RECORD_TIMES or (
                 st.st_mtime <= self._idle_before()):
             return st.st_mtime
         tail = os.pread(fd, RECORD_TAIL_BYTES, max(0, st.st_size - RECORD_TAIL_BYTES))
         newest = newest_record_time(tail)
-        return st.st_mtime if newest is None else min(newest, st.st_mtime)
+        # Only a time that ends the session replaces the mtime: a record written without
+        # a time (a summary line) may be newer than the newest stamped one.
+        return newest if newest is not None and newest <= self._idle_before() else st.st_mtime
 
     def _idle_before(self) -> float:
         return self.clock.now() - self.settings.idle_seconds

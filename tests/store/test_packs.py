@@ -305,8 +305,10 @@ def test_a_copied_history_is_packed_by_the_times_its_records_carry(
     states = {sid: memory.show(sid)["state"] for sid in (*packed, *chunked)}
     assert states == {"mytool:old.jsonl": "ended", "mytool:recent.jsonl": "active",
                       "mytool:quotes.jsonl": "active"}
-    assert memory.tier1.session("mytool:old.jsonl", memory.idle_before)["last_write"] == (
-        pytest.approx(now - 29 * 86400 + 0.123))
+    last_write = {sid: memory.tier1.session(sid, memory.idle_before)["last_write"]
+                  for sid in states}
+    assert last_write == {"mytool:old.jsonl": pytest.approx(now - 29 * 86400 + 0.123),
+                          "mytool:recent.jsonl": now, "mytool:quotes.jsonl": now}
     _reads_back(memory, {f"mytool:{name}": (sources["mytool"] / name).read_bytes()
                          for name in files})
     assert memory.check() == []
