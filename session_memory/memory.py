@@ -509,17 +509,19 @@ class Memory:
         writer (the daemon does it after each analysis)."""
         if self.read_only:
             return 0
+        found = self.tier2.digests_without_usage()
+        if not found:  # as almost always: `sessions` and `usage` start without the analysis
+            return 0
         from session_memory.analyze import run as analyze_run
         from session_memory.analyze.digest import whole_session_spend
 
         items = []
-        for rowid, source, digest in self.tier2.digests_without_usage():
+        for rowid, source, digest in found:
             fmt = analyze_run.format_of(self.settings, source)
             module = _format_module(fmt) if fmt else None
             items.append((rowid, whole_session_spend(
                 digest, bool(getattr(module, "DIGEST_INPUT_INCLUDES_CACHE_READ", False)))))
-        if items:
-            self.tier2.put_whole_session_usage(items)
+        self.tier2.put_whole_session_usage(items)
         return len(items)
 
     # -- retention --------------------------------------------------------------------
