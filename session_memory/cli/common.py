@@ -17,6 +17,8 @@ from session_memory.errors import FULL_MESSAGE, SessionMemoryError
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
     from session_memory.memory import Memory
 
@@ -30,6 +32,20 @@ def console(*, err: bool = False) -> Console:
     from rich.console import Console
 
     return Console(stderr=err, soft_wrap=True)
+
+
+def rich_table(*headers: str, **options: Any) -> Table:
+    """A rich table with these columns (rich loads here, as for `console`)."""
+    from rich.table import Table
+
+    return Table(*headers, **options)
+
+
+def rich_text(text: str, style: str = "") -> Text:
+    """Text in a rich style, for a table's cell (rich loads here, as for `console`)."""
+    from rich.text import Text
+
+    return Text(text, style=style)
 
 
 class Context:

@@ -16,6 +16,7 @@ from session_memory.cli.common import (
     handle_errors,
     json_option,
     pass_ctx,
+    rich_table,
 )
 from session_memory.humanize import human_bytes, human_time
 
@@ -62,9 +63,8 @@ def reports(click_ctx: click.Context, ctx: Context, limit: int, as_json: bool) -
                        f"{_evicted_count(r)}\t{r.get('bytes_freed')}\t{r.get('final_usage_bytes')}"
                        f"\t{len(r.get('overflow_data_loss') or [])}\t{len(r.get('errors') or [])}")
         return
-    from rich.table import Table  # here: only a table on a terminal needs rich
-
-    table = Table("id", "when", "kind", "evicted", "freed", "usage after", "data loss", "errors")
+    table = rich_table("id", "when", "kind", "evicted", "freed", "usage after", "data loss",
+                       "errors")
     for r in rows:
         loss = len(r.get("overflow_data_loss") or [])
         table.add_row(r["id"], human_time(r.get("started_at_epoch")),

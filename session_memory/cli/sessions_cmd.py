@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from session_memory.cli.common import Context, console, data_command, emit_json
+from session_memory.cli.common import Context, console, data_command, emit_json, rich_table
 from session_memory.humanize import human_bytes, human_time
 from session_memory.store.tier1 import STATES
 
@@ -31,9 +31,7 @@ def sessions(ctx: Context, state: str | None, source: str | None, limit: int | N
             click.echo(f"{r['id']}\t{r['state']}\t{r['raw_bytes']}\t{r['stored_bytes']}\t"
                        f"{human_time(r['started_at'])}\t{'pinned' if r['pinned'] else ''}")
         return
-    from rich.table import Table  # here: only a table on a terminal needs rich
-
-    table = Table("id", "state", "files", "raw", "stored", "started", "ended", "pin")
+    table = rich_table("id", "state", "files", "raw", "stored", "started", "ended", "pin")
     for r in rows:
         table.add_row(r["id"], r["state"], str(len(r["files"])), human_bytes(r["raw_bytes"]),
                       human_bytes(r["stored_bytes"]), human_time(r["started_at"]),

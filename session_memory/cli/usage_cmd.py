@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from session_memory import usage as usage_mod
-from session_memory.cli.common import Context, console, data_command, emit_json
+from session_memory.cli.common import (
+    Context,
+    console,
+    data_command,
+    emit_json,
+    rich_table,
+    rich_text,
+)
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -63,21 +70,15 @@ def _cost(value: float | None) -> str:
 
 def _bar(value: int, largest: int) -> Text:
     """A bar of eighths: no plot library needed."""
-    from rich.text import Text
-
     if largest <= 0 or value <= 0:
-        return Text("")
+        return rich_text("")
     eighths = max(1, round(value / largest * BAR_WIDTH * 8))
-    return Text("█" * (eighths // 8) + " ▏▎▍▌▋▊▉"[eighths % 8].strip(), style="cyan")
+    return rich_text("█" * (eighths // 8) + " ▏▎▍▌▋▊▉"[eighths % 8].strip(), "cyan")
 
 
 def _print_table(by: str, rows: list[dict[str, Any]], breakdown: bool) -> None:
-    # Here: only a table on a terminal needs rich.
-    from rich.table import Table
-    from rich.text import Text
-
     timeline = by in ("day", "week", "month")
-    table = Table(by, "sessions", *_HEADERS, "cost (USD)", *(["tokens"] if timeline else []),
+    table = rich_table(by, "sessions", *_HEADERS, "cost (USD)", *(["tokens"] if timeline else []),
                   show_footer=True)
     largest = max(usage_mod.tokens(r) for r in rows)
     for r in rows:
@@ -85,9 +86,9 @@ def _print_table(by: str, rows: list[dict[str, Any]], breakdown: bool) -> None:
                       _cost(r["cost_usd"]),
                       *([_bar(usage_mod.tokens(r), largest)] if timeline else []))
         for part in r.get("models", []) if breakdown else []:
-            table.add_row(Text(f"  └ {part['model']}", style="dim"), "",
-                          *(Text(f"{part[k]:,}", style="dim") for k in _COLUMNS),
-                          Text(_cost(part["cost_usd"]), style="dim"))
+            table.add_row(rich_text(f"  └ {part['model']}", "dim"), "",
+                          *(rich_text(f"{part[k]:,}", "dim") for k in _COLUMNS),
+                          rich_text(_cost(part["cost_usd"]), "dim"))
     total = usage_mod.totals(rows)
     for column, value in zip(table.columns, ["total", f"{total['sessions']:,}",
                                              *(f"{total[k]:,}" for k in _COLUMNS),
@@ -127,14 +128,11 @@ def blocks(ctx: Context, since: str | None, active_only: bool, as_json: bool) ->
                 b["start"], b["end"], "active" if b["active"] else "gap" if b["gap"] else "",
                 *(b[k] for k in _COLUMNS), _cost(b["cost_usd"]))))
         return
-    from rich.table import Table  # here: only a table on a terminal needs rich
-    from rich.text import Text
-
-    table = Table("start (local)", "", "models", *_HEADERS, "cost (USD)", "tokens")
+    table = rich_table("start (local)", "", "models", *_HEADERS, "cost (USD)", "tokens")
     largest = max(usage_mod.tokens(b) for b in found)
     for b in found:
-        status = Text("● active", style="bold green") if b["active"] else (
-            Text("gap", style="dim") if b["gap"] else Text(""))
+        status = rich_text("● active", "bold green") if b["active"] else (
+            rich_text("gap", "dim") if b["gap"] else rich_text(""))
         table.add_row(_local(b["start"]), status, ", ".join(b["models"]),
                       *(f"{b[k]:,}" for k in _COLUMNS), _cost(b["cost_usd"]),
                       _bar(usage_mod.tokens(b), largest))
