@@ -220,9 +220,9 @@ def migrate_run_ids(tier1: Tier1, tier2: Tier2, settings: Settings) -> list[str]
     Crash-safe across the two stores: Tier 1 renames its rows and records the renames in
     one transaction; Tier 2's digests follow (renaming again is harmless); then the record
     goes. A kill in between is finished by the next call."""
-    pending = tier1.get_meta(RUN_RENAMES_KEY)
-    if pending is None and tier1.get_meta(RUN_IDS_KEY) == RUN_IDS_VERSION:
+    if not run_ids_to_migrate(tier1):
         return []
+    pending = tier1.get_meta(RUN_RENAMES_KEY)
     if pending is None:
         renames = _plan_run_renames(tier1, tier2, settings)
         with tier1.transaction("rename-runs"):
