@@ -95,10 +95,14 @@ def setup(level: str = "info", *, force_json: bool | None = None) -> None:
     _configured = True
 
 
+def _environment_level() -> str:
+    return os.environ.get("SESSION_MEMORY_LOG_LEVEL", "info")
+
+
 def ensure_setup() -> None:
     """Set the pipeline up now if nothing has (the level from SESSION_MEMORY_LOG_LEVEL)."""
     if not _configured:
-        setup(os.environ.get("SESSION_MEMORY_LOG_LEVEL", "info"))
+        setup(_environment_level())
 
 
 _METHOD_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
@@ -110,7 +114,7 @@ def _threshold() -> int:
     """The level below which nothing is logged, known before structlog loads."""
     if _configured:
         return logging.getLogger().level
-    level = logging.getLevelName(os.environ.get("SESSION_MEMORY_LOG_LEVEL", "info").upper())
+    level = logging.getLevelName(_environment_level().upper())
     return level if isinstance(level, int) else logging.INFO
 
 
