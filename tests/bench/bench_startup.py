@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from tests.bench.installed import compile_package  # noqa: E402
-from tests.conftest import OUTSIDE_VARS, home_environ  # noqa: E402
+from tests.conftest import OUTSIDE_VARS, home_environ, sources_toml  # noqa: E402
 
 PYTHON = REPO / ".venv" / "bin" / "python"
 COMMAND = REPO / ".venv" / "bin" / "session-memory"
@@ -65,11 +65,9 @@ def main() -> None:
         (home / "empty").mkdir()
         config_file = Path(env["XDG_CONFIG_HOME"]) / "session-memory" / "config.toml"
         config_file.parent.mkdir(parents=True)
-        config_file.write_text(
-            f'[storage]\ndata_dir = "{home / "data"}"\n'
-            f'[sources.claude-code]\nroot = "{home / "empty"}"\n'
-            + "".join(f"[sources.{name}]\nenabled = false\n"
-                      for name in ("codex", "gemini-cli", "aider", "copilot-cli", "opencode")))
+        config_file.write_text(f'[storage]\ndata_dir = "{home / "data"}"\n' + sources_toml(
+            claude_code=home / "empty", codex=None, gemini_cli=None, aider=None,
+            copilot_cli=None, opencode=None))
         cases = {
             "python -c pass": [str(PYTHON), "-c", "pass"],
             f"python -c '{LIBRARIES}'": [str(PYTHON), "-c", LIBRARIES],
