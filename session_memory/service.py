@@ -14,7 +14,7 @@ from typing import Any
 import platformdirs
 
 from session_memory import safe_write
-from session_memory.config import Settings
+from session_memory.config import Settings, user_config_path
 from session_memory.memory import daemon_status
 from session_memory.store import db
 
@@ -86,7 +86,7 @@ def install(settings: Settings, *, config_path: Path | None = None,
     path = unit_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     db.private_dir(settings.data_dir)  # ReadWritePaths= must exist, or the unit cannot start
-    Path(platformdirs.user_config_dir("session-memory")).mkdir(parents=True, exist_ok=True)
+    user_config_path().parent.mkdir(parents=True, exist_ok=True)
     text = render_unit(entry_point(), settings.data_dir,
                        config_path.resolve() if config_path else None)
     safe_write.replace_file(path, [text.encode("utf-8")], mode=0o644)  # not a secret
