@@ -433,7 +433,7 @@ class Memory:
                    ) -> dict[str, Any]:
         """A page of the session's messages and tool calls, in order, from its raw bytes in
         Tier 1: redacted as digests are, long tool output summarised (transcript.py)."""
-        from session_memory import formats, transcript
+        from session_memory import transcript
         from session_memory.analyze import run as analyze_run
         from session_memory.analyze import worker as analyze_worker
 
