@@ -446,7 +446,8 @@ class Ingestor:
         if not raw:
             return None
         head = head if start else tail
-        last_write = self._last_write(offset, st, fd, fmt)
+        last_write = self._last_write(offset, st, fd, fmt,
+                                      raw if len(raw) == st.st_size else None)
         ended = self._ended(offset, last_write)
         return Prefetched(offset, _stat_key(st), raw, last_write, None if self._packs(ended, st)
                           else compress(raw, self._level(ended)),
@@ -454,16 +455,18 @@ class Ingestor:
                           fingerprint((tail + raw[-FP_BYTES:])[-FP_BYTES:]))
 
     def _last_write(self, offset: int, st: os.stat_result, fd: int | None,
-                    fmt: Format) -> float:
+                    fmt: Format, whole: bytes | None = None) -> float:
         """When the file was last written, as far as can be told: its mtime or, for a file
         read from its start of a tool that stamps its records, its newest record's time
         where that is older than idle_seconds. A history copied or restored without its
         mtimes (`cp`, `rsync` without -t) is no less old for that: its sessions are packed
-        as they are read, and ended at once."""
+        as they are read, and ended at once. `whole`: all the bytes `st` counts, when read
+        already (every small file of such a copy is: its end need not be read twice)."""
         if offset != 0 or fd is None or not fmt.RECORD_TIMES or (
                 st.st_mtime <= self._idle_before()):
             return st.st_mtime
-        tail = os.pread(fd, RECORD_TAIL_BYTES, max(0, st.st_size - RECORD_TAIL_BYTES))
+        tail = (whole[-RECORD_TAIL_BYTES:] if whole is not None
+                else os.pread(fd, RECORD_TAIL_BYTES, max(0, st.st_size - RECORD_TAIL_BYTES)))
         newest = newest_record_time(tail)
         # Only a time that ends the session replaces the mtime: a record written without
         # a time (a summary line) may be newer than the newest stamped one.
