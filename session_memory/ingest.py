@@ -16,7 +16,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -231,13 +231,14 @@ class Ingestor:
         # A whole walk reads every cursor at once; named paths (the watcher's few changed
         # files) look up only their append points, in one query, so their cost does not grow
         # with the store (and their appends need not look them up again: see _planned_point).
-        entries = list(self._entries(paths, summary))
+        entries: Iterable[tuple[Source, Path, Entry]] = self._entries(paths, summary)
         self._synced.clear()
         self._plan_version = None
         points: dict[tuple[str, str], AppendPoint] = {}
         if paths is None:
             known = {(c.source, c.phys_path): c for c in self.tier1.cursors()}
         else:
+            entries = list(entries)  # gone through twice; a whole walk streams instead
             # Read first: a write by another process after it, even one the query below
             # sees, makes the points count as out of date.
             version = self.tier1.data_version()
