@@ -43,7 +43,7 @@ HEAD_BYTES = 64 * 1024
 # A JSON string that is one whole ISO 8601 time with its zone (not one quoted inside
 # another string, whose quotes are escaped): how the tools with RECORD_TIMES stamp records.
 _RECORD_TIME = re.compile(
-    rb'(?<!\\)"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)"')
+    rb'(?<!\\)"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d))"')
 
 Head = Callable[[], bytes]
 """Reads the first bytes of a file's (decompressed) content, only when asked."""
@@ -175,11 +175,8 @@ def newest_record_time(tail: bytes) -> float | None:
     record may quote an older time, never the other way round."""
     newest: float | None = None
     for match in _RECORD_TIME.finditer(tail):
-        when, fraction, zone = (g.decode("ascii") if g else "" for g in match.groups())
-        try:  # fromisoformat takes six digits of a second at most
-            stamp = datetime.fromisoformat(
-                f"{when}.{fraction[:6].ljust(6, '0')}{'+00:00' if zone == 'Z' else zone}"
-            ).timestamp()
+        try:  # Z and nine digits of a second parse as they are (3.11); month 13 does not
+            stamp = datetime.fromisoformat(match[1].decode("ascii")).timestamp()
         except ValueError:
             continue
         if newest is None or stamp > newest:
