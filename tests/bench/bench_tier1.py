@@ -59,6 +59,12 @@ def case_roots(case: str, where: Path) -> dict[str, Path]:
             if (SHARED_REAL / name).is_dir()}
 
 
+def case_files(case: str, roots: dict[str, Path]) -> list[Path]:
+    if case == "workstation":
+        return workstation.files(roots)
+    return sorted(p for r in roots.values() for p in r.rglob("*") if p.is_file())
+
+
 def write_config(home: Path, roots: dict[str, Path]) -> Path:
     text = f'[storage]\ndata_dir = "{home / "data"}"\n[ingest]\nidle_seconds = 60\n'
     for name in ("claude-code", "codex", "gemini-cli", "aider"):
@@ -158,8 +164,7 @@ def main() -> None:
 
 def bench_append(case: str, where: Path, runs: int) -> None:
     roots = case_roots(case, where)
-    paths = (workstation.files(roots) if case == "workstation" else
-             sorted(p for r in roots.values() for p in r.rglob("*") if p.is_file()))
+    paths = case_files(case, roots)
     print(f"== {case}: {len(paths)} files (append path only)")
     with tempfile.TemporaryDirectory(dir=where) as tmp:
         work = Path(tmp)
@@ -188,10 +193,7 @@ def append_ratios(cfg: Path, paths: list[Path], work: Path, runs: int) -> None:
 
 def bench_case(case: str, where: Path, runs: int) -> None:
     roots = case_roots(case, where)
-    if case == "workstation":
-        paths = workstation.files(roots)
-    else:
-        paths = sorted(p for r in roots.values() for p in r.rglob("*") if p.is_file())
+    paths = case_files(case, roots)
     size = sum(p.stat().st_size for p in paths)
     print(f"== {case}: {len(paths)} files, {size / 2**20:.0f} MiB")
     for p in paths:  # warm the page cache for every run alike
