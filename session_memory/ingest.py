@@ -58,9 +58,11 @@ BLOCKS_AHEAD = 2  # of one large file, compressing while the current block is wr
 GROUP_COMMIT_BYTES = 8 * 1024 * 1024
 GROUP_COMMIT_FILES = 200
 INLINE_BYTES = 256 * 1024
-RECORD_TAIL_BYTES = 64 * 1024  # where a file's newest record is looked for
 """New bytes of a file that grew, up to this many: read and compressed by the thread that
 stores them (see Ingestor.run)."""
+RECORD_TAIL_BYTES = 64 * 1024
+"""The last bytes of a file that its newest record's time is looked for in (see
+Ingestor._last_write): a file with none there keeps its mtime."""
 
 logger = log.get("session_memory.ingest")
 
