@@ -829,17 +829,17 @@ class _PieceWriter:
     def __init__(self, tier1: Tier1, source: str,
                  role: FileRole, cursor: Cursor, head: bytes, tail: bytes,
                  st: os.stat_result, now: float, sealed: bool = False, *,
-                 base: int | None = None, packer: PackWriter | None = None,
-                 last_write: float | None = None) -> None:
+                 last_write: float, base: int | None = None,
+                 packer: PackWriter | None = None) -> None:
         """`base`: the cursor's file row's base offset, when known already. `last_write`:
-        when the file was last written (Ingestor._last_write; its mtime by default)."""
+        when the file was last written (Ingestor._last_write)."""
         self.tier1, self.source, self.role = tier1, source, role
         self.sealed = sealed
         """New file rows take their bytes as sealed frames of their session, not chunks."""
         self.packer = packer
         """Or, sealed, into this pack."""
         self.cursor, self.head, self.tail, self.st, self.now = cursor, head, tail, st, now
-        self.last_write = st.st_mtime if last_write is None else last_write
+        self.last_write = last_write
         self.base = (base if base is not None else
                      tier1.base_offset(cursor.file_id) if cursor.file_id else 0)
         # A full head no write changes: its fingerprint is the cursor's already (unless
