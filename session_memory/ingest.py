@@ -205,7 +205,8 @@ class Ingestor:
         self._planned_current = False
         """Whether no other process has written since then (checked as a group begins)."""
         self._synced: set[tuple[str, str]] = set()
-        """(source, logical path) of the files this pass has come to so far."""
+        """(source, logical path) of the files this pass has come to so far, kept only while
+        its plan's append points may be used: a whole walk's would hold every file's."""
 
     def close(self) -> None:
         self._pool.shutdown()
@@ -550,7 +551,8 @@ class Ingestor:
             role = fmt.identify(relpath, lambda: head(fd, relpath))
             if role is None:
                 return
-            self._synced.add((source.name, role.logical_path))
+            if self._plan_version is not None:
+                self._synced.add((source.name, role.logical_path))
             if role.compressed and os.path.exists(root / role.logical_path):
                 return  # the .jsonl twin is being written: it is the one we follow
             if cursor is None or cursor.path != role.logical_path:
