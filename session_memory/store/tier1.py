@@ -25,11 +25,12 @@ SEAL_LEVEL = 3
 """When a session ends: about 400 MB/s a core. Measured on the workstation bench
 (tests/bench/bench_tier1.py): level 15 was 8 MB/s for 7% less, a cost no laptop should pay
 for every session it ever stores."""
-DEEP_SEAL_LEVEL = 7
-"""Later, when the daemon is idle: packs, and larger sessions, about 8% smaller than at
-level 3. Level 9 saved 2% more on the bench's large-session corpus for 20-40% more CPU,
-which took all the compression a GB receives in its life past 30 CPU seconds there
-(level 19: 2.8 MB/s)."""
+DEEP_SEAL_LEVEL = 6
+"""Later, when the daemon is idle: packs, and larger sessions, 3% smaller than at level 3
+on the bench's large-session corpus. Over the bench's packs level 7 saved 0.2-2% more for
+10-20% more CPU in the idle work (35-50% more in zstd itself), and level 9 2% more again
+for 20-40% more: each took all the compression a GB receives in its life to 30 CPU
+seconds or past on the large-session corpus or the real histories (level 19: 2.8 MB/s)."""
 SEAL_FRAME_BYTES = 8 * 1024 * 1024
 _SEAL_STEP = 1024 * 1024  # how much is compressed between two looks at `interrupted`
 PACK_RAW_BYTES = 32 * 1024 * 1024
