@@ -350,7 +350,6 @@ def test_two_processes_never_store_the_same_bytes_twice(memory: Memory, sources:
         return seen
 
     # Our reads of the cursor both happen before the other process commits.
-    memory.tier1.cursor_at = lambda source, phys: None  # type: ignore[method-assign]
     memory.tier1.append_point = lambda source, phys: None  # type: ignore[method-assign]
     memory.tier1.cursor = stale_cursor  # type: ignore[method-assign]
     summary = memory.ingest()

@@ -211,15 +211,6 @@ class Tier1:
                                 (source, path)).fetchone()
         return Cursor(*row) if row else None
 
-    def cursor_at(self, source: str, phys_path: str) -> Cursor | None:
-        """The cursor that last read this physical file. A file is tracked under its own
-        path, except a .jsonl.zst, which is tracked under its .jsonl twin's."""
-        for path in dict.fromkeys((phys_path, phys_path.removesuffix(".zst"))):
-            c = self.cursor(source, path)
-            if c is not None and c.phys_path == phys_path:
-                return c
-        return None
-
     def data_version(self) -> int:
         """A number that changes whenever another connection commits a change (this
         connection's own commits leave it as it is)."""
@@ -240,14 +231,16 @@ class Tier1:
                     "source = ? AND path IN (SELECT value FROM json_each(?))",
                     (source, json.dumps(sorted(names)))):
                 c = Cursor(*row[:14])
-                # As cursor_at: the cursor under the file's own path comes first.
+                # As append_point: the cursor under the file's own path comes first.
                 if c.path == c.phys_path or (c.source, c.phys_path) not in found:
                     found[c.source, c.phys_path] = AppendPoint(c, row[14], int(row[15]))
         return {key: point for key, point in found.items() if key in asked}
 
     def append_point(self, source: str, phys_path: str) -> AppendPoint | None:
-        """cursor_at's cursor, with its session's state and its file row's base offset:
-        what an append reads before it writes, in one lookup instead of three."""
+        """The cursor that last read this physical file, with its session's state and its
+        file row's base offset: what an append reads before it writes, in one lookup. A
+        file is tracked under its own path, except a .jsonl.zst, which is tracked under its
+        .jsonl twin's."""
         for path in dict.fromkeys((phys_path, phys_path.removesuffix(".zst"))):
             row = self.conn.execute(
                 f"SELECT {_CURSOR_COLS}, {_APPEND_POINT_COLS} "
