@@ -86,7 +86,7 @@ def install(settings: Settings, *, config_path: Path | None = None,
     path = unit_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     db.private_dir(settings.data_dir)  # ReadWritePaths= must exist, or the unit cannot start
-    user_config_path().parent.mkdir(parents=True, exist_ok=True)
+    db.private_dir(user_config_path().parent)  # where the config, naming the roots, goes
     text = render_unit(entry_point(), settings.data_dir,
                        config_path.resolve() if config_path else None)
     safe_write.replace_file(path, [text.encode("utf-8")], mode=0o644)  # not a secret

@@ -9,7 +9,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from session_memory import config, service
+from session_memory.cli import cli
 from session_memory.errors import UnsafePathError
 from session_memory.ingest import compress
 from session_memory.memory import Memory
@@ -32,6 +35,17 @@ def test_stores_are_private(memory: Memory, sources: dict[str, Path], tmp_path: 
             assert _mode(memory.data_dir / name) == 0o600, name
     written = memory.export("mytool:s.jsonl", tmp_path / "out")
     assert [_mode(p) for p in written] == [0o600]
+
+
+def test_service_install_makes_its_folders_private(sources: dict[str, Path]) -> None:
+    """The config folder (the config names every source root) and the data folder are 0700
+    however permissive the umask; the unit itself is no secret."""
+    os.umask(0o022)
+    result = CliRunner().invoke(cli, ["service", "install", "--no-start"])
+    assert result.exit_code == 0, result.output
+    assert _mode(config.user_config_path().parent) == 0o700
+    assert _mode(config.load().data_dir) == 0o700
+    assert _mode(service.unit_path()) == 0o644
 
 
 def test_symlinks_never_lead_ingest_out_of_the_root(memory: Memory, sources: dict[str, Path],
