@@ -40,10 +40,11 @@ from session_memory.formats.events import Piece, Sink
 
 HEAD_BYTES = 64 * 1024
 
-# A JSON string that is one whole ISO 8601 time with its zone (not one quoted inside
-# another string, whose quotes are escaped): how the tools with RECORD_TIMES stamp records.
+# A JSON string that is one whole ISO 8601 time with its zone: how the tools with
+# RECORD_TIMES stamp records. One quoted inside another string never matches: its closing
+# quote is escaped, so a backslash stands between the zone and it.
 _RECORD_TIME = re.compile(
-    rb'(?<!\\)"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d))"')
+    rb'"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d))"')
 
 Head = Callable[[], bytes]
 """Reads the first bytes of a file's (decompressed) content, only when asked."""
