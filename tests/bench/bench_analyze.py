@@ -22,26 +22,17 @@ from typing import TYPE_CHECKING
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 if TYPE_CHECKING:
-    from session_memory import config
     from session_memory.memory import Memory
 
 LATER = 4e9  # a clock far past every file: all sessions have ended
 
 
-def settings_for(root: Path, data: Path) -> config.Settings:
-    from session_memory import config
-
-    doc = config.default_document()
-    doc["storage"] = {"data_dir": str(data)}
-    doc["sources"] = {"bench": {"format": "claude-code", "root": str(root)}}
-    return config.settings_from(doc)
-
-
 def open_memory(root: Path, data: Path) -> Memory:
     from session_memory.clock import FixedClock
     from session_memory.memory import Memory
+    from tests.bench.settings import settings_for
 
-    return Memory(settings_for(root, data), clock=FixedClock(LATER))
+    return Memory(settings_for(data, root), clock=FixedClock(LATER))
 
 
 def ingest(root: Path, data: Path) -> None:

@@ -31,18 +31,12 @@ from session_memory import config, dashboard  # noqa: E402
 from session_memory.analyze.digest import ANALYZER_VERSION  # noqa: E402
 from session_memory.clock import FixedClock  # noqa: E402
 from session_memory.memory import Memory  # noqa: E402
+from tests.bench.settings import settings_for  # noqa: E402
 
 NOW = 1_800_000_000.0
 HOUR = 3600.0
 GIB = 1 << 30
 MODELS = ("claude-sonnet-4-5-20250929", "claude-opus-4-5-20251101", "claude-haiku-4-5-20251001")
-
-
-def settings_for(data: Path) -> config.Settings:
-    doc = config.default_document()
-    doc["storage"] = {"data_dir": str(data)}
-    doc["sources"] = {}
-    return config.settings_from(doc)
 
 
 def populate(data: Path, n_reports: int, n_sessions: int, seed: int = 1) -> None:

@@ -18,18 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from session_memory import config  # noqa: E402
 from session_memory.clock import FixedClock  # noqa: E402
 from session_memory.memory import Memory  # noqa: E402
 from tests.bench import corpus  # noqa: E402
 from tests.bench.baseline import zstd_seconds  # noqa: E402
-
-
-def settings_for(root: Path, data: Path) -> config.Settings:
-    doc = config.default_document()
-    doc["storage"] = {"data_dir": str(data)}
-    doc["sources"] = {"bench": {"format": "claude-code", "root": str(root)}}
-    return config.settings_from(doc)
+from tests.bench.settings import settings_for  # noqa: E402
 
 
 def zstd_bytes(paths: list[Path], work: Path) -> int:
@@ -47,7 +40,7 @@ def zstd_bytes(paths: list[Path], work: Path) -> int:
 
 def ingest_rss_child(path: str, data: str) -> None:
     root = Path(path).parent.parent
-    with Memory(settings_for(root, Path(data)), clock=FixedClock(4e9)) as memory:
+    with Memory(settings_for(Path(data), root), clock=FixedClock(4e9)) as memory:
         memory.ingest()
         memory.seal()
     print(corpus.peak_rss_kib())
@@ -76,7 +69,7 @@ def main() -> None:
         for run in range(args.runs):  # each run pairs the baseline with a fresh ingest
             z_mbs = size / 2**20 / zstd_seconds(paths, work / f"zstd{run}")
             data = work / f"data{run}"
-            with Memory(settings_for(args.corpus, data), clock=FixedClock(4e9)) as memory:
+            with Memory(settings_for(data, args.corpus), clock=FixedClock(4e9)) as memory:
                 t0 = time.perf_counter()
                 memory.ingest()
                 ingest_seconds = time.perf_counter() - t0
@@ -88,7 +81,7 @@ def main() -> None:
                 shutil.rmtree(data)
         print(f"ingest speed ratio: median {statistics.median(ratios):.2f} of {len(ratios)} "
               "runs (goal >= 0.7)")
-        with Memory(settings_for(args.corpus, work / "data0"), clock=FixedClock(4e9)) as memory:
+        with Memory(settings_for(work / "data0", args.corpus), clock=FixedClock(4e9)) as memory:
             t0 = time.perf_counter()
             memory.seal(workers=os.cpu_count() or 1)  # as `session-memory ingest` does
             seal_seconds = time.perf_counter() - t0
@@ -121,7 +114,7 @@ def real_fixtures(work: Path) -> None:
     if not files:
         return
     z_bytes = zstd_bytes(files, work / "fixtures-zstd")
-    with Memory(settings_for(root, work / "data-fixtures"), clock=FixedClock(4e9)) as memory:
+    with Memory(settings_for(work / "data-fixtures", root), clock=FixedClock(4e9)) as memory:
         memory.ingest()
         memory.seal()
         memory.deep_seal()
@@ -137,7 +130,7 @@ def rescan(work: Path) -> None:
         if i < 100:
             d.mkdir(parents=True)
         (d / f"{i:08d}-0000-4000-8000-000000000000.jsonl").write_bytes(b'{"a": 1}\n')
-    with Memory(settings_for(root, work / "data-many"), clock=FixedClock(4e9)) as memory:
+    with Memory(settings_for(work / "data-many", root), clock=FixedClock(4e9)) as memory:
         memory.ingest()
         t0 = time.perf_counter()
         summary = memory.ingest()

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from session_memory import config  # noqa: E402
 from session_memory.clock import FixedClock  # noqa: E402
 from session_memory.memory import TIER1_FILE, TIER2_FILE, Memory  # noqa: E402
+from tests.bench.settings import settings_for as bench_settings  # noqa: E402
 
 NOW = 1_800_000_000.0
 CHUNK_BYTES = 200  # stored bytes a session; small so a million fit in a few hundred MB
@@ -30,12 +31,8 @@ _SERIES = "WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE 
 
 
 def settings_for(data: Path, soft: int, max_age_days: float = 3650) -> config.Settings:
-    doc = config.default_document()
-    doc["storage"] = {"data_dir": str(data)}
-    doc["sources"] = {}
-    doc["retention"].update(raw_soft_cap=soft, raw_hard_cap=max(soft, 1 << 50),
-                            raw_max_age_days=max_age_days, keep_free=0)
-    return config.settings_from(doc)
+    return bench_settings(data, raw_soft_cap=soft, raw_hard_cap=max(soft, 1 << 50),
+                          raw_max_age_days=max_age_days, keep_free=0)
 
 
 def populate(data: Path, sessions: int) -> None:

@@ -30,21 +30,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from session_memory import config  # noqa: E402
 from session_memory.analyze.digest import ANALYZER_VERSION  # noqa: E402
 from session_memory.clock import FixedClock  # noqa: E402
 from session_memory.memory import Memory  # noqa: E402
+from tests.bench.settings import settings_for  # noqa: E402
 
 NOW = 1_800_000_000.0
 MODELS = ["claude-sonnet-4-5-20250929", "claude-opus-4-7", "claude-haiku-4-5-20251001",
           "gpt-5-codex", "gpt-5.2", "gemini-2.5-pro"]
-
-
-def settings_for(data: Path) -> config.Settings:
-    doc = config.default_document()
-    doc["storage"] = {"data_dir": str(data)}
-    doc["sources"] = {}
-    return config.settings_from(doc)
 
 
 def digest(i: int, rng: random.Random) -> tuple[str, str, dict[str, object]]:
