@@ -344,12 +344,20 @@ class Tier1:
             "INSERT INTO frames (session_id, generation, stream_offset, raw_len, crc, level, data)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (session_id, gen, start + sealed_len, raw_len, crc, level, data))
+        self._count_sealed(file_id, raw_len)
+        self._cap_seal_level(level, [session_id])
+
+    def _count_sealed(self, file_id: int, raw_len: int) -> None:
+        """A file stored sealed from its first byte (in frames or a pack) owns these more."""
         self.conn.execute("UPDATE files SET raw_bytes = raw_bytes + ?1, sealed_len = sealed_len "
                           "+ ?1 WHERE id = ?2", (raw_len, file_id))
-        # The session's frames are now (at best) at this level.
-        self.conn.execute("UPDATE sessions SET seal_level = CASE WHEN seal_level = 0 OR "
-                          "seal_level > ?1 THEN ?1 ELSE seal_level END WHERE id = ?2",
-                          (level, session_id))
+
+    def _cap_seal_level(self, level: int, sessions: list[str]) -> None:
+        """These sessions' bytes are now (at best) at `level`."""
+        self.conn.execute(
+            "UPDATE sessions SET seal_level = CASE WHEN seal_level = 0 OR seal_level > ? "
+            f"THEN ? ELSE seal_level END WHERE id IN ({','.join('?' * len(sessions))})",
+            (level, level, *sessions))
 
     def drop_older_versions(self, source: str, path: str, version: int) -> None:
         """A whole-file snapshot supersedes what came before it."""
@@ -1369,8 +1377,7 @@ class PackWriter:
     def write(self, file_id: int, piece: bytes) -> None:
         if self._pending is None or self._pending[0] != file_id:
             raise CorruptChunkError(f"file {file_id}: packed bytes before its file began")
-        self.tier1.conn.execute("UPDATE files SET raw_bytes = raw_bytes + ?1, sealed_len = "
-                                "sealed_len + ?1 WHERE id = ?2", (len(piece), file_id))
+        self.tier1._count_sealed(file_id, len(piece))  # noqa: SLF001 - its own store
         self._pending[2].append(piece)
 
     def end_file(self) -> None:
@@ -1404,11 +1411,8 @@ class PackWriter:
         self._out.append(self._cobj.flush())
         built = _BuiltPack(self.raw_len, b"".join(self._out), members, self.level)
         self.tier1._store_pack(built, now)  # noqa: SLF001 - its own store
-        sessions = sorted({m.session_id for m in members})
-        self.tier1.conn.execute(
-            "UPDATE sessions SET seal_level = CASE WHEN seal_level = 0 OR seal_level > ? "
-            f"THEN ? ELSE seal_level END WHERE id IN ({','.join('?' * len(sessions))})",
-            (self.level, self.level, *sessions))
+        self.tier1._cap_seal_level(  # noqa: SLF001 - its own store
+            self.level, sorted({m.session_id for m in members}))
         self._restart()
 
 
@@ -1434,8 +1438,8 @@ def _pack_params(level: int, threads: int = 0) -> zstandard.ZstdCompressionParam
 def _build_pack(pieces: list[tuple[int, str, Iterable[bytes]]], level: int,
                 interrupted: Callable[[], bool]) -> _BuiltPack | None:
     """Compress files (file id, session id, their bytes) one after another into one zstd
-    frame. None if `interrupted()` turned true (it is asked
-    once a MiB) or there was nothing to pack. Only compressed output is held, and the
+    frame. None if `interrupted()` turned true (it is asked once a MiB) or there was
+    nothing to pack. Only compressed output is held, and the
     window: memory stays flat whatever the files' sizes."""
     cobj = zstandard.ZstdCompressor(compression_params=_pack_params(level)).compressobj()
     out: list[bytes] = []
