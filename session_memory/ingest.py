@@ -172,7 +172,8 @@ class Prefetched:
     stat_key: tuple[int, int, int, int]
     raw: bytes
     last_write: float
-    """As Ingestor._last_write tells it."""
+    ended: bool
+    """Both as Ingestor._last_write tells them."""
     packed: Packed | None
     """None for a file that goes into a pack (compressed there, with the others)."""
     head: bytes
@@ -450,39 +451,37 @@ class Ingestor:
         if not raw:
             return None
         head = head if start else tail
-        last_write = self._last_write(offset, st, fd, fmt,
-                                      raw if len(raw) == st.st_size else None)
-        ended = self._ended(offset, last_write)
-        return Prefetched(offset, _stat_key(st), raw, last_write, None if self._packs(ended, st)
-                          else compress(raw, self._level(ended)),
+        last_write, ended = self._last_write(offset, st, fd, fmt,
+                                             raw if len(raw) == st.st_size else None)
+        return Prefetched(offset, _stat_key(st), raw, last_write, ended,
+                          None if self._packs(ended, st) else compress(raw, self._level(ended)),
                           head, tail, fingerprint(head), fingerprint(tail),
                           fingerprint((tail + raw[-FP_BYTES:])[-FP_BYTES:]))
 
     def _last_write(self, offset: int, st: os.stat_result, fd: int | None,
-                    fmt: Format, whole: bytes | None = None) -> float:
-        """When the file was last written, as far as can be told: its mtime or, for a file
-        read from its start of a tool that stamps its records, its newest record's time
-        where that is older than idle_seconds. A history copied or restored without its
-        mtimes (`cp`, `rsync` without -t) is no less old for that: its sessions are packed
-        as they are read, and ended at once. `whole`: all the bytes `st` counts, when read
-        already (every small file of such a copy is: its end need not be read twice)."""
-        if offset != 0 or fd is None or not fmt.RECORD_TIMES or (
-                st.st_mtime <= self._idle_before()):
-            return st.st_mtime
-        tail = (whole[-RECORD_TAIL_BYTES:] if whole is not None
-                else os.pread(fd, RECORD_TAIL_BYTES, max(0, st.st_size - RECORD_TAIL_BYTES)))
-        newest = newest_record_time(tail)
-        # Only a time that ends the session replaces the mtime: a record written without
-        # a time (a summary line) may be newer than the newest stamped one.
-        return newest if newest is not None and newest <= self._idle_before() else st.st_mtime
-
-    def _idle_before(self) -> float:
-        return self.clock.now() - self.settings.idle_seconds
-
-    def _ended(self, offset: int, last_write: float) -> bool:
-        """A file read from its start, last written more than idle_seconds ago, belongs to
-        a session that has ended (the backfill of a history)."""
-        return offset == 0 and last_write <= self._idle_before()
+                    fmt: Format, whole: bytes | None = None) -> tuple[float, bool]:
+        """When the file was last written, as far as can be told, and whether its session
+        has ended. The time is its mtime or, for a file read from its start of a tool that
+        stamps its records, its newest record's time where that is older than
+        idle_seconds. A history copied or restored without its mtimes (`cp`, `rsync`
+        without -t) is no less old for that: its sessions are packed as they are read, and
+        ended at once. A file read from its start, last written more than idle_seconds
+        ago, belongs to a session that has ended (the backfill of a history). `whole`: all
+        the bytes `st` counts, when read already (every small file of such a copy is: its
+        end need not be read twice)."""
+        if offset != 0:
+            return st.st_mtime, False
+        idle_before = self.clock.now() - self.settings.idle_seconds
+        last_write = st.st_mtime
+        if fd is not None and fmt.RECORD_TIMES and last_write > idle_before:
+            tail = (whole[-RECORD_TAIL_BYTES:] if whole is not None
+                    else os.pread(fd, RECORD_TAIL_BYTES, max(0, st.st_size - RECORD_TAIL_BYTES)))
+            newest = newest_record_time(tail)
+            # Only a time that ends the session replaces the mtime: a record written
+            # without a time (a summary line) may be newer than the newest stamped one.
+            if newest is not None and newest <= idle_before:
+                last_write = newest
+        return last_write, last_write <= idle_before
 
     @staticmethod
     def _level(ended: bool) -> int:
@@ -631,9 +630,8 @@ class Ingestor:
             summary.new_versions += 1
             logger.info("file was rewritten or truncated: storing a new version", path=path,
                         version=cursor.version)
-        last_write = pre.last_write if pre is not None else self._last_write(
+        last_write, ended = (pre.last_write, pre.ended) if pre is not None else self._last_write(
             cursor.offset, st, content.fd if isinstance(content, PlainContent) else None, fmt)
-        ended = self._ended(cursor.offset, last_write)
         level = self._level(ended)
         # Runs cut out of one shared file, and whole-file snapshots that replace each other:
         # those keep to chunks, whose rows know their file.
