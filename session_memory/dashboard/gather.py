@@ -45,7 +45,7 @@ def gather(memory: Memory) -> dict[str, Any]:
         "sweeps": _sweeps(reports),
         "reports": _report_rows(reports, details),
         "details": _details(reports, details),
-        "data_loss": _data_loss(reports),
+        "data_loss": _data_loss(reports, details),
         "largest": _largest(sessions, projects, now),
         "by_source": _by_key(sessions, lambda s: s["source"]),
         "by_project": _by_project(sessions, projects),
@@ -170,13 +170,14 @@ def _details(reports: list[dict[str, Any]],
     return out
 
 
-def _data_loss(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _data_loss(reports: list[dict[str, Any]],
+               details: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
-    for r in reports:
-        if r.get("dry_run"):
+    for r, detail in zip(reports, details, strict=True):
+        if r.get("dry_run") or not r.get("overflow_data_loss"):
             continue
-        sizes = {e["id"]: e.get("stored_bytes") for e in _evictions(r)}
-        for sid in r.get("overflow_data_loss") or []:
+        sizes = {sid: stored for sid, _pass, stored in detail["evictions"]}
+        for sid in r["overflow_data_loss"]:
             rows.append({"session": sid, "report": r["id"], "t": r.get("started_at_epoch"),
                          "stored_bytes": sizes.get(sid)})
     return rows[:DATA_LOSS_ROWS]
