@@ -591,8 +591,8 @@ _COUNT_BITS = 48
 _MAX_COUNT = 1 << _COUNT_BITS
 _PROMPT_TIERS = PROMPT_TIERS
 _FIRST_TIER = PROMPT_TIERS[0]
-_tiers_below = bisect.bisect_left
 """A prompt of no more tokens than this is of class 0, without a search of the tiers."""
+_tiers_below = bisect.bisect_left
 
 
 def _storable(count: int) -> int:
