@@ -13,7 +13,7 @@ import math
 import operator
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
@@ -179,6 +179,7 @@ class KeyedSpend:
             return
         wheres, whens, counts, _, tokens = zip(*entries.values(), strict=True)
         distinct = dict.fromkeys(wheres)
+        groups: Mapping[tuple[int, str, int], tuple[Sequence[float], Sequence[tuple[int, ...]]]]
         if len(distinct) == 1:
             groups = {wheres[0]: (whens, counts)}
         else:
@@ -188,7 +189,7 @@ class KeyedSpend:
                 group = members[where]
                 group[0].append(when)
                 group[1].append(count)
-            groups = members  # type: ignore[assignment]
+            groups = members
         for where, (group_whens, group_counts) in groups.items():
             sums = list(map(sum, zip(*group_counts, strict=True)))
             first, last = min(group_whens), max(group_whens)
