@@ -120,6 +120,14 @@ def format_of(settings: Settings, source: str) -> str | None:
     return source if source in formats.names() else None  # a built-in one since removed
 
 
+def read_order(tier1: Tier1, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows in the order a pass reads them: sessions in packs as their packs hold them
+    (each pack is then unpacked once, see Tier1.pack_order), after the others, largest
+    first."""
+    packed = tier1.pack_order()
+    return sorted(rows, key=lambda r: (packed.get(r["id"], -1), -r["raw_bytes"]))
+
+
 def _digests(tier1: Tier1, formats_by_source: dict[str, str | None],
              rows: list[dict[str, Any]]
              ) -> Iterator[tuple[dict[str, Any], dict[str, Any] | str] | None]:
@@ -127,10 +135,7 @@ def _digests(tier1: Tier1, formats_by_source: dict[str, str | None],
     processes (see analyze/worker.py): they take from one end of the list, this process
     from the other, between its own writes. None: this process has nothing left to parse
     and would only wait for the workers' last sessions (a time to write)."""
-    # Sessions in packs as their packs hold them (each pack is then unpacked once, see
-    # Tier1.pack_order), after the others, largest first.
-    packed = tier1.pack_order()
-    rows = sorted(rows, key=lambda r: (packed.get(r["id"], -1), -r["raw_bytes"]))
+    rows = read_order(tier1, rows)
     workers = min(os.cpu_count() or 1, MAX_WORKERS, len(rows)) - 1
     if workers < 1 or sum(r["raw_bytes"] for r in rows) < PARALLEL_MIN_BYTES:
         for row in rows:

@@ -77,9 +77,7 @@ def breakdown(memory: Memory) -> dict[str, float]:
         """The protocol's own methods, which keep nothing: parsing without a digest."""
 
     tier1 = memory.tier1
-    packed = tier1.pack_order()
-    rows = sorted(tier1.sessions(memory.idle_before),
-                  key=lambda r: (packed.get(r["id"], -1), -r["raw_bytes"]))
+    rows = run.read_order(tier1, tier1.sessions(memory.idle_before))
     module = formats.get("claude-code")
 
     def read() -> None:
