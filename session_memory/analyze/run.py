@@ -70,7 +70,7 @@ def analyze(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock, idle_b
                          for source in {row["source"] for row in chosen}}
     batch: list[tuple[dict[str, Any], dict[str, Any]]] = []
     batch_bytes = 0
-    with tier2.bulk_writes(), worker.collector_paused(), worker.heap_kept():
+    with tier2.bulk_writes(), worker.pass_conditions():
         for item in _digests(tier1, formats_by_source, chosen):
             if item is None:  # nothing left for this process to parse: write meanwhile
                 if batch:

@@ -47,7 +47,7 @@ def digest_or_error(tier1: Tier1, formats_by_source: dict[str, str | None],
         if fmt is None:
             raise SessionMemoryError(f"source {row['source']!r} is not in the config")
         # One consistent state, even if a seal switches meanwhile. (The collector is off
-        # already: both callers, run.analyze and `serve`, pause it for the whole pass.)
+        # already: both callers, run.analyze and `serve`, run in pass_conditions.)
         with tier1.snapshot():
             module = formats.get(fmt)
             return build(row["source"], functools.partial(
@@ -105,6 +105,14 @@ def heap_kept() -> Iterator[None]:
             libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT)
             libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT)
             libc.malloc_trim(0)
+
+
+@contextlib.contextmanager
+def pass_conditions() -> Iterator[None]:
+    """This process set as an analysis pass, or a worker's share of one, runs best: the
+    collector paused and malloc's heap kept (see each)."""
+    with collector_paused(), heap_kept():
+        yield
 
 
 @functools.cache
@@ -246,7 +254,7 @@ def serve(tier1_path: Path, formats_by_source: dict[str, str | None], parent: in
     tier1 = Tier1(tier1_path)
     try:
         rows = work.get()
-        with collector_paused(), heap_kept():
+        with pass_conditions():
             while os.getppid() == parent and (i := take(ends, front=True)) is not None:
                 db.crashpoint("analyze-worker")
                 try:

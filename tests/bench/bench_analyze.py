@@ -107,7 +107,7 @@ def breakdown(memory: Memory) -> dict[str, float]:
             run.PARALLEL_MIN_BYTES = serial
 
     seconds = {}
-    with worker.collector_paused():
+    with worker.pass_conditions():  # as a pass runs, in every step
         for name, step in (("read", read), ("parse", parse), ("digest", digest),
                            ("analyze", analyze)):
             t0 = time.process_time()
