@@ -66,11 +66,8 @@ def breakdown(memory: Memory) -> dict[str, float]:
     (decoding included) reporting to a sink that keeps nothing; those and the digest
     builder; and the whole analysis, Tier 2 writes included. Each step is timed over the
     whole pass, and the figure for a step is its difference from the one before."""
-    import functools
-
     from session_memory import formats
     from session_memory.analyze import run, worker
-    from session_memory.analyze.digest import build
     from session_memory.formats.events import Sink
 
     class NullSink(Sink):
@@ -94,9 +91,7 @@ def breakdown(memory: Memory) -> dict[str, float]:
 
     def digest() -> None:
         for row in rows:
-            with tier1.snapshot():
-                build("bench", functools.partial(
-                    module.parse, worker.pieces(tier1, tier1.files(row["id"]))))
+            assert isinstance(worker.digest_or_error(tier1, {"bench": "claude-code"}, row), dict)
 
     def analyze() -> None:
         serial = run.PARALLEL_MIN_BYTES
