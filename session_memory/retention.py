@@ -264,8 +264,8 @@ class Sweep:
         and this is measured again)."""
         pages = self.tier1.pragma_int("page_count")
         free = self.tier1.pragma_int("freelist_count")
-        return (pages - free) * self._page_size + self._shm_bytes - \
-            self.tier1.dead_pack_bytes()
+        return ((pages - free) * self._page_size + self._shm_bytes
+                - self.tier1.dead_pack_bytes())
 
     @property
     def idle_before(self) -> float:

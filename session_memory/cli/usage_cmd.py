@@ -79,7 +79,7 @@ def _bar(value: int, largest: int) -> Text:
 def _print_table(by: str, rows: list[dict[str, Any]], breakdown: bool) -> None:
     timeline = by in ("day", "week", "month")
     table = rich_table(by, "sessions", *_HEADERS, "cost (USD)", *(["tokens"] if timeline else []),
-                  show_footer=True)
+                       show_footer=True)
     largest = max(usage_mod.tokens(r) for r in rows)
     for r in rows:
         table.add_row(str(r["key"]), f"{r['sessions']:,}", *(f"{r[k]:,}" for k in _COLUMNS),
