@@ -5,7 +5,7 @@ the formats, the digest builder and the Tier 1 store, and nothing else (no loggi
 config).
 
 A pass's sessions are one list (the others largest first, then packed ones in pack order:
-see run._digests). Workers take from its front, the calling process from its back (between
+see run.read_order). Workers take from its front, the calling process from its back (between
 its writes to Tier 2), until they meet: every core works until the end, and no process
 waits for another to hand it work.
 """
