@@ -355,7 +355,7 @@ def build(root: Path, sessions: int = 2000, seed: int = 11) -> dict[str, Path]:
     # Each file last written when its last record was, as in a history: every session ended.
     old = time.time() - 30 * 86400
     for path in files(roots):
-        when = _day_written(path) or old
+        when = _last_written(path) or old
         os.utime(path, (when, when))
     marker.touch()
     return roots
@@ -364,7 +364,7 @@ def build(root: Path, sessions: int = 2000, seed: int = 11) -> dict[str, Path]:
 _STAMP = re.compile(rb"(20\d\d)-(\d\d)-(\d\d)T(\d\d):(\d\d)")
 
 
-def _day_written(path: Path) -> float | None:
+def _last_written(path: Path) -> float | None:
     """The last timestamp in a session file: when it was last written."""
     with path.open("rb") as f:
         f.seek(max(0, path.stat().st_size - 64 * 1024))
