@@ -503,7 +503,7 @@ class Ingestor:
         root = self._root(source)
         path = os.path.join(root, relpath)
         try:
-            self._sync(source, root, relpath, summary, on_bytes, prefetched, planned)
+            self._sync(source, root, relpath, path, summary, on_bytes, prefetched, planned)
         except _CursorMovedError:
             logger.debug("stored meanwhile by another process; next pass", path=str(path))
         except OSError as e:
@@ -526,11 +526,11 @@ class Ingestor:
         return (planned is not None and self._planned_current
                 and (source.name, planned.cursor.path) not in self._synced)
 
-    def _sync(self, source: Source, root: Path, relpath: PurePosixPath,
+    def _sync(self, source: Source, root: Path, relpath: PurePosixPath, path: str,
               summary: IngestSummary, on_bytes: Progress | None,
               prefetched: Prefetched | None, planned: AppendPoint | None = None) -> None:
+        """`path`: `relpath` under the resolved `root`, as sync built it."""
         fmt = self._format(source)
-        path = os.path.join(root, relpath)
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             st = os.fstat(fd)
