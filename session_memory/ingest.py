@@ -446,11 +446,10 @@ class Ingestor:
         start = max(0, offset - FP_BYTES)
         # No more than the stat says is there: a read allocates all it asks for.
         data = os.pread(fd, offset - start + new, start)
-        head = os.pread(fd, FP_BYTES, 0) if start else b""
         tail, raw = data[:offset - start], data[offset - start:]
         if not raw:
             return None
-        head = head if start else tail
+        head = os.pread(fd, FP_BYTES, 0) if start else tail
         last_write, ended = self._last_write(offset, st, fd, fmt,
                                              raw if len(raw) == st.st_size else None)
         return Prefetched(offset, _stat_key(st), raw, last_write, ended,
