@@ -449,12 +449,17 @@ class Ingestor:
         tail, raw = data[:offset - start], data[offset - start:]
         if not raw:
             return None
-        head = os.pread(fd, FP_BYTES, 0) if start else tail
+        tail_fp = fingerprint(tail)
+        if start:
+            head = os.pread(fd, FP_BYTES, 0)
+            head_fp = fingerprint(head)
+        else:  # up to FP_BYTES from the start, the head is the tail: one fingerprint of both
+            head, head_fp = tail, tail_fp
         last_write, ended = self._last_write(offset, st, fd, fmt,
                                              raw if len(raw) == st.st_size else None)
         return Prefetched(offset, _stat_key(st), raw, last_write, ended,
                           None if self._packs(ended, st) else compress(raw, self._level(ended)),
-                          head, tail, fingerprint(head), fingerprint(tail),
+                          head, tail, head_fp, tail_fp,
                           fingerprint((tail + raw[-FP_BYTES:])[-FP_BYTES:]))
 
     def _last_write(self, offset: int, st: os.stat_result, fd: int | None,
