@@ -196,7 +196,6 @@ class Ingestor:
         self.walker = walker or OsWalker()
         self._reported: set[tuple[str, str]] = set()
         self._roots: dict[str, Path] = {}
-        self._formats: dict[str, Format] = {}
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="compress")
         self._packer: PackWriter | None = None
         """While `run` stores a group of small files in one transaction: their pack."""
@@ -211,12 +210,6 @@ class Ingestor:
 
     def close(self) -> None:
         self._pool.shutdown()
-
-    def _format(self, source: Source) -> Format:
-        fmt = self._formats.get(source.format)
-        if fmt is None:
-            fmt = self._formats[source.format] = formats.get(source.format)
-        return fmt
 
     def _root(self, source: Source) -> Path:
         """The source root with links resolved, once per pass rather than once per file."""
@@ -281,7 +274,7 @@ class Ingestor:
             for source in sources:
                 root = self._root(source)
                 if root.is_dir():
-                    for entry in self.walker.walk(root, self._format(source).prune):
+                    for entry in self.walker.walk(root, formats.get(source.format).prune):
                         yield source, root, entry
             return
         # Each root as configured and with links resolved, worked out once for all paths.
@@ -428,7 +421,7 @@ class Ingestor:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 return None
-            return self._read_ahead(fd, cand.offset, st, self._format(cand.source))
+            return self._read_ahead(fd, cand.offset, st, formats.get(cand.source.format))
         except OSError:
             return None
         finally:
@@ -534,7 +527,7 @@ class Ingestor:
               summary: IngestSummary, on_bytes: Progress | None,
               prefetched: Prefetched | None, planned: AppendPoint | None = None) -> None:
         """`path`: `relpath` under the resolved `root`, as sync built it."""
-        fmt = self._format(source)
+        fmt = formats.get(source.format)
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             st = os.fstat(fd)

@@ -25,8 +25,10 @@ def names() -> tuple[str, ...]:
                  if m.name not in CONTRACT_MODULES and not m.name.startswith("_"))
 
 
+@cache
 def get(name: str) -> Format:
-    """The format module called `name`; KeyError for a name that is not one."""
+    """The format module called `name`; KeyError for a name that is not one. Cached: ingest
+    asks once a file."""
     if name not in names():
         raise KeyError(name)
     return cast(Format, importlib.import_module(f"{__name__}.{name.replace('-', '_')}"))
