@@ -180,8 +180,8 @@ class Prefetched:
     tail: bytes
     head_fp: bytes
     tail_fp: bytes
-    next_tail_fp: bytes
-    """The fingerprint of the last FP_BYTES once `raw` is stored."""
+    next_tail: tuple[bytes, bytes]
+    """The last FP_BYTES once `raw` is stored, and their fingerprint."""
 
 
 Progress = Callable[[int], None]
@@ -450,10 +450,10 @@ class Ingestor:
             head, head_fp = tail, tail_fp
         last_write, ended = self._last_write(offset, st, fd, fmt,
                                              raw if len(raw) == st.st_size else None)
+        next_tail = (tail + raw[-FP_BYTES:])[-FP_BYTES:]
         return Prefetched(offset, _stat_key(st), raw, last_write, ended,
                           None if self._packs(ended, st) else compress(raw, self._level(ended)),
-                          head, tail, head_fp, tail_fp,
-                          fingerprint((tail + raw[-FP_BYTES:])[-FP_BYTES:]))
+                          head, tail, head_fp, tail_fp, (next_tail, fingerprint(next_tail)))
 
     def _last_write(self, offset: int, st: os.stat_result, fd: int | None,
                     fmt: Format, whole: bytes | None = None) -> tuple[float, bool]:
@@ -645,7 +645,7 @@ class Ingestor:
                                                        and pre.packed[2] == level)):
             ready = (pre.raw, None if packer is not None else pre.packed)
             content.skip(len(pre.raw))
-            writer.known_tail_fp = ((tail + pre.raw[-FP_BYTES:])[-FP_BYTES:], pre.next_tail_fp)
+            writer.known_tail_fp = pre.next_tail
         if ready is not None and cursor.offset + len(ready[0]) >= st.st_size:
             whole, blocks = True, iter((ready,))  # all the stat counts: no read for the end
         else:
