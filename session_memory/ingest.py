@@ -154,6 +154,8 @@ class Candidate:
 
     source: Source
     relpath: PurePosixPath
+    path: str
+    """`relpath` under the source's resolved root: built once, for the read ahead and sync."""
     stat: os.stat_result
     pending_bytes: int
     offset: int
@@ -263,7 +265,8 @@ class Ingestor:
             if cursor and cursor.same_stat(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns):
                 continue
             offset = cursor.offset if cursor else 0
-            out.append(Candidate(source, entry.relpath, st, max(st.st_size - offset, 0), offset,
+            out.append(Candidate(source, entry.relpath, os.path.join(root, phys), st,
+                                 max(st.st_size - offset, 0), offset,
                                  points.get((source.name, phys))))
         return _read_order(out)
 
@@ -398,7 +401,7 @@ class Ingestor:
                     group_bytes = group_files = 0
                 self.sync(cand.source, cand.relpath, summary, on_bytes=step,
                           prefetched=current.result() if current is not None else None,
-                          planned=cand.point)
+                          planned=cand.point, path=cand.path)
                 if cand.pending_bytes < GROUP_COMMIT_BYTES:
                     group_bytes += cand.pending_bytes
                     group_files += 1
@@ -413,8 +416,7 @@ class Ingestor:
         if cand.relpath.name.endswith(".zst"):
             return None
         try:
-            fd = os.open(os.path.join(self._root(cand.source), cand.relpath),
-                         os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = os.open(cand.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             return None
         try:
@@ -494,11 +496,12 @@ class Ingestor:
 
     def sync(self, source: Source, relpath: PurePosixPath, summary: IngestSummary,
              on_bytes: Progress | None = None, prefetched: Prefetched | None = None,
-             planned: AppendPoint | None = None) -> None:
+             planned: AppendPoint | None = None, path: str | None = None) -> None:
         """Bring one source file's stored copy up to date. Never raises for a bad file.
-        `planned`: its append point as the pass's plan read it."""
+        `planned`: its append point as the pass's plan read it; `path`: `relpath` under
+        the source's resolved root, where the plan built it already."""
         root = self._root(source)
-        path = os.path.join(root, relpath)
+        path = path or os.path.join(root, relpath)
         try:
             self._sync(source, root, relpath, path, summary, on_bytes, prefetched, planned)
         except _CursorMovedError:

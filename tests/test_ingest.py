@@ -549,8 +549,8 @@ def test_a_pass_reads_files_by_folder_and_a_transcript_before_its_own_folder(
     names = ["s1.jsonl", "s1/subagents/agent-b.jsonl", "s1/subagents/agent-a.jsonl",
              "a.tar.gz", ".hidden", "x.", "noext", "s0.jsonl", "s1.zst.jsonl", "b/s1.jsonl"]
     source = memory.settings.enabled_sources[0]
-    todo = [ingest_mod.Candidate(source, PurePosixPath(n), os.stat(sources[source.name]), 0, 0)
-            for n in names]
+    todo = [ingest_mod.Candidate(source, PurePosixPath(n), str(sources[source.name] / n),
+                                 os.stat(sources[source.name]), 0, 0) for n in names]
     assert [ingest_mod._read_key(c) for c in todo] == [
         (c.source.name, [*c.relpath.parent.parts, c.relpath.stem]) for c in todo]
     assert [str(c.relpath) for c in ingest_mod._read_order(todo)][:3] == [
