@@ -8,8 +8,9 @@ lost and the sweep never sees "analyzed" without a digest behind it.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,11 +59,12 @@ def select(tier1: Tier1, idle_before: float, ids: list[str] | None, *, include_a
 
 def analyze(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock, idle_before: float,
             ids: list[str] | None = None, *, include_active: bool = False,
-            force: bool = False) -> AnalyzeResult:
+            force: bool = False, stop: Callable[[], bool] | None = None) -> AnalyzeResult:
     """Analyze ended, un-analyzed sessions (or the ones named); one failure never stops
     the others. An active session gets a digest but stays un-analyzed: it is analyzed
     again once it ends. Digests are committed in batches, each batch before its sessions
-    are marked analyzed."""
+    are marked analyzed. `stop` is asked before each session; once it says so, the
+    digests made so far commit and the pass ends (the next one takes up the rest)."""
     chosen, skipped = select(tier1, idle_before, ids, include_active=include_active,
                              force=force, stale=tier2.stale_digest_ids(ANALYZER_VERSION))
     result = AnalyzeResult(skipped=skipped)
@@ -70,8 +72,12 @@ def analyze(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock, idle_b
                          for source in {row["source"] for row in chosen}}
     batch: list[tuple[dict[str, Any], dict[str, Any]]] = []
     batch_bytes = 0
-    with tier2.bulk_writes(), worker.pass_conditions():
-        for item in _digests(tier1, formats_by_source, chosen):
+    digests = _digests(tier1, formats_by_source, chosen)
+    with tier2.bulk_writes(), worker.pass_conditions(), contextlib.closing(digests):
+        for item in digests:
+            if stop is not None and stop():
+                digests.close()  # the workers take no more sessions
+                break
             if item is None:  # nothing left for this process to parse: write meanwhile
                 if batch:
                     result.analyzed += _commit(tier1, tier2, clock, batch)
@@ -130,7 +136,7 @@ def read_order(tier1: Tier1, rows: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 def _digests(tier1: Tier1, formats_by_source: dict[str, str | None],
              rows: list[dict[str, Any]]
-             ) -> Iterator[tuple[dict[str, Any], dict[str, Any] | str] | None]:
+             ) -> Generator[tuple[dict[str, Any], dict[str, Any] | str] | None]:
     """Each row with its digest (or why it failed). A large pass is shared with worker
     processes (see analyze/worker.py): they take from one end of the list, this process
     from the other, between its own writes. None: this process has nothing left to parse

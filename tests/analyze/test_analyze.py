@@ -110,6 +110,25 @@ def test_digest_first_then_mark_survives_a_kill_between(memory: Memory,
     assert state(memory, "claude-code:kill1") == "analyzed"
 
 
+def test_a_stop_ends_the_pass_between_sessions_and_the_next_takes_up_the_rest(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    ids = [f"claude-code:stp{i}" for i in range(3)]
+    for sid in ids:
+        claude_session(sources["claude-code"], sid.split(":")[1], f"task {sid}")
+    memory.ingest()
+    asked = 0
+
+    def second_time() -> bool:
+        nonlocal asked
+        asked += 1
+        return asked >= 2
+
+    first = memory.analyze_report(stop=second_time).analyzed
+    assert len(first) == 1 and asked == 2
+    assert [state(memory, sid) for sid in ids].count("ended") == 2
+    assert sorted(first + memory.analyze()) == ids
+
+
 def test_secrets_never_reach_tier2(memory: Memory, sources: dict[str, Path]) -> None:
     raw = claude_session(sources["claude-code"], "sec1", f"use token {GHP} to push",
                          command=f"GITHUB_TOKEN={GHP} git push").read_bytes()
