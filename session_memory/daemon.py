@@ -48,6 +48,9 @@ HOUSEKEEPING_SECONDS = 300.0  # look for ended sessions at least this often (hoo
 RETRY_SECONDS = 5.0  # after a busy store or a failed pass, rescan this soon
 OVER_CAP_SWEEP_GAP = 60.0  # over the soft cap, sweep at once, but not more often than this
 ANALYZE_BACKOFF = 3600.0  # a session the analyzer failed on is retried after this long
+ANALYZE_BATCH = 1024
+"""Ended sessions the daemon names to one analysis pass: a backfill's thousands are several
+passes, each naming its sessions in one query (well under SQLite's 32766 variables)."""
 DEEP_SEAL_MAX_BYTES = 64 * 2**20  # larger sessions stay at SEAL_LEVEL: a minute at most each
 DEEP_SEAL_NICE = 19  # the recompression thread yields to everything else on the machine
 
@@ -333,43 +336,52 @@ class Daemon:
             self._sealer.wake()
         if self.stopping:
             return
-        analyze = getattr(memory, "analyze", None)
-        if analyze is not None:
-            for row in tier1.sessions(memory.idle_before, state="ended"):
-                sid, raw_bytes = row["id"], row["raw_bytes"]
-                if self.stopping:
-                    return
-                failed = self._analyze_failed.get(sid)
-                if failed and failed[0] == raw_bytes and failed[1] > now:
-                    continue
-                try:
-                    done = analyze([sid])
-                except StoreBusyError:
-                    raise
-                except Exception:
-                    logger.exception("analysis failed; retrying later", session=sid)
-                    done = []
-                if sid in (done or []):
-                    self._analyze_failed.pop(sid, None)
-                    logger.info("session analyzed", session=sid)
-                else:
-                    self._analyze_failed[sid] = (raw_bytes, now + ANALYZE_BACKOFF)
-                self._heartbeat()
-            # Digests an older analyzer made, re-derived from raw a batch at a time.
-            reanalyze = getattr(memory, "reanalyze_stale", None)
-            if reanalyze is not None and not self.stopping:
-                try:
-                    reanalyze()
-                except StoreBusyError:
-                    raise
-                except Exception:
-                    logger.exception("re-analysis of older digests failed; retrying later")
+        self._analyze_ended(now)
+        if self.stopping:
+            return
+        # Digests an older analyzer made, re-derived from raw a batch at a time.
+        try:
+            memory.reanalyze_stale()
+        except StoreBusyError:
+            raise
+        except Exception:
+            logger.exception("re-analysis of older digests failed; retrying later")
         # The next session to end: the oldest write among the active ones, idle_seconds on.
         active = tier1.sessions(memory.idle_before, state="active")
         if active:
             oldest = min(s["last_write"] for s in active)
             self._idle_check_at = min(self._idle_check_at,
                                       oldest + self.settings.idle_seconds + 0.5)
+
+    def _analyze_ended(self, now: float) -> None:
+        """Ended sessions analyzed by the pass `session-memory analyze` runs, a batch at a
+        time (each in the pass's conditions once), asked between sessions whether to stop.
+        A session the analyzer failed on waits ANALYZE_BACKOFF, unless it grows."""
+        assert self.memory is not None
+        raw_bytes: dict[str, int] = {}
+        for row in self.memory.tier1.sessions(self.memory.idle_before, state="ended"):
+            failed = self._analyze_failed.get(row["id"])
+            if not (failed and failed[0] == row["raw_bytes"] and failed[1] > now):
+                raw_bytes[row["id"]] = row["raw_bytes"]
+        ids = list(raw_bytes)
+        for start in range(0, len(ids), ANALYZE_BATCH):
+            if self._stop_asked():
+                return
+            try:
+                result = self.memory.analyze_report(ids[start:start + ANALYZE_BATCH],
+                                                    stop=self._stop_asked)
+            except StoreBusyError:
+                raise
+            except Exception:
+                # Not one session's fault (those are in result.failed): the store's. The
+                # next round tries them again, as a failed job is.
+                logger.exception("analysis failed; retrying later")
+                return
+            for sid in result.analyzed:
+                self._analyze_failed.pop(sid, None)
+                logger.info("session analyzed", session=sid)
+            for sid in result.failed:  # logged by the pass, with why
+                self._analyze_failed[sid] = (raw_bytes[sid], now + ANALYZE_BACKOFF)
 
     def _next_sweep_at(self) -> float | None:
         if self.memory is None or getattr(self.memory, "sweep", None) is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,9 @@ from typing import Any
 import pytest
 
 from session_memory import config
+from session_memory.analyze import worker
+from session_memory.clock import FixedClock
+from session_memory.daemon import ANALYZE_BACKOFF, Daemon
 from session_memory.errors import NotFoundError
 from session_memory.memory import Memory
 from session_memory.store.tier1 import DEEP_SEAL_LEVEL, PACK_MIN_RAW_BYTES
@@ -250,6 +254,59 @@ def test_idle_sessions_get_digests(env: Env, start: Callable[..., DaemonProcess]
             memory.export(hid, out)
             assert (out / "-work-old" / history[hid].name).read_bytes() == \
                 history[hid].read_bytes()
+
+
+def test_ended_sessions_are_analyzed_in_one_pass_and_a_failed_one_waits(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon analyzes the ended sessions in one pass, as `session-memory analyze` does
+    (the pass's conditions set once, not once a session); one the analyzer fails on is
+    tried again only after ANALYZE_BACKOFF."""
+    old = time.time() - 86400
+
+    def session(root: Path) -> str:
+        sid = str(uuid.uuid4())
+        path = root / "-work-p" / f"{sid}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(claude_record(sid, f"task {sid}") + "\n"
+                        + claude_record(sid, "done", "assistant") + "\n")
+        os.utime(path, (old, old))
+        return sid
+
+    good = {f"claude-code:{session(env.roots['claude-code'])}" for _ in range(3)}
+    gone_root = env.home / "src" / "gone"
+    gone = f"gone:{session(gone_root)}"
+    env.write_config(extra=f'[sources.gone]\nformat = "claude-code"\nroot = "{gone_root}"\n')
+    with env.memory() as memory:
+        memory.ingest()
+    env.write_config()  # its source left the config: that session cannot be analyzed
+    passes = 0
+    pass_conditions = worker.pass_conditions
+
+    @contextlib.contextmanager
+    def counted() -> Iterator[None]:
+        nonlocal passes
+        passes += 1
+        with pass_conditions():
+            yield
+
+    monkeypatch.setattr(worker, "pass_conditions", counted)
+    clock = FixedClock(time.time())
+    daemon = Daemon(config.load(env.config_path), config_path=env.config_path, clock=clock)
+    daemon._open()
+    try:
+        assert daemon.memory is not None
+        daemon._seal_and_analyze()
+        states = {sid: daemon.memory.show(sid)["state"] for sid in [*good, gone]}
+        assert states == {**dict.fromkeys(good, "analyzed"), gone: "ended"}
+        assert passes == 1
+        daemon._seal_and_analyze()
+        assert passes == 1  # the failed one waits
+        clock.advance(ANALYZE_BACKOFF + 1)
+        daemon._seal_and_analyze()
+        assert passes == 2
+        assert daemon.memory.show(gone)["state"] == "ended"
+    finally:
+        daemon._close()
 
 
 def test_sweeps_run_on_schedule(env: Env, start: Callable[..., DaemonProcess]) -> None:
