@@ -337,17 +337,15 @@ class Memory:
     # -- status and health ---------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        import shutil  # here: it loads bz2 and lzma, and only status needs it (10 ms)
-
         ret = self.settings.retention
-        disk = shutil.disk_usage(self.data_dir if self.data_dir.exists() else Path("/"))
+        free, total = retention.disk_space(self.data_dir)  # what the sweep's caps read
         return {
             "tier1": {"usage_bytes": self.tier1.usage_bytes(), "soft_cap_bytes": ret.raw_soft_cap,
                       "hard_cap_bytes": ret.raw_hard_cap, **self.tier1.totals()},
             "tier2": {"usage_bytes": self.tier2.usage_bytes(), "cap_bytes": ret.distilled_cap},
             "sessions": self.tier1.count_by_state(self.idle_before),
             "last_sweep": self.last_sweep(),
-            "disk": {"free_bytes": disk.free, "total_bytes": disk.total},
+            "disk": {"free_bytes": free, "total_bytes": total},
             "daemon": daemon_status(self.data_dir),
             "data_dir": str(self.data_dir),
         }

@@ -285,6 +285,14 @@ def test_keep_free_lowers_the_soft_cap_when_the_disk_fills(
     assert report["final_usage_bytes"] <= usage - 30_000
 
 
+def test_status_reads_the_disk_as_the_sweep_does(
+        store: Memory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retention, "disk_space", lambda path: (970_000, 10**9))
+    assert store.status()["disk"] == {"free_bytes": 970_000, "total_bytes": 10**9}
+    caps = store.sweep(dry_run=True)["caps"]
+    assert (caps["disk_free_bytes"], caps["disk_total_bytes"]) == (970_000, 10**9)
+
+
 def test_keep_free_as_a_percentage_of_the_filesystem(
         store: Memory, monkeypatch: pytest.MonkeyPatch) -> None:
     set_caps(store, keep_free=config.KeepFree(percent=10))
