@@ -155,7 +155,7 @@ class Daemon:
         self.memory.tier2  # noqa: B018
         self._guard("recover", self._finish_interrupted)
         self._sync_watches()
-        self._sealer = _DeepSealer(self.memory.tier1.path)
+        self._sealer = _DeepSealer(self.memory.tier1.path, self.clock)
         self._sealer.wake()
 
     def _finish_interrupted(self) -> None:
@@ -478,7 +478,8 @@ class _DeepSealer:
     as ever (zstd releases the GIL), and a stop interrupts it within a MiB. A session that
     grows or is evicted meanwhile is left as it is (Tier1.seal_session)."""
 
-    def __init__(self, tier1_path: Path) -> None:
+    def __init__(self, tier1_path: Path, clock: Clock) -> None:
+        self.clock = clock
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(tier1_path,),
@@ -508,7 +509,7 @@ class _DeepSealer:
 
     def _seal_waiting(self, tier1: Tier1, failed: set[str]) -> None:
         try:
-            ingest_mod.pack(tier1, interrupted=self._stop.is_set)
+            ingest_mod.pack(tier1, self.clock, interrupted=self._stop.is_set)
         except StoreBusyError:
             pass  # the next round packs them
         except StoreFullError as e:

@@ -954,18 +954,18 @@ def seal_ended(tier1: Tier1, settings: Settings, clock: Clock, *, workers: int =
     return stored_sealed + len(sessions)
 
 
-def deep_seal(tier1: Tier1, *, workers: int = 1,
+def deep_seal(tier1: Tier1, clock: Clock, *, workers: int = 1,
               interrupted: Callable[[], bool] | None = None) -> int:
     """The idle work on sealed sessions: small ones are packed together (see pack), and
     every larger one below DEEP_SEAL_LEVEL is recompressed, oldest first; returns how many
     were packed or recompressed (one that grew meanwhile is not)."""
-    packed = pack(tier1, interrupted=interrupted)
+    packed = pack(tier1, clock, interrupted=interrupted)
     sessions = tier1.to_deepen()
     deepen(tier1, sessions, workers=workers, interrupted=interrupted)
     return packed + len(set(sessions) - set(tier1.to_deepen()))
 
 
-def pack(tier1: Tier1, *, interrupted: Callable[[], bool] | None = None) -> int:
+def pack(tier1: Tier1, clock: Clock, *, interrupted: Callable[[], bool] | None = None) -> int:
     """Repack at DEEP_SEAL_LEVEL the packs ingest made and those evictions left mostly
     dead, then pack the small sealed sessions waiting (Tier1.pack_sessions); freed pages
     are given back. Returns how many sessions were packed."""
@@ -974,7 +974,7 @@ def pack(tier1: Tier1, *, interrupted: Callable[[], bool] | None = None) -> int:
         if interrupted is not None and interrupted():
             break
         repacked += tier1.repack(pack_id, interrupted=interrupted)
-    packed = tier1.pack_sessions(now=time.time(), interrupted=interrupted)
+    packed = tier1.pack_sessions(now=clock.now(), interrupted=interrupted)
     if packed or repacked:
         tier1.reclaim()
     return packed

@@ -116,7 +116,7 @@ class Memory:
 
     def deep_seal(self, *, workers: int = 1) -> int:
         """Recompress sealed sessions harder (see Tier1.seal_session and DEEP_SEAL_LEVEL)."""
-        return ingest_mod.deep_seal(self.tier1, workers=workers)
+        return ingest_mod.deep_seal(self.tier1, self.clock, workers=workers)
 
     # -- sessions -------------------------------------------------------------------------
 

@@ -165,6 +165,20 @@ def test_an_interrupted_pack_changes_nothing(memory: Memory, sources: dict[str, 
     _reads_back(memory, data)
 
 
+def test_the_idle_work_dates_its_packs_by_the_clock(memory: Memory,
+                                                   sources: dict[str, Path]) -> None:
+    data = _project_sessions(sources["mytool"], 4)
+    for path in sources["mytool"].iterdir():  # still being written when ingested: chunks
+        os.utime(path, (memory.clock.now(), memory.clock.now()))
+    memory.ingest()
+    memory.clock.advance(86400)
+    memory.seal()
+    memory.deep_seal()  # the sealed sessions waiting are packed
+    assert memory.tier1.conn.execute("SELECT created_at FROM packs").fetchall() == [
+        (memory.clock.now(),)]
+    _reads_back(memory, data)
+
+
 def test_a_packed_session_that_grows_leaves_its_pack(memory: Memory,
                                                      sources: dict[str, Path]) -> None:
     data = _project_sessions(sources["mytool"], 4)
