@@ -78,7 +78,14 @@ def collector_paused() -> Iterator[None]:
 HEAP_BLOCK_MAX = 64 * 2**20
 """During a pass, blocks up to this size come from malloc's heap (see heap_kept)."""
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (glibc's malloc.h)
-_GLIBC_DEFAULT = 128 * 1024  # both thresholds' default
+_GLIBC_START = 128 * 1024
+"""Both thresholds' starting value in glibc (DEFAULT_MMAP_THRESHOLD_MIN, and the trim
+threshold's default), which heap_kept sets them back to: mallopt has no getter, so what they
+were cannot be read. Nor can glibc's dynamic threshold be turned back on: setting either
+threshold turns it off for the life of the process (mallopt(3)). So after the first pass,
+a process keeps its thresholds at 128 KiB where glibc would have raised them (up to 32 MiB
+on 64-bit, as blocks that size are freed): larger blocks are mapped afresh each time, and
+memory freed is given back sooner."""
 _kept_depth = 0
 
 
@@ -89,7 +96,8 @@ def heap_kept() -> Iterator[None]:
     and frees blocks of the same sizes over and over (each file's bytes, decoded blocks of
     records); by default each one over 128 KiB is a new mapping, every page of which faults
     when first written: half a pass's page faults, about a tenth of its CPU. After the
-    pass the defaults are set again and the memory it freed is given back. Nested, only
+    pass both thresholds are set to glibc's starting values (not to what they were, nor
+    dynamic again: see _GLIBC_START) and the memory it freed is given back. Nested, only
     the outermost does this; where the C library is not glibc, nothing."""
     global _kept_depth
     libc = _glibc() if _kept_depth == 0 else None
@@ -102,8 +110,8 @@ def heap_kept() -> Iterator[None]:
     finally:
         _kept_depth -= 1
         if libc is not None:
-            libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT)
-            libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT)
+            libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_START)
+            libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_START)
             libc.malloc_trim(0)
 
 

@@ -137,7 +137,8 @@ def test_an_orphaned_worker_stops(tmp_path: Path) -> None:
 def test_a_pass_reuses_freed_memory_instead_of_faulting_in_new_pages() -> None:
     """A block larger than glibc's largest mapping threshold, freed and allocated again,
     costs no new page faults while a pass keeps its heap, and a page fault a page
-    otherwise; the settings are the defaults again once the outermost pass ends."""
+    otherwise; the thresholds are glibc's starting values again once the outermost pass
+    ends."""
     import resource
 
     size = 48 * 2**20
