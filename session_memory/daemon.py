@@ -356,7 +356,9 @@ class Daemon:
     def _analyze_ended(self, now: float) -> None:
         """Ended sessions analyzed by the pass `session-memory analyze` runs, a batch at a
         time (each in the pass's conditions once), asked between sessions whether to stop.
-        A session the analyzer failed on waits ANALYZE_BACKOFF, unless it grows."""
+        In this process only: worker processes would share the service's memory limit and
+        take the cores the agents it watches run on. A session the analyzer failed on
+        waits ANALYZE_BACKOFF, unless it grows."""
         assert self.memory is not None
         raw_bytes: dict[str, int] = {}
         for row in self.memory.tier1.sessions(self.memory.idle_before, state="ended"):
@@ -369,7 +371,7 @@ class Daemon:
                 return
             try:
                 result = self.memory.analyze_report(ids[start:start + ANALYZE_BATCH],
-                                                    stop=self._stop_asked)
+                                                    stop=self._stop_asked, parallel=False)
             except StoreBusyError:
                 raise
             except Exception:

@@ -398,16 +398,16 @@ class Memory:
         return self.analyze_report(ids, include_active=include_active, force=force).analyzed
 
     def analyze_report(self, ids: list[str] | None = None, *, include_active: bool = False,
-                       force: bool = False, stop: Callable[[], bool] | None = None
-                       ) -> analyze_run.AnalyzeResult:
-        """As `analyze`, with what was skipped or failed, and why. `stop`: asked before
-        each session whether to end the pass there (see analyze_run.analyze)."""
+                       force: bool = False, stop: Callable[[], bool] | None = None,
+                       parallel: bool = True) -> analyze_run.AnalyzeResult:
+        """As `analyze`, with what was skipped or failed, and why. `stop` and `parallel`:
+        see analyze_run.analyze."""
         from session_memory.analyze import run as analyze_run
 
         resolved = [self.resolve_id(i) for i in ids] if ids else None
         result = analyze_run.analyze(self.tier1, self.tier2, self.settings, self.clock,
                                      self.idle_before, resolved, include_active=include_active,
-                                     force=force, stop=stop)
+                                     force=force, stop=stop, parallel=parallel)
         self.store_old_usage()
         return result
 

@@ -59,12 +59,14 @@ def select(tier1: Tier1, idle_before: float, ids: list[str] | None, *, include_a
 
 def analyze(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock, idle_before: float,
             ids: list[str] | None = None, *, include_active: bool = False,
-            force: bool = False, stop: Callable[[], bool] | None = None) -> AnalyzeResult:
+            force: bool = False, stop: Callable[[], bool] | None = None,
+            parallel: bool = True) -> AnalyzeResult:
     """Analyze ended, un-analyzed sessions (or the ones named); one failure never stops
     the others. An active session gets a digest but stays un-analyzed: it is analyzed
     again once it ends. Digests are committed in batches, each batch before its sessions
     are marked analyzed. `stop` is asked before each session; once it says so, the
-    digests made so far commit and the pass ends (the next one takes up the rest)."""
+    digests made so far commit and the pass ends (the next one takes up the rest).
+    `parallel`: a large pass may be shared with worker processes (see _digests)."""
     chosen, skipped = select(tier1, idle_before, ids, include_active=include_active,
                              force=force, stale=tier2.stale_digest_ids(ANALYZER_VERSION))
     result = AnalyzeResult(skipped=skipped)
@@ -72,7 +74,7 @@ def analyze(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock, idle_b
                          for source in {row["source"] for row in chosen}}
     batch: list[tuple[dict[str, Any], dict[str, Any]]] = []
     batch_bytes = 0
-    digests = _digests(tier1, formats_by_source, chosen)
+    digests = _digests(tier1, formats_by_source, chosen, parallel)
     with tier2.bulk_writes(), worker.pass_conditions(), contextlib.closing(digests):
         for item in digests:
             if stop is not None and stop():
@@ -135,14 +137,14 @@ def read_order(tier1: Tier1, rows: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 def _digests(tier1: Tier1, formats_by_source: dict[str, str | None],
-             rows: list[dict[str, Any]]
+             rows: list[dict[str, Any]], parallel: bool = True
              ) -> Generator[tuple[dict[str, Any], dict[str, Any] | str] | None]:
     """Each row with its digest (or why it failed). A large pass is shared with worker
     processes (see analyze/worker.py): they take from one end of the list, this process
     from the other, between its own writes. None: this process has nothing left to parse
     and would only wait for the workers' last sessions (a time to write)."""
     rows = read_order(tier1, rows)
-    workers = min(os.cpu_count() or 1, MAX_WORKERS, len(rows)) - 1
+    workers = min(os.cpu_count() or 1, MAX_WORKERS, len(rows)) - 1 if parallel else 0
     if workers < 1 or sum(r["raw_bytes"] for r in rows) < PARALLEL_MIN_BYTES:
         for row in rows:
             yield row, worker.digest_or_error(tier1, formats_by_source, row)

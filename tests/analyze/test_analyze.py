@@ -129,6 +129,24 @@ def test_a_stop_ends_the_pass_between_sessions_and_the_next_takes_up_the_rest(
     assert sorted(first + memory.analyze()) == ids
 
 
+def test_a_pass_kept_in_its_process_starts_no_worker(
+        memory: Memory, sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the daemon runs it: however large the pass."""
+    from session_memory.analyze import run as analyze_run
+    from session_memory.analyze import worker
+
+    def no_workers(*args: Any) -> None:
+        raise AssertionError("a worker process was started")
+
+    monkeypatch.setattr(analyze_run, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(worker, "SharedPass", no_workers)
+    ids = [f"claude-code:inp{i}" for i in range(3)]
+    for sid in ids:
+        claude_session(sources["claude-code"], sid.split(":")[1], f"task {sid}")
+    memory.ingest()
+    assert sorted(memory.analyze_report(parallel=False).analyzed) == ids
+
+
 def test_secrets_never_reach_tier2(memory: Memory, sources: dict[str, Path]) -> None:
     raw = claude_session(sources["claude-code"], "sec1", f"use token {GHP} to push",
                          command=f"GITHUB_TOKEN={GHP} git push").read_bytes()
