@@ -341,7 +341,7 @@ class Daemon:
             return
         # Digests an older analyzer made, re-derived from raw a batch at a time.
         try:
-            memory.reanalyze_stale()
+            memory.reanalyze_stale(stop=self._stop_asked)
         except StoreBusyError:
             raise
         except Exception:

@@ -411,9 +411,11 @@ class Memory:
         self.store_old_usage()
         return result
 
-    def reanalyze_stale(self, limit: int = 64) -> list[str]:
+    def reanalyze_stale(self, limit: int = 64, *,
+                        stop: Callable[[], bool] | None = None) -> list[str]:
         """Analyze again (from Tier 1) up to `limit` analyzed sessions whose digest an older
-        analyzer made; evicted ones keep their digest. Returns the ids analyzed."""
+        analyzer made; evicted ones keep their digest. Returns the ids analyzed. The
+        daemon's work: in this process, `stop` asked before each session."""
         from session_memory.analyze.digest import ANALYZER_VERSION
 
         stale = self.tier2.stale_digest_ids(ANALYZER_VERSION)
@@ -421,7 +423,7 @@ class Memory:
             return []
         ids = [r["id"] for r in self.tier1.sessions(self.idle_before, ids=sorted(stale))
                if r["state"] == "analyzed"][:limit]
-        return self.analyze(ids) if ids else []
+        return self.analyze_report(ids, stop=stop, parallel=False).analyzed if ids else []
 
     def search(self, query: str, limit: int = 20, *, project: str | None = None,
                since: float | None = None) -> list[dict[str, Any]]:
