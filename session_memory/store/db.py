@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,12 @@ from session_memory.errors import (
 )
 
 BUSY_TIMEOUT_MS = 10_000
+CHECKPOINT_PAGES = 1000
+"""WAL pages after a commit that start a checkpoint (SQLite's own autocheckpoint default)."""
+BEHIND_PAGES = 16 * CHECKPOINT_PAGES
+"""WAL pages past which a writer does not begin another transaction before the WAL is
+checkpointed (see Checkpointer.keep_up): whatever the checkpoints' luck, the WAL stays
+bounded."""
 Migration = Sequence[str]
 
 
@@ -138,6 +145,82 @@ def crashpoint(name: str) -> None:
         _crash_countdown -= 1
         return
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Checkpointer:
+    """Checkpoints a writer connection's WAL on a thread and a connection of its own.
+
+    SQLite's autocheckpoint copies the WAL into the database inside the commit that takes
+    it past CHECKPOINT_PAGES: on the append path (a few hundred small appends a commit)
+    every other commit, and a large share of the time they take and of its spread. Here
+    that commit only wakes this thread, which runs a PASSIVE checkpoint: it waits for no
+    one and no one waits for it (apsw releases the GIL while SQLite works). Once every page
+    is copied, the next write transaction starts the WAL over from its beginning, so the
+    WAL stays as bounded as before; a writer that finds it BEHIND_PAGES long anyway
+    checkpoints before it writes more. Durability is as with autocheckpoint: a commit is in
+    the WAL before it returns, and a checkpoint, cut short anywhere, is done again."""
+
+    def __init__(self, conn: apsw.Connection, path: Path) -> None:
+        self._conn, self._path = conn, path
+        self.pages = 0
+        """WAL pages after the writer's last commit."""
+        self._wake = threading.Event()
+        self._closing = False
+        self._running = threading.Lock()  # held while a checkpoint runs, by either thread
+        self._thread: threading.Thread | None = None
+        conn.set_wal_hook(self._committed)  # replaces (and so turns off) the autocheckpoint
+
+    def _committed(self, conn: apsw.Connection, name: str, pages: int) -> int:
+        self.pages = pages
+        if pages >= CHECKPOINT_PAGES:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="checkpoint",
+                                                daemon=True)
+                self._thread.start()
+            self._wake.set()
+        return apsw.SQLITE_OK  # anything else would fail the commit that has just succeeded
+
+    def _run(self) -> None:
+        conn = apsw.Connection(str(self._path), flags=apsw.SQLITE_OPEN_READWRITE)
+        try:
+            conn.execute("PRAGMA synchronous = NORMAL")  # the writer's: what a checkpoint syncs
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._closing:
+                    return
+                with self._running:
+                    crashpoint("checkpoint")
+                    # Busy (another checkpoint, a full disk): the next commit wakes us again.
+                    with contextlib.suppress(apsw.Error):
+                        conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+        finally:
+            conn.close()  # never the last connection: the writer's closes after it
+
+    def keep_up(self) -> None:
+        """Before a write transaction: checkpoint first if the WAL is BEHIND_PAGES long
+        (a checkpoint under way is waited for)."""
+        if self.pages < BEHIND_PAGES or self._conn.in_transaction:
+            return
+        with self._running, contextlib.suppress(apsw.Error):
+            self._conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+        self.pages = 0
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No background checkpoint runs meanwhile (one the caller runs itself would find
+        the checkpoint lock taken, and give up)."""
+        with self._running:
+            yield
+
+    def close(self) -> None:
+        """Stops the thread (after the checkpoint under way, if one is)."""
+        self._conn.set_wal_hook(None)
+        if self._thread is not None:
+            self._closing = True
+            self._wake.set()
+            self._thread.join()
+            self._thread = None
 
 
 @contextlib.contextmanager

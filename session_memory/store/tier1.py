@@ -135,6 +135,7 @@ class Tier1:
         """`read_only`: never creates, migrates or writes (see db.connect_read_only)."""
         self.path = path
         self.conn = (db.connect_read_only if read_only else db.connect)(path, MIGRATIONS)
+        self._checkpointer = None if read_only else db.Checkpointer(self.conn, path)
         self._decompressor = zstandard.ZstdDecompressor()
         self._dict_decompressors: dict[int, zstandard.ZstdDecompressor] = {}
         self._last_frame: tuple[tuple[str, int, int, int, int], bytes] | None = None
@@ -142,9 +143,13 @@ class Tier1:
         self._pack_buffer: bytearray | None = None
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.conn.close()
 
     def transaction(self, name: str = "tier1") -> Any:
+        if self._checkpointer is not None:
+            self._checkpointer.keep_up()
         return db.transaction(self.conn, name)
 
     def in_transaction(self) -> bool:
@@ -1133,6 +1138,8 @@ class Tier1:
     def begin_write(self) -> None:
         """BEGIN IMMEDIATE, for a caller that batches its own transactions (the sweep);
         it raises apsw.BusyError when another process holds the store."""
+        if self._checkpointer is not None:
+            self._checkpointer.keep_up()
         self.conn.execute("BEGIN IMMEDIATE")
 
     def commit(self) -> None:
@@ -1166,8 +1173,10 @@ class Tier1:
 
     def checkpoint(self) -> None:
         """Empty the WAL into the database, and truncate it."""
-        for _ in self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"):
-            pass
+        with (self._checkpointer.paused() if self._checkpointer is not None
+              else contextlib.nullcontext()):
+            for _ in self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"):
+                pass
 
     # -- accounting checks and repairs (maintenance.py decides, these do) ------------------
 

@@ -25,6 +25,7 @@ import zstandard
 from session_memory import config
 from session_memory.errors import SessionMemoryError
 from session_memory.memory import Memory
+from session_memory.store import db
 from session_memory.store import tier1 as tier1_mod
 from tests.store import old_stores
 
@@ -33,6 +34,10 @@ from tests.store import old_stores
 # session is deep-sealed are among the commits killed.
 tier1_mod.PACK_MIN_RAW_BYTES = 0
 tier1_mod.PACK_MEMBER_MAX = 6000
+# Every commit wakes the background checkpoint (the real threshold is 4 MiB of WAL): the
+# kills land while one is copying the WAL into the database, and kill point `checkpoint`
+# is reached.
+db.CHECKPOINT_PAGES = 1
 
 
 def say(*parts: object) -> None:

@@ -28,6 +28,9 @@ COMMITS = ["ingest", "seal-mark", "seal-clean", "seal-stage", "seal", "pack", "r
            "mark-analyzed", "pin", "mark-ended", "sweep-backstop", "sweep-budget",
            "sweep-overflow", "report", "sweep-done", "dict-retire", "forget", "forget-digest",
            "forget-done", "repair"]
+# Kill points besides the commits: `checkpoint`, a background checkpoint of the WAL starting
+# (the child wakes one after every commit).
+OTHER_POINTS = ["checkpoint"]
 RANDOM_KILLS = 20
 
 
@@ -42,7 +45,8 @@ def _assert_passes_ran(rig: h.Rig) -> None:
 def test_a_kill_at_every_commit_loses_nothing(tmp_path: Path) -> None:
     rig = h.Rig(tmp_path / "rig")
     ledger = h.Ledger()
-    points = [f"{when}:{name}" for name in COMMITS for when in ("before-commit", "after-commit")]
+    points = [f"{when}:{name}" for name in COMMITS
+              for when in ("before-commit", "after-commit")] + OTHER_POINTS
     for i, point in enumerate(points):
         h.add_script_files(rig, i)
         out = tmp_path / "out.txt"
