@@ -2,13 +2,19 @@
 of the same decompressed bytes, peak RSS analyzing one large session, and Tier 2 bytes per
 session.
 
-    .venv/bin/python tests/bench/bench_analyze.py [--corpus DIR] [--runs 3] [--big-mib 1024]
-        [--breakdown]
+    .venv/bin/python tests/bench/bench_analyze.py [--case large|workstation] [--corpus DIR]
+        [--runs 3] [--big-mib 1024] [--breakdown]
+
+Two histories: `large`, the old large-session corpus (tests/bench/corpus.py, one Claude
+Code source, about 225 KB a session), and `workstation`, a generated workstation's
+(tests/bench/workstation.py: thousands of sessions of four formats, most of them small).
 
 Each run pairs the baseline with an analysis of a fresh copy of the store, so that both
 see the same machine; the ratio reported is the median of the runs. Analysis workers are
 spawned, and a spawned process imports the main module first: like the `session-memory`
 command's, this one imports the package and everything else only inside its functions.
+The package is compiled to bytecode first, as `pip install .` leaves it: otherwise each
+worker would compile it again (tests/bench/installed.py).
 """
 
 from __future__ import annotations
@@ -25,14 +31,25 @@ if TYPE_CHECKING:
     from session_memory.memory import Memory
 
 LATER = 4e9  # a clock far past every file: all sessions have ended
+WORKSTATION_SOURCES = ("claude-code", "codex", "gemini-cli", "aider")
+"""The workstation history's sources, each named for its format (see workstation.build)."""
 
 
 def open_memory(root: Path, data: Path) -> Memory:
+    """The store in `data`: with the workstation history's sources if `root` holds them,
+    else one Claude Code source at `root`."""
+    from session_memory import config
     from session_memory.clock import FixedClock
     from session_memory.memory import Memory
     from tests.bench.settings import settings_for
 
-    return Memory(settings_for(data, root), clock=FixedClock(LATER))
+    settings = settings_for(data, root)
+    if all((root / name).is_dir() for name in WORKSTATION_SOURCES):
+        settings = config.settings_from(
+            {**config.default_document(), "storage": {"data_dir": str(data)},
+             "sources": {name: {"format": name, "root": str(root / name)}
+                         for name in WORKSTATION_SOURCES}})
+    return Memory(settings, clock=FixedClock(LATER))
 
 
 def ingest(root: Path, data: Path) -> None:
@@ -43,7 +60,9 @@ def ingest(root: Path, data: Path) -> None:
 
 def bare_json_seconds(memory: Memory) -> tuple[float, int]:
     """json.loads of every line of every session's decompressed bytes (decompression and
-    splitting are not timed: the baseline is the parse alone)."""
+    splitting are not timed: the baseline is the parse alone). A whole-file JSON document
+    is loaded whole; a file that is not JSON at all (Aider's Markdown) is only decoded
+    to text, the least a parser of it does."""
     import json
 
     seconds, total = 0.0, 0
@@ -51,11 +70,18 @@ def bare_json_seconds(memory: Memory) -> tuple[float, int]:
         for f in memory.tier1.files(s["id"]):
             data = b"".join(memory.tier1.read_file(f.id))
             total += len(data)
-            split = data.split(b"\n")
-            t0 = time.perf_counter()
-            for line in split:
-                if line:
-                    json.loads(line)
+            if f.path.endswith(".json"):
+                t0 = time.perf_counter()
+                json.loads(data)
+            elif not f.path.endswith(".jsonl"):
+                t0 = time.perf_counter()
+                data.decode("utf-8", "replace")
+            else:
+                split = data.split(b"\n")
+                t0 = time.perf_counter()
+                for line in split:
+                    if line:
+                        json.loads(line)
             seconds += time.perf_counter() - t0
     return seconds, total
 
@@ -75,7 +101,8 @@ def breakdown(memory: Memory) -> dict[str, float]:
 
     tier1 = memory.tier1
     rows = run.read_order(tier1, tier1.sessions(memory.idle_before))
-    module = formats.get("claude-code")
+    formats_by_source = {source: run.format_of(memory.settings, source)
+                         for source in {row["source"] for row in rows}}
 
     def read() -> None:
         for row in rows:
@@ -86,12 +113,13 @@ def breakdown(memory: Memory) -> dict[str, float]:
 
     def parse() -> None:
         for row in rows:
+            module = formats.get(formats_by_source[row["source"]] or "")
             with tier1.snapshot():
                 module.parse(worker.pieces(tier1, tier1.files(row["id"])), NullSink())
 
     def digest() -> None:
         for row in rows:
-            assert isinstance(worker.digest_or_error(tier1, {"bench": "claude-code"}, row), dict)
+            assert isinstance(worker.digest_or_error(tier1, formats_by_source, row), dict)
 
     def analyze() -> None:
         serial = run.PARALLEL_MIN_BYTES
@@ -163,18 +191,30 @@ def main() -> None:
     import tempfile
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--corpus", type=Path,
-                    default=Path(tempfile.gettempdir()) / "sm-bench-corpus")
+    ap.add_argument("--case", choices=("large", "workstation"), default="large",
+                    help="The history: large sessions of one format (the default), or a "
+                    "workstation's, four formats and mostly small sessions.")
+    ap.add_argument("--corpus", type=Path, help="Where the history is generated (and kept "
+                    "for the next run); by default sm-bench-corpus or sm-ws in the temp folder.")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--big-mib", type=int, default=1024,
                     help="Size of the one large session for the RSS run (0: skip).")
     ap.add_argument("--breakdown", action="store_true",
                     help="Also time one serial pass step by step (CPU seconds), after the runs.")
     args = ap.parse_args()
-    from tests.bench import corpus
+    from tests.bench import corpus, workstation
+    from tests.bench.installed import compile_package
 
-    paths = corpus.build(args.corpus)
-    print(f"corpus: {len(paths)} sessions, {corpus.du(paths) / 2**20:.0f} MiB")
+    compile_package()
+    if args.case == "workstation":
+        args.corpus = args.corpus or Path(tempfile.gettempdir()) / "sm-ws"
+        paths = workstation.files(workstation.build(args.corpus))
+        print(f"corpus: {args.case}, {len(paths)} files", end=", ")
+    else:
+        args.corpus = args.corpus or Path(tempfile.gettempdir()) / "sm-bench-corpus"
+        paths = corpus.build(args.corpus)
+        print(f"corpus: {args.case}, {len(paths)} session files", end=", ")
+    print(f"{corpus.du(paths) / 2**20:.0f} MiB")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         ingest(args.corpus, work / "data")
