@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
 from session_memory.formats.base import FileRole, Head, Turn, WatchPolicy, is_hidden, no_hook
@@ -94,7 +94,12 @@ def _count(number: str | None, unit: str | None) -> int:
 
 def _run(piece: Piece, out: Sink) -> None:
     """A run is Markdown: `#### ` lines are the person, `> ` lines are aider itself,
-    anything else is the model's reply (with SEARCH/REPLACE blocks under a file name)."""
+    anything else is the model's reply (with SEARCH/REPLACE blocks under a file name).
+
+    Most lines are the model's reply, and all a reply line can do is join the reply (its
+    first _MAX_REPLY_CHARS) and be the file name an edit block is under: the lines
+    between two that may do more are taken as one run, the reply from its first lines
+    and the file name from its last ones. Each other line is taken on its own."""
     model: str | None = None
     started: str | None = None
     prompt: list[str] = []
@@ -102,53 +107,119 @@ def _run(piece: Piece, out: Sink) -> None:
     reply_chars = 0
     prompted = False  # text before the first prompt is aider's start-up, not a reply
     before: list[str] = ["", ""]  # the two last non-fence lines, for an edit block's file
-    for raw in lines(piece.chunks()):
-        line = bytes(raw).decode("utf-8", "replace").rstrip()
-        if prompt and not line.startswith("####"):
-            _prompt("\n".join(prompt).strip(), out)
-            prompt = []
-        if line == "####" or line.startswith("#### "):
-            prompt.append(line[5:])
-            prompted = True
-            continue
-        if reply and (line.startswith("> ") or line.startswith("# aider chat")):
-            out.assistant_text("\n".join(reply))
-            reply, reply_chars = [], 0
-        if (at := _started_at(line)) is not None:
-            started = at
-            out.info(started_at=at, ended_at=at)
-            out.times(at, at)
-        elif line.startswith("> "):
-            body = line[2:]
-            if m := _TOKENS.search(body):
-                counts = (_count(m[1], m[2]), _count(m[7], m[8]), _count(m[3], m[4]),
-                          _count(m[5], m[6]))
-                out.usage(None, model, *counts)
-                out.spend(started, None, model, *counts)  # a run has only its start time
-            elif body.startswith(("Model: ", "Main model: ")) and (m := _MODEL.match(body)):
-                model = m[1]
-                out.model(model)
-            elif body.startswith("Applied edit to "):
-                out.files(edited=[_path(body[len("Applied edit to "):])])
-            elif body.startswith("Added ") and body.endswith(" to the chat"):
-                out.files(read=[_path(body[len("Added "):-len(" to the chat")])])
-            elif body.startswith("litellm."):
-                out.failure("api_error", body)
-            elif _ERROR.match(body):
-                out.tool_result(None, True, body, tool="aider")
-        elif line.strip() == "<<<<<<< SEARCH":
-            name = before[-1] if before[-1] else before[-2]
-            if name and " " not in name.strip():
-                out.files(edited=[_path(name)])
-        elif line and prompted and reply_chars < _MAX_REPLY_CHARS:
-            reply.append(line)
-            reply_chars += len(line)
-        if not line.lstrip().startswith(_FENCE):
-            before = [before[-1], line]
+    for block in _texts(piece.chunks()):
+        text = "\n" + block  # each line follows a newline, the first too
+        pos, end = 1, len(text)  # pos: where the next line to take starts
+        while pos <= end:
+            m = _MAY_DO_MORE.search(text, pos - 1)
+            start = end + 1 if m is None else m.start() + 1
+            if start > pos:  # reply lines (or blank ones) up to the next line that may do more
+                plain = text[pos:start - 1].split("\n")
+                if prompt:
+                    _prompt("\n".join(prompt).strip(), out)
+                    prompt = []
+                if prompted and reply_chars < _MAX_REPLY_CHARS:
+                    said = [line for line in map(str.rstrip, plain) if line]
+                    chars = sum(map(len, said))
+                    if reply_chars + chars < _MAX_REPLY_CHARS:
+                        reply += said
+                        reply_chars += chars
+                    else:  # the reply reaches its cap within these lines
+                        for line in said:
+                            reply.append(line)
+                            reply_chars += len(line)
+                            if reply_chars >= _MAX_REPLY_CHARS:
+                                break
+                before = _last_names(plain, before)
+            if m is None:
+                break
+            stop = text.find("\n", start)
+            stop = end if stop < 0 else stop
+            line = text[start:stop].rstrip()
+            pos = stop + 1
+            if prompt and not line.startswith("####"):
+                _prompt("\n".join(prompt).strip(), out)
+                prompt = []
+            if line == "####" or line.startswith("#### "):
+                prompt.append(line[5:])
+                prompted = True
+                continue
+            if reply and (line.startswith("> ") or line.startswith("# aider chat")):
+                out.assistant_text("\n".join(reply))
+                reply, reply_chars = [], 0
+            if (at := _started_at(line)) is not None:
+                started = at
+                out.info(started_at=at, ended_at=at)
+                out.times(at, at)
+            elif line.startswith("> "):
+                body = line[2:]
+                if tokens := _TOKENS.search(body):
+                    counts = (_count(tokens[1], tokens[2]), _count(tokens[7], tokens[8]),
+                              _count(tokens[3], tokens[4]), _count(tokens[5], tokens[6]))
+                    out.usage(None, model, *counts)
+                    out.spend(started, None, model, *counts)  # a run has only its start time
+                elif body.startswith(("Model: ", "Main model: ")) and (
+                        named := _MODEL.match(body)):
+                    model = named[1]
+                    out.model(model)
+                elif body.startswith("Applied edit to "):
+                    out.files(edited=[_path(body[len("Applied edit to "):])])
+                elif body.startswith("Added ") and body.endswith(" to the chat"):
+                    out.files(read=[_path(body[len("Added "):-len(" to the chat")])])
+                elif body.startswith("litellm."):
+                    out.failure("api_error", body)
+                elif _ERROR.match(body):
+                    out.tool_result(None, True, body, tool="aider")
+            elif line.strip() == "<<<<<<< SEARCH":
+                name = before[-1] if before[-1] else before[-2]
+                if name and " " not in name.strip():
+                    out.files(edited=[_path(name)])
+            elif line and prompted and reply_chars < _MAX_REPLY_CHARS:
+                reply.append(line)
+                reply_chars += len(line)
+            if not line.lstrip().startswith(_FENCE):
+                before = [before[-1], line]
     if prompt:
         _prompt("\n".join(prompt).strip(), out)
     if reply:
         out.assistant_text("\n".join(reply))
+
+
+_MAY_DO_MORE = re.compile(r"\n(?:####|# aider chat|> |[^\S\n]*<<<<<<< SEARCH)")
+"""The newline before a line that may be more than a reply line: a prompt, a run's
+header, aider's own output, an edit block's start (`\\s` is what str.strip strips).
+Some that match are reply lines after all: each is taken on its own, and does what a
+reply line does."""
+
+
+def _texts(chunks: Iterable[bytes]) -> Iterator[str]:
+    """The lines of `chunks` (split at each newline, as events.lines splits them), decoded,
+    many at a time: each text holds whole lines, newline-separated."""
+    unfinished: list[bytes] = []
+    for chunk in chunks:
+        last = chunk.rfind(b"\n")
+        if last < 0:
+            unfinished.append(chunk)
+            continue
+        # Decoded together or one line at a time, the same text: no character's bytes
+        # hold a newline, and a broken one is replaced the same either way.
+        yield b"".join([*unfinished, chunk[:last]]).decode("utf-8", "replace")
+        unfinished = [chunk[last + 1:]]
+    if tail := b"".join(unfinished):
+        yield tail.decode("utf-8", "replace")
+
+
+def _last_names(lines: list[str], before: list[str]) -> list[str]:
+    """`before` (the two last non-fence lines) after `lines`, as each line (right-stripped)
+    would leave it."""
+    found: list[str] = []
+    for line in reversed(lines):
+        line = line.rstrip()
+        if not line.lstrip().startswith(_FENCE):
+            found.append(line)
+            if len(found) == 2:
+                return [found[1], found[0]]
+    return [before[-1], found[0]] if found else before
 
 
 def _path(name: str) -> str:
