@@ -324,19 +324,31 @@ class Tier2:
     def put_digests(self, items: list[tuple[str, str, dict[str, Any]]], now: float) -> None:
         """Store (or replace) digests and their full-text rows, all in one transaction.
         A digest keeps its rowid when replaced; its FTS row shares that rowid, so replacing
-        or deleting one never scans the index."""
+        or deleting one never scans the index.
+
+        The FTS rows are written last, after every other statement of the transaction:
+        FTS5 writes out the terms it holds whenever a statement opens a savepoint (an
+        upsert does), so rows written between other statements would each become a
+        segment of their own, to be merged again later; written together, they are one."""
         with self.transaction("digest"):
             self._totals = {}
             try:
-                for session_id, source, digest in items:
-                    self._put_digest(session_id, source, digest, now)
+                searchable = [self._put_digest(session_id, source, digest, now)
+                              for session_id, source, digest in items]
                 totals, self._totals = self._totals, None
                 self._write_totals(totals)
             finally:
                 self._totals = None
+            self.conn.executemany("DELETE FROM digests_fts WHERE rowid = ?",
+                                  [(row[0],) for row in searchable])
+            self.conn.executemany(
+                "INSERT INTO digests_fts (rowid, session_id, title, prompts, files, commands,"
+                " errors, last_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", searchable)
 
     def _put_digest(self, session_id: str, source: str, digest: dict[str, Any],
-                    now: float) -> None:
+                    now: float) -> tuple[Any, ...]:
+        """Store a digest and its usage; returns its full-text row, for the caller to
+        write (see put_digests)."""
         spend, keyed = digest.get("spend"), digest.get("spend_keyed")
         if spend is not None:
             digest = {k: v for k, v in digest.items() if k not in ("spend", "spend_keyed")}
@@ -370,16 +382,12 @@ class Tier2:
         else:  # an older analyzer's digest: its usage comes from its totals (store_old_usage)
             self._drop_usage(rowid)
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('usage_pending', 1)")
-        self.conn.execute("DELETE FROM digests_fts WHERE rowid = ?", (rowid,))
-        self.conn.execute(
-            "INSERT INTO digests_fts (rowid, session_id, title, prompts, files, commands, errors,"
-            " last_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (rowid, session_id, digest.get("title") or "",
-             "\n".join(digest.get("prompts") or [digest.get("first_prompt") or ""]),
-             "\n".join((digest.get("files_edited") or []) + (digest.get("files_read") or [])),
-             "\n".join(digest.get("commands") or []),
-             "\n".join(e.get("snippet", "") for e in digest.get("errors") or []),
-             digest.get("last_assistant_message") or ""))
+        return (rowid, session_id, digest.get("title") or "",
+                "\n".join(digest.get("prompts") or [digest.get("first_prompt") or ""]),
+                "\n".join((digest.get("files_edited") or []) + (digest.get("files_read") or [])),
+                "\n".join(digest.get("commands") or []),
+                "\n".join(e.get("snippet", "") for e in digest.get("errors") or []),
+                digest.get("last_assistant_message") or "")
 
     def _put_usage(self, session: int, spend: Sequence[Sequence[Any]], kind: int,
                    keyed: KeyedSpend | None = None) -> None:
