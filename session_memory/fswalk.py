@@ -12,7 +12,8 @@ from typing import Literal, Protocol
 EntryKind = Literal["file", "symlink", "special", "error"]
 
 
-@dataclass(frozen=True)
+# Not frozen: one is made for every file an append pass stores (see ingest.Candidate).
+@dataclass
 class Entry:
     relpath: PurePosixPath
     kind: EntryKind

@@ -148,7 +148,9 @@ class IngestSummary:
                 "sessions_changed": len(self.sessions)}
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and the append
+# path makes one of these a file: of all its instructions, the four such classes took 4%.
+@dataclass
 class Candidate:
     """A file whose stat differs from its cursor: it has to be opened."""
 
@@ -163,7 +165,8 @@ class Candidate:
     """Its append point as the pass's plan read it (see Ingestor._planned_point)."""
 
 
-@dataclass(frozen=True)
+# Not frozen: one is made for every file an append pass stores (see Candidate).
+@dataclass
 class Prefetched:
     """A file's next block, read and compressed ahead while the previous file commits,
     with the bytes the cursor's fingerprints are checked against (the first and the last
@@ -580,7 +583,6 @@ class Ingestor:
                 point: AppendPoint | None = None) -> None:
         """`settled`: the cursor was read in the transaction that stores the bytes. `point`:
         what was read with it (the session's state, the file row's base offset)."""
-        path = os.path.join(source.root, relpath)
         expected = _cursor_state(cursor)
         base = point.base_offset if point is not None else None
         if cursor is None:
@@ -604,7 +606,7 @@ class Ingestor:
                 with self.tier1.transaction("ingest"):
                     self.tier1.revive_evicted(cursor.session_id)
                 logger.info("evicted session grew: ingesting it again from its source",
-                            session=cursor.session_id, path=path)
+                            session=cursor.session_id, path=_shown(source, relpath))
                 cursor = self.tier1.cursor(source.name, role.logical_path) or cursor
                 expected = _cursor_state(cursor)
         cursor.phys_path = str(relpath)
@@ -628,7 +630,8 @@ class Ingestor:
             head, tail = b"", b""
             content.rewind()
             summary.new_versions += 1
-            logger.info("file was rewritten or truncated: storing a new version", path=path,
+            logger.info("file was rewritten or truncated: storing a new version",
+                        path=_shown(source, relpath),
                         version=cursor.version)
         last_write, ended = (pre.last_write, pre.ended) if pre is not None else self._last_write(
             cursor.offset, st, content.fd if isinstance(content, PlainContent) else None, fmt)
@@ -666,13 +669,13 @@ class Ingestor:
                         self.tier1.cursor(source.name, role.logical_path)) != expected:
                     # Another process (the daemon, a hook) stored these bytes since we
                     # read the cursor: appending them again would store them twice.
-                    raise _CursorMovedError(path)
+                    raise _CursorMovedError(_shown(source, relpath))
                 if cursor.file_id == 0 and not role.run_marker:
                     writer.open_session(role.native_id)
                 batch = 0
                 for block, packed in blocks:
                     if first:
-                        self._warn_if_binary(path, block, cursor.offset)
+                        self._warn_if_binary(source, relpath, block, cursor.offset)
                         first = False
                     for piece, starts_run in writer.splitter.split(block):
                         writer.write(piece, packed if piece is block else None, starts_run)
@@ -753,16 +756,19 @@ class Ingestor:
             block, future = ahead.popleft()
             yield block, future.result()
 
-    def _warn_if_binary(self, path: str, block: bytes, offset: int) -> None:
+    def _warn_if_binary(self, source: Source, relpath: PurePosixPath, block: bytes,
+                        offset: int) -> None:
         sample = block[:FP_BYTES]
         if b"\x00" in sample:
-            self._once(path, "binary content (NUL bytes): stored byte-exactly", level="warning")
+            self._once(_shown(source, relpath), "binary content (NUL bytes): stored byte-exactly",
+                       level="warning")
         elif offset == 0:
             try:
                 sample.decode("utf-8")
             except UnicodeDecodeError as e:
                 if e.start < len(sample) - 4:  # not just a character cut at the sample's end
-                    self._once(path, "not UTF-8 text: stored byte-exactly", level="warning")
+                    self._once(_shown(source, relpath), "not UTF-8 text: stored byte-exactly",
+                               level="warning")
 
 
 def _read_order(todo: list[Candidate]) -> list[Candidate]:
@@ -808,6 +814,11 @@ def _holds_only(content: Content, cursor: Cursor) -> bool:
         return False
     head, tail = content.prefix(cursor.offset)
     return _seen(cursor, head, tail) and not content.read(1)
+
+
+def _shown(source: Source, relpath: PurePosixPath) -> str:
+    """A source file's path as logs name it (built only for a message: an append has none)."""
+    return os.path.join(source.root, relpath)
 
 
 def _cursor_state(cursor: Cursor | None) -> tuple[int, int, int] | None:

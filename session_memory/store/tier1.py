@@ -93,7 +93,8 @@ _APPEND_POINT_COLS = ("(SELECT state FROM sessions WHERE id = session_id), "
                       "coalesce((SELECT base_offset FROM files WHERE id = file_id), 0)")
 
 
-@dataclass(frozen=True)
+# Not frozen: one is made for every file an append pass stores (see ingest.Candidate).
+@dataclass
 class AppendPoint:
     """A cursor with what appending at it needs to know besides (see Tier1.append_point)."""
 
