@@ -56,7 +56,10 @@ PREFETCH_FILES = 16
 PREFETCH_BYTES = 32 * 1024 * 1024  # read and compressed ahead at most: memory stays bounded
 BLOCKS_AHEAD = 2  # of one large file, compressing while the current block is written
 GROUP_COMMIT_BYTES = 8 * 1024 * 1024
-GROUP_COMMIT_FILES = 200
+GROUP_COMMIT_FILES = 1000
+"""Files one group commits at most (GROUP_COMMIT_BYTES is reached first unless they are
+small appends): a pass over a few hundred grown sessions commits once, rather than
+writing the pages they share (totals, the indexes' last leaves) into the WAL twice."""
 INLINE_BYTES = 256 * 1024
 """New bytes of a file that grew, up to this many: read and compressed by the thread that
 stores them (see Ingestor.run)."""
