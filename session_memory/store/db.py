@@ -176,12 +176,17 @@ class Checkpointer:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="checkpoint",
                                                 daemon=True)
-                self._thread.start()
+                # No thread (the interpreter is exiting): keep_up still bounds the WAL.
+                with contextlib.suppress(RuntimeError):
+                    self._thread.start()
             self._wake.set()
         return apsw.SQLITE_OK  # anything else would fail the commit that has just succeeded
 
     def _run(self) -> None:
-        conn = apsw.Connection(str(self._path), flags=apsw.SQLITE_OPEN_READWRITE)
+        try:
+            conn = apsw.Connection(str(self._path), flags=apsw.SQLITE_OPEN_READWRITE)
+        except apsw.Error:
+            return  # out of file descriptors, say: keep_up still bounds the WAL
         try:
             conn.execute("PRAGMA synchronous = NORMAL")  # the writer's: what a checkpoint syncs
             while True:
@@ -215,12 +220,13 @@ class Checkpointer:
 
     def close(self) -> None:
         """Stops the thread (after the checkpoint under way, if one is)."""
+        if self._closing:
+            return
+        self._closing = True
         self._conn.set_wal_hook(None)
-        if self._thread is not None:
-            self._closing = True
+        if self._thread is not None and self._thread.is_alive():
             self._wake.set()
             self._thread.join()
-            self._thread = None
 
 
 @contextlib.contextmanager
