@@ -11,6 +11,7 @@ import bisect
 import hashlib
 import math
 import operator
+import struct
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -171,13 +172,13 @@ class KeyedSpend:
         self.counts.extend(counts)
         self.tokens.append(entry[4])
 
-    def extend(self, entries: dict[int, tuple[Any, ...]],
+    def extend(self, hashes: list[int], entries: list[tuple[Any, ...]],
                cells: dict[tuple[int, str, int], int]) -> None:
-        """Many final responses by key hash, in order: as `add` each, but column by column
-        (each cell's sums taken over its responses at once)."""
+        """Many final responses, in order, each with its key hash: as `add` each, but
+        column by column (each cell's sums taken over its responses at once)."""
         if not entries:
             return
-        wheres, whens, counts, _, tokens = zip(*entries.values(), strict=True)
+        wheres, whens, counts, _, tokens = zip(*entries, strict=True)
         distinct = dict.fromkeys(wheres)
         groups: Mapping[tuple[int, str, int], tuple[Sequence[float], Sequence[tuple[int, ...]]]]
         if len(distinct) == 1:
@@ -204,7 +205,7 @@ class KeyedSpend:
                 row[2:8] = map(operator.add, row[2:8], sums)
                 row[8] += len(group_whens)
         # From lists: an array extends from any other iterable an item at a time, slower.
-        self.hashes.fromlist(list(entries))
+        self.hashes.fromlist(hashes)
         self.at.fromlist(list(whens))
         self.cell.fromlist(list(map(cells.__getitem__, wheres)))
         self.counts.fromlist(list(chain.from_iterable(counts)))
@@ -260,11 +261,12 @@ class DigestBuilder(ev.Sink):
         # or without a key, its counts go into the totals by model.
         self.usage_by_key = _Window(retire=self._add_usage)
         self.tokens: dict[str | None, tuple[int, ...]] = {}
-        # Usage by hour of spend: responses by key hash (the copy with most tokens wins)
-        # in a window of the newest, as usage_by_key keeps them; once final, packed into
-        # `spent` and remembered in a fixed-size filter. Keyless spend is summed by (hour,
-        # model, prompt class).
-        self.spent_recent: OrderedDict[int, tuple[Any, ...]] = OrderedDict()
+        # Usage by hour of spend: responses by key (the copy with most tokens wins) in a
+        # window of the newest, as usage_by_key keeps them; once final, packed into `spent`
+        # by key hash (see _key_hash) and remembered in a fixed-size filter. Keyless spend
+        # is summed by (hour, model, prompt class).
+        self.spent_recent: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
+        self._key_prefix = f"{source}\0"
         self.spent_retired: _SeenFilter | None = None
         self.spent = KeyedSpend.empty()
         self.spent_cells: dict[tuple[int, str, int], int] = {}
@@ -396,28 +398,33 @@ class DigestBuilder(ev.Sink):
             else:
                 _fold(row, when, counts)
             return
-        key_hash = int.from_bytes(_blake2b(f"{self.source}\0{key}".encode(),
-                                           digest_size=8).digest(), "big", signed=True)
-        # The key as a signed 64-bit integer, the same in every process; then (cell, time,
-        # counts, sidechain, tokens): what KeyedSpend keeps of it, and what decides which
-        # copy wins.
+        # (cell, time, counts, sidechain, tokens): what KeyedSpend keeps of a response, and
+        # what decides which copy wins. Its key is hashed only once it is final: the copies
+        # of a response (a line for each of its content blocks) cost no hash of their own.
         entry = (where, when, counts, sidechain, counts[0] + counts[1] + counts[2] + counts[4])
         recent = self.spent_recent
-        old = recent.get(key_hash)
+        old = recent.get(key)
         if old is None:
-            if self.spent_retired is not None and key_hash in self.spent_retired:
+            if self.spent_retired is not None and self._key_hash(key) in self.spent_retired:
                 return  # a copy of a response counted already, long after it
-            recent[key_hash] = entry
+            recent[key] = entry
             if len(recent) > _Window.WINDOW:
                 oldest, final = recent.popitem(last=False)
-                self.spent.add(oldest, final, self.spent_cells)
+                oldest_hash = self._key_hash(oldest)
+                self.spent.add(oldest_hash, final, self.spent_cells)
                 if self.spent_retired is None:
                     self.spent_retired = _SeenFilter()
-                self.spent_retired.add(oldest)
+                self.spent_retired.add(oldest_hash)
         elif old[3] != sidechain and old[3] or old[3] == sidechain and entry[4] > old[4]:
             # A main-thread copy beats a sidechain's, then the one with more tokens
             # (ccusage's rule).
-            recent[key_hash] = entry
+            recent[key] = entry
+
+    def _key_hash(self, key: str) -> int:
+        """A response's key (with its source) hashed to a signed 64-bit integer, the same
+        in every process: what Tier 2 knows the response by."""
+        return int(_hash_of(_blake2b((self._key_prefix + key).encode(), digest_size=8)
+                            .digest())[0])
 
     def spend_rows(self) -> list[tuple[Any, ...]]:
         """The keyless spend as Tier 2 keeps it: store/tier2.py's SPEND_COLUMNS."""
@@ -426,8 +433,10 @@ class DigestBuilder(ev.Sink):
 
     def keyed_spend(self) -> KeyedSpend:
         """Every response with a key, its counts final now."""
-        self.spent.extend(self.spent_recent, self.spent_cells)
-        self.spent_recent.clear()
+        recent, prefix = self.spent_recent, self._key_prefix
+        self.spent.extend([_hash_of(_blake2b((prefix + key).encode(), digest_size=8).digest())[0]
+                           for key in recent], list(recent.values()), self.spent_cells)
+        recent.clear()
         return self.spent
 
     def cost(self, usd: float) -> None:
@@ -556,6 +565,7 @@ class DigestBuilder(ev.Sink):
 
 
 _blake2b = hashlib.blake2b
+_hash_of = struct.Struct(">q").unpack  # 8 bytes, big-endian, to a signed integer
 
 
 def whole_session_spend(digest: dict[str, Any], input_includes_cache_read: bool
