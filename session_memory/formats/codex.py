@@ -8,6 +8,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import msgspec
+
 from session_memory.formats.base import (
     WHOLE_ROOT,
     FileRole,
@@ -22,6 +24,7 @@ from session_memory.formats.events import (
     JSON_ERRORS,
     Piece,
     Records,
+    Scalar,
     Sink,
     as_int,
     human_text,
@@ -263,20 +266,35 @@ def _output(p: dict[str, Any], out: Sink) -> None:
         out.tool_result(call_id, False)
         return
     code: Any = None
+    ran = None
     if output.startswith("{"):
-        try:
-            parsed = json_value(output)
-        except JSON_ERRORS:
-            parsed = None
-        if isinstance(parsed, dict):
-            meta = parsed.get("metadata")
-            code = meta.get("exit_code") if isinstance(meta, dict) else None
-            inner = parsed.get("output")
-            output = inner if isinstance(inner, str) else output
+        with contextlib.suppress(*JSON_ERRORS):
+            ran = _ran(output)
+        if type(ran) is _Ran:
+            meta = ran.metadata
+            code = meta.exit_code if type(meta) is _RanMeta else None
     elif m := _EXIT_LINE.search(output[:400]):
         code = int(m.group(1))
     error = isinstance(code, int) and code != 0
+    if error and type(ran) is _Ran and ran.output:
+        inner = json_value(ran.output)
+        output = inner if isinstance(inner, str) else output
     out.tool_result(call_id, error, output if error else "")
+
+
+class _RanMeta(msgspec.Struct, gc=False):
+    exit_code: Any = None
+
+
+class _Ran(msgspec.Struct, gc=False):
+    """A tool's output as newer Codex writes it, JSON in a string: its exit code, and its
+    text, which is decoded only for an error (most of the bytes, skipped unbuilt)."""
+
+    output: msgspec.Raw = msgspec.Raw()
+    metadata: _RanMeta | Scalar | list[Any] = None
+
+
+_ran: Any = msgspec.json.Decoder(_Ran | Scalar | list[Any]).decode
 
 
 # -- transcript: stored pieces to turns -------------------------------------------------
