@@ -3,8 +3,9 @@
     .venv/bin/python -m tests.crash.run --kills 500 [--seed N] [--keep DIR]
 
 Random SIGKILLs of a child running a random mix while a writer appends; every 10th kill
-is at a named commit instead (random one of tests/crash/test_crash.py's list), every 50th
-kills a running daemon. All invariants are checked after every kill (harness.verify).
+is at a named commit instead (or, one time in four, at another kill point: the lists in
+tests/crash/test_crash.py), every 50th kills a running daemon. All invariants are
+checked after every kill (harness.verify).
 Exit 0 when they all held, 1 with the failures listed otherwise."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from session_memory.memory import Memory
 from tests.conftest import isolate_process
 from tests.crash import harness as h
-from tests.crash.test_crash import COMMITS
+from tests.crash.test_crash import COMMITS, OTHER_POINTS
 from tests.daemon_harness import DaemonProcess, NotifySocket
 
 
@@ -65,8 +66,11 @@ def main() -> int:
                 _kill_daemon(rig, base, rng)
             elif i % 10 == 9:
                 h.add_script_files(rig, i)
-                kind = f"{rng.choice(['before', 'after'])}-commit:{rng.choice(COMMITS)}"
-                h.run_child(rig, out, mode="script", seed=i, crash_at=kind)
+                kind = (rng.choice(OTHER_POINTS) if rng.random() < 0.25 else
+                        f"{rng.choice(['before', 'after'])}-commit:{rng.choice(COMMITS)}")
+                # Past the first time it is reached: the child wakes a checkpoint each commit.
+                skip = rng.randrange(8) if kind in OTHER_POINTS else 0
+                h.run_child(rig, out, mode="script", seed=i, crash_at=kind, crash_after=skip)
                 ledger.feed(out.read_text())
             else:
                 h.run_child(rig, out, mode="random", seed=rng.randrange(2**32),
