@@ -8,6 +8,7 @@ lists are capped and long texts cut.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import math
 import operator
@@ -212,6 +213,13 @@ class KeyedSpend:
         self.tokens.fromlist(list(tokens))
 
 
+def _add_usage(tokens: dict[str | None, tuple[int, ...]], counts: tuple[Any, ...]) -> None:
+    """Final usage, (model, *counts), into the totals by model."""
+    model, numbers = counts[0], counts[1:]
+    total = tokens.get(model)
+    tokens[model] = numbers if total is None else tuple(map(operator.add, total, numbers))
+
+
 def _fold(row: list[Any], when: float, counts: Sequence[int]) -> None:
     """One more response, at `when` with its 6 counts, into an hourly sums row:
     [first_at, last_at, *counts, responses]."""
@@ -258,9 +266,11 @@ class DigestBuilder(ev.Sink):
         self.tool_errors = 0
         self.errors: dict[str, dict[str, Any]] = {}
         # Usage by key (message id), the last copy winning; once final (out of the window)
-        # or without a key, its counts go into the totals by model.
-        self.usage_by_key = _Window(retire=self._add_usage)
+        # or without a key, its counts go into the totals by model. (The window is handed
+        # the totals, not this builder: a builder in no reference cycle is freed as soon as
+        # its digest is made, while the collector is paused for a whole pass.)
         self.tokens: dict[str | None, tuple[int, ...]] = {}
+        self.usage_by_key = _Window(retire=functools.partial(_add_usage, self.tokens))
         # Usage by hour of spend: responses by key (the copy with most tokens wins) in a
         # window of the newest, as usage_by_key keeps them; once final, packed into `spent`
         # by key hash (see _key_hash) and remembered in a fixed-size filter. Keyless spend
@@ -356,19 +366,13 @@ class DigestBuilder(ev.Sink):
               cache_creation: int = 0, cache_read: int = 0, reasoning: int = 0) -> None:
         counts = (model, input, output, cache_creation, cache_read, reasoning)
         if key is None:
-            self._add_usage(counts)
+            _add_usage(self.tokens, counts)
             return
         window = self.usage_by_key
         if key in window.recent:
             window.recent[key] = counts  # the last copy wins, in the place of the first
         elif window.retired is None or key not in window.retired:
             window.put(key, counts)
-
-    def _add_usage(self, counts: tuple[Any, ...]) -> None:
-        model, numbers = counts[0], counts[1:]
-        total = self.tokens.get(model)
-        self.tokens[model] = numbers if total is None else tuple(map(operator.add, total,
-                                                                        numbers))
 
     def spend(self, at: str | None, key: str | None, model: str | None, input: int = 0,
               output: int = 0, cache_creation: int = 0, cache_read: int = 0,

@@ -144,3 +144,28 @@ def test_seen_filter_is_the_same_in_every_process() -> None:
                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout
               for seed in ("1", "2", "random")}
     assert len(states) == 1
+
+
+def test_a_builder_is_freed_as_soon_as_it_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An analysis pass pauses the collector: a builder in a reference cycle (its window
+    calling back into it) would stay, windows and filters and all, until the pass ends."""
+    import gc
+    import weakref
+
+    from session_memory.analyze import digest as digest_mod
+
+    monkeypatch.setattr(digest_mod._Window, "WINDOW", 2)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        builder = digest_mod.DigestBuilder("x")
+        replay([("usage", f"m{i}", "a", 1, 1) for i in range(5)]
+               + [("spend", "2026-01-01T00:00:00Z", f"k{i}", "a", 1, 1) for i in range(5)]
+               )(builder)
+        assert builder.digest()["tokens"]["input"] == 5
+        freed = weakref.ref(builder)
+        del builder
+        assert freed() is None
+    finally:
+        if enabled:
+            gc.enable()
