@@ -67,6 +67,9 @@ RECORD_TAIL_BYTES = 64 * 1024
 """The last bytes of a file that its newest record's time is looked for in (see
 Ingestor._last_write): a file with none there keeps its mtime."""
 
+LOCATED_MAX = 100_000
+"""Named paths an ingestor remembers the place of, at most (see Ingestor._located)."""
+
 logger = log.get("session_memory.ingest")
 
 
@@ -212,6 +215,10 @@ class Ingestor:
         may be out of date (see _planned_point)."""
         self._planned_current = False
         """Whether no other process has written since then (checked as a group begins)."""
+        self._located: dict[str, tuple[Source, Path, PurePosixPath, str]] = {}
+        """Named paths as _locate placed them under `_located_roots`: the watcher names the
+        same files pass after pass (parsing a path costs more than the rest of its plan)."""
+        self._located_roots: list[tuple[Source, Path, str]] = []
         self._synced: set[tuple[str, str]] = set()
         """(source, logical path) of the files this pass has come to so far, kept only while
         its plan's append points may be used: a whole walk's would hold every file's."""
@@ -290,15 +297,24 @@ class Ingestor:
         roots = [(source, self._root(source), prefix.rstrip("/") + "/") for source in sources
                  for prefix in dict.fromkeys((os.path.abspath(source.root),
                                               str(self._root(source))))]
+        if roots != self._located_roots:
+            self._located.clear()
+            self._located_roots = roots
         for path in paths:
-            found = _locate(os.path.abspath(path), roots)
+            name = os.fspath(path)
+            found = self._located.get(name)
             if found is None:
-                logger.error("not under any enabled source root", path=str(path))
-                summary.errors += 1
-                continue
-            source, root, rel = found
+                found = _locate(os.path.abspath(name), roots)
+                if found is None:
+                    logger.error("not under any enabled source root", path=name)
+                    summary.errors += 1
+                    continue
+                # Where an absolute path lies does not change while the roots stay.
+                if name.startswith("/") and len(self._located) < LOCATED_MAX:
+                    self._located[name] = found
+            source, root, rel, full = found
             try:
-                st = os.lstat(f"{root}/{rel}")
+                st = os.lstat(full)
             except OSError as e:
                 logger.error("cannot read path", path=str(path), reason=e.strerror)
                 summary.errors += 1
@@ -794,15 +810,16 @@ def _read_key(c: Candidate) -> tuple[str, list[str]]:
 
 
 def _locate(path: str, roots: list[tuple[Source, Path, str]]
-            ) -> tuple[Source, Path, PurePosixPath] | None:
+            ) -> tuple[Source, Path, PurePosixPath, str] | None:
     """The source an absolute, normalized path lies under (the root itself included), its
-    resolved root, and the path relative to it. `roots`: each with a prefix that ends in
-    a slash."""
+    resolved root, the path relative to it, and that under the resolved root. `roots`:
+    each with a prefix that ends in a slash."""
     for source, root, prefix in roots:
         if path.startswith(prefix):
-            return source, root, PurePosixPath(path[len(prefix):])
+            rel = PurePosixPath(path[len(prefix):])
+            return source, root, rel, f"{root}/{rel}"
         if path == prefix[:-1]:
-            return source, root, PurePosixPath()
+            return source, root, PurePosixPath(), f"{root}/."
     return None
 
 

@@ -19,12 +19,14 @@ from typing import Any
 import pytest
 import zstandard
 
+from session_memory import config
 from session_memory import ingest as ingest_mod
+from session_memory.clock import FixedClock
 from session_memory.formats.base import Format
 from session_memory.fswalk import Entry, OsWalker
 from session_memory.memory import Memory
 from session_memory.store import tier1 as tier1_mod
-from tests.conftest import evict
+from tests.conftest import evict, sources_toml, write_config
 
 SID = "0b6f6b9e-2f57-4c3e-9d39-3a1f1d0c0001"
 
@@ -521,6 +523,30 @@ def test_bytes_written_while_a_file_is_read_are_the_next_passes(
     assert exported(memory, "mytool:live.jsonl", tmp_path / "o") == {
         "live.jsonl": f.read_bytes()}
     assert memory.check() == []
+
+
+def test_a_named_file_is_read_under_its_sources_root_as_it_resolves_at_each_pass(
+        home: Path, clock: FixedClock, tmp_path: Path) -> None:
+    """The watcher names the same paths pass after pass: where each lies is remembered,
+    but not past a change of its source's root (here a link to it, pointed elsewhere)."""
+    first, second = home / "first", home / "second"
+    for folder, text in ((first, b'{"a": 1}\n'), (second, b'{"b": 2}\n{"c": 3}\n')):
+        folder.mkdir()
+        (folder / "s.jsonl").write_bytes(text)
+    link = home / "sessions"
+    link.symlink_to(first)
+    write_config(home, sources_toml(claude_code=None, codex=None, gemini_cli=None, aider=None,
+                                    copilot_cli=None, opencode=None)
+                 + f'[sources.mytool]\nformat = "jsonl"\nroot = "{link}"\n')
+    with Memory(config.load(), clock=clock) as memory:
+        named = link / "s.jsonl"
+        assert memory.ingest([named]).bytes_added == 9
+        assert memory.ingest([named]).files_changed == 0
+        link.unlink()
+        link.symlink_to(second)
+        assert memory.ingest([named]).new_versions == 1
+        assert exported(memory, "mytool:s.jsonl", tmp_path / "o") == {
+            "s.jsonl": (second / "s.jsonl").read_bytes()}
 
 
 def test_a_session_that_grows_keeps_when_it_started(memory: Memory,
