@@ -411,7 +411,8 @@ class Daemon:
         sweep = getattr(self.memory, "sweep", None)  # the retention module may not be there
         if sweep is None:
             return
-        report = sweep(dry_run=False)
+        # Its overflow analysis in this process too, as _analyze_ended's.
+        report = sweep(dry_run=False, parallel=False)
         fields = {k: report.get(k) for k in ("id", "bytes_freed", "final_usage_bytes")} \
             if isinstance(report, dict) else {}
         logger.info("sweep done", reason="over soft cap" if over_cap else "schedule", **fields)

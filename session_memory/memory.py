@@ -7,6 +7,7 @@ Like sqlite-utils' Database: every operation is a method here that tests can cal
 from __future__ import annotations
 
 import fcntl
+import functools
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -528,10 +529,14 @@ class Memory:
 
     # -- retention --------------------------------------------------------------------
 
-    def sweep(self, *, dry_run: bool = False) -> dict[str, Any]:
-        """One retention sweep (see retention.py); its report is stored in Tier 2."""
+    def sweep(self, *, dry_run: bool = False, parallel: bool = True) -> dict[str, Any]:
+        """One retention sweep (see retention.py); its report is stored in Tier 2.
+        `parallel`: whether its overflow analysis may start worker processes (see
+        analyze_run.analyze); the daemon's may not."""
+        analyze = (self.analyze_report if parallel
+                   else functools.partial(self.analyze_report, parallel=False))
         return retention.Sweep(self.tier1, self.tier2, self.settings, self.clock.now(),
-                               dry_run=dry_run, analyze=self.analyze_report).run()
+                               dry_run=dry_run, analyze=analyze).run()
 
     def reports(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Eviction reports, newest first."""

@@ -208,6 +208,26 @@ def test_overflow_analyzes_ended_sessions_then_reruns_the_budget(store: Memory) 
     assert states(store)[active] == "active"  # never analyzed early, never evicted
 
 
+def test_a_sweep_kept_in_its_process_analyzes_there(
+        store: Memory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the daemon sweeps: its overflow analysis starts no worker, however large."""
+    from session_memory.analyze import run as analyze_run
+    from session_memory.analyze import worker
+
+    def no_workers(*args: Any) -> None:
+        raise AssertionError("a worker process was started")
+
+    monkeypatch.setattr(analyze_run, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(worker, "SharedPass", no_workers)
+    base = projected(store)
+    set_caps(store, raw_soft_cap=base - 40_000, raw_hard_cap=base - 1)
+
+    report = store.sweep(parallel=False)
+
+    assert report["errors"] == []
+    assert sorted(report["overflow_analyzed"]) == sorted(f"mytool:s{i}.jsonl" for i in range(10))
+
+
 def test_overflow_last_resort_evicts_unanalyzed_as_data_loss(
         store: Memory, caplog: pytest.LogCaptureFixture) -> None:
     store.analyze_report = fake_analyzer(store, fail={f"mytool:s{i}.jsonl"  # type: ignore[method-assign]
