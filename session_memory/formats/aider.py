@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
 from session_memory.formats.base import FileRole, Head, Turn, WatchPolicy, is_hidden, no_hook
-from session_memory.formats.events import Piece, Sink, lines
+from session_memory.formats.events import Piece, Sink, line_blocks, lines
 
 NAME = "aider"
 HISTORY = ".aider.chat.history.md"
@@ -107,8 +107,10 @@ def _run(piece: Piece, out: Sink) -> None:
     reply_chars = 0
     prompted = False  # text before the first prompt is aider's start-up, not a reply
     before: list[str] = ["", ""]  # the two last non-fence lines, for an edit block's file
-    for block in _texts(piece.chunks()):
-        text = "\n" + block  # each line follows a newline, the first too
+    for block in line_blocks(piece.chunks()):
+        # Decoded a block at a time or a line at a time, the same text: no character's
+        # bytes hold a newline, and a broken one is replaced the same either way.
+        text = "\n" + str(block, "utf-8", "replace")  # each line follows a newline, the first too
         pos, end = 1, len(text)  # pos: where the next line to take starts
         while pos <= end:
             m = _MAY_DO_MORE.search(text, pos - 1)
@@ -190,23 +192,6 @@ _MAY_DO_MORE = re.compile(r"\n(?:####|# aider chat|> |[^\S\n]*<<<<<<< SEARCH)")
 header, aider's own output, an edit block's start (`\\s` is what str.strip strips).
 Some that match are reply lines after all: each is taken on its own, and does what a
 reply line does."""
-
-
-def _texts(chunks: Iterable[bytes]) -> Iterator[str]:
-    """The lines of `chunks` (split at each newline, as events.lines splits them), decoded,
-    many at a time: each text holds whole lines, newline-separated."""
-    unfinished: list[bytes] = []
-    for chunk in chunks:
-        last = chunk.rfind(b"\n")
-        if last < 0:
-            unfinished.append(chunk)
-            continue
-        # Decoded together or one line at a time, the same text: no character's bytes
-        # hold a newline, and a broken one is replaced the same either way.
-        yield b"".join([*unfinished, chunk[:last]]).decode("utf-8", "replace")
-        unfinished = [chunk[last + 1:]]
-    if tail := b"".join(unfinished):
-        yield tail.decode("utf-8", "replace")
 
 
 def _last_names(lines: list[str], before: list[str]) -> list[str]:

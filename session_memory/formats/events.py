@@ -156,7 +156,7 @@ class Records(Generic[R]):
     def __iter__(self) -> Iterator[R]:
         decode, decode_lines = _decoders(self.shape)
         shape = self.shape
-        for block in _blocks(self.chunks):
+        for block in line_blocks(self.chunks):
             try:
                 records = decode_lines(block)
             except JSON_ERRORS:
@@ -182,9 +182,10 @@ class Records(Generic[R]):
 _BLOCK_BYTES = 1024 * 1024
 
 
-def _blocks(chunks: Iterable[bytes]) -> Iterator[bytes | memoryview]:
+def line_blocks(chunks: Iterable[bytes]) -> Iterator[bytes | memoryview]:
     """Whole lines, about _BLOCK_BYTES of them at a time (or one longer line), across
-    chunk boundaries; only an unfinished line is held between chunks."""
+    chunk boundaries; only an unfinished line is held between chunks. Each block is its
+    lines joined by newlines: splitting every block at them gives what `lines` gives."""
     unfinished: list[bytes] = []
     for chunk in chunks:
         end = chunk.rfind(b"\n")
@@ -194,10 +195,10 @@ def _blocks(chunks: Iterable[bytes]) -> Iterator[bytes | memoryview]:
         start = 0
         if unfinished:
             start = chunk.find(b"\n") + 1
-            yield b"".join([*unfinished, chunk[:start]])
+            yield b"".join([*unfinished, chunk[:start - 1]])
             unfinished = []
         view = memoryview(chunk)
-        while start < end:
+        while start <= end:
             stop = chunk.find(b"\n", start + _BLOCK_BYTES, end) if (
                 end - start > _BLOCK_BYTES) else -1
             stop = end if stop < 0 else stop
@@ -205,8 +206,8 @@ def _blocks(chunks: Iterable[bytes]) -> Iterator[bytes | memoryview]:
             start = stop + 1
         if end + 1 < len(chunk):
             unfinished.append(chunk[end + 1:])
-    if unfinished:
-        yield b"".join(unfinished)
+    if tail := b"".join(unfinished):
+        yield tail
 
 
 _DECODERS: dict[type[Any], Any] = {}

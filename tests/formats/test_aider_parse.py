@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from session_memory.formats import aider, events
+from session_memory.formats.events import Piece, Sink, lines
 from session_memory.memory import Memory
 from tests.analyze.helpers import digest_of, write
+from tests.formats.test_events import chunked
 
 HISTORY = """
 # aider chat started at 2025-09-01 14:00:00
@@ -94,3 +101,109 @@ def test_usage_lands_at_the_run_start(memory: Memory, sources: dict[str, Path]) 
     assert model["model"] == "anthropic/claude-sonnet-4"
     assert model["prices"]["anthropic/claude-sonnet-4"].startswith("genai-prices ")
     assert row["cost_usd"] is not None and row["cost_usd"] > 0
+
+
+class Recorder:
+    """A sink that keeps every call a parser makes, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: self.calls.append((name, args, kwargs))
+
+
+def _line_by_line(piece: Piece, out: Sink) -> None:
+    """Aider's parser as it was before it took reply lines as runs and decoded blocks of
+    them (37cbcd5): each line on its own, what the faster one must match call for call."""
+    model: str | None = None
+    started: str | None = None
+    prompt: list[str] = []
+    reply: list[str] = []
+    reply_chars = 0
+    prompted = False
+    before: list[str] = ["", ""]
+    for raw in lines(piece.chunks()):
+        line = bytes(raw).decode("utf-8", "replace").rstrip()
+        if prompt and not line.startswith("####"):
+            aider._prompt("\n".join(prompt).strip(), out)
+            prompt = []
+        if line == "####" or line.startswith("#### "):
+            prompt.append(line[5:])
+            prompted = True
+            continue
+        if reply and (line.startswith("> ") or line.startswith("# aider chat")):
+            out.assistant_text("\n".join(reply))
+            reply, reply_chars = [], 0
+        if (at := aider._started_at(line)) is not None:
+            started = at
+            out.info(started_at=at, ended_at=at)
+            out.times(at, at)
+        elif line.startswith("> "):
+            body = line[2:]
+            if m := aider._TOKENS.search(body):
+                counts = (aider._count(m[1], m[2]), aider._count(m[7], m[8]),
+                          aider._count(m[3], m[4]), aider._count(m[5], m[6]))
+                out.usage(None, model, *counts)
+                out.spend(started, None, model, *counts)
+            elif body.startswith(("Model: ", "Main model: ")) and (
+                    m := aider._MODEL.match(body)):
+                model = m[1]
+                out.model(model)
+            elif body.startswith("Applied edit to "):
+                out.files(edited=[aider._path(body[len("Applied edit to "):])])
+            elif body.startswith("Added ") and body.endswith(" to the chat"):
+                out.files(read=[aider._path(body[len("Added "):-len(" to the chat")])])
+            elif body.startswith("litellm."):
+                out.failure("api_error", body)
+            elif aider._ERROR.match(body):
+                out.tool_result(None, True, body, tool="aider")
+        elif line.strip() == "<<<<<<< SEARCH":
+            name = before[-1] if before[-1] else before[-2]
+            if name and " " not in name.strip():
+                out.files(edited=[aider._path(name)])
+        elif line and prompted and reply_chars < aider._MAX_REPLY_CHARS:
+            reply.append(line)
+            reply_chars += len(line)
+        if not line.lstrip().startswith(aider._FENCE):
+            before = [before[-1], line]
+    if prompt:
+        aider._prompt("\n".join(prompt).strip(), out)
+    if reply:
+        out.assistant_text("\n".join(reply))
+
+
+_HISTORY_LINES = st.one_of(
+    st.sampled_from([
+        b"", b"   ", b"\t", b"#### rename foo", b"####", b"#### ", b"####x", b" #### no",
+        b"#### Add file to the chat? (Y)es/(N)o [Yes]: y", b"#### /run pytest -q",
+        b"# aider chat started at 2025-09-01 14:00:00", b"# aider chat", b"> ", b">",
+        b"> Tokens: 2.3k sent, 1.1k cache write, 12k cache hit, 340 received.",
+        b"> Tokens: 1.5M sent, 85 received.", b"> Main model: a/b with diff edit format",
+        b"> Model: m", b"> Applied edit to src\\app.py", b"> Added x.py to the chat",
+        b"> litellm.APIError: boom", b"> Error: tests failed", b"> ValueError: x",
+        b"<<<<<<< SEARCH", b"  <<<<<<< SEARCH  ", b"\x1c<<<<<<< SEARCH",
+        "\u2028<<<<<<< SEARCH".encode(), b"=======", b">>>>>>> REPLACE", b"```python",
+        b"  ```", b"src/app.py", b"src/my app.py", b"I will rename it.  ", b"done\r",
+        b"\xff\xfe broken", "caf\u00e9 \u2014 ok".encode(), b"x" * 1500]),
+    st.text(max_size=30).map(lambda t: t.encode("utf-8", "surrogatepass")),
+    st.binary(max_size=20))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_HISTORY_LINES, max_size=40), st.booleans(),
+       st.lists(st.integers(min_value=0, max_value=4000), max_size=8),
+       st.sampled_from([1, 16, 2**20]))
+def test_the_parser_calls_what_parsing_line_by_line_calls(
+        history: list[bytes], final_newline: bool, cuts: list[int], block: int) -> None:
+    data = b"\n".join(history) + (b"\n" if final_newline else b"")
+    piece = Piece("repo/.aider.chat.history.md", lambda: chunked(data, cuts))
+    expected, got = Recorder(), Recorder()
+    _line_by_line(piece, expected)
+    previous = events._BLOCK_BYTES
+    events._BLOCK_BYTES = block
+    try:
+        aider._run(piece, got)
+    finally:
+        events._BLOCK_BYTES = previous
+    assert got.calls == expected.calls

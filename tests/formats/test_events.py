@@ -26,6 +26,22 @@ def test_lines_are_the_same_however_the_bytes_are_chunked(data: bytes, cuts: lis
     assert [bytes(line) for line in lines(chunked(data, cuts))] == expected
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=300), st.lists(st.integers(min_value=0, max_value=400), max_size=12),
+       st.sampled_from([1, 4, 64, 2**20]))
+def test_line_blocks_split_into_the_lines(data: bytes, cuts: list[int], block: int) -> None:
+    """Blocks hold whole lines, however the bytes are chunked and however large a block is:
+    split at their newlines, they are the lines, blank ones too."""
+    previous = events._BLOCK_BYTES
+    events._BLOCK_BYTES = block
+    try:
+        blocks = [bytes(b) for b in events.line_blocks(chunked(data, cuts))]
+    finally:
+        events._BLOCK_BYTES = previous
+    assert [line for b in blocks for line in b.split(b"\n")] == [
+        bytes(line) for line in lines(chunked(data, cuts))]
+
+
 def test_a_line_split_over_three_chunks() -> None:
     chunks = [b'{"a": 1}\n{"b"', b': [1, ', b'2]}\n\n{"c": 3}']
     assert [bytes(x) for x in lines(chunks)] == [b'{"a": 1}', b'{"b": [1, 2]}', b"",
