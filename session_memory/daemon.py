@@ -386,7 +386,7 @@ class Daemon:
                 self._analyze_failed[sid] = (raw_bytes[sid], now + ANALYZE_BACKOFF)
 
     def _next_sweep_at(self) -> float | None:
-        if self.memory is None or getattr(self.memory, "sweep", None) is None:
+        if self.memory is None:
             return None
         stored = self.memory.tier1.get_meta("last_sweep_at")
         last = max(float(stored) if isinstance(stored, int | float) else 0.0,
@@ -408,13 +408,9 @@ class Daemon:
         self._sweep_requested = False
         # Recorded before the sweep: a sweep that fails is not retried in a tight loop.
         self._last_sweep_local = self.clock.now()
-        sweep = getattr(self.memory, "sweep", None)  # the retention module may not be there
-        if sweep is None:
-            return
         # Its overflow analysis in this process too, as _analyze_ended's.
-        report = sweep(dry_run=False, parallel=False)
-        fields = {k: report.get(k) for k in ("id", "bytes_freed", "final_usage_bytes")} \
-            if isinstance(report, dict) else {}
+        report = self.memory.sweep(dry_run=False, parallel=False)
+        fields = {k: report.get(k) for k in ("id", "bytes_freed", "final_usage_bytes")}
         logger.info("sweep done", reason="over soft cap" if over_cap else "schedule", **fields)
 
     def _reload(self) -> None:
