@@ -145,7 +145,7 @@ class KeyedSpend:
     sums: list[list[Any]]
     """Each cell's [first_at, last_at, input, output, cache_creation, cache_creation_1h,
     cache_read, reasoning, responses]."""
-    hashes: array[int]  # each response's key, hashed (see DigestBuilder.spend)
+    hashes: array[int]  # each response's key, hashed (see DigestBuilder._key_hash)
     at: array[float]  # its time, epoch seconds
     cell: array[int]  # its cell
     counts: array[int]  # its 6 counts (as in the sums), 6 a response
@@ -437,9 +437,9 @@ class DigestBuilder(ev.Sink):
 
     def keyed_spend(self) -> KeyedSpend:
         """Every response with a key, its counts final now."""
-        recent, prefix = self.spent_recent, self._key_prefix
-        self.spent.extend([_hash_of(_blake2b((prefix + key).encode(), digest_size=8).digest())[0]
-                           for key in recent], list(recent.values()), self.spent_cells)
+        recent = self.spent_recent
+        self.spent.extend(list(map(self._key_hash, recent)), list(recent.values()),
+                          self.spent_cells)
         recent.clear()
         return self.spent
 
