@@ -100,11 +100,11 @@ def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def fingerprint(data: bytes) -> bytes:
-    """What a cursor keeps of the first and the last FP_BYTES it has seen of a file, to
-    tell a file that grew from one rewritten. xxh3-128: an append computes three, and
-    this is thirty times quicker than the blake2b the cursors of earlier versions kept."""
-    return xxhash.xxh3_128_digest(data)
+fingerprint: Callable[[bytes], bytes] = xxhash.xxh3_128_digest
+"""What a cursor keeps of the first and the last FP_BYTES it has seen of a file, to tell a
+file that grew from one rewritten. xxh3-128: an append computes three, and this is thirty
+times quicker than the blake2b the cursors of earlier versions kept (the function itself,
+not a wrapper: a call of Python's own would cost more than the hash of 4 KiB)."""
 
 
 LEGACY_FP_BYTES = 8
@@ -664,7 +664,9 @@ class Ingestor:
         writer = _PieceWriter(self.tier1, source.name, role, cursor,
                               head or b"", tail, st, self.clock.now(), sealed,
                               base=base if cursor.file_id else 0, packer=packer,
-                              last_write=last_write)
+                              last_write=last_write,
+                              reopens=cursor.session_id if point is not None
+                              and point.state != "open" else None)
         ready: tuple[bytes, Packed | None] | None = None
         if pre is not None and (packer is not None or (pre.packed is not None
                                                        and pre.packed[2] == level)):
@@ -861,7 +863,7 @@ class _PieceWriter:
                  role: FileRole, cursor: Cursor, head: bytes, tail: bytes,
                  st: os.stat_result, now: float, sealed: bool = False, *,
                  last_write: float, base: int | None = None,
-                 packer: PackWriter | None = None) -> None:
+                 packer: PackWriter | None = None, reopens: str | None = None) -> None:
         """`base`: the cursor's file row's base offset, when known already. `last_write`:
         when the file was last written (Ingestor._last_write)."""
         self.tier1, self.source, self.role = tier1, source, role
@@ -871,6 +873,8 @@ class _PieceWriter:
         """Or, sealed, into this pack."""
         self.cursor, self.head, self.tail, self.st, self.now = cursor, head, tail, st, now
         self.last_write = last_write
+        self.reopens = reopens
+        """The session of the cursor, when it was read in a state other than open."""
         self.base = (base if base is not None else
                      tier1.base_offset(cursor.file_id) if cursor.file_id else 0)
         # A full head no write changes: its fingerprint is the cursor's already (unless
@@ -956,7 +960,7 @@ class _PieceWriter:
         c.dev, c.ino, c.size, c.mtime_ns = st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
         self.tier1.save_cursor(c)
         for sid in self.touched - self.new_sessions:
-            self.tier1.session_grew(sid, self.last_write)
+            self.tier1.session_grew(sid, self.last_write, was_open=sid != self.reopens)
         for sid in self.ended:
             self.tier1.mark_ended(sid)  # after session_grew, which clears the mark
         # A file row keeps the mtime it had when first stored, about when its session

@@ -297,21 +297,26 @@ class Tier1:
             "VALUES (?, ?, ?, ?, ?)", (session_id, source, native_id, now, last_write))
         return bool(self.conn.changes())
 
-    def session_grew(self, session_id: str, mtime: float) -> None:
-        """New bytes arrived: the session is open again and must be re-sealed and re-analyzed."""
+    def session_grew(self, session_id: str, mtime: float, *, was_open: bool = True) -> None:
+        """New bytes arrived: the session is open again and must be re-sealed and re-analyzed.
+        `was_open`: its state was 'open' when last read (a hint: the row ends the same)."""
         # Most appends find the session open, unsealed and not ended: only its last write
         # moves. Setting just that column leaves the indexes on the other columns alone and
         # skips the state column's CHECK (which builds a table for its IN list): a third of
-        # the statement's cost. The full statement below has the same effect on any row.
+        # the statement's cost. The full statement has the same effect on any row; after
+        # the short one, only a row that is not open, or is sealed or ended, needs it.
+        full = ("UPDATE sessions SET last_write = max(last_write, ?1), state = 'open', "
+                "ended_hint = 0, sealed = 0 WHERE id = ?2")
+        if not was_open:
+            self._appends.execute(full, (mtime, session_id))
+            return
         self._appends.execute(
             "UPDATE sessions SET last_write = ?1 WHERE id = ?2 AND state = 'open' "
             "AND ended_hint = 0 AND sealed = 0 AND last_write < ?1", (mtime, session_id))
-        if self.conn.changes():
-            return
-        self.conn.execute(
-            "UPDATE sessions SET last_write = max(last_write, ?1), state = 'open', "
-            "ended_hint = 0, sealed = 0 WHERE id = ?2 AND NOT (state = 'open' "
-            "AND ended_hint = 0 AND sealed = 0)", (mtime, session_id))
+        if not self.conn.changes():
+            self._appends.execute(
+                full + " AND NOT (state = 'open' AND ended_hint = 0 AND sealed = 0)",
+                (mtime, session_id))
 
     def revive_evicted(self, session_id: str) -> None:
         """An evicted session grew again: re-read all its files from the source, from byte 0."""

@@ -527,20 +527,22 @@ def test_data_version_moves_with_another_connections_commits_only(tmp_path: Path
 def test_a_session_that_grew_is_open_unsealed_not_ended_and_written_last_at_the_latest(
         tmp_path: Path) -> None:
     """session_grew takes a shorter way for a session that is open already; whatever the
-    row said, it ends the same: open, unsealed, not ended, its last write the later one."""
+    row said, and whatever it was told of it, it ends the same: open, unsealed, not ended,
+    its last write the later one."""
     t = Tier1(tmp_path / "t1.db")
-    cases = [(state, hint, sealed, last_write) for state in ("open", "analyzed", "evicted")
-             for hint in (0, 1) for sealed in (0, 1) for last_write in (50.0, 100.0, 150.0)]
+    cases = [(state, hint, sealed, last_write, told) for state in ("open", "analyzed", "evicted")
+             for hint in (0, 1) for sealed in (0, 1) for last_write in (50.0, 100.0, 150.0)
+             for told in (True, False)]
     with t.transaction():
-        for i, (state, hint, sealed, last_write) in enumerate(cases):
+        for i, (state, hint, sealed, last_write, _) in enumerate(cases):
             sid = f"src:{i}"
             t.ensure_session(sid, "src", str(i), 1.0, last_write)
             t.conn.execute("UPDATE sessions SET state = ?, ended_hint = ?, sealed = ?, "
                            "analyzed_at = 7.0 WHERE id = ?", (state, hint, sealed, sid))
     with t.transaction():
-        for i in range(len(cases)):
-            t.session_grew(f"src:{i}", 100.0)
-    for i, (_, _, _, last_write) in enumerate(cases):
+        for i, (*_, told) in enumerate(cases):  # told it was open or not, rightly or not
+            t.session_grew(f"src:{i}", 100.0, was_open=told)
+    for i, (_, _, _, last_write, _) in enumerate(cases):
         row = t.conn.execute("SELECT state, ended_hint, sealed, last_write, analyzed_at, "
                              "first_seen FROM sessions WHERE id = ?", (f"src:{i}",)).fetchone()
         assert row == ("open", 0, 0, max(last_write, 100.0), 7.0, 1.0), cases[i]
