@@ -277,8 +277,14 @@ def _output(p: dict[str, Any], out: Sink) -> None:
         code = int(m.group(1))
     error = isinstance(code, int) and code != 0
     if error and type(ran) is _Ran and ran.output:
-        inner = json_value(ran.output)
-        output = inner if isinstance(inner, str) else output
+        try:
+            inner = json_value(ran.output)
+        except JSON_ERRORS:
+            # Skipped above, the text was not checked whole: it is no JSON, so neither is
+            # the output, which then has no exit code (as when it is decoded at once).
+            error = False
+        else:
+            output = inner if isinstance(inner, str) else output
     out.tool_result(call_id, error, output if error else "")
 
 

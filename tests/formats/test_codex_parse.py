@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from session_memory.analyze.digest import build
+from session_memory.formats import codex
+from session_memory.formats.events import Piece
 from session_memory.memory import Memory
 from tests.analyze.helpers import analyzed, digest_of, jsonl, write
 
@@ -100,6 +104,17 @@ def test_calls_patches_and_exit_codes(written: dict[str, Any]) -> None:
     assert written["last_assistant_message"] == "Added the flag."
     assert written["outcome"] == "success"
     assert written["duration_s"] == 14.0
+
+
+def test_a_tool_output_that_only_looks_like_json_has_no_exit_code() -> None:
+    """A number past a double's range makes the output no JSON: read whole or its text
+    decoded only for an error, it has no exit code, and the parser does not fail."""
+    data = jsonl(line("07", "response_item", {
+        "type": "function_call_output", "call_id": "c1",
+        "output": '{"output": 1e400, "metadata": {"exit_code": 1}}'}))
+    piece = Piece(f"sessions/2026/02/01/rollout-2026-02-01T08-00-00-{CID}.jsonl",
+                  lambda: [data.encode()])
+    assert build("codex", functools.partial(codex.parse, [piece]))["tool_errors"] == 0
 
 
 def test_fixture_rollout(fixtures: Memory) -> None:
