@@ -115,7 +115,7 @@ def _log(piece: Piece, subagent: bool, out: Sink) -> None:
     """Two passes over the log: the first folds it (by id, the last copy wins; `$rewindTo`
     drops what follows its target) keeping only ids and positions; the second reports the
     copies that survived. Memory holds one small entry per message id, never the records."""
-    winners = _winners(piece)
+    winners = _winners(_records(piece))
     started = updated = first = last = None
     for pos, r in _records(piece):
         if r is None:
@@ -140,36 +140,20 @@ def _log(piece: Piece, subagent: bool, out: Sink) -> None:
         out.info(started_at=started, ended_at=updated)
 
 
-class _Folded(msgspec.Struct, gc=False):
-    """All the fold reads of a record (see `_log`): the rest is skipped unbuilt."""
-
-    id: Any = None
-    type: Any = None
-    rewind_to: Any = msgspec.field(default=None, name="$rewindTo")
-
-
-def _folding(piece: Piece) -> Iterator[tuple[int, Any, Any, Any]]:
-    """Each record's position (as `_records` counts them), id, type and `$rewindTo`."""
-    if piece.path.endswith(".jsonl"):
-        for pos, r in enumerate(Records(piece.chunks(), _Folded), start=1):
-            yield pos, r.id, r.type, r.rewind_to
-        return
-    for pos, record in _whole(piece):
-        if record is not None:
-            yield pos, record.get("id"), record.get("type"), record.get("$rewindTo")
-
-
-def _winners(piece: Piece) -> set[int]:
+def _winners(records: Iterator[tuple[int, dict[str, Any] | None]]) -> set[int]:
     """The positions of the message copies that survive the fold (see `_log`)."""
     live: dict[str, int] = {}
-    for pos, message_id, kind, target in _folding(piece):
+    for pos, r in records:
+        if r is None:
+            continue
+        target = r.get("$rewindTo")
         if isinstance(target, str):
             if target in live:
                 keys = list(live)
                 for key in keys[keys.index(target) + 1:]:
                     del live[key]
-        elif isinstance(message_id, str) and kind in _MESSAGE_TYPES:
-            live[message_id] = pos
+        elif isinstance(r.get("id"), str) and r.get("type") in _MESSAGE_TYPES:
+            live[r["id"]] = pos
     return set(live.values())
 
 
@@ -249,7 +233,7 @@ def transcript(pieces: Sequence[Piece]) -> Iterator[Turn]:
         if not piece.path.endswith((".jsonl", ".json")):
             continue
         subagent = _subagent_log(piece.path)
-        winners = _winners(piece)
+        winners = _winners(_records(piece))
         for pos, r in _records(piece):
             if r is None or pos not in winners:
                 continue
