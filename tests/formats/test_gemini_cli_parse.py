@@ -133,3 +133,22 @@ def test_usage_by_hour_takes_cached_input_off_and_bills_thoughts_as_output(
     assert (row["key"], row["input"], row["output"], row["cache_read"], row["reasoning"]) == (
         "gemini-2.5-pro", 80 + 50 + 7, 37 + 6 + 3, 20, 8)
     assert row["responses"] == 3
+
+
+def test_a_line_only_a_full_decode_rejects_loses_no_message_after_it(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    """A record the parser cannot take (a byte that is no UTF-8, a number no float holds)
+    is counted as malformed, and the messages after it are reported as they are: the fold
+    and the report number the lines alike."""
+    for n, bad in enumerate((b'{"note": "\xff"}', b'{"note": 1e400}')):
+        sid = f"bad{n}"
+        text = jsonl({"sessionId": sid, "startTime": "2026-03-02T10:00:00Z",
+                      "lastUpdated": "2026-03-02T10:00:00Z"},
+                     msg("u1", "user", 1, content="first ask")).encode()
+        text += bad + b"\n" + jsonl(gemini("g1", 2, (10, 10, 0, 0), [],
+                                           content="answer one")).encode()
+        write(sources["gemini-cli"], f"{CHATS}/session-2026-03-02T10-0{n}-{sid}.jsonl", text)
+        d = digest_of(memory, f"gemini-cli:{sid}")
+        assert d["prompts"] == ["first ask"], bad
+        assert d["last_assistant_message"] == "answer one", bad
+        assert d["tokens"]["input"] == 10, bad
