@@ -322,9 +322,10 @@ class Tier2:
         self.put_digests([(session_id, source, digest)], now)
 
     def put_digests(self, items: list[tuple[str, str, dict[str, Any]]], now: float) -> None:
-        """Store (or replace) digests and their full-text rows, all in one transaction.
-        A digest keeps its rowid when replaced; its FTS row shares that rowid, so replacing
-        or deleting one never scans the index.
+        """Store (or replace) digests and their full-text rows, all in one transaction;
+        `items` names each session once (its FTS row is written once, below). A digest
+        keeps its rowid when replaced; its FTS row shares that rowid, so replacing or
+        deleting one never scans the index.
 
         The FTS rows are written last, after every other statement of the transaction:
         FTS5 writes out the terms it holds whenever a statement opens a savepoint (an
