@@ -342,8 +342,8 @@ class Daemon:
         # Digests an older analyzer made, re-derived from raw a batch at a time.
         try:
             memory.reanalyze_stale(stop=self._stop_asked)
-        except StoreBusyError:
-            raise
+        except (StoreBusyError, StoreFullError):
+            raise  # _guard's: retried soon, and a full disk asks the sweep for room first
         except Exception:
             logger.exception("re-analysis of older digests failed; retrying later")
         # The next session to end: the oldest write among the active ones, idle_seconds on.
@@ -372,8 +372,8 @@ class Daemon:
             try:
                 result = self.memory.analyze_report(ids[start:start + ANALYZE_BATCH],
                                                     stop=self._stop_asked, parallel=False)
-            except StoreBusyError:
-                raise
+            except (StoreBusyError, StoreFullError):
+                raise  # _guard's: retried soon, and a full disk asks the sweep for room first
             except Exception:
                 # Not one session's fault (those are in result.failed): the store's. The
                 # next round tries them again, as a failed job is.

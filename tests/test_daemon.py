@@ -476,3 +476,36 @@ def test_an_appending_and_a_rewriting_tool(env: Env, start: Callable[..., Daemon
         # Each file is stored as its latest version only.
         stored = sorted(f.path for f in memory.tier1.files(oc_sid))
         assert stored == [message, rel]
+
+
+def test_a_full_disk_while_analyzing_asks_the_sweep_for_room(env: Env) -> None:
+    """Digests that find no room in Tier 2 are not a session's fault: the round ends, nothing
+    is marked analyzed, and the daemon sweeps to make room before it tries again."""
+    env.write_config()
+    old = time.time() - 86400
+    sid = str(uuid.uuid4())
+    path = env.roots["claude-code"] / "-work-p" / f"{sid}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Prompts of words no page holds yet: their digest and index rows need new pages.
+    path.write_text("".join(claude_record(sid, " ".join(uuid.uuid4().hex for _ in range(40)))
+                            + "\n" + claude_record(sid, "done", "assistant") + "\n"
+                            for _ in range(30)))
+    os.utime(path, (old, old))
+    with env.memory() as memory:
+        memory.ingest()
+    daemon = Daemon(config.load(env.config_path), config_path=env.config_path,
+                    clock=FixedClock(time.time()))
+    daemon._open()
+    try:
+        assert daemon.memory is not None
+        tier2 = daemon.memory.tier2.conn
+        pages = tier2.execute("PRAGMA page_count").fetchone()[0]
+        tier2.execute(f"PRAGMA max_page_count = {pages}")
+        daemon._guard("analyze", daemon._seal_and_analyze)
+        assert daemon._sweep_requested
+        assert daemon.memory.show(f"claude-code:{sid}")["state"] == "ended"
+        tier2.execute("PRAGMA max_page_count = 1073741823")
+        daemon._seal_and_analyze()
+        assert daemon.memory.show(f"claude-code:{sid}")["state"] == "analyzed"
+    finally:
+        daemon._close()
