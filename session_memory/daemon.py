@@ -408,8 +408,9 @@ class Daemon:
         self._sweep_requested = False
         # Recorded before the sweep: a sweep that fails is not retried in a tight loop.
         self._last_sweep_local = self.clock.now()
-        # Its overflow analysis in this process too, as _analyze_ended's.
-        report = self.memory.sweep(dry_run=False, parallel=False)
+        # Its overflow analysis in this process too, as _analyze_ended's, and the watchdog
+        # fed through it: analyzing a backfill over the hard cap can take minutes.
+        report = self.memory.sweep(dry_run=False, parallel=False, alive=self._heartbeat)
         fields = {k: report.get(k) for k in ("id", "bytes_freed", "final_usage_bytes")}
         logger.info("sweep done", reason="over soft cap" if over_cap else "schedule", **fields)
 

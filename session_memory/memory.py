@@ -529,12 +529,23 @@ class Memory:
 
     # -- retention --------------------------------------------------------------------
 
-    def sweep(self, *, dry_run: bool = False, parallel: bool = True) -> dict[str, Any]:
+    def sweep(self, *, dry_run: bool = False, parallel: bool = True,
+              alive: Callable[[], None] | None = None) -> dict[str, Any]:
         """One retention sweep (see retention.py); its report is stored in Tier 2.
         `parallel`: whether its overflow analysis may start worker processes (see
-        analyze_run.analyze); the daemon's may not."""
-        analyze = (self.analyze_report if parallel
-                   else functools.partial(self.analyze_report, parallel=False))
+        analyze_run.analyze); the daemon's may not. `alive`: called before each session
+        that analysis takes (the daemon feeds its watchdog there). The analysis is never
+        stopped half-way: the evictions after it count on what it analyzed."""
+
+        def never_stop() -> bool:
+            if alive is not None:
+                alive()
+            return False
+
+        analyze: retention.Analyze = self.analyze_report
+        if not parallel or alive is not None:
+            analyze = functools.partial(self.analyze_report, parallel=parallel,
+                                        stop=never_stop)
         return retention.Sweep(self.tier1, self.tier2, self.settings, self.clock.now(),
                                dry_run=dry_run, analyze=analyze).run()
 

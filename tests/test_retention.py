@@ -228,6 +228,25 @@ def test_a_sweep_kept_in_its_process_analyzes_there(
     assert sorted(report["overflow_analyzed"]) == sorted(f"mytool:s{i}.jsonl" for i in range(10))
 
 
+def test_a_sweeps_overflow_analysis_says_it_is_alive_before_each_session(
+        store: Memory) -> None:
+    """The daemon's watchdog is fed through a long overflow analysis (a backfill over the
+    hard cap), which is never cut short: the evictions after it count on it."""
+    base = projected(store)
+    set_caps(store, raw_soft_cap=base - 40_000, raw_hard_cap=base - 1)
+    calls = 0
+
+    def alive() -> None:
+        nonlocal calls
+        calls += 1
+
+    report = store.sweep(parallel=False, alive=alive)
+
+    assert len(report["overflow_analyzed"]) == 10
+    assert calls >= 10
+    assert report["overflow_data_loss"] == []
+
+
 def test_overflow_last_resort_evicts_unanalyzed_as_data_loss(
         store: Memory, caplog: pytest.LogCaptureFixture) -> None:
     store.analyze_report = fake_analyzer(store, fail={f"mytool:s{i}.jsonl"  # type: ignore[method-assign]
