@@ -43,12 +43,13 @@ def open_memory(root: Path, data: Path) -> Memory:
     from session_memory.memory import Memory
     from tests.bench.settings import settings_for
 
-    settings = settings_for(data, root)
     if all((root / name).is_dir() for name in WORKSTATION_SOURCES):
         settings = config.settings_from(
             {**config.default_document(), "storage": {"data_dir": str(data)},
              "sources": {name: {"format": name, "root": str(root / name)}
                          for name in WORKSTATION_SOURCES}})
+    else:
+        settings = settings_for(data, root)
     return Memory(settings, clock=FixedClock(LATER))
 
 
