@@ -42,7 +42,7 @@ def gather(memory: Memory) -> dict[str, Any]:
         "generated_at": now,
         "data_dir": status["data_dir"],
         "now": _now(memory, status),
-        "sweeps": _sweeps(reports),
+        "sweeps": _sweeps(reports, details),
         "reports": _report_rows(reports, details),
         "details": _details(reports, details),
         "data_loss": _data_loss(reports, details),
@@ -85,18 +85,19 @@ def _evictions(report: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _sweeps(reports: list[dict[str, Any]]) -> dict[str, list[Any]]:
+def _sweeps(reports: list[dict[str, Any]],
+            details: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """Real sweeps, oldest first, as columns (one list a field): compact for a year of them."""
     columns: dict[str, list[Any]] = {name: [] for name in SWEEP_COLUMNS}
-    for r in reversed(reports):
+    for r, detail in zip(reversed(reports), reversed(details), strict=True):
         if r.get("dry_run"):
             continue
         caps = r.get("caps") or {}
         pass_bytes = r.get("pass_bytes") or {}
         counts = {p: 0 for p in PASSES}
-        for e in _evictions(r):
-            if e.get("pass") in counts:
-                counts[e["pass"]] += 1
+        for _sid, pass_name, _stored in detail["evictions"]:
+            if pass_name in counts:
+                counts[pass_name] += 1
         row = {
             "id": r["id"], "t": r.get("started_at_epoch"),
             "before": r.get("usage_before_bytes"), "after": r.get("final_usage_bytes"),
