@@ -484,10 +484,9 @@ class Tier2:
                 if key_hash in owned:
                     owned.discard(key_hash)  # its first response here is the one inserted
                     continue
-                hour, model, prompt_over = keyed.cells[keyed.cell[i]]
-                counts = keyed.counts[6 * i: 6 * i + 6]
-                if not self._claim(session, key_hash, hour, model, prompt_over,
-                                   keyed.at[i], [*counts, 1]):
+                _, model, prompt_over = keyed.cells[keyed.cell[i]]
+                if not self._claim(session, key_hash, model, prompt_over, keyed.at[i],
+                                   keyed.counts[6 * i: 6 * i + 6]):
                     lost.add(i)
             if lost:
                 self._take_out(keyed, sums, lost)
@@ -510,10 +509,10 @@ class Tier2:
                 row, at = sums[c], keyed.at[i]
                 row[0], row[1] = _min(row[0], at), _max(row[1], at)
 
-    def _claim(self, session: int, key_hash: int, hour: int, model: str, prompt_over: int,
-               at: float, counts: Sequence[int]) -> bool:
+    def _claim(self, session: int, key_hash: int, model: str, prompt_over: int, at: float,
+               counts: Sequence[int]) -> bool:
         """Whether `session` counts this response (and now owns it), one whose hash
-        usage_responses holds already (`_keyed_rows` inserted the others)."""
+        usage_responses holds already (`_keyed_rows` inserted the others); `counts` are its 6."""
         tokens = counts[0] + counts[1] + counts[2] + counts[4]
         held = self.conn.execute("SELECT session, at, tokens FROM usage_responses"
                                  " WHERE hash = ?", (key_hash,)).fetchone()
@@ -528,8 +527,8 @@ class Tier2:
         self.conn.execute(
             f"UPDATE usage_hourly SET {fields}, responses = responses - 1 WHERE session = ?"
             " AND hour = ? AND model = ? AND prompt_over = ?",
-            (*counts[:6], other, other_hour, model, prompt_over))
-        self._add_totals([(other_hour, model, prompt_over, *counts[:6], 1)], -1)
+            (*counts, other, other_hour, model, prompt_over))
+        self._add_totals([(other_hour, model, prompt_over, *counts, 1)], -1)
         self.conn.execute("DELETE FROM usage_hourly WHERE session = ? AND responses <= 0 AND"
                           " input = 0 AND output = 0 AND cache_creation = 0 AND cache_read = 0",
                           (other,))
