@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +108,11 @@ class AppendPoint:
     """Its session's stored state (None: no such session)."""
     base_offset: int
     """Where its file row starts in the source file (0 without one)."""
+
+
+def _append_point(row: Sequence[Any]) -> AppendPoint:
+    """An AppendPoint from a row of _CURSOR_COLS then _APPEND_POINT_COLS."""
+    return AppendPoint(Cursor(*row[:14]), row[14], int(row[15]))
 
 
 @dataclass(frozen=True)
@@ -245,10 +250,11 @@ class Tier1:
                     f"SELECT {_CURSOR_COLS}, {_APPEND_POINT_COLS} FROM cursors WHERE "
                     "source = ? AND path IN (SELECT value FROM json_each(?))",
                     (source, json.dumps(sorted(names)))):
-                c = Cursor(*row[:14])
+                point = _append_point(row)
+                c = point.cursor
                 # As append_point: the cursor under the file's own path comes first.
                 if c.path == c.phys_path or (c.source, c.phys_path) not in found:
-                    found[c.source, c.phys_path] = AppendPoint(c, row[14], int(row[15]))
+                    found[c.source, c.phys_path] = point
         return {key: point for key, point in found.items() if key in asked}
 
     def append_point(self, source: str, phys_path: str) -> AppendPoint | None:
@@ -261,7 +267,7 @@ class Tier1:
                 f"SELECT {_CURSOR_COLS}, {_APPEND_POINT_COLS} "
                 "FROM cursors WHERE source = ? AND path = ?", (source, path)).fetchone()
             if row is not None and row[2] == phys_path:
-                return AppendPoint(Cursor(*row[:14]), row[14], int(row[15]))
+                return _append_point(row)
         return None
 
     def base_offset(self, file_id: int) -> int:
