@@ -388,7 +388,7 @@ class DigestBuilder(ev.Sink):
             when = epoch
         prompt = input + cache_creation + cache_read
         where = (int(when // 3600), model or UNKNOWN_MODEL,
-                 _PROMPT_TIERS[_tiers_below(_PROMPT_TIERS, prompt) - 1]
+                 PROMPT_TIERS[_tiers_below(PROMPT_TIERS, prompt) - 1]
                  if prompt > _FIRST_TIER else 0)  # prices.prompt_class, inline
         counts: tuple[int, ...] = (input, output, cache_creation, cache_creation_1h,
                                    cache_read, reasoning)
@@ -604,7 +604,6 @@ def build(source: str, parse: Callable[[ev.Sink], None], *,
 
 _COUNT_BITS = 48
 _MAX_COUNT = 1 << _COUNT_BITS
-_PROMPT_TIERS = PROMPT_TIERS
 _FIRST_TIER = PROMPT_TIERS[0]
 """A prompt of no more tokens than this is of class 0, without a search of the tiers."""
 _tiers_below = bisect.bisect_left
