@@ -8,11 +8,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from session_memory.formats import aider, events
+from session_memory.formats import aider
 from session_memory.formats.events import Piece, Sink, lines
 from session_memory.memory import Memory
 from tests.analyze.helpers import digest_of, write
-from tests.formats.test_events import chunked
+from tests.formats.test_events import blocks_of, chunked
 
 HISTORY = """
 # aider chat started at 2025-09-01 14:00:00
@@ -200,10 +200,6 @@ def test_the_parser_calls_what_parsing_line_by_line_calls(
     piece = Piece("repo/.aider.chat.history.md", lambda: chunked(data, cuts))
     expected, got = Recorder(), Recorder()
     _line_by_line(piece, expected)
-    previous = events._BLOCK_BYTES
-    events._BLOCK_BYTES = block
-    try:
+    with blocks_of(block):
         aider._run(piece, got)
-    finally:
-        events._BLOCK_BYTES = previous
     assert got.calls == expected.calls

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,6 +16,18 @@ from session_memory.formats.events import Records, human_text, lines
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
     return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+
+
+@contextlib.contextmanager
+def blocks_of(size: int) -> Iterator[None]:
+    """events.line_blocks' block size set to `size` (a function-scoped fixture cannot
+    serve a property test's every example)."""
+    previous = events._BLOCK_BYTES
+    events._BLOCK_BYTES = size
+    try:
+        yield
+    finally:
+        events._BLOCK_BYTES = previous
 
 
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -32,12 +46,8 @@ def test_lines_are_the_same_however_the_bytes_are_chunked(data: bytes, cuts: lis
 def test_line_blocks_split_into_the_lines(data: bytes, cuts: list[int], block: int) -> None:
     """Blocks hold whole lines, however the bytes are chunked and however large a block is:
     split at their newlines, they are the lines, blank ones too."""
-    previous = events._BLOCK_BYTES
-    events._BLOCK_BYTES = block
-    try:
+    with blocks_of(block):
         blocks = [bytes(b) for b in events.line_blocks(chunked(data, cuts))]
-    finally:
-        events._BLOCK_BYTES = previous
     assert [line for b in blocks for line in b.split(b"\n")] == [
         bytes(line) for line in lines(chunked(data, cuts))]
 
@@ -80,14 +90,10 @@ def test_records_are_the_same_however_the_bytes_are_chunked(
             expected.append(value)
         else:
             malformed += 1
-    previous = events._BLOCK_BYTES
-    events._BLOCK_BYTES = block
-    try:
+    with blocks_of(block):
         records = Records(chunked(data, cuts), dict)
         assert list(records) == expected
         assert records.malformed == malformed
-    finally:
-        events._BLOCK_BYTES = previous
 
 
 def test_human_text_drops_injections() -> None:
