@@ -134,6 +134,26 @@ def claude_record(sid: str, text: str, kind: str = "user") -> str:
                        "timestamp": _now_iso(), "cwd": "/work/p", "message": msg})
 
 
+def write_ended(path: Path, text: str) -> None:
+    """A session file last written a day ago: ended, whatever idle_seconds is."""
+    old = time.time() - 86400
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    os.utime(path, (old, old))
+
+
+@contextlib.contextmanager
+def opened(env: Env, clock: FixedClock) -> Iterator[Daemon]:
+    """The daemon with its store open in this process, as its start leaves it: the test
+    runs its jobs one at a time."""
+    daemon = Daemon(config.load(env.config_path), config_path=env.config_path, clock=clock)
+    daemon._open()
+    try:
+        yield daemon
+    finally:
+        daemon._close()
+
+
 def test_appends_reach_the_store_within_two_seconds(env: Env, start: Callable[..., DaemonProcess],
                                                     writer: Writer, notify: NotifySocket,
                                                     tmp_path: Path) -> None:
@@ -218,15 +238,12 @@ def test_idle_sessions_get_digests(env: Env, start: Callable[..., DaemonProcess]
                                    writer: Writer) -> None:
     env.write_config(idle="1s")
     # A history of ended sessions, enough of them (PACK_MIN_RAW_BYTES) to be packed.
-    old = time.time() - 86400
     history = {}
     for k in range(3):
         hid = str(uuid.uuid4())
         hpath = env.roots["claude-code"] / "-work-old" / f"{hid}.jsonl"
-        hpath.parent.mkdir(exist_ok=True)
-        hpath.write_text("".join(claude_record(hid, f"step {k}.{i} " + uuid.uuid4().hex * 1500)
-                                 for i in range(64)))
-        os.utime(hpath, (old, old))
+        write_ended(hpath, "".join(claude_record(hid, f"step {k}.{i} " + uuid.uuid4().hex * 1500)
+                                   for i in range(64)))
         history[f"claude-code:{hid}"] = hpath
     assert sum(p.stat().st_size for p in history.values()) > PACK_MIN_RAW_BYTES
     start()
@@ -261,15 +278,10 @@ def test_ended_sessions_are_analyzed_in_one_pass_and_a_failed_one_waits(
     """The daemon analyzes the ended sessions in one pass, as `session-memory analyze` does
     (the pass's conditions set once, not once a session); one the analyzer fails on is
     tried again only after ANALYZE_BACKOFF."""
-    old = time.time() - 86400
-
     def session(root: Path) -> str:
         sid = str(uuid.uuid4())
-        path = root / "-work-p" / f"{sid}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(claude_record(sid, f"task {sid}") + "\n"
-                        + claude_record(sid, "done", "assistant") + "\n")
-        os.utime(path, (old, old))
+        write_ended(root / "-work-p" / f"{sid}.jsonl", claude_record(sid, f"task {sid}")
+                    + "\n" + claude_record(sid, "done", "assistant") + "\n")
         return sid
 
     good = {f"claude-code:{session(env.roots['claude-code'])}" for _ in range(3)}
@@ -291,9 +303,7 @@ def test_ended_sessions_are_analyzed_in_one_pass_and_a_failed_one_waits(
 
     monkeypatch.setattr(worker, "pass_conditions", counted)
     clock = FixedClock(time.time())
-    daemon = Daemon(config.load(env.config_path), config_path=env.config_path, clock=clock)
-    daemon._open()
-    try:
+    with opened(env, clock) as daemon:
         assert daemon.memory is not None
         daemon._seal_and_analyze()
         states = {sid: daemon.memory.show(sid)["state"] for sid in [*good, gone]}
@@ -305,8 +315,6 @@ def test_ended_sessions_are_analyzed_in_one_pass_and_a_failed_one_waits(
         daemon._seal_and_analyze()
         assert passes == 2
         assert daemon.memory.show(gone)["state"] == "ended"
-    finally:
-        daemon._close()
 
 
 def test_sweeps_run_on_schedule(env: Env, start: Callable[..., DaemonProcess]) -> None:
@@ -482,21 +490,15 @@ def test_a_full_disk_while_analyzing_asks_the_sweep_for_room(env: Env) -> None:
     """Digests that find no room in Tier 2 are not a session's fault: the round ends, nothing
     is marked analyzed, and the daemon sweeps to make room before it tries again."""
     env.write_config()
-    old = time.time() - 86400
     sid = str(uuid.uuid4())
-    path = env.roots["claude-code"] / "-work-p" / f"{sid}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Prompts of words no page holds yet: their digest and index rows need new pages.
-    path.write_text("".join(claude_record(sid, " ".join(uuid.uuid4().hex for _ in range(40)))
-                            + "\n" + claude_record(sid, "done", "assistant") + "\n"
-                            for _ in range(30)))
-    os.utime(path, (old, old))
+    write_ended(env.roots["claude-code"] / "-work-p" / f"{sid}.jsonl",
+                "".join(claude_record(sid, " ".join(uuid.uuid4().hex for _ in range(40)))
+                        + "\n" + claude_record(sid, "done", "assistant") + "\n"
+                        for _ in range(30)))
     with env.memory() as memory:
         memory.ingest()
-    daemon = Daemon(config.load(env.config_path), config_path=env.config_path,
-                    clock=FixedClock(time.time()))
-    daemon._open()
-    try:
+    with opened(env, FixedClock(time.time())) as daemon:
         assert daemon.memory is not None
         tier2 = daemon.memory.tier2.conn
         pages = tier2.execute("PRAGMA page_count").fetchone()[0]
@@ -507,5 +509,3 @@ def test_a_full_disk_while_analyzing_asks_the_sweep_for_room(env: Env) -> None:
         tier2.execute("PRAGMA max_page_count = 1073741823")
         daemon._seal_and_analyze()
         assert daemon.memory.show(f"claude-code:{sid}")["state"] == "analyzed"
-    finally:
-        daemon._close()
