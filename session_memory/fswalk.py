@@ -12,7 +12,7 @@ from typing import Literal, Protocol
 EntryKind = Literal["file", "symlink", "special", "error"]
 
 
-# Not frozen: one is made for every file an append pass stores (see ingest.Candidate).
+# Not frozen: one is made for every file walked or named (see ingest.Candidate).
 @dataclass
 class Entry:
     relpath: PurePosixPath

@@ -551,7 +551,7 @@ class Ingestor:
     def _sync(self, source: Source, root: Path, relpath: PurePosixPath, path: str,
               summary: IngestSummary, on_bytes: Progress | None,
               prefetched: Prefetched | None, planned: AppendPoint | None = None) -> None:
-        """`path`: `relpath` under the resolved `root`, as sync built it."""
+        """`path`: `relpath` under the resolved `root` (built by the plan, or by sync)."""
         fmt = formats.get(source.format)
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
