@@ -64,9 +64,10 @@ def analyze(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock, idle_b
     """Analyze ended, un-analyzed sessions (or the ones named); one failure never stops
     the others. An active session gets a digest but stays un-analyzed: it is analyzed
     again once it ends. Digests are committed in batches, each batch before its sessions
-    are marked analyzed. `stop` is asked before each session; once it says so, the
-    digests made so far commit and the pass ends (the next one takes up the rest).
-    `parallel`: a large pass may be shared with worker processes (see _digests)."""
+    are marked analyzed. `stop` is asked before each session (before it is parsed, see
+    _digests); once it says so, the digests made so far commit and the pass ends (the
+    next one takes up the rest). `parallel`: a large pass may be shared with worker
+    processes (see _digests)."""
     chosen, skipped = select(tier1, idle_before, ids, include_active=include_active,
                              force=force, stale=tier2.stale_digest_ids(ANALYZER_VERSION))
     result = AnalyzeResult(skipped=skipped)
@@ -74,12 +75,9 @@ def analyze(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock, idle_b
                          for source in {row["source"] for row in chosen}}
     batch: list[tuple[dict[str, Any], dict[str, Any]]] = []
     batch_bytes = 0
-    digests = _digests(tier1, formats_by_source, chosen, parallel)
+    digests = _digests(tier1, formats_by_source, chosen, parallel, stop or _never)
     with tier2.bulk_writes(), worker.pass_conditions(), contextlib.closing(digests):
         for item in digests:
-            if stop is not None and stop():
-                digests.close()  # the workers take no more sessions
-                break
             if item is None:  # nothing left for this process to parse: write meanwhile
                 if batch:
                     result.analyzed += _commit(tier1, tier2, clock, batch)
@@ -136,26 +134,41 @@ def read_order(tier1: Tier1, rows: list[dict[str, Any]]) -> list[dict[str, Any]]
     return sorted(rows, key=lambda r: (packed.get(r["id"], -1), -r["raw_bytes"]))
 
 
+def _never() -> bool:
+    return False
+
+
 def _digests(tier1: Tier1, formats_by_source: dict[str, str | None],
-             rows: list[dict[str, Any]], parallel: bool = True
+             rows: list[dict[str, Any]], parallel: bool, stop: Callable[[], bool]
              ) -> Generator[tuple[dict[str, Any], dict[str, Any] | str] | None]:
     """Each row with its digest (or why it failed). A large pass is shared with worker
     processes (see analyze/worker.py): they take from one end of the list, this process
     from the other, between its own writes. None: this process has nothing left to parse
-    and would only wait for the workers' last sessions (a time to write)."""
+    and would only wait for the workers' last sessions (a time to write). `stop` is asked
+    before each session: before this process parses one, or takes one a worker parsed;
+    once it says so, nothing more is parsed here and the workers take no more (the pass
+    closes), so no session is parsed only to be dropped."""
     rows = read_order(tier1, rows)
     workers = min(os.cpu_count() or 1, MAX_WORKERS, len(rows)) - 1 if parallel else 0
     if workers < 1 or sum(r["raw_bytes"] for r in rows) < PARALLEL_MIN_BYTES:
         for row in rows:
+            if stop():
+                return
             yield row, worker.digest_or_error(tier1, formats_by_source, row)
         return
     with worker.SharedPass(tier1.path, formats_by_source, rows, workers) as shared:
         while (i := shared.take()) is not None:
+            if stop():
+                return
             yield rows[i], worker.digest_or_error(tier1, formats_by_source, rows[i])
             for j, outcome in shared.ready():
+                if stop():
+                    return
                 yield rows[j], outcome
         yield None
         for j, outcome in shared.rest():
+            if stop():
+                return
             yield rows[j], outcome
     for j, why in shared.lost():
         yield rows[j], why

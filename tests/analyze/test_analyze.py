@@ -129,6 +129,35 @@ def test_a_stop_ends_the_pass_between_sessions_and_the_next_takes_up_the_rest(
     assert sorted(first + memory.analyze()) == ids
 
 
+def test_a_stop_takes_effect_before_the_next_session_is_parsed(
+        memory: Memory, sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from session_memory.formats import claude_code
+
+    ids = [f"claude-code:prs{i}" for i in range(4)]
+    for sid in ids:
+        claude_session(sources["claude-code"], sid.split(":")[1], f"task {sid}")
+    memory.ingest()
+    parsed: list[str] = []
+    real_parse = claude_code.parse
+
+    def counted_parse(pieces: Any, *args: Any, **kwargs: Any) -> Any:
+        parsed.append(pieces[0].path)
+        return real_parse(pieces, *args, **kwargs)
+
+    monkeypatch.setattr(claude_code, "parse", counted_parse)
+    asked = 0
+
+    def after_two_sessions() -> bool:
+        nonlocal asked
+        asked += 1
+        return asked > 2
+
+    analyzed = memory.analyze_report(stop=after_two_sessions, parallel=False).analyzed
+    assert len(parsed) == 2  # no third session parsed only to be dropped
+    assert len(analyzed) == 2
+    assert [state(memory, sid) for sid in ids].count("analyzed") == 2
+
+
 def test_a_pass_kept_in_its_process_starts_no_worker(
         memory: Memory, sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """As the daemon runs it: however large the pass."""
