@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -39,6 +40,8 @@ BILLING_BLOCK_HOURS = 5
 """Claude bills in 5-hour windows: `usage blocks` draws them for this format's sources."""
 # Older versions wrote subagents flat beside sessions; their lines carry the parent's id.
 _SESSION_ID = rb'"sessionId"\s*:\s*"([^"]+)"'
+_SESSION_FOLDER = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+"""A session id, as Claude Code names a session's transcript and folder: a UUID."""
 
 
 def identify(relpath: PurePosixPath, head: Head) -> FileRole | None:
@@ -53,7 +56,21 @@ def identify(relpath: PurePosixPath, head: Head) -> FileRole | None:
         if stem.startswith("agent-"):
             return FileRole(first_match(_SESSION_ID, head) or stem, str(relpath))
         return FileRole(stem, str(relpath))
-    # Everything under <project>/<sessionId>/ belongs to that session.
+    # Everything under <project>/<sessionId>/ belongs to that session. A root that holds
+    # transcripts deeper (a copy of another machine's projects folder, an archive of
+    # sessions in folders of their own) is read the same way: a file belongs to the session
+    # whose folder it is in, else a transcript named by its id is that session, and an
+    # older version's `agent-*` file its parent's.
+    for folder in parts[1:-1]:
+        if _SESSION_FOLDER.fullmatch(folder):
+            return FileRole(folder, str(relpath))
+    name = parts[-1]
+    if name.endswith(".jsonl") and "subagents" not in parts:
+        stem = name[: -len(".jsonl")]
+        if _SESSION_FOLDER.fullmatch(stem):
+            return FileRole(stem, str(relpath))
+        if stem.startswith("agent-"):
+            return FileRole(first_match(_SESSION_ID, head) or stem, str(relpath))
     return FileRole(parts[1], str(relpath))
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 
+from session_memory.formats import claude_code
 from session_memory.memory import Memory
 from tests.analyze.helpers import analyzed, digest_of, jsonl, write
 
@@ -266,3 +267,30 @@ def test_a_prompt_that_begins_with_a_tag_is_counted(memory: Memory,
     d = digest_of(memory, f"claude-code:{SID}")
     assert d["user_turns"] == 1
     assert d["first_prompt"] == "<div> is misaligned, please fix the CSS"
+
+
+PARENT = "bbbbbbbb-0000-4000-8000-000000000002"
+
+
+@pytest.mark.parametrize(("path", "head", "session"), [
+    # The projects layout, as Claude Code writes it.
+    (f"-repo/{SID}.jsonl", b"", SID),
+    ("-repo/agent-a1.jsonl", b'{"sessionId": "%s"}' % PARENT.encode(), PARENT),
+    (f"-repo/{SID}/subagents/agent-a1.jsonl", b"", SID),
+    (f"-repo/{SID}/subagents/workflows/wf1/agent-a2.jsonl", b'{"sessionId": "x#y"}', SID),
+    (f"-repo/{SID}/tool-results/t1.txt", b"", SID),
+    ("-repo/s1/subagents/agent-a1.jsonl", b'{"sessionId": "x"}', "s1"),
+    ("-repo/s1/tool-results/t1.txt", b"", "s1"),
+    # Transcripts deeper under the root: a copy of a projects folder, an archive of sessions.
+    (f"backup/.claude/projects/-repo/{SID}.jsonl", b"", SID),
+    (f"backup/.claude/projects/-repo/{SID}/subagents/agent-a1.jsonl", b"", SID),
+    (f"notes/Archives/{SID}.jsonl", b"", SID),
+    ("notes/Archives/agent-a1.jsonl", b'{"sessionId": "%s"}' % PARENT.encode(), PARENT),
+    ("notes/Archives/agent-a1.jsonl", b"{}", "agent-a1"),
+    ("notes/Archives/todo.jsonl", b"", "Archives"),
+])
+def test_a_file_belongs_to_the_session_its_folder_or_name_says(path: str, head: bytes,
+                                                              session: str) -> None:
+    role = claude_code.identify(PurePosixPath(path), lambda: head)
+    assert role is not None
+    assert (role.native_id, role.logical_path) == (session, path)
