@@ -88,3 +88,26 @@ def test_blocks_equal_ccusage_blocks(agents: Path, tz: str) -> None:
         mine = [(b["id"], b["gap"], b["input"], b["output"], b["cache_creation"],
                  b["cache_read"]) for b in memory.usage_blocks()]
     assert mine == theirs
+
+
+def test_real_histories_equal_ccusage_daily(home: Path, tz: str) -> None:
+    """Real people's histories as they left them (tests/fixtures/real): Claude Code
+    transcripts in folders of their own under the projects folder, and Codex rollouts
+    that write each turn's token_count line twice."""
+    claude, codex = home / "agents" / ".claude" / "projects", home / "agents" / ".codex"
+    shutil.copytree(FIXTURES / "real" / "claude-code", claude)
+    for rollouts in (FIXTURES / "real" / "codex").glob("*/.codex/sessions"):
+        shutil.copytree(rollouts, codex / "sessions" / rollouts.parts[-3])
+    write_config(home, sources_toml(claude_code=claude, codex=codex, gemini_cli=None,
+                                    aider=None))
+    theirs = {(day["period"], m["modelName"]): (m["inputTokens"], m["outputTokens"],
+                                                m["cacheCreationTokens"], m["cacheReadTokens"])
+              for day in ccusage(home / "agents", tz, "daily")["daily"]
+              for m in day["modelBreakdowns"]}
+    with ours() as memory:
+        rows = memory.usage("day", breakdown=True)
+    mine = {(r["key"], m["model"]): (m["input"], m["output"], m["cache_creation"],
+                                     m["cache_read"])
+            for r in rows for m in r["models"]}
+    assert {model for _, model in theirs} >= {"gpt-5-codex", "claude-sonnet-4-5-20250929"}
+    assert mine == theirs

@@ -234,7 +234,9 @@ def _transcript(piece: Piece, sidechain_file: bool, out: Sink) -> None:
 
 def _assistant(r: _Record, msg: _Message, side: bool, model: str | None, out: Sink) -> None:
     usage = msg.usage
-    if type(usage) is _Usage:
+    # A reply Claude Code wrote itself (an API error, "No response requested.") names the
+    # model <synthetic>: no model answered, so there is no spend (nor in ccusage's counts).
+    if type(usage) is _Usage and msg.model != "<synthetic>":
         # One response is written as several lines sharing message.id; the last copy wins.
         # as_int and str_or_none of each, inline: this runs once a response.
         fresh, output = usage.input_tokens, usage.output_tokens

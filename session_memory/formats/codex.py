@@ -116,7 +116,8 @@ def _rollout(piece: Piece, out: Sink) -> None:
         elif kind == "event_msg":
             _event(payload, model, out)
             if payload.get("type") == "token_count" and isinstance(ts, str):
-                previous_total = _spend(payload, ts, model, previous_total, out)
+                previous_total = _spend(payload, ts, model or UNNAMED_MODEL, previous_total,
+                                        out)
         elif kind == "turn_context":
             new_model = str_or_none(payload.get("model"))
             if new_model and new_model != model:
@@ -177,6 +178,11 @@ def _event(p: dict[str, Any], model: str | None, out: Sink) -> None:
         out.failure("api_error", str(p.get("message") or ""))
 
 
+UNNAMED_MODEL = "gpt-5"
+"""The model a rollout's spend is counted under when no line names one: rollouts from
+before Codex wrote `turn_context` (0.3x) ran gpt-5, Codex's default then, and ccusage
+prices them as that."""
+
 _SPEND_COUNTS = ("input_tokens", "cached_input_tokens", "output_tokens",
                  "reasoning_output_tokens", "total_tokens")
 
@@ -190,6 +196,11 @@ def _spend(p: dict[str, Any], ts: str, model: str | None,
     if not isinstance(info, dict):
         return previous_total
     total, last = info.get("total_token_usage"), info.get("last_token_usage")
+    if isinstance(total, dict) and previous_total is not None and all(
+            as_int(total.get(k)) == as_int(previous_total.get(k)) for k in _SPEND_COUNTS):
+        # Some versions write a turn's token_count line twice: the totals have not moved,
+        # so nothing was spent since the line before (ccusage counts it once too).
+        return previous_total
     if isinstance(last, dict):
         turn = {k: as_int(last.get(k)) for k in _SPEND_COUNTS}
     elif isinstance(total, dict):

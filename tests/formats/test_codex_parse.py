@@ -147,3 +147,28 @@ def test_legacy_and_malformed_rollouts(fixtures: Memory) -> None:
     assert broken["malformed_lines"] == 1
     assert broken["first_prompt"] == "Safe line before malformed input."
     assert broken["outcome"] == "abandoned"  # a prompt nobody answered
+
+
+def test_a_token_count_written_twice_counts_once_under_codex_default_model(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    """Codex 0.3x wrote each turn's token_count line twice, and no turn_context naming the
+    model: each turn counts once, as gpt-5 (as ccusage counts them)."""
+    def turn(ts: str, total: tuple[int, int, int], last: tuple[int, int, int]
+             ) -> dict[str, Any]:
+        def usage(inp: int, cached: int, out: int) -> dict[str, int]:
+            return {"input_tokens": inp, "cached_input_tokens": cached, "output_tokens": out,
+                    "reasoning_output_tokens": 0, "total_tokens": inp + out}
+        return line(ts, "event_msg", {"type": "token_count", "info": {
+            "total_token_usage": usage(*total), "last_token_usage": usage(*last)}})
+
+    write(sources["codex"], f"sessions/2026/02/01/rollout-2026-02-01T08-00-00-{CID}.jsonl",
+          jsonl(line("00", "session_meta", {"id": CID, "cwd": "/work/app",
+                                            "cli_version": "0.34.0"}),
+                turn("01", (100, 40, 10), (100, 40, 10)),
+                turn("02", (100, 40, 10), (100, 40, 10)),
+                turn("03", (250, 140, 30), (150, 100, 20)),
+                turn("04", (250, 140, 30), (150, 100, 20))))
+    digest_of(memory, f"codex:{CID}")
+    rows = memory.usage("model")
+    assert [(r["key"], r["input"], r["cache_read"], r["output"], r["responses"])
+            for r in rows] == [("gpt-5", 110, 140, 30, 2)]
