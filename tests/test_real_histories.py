@@ -8,6 +8,7 @@ import filecmp
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,3 +88,27 @@ def test_real_histories_analyze_and_count_broken_lines(real: Memory) -> None:
     for name in ("smartagent", "rollouts"):
         for session in by_source[name]:
             assert real.show(session["id"])["digest"]["malformed_lines"] == 0, session["id"]
+
+
+def test_a_root_above_the_transcripts_reads_the_same_sessions(real: Memory, home: Path) -> None:
+    """The same transcripts read through a root two or four folders further up (the whole
+    tree of real/claude-code): the same sessions, the same digests but for their paths."""
+    def digests(memory: Memory, sources: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        memory.analyze_report(include_active=True)
+        found = {}
+        for source in sources:
+            for session in memory.sessions(source=source):
+                digest = dict(memory.show(session["id"])["digest"])
+                for key in ("source", "analyzer_version"):
+                    digest.pop(key)
+                found[session["id"].split(":", 1)[1]] = digest
+        return found
+
+    near = digests(real, ("mclaude", "smartagent"))
+    write_config(home, "[sources.codex]\nenabled = false\n[sources.claude-code]\n"
+                 f'root = "{REAL / "claude-code"}"\n')
+    with Memory(config.load(), clock=FixedClock(2_000_000_000)) as memory:
+        assert memory.ingest().errors == 0
+        far = digests(memory, ("claude-code",))
+    assert far == near
+    assert sum(d["user_turns"] for d in far.values()) > 0

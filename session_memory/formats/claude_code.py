@@ -178,8 +178,11 @@ def parse(pieces: Sequence[Piece], out: Sink) -> None:
 
 
 def _sidechain_file(path: str, name: str) -> bool:
-    """A subagent's transcript: in the session's folder, or (older versions) `agent-*`."""
-    return "/" in path.split("/", 1)[-1] or name.startswith("agent-")
+    """A subagent's transcript: in a session's folder (its `subagents/`, named for the
+    session), or (older versions) `agent-*` beside the sessions."""
+    return name.startswith("agent-") or any(
+        folder == "subagents" or _SESSION_FOLDER.fullmatch(folder)
+        for folder in path.split("/")[1:-1])
 
 
 def _subagent_meta(piece: Piece, name: str, out: Sink) -> None:
