@@ -409,9 +409,11 @@ class Daemon:
         # Recorded before the sweep: a sweep that fails is not retried in a tight loop.
         self._last_sweep_local = self.clock.now()
         # Its overflow analysis in this process too, as _analyze_ended's, and the watchdog
-        # fed through it: analyzing a backfill over the hard cap can take minutes.
-        report = self.memory.sweep(dry_run=False, parallel=False, alive=self._heartbeat)
-        fields = {k: report.get(k) for k in ("id", "bytes_freed", "final_usage_bytes")}
+        # fed through it: analyzing a backfill over the hard cap can take minutes. Asked
+        # between evictions whether to stop (never during that analysis).
+        report = self.memory.sweep(dry_run=False, parallel=False, alive=self._heartbeat,
+                                   stop=self._stop_asked)
+        fields = {k: report.get(k) for k in ("id", "bytes_freed", "final_usage_bytes", "stopped")}
         logger.info("sweep done", reason="over soft cap" if over_cap else "schedule", **fields)
 
     def _reload(self) -> None:

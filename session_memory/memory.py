@@ -530,12 +530,15 @@ class Memory:
     # -- retention --------------------------------------------------------------------
 
     def sweep(self, *, dry_run: bool = False, parallel: bool = True,
-              alive: Callable[[], None] | None = None) -> dict[str, Any]:
+              alive: Callable[[], None] | None = None,
+              stop: Callable[[], bool] | None = None) -> dict[str, Any]:
         """One retention sweep (see retention.py); its report is stored in Tier 2.
         `parallel`: whether its overflow analysis may start worker processes (see
         analyze_run.analyze); the daemon's may not. `alive`: called before each session
         that analysis takes (the daemon feeds its watchdog there). The analysis is never
-        stopped half-way: the evictions after it count on what it analyzed."""
+        stopped half-way: the evictions after it count on what it analyzed. `stop`: asked
+        before each pass and each eviction; once it says so, the sweep ends there, what it
+        evicted committed and reported."""
 
         def never_stop() -> bool:
             if alive is not None:
@@ -547,7 +550,7 @@ class Memory:
             analyze = functools.partial(self.analyze_report, parallel=parallel,
                                         stop=never_stop)
         return retention.Sweep(self.tier1, self.tier2, self.settings, self.clock.now(),
-                               dry_run=dry_run, analyze=analyze).run()
+                               dry_run=dry_run, analyze=analyze, stop=stop).run()
 
     def reports(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Eviction reports, newest first."""

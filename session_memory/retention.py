@@ -29,6 +29,11 @@ A real sweep holds an exclusive lock on `sweep.lock` in the data folder while it
 marker is only taken for an interrupted sweep once no process holds that lock: the kernel
 drops it with the process, however the process ends. A second real sweep meanwhile is
 refused as busy.
+
+A sweep asked to stop (the daemon stopping) ends between two evictions: the batch in hand
+commits what it evicted, no further pass runs, the files shrink and the report, saying it
+stopped, is stored as ever. Its overflow analysis is never cut short (the evictions after
+it count on what it analyzed): a stop is asked before it, and again after it.
 """
 
 from __future__ import annotations
@@ -240,10 +245,13 @@ class Sweep:
 
     def __init__(self, tier1: Tier1, tier2: Tier2, settings: Settings, now: float, *,
                  dry_run: bool = False, analyze: Analyze | None = None,
-                 disk: DiskSpace | None = None) -> None:
+                 disk: DiskSpace | None = None, stop: Callable[[], bool] | None = None
+                 ) -> None:
         self.tier1, self.tier2, self.settings, self.now = tier1, tier2, settings, now
         self.dry_run = dry_run
         self.analyze = analyze
+        self.stop = stop
+        self.stopped = False
         self.disk = disk or disk_space
         self.report_id = new_report_id(now)
         self.batches = _Batches(tier1, dry_run, self.report_id, now)
@@ -288,6 +296,7 @@ class Sweep:
     def _run(self) -> dict[str, Any]:
         started = time.perf_counter()
         self._busy = False
+        self.stopped = False
         if not self.dry_run:
             try:
                 recovered = _recover(self.tier1, self.tier2)
@@ -306,6 +315,8 @@ class Sweep:
         for name, run_pass in passes:
             if self._busy:
                 break  # each further wait for the lock would only time out again
+            if self._stop_asked():
+                break
             try:
                 run_pass(caps)
             except Exception as e:  # one pass failing must not stop the others
@@ -319,6 +330,13 @@ class Sweep:
         if not self.dry_run and not self._busy:
             self._prune_reports()
         return report
+
+    def _stop_asked(self) -> bool:
+        """Whether the sweep was asked to stop (once so, it stays so)."""
+        if not self.stopped and self.stop is not None and self.stop():
+            self.stopped = True
+            logger.info("sweep stopping early, as asked", report=self.report_id)
+        return self.stopped
 
     def _failed(self, step: str, e: Exception) -> None:
         if is_busy(e) or isinstance(e, StoreBusyError):
@@ -398,13 +416,14 @@ class Sweep:
         """
         after: tuple[float, str] = (-math.inf, "")
         # Probe outside any transaction: an empty pass takes no lock and writes nothing.
-        if reached() or not self.tier1.sweep_candidates(pass_name, params, after, 1):
+        if (reached() or self._stop_asked()
+                or not self.tier1.sweep_candidates(pass_name, params, after, 1)):
             return
         while True:
             with self.batches.batch(pass_name):
                 rows = self.tier1.sweep_candidates(pass_name, params, after, BATCH_SESSIONS)
                 for sid, raw_bytes, _stored, key in rows:
-                    if reached():
+                    if reached() or self._stop_asked():
                         break
                     after = (key, sid)
                     if pass_name != "overflow" and not self._digest_is_safe(sid):
@@ -414,7 +433,7 @@ class Sweep:
                 # Packed sessions' bytes go when their packs are rewritten without them.
                 self.tier1.compact_packs()
             # The projection counted their shares: a rewritten pack may free less.
-            if len(rows) < BATCH_SESSIONS or reached():
+            if len(rows) < BATCH_SESSIONS or reached() or self.stopped:
                 return
 
     def _digest_is_safe(self, session_id: str) -> bool:
@@ -446,6 +465,9 @@ class Sweep:
         tier2_usage = self.tier2.usage_bytes()
         tier2_over = tier2_usage > caps.distilled_cap_bytes
         warnings = list(self.warnings)
+        if self.stopped:
+            warnings.append("the sweep was asked to stop and ended early: what it evicted "
+                            "is listed; the next sweep takes up the rest")
         if tier2_over:
             warnings.append(f"Tier 2 holds {tier2_usage} bytes, over distilled_cap "
                             f"({caps.distilled_cap_bytes}); digests are never evicted: raise "
@@ -458,6 +480,7 @@ class Sweep:
         return {
             "id": self.report_id,
             "dry_run": self.dry_run,
+            "stopped": self.stopped,
             "started_at": iso(self.now),
             "started_at_epoch": self.now,
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
@@ -495,7 +518,8 @@ class Sweep:
             return  # a marker left behind is dropped by the next sweep: its report exists
         try:
             with self.tier1.transaction("sweep-done"):
-                self.tier1.set_meta(LAST_SWEEP_KEY, self.now)
+                if not self.stopped:  # one stopped early is due again, as if it had not run
+                    self.tier1.set_meta(LAST_SWEEP_KEY, self.now)
                 self.tier1.delete_meta(PENDING_KEY)
         except Exception:
             # The report is safe; a marker left behind is dropped by the next sweep.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -509,3 +510,31 @@ def test_a_full_disk_while_analyzing_asks_the_sweep_for_room(env: Env) -> None:
         tier2.execute("PRAGMA max_page_count = 1073741823")
         daemon._seal_and_analyze()
         assert daemon.memory.show(f"claude-code:{sid}")["state"] == "analyzed"
+
+
+def test_a_sweep_the_daemon_runs_asks_its_stop_flag_between_evictions(env: Env) -> None:
+    """SIGTERM sets the flag the sweep asks before each eviction: the daemon stops within
+    one eviction, the sweep's report stored, saying it stopped."""
+    env.write_config()
+    ids = []
+    for n in range(3):
+        sid = str(uuid.uuid4())
+        ids.append(f"claude-code:{sid}")
+        write_ended(env.roots["claude-code"] / "-work-p" / f"{sid}.jsonl",
+                    claude_record(sid, f"task {n}") + "\n"
+                    + claude_record(sid, "done", "assistant") + "\n")
+    with env.memory() as memory:
+        memory.ingest()
+        assert sorted(memory.analyze()) == sorted(ids)
+    with opened(env, FixedClock(time.time())) as daemon:
+        memory, sealer = daemon.memory, daemon._sealer
+        assert memory is not None and sealer is not None
+        sealer.stop()  # its recompression would take the write lock the sweep waits for
+        memory.settings = dataclasses.replace(memory.settings, retention=dataclasses.replace(
+            memory.settings.retention, raw_soft_cap=1))
+        daemon.stopping = True
+        daemon._sweep()
+        report = memory.last_sweep()
+        assert report is not None and report["stopped"]
+        assert report["budget_evicted"] == []
+        assert {memory.show(sid)["state"] for sid in ids} == {"analyzed"}

@@ -247,6 +247,60 @@ def test_a_sweeps_overflow_analysis_says_it_is_alive_before_each_session(
     assert report["overflow_data_loss"] == []
 
 
+def test_a_stop_ends_the_sweep_between_evictions_and_its_report_is_stored(
+        store: Memory) -> None:
+    """As a daemon asked to stop mid-sweep: what was evicted before the stop, and only
+    that, is gone, the accounting exact, the report stored and saying it stopped."""
+    for i in range(10):
+        analyze(store, f"mytool:s{i}.jsonl", at=NOW - 100 + i)
+    sizes = stored(store)
+    set_caps(store, raw_soft_cap=1, raw_hard_cap=10**12)
+    k = 3
+
+    def after_k_evictions() -> bool:
+        return list(states(store).values()).count("evicted") >= k
+
+    report = store.sweep(stop=after_k_evictions)
+
+    assert report["stopped"]
+    assert report["budget_evicted"] == [f"mytool:s{i}.jsonl" for i in range(k)]
+    assert list(states(store).values()).count("evicted") == k
+    assert report["bytes_freed"] == sum(sizes[sid] for sid in report["budget_evicted"])
+    assert store.tier1.totals()["stored_bytes"] == sum(sizes.values()) - report["bytes_freed"]
+    assert not store.tier1.accounting_drift()
+    assert store.check() == []
+    assert on_disk(store) == report["final_usage_bytes"]
+    assert store.report(report["id"]) == report
+    assert any("asked to stop" in w for w in report["warnings"])
+    assert retention.pending_sweep(store.tier1) is None
+    assert store.tier1.get_meta(retention.LAST_SWEEP_KEY) is None  # due again
+    # The next sweep takes up the rest.
+    rest = store.sweep()
+    assert not rest["stopped"]
+    assert rest["budget_evicted"] == [f"mytool:s{i}.jsonl" for i in range(k, 10)]
+
+
+def test_a_stop_during_the_overflow_analysis_lets_it_finish_and_evicts_nothing_after(
+        store: Memory) -> None:
+    """The evictions after the overflow analysis count on it: a stop never cuts it short;
+    it takes effect before the next eviction."""
+    base = projected(store)
+    set_caps(store, raw_soft_cap=base - 40_000, raw_hard_cap=base - 1)
+    stop_asked = False
+
+    def alive() -> None:  # the daemon's SIGTERM arrives while the analysis runs
+        nonlocal stop_asked
+        stop_asked = True
+
+    report = store.sweep(parallel=False, alive=alive, stop=lambda: stop_asked)
+
+    assert report["stopped"]
+    assert len(report["overflow_analyzed"]) == 10
+    assert evicted(report) == []
+    assert set(states(store).values()) == {"analyzed"}
+    assert store.check() == []
+
+
 def test_overflow_last_resort_evicts_unanalyzed_as_data_loss(
         store: Memory, caplog: pytest.LogCaptureFixture) -> None:
     store.analyze_report = fake_analyzer(store, fail={f"mytool:s{i}.jsonl"  # type: ignore[method-assign]
