@@ -269,8 +269,8 @@ class Ingestor:
             phys = str(entry.relpath)
             if not _is_utf8(phys):
                 # Session ids and stored paths are text: a name that is no UTF-8 cannot be one.
-                shown = os.fsencode(root / entry.relpath).decode("utf-8", "backslashreplace")
-                self._once(shown, "file name is not valid UTF-8, skipped", source=source.name)
+                self._once(_shown(source, entry.relpath), "file name is not valid UTF-8, skipped",
+                           source=source.name)
                 summary.skipped += 1
                 continue
             st = entry.stat
@@ -316,7 +316,7 @@ class Ingestor:
             try:
                 st = os.lstat(full)
             except OSError as e:
-                logger.error("cannot read path", path=str(path), reason=e.strerror)
+                logger.error("cannot read path", path=_shown(source, rel), reason=e.strerror)
                 summary.errors += 1
                 continue
             if stat.S_ISDIR(st.st_mode):
@@ -333,26 +333,26 @@ class Ingestor:
 
     def _report_odd(self, source: Source, root: Path, entry: Entry,
                     summary: IngestSummary) -> None:
-        path = root / entry.relpath
+        shown = _shown(source, entry.relpath)
         if entry.kind == "symlink":
-            target = os.path.realpath(path)
+            target = os.path.realpath(root / entry.relpath)
             inside = target == str(root) or target.startswith(str(root) + os.sep)
-            self._once(path, "symlink not followed", source=source.name,
+            self._once(shown, "symlink not followed", source=source.name,
                        target=target, outside_root=not inside)
         elif entry.kind == "special":
-            self._once(path, "not a regular file, skipped", source=source.name)
+            self._once(shown, "not a regular file, skipped", source=source.name)
         else:
-            self._once(path, "skipped", source=source.name, reason=entry.detail, level="error")
+            self._once(shown, "skipped", source=source.name, reason=entry.detail, level="error")
             summary.errors += 1
             return
         summary.skipped += 1
 
-    def _once(self, path: Path | str, message: str, level: str = "warning", **kw: Any) -> None:
-        """One log line per file and reason, not one per rescan."""
-        key = (str(path), message)
+    def _once(self, shown: str, message: str, level: str = "warning", **kw: Any) -> None:
+        """One log line per file and reason, not one per rescan. `shown`: see _shown."""
+        key = (shown, message)
         if key not in self._reported:
             self._reported.add(key)
-            getattr(logger, level)(message, path=str(path), **kw)
+            getattr(logger, level)(message, path=shown, **kw)
 
     # -- one pass ---------------------------------------------------------------------
 
@@ -527,15 +527,17 @@ class Ingestor:
         try:
             self._sync(source, root, relpath, path, summary, on_bytes, prefetched, planned)
         except _CursorMovedError:
-            logger.debug("stored meanwhile by another process; next pass", path=str(path))
+            logger.debug("stored meanwhile by another process; next pass",
+                         path=_shown(source, relpath))
         except OSError as e:
             if e.errno == errno.ENOENT:
-                logger.info("file vanished before it was read; stored copy kept", path=str(path))
+                logger.info("file vanished before it was read; stored copy kept",
+                            path=_shown(source, relpath))
                 return
             if e.errno == errno.ENOSPC:
                 raise
-            self._once(path, "cannot read file, skipped", level="error", reason=e.strerror,
-                       errno=e.errno)
+            self._once(_shown(source, relpath), "cannot read file, skipped", level="error",
+                       reason=e.strerror, errno=e.errno)
             summary.errors += 1
 
     def _planned_point(self, source: Source, planned: AppendPoint | None) -> bool:
@@ -557,7 +559,8 @@ class Ingestor:
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                self._once(path, "not a regular file, skipped", source=source.name)
+                self._once(_shown(source, relpath), "not a regular file, skipped",
+                           source=source.name)
                 summary.skipped += 1
                 return
             phys = str(relpath)
@@ -579,7 +582,8 @@ class Ingestor:
             if cursor is None or cursor.path != role.logical_path:
                 cursor, point = self.tier1.cursor(source.name, role.logical_path), None
             if cursor is None and st.st_size == 0:
-                self._once(path, "empty file, nothing to store yet", level="debug")
+                self._once(_shown(source, relpath), "empty file, nothing to store yet",
+                           level="debug")
                 return
             summary.files_changed += 1
             content = ZstdContent(fd) if role.compressed else PlainContent(fd)
@@ -839,8 +843,11 @@ def _holds_only(content: Content, cursor: Cursor) -> bool:
 
 
 def _shown(source: Source, relpath: PurePosixPath) -> str:
-    """A source file's path as logs name it (built only for a message: an append has none)."""
-    return os.path.join(source.root, relpath)
+    """A source file's path as every ingest log message names it: as the user configured
+    it, the source's root as configured (links not resolved) joined with the path relative
+    to it; a name that is no UTF-8 with its odd bytes escaped. Built only for a message: an
+    append has none."""
+    return os.fsencode(os.path.join(source.root, relpath)).decode("utf-8", "backslashreplace")
 
 
 def _cursor_state(cursor: Cursor | None) -> tuple[int, int, int] | None:

@@ -549,6 +549,38 @@ def test_a_named_file_is_read_under_its_sources_root_as_it_resolves_at_each_pass
             "s.jsonl": (second / "s.jsonl").read_bytes()}
 
 
+def test_every_log_message_names_a_file_under_its_root_as_configured(
+        home: Path, clock: FixedClock, caplog: pytest.LogCaptureFixture) -> None:
+    """The root a link, its files reached through the folder it points at: sync's
+    messages, the append path's, the odd files' and a named path's all name a file as the
+    user configured it, the root unresolved."""
+    real = home / "real"
+    real.mkdir()
+    link = home / "sessions"
+    link.symlink_to(real)
+    write_config(home, sources_toml(claude_code=None, codex=None, gemini_cli=None, aider=None,
+                                    copilot_cli=None, opencode=None)
+                 + f'[sources.mytool]\nformat = "jsonl"\nroot = "{link}"\n')
+    (real / "s.jsonl").write_bytes(b'{"a": 1}\n{"b": 2}\n')
+    (real / "escape.jsonl").symlink_to(home / "elsewhere.jsonl")
+    caplog.set_level("INFO")
+    with Memory(config.load(), clock=clock) as memory:
+        memory.ingest()
+        (real / "s.jsonl").write_bytes(b'{"c": 3}\n')  # rewritten: a new version
+        memory.ingest()
+        memory.ingest([real / "missing.jsonl"])  # named through the resolved root
+        source = memory.settings.sources["mytool"]
+        memory.ingestor.sync(source, PurePosixPath("gone.jsonl"), ingest_mod.IngestSummary())
+    logged = {r.msg["event"]: r.msg.get("path") for r in caplog.records
+              if isinstance(r.msg, dict)}
+    assert logged["file was rewritten or truncated: storing a new version"] == (
+        f"{link}/s.jsonl")  # the append path
+    assert logged["file vanished before it was read; stored copy kept"] == (
+        f"{link}/gone.jsonl")  # sync
+    assert logged["symlink not followed"] == f"{link}/escape.jsonl"  # an odd file
+    assert logged["cannot read path"] == f"{link}/missing.jsonl"  # a path named
+
+
 def test_a_session_that_grows_keeps_when_it_started(memory: Memory,
                                                     sources: dict[str, Path]) -> None:
     """Before analysis a session started no later than its file was first seen, and a
