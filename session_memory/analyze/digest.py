@@ -15,10 +15,11 @@ import operator
 import struct
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import chain
+from itertools import chain, groupby
+from operator import itemgetter
 from typing import Any
 
 from session_memory.analyze.fingerprint import fingerprint, snippet
@@ -180,37 +181,43 @@ class KeyedSpend:
         if not entries:
             return
         wheres, whens, counts, _, tokens = zip(*entries, strict=True)
-        distinct = dict.fromkeys(wheres)
-        groups: Mapping[tuple[int, str, int], tuple[Sequence[float], Sequence[tuple[int, ...]]]]
-        if len(distinct) == 1:
-            groups = {wheres[0]: (whens, counts)}
-        else:
-            members: dict[tuple[int, str, int], tuple[list[float], list[tuple[int, ...]]]] = {
-                where: ([], []) for where in distinct}
-            for where, when, count in zip(wheres, whens, counts, strict=True):
-                group = members[where]
-                group[0].append(when)
-                group[1].append(count)
-            groups = members
-        for where, (group_whens, group_counts) in groups.items():
-            sums = list(map(sum, zip(*group_counts, strict=True)))
-            first, last = min(group_whens), max(group_whens)
-            i = cells.get(where)
-            if i is None:
+        for where in dict.fromkeys(wheres):  # new cells in the order `add` would make them
+            if where not in cells:
                 cells[where] = len(self.cells)
                 self.cells.append(where)
-                self.sums.append([first, last, *sums, len(group_whens)])
-            else:
-                row = self.sums[i]
-                row[0], row[1] = min(row[0], first), max(row[1], last)
-                row[2:8] = map(operator.add, row[2:8], sums)
-                row[8] += len(group_whens)
+                self.sums.append([])
+        cell = list(map(cells.__getitem__, wheres))
+        if cell.count(cell[0]) == len(cell):
+            self._fold_cell(cell[0], whens, counts)
+        else:
+            # The responses by cell, as runs of indices: sorted and grouped in C, no step
+            # of Python a response.
+            order = sorted(range(len(cell)), key=cell.__getitem__)
+            for c, run in groupby(order, key=cell.__getitem__):
+                if len(members := list(run)) == 1:
+                    self._fold_cell(c, (whens[members[0]],), (counts[members[0]],))
+                else:
+                    pick = itemgetter(*members)
+                    self._fold_cell(c, pick(whens), pick(counts))
         # From lists: an array extends from any other iterable an item at a time, slower.
         self.hashes.fromlist(hashes)
         self.at.fromlist(list(whens))
-        self.cell.fromlist(list(map(cells.__getitem__, wheres)))
+        self.cell.fromlist(cell)
         self.counts.fromlist(list(chain.from_iterable(counts)))
         self.tokens.fromlist(list(tokens))
+
+    def _fold_cell(self, i: int, whens: Sequence[float], counts: Sequence[tuple[int, ...]]
+                   ) -> None:
+        """Responses of cell `i` into its sums (an empty row: a cell new now)."""
+        sums = list(map(sum, zip(*counts, strict=True)))
+        first, last = min(whens), max(whens)
+        row = self.sums[i]
+        if not row:
+            row[:] = [first, last, *sums, len(whens)]
+        else:
+            row[0], row[1] = min(row[0], first), max(row[1], last)
+            row[2:8] = map(operator.add, row[2:8], sums)
+            row[8] += len(whens)
 
 
 def _add_usage(tokens: dict[str | None, tuple[int, ...]], counts: tuple[Any, ...]) -> None:
@@ -276,7 +283,7 @@ class DigestBuilder(ev.Sink):
         # by key hash (see _key_hash) and remembered in a fixed-size filter. Keyless spend
         # is summed by (hour, model, prompt class).
         self.spent_recent: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
-        self._key_prefix = f"{source}\0"
+        self._prefix_hash = _blake2b(f"{source}\0".encode(), digest_size=8)
         self.spent_retired: _SeenFilter | None = None
         self.spent = KeyedSpend.empty()
         self.spent_cells: dict[tuple[int, str, int], int] = {}
@@ -426,9 +433,13 @@ class DigestBuilder(ev.Sink):
 
     def _key_hash(self, key: str) -> int:
         """A response's key (with its source) hashed to a signed 64-bit integer, the same
-        in every process: what Tier 2 knows the response by."""
-        return int(_hash_of(_blake2b((self._key_prefix + key).encode(), digest_size=8)
-                            .digest())[0])
+        in every process: what Tier 2 knows the response by. (The hash of the source's
+        prefix, copied and fed the key, is the hash of both: it costs a third less than a
+        new one, whose many keyword arguments take long to parse.)"""
+        state = self._prefix_hash.copy()
+        state.update(key.encode())
+        result: int = _hash_of(state.digest())[0]
+        return result
 
     def spend_rows(self) -> list[tuple[Any, ...]]:
         """The keyless spend as Tier 2 keeps it: store/tier2.py's SPEND_COLUMNS."""
@@ -479,9 +490,11 @@ class DigestBuilder(ev.Sink):
     # -- the digest -------------------------------------------------------------------
 
     def tokens_by_model(self) -> dict[str, dict[str, int]]:
-        window: dict[str | None, list[tuple[Any, ...]]] = {}  # its counts are final now
-        for counts in self.usage_by_key.recent.values():
-            window.setdefault(counts[0], []).append(counts)
+        # The window's counts are final now, summed by model (each model's in one pass).
+        final = list(self.usage_by_key.recent.values())
+        models = dict.fromkeys(map(itemgetter(0), final))
+        window = {model: final for model in models} if len(models) == 1 else {
+            model: [counts for counts in final if counts[0] == model] for model in models}
         by_model: dict[str, list[int]] = {}
         for model, counts in [*self.tokens.items(),
                               *((m, tuple(map(sum, list(zip(*rows, strict=True))[1:])))

@@ -201,35 +201,36 @@ def _transcript(piece: Piece, sidechain_file: bool, out: Sink) -> None:
     records = Records(piece.chunks(), _Record)
     first = last = model = None
     have_place = have_agent = False
-    for r in records:
-        ts = r.timestamp
-        if type(ts) is str:
-            first = first or ts
-            last = ts
-        side = sidechain_file or r.isSidechain is True
-        if not have_place and not side and (cwd := _string(r.cwd)):
-            have_place = True
-            out.info(cwd=cwd, git_branch=_string(r.gitBranch))
-        if side and not have_agent and type(r.agentId) is str:
-            have_agent = True
-            out.subagent(r.agentId)
-        kind, msg = r.type, r.message
-        if type(msg) is _Message:
-            if kind == "assistant":
-                reply_model = msg.model if type(msg.model) is str and msg.model not in (
-                    "", "<synthetic>") else None
-                if reply_model and reply_model != model:
-                    model = reply_model
-                    out.model(model)
-                _assistant(r, msg, side, reply_model, out)
-            elif kind == "user":
-                _user(r, msg, side, out)
-        elif kind == "summary" and type(r.summary) is str:
-            out.info(title=r.summary)
-        elif kind == "custom-title" and type(r.customTitle) is str:
-            out.info(title=r.customTitle)
-        if kind == "system" and r.subtype == "api_error":
-            out.failure("api_error", text_of(r.content), side)
+    for block in records.blocks():
+        for r in block:
+            ts = r.timestamp
+            if type(ts) is str:
+                first = first or ts
+                last = ts
+            side = sidechain_file or r.isSidechain is True
+            if not have_place and not side and (cwd := _string(r.cwd)):
+                have_place = True
+                out.info(cwd=cwd, git_branch=_string(r.gitBranch))
+            if side and not have_agent and type(r.agentId) is str:
+                have_agent = True
+                out.subagent(r.agentId)
+            kind, msg = r.type, r.message
+            if type(msg) is _Message:
+                if kind == "assistant":
+                    reply_model = msg.model if type(msg.model) is str and msg.model not in (
+                        "", "<synthetic>") else None
+                    if reply_model and reply_model != model:
+                        model = reply_model
+                        out.model(model)
+                    _assistant(r, msg, side, reply_model, out)
+                elif kind == "user":
+                    _user(r, msg, side, out)
+            elif kind == "summary" and type(r.summary) is str:
+                out.info(title=r.summary)
+            elif kind == "custom-title" and type(r.customTitle) is str:
+                out.info(title=r.customTitle)
+            if kind == "system" and r.subtype == "api_error":
+                out.failure("api_error", text_of(r.content), side)
     out.times(first, last)
     if records.malformed:
         out.malformed(records.malformed)

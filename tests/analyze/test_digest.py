@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from session_memory.analyze.digest import MAX_LIST, build
 from session_memory.formats.events import Sink
@@ -169,3 +171,44 @@ def test_a_builder_is_freed_as_soon_as_it_is_dropped(monkeypatch: pytest.MonkeyP
     finally:
         if enabled:
             gc.enable()
+
+
+_CELLS = [(h, m, c) for h in (490_000, 490_001, 490_007) for m in ("a", "b") for c in (0, 200_000)]
+
+
+@given(st.lists(st.tuples(st.sampled_from(_CELLS), st.floats(0, 4e9), st.lists(
+    st.integers(0, 2**40), min_size=6, max_size=6), st.booleans()), max_size=60),
+    st.integers(0, 60))
+@settings(deadline=None)
+def test_keyed_spend_extend_is_add_one_by_one(responses: list[tuple[Any, ...]],
+                                               retired: int) -> None:
+    """Responses folded in at once (a session's last window) come out as folded in one at
+    a time: the same cells in the same order, sums, and columns; also after some were
+    added alone first (the ones that left the window earlier)."""
+    from session_memory.analyze.digest import KeyedSpend
+
+    entries = [(cell, when, tuple(counts), side, counts[0] + counts[1] + counts[2] + counts[4])
+               for cell, when, counts, side in responses]
+    hashes = list(range(len(entries)))
+    one, one_cells = KeyedSpend.empty(), {}
+    for h, entry in zip(hashes, entries, strict=True):
+        one.add(h, entry, one_cells)
+    both, both_cells = KeyedSpend.empty(), {}
+    for h, entry in zip(hashes[:retired], entries[:retired], strict=True):
+        both.add(h, entry, both_cells)
+    both.extend(hashes[retired:], entries[retired:], both_cells)
+    assert both == one and both_cells == one_cells
+
+
+def test_key_hash_is_blake2b_of_source_and_key() -> None:
+    """What Tier 2 knows a response by, which stores made before keep: the first 8 bytes of
+    blake2b-64 of `source NUL key`, big-endian, signed."""
+    import hashlib
+
+    from session_memory.analyze.digest import DigestBuilder
+
+    key = "msg_01\0req_é"
+    expected = int.from_bytes(hashlib.blake2b(b"claude-code\0" + key.encode(),
+                                              digest_size=8).digest(), "big", signed=True)
+    assert DigestBuilder("claude-code")._key_hash(key) == expected
+    assert DigestBuilder("codex")._key_hash(key) != expected
