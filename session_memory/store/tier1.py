@@ -13,6 +13,7 @@ from typing import Any
 
 import apsw
 import zstandard
+from isal.isal_zlib import crc32  # zlib's CRC-32, 5x as fast: reads check every byte
 
 from session_memory.errors import NotFoundError, SessionMemoryError
 from session_memory.store import db
@@ -581,7 +582,7 @@ class Tier1:
         except zstandard.ZstdError as e:
             raise CorruptChunkError(f"{where}: {e}") from e
         # A frame written with its own content checksum was verified by zstd just now.
-        if len(raw) != raw_len or (not data[4] & _CONTENT_CHECKSUM and zlib.crc32(raw) != crc):
+        if len(raw) != raw_len or (not data[4] & _CONTENT_CHECKSUM and crc32(raw) != crc):
             raise CorruptChunkError(f"{where} fails its checksum")
         return raw
 
@@ -668,7 +669,7 @@ class Tier1:
         except zstandard.ZstdError as e:
             self._last_pack = None
             raise CorruptChunkError(f"file {file_id}: pack {pack_id}: {e}") from e
-        if len(raw) != raw_len or zlib.crc32(raw) != crc:
+        if len(raw) != raw_len or crc32(raw) != crc:
             raise CorruptChunkError(f"file {file_id}: pack {pack_id} fails its checksum")
         return raw
 

@@ -232,6 +232,21 @@ def test_a_damaged_pack_is_caught(memory: Memory, sources: dict[str, Path]) -> N
     assert any("pack" in p for p in problems), problems
 
 
+def test_a_member_whose_bytes_differ_from_its_crc_is_caught(memory: Memory,
+                                                            sources: dict[str, Path]) -> None:
+    """Members are checked against the crc32 zlib wrote for them, by a faster crc32 of the
+    same polynomial: every good member reads back, and one whose crc is off fails."""
+    data = _project_sessions(sources["mytool"], 3)
+    _packed(memory, data)
+    _reads_back(memory, data)
+    with memory.tier1.transaction():
+        memory.tier1.conn.execute(
+            "UPDATE pack_members SET crc = (crc | 1) - (crc & 1) WHERE file_id = (SELECT"
+            " min(file_id) FROM pack_members)")
+    problems = memory.check()
+    assert sum("fails its checksum" in p for p in problems) == 1, problems
+
+
 def test_ingest_packs_a_history_as_it_stores_it(memory: Memory, sources: dict[str, Path],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Small files of ended sessions go into packs as they are read (compressed once);
