@@ -13,11 +13,15 @@ from typing import Any
 
 import apsw
 import zstandard
-from isal.isal_zlib import crc32  # zlib's CRC-32, 5x as fast: reads check every byte
 
 from session_memory.errors import NotFoundError, SessionMemoryError
 from session_memory.store import db
 from session_memory.store.tier1_schema import MIGRATIONS
+
+try:  # zlib's CRC-32, 5x as fast: reads check every byte they return
+    from isal.isal_zlib import crc32
+except ImportError:  # an environment installed before isal was a dependency
+    from zlib import crc32
 
 INGEST_LEVEL = 1
 """New bytes: as fast as zstd goes while still compressing (3 would be 2.7% smaller and
