@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -697,3 +698,80 @@ def test_a_cursor_fingerprinted_by_an_earlier_version_takes_appends_and_new_fing
     assert (rewritten.bytes_added, rewritten.new_versions) == (len(f.read_bytes()), 1)
     assert exported(memory, "mytool:old.jsonl", tmp_path / "o") == {"old.jsonl": f.read_bytes()}
     assert memory.check() == []
+
+
+def _rows(memory: Memory) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row an append writes, as the store holds it."""
+    conn = memory.tier1.conn
+    return {table: sorted(tuple(r) for r in conn.execute(f"SELECT * FROM {table}"))
+            for table in ("sessions", "files", "chunks", "cursors", "totals")}
+
+
+def test_a_few_new_kb_of_an_open_session_take_the_short_path_and_write_the_same_rows(
+        home: Path, clock: FixedClock, tmp_path: Path) -> None:
+    """Most files a watcher names grew by a few KB at the end of an open session: those
+    take Ingestor._append_grown, which must leave the store as the general path does
+    (here: a store whose ingestor never takes it), through the appends a pass meets: to
+    files shorter than FP_BYTES, with an end record, rewritten before their cursor."""
+    roots = {"mytool": home / "src" / "mytool", "copilot-cli": home / "src" / "copilot"}
+    for root in roots.values():
+        root.mkdir(parents=True)
+    write_config(home, sources_toml(claude_code=None, codex=None, gemini_cli=None, aider=None,
+                                    opencode=None, copilot_cli=roots["copilot-cli"])
+                 + f'[sources.mytool]\nformat = "jsonl"\nroot = "{roots["mytool"]}"\n')
+    settings = config.load()
+    short = Memory(settings, clock=clock)
+    general = Memory(dataclasses.replace(settings, data_dir=tmp_path / "general"), clock=clock)
+    general.ingestor._append_grown = lambda *_: False  # type: ignore[method-assign]
+    taken: list[bool] = []
+    append_grown = short.ingestor._append_grown
+
+    def counted(*args: Any) -> bool:
+        taken.append(append_grown(*args))
+        return taken[-1]
+
+    short.ingestor._append_grown = counted  # type: ignore[method-assign]
+    rnd = random.Random(11)
+    big, small = roots["mytool"] / "big.jsonl", roots["mytool"] / "small.jsonl"
+    events = roots["copilot-cli"] / "c0ffee" / "events.jsonl"
+    events.parent.mkdir()
+    big.write_bytes(_lines(rnd, 40))
+    small.write_bytes(b'{"a": 1}\n')
+    events.write_bytes(_lines(rnd, 30))
+    files = [big, small, events]
+    for f in files:
+        os.utime(f, (clock.now(), clock.now()))
+
+    def grow(f: Path, data: bytes) -> None:
+        with f.open("ab") as out:
+            out.write(data)
+        clock.advance(1)  # written now: the session is active, and its last write moves
+        os.utime(f, (clock.now(), clock.now()))
+
+    def both_ingest(named: list[Path] | None) -> None:
+        for memory in (short, general):
+            assert memory.ingest(named).errors == 0
+        assert _rows(short) == _rows(general)
+
+    both_ingest(None)
+    for _ in range(2):
+        for f in files:
+            grow(f, _lines(rnd, rnd.randrange(1, 6)))
+        both_ingest(files)
+    assert taken.count(True) == 4  # the two larger files, twice; the small one is not
+    grow(events, b'{"type": "session.shutdown", "data": {}}\n')
+    both_ingest([events])
+    assert short.show("copilot-cli:c0ffee")["state"] == "ended"
+    data = big.read_bytes()
+    big.write_bytes(data[:-10])  # cut before its cursor, then written on
+    grow(big, b"x" * 10 + _lines(rnd, 2))
+    both_ingest([big])
+    grow(big, _lines(rnd, 3))
+    both_ingest([big])
+    assert taken[-2:] == [False, True]
+    assert short.tier1.cursor("mytool", "big.jsonl").version == 2  # type: ignore[union-attr]
+    for memory in (short, general):
+        assert exported(memory, "mytool:big.jsonl", tmp_path / str(id(memory))) == {
+            "big.jsonl": big.read_bytes()}
+        assert memory.check() == []
+        memory.close()
