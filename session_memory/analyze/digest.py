@@ -127,12 +127,15 @@ class _Window:
         recent = self.recent
         recent[key] = value
         if len(recent) > self.WINDOW:
-            oldest, value = recent.popitem(last=False)
-            if self.retire is not None:
-                self.retire(value)
-            if self.retired is None:
-                self.retired = _SeenFilter()
-            self.retired.add(oldest)
+            self.retire_oldest()
+
+    def retire_oldest(self) -> None:
+        oldest, value = self.recent.popitem(last=False)
+        if self.retire is not None:
+            self.retire(value)
+        if self.retired is None:
+            self.retired = _SeenFilter()
+        self.retired.add(oldest)
 
 
 @dataclass(slots=True)
@@ -376,10 +379,13 @@ class DigestBuilder(ev.Sink):
             _add_usage(self.tokens, counts)
             return
         window = self.usage_by_key
-        if key in window.recent:
-            window.recent[key] = counts  # the last copy wins, in the place of the first
+        recent = window.recent
+        if key in recent:
+            recent[key] = counts  # the last copy wins, in the place of the first
         elif window.retired is None or key not in window.retired:
-            window.put(key, counts)
+            recent[key] = counts  # window.put, inline: this runs once a response
+            if len(recent) > _Window.WINDOW:
+                window.retire_oldest()
 
     def spend(self, at: str | None, key: str | None, model: str | None, input: int = 0,
               output: int = 0, cache_creation: int = 0, cache_read: int = 0,
@@ -399,9 +405,11 @@ class DigestBuilder(ev.Sink):
                  if prompt > _FIRST_TIER else 0)  # prices.prompt_class, inline
         counts: tuple[int, ...] = (input, output, cache_creation, cache_creation_1h,
                                    cache_read, reasoning)
+        tokens = prompt + output  # what decides which copy of a response wins
         if (input | output | cache_creation | cache_creation_1h | cache_read | reasoning
                 ) >> _COUNT_BITS:  # past 2**48, or below 0: see _storable
             counts = tuple(map(_storable, counts))
+            tokens = counts[0] + counts[1] + counts[2] + counts[4]
         if key is None:
             row = self.spent_keyless.get(where)
             if row is None:
@@ -412,7 +420,7 @@ class DigestBuilder(ev.Sink):
         # (cell, time, counts, sidechain, tokens): what KeyedSpend keeps of a response, and
         # what decides which copy wins. Its key is hashed only once it is final: the copies
         # of a response (a line for each of its content blocks) cost no hash of their own.
-        entry = (where, when, counts, sidechain, counts[0] + counts[1] + counts[2] + counts[4])
+        entry = (where, when, counts, sidechain, tokens)
         recent = self.spent_recent
         old = recent.get(key)
         if old is None:
