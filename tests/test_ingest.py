@@ -27,7 +27,7 @@ from session_memory.formats.base import Format
 from session_memory.fswalk import Entry, OsWalker
 from session_memory.memory import Memory
 from session_memory.store import tier1 as tier1_mod
-from tests.conftest import evict, sources_toml, write_config
+from tests.conftest import evict, sources_toml, stored_raw, write_config
 
 SID = "0b6f6b9e-2f57-4c3e-9d39-3a1f1d0c0001"
 
@@ -775,3 +775,39 @@ def test_a_few_new_kb_of_an_open_session_take_the_short_path_and_write_the_same_
             "big.jsonl": big.read_bytes()}
         assert memory.check() == []
         memory.close()
+
+
+def test_a_role_told_from_the_path_alone_is_remembered_one_told_from_the_bytes_is_not(
+        memory: Memory, sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watcher names the same files pass after pass: a file its format places by its
+    path is identified once. One placed by its first bytes (a flat `agent-*` transcript,
+    by the session id it names) is asked about each time: rewritten to name another
+    session, it is stored as that session's."""
+    from session_memory.formats import claude_code
+
+    project = sources["claude-code"] / "-home-ana-api"
+    project.mkdir()
+    transcript, agent = project / f"{SID}.jsonl", project / "agent-a1.jsonl"
+    other = "0b6f6b9e-2f57-4c3e-9d39-3a1f1d0c0002"
+    transcript.write_bytes(claude_line(1))
+    agent.write_bytes(claude_line(1))
+    asked: list[str] = []
+    identify = claude_code.identify
+
+    def counted(relpath: PurePosixPath, head: Any) -> Any:
+        asked.append(relpath.name)
+        return identify(relpath, head)
+
+    monkeypatch.setattr(claude_code, "identify", counted)
+    for n in range(2, 5):
+        for f in (transcript, agent):
+            with f.open("ab") as out:
+                out.write(claude_line(n))
+        assert memory.ingest([transcript, agent]).errors == 0
+    assert asked.count(transcript.name) == 1
+    assert asked.count(agent.name) == 3
+    agent.write_bytes(claude_line(1).replace(SID.encode(), other.encode()))
+    memory.ingest([transcript, agent])
+    assert stored_raw(memory, f"claude-code:{other}") == agent.read_bytes()
+    assert transcript.read_bytes() in stored_raw(memory, f"claude-code:{SID}")  # and the
+    # agent's bytes before it was rewritten, a version of its own

@@ -19,9 +19,9 @@ from session_memory.store import db
 from session_memory.store.tier1_schema import MIGRATIONS
 
 try:  # zlib's CRC-32, 5x as fast: reads check every byte they return
-    from isal.isal_zlib import crc32
+    from isal.isal_zlib import crc32 as crc32  # ingest's too
 except ImportError:  # an environment installed before isal was a dependency
-    from zlib import crc32
+    from zlib import crc32 as crc32
 
 INGEST_LEVEL = 1
 """New bytes: as fast as zstd goes while still compressing (3 would be 2.7% smaller and
