@@ -223,8 +223,8 @@ class Ingestor:
         """(source, logical path) of the files this pass has come to so far, kept only while
         its plan's append points may be used: a whole walk's would hold every file's."""
         self._roles: dict[tuple[str, str], FileRole | None] = {}
-        """The roles of files (by format and path) that their format told from the path
-        alone (see _identify)."""
+        """The roles of named files (by format and path) that their format told from
+        the path alone (see _identify)."""
 
     def close(self) -> None:
         self._pool.shutdown()
@@ -599,8 +599,10 @@ class Ingestor:
     def _identify(self, source: Source, fmt: Format, relpath: PurePosixPath, phys: str,
                   fd: int) -> FileRole | None:
         """fmt.identify, remembered for a path it needed no bytes of the file to place (a
-        format's identify is a function of the path and those bytes alone): the watcher
-        names the same files pass after pass, and parsing a path took 4% of an append's CPU."""
+        format's identify is a function of the path and those bytes alone) in a pass over
+        named paths: the watcher names the same files pass after pass, and parsing a path
+        took 4% of an append's CPU. A whole walk's are not kept: a backfill's would be
+        every file of the history."""
         key = (source.format, phys)
         try:
             return self._roles[key]
@@ -614,7 +616,7 @@ class Ingestor:
             return head(fd, relpath)
 
         role = fmt.identify(relpath, read_head)
-        if not read:
+        if not read and self._plan_version is not None:
             if len(self._roles) >= LOCATED_MAX:
                 self._roles.clear()
             self._roles[key] = role
