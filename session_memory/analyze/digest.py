@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain, groupby
-from operator import itemgetter
 from typing import Any
 
 from session_memory.analyze.fingerprint import fingerprint, snippet
@@ -200,7 +199,7 @@ class KeyedSpend:
                 if len(members := list(run)) == 1:
                     self._fold_cell(c, (whens[members[0]],), (counts[members[0]],))
                 else:
-                    pick = itemgetter(*members)
+                    pick = operator.itemgetter(*members)
                     self._fold_cell(c, pick(whens), pick(counts))
         # From lists: an array extends from any other iterable an item at a time, slower.
         self.hashes.fromlist(hashes)
@@ -500,7 +499,7 @@ class DigestBuilder(ev.Sink):
     def tokens_by_model(self) -> dict[str, dict[str, int]]:
         # The window's counts are final now, summed by model (each model's in one pass).
         final = list(self.usage_by_key.recent.values())
-        models = dict.fromkeys(map(itemgetter(0), final))
+        models = dict.fromkeys(map(operator.itemgetter(0), final))
         window = {model: final for model in models} if len(models) == 1 else {
             model: [counts for counts in final if counts[0] == model] for model in models}
         by_model: dict[str, list[int]] = {}
