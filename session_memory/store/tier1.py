@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -13,15 +12,11 @@ from typing import Any
 
 import apsw
 import zstandard
+from isal.isal_zlib import crc32 as crc32  # zlib's CRC-32 at 5x the speed; ingest's too
 
 from session_memory.errors import NotFoundError, SessionMemoryError
 from session_memory.store import db
 from session_memory.store.tier1_schema import MIGRATIONS
-
-try:  # zlib's CRC-32, 5x as fast: reads check every byte they return
-    from isal.isal_zlib import crc32 as crc32  # ingest's too
-except ImportError:  # an environment installed before isal was a dependency
-    from zlib import crc32 as crc32
 
 INGEST_LEVEL = 1
 """New bytes: as fast as zstd goes while still compressing (3 would be 2.7% smaller and
@@ -414,7 +409,7 @@ class Tier1:
         self._appends.execute(
             "INSERT INTO chunks (file_id, offset, raw_len, crc, level, data) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (file_id, offset, len(raw), zlib.crc32(raw) if crc is None else crc, level, data))
+            (file_id, offset, len(raw), crc32(raw) if crc is None else crc, level, data))
 
     def session(self, session_id: str, idle_before: float) -> dict[str, Any]:
         rows = self.sessions(idle_before, ids=[session_id])
@@ -1466,7 +1461,7 @@ def _compress_into(cobj: Any, out: list[bytes], pieces: list[bytes]) -> int:
     crc = 0
     for piece in pieces:
         out.append(cobj.compress(piece))
-        crc = zlib.crc32(piece, crc)
+        crc = crc32(piece, crc)
     return crc
 
 
@@ -1497,7 +1492,7 @@ def _build_pack(pieces: list[tuple[int, str, Iterable[bytes]]], level: int,
             for at in range(0, len(view), _SEAL_STEP):
                 step = view[at:at + _SEAL_STEP]
                 out.append(cobj.compress(step))
-                crc = zlib.crc32(step, crc)
+                crc = crc32(step, crc)
                 length += len(step)
                 if interrupted():
                     return None
@@ -1581,7 +1576,7 @@ class _FrameWriter:
             self.out.append(self.cobj.compress(take))
             if self.interrupted():
                 raise _Interrupted
-            self.crc = zlib.crc32(take, self.crc)
+            self.crc = crc32(take, self.crc)
             self.taken += len(take)
             view = view[len(take):]
             if self.taken == self.size:
