@@ -61,9 +61,8 @@ def identify(relpath: PurePosixPath, head: Head) -> FileRole | None:
     # sessions in folders of their own) is read the same way: a file belongs to the session
     # whose folder it is in, else a transcript named by its id is that session, and an
     # older version's `agent-*` file its parent's.
-    for folder in parts[1:-1]:
-        if _SESSION_FOLDER.fullmatch(folder):
-            return FileRole(folder, str(relpath))
+    if (session := _session_folder(parts)) is not None:
+        return FileRole(session, str(relpath))
     name = parts[-1]
     if name.endswith(".jsonl") and "subagents" not in parts:
         stem = name[: -len(".jsonl")]
@@ -72,6 +71,13 @@ def identify(relpath: PurePosixPath, head: Head) -> FileRole | None:
         if stem.startswith("agent-"):
             return FileRole(first_match(_SESSION_ID, head) or stem, str(relpath))
     return FileRole(parts[1], str(relpath))
+
+
+def _session_folder(parts: Sequence[str]) -> str | None:
+    """The session whose folder (named by its id, a UUID) holds the file at `parts`; the
+    root's own folders, the first part, are projects'."""
+    return next((folder for folder in parts[1:-1] if _SESSION_FOLDER.fullmatch(folder)),
+                None)
 
 
 def default_root() -> Path:
@@ -180,9 +186,9 @@ def parse(pieces: Sequence[Piece], out: Sink) -> None:
 def _sidechain_file(path: str, name: str) -> bool:
     """A subagent's transcript: in a session's folder (its `subagents/`, named for the
     session), or (older versions) `agent-*` beside the sessions."""
-    return name.startswith("agent-") or any(
-        folder == "subagents" or _SESSION_FOLDER.fullmatch(folder)
-        for folder in path.split("/")[1:-1])
+    parts = path.split("/")
+    return (name.startswith("agent-") or "subagents" in parts[1:-1]
+            or _session_folder(parts) is not None)
 
 
 def _subagent_meta(piece: Piece, name: str, out: Sink) -> None:
