@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from session_memory import formats, log
 from session_memory.analyze import worker
@@ -23,6 +23,7 @@ from session_memory.store.tier1 import Tier1
 from session_memory.store.tier2 import Tier2
 
 _log = log.get(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -64,8 +65,8 @@ def analyze(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock, idle_b
     """Analyze ended, un-analyzed sessions (or the ones named); one failure never stops
     the others. An active session gets a digest but stays un-analyzed: it is analyzed
     again once it ends. Digests are committed in batches, each batch before its sessions
-    are marked analyzed. `stop` is asked before each session (before it is parsed, see
-    _digests); once it says so, the digests made so far commit and the pass ends (the
+    are marked analyzed. `stop` is asked before each session is parsed or taken from a
+    worker; once it says so, the digests made so far commit and the pass ends (the
     next one takes up the rest). `parallel`: a large pass may be shared with worker
     processes (see _digests)."""
     chosen, skipped = select(tier1, idle_before, ids, include_active=include_active,
@@ -75,9 +76,11 @@ def analyze(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock, idle_b
                          for source in {row["source"] for row in chosen}}
     batch: list[tuple[dict[str, Any], dict[str, Any]]] = []
     batch_bytes = 0
-    digests = _digests(tier1, formats_by_source, chosen, parallel, stop or _never)
+    digests = _digests(tier1, formats_by_source, chosen, parallel)
     with tier2.bulk_writes(), worker.pass_conditions(), contextlib.closing(digests):
-        for item in digests:
+        # A digest is made as it is asked for: `stop` asked first, no session is parsed
+        # only to be dropped, and the pass closed at once, the workers take no more.
+        for item in digests if stop is None else _until(stop, digests):
             if item is None:  # nothing left for this process to parse: write meanwhile
                 if batch:
                     result.analyzed += _commit(tier1, tier2, clock, batch)
@@ -134,41 +137,38 @@ def read_order(tier1: Tier1, rows: list[dict[str, Any]]) -> list[dict[str, Any]]
     return sorted(rows, key=lambda r: (packed.get(r["id"], -1), -r["raw_bytes"]))
 
 
-def _never() -> bool:
-    return False
+def _until(stop: Callable[[], bool], items: Generator[_T]) -> Iterator[_T]:
+    """`items` until `stop` says so, asked before each is taken; then `items` is closed."""
+    while not stop():
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        yield item
+    items.close()
 
 
 def _digests(tier1: Tier1, formats_by_source: dict[str, str | None],
-             rows: list[dict[str, Any]], parallel: bool, stop: Callable[[], bool]
+             rows: list[dict[str, Any]], parallel: bool = True
              ) -> Generator[tuple[dict[str, Any], dict[str, Any] | str] | None]:
     """Each row with its digest (or why it failed). A large pass is shared with worker
     processes (see analyze/worker.py): they take from one end of the list, this process
     from the other, between its own writes. None: this process has nothing left to parse
-    and would only wait for the workers' last sessions (a time to write). `stop` is asked
-    before each session: before this process parses one, or takes one a worker parsed;
-    once it says so, nothing more is parsed here and the workers take no more (the pass
-    closes), so no session is parsed only to be dropped."""
+    and would only wait for the workers' last sessions (a time to write). A session is
+    parsed here only as its digest is asked for; closing the generator ends the pass."""
     rows = read_order(tier1, rows)
     workers = min(os.cpu_count() or 1, MAX_WORKERS, len(rows)) - 1 if parallel else 0
     if workers < 1 or sum(r["raw_bytes"] for r in rows) < PARALLEL_MIN_BYTES:
         for row in rows:
-            if stop():
-                return
             yield row, worker.digest_or_error(tier1, formats_by_source, row)
         return
     with worker.SharedPass(tier1.path, formats_by_source, rows, workers) as shared:
         while (i := shared.take()) is not None:
-            if stop():
-                return
             yield rows[i], worker.digest_or_error(tier1, formats_by_source, rows[i])
             for j, outcome in shared.ready():
-                if stop():
-                    return
                 yield rows[j], outcome
         yield None
         for j, outcome in shared.rest():
-            if stop():
-                return
             yield rows[j], outcome
     for j, why in shared.lost():
         yield rows[j], why
