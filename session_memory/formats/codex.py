@@ -187,7 +187,7 @@ _SPEND_COUNTS = ("input_tokens", "cached_input_tokens", "output_tokens",
                  "reasoning_output_tokens", "total_tokens")
 
 
-def _spend(p: dict[str, Any], ts: str, model: str | None,
+def _spend(p: dict[str, Any], ts: str, model: str,
            previous_total: dict[str, Any] | None, out: Sink) -> dict[str, Any] | None:
     """One turn's tokens, as ccusage counts them: its `last_token_usage`, or else what the
     cumulative total grew by. Input as reported includes cached input: that comes off.
