@@ -58,26 +58,34 @@ def identify(relpath: PurePosixPath, head: Head) -> FileRole | None:
         return FileRole(stem, str(relpath))
     # Everything under <project>/<sessionId>/ belongs to that session. A root that holds
     # transcripts deeper (a copy of another machine's projects folder, an archive of
-    # sessions in folders of their own) is read the same way: a file belongs to the session
-    # whose folder it is in, else a transcript named by its id is that session, and an
+    # sessions in folders of their own) is read the same way: a transcript named by its
+    # id is that session, else a file belongs to the session whose folder it is in, and an
     # older version's `agent-*` file its parent's.
-    if (session := _session_folder(parts)) is not None:
+    if (session := _named_transcript(parts) or _session_folder(parts)) is not None:
         return FileRole(session, str(relpath))
     name = parts[-1]
-    if name.endswith(".jsonl") and "subagents" not in parts:
-        stem = name[: -len(".jsonl")]
-        if _SESSION_FOLDER.fullmatch(stem):
-            return FileRole(stem, str(relpath))
-        if stem.startswith("agent-"):
-            return FileRole(first_match(_SESSION_ID, head) or stem, str(relpath))
+    if name.startswith("agent-") and name.endswith(".jsonl") and "subagents" not in parts:
+        return FileRole(first_match(_SESSION_ID, head) or name[: -len(".jsonl")],
+                        str(relpath))
     return FileRole(parts[1], str(relpath))
 
 
+def _named_transcript(parts: Sequence[str]) -> str | None:
+    """The session whose main transcript the file at `parts` is, by its name: its id (a
+    UUID) and `.jsonl`, outside a subagents folder."""
+    name = parts[-1]
+    if name.endswith(".jsonl") and "subagents" not in parts and _SESSION_FOLDER.fullmatch(
+            stem := name[: -len(".jsonl")]):
+        return stem
+    return None
+
+
 def _session_folder(parts: Sequence[str]) -> str | None:
-    """The session whose folder (named by its id, a UUID) holds the file at `parts`; the
-    root's own folders, the first part, are projects'."""
-    return next((folder for folder in parts[1:-1] if _SESSION_FOLDER.fullmatch(folder)),
-                None)
+    """The session whose folder (named by its id, a UUID) holds the file at `parts`: the
+    innermost such folder (those further up may be anything's); the root's own folders,
+    the first part, are projects'."""
+    return next((folder for folder in reversed(parts[1:-1])
+                 if _SESSION_FOLDER.fullmatch(folder)), None)
 
 
 def default_root() -> Path:
@@ -188,7 +196,7 @@ def _sidechain_file(path: str, name: str) -> bool:
     session), or (older versions) `agent-*` beside the sessions."""
     parts = path.split("/")
     return (name.startswith("agent-") or "subagents" in parts[1:-1]
-            or _session_folder(parts) is not None)
+            or (_named_transcript(parts) is None and _session_folder(parts) is not None))
 
 
 def _subagent_meta(piece: Piece, name: str, out: Sink) -> None:

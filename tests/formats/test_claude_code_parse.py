@@ -294,3 +294,26 @@ def test_a_file_belongs_to_the_session_its_folder_or_name_says(path: str, head: 
     role = claude_code.identify(PurePosixPath(path), lambda: head)
     assert role is not None
     assert (role.native_id, role.logical_path) == (session, path)
+
+
+def test_a_folder_named_like_a_session_above_the_projects_keeps_each_session_its_own(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    """A root above copies of projects folders, one of them in a folder a tool named by a
+    UUID: each transcript is still its own session, with its prompts, and its subagent's
+    transcript its own."""
+    host = "cccccccc-0000-4000-8000-000000000003"
+    root = sources["claude-code"]
+    write(root, f"backup/{host}/projects/-repo/{SID}.jsonl", jsonl(
+        user("2026-01-01T10:00:00.000Z", "Fix the failing test")))
+    write(root, f"backup/{host}/projects/-repo/{PARENT}.jsonl", jsonl(
+        user("2026-01-01T11:00:00.000Z", "Write the changelog")))
+    write(root, f"backup/{host}/projects/-repo/{PARENT}/subagents/agent-a1.jsonl", jsonl(
+        user("2026-01-01T11:00:01.000Z", "Look around", isSidechain=True)))
+    for path, session in [(f"backup/{host}/projects/-repo/{SID}.jsonl", SID),
+                          (f"backup/{host}/projects/-repo/{PARENT}/subagents/agent-a1.jsonl",
+                           PARENT)]:
+        role = claude_code.identify(PurePosixPath(path), lambda: b"")
+        assert role is not None and role.native_id == session
+    assert digest_of(memory, f"claude-code:{SID}")["first_prompt"] == "Fix the failing test"
+    parent = digest_of(memory, f"claude-code:{PARENT}")
+    assert (parent["first_prompt"], parent["user_turns"]) == ("Write the changelog", 1)
