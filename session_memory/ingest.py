@@ -635,13 +635,8 @@ class Ingestor:
                 point: AppendPoint | None = None) -> None:
         """`settled`: the cursor was read in the transaction that stores the bytes. `point`:
         what was read with it (the session's state, the file row's base offset)."""
-        if (settled and prefetched is None and point is not None and point.state == "open"
-                and cursor is not None and cursor.file_id and cursor.offset >= FP_BYTES
-                and 0 < st.st_size - cursor.offset <= INLINE_BYTES
-                and isinstance(content, PlainContent)
-                and role.run_marker is None and not role.snapshot
-                and self._append_grown(source, role, relpath, point, st, content.fd, summary,
-                                       on_bytes)):
+        if settled and prefetched is None and self._append_grown(
+                source, role, relpath, point, st, content, summary, on_bytes):
             return
         expected = _cursor_state(cursor)
         base = point.base_offset if point is not None else None
@@ -758,25 +753,32 @@ class Ingestor:
         summary.ended |= writer.ended
 
     def _append_grown(self, source: Source, role: FileRole, relpath: PurePosixPath,
-                      point: AppendPoint, st: os.stat_result, fd: int, summary: IngestSummary,
-                      on_bytes: Progress | None) -> bool:
+                      point: AppendPoint | None, st: os.stat_result, content: Content,
+                      summary: IngestSummary, on_bytes: Progress | None) -> bool:
         """What _append does for most of the files a watcher names: a few new KB at the end
         of a file of an open session, with its file row and the cursor read in the group's
         transaction. The same reads and rows as that path takes, without the steps such an
         append never needs (runs, packs, sealed frames, a version, a read in blocks): on the
         append bench those took a quarter of the pass's CPU. False, with nothing stored,
-        when the bytes before the cursor are not the ones it saw (or are fingerprinted as
-        an earlier version did): _append works out what happened."""
+        for any other append, or when the bytes before the cursor are not the ones it saw:
+        _append works out what happened."""
+        if (point is None or point.state != "open" or role.run_marker is not None
+                or not isinstance(content, PlainContent)):
+            return False
         cursor = point.cursor
-        offset = cursor.offset
+        offset, head_fp = cursor.offset, cursor.head_fp
+        # Past the first FP_BYTES, the head the cursor fingerprinted is whole and stays so
+        # (one an earlier version fingerprinted, _append fingerprints anew).
+        if (not cursor.file_id or offset < FP_BYTES
+                or not 0 < st.st_size - offset <= INLINE_BYTES
+                or head_fp is None or len(head_fp) == LEGACY_FP_BYTES):
+            return False
         start = offset - FP_BYTES
-        # No more than the stat says is there (as _read_ahead); the head: a full FP_BYTES.
-        data = os.pread(fd, st.st_size - start, start)
+        # No more than the stat says is there (as _read_ahead); a tail read short: no `raw`.
+        data = os.pread(content.fd, st.st_size - start, start)
         tail, raw = data[:FP_BYTES], data[FP_BYTES:]
-        head_fp = cursor.head_fp
-        if (not raw or len(tail) < FP_BYTES or head_fp is None
-                or len(head_fp) == LEGACY_FP_BYTES or fingerprint(tail) != cursor.tail_fp
-                or fingerprint(os.pread(fd, FP_BYTES, 0)) != head_fp):
+        if (not raw or fingerprint(tail) != cursor.tail_fp
+                or fingerprint(os.pread(content.fd, FP_BYTES, 0)) != head_fp):
             return False
         self._warn_if_binary(source, relpath, raw, offset)
         sid = cursor.session_id
