@@ -129,6 +129,11 @@ def _seen(cursor: Cursor, head: bytes | None, tail: bytes,
     return _matches(head, head_fp, cursor.head_fp) and _matches(tail, tail_fp, cursor.tail_fp)
 
 
+def _tail_after(tail: bytes, new: bytes) -> bytes:
+    """The last FP_BYTES (all, if fewer) of the bytes `tail` ends once `new` follows them."""
+    return (tail + new[-FP_BYTES:])[-FP_BYTES:]
+
+
 def _matches(data: bytes, fp: bytes, kept: bytes | None) -> bool:
     if kept is not None and len(kept) == LEGACY_FP_BYTES:
         return _legacy_fingerprint(data) == kept
@@ -477,7 +482,7 @@ class Ingestor:
             head, head_fp = tail, tail_fp
         last_write, ended = self._last_write(offset, st, fd, fmt,
                                              raw if len(raw) == st.st_size else None)
-        next_tail = (tail + raw[-FP_BYTES:])[-FP_BYTES:]
+        next_tail = _tail_after(tail, raw)
         return Prefetched(offset, _stat_key(st), raw, last_write, ended,
                           None if self._packs(ended, st) else compress(raw, self._level(ended)),
                           head, tail, head_fp, tail_fp, (next_tail, fingerprint(next_tail)))
@@ -786,7 +791,7 @@ class Ingestor:
         self.tier1.add_chunk(cursor.file_id, offset - point.base_offset, raw, data, level, crc)
         cursor.phys_path = str(relpath)
         cursor.offset = offset + len(raw)
-        cursor.tail_fp = fingerprint((tail + raw[-FP_BYTES:])[-FP_BYTES:])
+        cursor.tail_fp = fingerprint(_tail_after(tail, raw))
         cursor.dev, cursor.ino, cursor.size, cursor.mtime_ns = _stat_key(st)
         self.tier1.save_cursor(cursor)
         # As _last_write tells it for bytes after the start of a file: its mtime.
@@ -1033,7 +1038,7 @@ class _PieceWriter:
             self.tier1.add_chunk(c.file_id, c.offset - self.base, piece, data, level, crc)
         if len(self.head) < FP_BYTES:
             self.head += piece[: FP_BYTES - len(self.head)]
-        self.tail = (self.tail + piece[-FP_BYTES:])[-FP_BYTES:]
+        self.tail = _tail_after(self.tail, piece)
         c.offset += len(piece)
         self.written += len(piece)
         self.touched.add(c.session_id)
