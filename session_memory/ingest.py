@@ -68,7 +68,8 @@ RECORD_TAIL_BYTES = 64 * 1024
 Ingestor._last_write): a file with none there keeps its mtime."""
 
 LOCATED_MAX = 100_000
-"""Named paths an ingestor remembers the place of, at most (see Ingestor._located)."""
+"""Named paths an ingestor remembers the place (Ingestor._located) and the role
+(Ingestor._identify) of, at most; past it, it works them out each time."""
 
 logger = log.get("session_memory.ingest")
 
@@ -621,9 +622,7 @@ class Ingestor:
             return head(fd, relpath)
 
         role = fmt.identify(relpath, read_head)
-        if not read and self._plan_version is not None:
-            if len(self._roles) >= LOCATED_MAX:
-                self._roles.clear()
+        if not read and self._plan_version is not None and len(self._roles) < LOCATED_MAX:
             self._roles[key] = role
         return role
 
