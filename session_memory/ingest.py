@@ -1048,7 +1048,7 @@ class _PieceWriter:
         known = self.known_tail_fp
         c.head_fp = self.head_fp or fingerprint(self.head)
         c.tail_fp = known[1] if known and known[0] == self.tail else fingerprint(self.tail)
-        c.dev, c.ino, c.size, c.mtime_ns = st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+        c.dev, c.ino, c.size, c.mtime_ns = _stat_key(st)
         self.tier1.save_cursor(c)
         for sid in self.touched - self.new_sessions:
             self.tier1.session_grew(sid, self.last_write, was_open=sid != self.reopens)
