@@ -91,45 +91,33 @@ def _workspace(piece: Piece, out: Sink) -> None:
     out.times(created, updated)
 
 
-class _Shutdowns:
-    """`session.shutdown` carries each model's token counts as running totals: a resumed
-    session's next shutdown repeats what the last one counted. Each shutdown adds only
-    what grew since the model's previous one (as ccusage counts them)."""
-
-    def __init__(self) -> None:
-        self.previous: dict[str, tuple[int, ...]] = {}
-
-    def report(self, record_id: str | None, at: str | None, data: dict[str, Any],
-               out: Sink) -> None:
-        metrics = data.get("modelMetrics")
-        if not isinstance(metrics, dict):
-            return
-        for model, entry in metrics.items():
-            usage = entry.get("usage") if isinstance(entry, dict) else None
-            if not isinstance(model, str) or not isinstance(usage, dict):
-                continue
-            cache_read = as_int(usage.get("cacheReadTokens"))
-            cache_write = as_int(usage.get("cacheWriteTokens"))
-            # inputTokens includes the cached ones; `input` never does.
-            fresh = max(as_int(usage.get("inputTokens")) - cache_read - cache_write, 0)
-            now = (fresh, as_int(usage.get("outputTokens")), cache_write, cache_read,
-                   as_int(usage.get("reasoningTokens")))
-            before = self.previous.get(model, (0,) * len(now))
-            self.previous[model] = now
-            grown = [max(n - b, 0) for n, b in zip(now, before, strict=True)]
-            out.model(model)
-            if any(grown):
-                key = f"{record_id}:{model}" if record_id else None
-                fresh_in, output, cache_write, cache_read_in, reasoning = grown
-                out.usage(key, model, fresh_in, output, cache_write, cache_read_in, reasoning)
-                # Spent by the time of the shutdown that reports it, as ccusage counts it.
-                out.spend(at, key, model, fresh_in, output, cache_write, cache_read_in,
-                          reasoning)
+def _shutdown(record_id: str | None, at: str | None, data: dict[str, Any], out: Sink) -> None:
+    """`session.shutdown` carries each model's token counts for the process that is ending,
+    not for the session: a resumed session's next shutdown starts again from nothing (its
+    counts can be lower than the last one's, and its request count is its own run's
+    turns). So every shutdown adds all it says, spent by the time of that shutdown.
+    ccusage 20 takes them for running totals and subtracts each from the next."""
+    metrics = data.get("modelMetrics")
+    if not isinstance(metrics, dict):
+        return
+    for model, entry in metrics.items():
+        usage = entry.get("usage") if isinstance(entry, dict) else None
+        if not isinstance(model, str) or not isinstance(usage, dict):
+            continue
+        cache_read = as_int(usage.get("cacheReadTokens"))
+        cache_write = as_int(usage.get("cacheWriteTokens"))
+        # inputTokens includes the cached ones; `input` never does.
+        fresh = max(as_int(usage.get("inputTokens")) - cache_read - cache_write, 0)
+        output, reasoning = as_int(usage.get("outputTokens")), as_int(usage.get("reasoningTokens"))
+        out.model(model)
+        if fresh or output or cache_write or cache_read or reasoning:
+            key = f"{record_id}:{model}" if record_id else None
+            out.usage(key, model, fresh, output, cache_write, cache_read, reasoning)
+            out.spend(at, key, model, fresh, output, cache_write, cache_read, reasoning)
 
 
 def _events(piece: Piece, out: Sink) -> None:
     records = Records(piece.chunks(), dict)
-    shutdowns = _Shutdowns()
     first = last = None
     for r in records:
         ts = r.get("timestamp")
@@ -138,15 +126,14 @@ def _events(piece: Piece, out: Sink) -> None:
             last = ts
         data = r.get("data")
         if isinstance(data, dict):
-            _event(r.get("type"), str_or_none(r.get("id")), str_or_none(ts), data,
-                   shutdowns, out)
+            _event(r.get("type"), str_or_none(r.get("id")), str_or_none(ts), data, out)
     out.times(first, last)
     if records.malformed:
         out.malformed(records.malformed)
 
 
 def _event(kind: Any, record_id: str | None, at: str | None, data: dict[str, Any],
-           shutdowns: _Shutdowns, out: Sink) -> None:
+           out: Sink) -> None:
     sidechain = "parentToolCallId" in data  # a subagent's own turn
     if kind == "user.message":
         _user(data, out)
@@ -186,7 +173,7 @@ def _event(kind: Any, record_id: str | None, at: str | None, data: dict[str, Any
             out.subagent(call_id, str_or_none(data.get("agentName")),
                          str_or_none(data.get("agentDescription")))
     elif kind == "session.shutdown":
-        shutdowns.report(record_id, at, data, out)
+        _shutdown(record_id, at, data, out)
         changes = data.get("codeChanges")
         modified = changes.get("filesModified") if isinstance(changes, dict) else None
         if isinstance(modified, list):

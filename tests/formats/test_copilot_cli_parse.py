@@ -131,13 +131,15 @@ def test_resumed_session(copilot: Memory) -> None:
                                               "view, bash/powershell tools in a separate "
                                               "context window to search files and understand "
                                               "code structure. Safe to call in parallel.\n"}]
-    # Two session.shutdown records (it was resumed in between). Their modelMetrics are
-    # running totals: the second adds only what grew since the first.
+    # Two session.shutdown records (it was resumed in between), each counting its own run
+    # of the process: the second says fewer output tokens (8545 < 12356) and 39 opus
+    # requests, the 39 assistant.turn_start records between the resume and it. They add.
     #   1st: opus in 3832521 (cache read 3399168) out 12356; haiku in 364103 (311058) out 5463
     #   2nd: opus in 4137889 (cache read 3908170) out 8545
     assert d["tokens_by_model"] == {
-        "claude-opus-4.6": {"input": 3832521 - 3399168, "output": 12356, "cache_creation": 0,
-                            "cache_read": 3908170, "reasoning": 0},
+        "claude-opus-4.6": {"input": 3832521 - 3399168 + 4137889 - 3908170,
+                            "output": 12356 + 8545, "cache_creation": 0,
+                            "cache_read": 3399168 + 3908170, "reasoning": 0},
         "claude-haiku-4.5": {"input": 364103 - 311058, "output": 5463, "cache_creation": 0,
                              "cache_read": 311058, "reasoning": 0}}
     assert d["started_at"] == "2026-03-20T19:08:04.310Z"
@@ -219,3 +221,39 @@ def test_an_old_flat_session_file_is_a_session(home: Path) -> None:
     assert (d["first_prompt"], d["models"], d["commands"]) == (
         "rename the flag", ["gpt-5"], ["make test"])
     assert d["tool_calls"] == {"bash": 1} and d["duration_s"] == 5.0
+
+
+def test_each_run_of_a_resumed_session_adds_its_own_shutdown_counts(home: Path) -> None:
+    """A shutdown counts its own run of the process: a later, smaller one is not a running
+    total gone backwards but a second run, and each run is spent on its shutdown's day."""
+    root = home / "state"
+    session = root / "5e55e5e5-0000-4000-8000-000000000002"
+    session.mkdir(parents=True)
+
+    def shutdown(rid: str, at: str, usage: dict[str, int]) -> str:
+        return json.dumps({"type": "session.shutdown", "id": rid, "timestamp": at,
+                           "parentId": None, "data": {"modelMetrics": {
+                               "gpt-5": {"requests": {"count": 1}, "usage": usage}}}}) + "\n"
+
+    (session / "events.jsonl").write_text(
+        shutdown("s1", "2026-03-01T10:00:00.000Z", {
+            "inputTokens": 1000, "outputTokens": 300, "cacheReadTokens": 800,
+            "cacheWriteTokens": 100, "reasoningTokens": 50})
+        + json.dumps({"type": "session.resume", "id": "r1", "parentId": "s1",
+                      "timestamp": "2026-03-02T09:00:00.000Z", "data": {}}) + "\n"
+        + shutdown("s2", "2026-03-02T10:00:00.000Z", {
+            "inputTokens": 400, "outputTokens": 20, "cacheReadTokens": 300,
+            "cacheWriteTokens": 0, "reasoningTokens": 5}))
+    write_config(home, f'[sources.copilot-cli]\nroot = "{root}"\n')
+    with Memory(config.load(), clock=FixedClock(2_000_000_000)) as memory:
+        assert memory.ingest().errors == 0
+        memory.analyze(include_active=True)
+        d = digest(memory, f"copilot-cli:{session.name}")
+        rows = memory.usage("day", breakdown=True)
+    assert d["tokens"] == {"input": 100 + 100, "output": 320, "cache_creation": 100,
+                           "cache_read": 1100, "reasoning": 55}
+    days = {(r["key"], m["model"]): (m["input"], m["output"], m["cache_creation"],
+                                     m["cache_read"], m["reasoning"])
+            for r in rows for m in r["models"]}
+    assert days == {("2026-03-01", "gpt-5"): (100, 300, 100, 800, 50),
+                    ("2026-03-02", "gpt-5"): (100, 20, 0, 300, 5)}
