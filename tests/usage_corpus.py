@@ -177,3 +177,69 @@ CODEX_EXPECTED = {
     # 2000-1500 = 500 and 30 out; then the total grew by 500 in (300 cached), 20 out.
     ("2026-03-02", CODEX_MODEL): (500 + 200, 30 + 20, 0, 1500 + 300),
 }
+
+
+GEMINI_PRO, GEMINI_FLASH = "gemini-2.5-pro", "gemini-2.5-flash"
+GEMINI_REWOUND = "gemini-2.5-flash-lite"  # only the rewound response uses it
+GEMINI_ID = "dddddddd-0000-4000-8000-00000000000d"
+
+
+def _gemini(mid: str, at: str, model: str, prompt: int, output: int, cached: int,
+            thoughts: int, tool: int = 0) -> dict[str, Any]:
+    """A `gemini` record as Gemini CLI writes it: `input` is the prompt count, cached and
+    tool-use prompt tokens included; `total` is prompt + output + thoughts + tool."""
+    return {"id": mid, "timestamp": iso_ms(at), "type": "gemini", "content": "ok",
+            "thoughts": [], "model": model,
+            "tokens": {"input": prompt, "output": output, "cached": cached,
+                       "thoughts": thoughts, "tool": tool,
+                       "total": prompt + output + thoughts + tool}}
+
+
+def _gemini_user(mid: str, at: str) -> dict[str, Any]:
+    return {"id": mid, "timestamp": iso_ms(at), "type": "user", "content": [{"text": "go on"}]}
+
+
+def write_gemini_sessions(gemini_tmp: Path) -> None:
+    """One chat recording from 23:30 to 00:21 New York time (04:30Z-05:21Z, 1-2 March): g1
+    appended twice as it streamed (the last copy counts), g2 after midnight and then rewound
+    away, g3 with another model. And one whole-file .json session of an older version.
+    The rewind drops g2 before anything is counted (DESIGN.md); it is the only response
+    with its model, so what counts g2 anyway shows it as a model of its own."""
+    chats = gemini_tmp / "0f0f0f0f" / "chats"
+    _write(chats / "session-2026-03-02T04-30-dddddddd.jsonl", [
+        {"sessionId": GEMINI_ID, "projectHash": "0f0f0f0f",
+         "startTime": iso_ms("2026-03-02T04:30:00Z"),
+         "lastUpdated": iso_ms("2026-03-02T04:30:00Z"), "kind": "main"},
+        _gemini_user("u1", "2026-03-02T04:30:01Z"),
+        _gemini("g1", "2026-03-02T04:30:05Z", GEMINI_PRO, 1000, 10, 0, 5),
+        _gemini("g1", "2026-03-02T04:30:06.500Z", GEMINI_PRO, 1000, 50, 0, 20),
+        _gemini_user("u2", "2026-03-02T04:59:00Z"),
+        _gemini("g2", "2026-03-02T05:10:00Z", GEMINI_REWOUND, 3000, 70, 2000, 30, 7),
+        {"$rewindTo": "g1"},
+        _gemini_user("u3", "2026-03-02T05:20:00Z"),
+        _gemini("g3", "2026-03-02T05:21:00Z", GEMINI_FLASH, 4000, 40, 3000, 0),
+        {"$set": {"lastUpdated": iso_ms("2026-03-02T05:21:00Z")}},
+    ])
+    old = {"sessionId": "eeeeeeee-0000-4000-8000-00000000000e", "projectHash": "0f0f0f0f",
+           "startTime": iso_ms("2026-03-03T15:00:00Z"),
+           "lastUpdated": iso_ms("2026-03-03T15:01:00Z"),
+           "messages": [_gemini_user("o1", "2026-03-03T15:00:00Z"),
+                        _gemini("o2", "2026-03-03T15:00:30Z", GEMINI_FLASH, 600, 60, 100, 6)]}
+    path = chats / "session-2026-03-03T15-00-eeeeeeee.json"
+    path.write_text(json.dumps(old, indent=2), "utf-8")
+    os.utime(path, (1_700_000_000, 1_700_000_000))
+
+
+GEMINI_EXPECTED = {
+    # (local day, model): (input, output, cache_creation, cache_read, reasoning); input is
+    # the prompt less its cached part plus tool-use prompts, output includes thoughts.
+    ("2026-03-01", GEMINI_PRO): (1000, 50 + 20, 0, 0, 20),  # g1, its last copy
+    ("2026-03-02", GEMINI_FLASH): (1000, 40, 0, 3000, 0),  # g3
+    ("2026-03-03", GEMINI_FLASH): (500, 60 + 6, 0, 100, 6),  # o2
+}
+
+GEMINI_EXPECTED_UTC = {  # g1 on 2 March
+    ("2026-03-02", GEMINI_PRO): GEMINI_EXPECTED[("2026-03-01", GEMINI_PRO)],
+    ("2026-03-02", GEMINI_FLASH): GEMINI_EXPECTED[("2026-03-02", GEMINI_FLASH)],
+    ("2026-03-03", GEMINI_FLASH): GEMINI_EXPECTED[("2026-03-03", GEMINI_FLASH)],
+}
