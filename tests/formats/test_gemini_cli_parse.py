@@ -152,3 +152,19 @@ def test_a_line_only_a_full_decode_rejects_loses_no_message_after_it(
         assert d["prompts"] == ["first ask"], bad
         assert d["last_assistant_message"] == "answer one", bad
         assert d["tokens"]["input"] == 10, bad
+
+
+def test_transcript_holds_what_survives_the_fold(memory: Memory,
+                                                 sources: dict[str, Path]) -> None:
+    """The conversation is the folded one: g1's last copy, nothing a rewind took out."""
+    write(sources["gemini-cli"], f"{CHATS}/session-2026-03-01T09-00-gggggggg.jsonl", chat())
+    digest_of(memory, f"gemini-cli:{GID}")
+    page = memory.transcript(f"gemini-cli:{GID}", 0, 200)
+    assert page["next_offset"] is None
+    said = [(m["role"], m.get("tool"), m["text"]) for m in page["messages"]
+            if m["role"] in ("user", "assistant", "tool_call")]
+    assert [t for t in said if t[0] == "user"] == [
+        ("user", None, "refactor utils"), ("user", None, "try again differently")]
+    assert [t[1] for t in said if t[0] == "tool_call"] == ["read_file", "replace", "write_file"]
+    assert ("assistant", None, "Done differently.") in said
+    assert not any("rm -rf build" in (t[2] or "") for t in said)
