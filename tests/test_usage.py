@@ -340,3 +340,21 @@ def test_every_session_report_agrees_with_the_filtered_one(corpus_home: Path,
         days = {r["key"]: r["sessions"] for r in memory.usage("day")}
     assert days == {"2026-03-01": 2, "2026-03-02": 2, "2026-03-03": 1, "2026-03-07": 1,
                     "2026-03-10": 1}
+
+
+def test_no_usage_says_which_sessions_are_not_counted_yet(corpus_home: Path,
+                                                           local_tz: str) -> None:
+    """Right after a first ingest nothing is analyzed: `usage` says so, not just that
+    nothing was recorded."""
+    with open_memory() as memory:
+        assert memory.ingest().errors == 0
+        waiting = len(memory.sessions())
+    runner = CliRunner()
+    result = runner.invoke(cli, ["usage"])
+    assert result.exit_code == 0 and result.stdout == ""
+    assert f"no usage recorded; {waiting} session(s) not analyzed yet" in result.stderr
+    assert "analyze --all" in result.stderr
+    assert json.loads(runner.invoke(cli, ["usage", "--json"]).stdout) == []
+    analyzed_memory().close()
+    empty = runner.invoke(cli, ["usage", "--until", "2000-01-01"])
+    assert empty.stderr.strip() == "no usage recorded in that window"

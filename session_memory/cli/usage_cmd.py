@@ -39,6 +39,7 @@ def usage(ctx: Context, by: str, since: str | None, until: str | None, project: 
           breakdown: bool, as_json: bool) -> None:
     """Tokens and cost, counted in the hour they were spent (kept after raw is evicted).
 
+    A session counts once it is analyzed (when it ends; `analyze --all` for the rest).
     `input` never includes cache reads; a response two sessions' files hold counts once.
     Cost comes from genai-prices' bundled table or the config's [prices]; a model priced
     nowhere has no cost (null)."""
@@ -48,12 +49,15 @@ def usage(ctx: Context, by: str, since: str | None, until: str | None, project: 
         return
     with ctx.memory() as memory:
         rows = memory.usage(by, since, until, project=project, breakdown=breakdown)
+        states = memory.status()["sessions"] if not rows and not as_json else {}
     if as_json:
         emit_json(rows)
         return
     if not rows:
-        click.echo("no usage recorded" + (" in that window" if since or until else ""),
-                   err=True)
+        waiting = states.get("active", 0) + states.get("ended", 0)
+        click.echo("no usage recorded" + (" in that window" if since or until else "")
+                   + (f"; {waiting} session(s) not analyzed yet are not counted (`analyze "
+                      "--all` counts them now)" if waiting else ""), err=True)
         return
     if not sys.stdout.isatty():
         for r in rows:
