@@ -2,8 +2,8 @@
 
 Watchdog threads and signal handlers only put entries on a queue; the loop drains it and
 runs the jobs that are due, in order: reload, ingest debounced paths, full rescan, seal and
-analyze ended sessions, sweep. Every job checks the stop flag between units of work (a
-file, a session), so SIGTERM waits at most for the transaction in flight.
+analyze ended sessions, digest running ones, sweep. Every job checks the stop flag between
+units of work (a file, a session), so SIGTERM waits at most for the transaction in flight.
 """
 
 from __future__ import annotations
@@ -51,6 +51,14 @@ ANALYZE_BACKOFF = 3600.0  # a session the analyzer failed on is retried after th
 ANALYZE_BATCH = 1024
 """Ended sessions the daemon names to one analysis pass: a backfill's thousands are several
 passes, each naming its sessions in one query (well under SQLite's 32766 variables)."""
+LIVE_DIGEST_SECONDS = 60.0
+"""A running session that grew gets a digest this long after its last (usage, search and
+MCP see it a minute behind), a larger one less often: see LIVE_BYTES_PER_SECOND."""
+LIVE_BYTES_PER_SECOND = 2**20
+"""A running session is digested again at most once per this many of its bytes a second:
+parsed whole at some 100 MiB/s, about 1% of a core. Past LIVE_DIGEST_MAX_BYTES it waits
+for its end, as the parse would hold up the appends this loop stores."""
+LIVE_DIGEST_MAX_BYTES = 128 * 2**20
 DEEP_SEAL_MAX_BYTES = 64 * 2**20  # larger sessions stay at SEAL_LEVEL: a minute at most each
 DEEP_SEAL_NICE = 19  # the recompression thread yields to everything else on the machine
 
@@ -119,6 +127,9 @@ class Daemon:
         self._last_sweep_local = 0.0
         # session -> (its raw bytes, retry time): the analyzer failed on it as it was.
         self._analyze_failed: dict[str, tuple[int, float]] = {}
+        # Running sessions: session -> (its raw bytes, time) at its last live digest.
+        self._live: dict[str, tuple[int, float]] = {}
+        self._live_at = float("inf")
         self._sealer: _DeepSealer | None = None
         self._watchdog_interval = self.notifier.watchdog_interval()
         self._last_ping = 0.0
@@ -202,6 +213,8 @@ class Daemon:
             self._guard("rescan", self._rescan)
         if self.clock.now() >= self._idle_check_at and not self.stopping:
             self._guard("analyze", self._seal_and_analyze)
+        if self.clock.now() >= self._live_at and not self.stopping:
+            self._guard("live digests", self._digest_live)
         if self._sweep_due() and not self.stopping:
             self._guard("sweep", self._sweep)
         self._update_status()
@@ -236,7 +249,8 @@ class Daemon:
 
     def _wait_seconds(self) -> float:
         now, mono = self.clock.now(), time.monotonic()
-        waits = [MAX_SLEEP_SECONDS, self._rescan_at - now, self._idle_check_at - now]
+        waits = [MAX_SLEEP_SECONDS, self._rescan_at - now, self._idle_check_at - now,
+                 self._live_at - now]
         waits += [min(last + DEBOUNCE_SECONDS, first + MAX_HOLD_SECONDS) - mono
                   for first, last in self._pending.values()]
         if self._watchdog_interval:
@@ -319,6 +333,7 @@ class Daemon:
             # one whose tool wrote its end record has ended now.
             self._idle_check_at = min(self._idle_check_at, self.clock.now() + (
                 0.0 if summary.ended else self.settings.idle_seconds + 0.5))
+            self._live_at = min(self._live_at, self.clock.now() + LIVE_DIGEST_SECONDS)
             if self.memory.tier1.usage_bytes() > self.settings.retention.raw_soft_cap:
                 self._sweep_requested = True
         return summary
@@ -384,6 +399,37 @@ class Daemon:
                 logger.info("session analyzed", session=sid)
             for sid in result.failed:  # logged by the pass, with why
                 self._analyze_failed[sid] = (raw_bytes[sid], now + ANALYZE_BACKOFF)
+
+    def _digest_live(self) -> None:
+        """Running sessions that grew get a digest by the pass `session-memory analyze
+        --all` runs: their usage counts before they end. They stay active, and are analyzed
+        again once they end. One is digested again LIVE_DIGEST_SECONDS after its last
+        digest at the soonest, a larger one later (LIVE_BYTES_PER_SECOND)."""
+        assert self.memory is not None
+        now = self.clock.now()
+        self._live_at = float("inf")
+        active = {row["id"]: row["raw_bytes"] for row in
+                  self.memory.tier1.sessions(self.memory.idle_before, state="active")}
+        self._live = {sid: seen for sid, seen in self._live.items() if sid in active}
+        due = []
+        for sid, raw_bytes in active.items():
+            seen_bytes, seen_at = self._live.get(sid, (-1, -float("inf")))
+            if seen_bytes == raw_bytes or raw_bytes > LIVE_DIGEST_MAX_BYTES:
+                continue
+            at = seen_at + max(LIVE_DIGEST_SECONDS, raw_bytes / LIVE_BYTES_PER_SECOND)
+            if at <= now:
+                due.append(sid)
+            else:
+                self._live_at = min(self._live_at, at)
+        if not due:
+            return
+        result = self.memory.analyze_report(due, include_active=True, stop=self._stop_asked,
+                                            parallel=False)
+        # One that failed waits until it grows, as one digested does.
+        for sid in [*result.analyzed, *result.failed]:
+            self._live[sid] = (active[sid], now)
+        logger.debug("running sessions digested", sessions=len(result.analyzed),
+                     failed=len(result.failed))
 
     def _next_sweep_at(self) -> float | None:
         if self.memory is None:

@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 from session_memory import config
+from session_memory import daemon as daemon_mod
 from session_memory.analyze import worker
 from session_memory.clock import FixedClock
-from session_memory.daemon import ANALYZE_BACKOFF, Daemon
+from session_memory.daemon import ANALYZE_BACKOFF, LIVE_DIGEST_SECONDS, Daemon
 from session_memory.errors import NotFoundError
 from session_memory.memory import Memory
 from session_memory.store.tier1 import DEEP_SEAL_LEVEL, PACK_MIN_RAW_BYTES
@@ -538,3 +539,83 @@ def test_a_sweep_the_daemon_runs_asks_its_stop_flag_between_evictions(env: Env) 
         assert report is not None and report["stopped"]
         assert report["budget_evicted"] == []
         assert {memory.show(sid)["state"] for sid in ids} == {"analyzed"}
+
+
+def test_running_sessions_are_digested_as_they_grow(env: Env,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session still being written gets a digest LIVE_DIGEST_SECONDS after it grew, so
+    `usage` and `show` count it before it ends; it stays active, is digested again only
+    once it grew again, a large one less often, and is analyzed once it ends."""
+    env.write_config(idle="1h")
+    sid = str(uuid.uuid4())
+    path = env.roots["claude-code"] / "-work-p" / f"{sid}.jsonl"
+    path.parent.mkdir()
+    path.write_text(claude_record(sid, "fix the build") + "\n"
+                    + claude_record(sid, "fixed", "assistant") + "\n")
+    passes = 0
+    pass_conditions = worker.pass_conditions
+
+    @contextlib.contextmanager
+    def counted() -> Iterator[None]:
+        nonlocal passes
+        passes += 1
+        with pass_conditions():
+            yield
+
+    monkeypatch.setattr(worker, "pass_conditions", counted)
+
+    def output_tokens(memory: Memory) -> int:
+        return sum(row["output"] for row in memory.usage(by="session"))
+
+    clock = FixedClock(time.time())
+    with opened(env, clock) as daemon:
+        memory = daemon.memory
+        assert memory is not None
+        daemon._rescan()
+        assert memory.show(f"claude-code:{sid}")["digest"] is None
+        assert daemon._wait_seconds() <= LIVE_DIGEST_SECONDS
+        clock.advance(LIVE_DIGEST_SECONDS)
+        daemon.step(0.0)  # the loop's turn: the digest is due
+        shown = memory.show(f"claude-code:{sid}")
+        assert shown["state"] == "active"
+        assert shown["digest"]["first_prompt"] == "fix the build"
+        assert output_tokens(memory) == 5 and passes == 1
+        # Not grown: not digested again, however long it waits.
+        clock.advance(LIVE_DIGEST_SECONDS / 2)
+        daemon._digest_live()
+        assert passes == 1
+        # Grown: digested again a minute on, and not sooner.
+        with path.open("a") as f:
+            f.write(claude_record(sid, "and the tests", "assistant") + "\n")
+        daemon._ingest([path])
+        daemon._digest_live()  # called early: the session is not due yet
+        assert passes == 1 and output_tokens(memory) == 5
+        clock.advance(LIVE_DIGEST_SECONDS / 2)
+        daemon._digest_live()
+        assert passes == 2 and output_tokens(memory) == 10
+        # A larger session waits a second per LIVE_BYTES_PER_SECOND of its bytes.
+        size = memory.show(f"claude-code:{sid}")["raw_bytes"]
+        monkeypatch.setattr(daemon_mod, "LIVE_BYTES_PER_SECOND", size / 600)
+        with path.open("a") as f:
+            f.write(claude_record(sid, "and the docs", "assistant") + "\n")
+        daemon._ingest([path])
+        clock.advance(LIVE_DIGEST_SECONDS)
+        daemon._digest_live()
+        assert passes == 2
+        assert daemon._live_at > clock.now() + 400
+        clock.advance(daemon._live_at - clock.now())
+        daemon._digest_live()
+        assert passes == 3 and output_tokens(memory) == 15
+        # Past LIVE_DIGEST_MAX_BYTES, it waits for its end.
+        monkeypatch.setattr(daemon_mod, "LIVE_DIGEST_MAX_BYTES", size)
+        with path.open("a") as f:
+            f.write(claude_record(sid, "and the changelog", "assistant") + "\n")
+        daemon._ingest([path])
+        clock.advance(3600)
+        daemon._digest_live()
+        assert passes == 3 and output_tokens(memory) == 15
+        # Ended: analyzed whole, as any ended session.
+        clock.advance(3600)
+        daemon._seal_and_analyze()
+        assert memory.show(f"claude-code:{sid}")["state"] == "analyzed"
+        assert output_tokens(memory) == 20
