@@ -16,6 +16,10 @@ def human_bytes(n: int | float | None, missing: str = "-") -> str:
     return f"{n} B"
 
 
+def human_cost(usd: float | None, missing: str = "-") -> str:
+    return missing if usd is None else f"${usd:,.2f}"
+
+
 def human_time(ts: float | None, missing: str = "-", *, zone: bool = False) -> str:
     """Local time to the minute; with `zone`, its abbreviation too (a page may be read in
     another time zone than the one it was written in)."""

@@ -135,17 +135,19 @@ class Memory:
     def sessions(self, *, state: str | None = None, source: str | None = None,
                  limit: int | None = None, project: str | None = None,
                  since: float | None = None) -> list[dict[str, Any]]:
-        """Sessions, most recently written first; analyzed ones with their `tokens` and
-        `cost_usd` (from Tier 2's usage by the hour, so a response two sessions hold counts
-        in one). `project` (a folder or a folder's name, see Tier2.session_ids) keeps
-        analyzed sessions only: the digest knows the place. `since`: sessions still going
-        at or after this time."""
+        """Sessions, most recently written first; those with a digest with its `title` and
+        `project`, and their `tokens` and `cost_usd` (from Tier 2's usage by the hour, so a
+        response two sessions hold counts in one). `project` (a folder or a folder's name,
+        see Tier2.session_ids) keeps analyzed sessions only: the digest knows the place.
+        `since`: sessions still going at or after this time."""
         rows = [_public(s) for s in self._session_rows(state, source, limit, project, since)]
         self.store_old_usage()
         ids = [r["id"] for r in rows] if limit is not None or project else None
         spent = usage_mod.by_session(self.tier2.usage_by_session(ids), self.price_book)
         self.price_book.save()
+        labels = self.tier2.labels(ids)
         for row in rows:
+            row["title"], row["project"] = labels.get(row["id"], (None, None))
             analyzed = row.get("analyzed_at") is not None
             found = spent.get(row["id"])
             row["tokens"] = found["tokens"] if found else (

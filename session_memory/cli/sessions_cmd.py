@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from session_memory.cli.common import Context, console, data_command, emit_json, rich_table
-from session_memory.humanize import human_bytes, human_time
+from session_memory.humanize import human_bytes, human_cost, human_time
 from session_memory.store.tier1 import STATES
 
 
@@ -27,15 +27,27 @@ def sessions(ctx: Context, state: str | None, source: str | None, limit: int | N
         emit_json(rows)
         return
     if not sys.stdout.isatty():
+        # Tab-separated, one line a session; the title last, its tabs and line breaks as
+        # spaces.
         for r in rows:
+            title = " ".join((r["title"] or "").split())
             click.echo(f"{r['id']}\t{r['state']}\t{r['raw_bytes']}\t{r['stored_bytes']}\t"
-                       f"{human_time(r['started_at'])}\t{'pinned' if r['pinned'] else ''}")
+                       f"{human_time(r['started_at'])}\t{'pinned' if r['pinned'] else ''}\t"
+                       f"{title}")
         return
-    table = rich_table("id", "state", "files", "raw", "stored", "started", "ended", "pin")
-    for r in rows:
-        table.add_row(r["id"], r["state"], str(len(r["files"])), human_bytes(r["raw_bytes"]),
-                      human_bytes(r["stored_bytes"]), human_time(r["started_at"]),
-                      human_time(r["ended_at"]), "📌" if r["pinned"] else "")
+    headers = ("id", "state", "started", "raw", "stored", "cost", "pin")
+    cells = [(r["id"], r["state"], human_time(r["started_at"]), human_bytes(r["raw_bytes"]),
+              human_bytes(r["stored_bytes"]), human_cost(r["cost_usd"]),
+              "📌" if r["pinned"] else "") for r in rows]
+    widths = [max([len(header), *(len(c[i]) for c in cells)]) for i, header in enumerate(headers)]
+    table = rich_table()
+    for header, width in zip(headers, widths, strict=True):
+        table.add_column(header, no_wrap=True, min_width=width)
+    # The title takes what the others leave of the line (3 a column for padding and rule).
+    table.add_column("title", no_wrap=True, overflow="ellipsis",
+                     max_width=max(12, console().width - sum(w + 3 for w in widths) - 4))
+    for r, row_cells in zip(rows, cells, strict=True):
+        table.add_row(*row_cells, r["title"] or "")
     console().print(table)
 
 

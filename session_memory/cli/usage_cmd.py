@@ -16,6 +16,7 @@ from session_memory.cli.common import (
     rich_table,
     rich_text,
 )
+from session_memory.humanize import human_cost
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -63,13 +64,9 @@ def usage(ctx: Context, by: str, since: str | None, until: str | None, project: 
         for r in rows:
             click.echo("\t".join(str(v) for v in (r["key"], r["sessions"],
                                                    *(r[k] for k in _COLUMNS),
-                                                   _cost(r["cost_usd"]))))
+                                                   human_cost(r["cost_usd"]))))
         return
     _print_table(by, rows, breakdown)
-
-
-def _cost(value: float | None) -> str:
-    return "-" if value is None else f"${value:,.2f}"
 
 
 def _bar(value: int, largest: int) -> Text:
@@ -87,16 +84,16 @@ def _print_table(by: str, rows: list[dict[str, Any]], breakdown: bool) -> None:
     largest = max(usage_mod.tokens(r) for r in rows)
     for r in rows:
         table.add_row(str(r["key"]), f"{r['sessions']:,}", *(f"{r[k]:,}" for k in _COLUMNS),
-                      _cost(r["cost_usd"]),
+                      human_cost(r["cost_usd"]),
                       *([_bar(usage_mod.tokens(r), largest)] if timeline else []))
         for part in r.get("models", []) if breakdown else []:
             table.add_row(rich_text(f"  └ {part['model']}", "dim"), "",
                           *(rich_text(f"{part[k]:,}", "dim") for k in _COLUMNS),
-                          rich_text(_cost(part["cost_usd"]), "dim"))
+                          rich_text(human_cost(part["cost_usd"]), "dim"))
     total = usage_mod.totals(rows)
     for column, value in zip(table.columns, ["total", f"{total['sessions']:,}",
                                              *(f"{total[k]:,}" for k in _COLUMNS),
-                                             _cost(total["cost_usd"])], strict=False):
+                                             human_cost(total["cost_usd"])], strict=False):
         column.footer = value
     console().print(table)
     unpriced = sorted({m for r in rows for m in r.get("unpriced_models", [])})
@@ -130,7 +127,7 @@ def blocks(ctx: Context, since: str | None, active_only: bool, as_json: bool) ->
         for b in found:
             click.echo("\t".join(str(v) for v in (
                 b["start"], b["end"], "active" if b["active"] else "gap" if b["gap"] else "",
-                *(b[k] for k in _COLUMNS), _cost(b["cost_usd"]))))
+                *(b[k] for k in _COLUMNS), human_cost(b["cost_usd"]))))
         return
     table = rich_table("start (local)", "", "models", *_HEADERS, "cost (USD)", "tokens")
     largest = max(usage_mod.tokens(b) for b in found)
@@ -138,7 +135,7 @@ def blocks(ctx: Context, since: str | None, active_only: bool, as_json: bool) ->
         status = rich_text("● active", "bold green") if b["active"] else (
             rich_text("gap", "dim") if b["gap"] else rich_text(""))
         table.add_row(_local(b["start"]), status, ", ".join(b["models"]),
-                      *(f"{b[k]:,}" for k in _COLUMNS), _cost(b["cost_usd"]),
+                      *(f"{b[k]:,}" for k in _COLUMNS), human_cost(b["cost_usd"]),
                       _bar(usage_mod.tokens(b), largest))
     console().print(table)
 

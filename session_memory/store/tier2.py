@@ -754,17 +754,28 @@ class Tier2:
         """(session_id, model, prompt_over, *USAGE_FIELDS) of the sessions named (all
         without a list)."""
         sums = ", ".join(f"sum(u.{f})" for f in USAGE_FIELDS)
-        sql = (f"SELECT d.session_id, u.model, u.prompt_over, {sums} FROM usage_hourly u"
-               " JOIN digests d ON d.rowid = u.session")
+        return self._of_sessions(
+            f"SELECT d.session_id, u.model, u.prompt_over, {sums} FROM usage_hourly u"
+            " JOIN digests d ON d.rowid = u.session", session_ids, " GROUP BY 1, 2, 3")
+
+    def labels(self, session_ids: Sequence[str] | None = None
+               ) -> dict[str, tuple[str | None, str | None]]:
+        """(title, project) of each session named that has a digest (all without a list)."""
+        return {sid: (title or None, project) for sid, title, project in self._of_sessions(
+            "SELECT d.session_id, d.title, d.project FROM digests d", session_ids)}
+
+    def _of_sessions(self, sql: str, session_ids: Sequence[str] | None, tail: str = ""
+                     ) -> list[tuple[Any, ...]]:
+        """The rows of `sql` (over `digests d`) for the sessions named, a few hundred ids
+        a query, or for all without a list; `tail` follows the filter (GROUP BY ...)."""
         if session_ids is None:
-            return list(self.conn.execute(sql + " GROUP BY 1, 2, 3"))
+            return list(self.conn.execute(sql + tail))
         out: list[tuple[Any, ...]] = []
         ids = list(session_ids)
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
             out += self.conn.execute(
-                sql + f" WHERE d.session_id IN ({', '.join('?' * len(chunk))})"
-                " GROUP BY 1, 2, 3", chunk)
+                sql + f" WHERE d.session_id IN ({', '.join('?' * len(chunk))})" + tail, chunk)
         return out
 
     @staticmethod

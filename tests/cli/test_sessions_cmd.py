@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -107,3 +108,45 @@ def test_check_and_private_files(sources: dict[str, Path], home: Path) -> None:
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     for db in data.glob("*.db*"):
         assert stat.S_IMODE(db.stat().st_mode) == 0o600, db
+
+
+def test_sessions_show_titles_and_cost(sources: dict[str, Path]) -> None:
+    """A session with a digest lists its title, project and cost: in JSON, as the last
+    field of the plain lines, and in the table on a terminal (cut to the line's width)."""
+    f = sources["claude-code"] / "-home-dev-app" / f"{SID}.jsonl"
+    f.parent.mkdir()
+    f.write_text("".join(json.dumps(r) + "\n" for r in (
+        {"type": "user", "timestamp": "2026-01-05T10:00:00Z", "cwd": "/home/dev/app",
+         "message": {"role": "user", "content": "fix the flaky login\ttest in ci"}},
+        {"type": "assistant", "timestamp": "2026-01-05T10:00:09Z", "cwd": "/home/dev/app",
+         "requestId": "req_1", "message": {
+             "id": "msg_1", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
+             "content": [{"type": "text", "text": "fixed"}],
+             "usage": {"input_tokens": 100000, "output_tokens": 20000}}})))
+    os.utime(f, (1767607209, 1767607209))  # written in January: ended
+    cli("ingest")
+    cli("analyze")
+    row = as_json("sessions")[0]
+    title = as_json("show", SID)["digest"]["title"]
+    assert "flaky login" in title
+    assert row["title"] == title and row["project"] == "/home/dev/app"
+    assert row["cost_usd"] > 0
+    plain = cli("sessions").stdout.rstrip("\n").split("\t")
+    assert plain[:2] == [f"claude-code:{SID}", "analyzed"]
+    assert plain[-1] == " ".join(title.split())  # one line, whatever the title holds
+    shown, terminal = os.openpty()
+    try:
+        run = subprocess.run([sys.executable, "-m", "session_memory", "sessions"],
+                             stdout=terminal, stderr=subprocess.PIPE, timeout=60,
+                             env={**os.environ, "COLUMNS": "160"})
+        assert run.returncode == 0, run.stderr
+        os.close(terminal)
+        table = b""
+        with contextlib.suppress(OSError):  # EIO: the terminal is closed and drained
+            while chunk := os.read(shown, 65536):
+                table += chunk
+    finally:
+        os.close(shown)
+    lines = [line for line in table.decode().splitlines() if f"claude-code:{SID}" in line]
+    assert len(lines) == 1 and f"${row['cost_usd']:,.2f}" in lines[0]
+    assert " ".join(title.split()) in lines[0] and len(lines[0]) <= 160
