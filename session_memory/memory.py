@@ -141,8 +141,14 @@ class Memory:
         see Tier2.session_ids) keeps analyzed sessions only: the digest knows the place.
         `since`: sessions still going at or after this time."""
         rows = [_public(s) for s in self._session_rows(state, source, limit, project, since)]
+        return self._labelled(rows, [r["id"] for r in rows]
+                              if limit is not None or project else None)
+
+    def _labelled(self, rows: list[dict[str, Any]], ids: list[str] | None
+                  ) -> list[dict[str, Any]]:
+        """`rows` with their digest's `title` and `project`, `tokens` and `cost_usd` (see
+        `sessions`); `ids`: theirs, or None for every session."""
         self.store_old_usage()
-        ids = [r["id"] for r in rows] if limit is not None or project else None
         spent = usage_mod.by_session(self.tier2.usage_by_session(ids), self.price_book)
         self.price_book.save()
         labels = self.tier2.labels(ids)
@@ -173,7 +179,7 @@ class Memory:
 
     def show(self, session_id: str) -> dict[str, Any]:
         sid = self.resolve_id(session_id)
-        row = _public(self.tier1.session(sid, self.idle_before))
+        row = self._labelled([_public(self.tier1.session(sid, self.idle_before))], [sid])[0]
         row["digest"] = self.tier2.get_digest(sid)
         row["versions"] = [
             {"path": f.path, "version": f.version, "base_offset": f.base_offset,

@@ -82,6 +82,8 @@ def _print_session(row: dict[str, Any]) -> None:
     tokens = digest.get("tokens") or {}
     if tokens:
         click.echo("  tokens: " + ", ".join(f"{k} {v}" for k, v in tokens.items()))
+    if row["cost_usd"] is not None:
+        click.echo(f"  cost: {human_cost(row['cost_usd'])}")
     if digest.get("tool_calls"):
         click.echo("  tools: " + ", ".join(f"{k}×{v}" for k, v in digest["tool_calls"].items()))
     for key in ("files_edited", "commands"):

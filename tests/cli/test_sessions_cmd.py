@@ -112,7 +112,8 @@ def test_check_and_private_files(sources: dict[str, Path], home: Path) -> None:
 
 def test_sessions_show_titles_and_cost(sources: dict[str, Path]) -> None:
     """A session with a digest lists its title, project and cost: in JSON, as the last
-    field of the plain lines, and in the table on a terminal (cut to the line's width)."""
+    field of the plain lines, and in the table on a terminal (cut to the line's width);
+    `show` says them too."""
     f = sources["claude-code"] / "-home-dev-app" / f"{SID}.jsonl"
     f.parent.mkdir()
     f.write_text("".join(json.dumps(r) + "\n" for r in (
@@ -127,10 +128,13 @@ def test_sessions_show_titles_and_cost(sources: dict[str, Path]) -> None:
     cli("ingest")
     cli("analyze")
     row = as_json("sessions")[0]
-    title = as_json("show", SID)["digest"]["title"]
+    shown_json = as_json("show", SID)
+    title = shown_json["digest"]["title"]
     assert "flaky login" in title
     assert row["title"] == title and row["project"] == "/home/dev/app"
     assert row["cost_usd"] > 0
+    assert {k: shown_json[k] for k in row} == row  # `show` has what `sessions` lists
+    assert f"  cost: ${row['cost_usd']:,.2f}\n" in cli("show", SID).stdout
     plain = cli("sessions").stdout.rstrip("\n").split("\t")
     assert plain[:2] == [f"claude-code:{SID}", "analyzed"]
     assert plain[-1] == " ".join(title.split())  # one line, whatever the title holds
