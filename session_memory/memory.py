@@ -343,6 +343,13 @@ class Memory:
                 return False
         return not whole or stream.read(1) == b""
 
+    def not_analyzed(self) -> int:
+        """Sessions with raw bytes and no digest yet: usage does not count them until they
+        are analyzed (when they end, or by `analyze --all`)."""
+        digested = self.tier2.digest_ids()
+        return sum(1 for s in self.tier1.sessions(self.idle_before)
+                   if s["state"] not in ("analyzed", "evicted") and s["id"] not in digested)
+
     # -- status and health ---------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:

@@ -355,6 +355,10 @@ def test_no_usage_says_which_sessions_are_not_counted_yet(corpus_home: Path,
     assert f"no usage recorded; {waiting} session(s) not analyzed yet" in result.stderr
     assert "analyze --all" in result.stderr
     assert json.loads(runner.invoke(cli, ["usage", "--json"]).stdout) == []
-    analyzed_memory().close()
+    # Analyzed while still active (analyze --all): counted, so no longer waiting.
+    with open_memory(now=0.0) as memory:
+        assert {s["state"] for s in memory.sessions()} == {"active"}
+        assert not memory.analyze_report(include_active=True).failed
+        assert memory.not_analyzed() == 0
     empty = runner.invoke(cli, ["usage", "--until", "2000-01-01"])
     assert empty.stderr.strip() == "no usage recorded in that window"

@@ -50,12 +50,11 @@ def usage(ctx: Context, by: str, since: str | None, until: str | None, project: 
         return
     with ctx.memory() as memory:
         rows = memory.usage(by, since, until, project=project, breakdown=breakdown)
-        states = memory.status()["sessions"] if not rows and not as_json else {}
+        waiting = memory.not_analyzed() if not rows and not as_json else 0
     if as_json:
         emit_json(rows)
         return
     if not rows:
-        waiting = states.get("active", 0) + states.get("ended", 0)
         click.echo("no usage recorded" + (" in that window" if since or until else "")
                    + (f"; {waiting} session(s) not analyzed yet are not counted (`analyze "
                       "--all` counts them now)" if waiting else ""), err=True)
