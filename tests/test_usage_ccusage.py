@@ -11,7 +11,10 @@ Where ccusage counts differently (each checked against the files, see the tests)
 - Copilot CLI: it takes each `session.shutdown`'s counts for running totals of the session
   and subtracts the last from the next; they are the counts of one run of the process, so
   a resumed session's runs add up (the fixture's second run reports fewer output tokens
-  than the first).
+  than the first). And it prices a run's counts as one response, so a model with a dearer
+  price for long prompts is charged it on all past the first 200k tokens; we price them
+  as the run's `requests.count` requests of equal share (the fixture's models have no
+  such price).
 - Gemini CLI: it counts the responses a `$rewindTo` took out of the conversation; DESIGN.md
   has the rewind drop them before anything is counted (the hand-made session's rewound
   response has a model of its own, so the difference is that one model).

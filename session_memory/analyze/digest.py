@@ -26,7 +26,7 @@ from session_memory.analyze.redact import redact_all
 from session_memory.formats import events as ev
 from session_memory.prices import PROMPT_TIERS
 
-ANALYZER_VERSION = 4
+ANALYZER_VERSION = 5
 """Bump when a digest rule changes: `analyze --force` re-derives old digests."""
 
 MAX_PROMPTS = 20  # kept for search; user_turns counts them all

@@ -91,12 +91,21 @@ def _workspace(piece: Piece, out: Sink) -> None:
     out.times(created, updated)
 
 
+MAX_SPREAD = 10_000
+"""At most this many requests a shutdown's counts are spread over (a bound on a bad count)."""
+
+
 def _shutdown(record_id: str | None, at: str | None, data: dict[str, Any], out: Sink) -> None:
     """`session.shutdown` carries each model's token counts for the process that is ending,
     not for the session: a resumed session's next shutdown starts again from nothing (its
     counts can be lower than the last one's, and its request count is its own run's
     turns). So every shutdown adds all it says, spent by the time of that shutdown.
-    ccusage 20 takes them for running totals and subtracts each from the next."""
+    ccusage 20 takes them for running totals and subtracts each from the next.
+
+    The counts are a run's many requests added up: spent as one response, their prompt
+    would look millions of tokens long and take a long-context price no request paid. They
+    are spent as `requests.count` responses of equal share instead, each prompt the run's
+    average."""
     metrics = data.get("modelMetrics")
     if not isinstance(metrics, dict):
         return
@@ -108,12 +117,22 @@ def _shutdown(record_id: str | None, at: str | None, data: dict[str, Any], out: 
         cache_write = as_int(usage.get("cacheWriteTokens"))
         # inputTokens includes the cached ones; `input` never does.
         fresh = max(as_int(usage.get("inputTokens")) - cache_read - cache_write, 0)
-        output, reasoning = as_int(usage.get("outputTokens")), as_int(usage.get("reasoningTokens"))
+        counts = (fresh, as_int(usage.get("outputTokens")), cache_write, cache_read,
+                  as_int(usage.get("reasoningTokens")))
         out.model(model)
-        if fresh or output or cache_write or cache_read or reasoning:
-            key = f"{record_id}:{model}" if record_id else None
-            out.usage(key, model, fresh, output, cache_write, cache_read, reasoning)
-            out.spend(at, key, model, fresh, output, cache_write, cache_read, reasoning)
+        if not any(counts):
+            continue
+        key = f"{record_id}:{model}" if record_id else None
+        out.usage(key, model, *counts)
+        requests = entry.get("requests")
+        spread = min(max(as_int(requests.get("count")) if isinstance(requests, dict) else 0,
+                         1), MAX_SPREAD)
+        for n in range(spread):
+            fresh_in, output, write, read, reasoning = (
+                c * (n + 1) // spread - c * n // spread for c in counts)
+            if fresh_in or output or write or read or reasoning:
+                out.spend(at, f"{key}:{n}" if key and spread > 1 else key, model, fresh_in,
+                          output, write, read, reasoning)
 
 
 def _events(piece: Piece, out: Sink) -> None:

@@ -257,3 +257,25 @@ def test_each_run_of_a_resumed_session_adds_its_own_shutdown_counts(home: Path) 
             for r in rows for m in r["models"]}
     assert days == {("2026-03-01", "gpt-5"): (100, 300, 100, 800, 50),
                     ("2026-03-02", "gpt-5"): (100, 20, 0, 300, 5)}
+
+
+def test_a_runs_counts_are_priced_as_its_requests_not_as_one_long_prompt(home: Path) -> None:
+    """40 requests whose prompts add up to 2M tokens are 40 prompts of 50k: none takes
+    the price for prompts over 200k, which one response of 2M would."""
+    session = home / "state" / "5e55e5e5-0000-4000-8000-000000000003"
+    session.mkdir(parents=True)
+    (session / "events.jsonl").write_text(json.dumps({
+        "type": "session.shutdown", "id": "s1", "timestamp": "2026-03-05T10:00:00.000Z",
+        "parentId": None, "data": {"modelMetrics": {"claude-sonnet-4.5": {
+            "requests": {"count": 40, "cost": 40},
+            "usage": {"inputTokens": 2_000_000, "outputTokens": 20_001,
+                      "cacheReadTokens": 1_500_000, "cacheWriteTokens": 0}}}}}) + "\n")
+    write_config(home, f'[sources.copilot-cli]\nroot = "{home / "state"}"\n')
+    with Memory(config.load(), clock=FixedClock(2_000_000_000)) as memory:
+        assert memory.ingest().errors == 0
+        memory.analyze(include_active=True)
+        (row,) = memory.usage("model")
+    assert (row["input"], row["output"], row["cache_read"], row["responses"]) == (
+        500_000, 20_001, 1_500_000, 40)
+    # Sonnet 4.5 at $3 in, $15 out, $0.30 cache read a million (over 200k: 6, 22.5, 0.6).
+    assert row["cost_usd"] == pytest.approx(0.5 * 3 + 0.020001 * 15 + 1.5 * 0.3, abs=1e-6)
