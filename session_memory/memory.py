@@ -187,10 +187,6 @@ class Memory:
             for f in self.tier1.files(sid, latest_only=False)]
         return row
 
-    def projects(self) -> dict[str, str]:
-        """The project (working folder) of each analyzed session, by id, from its digest."""
-        return self.tier2.projects()
-
     def pin(self, session_id: str, pinned: bool = True) -> str:
         sid = self.resolve_id(session_id)
         self.tier1.set_pinned(sid, pinned)

@@ -34,8 +34,7 @@ def gather(memory: Memory) -> dict[str, Any]:
     with memory.tier1.snapshot(), memory.tier2.snapshot():
         status = memory.status()
         reports = memory.reports()  # newest first
-        sessions = memory.sessions()
-        projects = memory.projects()
+        sessions = memory.sessions()  # each with its digest's project and title
         spend = _spend(memory)
     details = [_detail(r) for r in reports]  # each report's sessions, walked once
     data = {
@@ -46,9 +45,9 @@ def gather(memory: Memory) -> dict[str, Any]:
         "reports": _report_rows(reports, details),
         "details": _details(reports, details),
         "data_loss": _data_loss(reports, details),
-        "largest": _largest(sessions, projects, now),
+        "largest": _largest(sessions, now),
         "by_source": _by_key(sessions, lambda s: s["source"]),
-        "by_project": _by_project(sessions, projects),
+        "by_project": _by_project(sessions),
         "spend": spend,
     }
     return dict(redact_all(data))
@@ -184,8 +183,7 @@ def _data_loss(reports: list[dict[str, Any]],
     return rows[:DATA_LOSS_ROWS]
 
 
-def _largest(sessions: list[dict[str, Any]], projects: dict[str, str],
-             now: float) -> list[dict[str, Any]]:
+def _largest(sessions: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
     """The sessions that take the most room in Tier 1 now."""
     kept = [s for s in sessions if s["state"] != "evicted" and s["stored_bytes"]]
     kept.sort(key=lambda s: (-s["stored_bytes"], s["id"]))
@@ -193,7 +191,7 @@ def _largest(sessions: list[dict[str, Any]], projects: dict[str, str],
     for s in kept[:LARGEST_SESSIONS]:
         since = s["ended_at"] if s["ended_at"] is not None else s.get("last_write")
         rows.append({"id": s["id"], "source": s["source"], "state": s["state"],
-                     "project": projects.get(s["id"]), "pinned": s["pinned"],
+                     "project": s["project"], "title": s["title"], "pinned": s["pinned"],
                      "stored_bytes": s["stored_bytes"], "raw_bytes": s["raw_bytes"],
                      "age_days": None if since is None else max(0.0, (now - since) / 86400)})
     return rows
@@ -216,9 +214,9 @@ def _by_key(sessions: list[dict[str, Any]],
     return rows
 
 
-def _by_project(sessions: list[dict[str, Any]], projects: dict[str, str]) -> list[dict[str, Any]]:
+def _by_project(sessions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Stored bytes by project; sessions not analyzed yet have no known project."""
-    rows = _by_key(sessions, lambda s: projects.get(s["id"]) or "(not analyzed yet)")
+    rows = _by_key(sessions, lambda s: s["project"] or "(not analyzed yet)")
     if len(rows) <= TOP_PROJECTS:
         return rows
     rest = rows[TOP_PROJECTS - 1:]

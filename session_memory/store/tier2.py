@@ -620,11 +620,6 @@ class Tier2:
             self._drop_usage(row[0])
         self.conn.execute("DELETE FROM digests WHERE session_id = ?", (session_id,))
 
-    def projects(self) -> dict[str, str]:
-        """Each analyzed session's project (its working folder), by session id."""
-        return {sid: project for sid, project in self.conn.execute(
-            "SELECT session_id, project FROM digests WHERE project IS NOT NULL")}
-
     def search(self, query: str, limit: int = 20, *, project: str | None = None,
                since: float | None = None) -> list[dict[str, Any]]:
         """Digests matching `query` (its words, all of them; OR between words allowed),

@@ -47,6 +47,10 @@ def test_room_counts_only_what_tier1_still_holds(swept_memory: Memory) -> None:
     assert sum(r["stored_bytes"] for r in data["by_project"]) == total
     pinned = [s for s in data["largest"] if s["pinned"]]
     assert pinned and pinned[0]["project"]  # analyzed: its digest names the project
+    listed = {s["id"]: s for s in sessions}
+    assert [(r["project"], r["title"]) for r in data["largest"]] == [
+        (listed[r["id"]]["project"], listed[r["id"]]["title"]) for r in data["largest"]]
+    assert pinned[0]["title"]
 
 
 def test_spend_is_the_usage_rows_by_day_and_model(swept_memory: Memory) -> None:

@@ -95,6 +95,23 @@ def test_text_from_the_store_is_escaped(swept_memory: Memory, tmp_path: Path) ->
     assert "&lt;script&gt;alert(" in html
 
 
+def test_largest_sessions_are_listed_with_their_titles(swept_memory: Memory,
+                                                       tmp_path: Path) -> None:
+    from html import escape
+
+    from session_memory import dashboard
+
+    out = tmp_path / "d.html"
+    dashboard.write(swept_memory, out)
+    html = out.read_text()
+    titled = sorted((s for s in swept_memory.sessions()
+                     if s["title"] and s["stored_bytes"] and s["state"] != "evicted"),
+                    key=lambda s: -s["stored_bytes"])
+    assert titled
+    for s in titled[:5]:  # among the largest, which the table lists
+        assert f'<td class="title" title="{escape(s["title"])}">{escape(s["title"])}</td>' in html
+
+
 def test_vendored_library_ships_with_its_licences() -> None:
     vendor = Path(page_mod.__file__).parent / "vendor"
     for name in page_mod.VENDORED_JS:
