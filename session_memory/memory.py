@@ -369,7 +369,8 @@ class Memory:
 
     def check_warnings(self, limit: int = 50) -> list[str]:
         """What `check` notes without calling the stores unhealthy: a sweep another process
-        is running now, and source files ingest skips (links, special files, unreadable)."""
+        is running now, sessions a tool keeps where no source reads them, and source files
+        ingest skips (links, special files, unreadable)."""
         warnings: list[str] = []
         pending = retention.pending_sweep(self.tier1)
         if pending is not None and retention.sweep_running(self.tier1):
@@ -378,6 +379,10 @@ class Memory:
         walker = self.walker or OsWalker()
         for source in self.settings.enabled_sources:
             root = Path(os.path.realpath(source.root))
+            # Where the tool keeps sessions that this source does not read (a format says).
+            unread = getattr(_format_module(source.format), "unread_places", None)
+            if unread is not None:
+                warnings += [f"{place}: {why}" for place, why in unread(root)]
             if not root.is_dir():
                 continue
             prune = formats.get(source.format).prune

@@ -71,6 +71,14 @@ def prune(dir_relpath: PurePosixPath) -> bool:
     return False
 
 
+def unread_places(root: Path) -> list[tuple[Path, str]]:
+    """Newer OpenCode releases keep their sessions in an SQLite database beside storage/
+    (opencode.db, or opencode-<channel>.db), which this source does not read: said, so a
+    user of such a release does not take the missing sessions for none."""
+    return [(db, f"OpenCode's session database, not read (only {root.name}/ is)")
+            for db in sorted(root.parent.glob("opencode*.db")) if db.is_file()]
+
+
 # -- analysis: stored pieces to events -------------------------------------------------
 
 _EDIT_TOOLS = {"edit", "write", "multiedit", "patch"}
