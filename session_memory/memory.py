@@ -153,8 +153,12 @@ class Memory:
         self.price_book.save()
         labels = self.tier2.labels(ids)
         for row in rows:
-            row["title"], row["project"] = labels.get(row["id"], (None, None))
+            row["title"], row["project"], started = labels.get(row["id"], (None, None, None))
             analyzed = row.get("analyzed_at") is not None
+            if not analyzed and started is not None:
+                # Digested while still running: its first record beats Tier 1's bound (its
+                # earliest file's mtime, which is no start at all for a one-file session).
+                row["started_at"] = started
             found = spent.get(row["id"])
             row["tokens"] = found["tokens"] if found else (
                 dict.fromkeys(usage_mod.FIELDS, 0) if analyzed else None)

@@ -754,10 +754,12 @@ class Tier2:
             " JOIN digests d ON d.rowid = u.session", session_ids, " GROUP BY 1, 2, 3")
 
     def labels(self, session_ids: Sequence[str] | None = None
-               ) -> dict[str, tuple[str | None, str | None]]:
-        """(title, project) of each session named that has a digest (all without a list)."""
-        return {sid: (title or None, project) for sid, title, project in self._of_sessions(
-            "SELECT d.session_id, d.title, d.project FROM digests d", session_ids)}
+               ) -> dict[str, tuple[str | None, str | None, float | None]]:
+        """(title, project, started_at) of each session named that has a digest (all
+        without a list)."""
+        return {sid: (title or None, project, started) for sid, title, project, started
+                in self._of_sessions("SELECT d.session_id, d.title, d.project, d.started_at "
+                                     "FROM digests d", session_ids)}
 
     def _of_sessions(self, sql: str, session_ids: Sequence[str] | None, tail: str = ""
                      ) -> list[tuple[Any, ...]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -279,3 +280,22 @@ def test_a_runs_counts_are_priced_as_its_requests_not_as_one_long_prompt(home: P
         500_000, 20_001, 1_500_000, 40)
     # Sonnet 4.5 at $3 in, $15 out, $0.30 cache read a million (over 200k: 6, 22.5, 0.6).
     assert row["cost_usd"] == pytest.approx(0.5 * 3 + 0.020001 * 15 + 1.5 * 0.3, abs=1e-6)
+
+
+def test_a_running_session_digested_shows_when_it_started(home: Path, tmp_path: Path) -> None:
+    """Before a session ends, Tier 1 knows only its files' mtimes (here the time of its last
+    record); once it is digested (`analyze --all`, or the daemon), its first record says when
+    it started."""
+    root = tmp_path / "state"
+    shutil.copytree(ROOT / MCP.split(":", 1)[1], root / MCP.split(":", 1)[1])
+    write_config(home, f'[sources.copilot-cli]\nroot = "{root}"\n')
+    with Memory(config.load(), clock=FixedClock(time.time())) as memory:
+        assert memory.ingest().errors == 0
+        before = memory.show(MCP)["started_at"]
+        assert before == pytest.approx(1774059805.004)  # 2026-03-21T02:23:25.004Z, the end
+        memory.analyze(include_active=True)
+        row = memory.show(MCP)
+        assert row["state"] == "active" and row["analyzed_at"] is None
+        assert row["started_at"] == pytest.approx(1774033684.31)  # 2026-03-20T19:08:04.310Z
+        (listed,) = memory.sessions()
+        assert listed["started_at"] == row["started_at"]
