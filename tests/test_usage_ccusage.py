@@ -108,6 +108,34 @@ def test_blocks_equal_ccusage_blocks(agents: Path, tz: str) -> None:
     assert mine == theirs
 
 
+def test_sessions_equal_ccusage_session(agents: Path, tz: str) -> None:
+    """By session, where the two name sessions differently: ccusage names a Codex session
+    by its rollout's path (we by the id at its end), and makes a workflow's agent
+    transcript (<session>/subagents/workflows/<run>/agent-*.jsonl) a session of its own,
+    named by the run, which we count in <session>: DESIGN.md has everything under
+    <session>/ be that session's."""
+    theirs: dict[str, list[Any]] = defaultdict(lambda: [0, 0, 0, 0, 0.0])
+    for tool, cost in (("claude", "totalCost"), ("codex", "costUSD")):
+        for s in ccusage(agents, tz, tool, "session")["sessions"]:
+            sid = s["sessionId"][-36:] if tool == "codex" else s["sessionId"]
+            if "/" in (s.get("projectPath") or ""):  # a workflow run, inside its session
+                sid = s["projectPath"].split("/")[1]
+            row = theirs[sid]
+            for n, field in enumerate(("inputTokens", "outputTokens", "cacheCreationTokens",
+                                       "cacheReadTokens")):
+                row[n] += s[field]
+            row[4] += s[cost]
+    with ours() as memory:
+        mine = {r["key"].split(":", 1)[1]: (r["input"], r["output"], r["cache_creation"],
+                                            r["cache_read"], r["cost_usd"])
+                for r in memory.usage("session")}
+    assert mine.keys() == theirs.keys()
+    for sid, (*tokens, cost) in mine.items():
+        assert (sid, *tokens) == (sid, *theirs[sid][:4])
+        assert cost == pytest.approx(theirs[sid][4], abs=1e-6), sid
+    assert "22220000-0000-4000-8000-000000000002" in mine  # holds its workflow run's tokens
+
+
 def test_real_histories_equal_ccusage_daily(home: Path, tz: str) -> None:
     """Real people's histories as they left them (tests/fixtures/real): Claude Code
     transcripts in folders of their own under the projects folder, and Codex rollouts
