@@ -14,7 +14,8 @@ Where ccusage counts differently (each checked against the files, see the tests)
   than the first). And it prices a run's counts as one response, so a model with a dearer
   price for long prompts is charged it on all past the first 200k tokens; we price them
   as the run's `requests.count` requests of equal share (the fixture's models have no
-  such price).
+  such price). It also drops a model's `-1m`/`-1m-internal` suffix; we keep the name as
+  Copilot writes it (and price it as the base model all the same).
 - Gemini CLI: it counts the responses a `$rewindTo` took out of the conversation; DESIGN.md
   has the rewind drop them before anything is counted (the hand-made session's rewound
   response has a model of its own, so the difference is that one model).
