@@ -18,7 +18,8 @@ Where ccusage counts differently (each checked against the files, see the tests)
   Copilot writes it (and price it as the base model all the same).
 - Gemini CLI: it counts the responses a `$rewindTo` took out of the conversation; DESIGN.md
   has the rewind drop them before anything is counted (the hand-made session's rewound
-  response has a model of its own, so the difference is that one model).
+  response has a model of its own, so the difference is that one model). And it makes a
+  subagent's log (chats/<parent sessionId>/) a session of its own; it is its parent's.
 - OpenCode: where a message holds a cost above 0, it takes that as the cost; we price the
   tokens (the fixtures hold cost 0).
 """
@@ -283,6 +284,9 @@ def test_other_tools_sessions_equal_ccusage_session(others: Path, tmp_path: Path
         ("2026-03-02", corpus.GEMINI_REWOUND)]
     gemini = ("", corpus.GEMINI_ID)
     theirs[gemini] = tuple(a - b for a, b in zip(theirs[gemini], rewound, strict=True))
+    # ccusage makes a subagent's log (chats/<parent sessionId>/) a session of its own.
+    subagent = theirs.pop(("", corpus.GEMINI_SUBAGENT))
+    theirs[gemini] = tuple(a + b for a, b in zip(theirs[gemini], subagent, strict=True))
     with ours() as memory:
         rows = memory.usage("session")
     assert_equal(our_counts(rows, "session", {"opencode", "gemini-cli"}), theirs)

@@ -182,6 +182,7 @@ CODEX_EXPECTED = {
 GEMINI_PRO, GEMINI_FLASH = "gemini-2.5-pro", "gemini-2.5-flash"
 GEMINI_REWOUND = "gemini-2.5-flash-lite"  # only the rewound response uses it
 GEMINI_ID = "dddddddd-0000-4000-8000-00000000000d"
+GEMINI_SUBAGENT = "ffffffff-0000-4000-8000-00000000000f"
 
 
 def _gemini(mid: str, at: str, model: str, prompt: int, output: int, cached: int,
@@ -202,7 +203,8 @@ def _gemini_user(mid: str, at: str) -> dict[str, Any]:
 def write_gemini_sessions(gemini_tmp: Path) -> None:
     """One chat recording from 23:30 to 00:21 New York time (04:30Z-05:21Z, 1-2 March): g1
     appended twice as it streamed (the last copy counts), g2 after midnight and then rewound
-    away, g3 with another model. And one whole-file .json session of an older version.
+    away, g3 with another model, and a subagent's log with s2. And one whole-file .json
+    session of an older version.
     The rewind drops g2 before anything is counted (DESIGN.md); it is the only response
     with its model, so what counts g2 anyway shows it as a model of its own."""
     chats = gemini_tmp / "0f0f0f0f" / "chats"
@@ -220,6 +222,14 @@ def write_gemini_sessions(gemini_tmp: Path) -> None:
         _gemini("g3", "2026-03-02T05:21:00Z", GEMINI_FLASH, 4000, 40, 3000, 0),
         {"$set": {"lastUpdated": iso_ms("2026-03-02T05:21:00Z")}},
     ])
+    # A subagent's log, in chats/<parent sessionId>/: part of the parent's session.
+    _write(chats / GEMINI_ID / "session-2026-03-02T05-14-ffffffff.jsonl", [
+        {"sessionId": GEMINI_SUBAGENT, "projectHash": "0f0f0f0f",
+         "startTime": iso_ms("2026-03-02T05:14:00Z"),
+         "lastUpdated": iso_ms("2026-03-02T05:15:00Z"), "kind": "subagent"},
+        _gemini_user("s1", "2026-03-02T05:14:00Z"),
+        _gemini("s2", "2026-03-02T05:15:00Z", GEMINI_FLASH, 900, 9, 400, 3),
+    ])
     old = {"sessionId": "eeeeeeee-0000-4000-8000-00000000000e", "projectHash": "0f0f0f0f",
            "startTime": iso_ms("2026-03-03T15:00:00Z"),
            "lastUpdated": iso_ms("2026-03-03T15:01:00Z"),
@@ -234,7 +244,7 @@ GEMINI_EXPECTED = {
     # (local day, model): (input, output, cache_creation, cache_read, reasoning); input is
     # the prompt less its cached part plus tool-use prompts, output includes thoughts.
     ("2026-03-01", GEMINI_PRO): (1000, 50 + 20, 0, 0, 20),  # g1, its last copy
-    ("2026-03-02", GEMINI_FLASH): (1000, 40, 0, 3000, 0),  # g3
+    ("2026-03-02", GEMINI_FLASH): (1000 + 500, 40 + 9 + 3, 0, 3000 + 400, 3),  # g3, s2
     ("2026-03-03", GEMINI_FLASH): (500, 60 + 6, 0, 100, 6),  # o2
 }
 
