@@ -173,6 +173,7 @@ def others(home: Path) -> Path:
     data = home / "agents"
     shutil.copytree(FIXTURES / "opencode" / "storage",
                     data / ".local" / "share" / "opencode" / "storage")
+    corpus.write_opencode_session(data / ".local" / "share" / "opencode" / "storage")
     shutil.copytree(FIXTURES / "copilot-cli" / "session-state", data / ".copilot" / "session-state")
     corpus.write_gemini_sessions(data / ".gemini" / "tmp")
     write_config(home, sources_toml(
@@ -242,8 +243,8 @@ def our_counts(rows: list[dict[str, Any]], by: str, reasoning_apart: set[str]) -
     return counts
 
 
-MODEL_TOOL = {"claude-sonnet-4-5-20250929": "opencode", corpus.GEMINI_PRO: "gemini-cli",
-              corpus.GEMINI_FLASH: "gemini-cli"}
+MODEL_TOOL = {"claude-sonnet-4-5-20250929": "opencode", corpus.OPENCODE_MODEL: "opencode",
+              corpus.GEMINI_PRO: "gemini-cli", corpus.GEMINI_FLASH: "gemini-cli"}
 
 
 def assert_equal(mine: Counts, theirs: Counts) -> None:
@@ -266,6 +267,10 @@ def test_other_tools_day_by_model_equal_ccusage_daily(others: Path, tmp_path: Pa
     with ours() as memory:
         rows = memory.usage("day", breakdown=True)
     assert_equal(our_counts(rows, "day", {"opencode", "gemini-cli"}), theirs)
+    # The hand-made OpenCode message: output 200 and reasoning 300 are 500 output tokens.
+    (opencode,) = [m for r in rows for m in r["models"] if m["model"] == corpus.OPENCODE_MODEL]
+    assert (opencode["input"], opencode["output"], opencode["cache_read"],
+            opencode["reasoning"]) == (1200, 500, 800, 300)
     gemini = {(r["key"], m["model"]): (m["input"], m["output"], m["cache_creation"],
                                        m["cache_read"], m["reasoning"])
               for r in rows for m in r["models"] if MODEL_TOOL.get(m["model"]) == "gemini-cli"}

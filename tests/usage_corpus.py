@@ -253,3 +253,32 @@ GEMINI_EXPECTED_UTC = {  # g1 on 2 March
     ("2026-03-02", GEMINI_FLASH): GEMINI_EXPECTED[("2026-03-02", GEMINI_FLASH)],
     ("2026-03-03", GEMINI_FLASH): GEMINI_EXPECTED[("2026-03-03", GEMINI_FLASH)],
 }
+
+
+OPENCODE_MODEL = "gpt-5"
+OPENCODE_ID = "ses_0000handmade0000000000001"
+
+
+def write_opencode_session(storage: Path) -> None:
+    """One OpenCode session with a reasoning model, in OpenCode's storage layout: its
+    `output` leaves reasoning out (OpenCode prices reasoning as output on its own)."""
+    def put(rel: str, doc: dict[str, Any]) -> None:
+        path = storage / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc, indent=2), "utf-8")
+        os.utime(path, (1_700_000_000, 1_700_000_000))
+
+    created = 1_772_428_500_000  # 2026-03-02T05:15:00Z
+    put(f"session/proj0000/{OPENCODE_ID}.json", {
+        "id": OPENCODE_ID, "version": "1.0.107", "projectID": "proj0000",
+        "directory": "/work/app", "title": "Hand-made",
+        "time": {"created": created, "updated": created + 60_000}})
+    put(f"message/{OPENCODE_ID}/msg_0000handmade000000000001.json", {
+        "id": "msg_0000handmade000000000001", "sessionID": OPENCODE_ID, "role": "user",
+        "time": {"created": created}})
+    put(f"message/{OPENCODE_ID}/msg_0000handmade000000000002.json", {
+        "id": "msg_0000handmade000000000002", "sessionID": OPENCODE_ID, "role": "assistant",
+        "modelID": OPENCODE_MODEL, "providerID": "openai", "mode": "build", "cost": 0,
+        "time": {"created": created + 1_000, "completed": created + 9_000},
+        "tokens": {"input": 1200, "output": 200, "reasoning": 300,
+                   "cache": {"read": 800, "write": 0}}})
