@@ -85,15 +85,17 @@ def ours(by: str = "day") -> Memory:
 
 
 def test_day_by_model_equals_ccusage_daily(agents: Path, tz: str) -> None:
+    report = ccusage(agents, tz, "daily")
     theirs = {(day["period"], m["modelName"]): (m["inputTokens"], m["outputTokens"],
                                                 m["cacheCreationTokens"], m["cacheReadTokens"])
-              for day in ccusage(agents, tz, "daily")["daily"] for m in day["modelBreakdowns"]}
+              for day in report["daily"] for m in day["modelBreakdowns"]}
     with ours() as memory:
         rows = memory.usage("day", breakdown=True)
     mine = {(r["key"], m["model"]): (m["input"], m["output"], m["cache_creation"],
                                      m["cache_read"])
             for r in rows for m in r["models"]}
     assert mine == theirs
+    assert_equal(our_counts(rows, "day", set()), their_days(report))  # and the cost
     # Both read the hand-made sessions, which cross midnight in New York.
     days = {day for day, model in mine if model == corpus.CODEX_MODEL}
     assert days == ({"2026-03-02"} if tz == "UTC" else {"2026-03-01", "2026-03-02"})
@@ -148,10 +150,10 @@ def test_real_histories_equal_ccusage_daily(home: Path, tz: str) -> None:
         shutil.copytree(rollouts, codex / "sessions" / rollouts.parts[-3])
     write_config(home, sources_toml(claude_code=claude, codex=codex, gemini_cli=None,
                                     aider=None))
+    report = ccusage(home / "agents", tz, "daily")
     theirs = {(day["period"], m["modelName"]): (m["inputTokens"], m["outputTokens"],
                                                 m["cacheCreationTokens"], m["cacheReadTokens"])
-              for day in ccusage(home / "agents", tz, "daily")["daily"]
-              for m in day["modelBreakdowns"]}
+              for day in report["daily"] for m in day["modelBreakdowns"]}
     with ours() as memory:
         rows = memory.usage("day", breakdown=True)
     mine = {(r["key"], m["model"]): (m["input"], m["output"], m["cache_creation"],
@@ -159,6 +161,7 @@ def test_real_histories_equal_ccusage_daily(home: Path, tz: str) -> None:
             for r in rows for m in r["models"]}
     assert {model for _, model in theirs} >= {"gpt-5-codex", "claude-sonnet-4-5-20250929"}
     assert mine == theirs
+    assert_equal(our_counts(rows, "day", set()), their_days(report))  # and the cost
 
 
 # -- OpenCode, Copilot CLI and Gemini CLI ------------------------------------------------
