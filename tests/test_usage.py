@@ -362,3 +362,17 @@ def test_no_usage_says_which_sessions_are_not_counted_yet(corpus_home: Path,
         assert memory.not_analyzed() == 0
     empty = runner.invoke(cli, ["usage", "--until", "2000-01-01"])
     assert empty.stderr.strip() == "no usage recorded in that window"
+
+
+@pytest.mark.parametrize(("zone", "warned"), [
+    ("America/NewYork", True), ("Mars/Olympus", True), (":Europe/Pariss", True),
+    ("America/New_York", False), (":Europe/Paris", False), ("UTC", False),
+    ("EST5EDT", False), ("CET-1CEST,M3.5.0,M10.5.0/3", False), ("", False)])
+def test_usage_says_when_tz_is_no_zone_the_system_knows(
+        corpus_home: Path, monkeypatch: pytest.MonkeyPatch, zone: str, warned: bool) -> None:
+    """A mistyped TZ leaves the C library on UTC without a word: usage says so."""
+    monkeypatch.setenv("TZ", zone)
+    result = CliRunner().invoke(cli, ["usage"])
+    assert result.exit_code == 0, result.output
+    assert ("is no time zone this system knows" in result.stderr) == warned
+    assert json.loads(CliRunner().invoke(cli, ["usage", "--json"]).stdout) == []

@@ -48,6 +48,9 @@ def usage(ctx: Context, by: str, since: str | None, until: str | None, project: 
     if click_ctx.invoked_subcommand is not None:
         click_ctx.meta["usage_json"] = as_json
         return
+    if (zone := unknown_time_zone()) is not None:
+        click.echo(f"TZ={zone!r} is no time zone this system knows: days are UTC days",
+                   err=True)
     with ctx.memory() as memory:
         rows = memory.usage(by, since, until, project=project, breakdown=breakdown)
         waiting = memory.not_analyzed() if not rows and not as_json else 0
@@ -66,6 +69,24 @@ def usage(ctx: Context, by: str, since: str | None, until: str | None, project: 
                                                    human_cost(r["cost_usd"]))))
         return
     _print_table(by, rows, breakdown)
+
+
+def unknown_time_zone() -> str | None:
+    """TZ when it names a zone the system has no rules for (`America/NewYork`): the C
+    library then keeps UTC without a word, and every day would be a UTC day. A POSIX rule
+    (`EST5EDT`, `CET-1CEST,M3.5.0,M10.5.0/3`) holds digits and is not checked."""
+    import os
+    import zoneinfo
+
+    zone = os.environ.get("TZ", "")
+    name = zone.removeprefix(":")
+    if not name or name.startswith("/") or any(c.isdigit() for c in name):
+        return None
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zone
+    return None
 
 
 def _bar(value: int, largest: int) -> Text:
