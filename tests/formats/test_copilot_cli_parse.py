@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -288,8 +289,11 @@ def test_a_running_session_digested_shows_when_it_started(home: Path, tmp_path: 
     it started."""
     root = tmp_path / "state"
     shutil.copytree(ROOT / MCP.split(":", 1)[1], root / MCP.split(":", 1)[1])
+    now = time.time()
+    for copied in root.rglob("*"):
+        os.utime(copied, (now, now))  # just written: the session is running
     write_config(home, f'[sources.copilot-cli]\nroot = "{root}"\n')
-    with Memory(config.load(), clock=FixedClock(time.time())) as memory:
+    with Memory(config.load(), clock=FixedClock(now)) as memory:
         assert memory.ingest().errors == 0
         before = memory.show(MCP)["started_at"]
         assert before == pytest.approx(1774059805.004)  # 2026-03-21T02:23:25.004Z, the end
