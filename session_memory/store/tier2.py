@@ -150,6 +150,10 @@ def _epoch(value: Any) -> float | None:
 
 
 BULK_CACHE_KIB = 32 * 1024
+BULK_CHECKPOINT_PAGES = 16 * db.CHECKPOINT_PAGES
+"""While many digests are put in a row, the WAL is copied into the database once it holds
+this many pages, not SQLite's usual 1000: each batch writes most of the same pages again
+(usage_responses' inserts land all over it), and each checkpoint would copy them again."""
 USAGE_BY_HOUR = 1
 USAGE_WHOLE_SESSION = 2
 SPEND_COLUMNS = ("key_hash", "hour", "model", "prompt_over", "first_at", "last_at", *_SUMMED)
@@ -300,15 +304,20 @@ class Tier2:
     @contextlib.contextmanager
     def bulk_writes(self) -> Iterator[None]:
         """While many digests are put in a row (an analysis pass): up to BULK_CACHE_KIB of
-        the file's pages cached, not SQLite's default 2 MiB. The usage tables' inserts land
-        all over their keys; with the small cache each batch reads and writes the same
-        pages again."""
+        the file's pages cached, not SQLite's default 2 MiB, and the WAL checkpointed only
+        past BULK_CHECKPOINT_PAGES. The usage tables' inserts land all over their keys;
+        with the small cache each batch reads and writes the same pages again, and each
+        checkpoint copies them again."""
         (default,) = db.one(self.conn, "PRAGMA cache_size")
+        (checkpoint,) = db.one(self.conn, "PRAGMA wal_autocheckpoint")
         self.conn.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
+        self.conn.execute(f"PRAGMA wal_autocheckpoint = {BULK_CHECKPOINT_PAGES}")
         try:
             yield
         finally:
             self.conn.execute(f"PRAGMA cache_size = {int(default)}")  # frees the pages over it
+            # The next commit past it checkpoints (or closing the store does).
+            self.conn.execute(f"PRAGMA wal_autocheckpoint = {int(checkpoint)}")
 
     # -- digests ----------------------------------------------------------------------
 

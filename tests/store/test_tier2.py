@@ -1,0 +1,49 @@
+"""Tier 2's settings for a pass that puts many digests in a row."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from session_memory.store import db, tier2
+from session_memory.store.tier2 import Tier2
+
+
+def pragma(store: Tier2, name: str) -> int:
+    return int(db.one(store.conn, f"PRAGMA {name}")[0])
+
+
+def wal_frames(store: Tier2) -> int:
+    """Frames in the WAL since it last started over (a passive checkpoint reports them)."""
+    busy, frames, _ = db.one(store.conn, "PRAGMA wal_checkpoint(PASSIVE)")
+    assert busy == 0
+    return int(frames)
+
+
+def test_bulk_writes_checkpoint_less_often_and_set_back_after(tmp_path: Path) -> None:
+    store = Tier2(tmp_path / "tier2.db")
+    try:
+        before = (pragma(store, "cache_size"), pragma(store, "wal_autocheckpoint"))
+        assert before[1] == db.CHECKPOINT_PAGES  # SQLite's default, as Tier 2 opens
+        with store.bulk_writes():
+            assert pragma(store, "wal_autocheckpoint") == tier2.BULK_CHECKPOINT_PAGES
+            assert pragma(store, "cache_size") == -tier2.BULK_CACHE_KIB
+        assert (pragma(store, "cache_size"), pragma(store, "wal_autocheckpoint")) == before
+    finally:
+        store.close()
+
+
+def test_a_bulk_pass_checkpoints_its_batches_together(tmp_path: Path) -> None:
+    store = Tier2(tmp_path / "tier2.db")
+    try:
+        blob = os.urandom(3000).hex()  # past a page each, and not compressible
+        with store.bulk_writes():
+            for batch in range(10):  # each commit a few hundred pages
+                store.put_digests([(f"s{batch}-{i}", "src", {"title": blob,
+                                                              "analyzer_version": 1})
+                                   for i in range(150)], 1.0)
+            # Every batch's pages are still in the WAL: none was checkpointed at 1000.
+            assert wal_frames(store) > 2 * db.CHECKPOINT_PAGES
+        assert store.get_digest("s9-149") is not None
+    finally:
+        store.close()
