@@ -47,3 +47,28 @@ def test_a_bulk_pass_checkpoints_its_batches_together(tmp_path: Path) -> None:
         assert store.get_digest("s9-149") is not None
     finally:
         store.close()
+
+
+def test_digests_without_usage_are_the_ones_put_without_spend(tmp_path: Path) -> None:
+    store = Tier2(tmp_path / "tier2.db")
+    try:
+        assert store.digests_without_usage() == []  # a new store: nothing, and no flag left
+        with_spend = {"title": "new", "analyzer_version": 3, "spend": [], "spend_keyed": None}
+        store.put_digests([(f"new{i}", "src", dict(with_spend)) for i in range(5)], 1.0)
+        store.put_digests([("old-a", "codex", {"title": "a", "analyzer_version": 1}),
+                           ("old-b", "aider", {"title": "b", "analyzer_version": 2})], 1.0)
+        store.put_digests([("new9", "src", dict(with_spend))], 1.0)
+        found = store.digests_without_usage()
+        assert sorted((source, digest["title"]) for _, source, digest in found) == [
+            ("aider", "b"), ("codex", "a")]
+        rowids = {sid: rowid for sid, rowid in store.conn.execute(
+            "SELECT session_id, rowid FROM digests")}
+        assert sorted(rowid for rowid, _, _ in found) == sorted([rowids["old-a"],
+                                                                 rowids["old-b"]])
+        store.put_whole_session_usage([(rowid, []) for rowid, _, _ in found])
+        assert store.digests_without_usage() == []
+        # The flag is gone too: a digest without usage now is not looked for.
+        assert store.conn.execute("SELECT 1 FROM meta WHERE key = 'usage_pending'"
+                                  ).fetchone() is None
+    finally:
+        store.close()
