@@ -13,9 +13,10 @@ import hashlib
 import math
 import operator
 import struct
+import sys
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain, groupby
@@ -37,6 +38,9 @@ MAX_ERRORS = 50
 MAX_MESSAGE_CHARS = 2000
 TITLE_CHARS = 100
 TOKEN_FIELDS = ("input", "output", "cache_creation", "cache_read", "reasoning")
+USAGE_COUNTS = ("input", "output", "cache_creation", "cache_creation_1h", "cache_read",
+                "reasoning")
+"""A response's counts as spend keeps them (store/tier2.py's USAGE_FIELDS)."""
 UNKNOWN_MODEL = "unknown"
 
 
@@ -160,9 +164,8 @@ class KeyedSpend:
 
     def add(self, key_hash: int, entry: tuple[Any, ...], cells: dict[tuple[int, str, int],
                                                                         int]) -> None:
-        """One final response, `entry` as DigestBuilder.spend makes them: (cell key, time,
-        6 counts, sidechain, tokens)."""
-        where, when, counts = entry[0], entry[1], entry[2]
+        """One final response, `entry` as DigestBuilder.spend makes them (see _ENTRY)."""
+        when, where, counts = entry[0], entry[1:4], entry[4:10]
         self.hashes.append(key_hash)
         self.at.append(when)
         i = cells.get(where)
@@ -174,15 +177,17 @@ class KeyedSpend:
             _fold(self.sums[i], when, counts)
         self.cell.append(i)
         self.counts.extend(counts)
-        self.tokens.append(entry[4])
+        self.tokens.append(entry[11])
 
-    def extend(self, hashes: list[int], entries: list[tuple[Any, ...]],
+    def extend(self, hashes: array[int], entries: list[tuple[Any, ...]],
                cells: dict[tuple[int, str, int], int]) -> None:
         """Many final responses, in order, each with its key hash: as `add` each, but
         column by column (each cell's sums taken over its responses at once)."""
         if not entries:
             return
-        wheres, whens, counts, _, tokens = zip(*entries, strict=True)
+        columns = list(zip(*entries, strict=True))
+        whens, counts = columns[0], columns[4:10]
+        wheres = list(zip(columns[1], columns[2], columns[3], strict=True))
         for where in dict.fromkeys(wheres):  # new cells in the order `add` would make them
             if where not in cells:
                 cells[where] = len(self.cells)
@@ -197,21 +202,23 @@ class KeyedSpend:
             order = sorted(range(len(cell)), key=cell.__getitem__)
             for c, run in groupby(order, key=cell.__getitem__):
                 if len(members := list(run)) == 1:
-                    self._fold_cell(c, (whens[members[0]],), (counts[members[0]],))
+                    i = members[0]
+                    self._fold_cell(c, (whens[i],), [(column[i],) for column in counts])
                 else:
                     pick = operator.itemgetter(*members)
-                    self._fold_cell(c, pick(whens), pick(counts))
+                    self._fold_cell(c, pick(whens), list(map(pick, counts)))
         # From lists: an array extends from any other iterable an item at a time, slower.
-        self.hashes.fromlist(hashes)
+        self.hashes.extend(hashes)
         self.at.fromlist(list(whens))
         self.cell.fromlist(cell)
-        self.counts.fromlist(list(chain.from_iterable(counts)))
-        self.tokens.fromlist(list(tokens))
+        self.counts.fromlist(list(chain.from_iterable(zip(*counts, strict=True))))
+        self.tokens.fromlist(list(columns[11]))
 
-    def _fold_cell(self, i: int, whens: Sequence[float], counts: Sequence[tuple[int, ...]]
+    def _fold_cell(self, i: int, whens: Sequence[float], counts: Sequence[Sequence[int]]
                    ) -> None:
-        """Responses of cell `i` into its sums (an empty row: a cell new now)."""
-        sums = list(map(sum, zip(*counts, strict=True)))
+        """Responses of cell `i` into its sums, `counts` their 6 columns (an empty row: a
+        cell new now)."""
+        sums = list(map(sum, counts))
         first, last = min(whens), max(whens)
         row = self.sums[i]
         if not row:
@@ -399,33 +406,35 @@ class DigestBuilder(ev.Sink):
                 return  # as above
             when = epoch
         prompt = input + cache_creation + cache_read
-        where = (int(when // 3600), model or UNKNOWN_MODEL,
-                 PROMPT_TIERS[_tiers_below(PROMPT_TIERS, prompt) - 1]
-                 if prompt > _FIRST_TIER else 0)  # prices.prompt_class, inline
-        counts: tuple[int, ...] = (input, output, cache_creation, cache_creation_1h,
-                                   cache_read, reasoning)
+        prompt_over = (PROMPT_TIERS[_tiers_below(PROMPT_TIERS, prompt) - 1]
+                       if prompt > _FIRST_TIER else 0)  # prices.prompt_class, inline
         tokens = prompt + output  # what decides which copy of a response wins
         if (input | output | cache_creation | cache_creation_1h | cache_read | reasoning
                 ) >> _COUNT_BITS:  # past 2**48, or below 0: see _storable
-            counts = tuple(map(_storable, counts))
-            tokens = counts[0] + counts[1] + counts[2] + counts[4]
+            input, output, cache_creation, cache_creation_1h, cache_read, reasoning = map(
+                _storable, (input, output, cache_creation, cache_creation_1h, cache_read,
+                            reasoning))
+            tokens = input + output + cache_creation + cache_read
         if key is None:
+            where = (int(when // 3600), model or UNKNOWN_MODEL, prompt_over)
+            counts = (input, output, cache_creation, cache_creation_1h, cache_read, reasoning)
             row = self.spent_keyless.get(where)
             if row is None:
                 self.spent_keyless[where] = [when, when, *counts, 1]
             else:
                 _fold(row, when, counts)
             return
-        # (cell, time, counts, sidechain, tokens): what KeyedSpend keeps of a response, and
-        # what decides which copy wins. Its key is hashed only once it is final: the copies
-        # of a response (a line for each of its content blocks) cost no hash of their own.
-        entry = (where, when, counts, sidechain, tokens)
+        # What KeyedSpend keeps of a response, and what decides which copy wins: one flat
+        # tuple (see _ENTRY). Its key is hashed only once it is final: the copies of a
+        # response (a line for each of its content blocks) cost no hash of their own.
         recent = self.spent_recent
         old = recent.get(key)
         if old is None:
             if self.spent_retired is not None and self._key_hash(key) in self.spent_retired:
                 return  # a copy of a response counted already, long after it
-            recent[key] = entry
+            recent[key] = (when, int(when // 3600), model or UNKNOWN_MODEL, prompt_over,
+                           input, output, cache_creation, cache_creation_1h, cache_read,
+                           reasoning, sidechain, tokens)
             if len(recent) > _Window.WINDOW:
                 oldest, final = recent.popitem(last=False)
                 oldest_hash = self._key_hash(oldest)
@@ -433,10 +442,12 @@ class DigestBuilder(ev.Sink):
                 if self.spent_retired is None:
                     self.spent_retired = _SeenFilter()
                 self.spent_retired.add(oldest_hash)
-        elif old[3] != sidechain and old[3] or old[3] == sidechain and entry[4] > old[4]:
+        elif old[10] != sidechain and old[10] or old[10] == sidechain and tokens > old[11]:
             # A main-thread copy beats a sidechain's, then the one with more tokens
             # (ccusage's rule).
-            recent[key] = entry
+            recent[key] = (when, int(when // 3600), model or UNKNOWN_MODEL, prompt_over,
+                           input, output, cache_creation, cache_creation_1h, cache_read,
+                           reasoning, sidechain, tokens)
 
     def _key_hash(self, key: str) -> int:
         """A response's key (with its source) hashed to a signed 64-bit integer, the same
@@ -456,9 +467,10 @@ class DigestBuilder(ev.Sink):
     def keyed_spend(self) -> KeyedSpend:
         """Every response with a key, its counts final now."""
         recent = self.spent_recent
-        self.spent.extend(list(map(self._key_hash, recent)), list(recent.values()),
-                          self.spent_cells)
-        recent.clear()
+        if recent:
+            self.spent.extend(_key_hashes(self._prefix_hash, recent), list(recent.values()),
+                              self.spent_cells)
+            recent.clear()
         return self.spent
 
     def cost(self, usd: float) -> None:
@@ -590,6 +602,25 @@ class DigestBuilder(ev.Sink):
 
 _blake2b = hashlib.blake2b
 _hash_of = struct.Struct(">q").unpack  # 8 bytes, big-endian, to a signed integer
+
+_ENTRY = ("at", "hour", "model", "prompt_over", *USAGE_COUNTS, "sidechain", "tokens")
+"""A keyed response as DigestBuilder.spend keeps it until it is final: its time (epoch
+seconds), its cell (hour, model, prompt class), its 6 counts (as in KeyedSpend.sums), whether
+a sidechain wrote it, and its weight (input + output + cache_creation + cache_read)."""
+
+
+def _key_hashes(prefix: Any, keys: Iterable[str]) -> array[int]:
+    """DigestBuilder._key_hash of each key, in order: the digests joined and read as
+    big-endian integers in one step, not each unpacked on its own."""
+    digests = []
+    for key in keys:
+        state = prefix.copy()
+        state.update(key.encode())
+        digests.append(state.digest())
+    hashes = array("q", b"".join(digests))
+    if sys.byteorder == "little":
+        hashes.byteswap()
+    return hashes
 
 
 def whole_session_spend(digest: dict[str, Any], input_includes_cache_read: bool

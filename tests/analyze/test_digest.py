@@ -185,11 +185,13 @@ def test_keyed_spend_extend_is_add_one_by_one(responses: list[tuple[Any, ...]],
     """Responses folded in at once (a session's last window) come out as folded in one at
     a time: the same cells in the same order, sums, and columns; also after some were
     added alone first (the ones that left the window earlier)."""
+    from array import array
+
     from session_memory.analyze.digest import KeyedSpend
 
-    entries = [(cell, when, tuple(counts), side, counts[0] + counts[1] + counts[2] + counts[4])
+    entries = [(when, *cell, *counts, side, counts[0] + counts[1] + counts[2] + counts[4])
                for cell, when, counts, side in responses]
-    hashes = list(range(len(entries)))
+    hashes = array("q", range(len(entries)))
     one, one_cells = KeyedSpend.empty(), {}
     for h, entry in zip(hashes, entries, strict=True):
         one.add(h, entry, one_cells)
@@ -212,3 +214,16 @@ def test_key_hash_is_blake2b_of_source_and_key() -> None:
                                               digest_size=8).digest(), "big", signed=True)
     assert DigestBuilder("claude-code")._key_hash(key) == expected
     assert DigestBuilder("codex")._key_hash(key) != expected
+
+
+@given(st.lists(st.text(), max_size=40), st.sampled_from(["claude-code", "codex", "é"]))
+@settings(deadline=None)
+def test_key_hashes_of_many_are_each_keys_hash(keys: list[str], source: str) -> None:
+    """A session's last window is hashed in one pass: the same integers, in order, as the
+    one-by-one hash Tier 2 knows each response by."""
+    from session_memory.analyze.digest import DigestBuilder, _key_hashes
+
+    builder = DigestBuilder(source)
+    keys = [k.encode("utf-8", "replace").decode() for k in keys]  # no lone surrogates
+    assert list(_key_hashes(builder._prefix_hash, keys)) == [builder._key_hash(k)
+                                                              for k in keys]
