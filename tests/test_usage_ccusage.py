@@ -261,15 +261,19 @@ def assert_equal(mine: Counts, theirs: Counts) -> None:
 def test_other_tools_day_by_model_equal_ccusage_daily(others: Path, tmp_path: Path,
                                                       tz: str) -> None:
     runs = split_runs(others / ".copilot" / "session-state", tmp_path / "runs")
+    copilot = run_ccusage(others, tz, "copilot", "daily", COPILOT_HOME=str(runs))
     theirs = {**their_days(run_ccusage(others, tz, "opencode", "daily")),
               **their_days(run_ccusage(others, tz, "gemini", "daily")),
-              **their_days(run_ccusage(others, tz, "copilot", "daily",
-                                       COPILOT_HOME=str(runs)))}
+              **their_days(copilot)}
     rewound = theirs.pop(("2026-03-02", corpus.GEMINI_REWOUND))  # counted by ccusage only
     assert rewound[:4] == (3000 - 2000 + 7, 70, 0, 2000)
     with ours() as memory:
         rows = memory.usage("day", breakdown=True)
     assert_equal(our_counts(rows, "day", {"opencode", "gemini-cli"}), theirs)
+    # A Copilot run is spent as its requests: as many responses as ccusage counts messages.
+    (day,) = copilot["daily"]
+    assert sum(m["responses"] for r in rows for m in r["models"] if r["key"] == day["date"]
+               and m["model"] in day["modelsUsed"]) == day["messageCount"] == 54 + 16 + 39
     # The hand-made OpenCode message: output 200 and reasoning 300 are 500 output tokens.
     (opencode,) = [m for r in rows for m in r["models"] if m["model"] == corpus.OPENCODE_MODEL]
     assert (opencode["input"], opencode["output"], opencode["cache_read"],
