@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from session_memory import formats, prices
+from session_memory import formats
 from session_memory.errors import ConfigError
 
 APP = "session-memory"
@@ -253,10 +253,7 @@ def settings_from(doc: dict[str, Any]) -> Settings:
     if retention.raw_hard_cap < retention.raw_soft_cap:
         raise ConfigError("retention.raw_hard_cap: must not be below retention.raw_soft_cap")
     sources = {name: _source(name, table) for name, table in doc.get("sources", {}).items()}
-    try:
-        price_overrides = prices.check_overrides(doc.get("prices", {}))
-    except ValueError as e:
-        raise ConfigError(str(e)) from e
+    price_overrides = _price_overrides(doc.get("prices", {}))
     return Settings(
         data_dir=data_dir,
         retention=retention,
@@ -266,6 +263,17 @@ def settings_from(doc: dict[str, Any]) -> Settings:
         prices=price_overrides,
         raw=doc,
     )
+
+
+def _price_overrides(table: object) -> dict[str, dict[str, float]]:
+    if table == {}:
+        return {}  # as in most configs: the price table's code need not load (2 ms)
+    from session_memory import prices
+
+    try:
+        return prices.check_overrides(table)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
 
 
 def default_document() -> dict[str, Any]:

@@ -8,14 +8,18 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from session_memory import formats, log, retention
+from session_memory import formats, log
 from session_memory.config import Settings
 from session_memory.readers import first_run_header
 from session_memory.store import db
 from session_memory.store.tier1 import DEEP_SEAL_LEVEL, DictionaryInUseError, StoredFile, Tier1
-from session_memory.store.tier2 import Tier2
+
+if TYPE_CHECKING:
+    # Imported where used: every store's opening asks run_ids_to_migrate, and an ingest
+    # has no use for Tier 2 or the sweep.
+    from session_memory.store.tier2 import Tier2
 
 logger = log.get("session_memory.maintenance")
 
@@ -124,6 +128,8 @@ class Findings:
 
 
 def find(tier1: Tier1, tier2: Tier2) -> Findings:
+    from session_memory import retention
+
     digest_orphans, analyzed_orphans = tier1.cross_tier_orphans(tier2.path)
     return Findings(
         digest_without_session=digest_orphans,
@@ -148,6 +154,8 @@ def cross_check(tier1: Tier1, tier2: Tier2) -> list[str]:
 def finish_interrupted(tier1: Tier1, tier2: Tier2) -> list[str]:
     """Complete what a kill cut short between the two stores: a forget whose digest is
     still there, a sweep whose report was never stored. The daemon runs this at start."""
+    from session_memory import retention
+
     fixed: list[str] = []
     for sid in pending_forgets(tier1):
         _forget_digest(tier1, tier2, sid)

@@ -14,21 +14,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from session_memory import formats, maintenance, readers, retention, safe_write
+from session_memory import formats, maintenance, readers, safe_write
 from session_memory import ingest as ingest_mod
-from session_memory import usage as usage_mod
 from session_memory.clock import Clock, SystemClock
 from session_memory.config import Settings
 from session_memory.errors import EvictedError, NotFoundError, SessionMemoryError, UsageError
 from session_memory.fswalk import OsWalker, Walker
-from session_memory.prices import PriceBook
 from session_memory.store.tier1 import Tier1
-from session_memory.store.tier2 import Tier2
 
 if TYPE_CHECKING:
     # Imported where used: analysis (its worker pool, the digest builder) would cost every
-    # command's start-up 15 ms, ingest's too.
+    # command's start-up 15 ms, ingest's too; Tier 2, retention, usage and prices another
+    # 8 ms, which an ingest has no use for.
+    from session_memory import retention
     from session_memory.analyze import run as analyze_run
+    from session_memory.prices import PriceBook
+    from session_memory.store.tier2 import Tier2
 
 TIER1_FILE = "tier1.db"
 TIER2_FILE = "tier2.db"
@@ -70,6 +71,8 @@ class Memory:
     @property
     def tier2(self) -> Tier2:
         if self._tier2 is None:
+            from session_memory.store.tier2 import Tier2
+
             self._tier2 = Tier2(self.data_dir / TIER2_FILE, read_only=self.read_only)
         return self._tier2
 
@@ -148,6 +151,8 @@ class Memory:
                   ) -> list[dict[str, Any]]:
         """`rows` with their digest's `title` and `project`, `tokens` and `cost_usd` (see
         `sessions`); `ids`: theirs, or None for every session."""
+        from session_memory import usage as usage_mod
+
         self.store_old_usage()
         spent = usage_mod.by_session(self.tier2.usage_by_session(ids), self.price_book)
         self.price_book.save()
@@ -353,6 +358,8 @@ class Memory:
     # -- status and health ---------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
+        from session_memory import retention
+
         ret = self.settings.retention
         free, total = retention.disk_space(self.data_dir)  # what the sweep's caps read
         return {
@@ -375,6 +382,8 @@ class Memory:
         """What `check` notes without calling the stores unhealthy: a sweep another process
         is running now, sessions a tool keeps where no source reads them, and source files
         ingest skips (links, special files, unreadable)."""
+        from session_memory import retention
+
         warnings: list[str] = []
         pending = retention.pending_sweep(self.tier1)
         if pending is not None and retention.sweep_running(self.tier1):
@@ -486,6 +495,8 @@ class Memory:
         (YYYY-MM-DD, local, both ends inclusive), an ISO time, an age (7d) or epoch
         seconds. `project`: a substring of the project path, or a glob pattern.
         `breakdown`: each row's `models`. See usage.rows for the row shape."""
+        from session_memory import usage as usage_mod
+
         if by not in usage_mod.BY:
             raise UsageError(f"usage by {by!r}: expected one of {', '.join(usage_mod.BY)}")
         start, end = self._usage_window(since, until)
@@ -500,6 +511,8 @@ class Memory:
     def usage_blocks(self, since: str | float | None = None) -> list[dict[str, Any]]:
         """5-hour billing blocks (usage.blocks) over the sources whose format
         bills so, oldest first; the one running now is marked `active`."""
+        from session_memory import usage as usage_mod
+
         start, _ = self._usage_window(since, None)
         sources = [s.name for s in self.settings.sources.values()
                    if getattr(_format_module(s.format), "BILLING_BLOCK_HOURS", None)]
@@ -511,6 +524,8 @@ class Memory:
 
     def _usage_window(self, since: str | float | None, until: str | float | None
                       ) -> tuple[float | None, float | None]:
+        from session_memory import usage as usage_mod
+
         try:
             return (usage_mod.parse_when(since, now=self.clock.now()),
                     usage_mod.parse_when(until, end_of_day=True, now=self.clock.now()))
@@ -520,6 +535,8 @@ class Memory:
     @property
     def price_book(self) -> PriceBook:
         if self._price_book is None:
+            from session_memory.prices import PriceBook
+
             self._price_book = PriceBook(self.settings.prices,
                                          self.data_dir / PRICE_CACHE_FILE
                                          if self.data_dir.is_dir() else None)
@@ -559,6 +576,7 @@ class Memory:
         stopped half-way: the evictions after it count on what it analyzed. `stop`: asked
         before each pass and each eviction; once it says so, the sweep ends there, what it
         evicted committed and reported."""
+        from session_memory import retention
 
         def never_stop() -> bool:
             if alive is not None:

@@ -20,6 +20,12 @@ from tests.conftest import sources_toml, write_config
 
 NEVER_AT_START = ("rich", "structlog")
 """Top-level packages no command loads before it prints a table, a bar or a log record."""
+NOT_FOR_INGEST = ("session_memory.retention", "session_memory.usage", "session_memory.prices",
+                  "session_memory.analyze", "session_memory.daemon", "session_memory.watch",
+                  "session_memory.mcp", "session_memory.dashboard", "genai_prices", "watchdog",
+                  "psutil", "mcp")
+"""What an ingest has no use for: the sweep, usage and prices (the price table), analysis,
+the daemon's and the other commands' modules. Each costs start-up time where it loads."""
 
 
 def loaded_modules(code: str) -> list[str]:
@@ -60,6 +66,7 @@ def test_ingest_loads_its_own_module_only(home: Path, tmp_path: Path) -> None:
     assert "session_memory.memory" in modules  # it ran: the store was opened
     assert command_modules(modules) == {"session_memory.cli.ingest_cmd"}
     assert top_level(modules).isdisjoint(NEVER_AT_START)
+    assert [m for m in modules if m.startswith(NOT_FOR_INGEST)] == []
 
 
 def test_help_still_lists_every_command() -> None:
