@@ -220,10 +220,11 @@ def run_ids_to_migrate(tier1: Tier1) -> bool:
             or tier1.get_meta(RUN_IDS_KEY) != RUN_IDS_VERSION)
 
 
-def migrate_run_ids(tier1: Tier1, tier2: Tier2, settings: Settings) -> list[str]:
+def migrate_run_ids(tier1: Tier1, tier2: Callable[[], Tier2], settings: Settings) -> list[str]:
     """Stores written before runs were named by their header time (`<tool>:app#2`) get the
     ids ingest gives today (`<tool>:path/to/app#20250602T114749`), in place. Returns one
-    line per session renamed.
+    line per session renamed. `tier2`: Tier 2, opened only if a run is renamed (a new
+    store, which has none, is marked as named today's way without it).
 
     Crash-safe across the two stores: Tier 1 renames its rows and records the renames in
     one transaction; Tier 2's digests follow (renaming again is harmless); then the record
@@ -233,6 +234,10 @@ def migrate_run_ids(tier1: Tier1, tier2: Tier2, settings: Settings) -> list[str]
     pending = tier1.get_meta(RUN_RENAMES_KEY)
     if pending is None:
         renames = _plan_run_renames(tier1, tier2, settings)
+        if not renames:
+            with tier1.transaction("rename-runs"):
+                tier1.set_meta(RUN_IDS_KEY, RUN_IDS_VERSION)
+            return []
         with tier1.transaction("rename-runs"):
             for old, moves in renames.items():
                 # The files of other runs (two repositories' runs merged under one old id)
@@ -246,7 +251,7 @@ def migrate_run_ids(tier1: Tier1, tier2: Tier2, settings: Settings) -> list[str]
             tier1.set_meta(RUN_IDS_KEY, RUN_IDS_VERSION)
         pending = json.dumps(flat)
     flat = json.loads(pending)
-    tier2.rename_sessions(flat)
+    tier2().rename_sessions(flat)
     with tier1.transaction("rename-runs-done"):
         tier1.delete_meta(RUN_RENAMES_KEY)
     for old, new in flat.items():
@@ -254,18 +259,18 @@ def migrate_run_ids(tier1: Tier1, tier2: Tier2, settings: Settings) -> list[str]
     return [f"{old} is now {new}" for old, new in flat.items()]
 
 
-def _plan_run_renames(tier1: Tier1, tier2: Tier2, settings: Settings
+def _plan_run_renames(tier1: Tier1, tier2: Callable[[], Tier2], settings: Settings
                       ) -> dict[str, list[tuple[str, str, list[int]]]]:
     """Old id -> [(new id, new native id, its file ids)], the first entry the session's own."""
     plan: dict[str, list[tuple[str, str, list[int]]]] = {}
     for source in settings.sources.values():
-        fmt = formats.get(source.format)
         taken = {sid for sid, _, _ in tier1.sessions_of_source(source.name)}
         pieces: list[tuple[str, int, int, str, int, str]] = []  # path, version, base, ...
         framed: set[str] = set()
         for sid, native, has_frames in tier1.sessions_of_source(source.name):
             if not _OLD_RUN_ID.fullmatch(native):
                 continue
+            fmt = formats.get(source.format)
             mine = []
             for f in tier1.files(sid, latest_only=False):
                 role = fmt.identify(PurePosixPath(f.path), lambda: b"")
@@ -307,7 +312,7 @@ def _plan_run_renames(tier1: Tier1, tier2: Tier2, settings: Settings
     return plan
 
 
-def _run_of(tier1: Tier1, tier2: Tier2, f: StoredFile, marker: bytes,
+def _run_of(tier1: Tier1, tier2: Callable[[], Tier2], f: StoredFile, marker: bytes,
             run_id: Callable[[bytes], str | None], sid: str) -> str | None:
     """A stored run's id: from its header while its bytes are stored, else from the start
     time its digest kept."""
@@ -320,7 +325,7 @@ def _run_of(tier1: Tier1, tier2: Tier2, f: StoredFile, marker: bytes,
         header = first_run_header(head, marker)
         if header is not None:
             return run_id(header)
-    started = tier2.digest_start(sid)
+    started = tier2().digest_start(sid)
     if started and (stamp := re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)",
                                           started)):
         return "{}{}{}T{}{}{}".format(*stamp.groups())

@@ -11,6 +11,7 @@ import functools
 import math
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,8 @@ class Memory:
         self.walker = walker
         self._tier1: Tier1 | None = None
         self._tier2: Tier2 | None = None
+        self._tier2_made: Future[None] | None = None
+        """A new store's Tier 2 being created on a thread (see `tier1`)."""
         self._ingestor: ingest_mod.Ingestor | None = None
         self._price_book: PriceBook | None = None
 
@@ -61,11 +64,19 @@ class Memory:
     @property
     def tier1(self) -> Tier1:
         if self._tier1 is None:
-            self._tier1 = Tier1(self.data_dir / TIER1_FILE, read_only=self.read_only)
+            path = self.data_dir / TIER1_FILE
+            if not self.read_only and not path.exists():
+                # A new store has both tiers (the read-only views open both), Tier 2 made on
+                # a thread meanwhile: creating a store is mostly waiting for the disk, 20-40
+                # ms a tier, which a first ingest has no need to wait for twice.
+                creating = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tier2")
+                self._tier2_made = creating.submit(_create_tier2, self.data_dir / TIER2_FILE)
+                creating.shutdown(wait=False)
+            self._tier1 = Tier1(path, read_only=self.read_only)
             # A store from before runs were named by their start: renamed in place (Tier 2
             # opened only then: an ingest of a few new bytes has no use for it).
             if not self.read_only and maintenance.run_ids_to_migrate(self._tier1):
-                maintenance.migrate_run_ids(self._tier1, self.tier2, self.settings)
+                maintenance.migrate_run_ids(self._tier1, lambda: self.tier2, self.settings)
         return self._tier1
 
     @property
@@ -73,10 +84,19 @@ class Memory:
         if self._tier2 is None:
             from session_memory.store.tier2 import Tier2
 
+            self._tier2_created()
             self._tier2 = Tier2(self.data_dir / TIER2_FILE, read_only=self.read_only)
         return self._tier2
 
+    def _tier2_created(self) -> None:
+        """Wait for a new store's Tier 2 (if `tier1` began one); its failure is raised here."""
+        made, self._tier2_made = self._tier2_made, None
+        if made is not None:
+            made.result()
+
     def close(self) -> None:
+        made, self._tier2_made = self._tier2_made, None
+        failed = made.exception() if made is not None else None  # waits for it to end
         if self._ingestor is not None:
             self._ingestor.close()
             self._ingestor = None
@@ -84,6 +104,8 @@ class Memory:
             if store is not None:
                 store.close()
         self._tier1 = self._tier2 = None
+        if failed is not None:
+            raise failed
 
     def __enter__(self) -> Memory:
         return self
@@ -620,6 +642,12 @@ class Memory:
     def repair(self) -> list[str]:
         """Fix what `check` finds between the tiers when that loses nothing; one line a fix."""
         return maintenance.repair(self.tier1, self.tier2, self.clock.now())
+
+
+def _create_tier2(path: Path) -> None:
+    from session_memory.store.tier2 import Tier2
+
+    Tier2(path).close()
 
 
 def _hour_floor(ts: float | None) -> int | None:

@@ -127,6 +127,33 @@ def test_opening_tier1_of_a_store_with_nothing_to_rename_leaves_tier2_closed(
         assert fresh._tier2 is None
 
 
+def test_a_new_store_is_marked_as_named_today_and_gets_both_tiers(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    """A new store has no run to rename: its Tier 1 says so at once, without waiting for
+    Tier 2, which is made beside it (on a thread) for the read-only views that open both."""
+    (sources["mytool"] / "s.jsonl").write_bytes(b'{"a": 1}\n')
+    assert not (memory.data_dir / "tier1.db").exists()
+    assert memory.tier1.get_meta(maintenance.RUN_IDS_KEY) == maintenance.RUN_IDS_VERSION
+    assert memory.tier1.get_meta(maintenance.RUN_RENAMES_KEY) is None
+    assert memory._tier2 is None  # the migration had no use for it
+    memory.ingest()
+    settings = memory.settings
+    memory.close()
+    with Memory(settings, read_only=True) as view:
+        assert view.tier2.check() == []
+        assert [s["id"] for s in view.sessions()] == ["mytool:s.jsonl"]
+
+
+def test_a_new_store_whose_tier2_cannot_be_made_fails_when_it_closes(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    """The thread's failure is the command's: nothing lets it pass unseen."""
+    memory.data_dir.mkdir(parents=True)
+    (memory.data_dir / "tier2.db").mkdir()  # no database can be created there
+    memory.ingest()
+    with pytest.raises(IsADirectoryError):
+        memory.close()
+
+
 def test_a_migration_cut_short_between_the_stores_is_finished(
         memory: Memory, sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     today = _old_store(memory, sources)
