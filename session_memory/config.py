@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from session_memory import formats
 from session_memory.errors import ConfigError
@@ -66,8 +67,8 @@ def _days(value: object, key: str) -> float:
     return float(value)
 
 
-@dataclass(frozen=True)
-class KeepFree:
+# Structs, not dataclasses: see store.tier1.Cursor.
+class KeepFree(msgspec.Struct, frozen=True):
     """A free-space floor: absolute bytes, or a percentage of the filesystem."""
 
     bytes: int = 0
@@ -91,16 +92,14 @@ def parse_keep_free(value: object, key: str) -> KeepFree:
     return KeepFree(bytes=parse_size(value, key))
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(msgspec.Struct, frozen=True):
     name: str
     format: str
     root: Path
     enabled: bool = True
 
 
-@dataclass(frozen=True)
-class Retention:
+class Retention(msgspec.Struct, frozen=True):
     raw_soft_cap: int
     raw_hard_cap: int
     raw_max_age_days: float
@@ -110,16 +109,17 @@ class Retention:
     report_max_age_days: float = 365.0
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(msgspec.Struct, frozen=True):
+    """The effective configuration (see `load`); msgspec.structs.replace makes a changed copy."""
+
     data_dir: Path
     retention: Retention
     idle_seconds: float
     rescan_interval: float
-    sources: dict[str, Source] = field(default_factory=dict)
-    prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    sources: dict[str, Source] = msgspec.field(default_factory=dict)
+    prices: dict[str, dict[str, float]] = msgspec.field(default_factory=dict)
     """Model (or glob pattern) -> USD per million tokens, over the price table's."""
-    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    raw: dict[str, Any] = msgspec.field(default_factory=dict)
 
     @property
     def enabled_sources(self) -> list[Source]:

@@ -9,7 +9,6 @@ units of work (a file, a session), so SIGTERM waits at most for the transaction 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import os
 import queue
@@ -20,6 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+import msgspec
 
 from session_memory import config, formats, log, maintenance
 from session_memory import ingest as ingest_mod
@@ -474,7 +475,7 @@ class Daemon:
         if new.data_dir != self.settings.data_dir:
             logger.warning("storage.data_dir changed: it takes effect at the next start",
                            running=str(self.settings.data_dir), configured=str(new.data_dir))
-            new = dataclasses.replace(new, data_dir=self.settings.data_dir)
+            new = msgspec.structs.replace(new, data_dir=self.settings.data_dir)
         self.settings = new
         self.memory.settings = new
         self._sync_watches()

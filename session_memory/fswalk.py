@@ -5,16 +5,17 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal, Protocol
+
+import msgspec
 
 EntryKind = Literal["file", "symlink", "special", "error"]
 
 
-# Not frozen: one is made for every file walked or named (see ingest.Candidate).
-@dataclass
-class Entry:
+# Not frozen: one is made for every file walked or named (see ingest.Candidate). A Struct,
+# not a dataclass: see store.tier1.Cursor.
+class Entry(msgspec.Struct):
     relpath: PurePosixPath
     kind: EntryKind
     stat: os.stat_result | None = None

@@ -17,10 +17,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import msgspec
 import xxhash
 import zstandard
 
@@ -141,16 +141,16 @@ def _matches(data: bytes, fp: bytes, kept: bytes | None) -> bool:
     return fp == kept
 
 
-@dataclass
-class IngestSummary:
+# Structs, not dataclasses: see store.tier1.Cursor.
+class IngestSummary(msgspec.Struct):
     files_seen: int = 0
     files_changed: int = 0
     bytes_added: int = 0
     new_versions: int = 0
     skipped: int = 0
     errors: int = 0
-    sessions: set[str] = field(default_factory=set)
-    ended: set[str] = field(default_factory=set)
+    sessions: set[str] = msgspec.field(default_factory=set)
+    ended: set[str] = msgspec.field(default_factory=set)
     """Sessions whose tool wrote their end record in this pass."""
 
     def as_dict(self) -> dict[str, Any]:
@@ -160,10 +160,8 @@ class IngestSummary:
                 "sessions_changed": len(self.sessions)}
 
 
-# Not frozen: a frozen dataclass sets each field through object.__setattr__, and the append
-# path makes one of these a file: of all its instructions, the four such classes took 4%.
-@dataclass
-class Candidate:
+# Not frozen: the append path makes one of these a file (see Prefetched).
+class Candidate(msgspec.Struct):
     """A file whose stat differs from its cursor: it has to be opened."""
 
     source: Source
@@ -178,8 +176,7 @@ class Candidate:
 
 
 # Not frozen: one is made for every file an append pass stores (see Candidate).
-@dataclass
-class Prefetched:
+class Prefetched(msgspec.Struct):
     """A file's next block, read and compressed ahead while the previous file commits,
     with the bytes the cursor's fingerprints are checked against (the first and the last
     FP_BYTES before `offset`) and the fingerprints, all computed off this thread. Used only

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from session_memory import formats, log
 from session_memory.config import Settings
@@ -97,8 +98,7 @@ def pending_forgets(tier1: Tier1) -> list[str]:
 
 # -- cross-tier check and repair ------------------------------------------------------
 
-@dataclass
-class Findings:
+class Findings(msgspec.Struct):  # not a dataclass: see store.tier1.Cursor
     """What disagrees between the tiers; each list holds session (or file) ids."""
 
     digest_without_session: list[str]

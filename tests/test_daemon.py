@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import signal
@@ -16,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from session_memory import config
@@ -531,8 +531,8 @@ def test_a_sweep_the_daemon_runs_asks_its_stop_flag_between_evictions(env: Env) 
         memory, sealer = daemon.memory, daemon._sealer
         assert memory is not None and sealer is not None
         sealer.stop()  # its recompression would take the write lock the sweep waits for
-        memory.settings = dataclasses.replace(memory.settings, retention=dataclasses.replace(
-            memory.settings.retention, raw_soft_cap=1))
+        retention = msgspec.structs.replace(memory.settings.retention, raw_soft_cap=1)
+        memory.settings = msgspec.structs.replace(memory.settings, retention=retention)
         daemon.stopping = True
         daemon._sweep()
         report = memory.last_sweep()

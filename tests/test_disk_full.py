@@ -7,7 +7,6 @@ in-process test caps the database with SQLite's max_page_count instead."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from session_memory import config
@@ -61,7 +61,7 @@ def test_a_capped_store_rolls_back_and_the_sweep_makes_room(
     assert memory.check() == []
     assert _exports(memory, tmp_path / "after") == before
     settings = memory.settings
-    memory.settings = dataclasses.replace(settings, retention=dataclasses.replace(
+    memory.settings = msgspec.structs.replace(settings, retention=msgspec.structs.replace(
         settings.retention, raw_soft_cap=1, raw_hard_cap=1))
     report = memory.sweep()
     assert len(report["backstop_evicted"] + report["budget_evicted"]) == 4

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -17,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import msgspec
 import pytest
 import zstandard
 
@@ -721,7 +721,7 @@ def test_a_few_new_kb_of_an_open_session_take_the_short_path_and_write_the_same_
                  + f'[sources.mytool]\nformat = "jsonl"\nroot = "{roots["mytool"]}"\n')
     settings = config.load()
     short = Memory(settings, clock=clock)
-    general = Memory(dataclasses.replace(settings, data_dir=tmp_path / "general"), clock=clock)
+    general = Memory(msgspec.structs.replace(settings, data_dir=tmp_path / "general"), clock=clock)
     general.ingestor._append_grown = lambda *_: False  # type: ignore[method-assign]
     taken: list[bool] = []
     append_grown = short.ingestor._append_grown

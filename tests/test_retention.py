@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import msgspec
 import pytest
 from freezegun import freeze_time
 from hypothesis import HealthCheck, given, settings
@@ -84,8 +85,8 @@ def fake_analyzer(memory: Memory, fail: set[str] | None = None) -> Any:
 
 
 def set_caps(memory: Memory, **caps: Any) -> None:
-    memory.settings = dataclasses.replace(
-        memory.settings, retention=dataclasses.replace(memory.settings.retention, **caps))
+    memory.settings = msgspec.structs.replace(
+        memory.settings, retention=msgspec.structs.replace(memory.settings.retention, **caps))
 
 
 def projected(memory: Memory) -> int:
@@ -645,7 +646,7 @@ def _scratch_memory() -> Iterator[Memory]:
             mock.patch.object(retention, "disk_space", lambda path: (10**15, 10**16)):
         root = Path(tmp) / "src"
         root.mkdir()
-        settings_ = dataclasses.replace(defaults, data_dir=Path(tmp) / "data",
+        settings_ = msgspec.structs.replace(defaults, data_dir=Path(tmp) / "data",
                                         sources={"mytool": Source("mytool", "jsonl", root)})
         with Memory(settings_, clock=FixedClock(NOW)) as memory:
             yield memory
@@ -716,7 +717,7 @@ def test_sweep_properties(specs: list[_Spec], soft_frac: float, extra_frac: floa
 # A real sweep in a child process, paused inside its overflow pass (after its budget pass
 # committed an eviction, so its marker is in Tier 1) until the parent closes its stdin.
 _PAUSED_SWEEP = """
-import dataclasses, sys
+import msgspec, sys
 from session_memory import config
 from session_memory.analyze.run import AnalyzeResult
 from session_memory.memory import Memory
@@ -727,7 +728,7 @@ def pause(ids):
     return AnalyzeResult()
 
 settings = config.load()
-settings = dataclasses.replace(settings, retention=dataclasses.replace(
+settings = msgspec.structs.replace(settings, retention=msgspec.structs.replace(
     settings.retention, raw_soft_cap=1, raw_hard_cap=1))
 with Memory(settings) as memory:
     memory.analyze_report = pause
