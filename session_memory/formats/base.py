@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
@@ -50,8 +49,8 @@ Head = Callable[[], bytes]
 """Reads the first bytes of a file's (decompressed) content, only when asked."""
 
 
-@dataclass(frozen=True)
-class FileRole:
+# Structs, not dataclasses: see store.tier1.Cursor.
+class FileRole(msgspec.Struct, frozen=True):
     """How a file found under a source root takes part in a session."""
 
     native_id: str
@@ -72,8 +71,7 @@ class FileRole:
     a session ends after `idle_seconds` without writes)."""
 
 
-@dataclass(frozen=True)
-class WatchPolicy:
+class WatchPolicy(msgspec.Struct, frozen=True):
     """How the daemon watches a source root. The rescans stay the source of truth: a
     watch only makes the daemon quicker to notice."""
 
@@ -91,12 +89,11 @@ class WatchPolicy:
 WHOLE_ROOT = WatchPolicy()
 
 
-@dataclass(frozen=True)
-class HookTarget:
+class HookTarget(msgspec.Struct, frozen=True):
     """The session an end-of-session hook names: its native id and the files to store now."""
 
     native_id: str
-    paths: list[Path] = field(default_factory=list)
+    paths: list[Path] = msgspec.field(default_factory=list)
 
 
 class Format(Protocol):
@@ -117,8 +114,7 @@ class Format(Protocol):
     def parse(self, pieces: Sequence[Piece], out: Sink) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Turn:
+class Turn(msgspec.Struct, frozen=True):
     """One step of a session as a reader of its transcript sees it, in the order it
     happened; what a format's `transcript(pieces)` yields."""
 
