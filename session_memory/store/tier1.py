@@ -1397,14 +1397,17 @@ class PackWriter:
         self.tier1, self.level = tier1, level
         self._pending: tuple[int, str, list[bytes]] | None = None
         self._compressing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pack")
+        # One for all the packs: its context keeps zstd's buffers (a pack's window and its
+        # jobs, about 40 MiB), which a new one would allocate, and fault in, again.
+        self._compressor = zstandard.ZstdCompressor(
+            compression_params=_pack_params(level, _INGEST_PACK_THREADS))
         self._restart()
 
     def close(self) -> None:
         self._compressing.shutdown()
 
     def _restart(self) -> None:
-        self._cobj = zstandard.ZstdCompressor(compression_params=_pack_params(
-            self.level, _INGEST_PACK_THREADS)).compressobj()
+        self._cobj = self._compressor.compressobj()
         self._out: list[bytes] = []
         # Each ended file: its id, its session, its length, and its crc once compressed.
         self._files: list[tuple[int, str, int, Future[int]]] = []
