@@ -27,7 +27,7 @@ import zstandard
 from session_memory import formats, log
 from session_memory.clock import Clock, SystemClock
 from session_memory.config import Settings, Source
-from session_memory.formats.base import FileRole, Format, newest_record_time
+from session_memory.formats.base import HEAD_BYTES, FileRole, Format, newest_record_time
 from session_memory.fswalk import Entry, OsWalker, Walker
 from session_memory.readers import (
     BLOCK_BYTES,
@@ -578,7 +578,10 @@ class Ingestor:
             cursor = point.cursor if point else None
             if cursor and cursor.same_stat(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns):
                 return
-            role = self._identify(source, fmt, relpath, phys, fd)
+            # The file's first bytes, where the pool read them from this file as it is now.
+            known = (prefetched.raw if prefetched is not None and not prefetched.offset
+                     and prefetched.stat_key == _stat_key(st) else None)
+            role = self._identify(source, fmt, relpath, phys, fd, known)
             if role is None:
                 return
             if self._plan_version is not None:
@@ -600,12 +603,13 @@ class Ingestor:
             os.close(fd)
 
     def _identify(self, source: Source, fmt: Format, relpath: PurePosixPath, phys: str,
-                  fd: int) -> FileRole | None:
+                  fd: int, known: bytes | None = None) -> FileRole | None:
         """fmt.identify, remembered for a path it needed no bytes of the file to place (a
         format's identify is a function of the path and those bytes alone) in a pass over
         named paths: the watcher names the same files pass after pass, and parsing a path
         took 4% of an append's CPU. A whole walk's are not kept: a backfill's would be
-        every file of the history."""
+        every file of the history. `known`: the file's first bytes (at least its head, or
+        all of it), read already."""
         key = (source.format, phys)
         try:
             return self._roles[key]
@@ -616,7 +620,7 @@ class Ingestor:
         def read_head() -> bytes:
             nonlocal read
             read = True
-            return head(fd, relpath)
+            return head(fd, relpath) if known is None else known[:HEAD_BYTES]
 
         role = fmt.identify(relpath, read_head)
         if not read and self._plan_version is not None and len(self._roles) < LOCATED_MAX:
