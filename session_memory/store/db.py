@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import threading
@@ -42,6 +43,8 @@ def private_dir(path: Path) -> Path:
 def connect(path: Path, migrations: Sequence[Migration]) -> apsw.Connection:
     """A connection to a 0600 database at `path`, its schema brought up to date."""
     private_dir(path.parent)
+    if not os.path.lexists(path):
+        _create(path, migrations)
     # Create the file ourselves so it is never world-readable, even for an instant;
     # SQLite gives its -wal and -shm files the database file's permissions.
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
@@ -67,6 +70,71 @@ def connect(path: Path, migrations: Sequence[Migration]) -> apsw.Connection:
         conn.close()
         raise StoreBusyError(f"{path}: the store is busy (locked by another process)") from e
     return conn
+
+
+def _create(path: Path, migrations: Sequence[Migration]) -> None:
+    """A new store, made whole under a name of its own, synced once, then linked into
+    place: a kill or a power cut leaves no store or a whole one, so nothing needs to reach
+    the disk before it is complete. Made in place, its first transactions took a rollback
+    journal and 13 syncs (20-40 ms, most of a first ingest's waiting for the disk). If
+    another process linked a store there first, that one stays; on a file system without
+    hard links, connect makes it in place."""
+    _remove_abandoned(path)
+    made = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.new")
+    os.close(os.open(made, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     0o600))
+    linked = False
+    try:
+        conn = apsw.Connection(str(made))
+        try:
+            # A copy cut short is thrown away, not rolled back: no journal, no syncs.
+            conn.execute("PRAGMA journal_mode = OFF")
+            conn.execute("PRAGMA synchronous = OFF")
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # before the first table
+            migrate(conn, migrations)
+            conn.execute("PRAGMA journal_mode = WAL")
+        finally:
+            conn.close()
+        _sync(made)
+        with contextlib.suppress(FileExistsError):  # another process's: it stays
+            os.link(made, path)
+            linked = True
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
+            raise  # not a file system without hard links (a full disk, say)
+    finally:
+        os.unlink(made)
+    if linked:
+        _sync(path.parent)
+
+
+def _remove_abandoned(path: Path) -> None:
+    """Copies that _create began in processes that are gone (killed before they linked
+    theirs), with whatever files SQLite had beside them."""
+    prefix = f".{path.name}."
+    for name in os.listdir(path.parent):
+        pid = name[len(prefix):].split(".", 1)[0]
+        if name.startswith(prefix) and ".new" in name and pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path.parent / name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's
+    return True
+
+
+def _sync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def connect_read_only(path: Path, migrations: Sequence[Migration]) -> apsw.Connection:

@@ -1,17 +1,22 @@
-"""The store's connection helpers against real SQLite files: the WAL's checkpoints."""
+"""The store's connection helpers against real SQLite files: the WAL's checkpoints, and
+how a new store is made."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import apsw
 import pytest
 
 from session_memory.store import db
 from session_memory.store.tier1 import Tier1
+from session_memory.store.tier1_schema import MIGRATIONS
 
 PAGE = 4096
 
@@ -85,3 +90,71 @@ def test_an_explicit_checkpoint_still_empties_the_wal(tmp_path: Path) -> None:
             assert _size(f"{tier1.path}-wal") == 0
     finally:
         tier1.close()
+
+
+# -- a new store: made under a name of its own, then linked into place ------------------
+
+
+def _store_files(folder: Path) -> list[str]:
+    return sorted(os.listdir(folder))
+
+
+def test_a_new_store_is_linked_into_place_whole_and_nothing_else_is_left(
+        tmp_path: Path) -> None:
+    conn = db.connect(tmp_path / "data" / "s.db", MIGRATIONS)
+    try:
+        assert db.one(conn, "PRAGMA user_version")[0] == len(MIGRATIONS)
+        assert db.one(conn, "PRAGMA auto_vacuum")[0] == 2  # incremental
+        assert db.one(conn, "PRAGMA journal_mode")[0] == "wal"
+        assert db.one(conn, "PRAGMA integrity_check")[0] == "ok"
+    finally:
+        conn.close()
+    assert _store_files(tmp_path / "data") == ["s.db"]
+    assert os.stat(tmp_path / "data" / "s.db").st_mode & 0o777 == 0o600
+
+
+def test_a_store_another_process_linked_first_is_the_one_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "data" / "s.db"
+    link = os.link
+
+    def theirs_first(src: str | Path, dst: str | Path) -> None:
+        monkeypatch.setattr(os, "link", link)
+        other = db.connect(path, MIGRATIONS)  # made (and written to) meanwhile
+        with db.transaction(other):
+            other.execute("INSERT INTO meta VALUES ('theirs', 1)")
+        other.close()
+        link(src, dst)
+
+    monkeypatch.setattr(os, "link", theirs_first)
+    conn = db.connect(path, MIGRATIONS)
+    try:
+        assert db.one(conn, "SELECT value FROM meta WHERE key = 'theirs'")[0] == 1
+    finally:
+        conn.close()
+    assert _store_files(path.parent) == ["s.db"]
+
+
+def test_a_store_whose_making_fails_leaves_nothing_behind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(conn: apsw.Connection, migrations: object) -> None:
+        conn.execute("CREATE TABLE half (x)")
+        raise apsw.FullError("database or disk is full")
+
+    monkeypatch.setattr(db, "migrate", broken)
+    with pytest.raises(apsw.FullError):
+        db.connect(tmp_path / "data" / "s.db", MIGRATIONS)
+    assert _store_files(tmp_path / "data") == []
+
+
+def test_copies_of_processes_killed_while_making_a_store_are_removed(tmp_path: Path) -> None:
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = int(gone.stdout)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name in (f".s.db.{dead}.0a0b0c0d.new", f".s.db.{dead}.0a0b0c0d.new-wal",
+                 f".s.db.{os.getpid()}.0e0f0a0b.new"):  # ours: still being made
+        (folder / name).write_bytes(b"x")
+    db.connect(folder / "s.db", MIGRATIONS).close()
+    assert _store_files(folder) == [f".s.db.{os.getpid()}.0e0f0a0b.new", "s.db"]
