@@ -33,6 +33,7 @@ from session_memory.errors import (
     StoreFullError,
 )
 from session_memory.fswalk import Walker
+from session_memory.humanize import human_count
 from session_memory.ingest import IngestSummary
 from session_memory.memory import DAEMON_LOCK, Memory
 from session_memory.notify import Notifier, SdNotifier, status_line
@@ -496,14 +497,14 @@ class Daemon:
 
     def _summary(self) -> str:
         w = self.watcher.summary()
-        parts = [f"watching {w['inotify']} folders"]
+        parts = [f"watching {human_count(w['inotify'], 'folder')}"]
         if w["polling"]:
             parts.append(f"polling {w['polling']}")
         if w["rescan_only"]:
-            parts.append(f"{w['rescan_only']} sources by rescan only")
+            parts.append(f"{human_count(w['rescan_only'], 'source')} by rescan only")
         if self.memory is not None:
             counts = self.memory.tier1.count_by_state(self.memory.idle_before)
-            parts.append(f"{counts['total']} sessions ({counts['active']} active, "
+            parts.append(f"{human_count(counts['total'], 'session')} ({counts['active']} active, "
                          f"{counts['analyzed']} analyzed)")
         if self._last_ingest:
             at, n = self._last_ingest

@@ -16,6 +16,11 @@ def human_bytes(n: int | float | None, missing: str = "-") -> str:
     return f"{n} B"
 
 
+def human_count(n: int, noun: str) -> str:
+    """`1 session`, `2 sessions`: `noun` is a regular one (plural with an s)."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def human_cost(usd: float | None, missing: str = "-") -> str:
     return missing if usd is None else f"${usd:,.2f}"
 

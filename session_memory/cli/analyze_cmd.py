@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from session_memory.cli.common import Context, data_command, emit_json
-from session_memory.humanize import human_time
+from session_memory.humanize import human_count, human_time
 
 
 @click.command()
@@ -29,7 +29,7 @@ def analyze(ctx: Context, ids: tuple[str, ...], include_active: bool, force: boo
             click.echo(f"skipped {sid}: {why}", err=True)
         for sid, why in result.failed.items():
             click.echo(f"failed {sid}: {why}", err=True)
-        click.echo(f"analyzed {len(result.analyzed)} sessions", err=True)
+        click.echo(f"analyzed {human_count(len(result.analyzed), 'session')}", err=True)
     if result.failed:
         raise SystemExit(1)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from session_memory.cli.common import Context, data_command, emit_json
-from session_memory.humanize import human_bytes
+from session_memory.humanize import human_bytes, human_count
 
 # The page's default name, here and not in the dashboard package: importing that loads the
 # whole library, and every command would pay for it at start-up.
@@ -36,7 +36,8 @@ def dashboard_command(ctx: Context, output: Path, open_page: bool, as_json: bool
         emit_json(written)
     else:
         click.echo(f"wrote {written['path']} ({human_bytes(written['bytes'])}: "
-                   f"{written['sweeps']} sweeps, {written['sessions']} sessions)", err=True)
+                   f"{human_count(written['sweeps'], 'sweep')}, "
+                   f"{human_count(written['sessions'], 'session')})", err=True)
     if open_page:
         import webbrowser  # here: only --open needs it
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from session_memory.cli.common import Context, console, data_command, emit_json
-from session_memory.humanize import human_bytes
+from session_memory.humanize import human_bytes, human_count
 
 
 @click.command()
@@ -35,10 +35,12 @@ def ingest(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
     result = summary.as_dict() | {"sessions_sealed": sealed}
     if as_json:
         emit_json(result)
-    click.echo(f"ingested {human_bytes(summary.bytes_added)} from {summary.files_changed} "
-               f"changed files ({summary.files_seen} seen, {summary.new_versions} new versions, "
-               f"{summary.skipped} skipped, {summary.errors} errors); "
-               f"{len(summary.sessions)} sessions changed, {sealed} sealed", err=True)
+    click.echo(f"ingested {human_bytes(summary.bytes_added)} from "
+               f"{human_count(summary.files_changed, 'changed file')} ({summary.files_seen} seen, "
+               f"{human_count(summary.new_versions, 'new version')}, {summary.skipped} skipped, "
+               f"{human_count(summary.errors, 'error')}); "
+               f"{human_count(len(summary.sessions), 'session')} changed, {sealed} sealed",
+               err=True)
 
 
 def register(cli: click.Group) -> None:

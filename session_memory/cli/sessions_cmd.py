@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from session_memory.cli.common import Context, console, data_command, emit_json, rich_table
-from session_memory.humanize import human_bytes, human_cost, human_time
+from session_memory.humanize import human_bytes, human_cost, human_count, human_time
 from session_memory.store.tier1 import STATES
 
 
@@ -111,7 +111,7 @@ def export(ctx: Context, session_id: str, out_dir: Path, as_json: bool) -> None:
     else:
         for p in written:
             click.echo(str(p))
-    click.echo(f"exported {len(written)} files", err=True)
+    click.echo(f"exported {human_count(len(written), 'file')}", err=True)
 
 
 @click.command()
@@ -127,7 +127,7 @@ def restore(ctx: Context, session_id: str, force: bool, as_json: bool) -> None:
     else:
         for p in written:
             click.echo(str(p))
-    click.echo(f"restored {len(written)} files", err=True)
+    click.echo(f"restored {human_count(len(written), 'file')}", err=True)
 
 
 def _pin_command(name: str, pinned: bool, help_text: str) -> click.Command:

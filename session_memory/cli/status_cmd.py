@@ -8,7 +8,7 @@ import click
 
 from session_memory import exitcodes
 from session_memory.cli.common import Context, data_command, emit_json
-from session_memory.humanize import human_bytes, human_time
+from session_memory.humanize import human_bytes, human_count, human_time
 
 
 @click.command()
@@ -56,7 +56,8 @@ def check(ctx: Context, repair: bool, as_json: bool) -> None:
             click.echo(p)
         for w in warnings:
             click.echo(f"warning: {w}")
-        click.echo("stores healthy" if not problems else f"{len(problems)} problems", err=True)
+        click.echo(human_count(len(problems), "problem") if problems else "stores healthy",
+                   err=True)
     if problems:
         sys.exit(exitcodes.ERROR)
 

@@ -125,8 +125,9 @@ def test_sessions_show_titles_and_cost(sources: dict[str, Path]) -> None:
              "content": [{"type": "text", "text": "fixed"}],
              "usage": {"input_tokens": 100000, "output_tokens": 20000}}})))
     os.utime(f, (1767607209, 1767607209))  # written in January: ended
-    cli("ingest")
-    cli("analyze")
+    assert "from 1 changed file (1 seen, 0 new versions, 0 skipped, 0 errors); 1 session " \
+        "changed" in cli("ingest").stderr
+    assert cli("analyze").stderr == "analyzed 1 session\n"
     row = as_json("sessions")[0]
     shown_json = as_json("show", SID)
     title = shown_json["digest"]["title"]
