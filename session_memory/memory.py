@@ -11,7 +11,6 @@ import functools
 import math
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,8 +49,6 @@ class Memory:
         self.walker = walker
         self._tier1: Tier1 | None = None
         self._tier2: Tier2 | None = None
-        self._tier2_made: Future[None] | None = None
-        """A new store's Tier 2 being created on a thread (see `tier1`)."""
         self._ingestor: ingest_mod.Ingestor | None = None
         self._price_book: PriceBook | None = None
 
@@ -66,12 +63,8 @@ class Memory:
         if self._tier1 is None:
             path = self.data_dir / TIER1_FILE
             if not self.read_only and not path.exists():
-                # A new store has both tiers (the read-only views open both), Tier 2 made on
-                # a thread meanwhile: creating a store is mostly waiting for the disk, 20-40
-                # ms a tier, which a first ingest has no need to wait for twice.
-                creating = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tier2")
-                self._tier2_made = creating.submit(_create_tier2, self.data_dir / TIER2_FILE)
-                creating.shutdown(wait=False)
+                # A new store has both tiers: the read-only views open both.
+                _create_tier2(self.data_dir / TIER2_FILE)
             self._tier1 = Tier1(path, read_only=self.read_only)
             # A store from before runs were named by their start: renamed in place (Tier 2
             # opened only then: an ingest of a few new bytes has no use for it).
@@ -84,19 +77,10 @@ class Memory:
         if self._tier2 is None:
             from session_memory.store.tier2 import Tier2
 
-            self._tier2_created()
             self._tier2 = Tier2(self.data_dir / TIER2_FILE, read_only=self.read_only)
         return self._tier2
 
-    def _tier2_created(self) -> None:
-        """Wait for a new store's Tier 2 (if `tier1` began one); its failure is raised here."""
-        made, self._tier2_made = self._tier2_made, None
-        if made is not None:
-            made.result()
-
     def close(self) -> None:
-        made, self._tier2_made = self._tier2_made, None
-        failed = made.exception() if made is not None else None  # waits for it to end
         if self._ingestor is not None:
             self._ingestor.close()
             self._ingestor = None
@@ -104,8 +88,6 @@ class Memory:
             if store is not None:
                 store.close()
         self._tier1 = self._tier2 = None
-        if failed is not None:
-            raise failed
 
     def __enter__(self) -> Memory:
         return self

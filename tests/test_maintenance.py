@@ -129,8 +129,8 @@ def test_opening_tier1_of_a_store_with_nothing_to_rename_leaves_tier2_closed(
 
 def test_a_new_store_is_marked_as_named_today_and_gets_both_tiers(
         memory: Memory, sources: dict[str, Path]) -> None:
-    """A new store has no run to rename: its Tier 1 says so at once, without waiting for
-    Tier 2, which is made beside it (on a thread) for the read-only views that open both."""
+    """A new store has no run to rename: its Tier 1 says so at once, without opening
+    Tier 2, which is made beside it for the read-only views that open both."""
     (sources["mytool"] / "s.jsonl").write_bytes(b'{"a": 1}\n')
     assert not (memory.data_dir / "tier1.db").exists()
     assert memory.tier1.get_meta(maintenance.RUN_IDS_KEY) == maintenance.RUN_IDS_VERSION
@@ -144,14 +144,14 @@ def test_a_new_store_is_marked_as_named_today_and_gets_both_tiers(
         assert [s["id"] for s in view.sessions()] == ["mytool:s.jsonl"]
 
 
-def test_a_new_store_whose_tier2_cannot_be_made_fails_when_it_closes(
+def test_a_new_store_whose_tier2_cannot_be_made_fails_before_it_ingests(
         memory: Memory, sources: dict[str, Path]) -> None:
-    """The thread's failure is the command's: nothing lets it pass unseen."""
+    (sources["mytool"] / "s.jsonl").write_bytes(b'{"a": 1}\n')
     memory.data_dir.mkdir(parents=True)
     (memory.data_dir / "tier2.db").mkdir()  # no database can be created there
-    memory.ingest()
     with pytest.raises(IsADirectoryError):
-        memory.close()
+        memory.ingest()
+    assert not (memory.data_dir / "tier1.db").exists()
 
 
 def test_a_migration_cut_short_between_the_stores_is_finished(
