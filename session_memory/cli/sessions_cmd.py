@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from session_memory.cli.common import Context, console, data_command, emit_json, rich_table
+from session_memory.cli.common import (
+    Context,
+    console,
+    data_command,
+    emit_json,
+    rich_table,
+    rich_text,
+)
 from session_memory.humanize import human_bytes, human_cost, human_count, human_time
 from session_memory.store.tier1 import STATES
 
@@ -47,7 +54,8 @@ def sessions(ctx: Context, state: str | None, source: str | None, limit: int | N
     table.add_column("title", no_wrap=True, overflow="ellipsis",
                      max_width=max(12, console().width - sum(w + 3 for w in widths) - 4))
     for r, row_cells in zip(rows, cells, strict=True):
-        table.add_row(*row_cells, r["title"] or "")
+        # As Text: a prompt's brackets ("[/]", "list[str]") are no rich markup.
+        table.add_row(*row_cells, rich_text(r["title"] or ""))
     console().print(table)
 
 

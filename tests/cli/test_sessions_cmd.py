@@ -112,13 +112,13 @@ def test_check_and_private_files(sources: dict[str, Path], home: Path) -> None:
 
 def test_sessions_show_titles_and_cost(sources: dict[str, Path]) -> None:
     """A session with a digest lists its title, project and cost: in JSON, as the last
-    field of the plain lines, and in the table on a terminal (cut to the line's width);
-    `show` says them too."""
+    field of the plain lines, and in the table on a terminal (cut to the line's width, and
+    as written: a prompt's brackets are no markup); `show` says them too."""
     f = sources["claude-code"] / "-home-dev-app" / f"{SID}.jsonl"
     f.parent.mkdir()
     f.write_text("".join(json.dumps(r) + "\n" for r in (
         {"type": "user", "timestamp": "2026-01-05T10:00:00Z", "cwd": "/home/dev/app",
-         "message": {"role": "user", "content": "fix the flaky login\ttest in ci"}},
+         "message": {"role": "user", "content": "fix the flaky login\ttest in [/]ci[x]"}},
         {"type": "assistant", "timestamp": "2026-01-05T10:00:09Z", "cwd": "/home/dev/app",
          "requestId": "req_1", "message": {
              "id": "msg_1", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
