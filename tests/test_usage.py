@@ -366,6 +366,7 @@ def test_no_usage_says_which_sessions_are_not_counted_yet(corpus_home: Path,
 
 @pytest.mark.parametrize(("zone", "warned"), [
     ("America/NewYork", True), ("Mars/Olympus", True), (":Europe/Pariss", True),
+    ("America", True),  # a folder of zones, no zone
     ("America/New_York", False), (":Europe/Paris", False), ("UTC", False),
     ("EST5EDT", False), ("CET-1CEST,M3.5.0,M10.5.0/3", False), ("", False)])
 def test_usage_says_when_tz_is_no_zone_the_system_knows(

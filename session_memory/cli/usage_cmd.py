@@ -84,7 +84,7 @@ def unknown_time_zone() -> str | None:
         return None
     try:
         zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder
         return zone
     return None
 
