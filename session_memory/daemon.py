@@ -425,8 +425,14 @@ class Daemon:
                 self._live_at = min(self._live_at, at)
         if not due:
             return
-        result = self.memory.analyze_report(due, include_active=True, stop=self._stop_asked,
-                                            parallel=False)
+        try:
+            result = self.memory.analyze_report(due, include_active=True,
+                                                stop=self._stop_asked, parallel=False)
+        except BaseException:
+            # The store's fault, not theirs (a busy or full store): they are due again then,
+            # grown or not.
+            self._live_at = min(self._live_at, now + LIVE_DIGEST_SECONDS)
+            raise
         # One that failed waits until it grows, as one digested does.
         for sid in [*result.analyzed, *result.failed]:
             self._live[sid] = (active[sid], now)

@@ -619,3 +619,33 @@ def test_running_sessions_are_digested_as_they_grow(env: Env,
         daemon._seal_and_analyze()
         assert memory.show(f"claude-code:{sid}")["state"] == "analyzed"
         assert output_tokens(memory) == 20
+
+
+def test_a_live_digest_that_finds_no_room_is_tried_again(env: Env) -> None:
+    """A live digest the store refused (Tier 2 full) is not the session's fault: it is tried
+    again a minute on, though the session has not grown since."""
+    env.write_config(idle="1h")
+    sid = str(uuid.uuid4())
+    path = env.roots["claude-code"] / "-work-p" / f"{sid}.jsonl"
+    path.parent.mkdir()
+    # Prompts of words no page holds yet: their digest and index rows need new pages.
+    path.write_text("".join(claude_record(sid, " ".join(uuid.uuid4().hex for _ in range(40)))
+                            + "\n" + claude_record(sid, "done", "assistant") + "\n"
+                            for _ in range(30)))
+    clock = FixedClock(time.time())
+    with opened(env, clock) as daemon:
+        memory = daemon.memory
+        assert memory is not None
+        daemon._rescan()
+        tier2 = memory.tier2.conn
+        pages = tier2.execute("PRAGMA page_count").fetchone()[0]
+        tier2.execute(f"PRAGMA max_page_count = {pages}")
+        clock.advance(LIVE_DIGEST_SECONDS)
+        daemon._guard("live digests", daemon._digest_live)
+        assert memory.show(f"claude-code:{sid}")["digest"] is None
+        assert daemon._live_at <= clock.now() + LIVE_DIGEST_SECONDS
+        tier2.execute("PRAGMA max_page_count = 1073741823")
+        clock.advance(daemon._live_at - clock.now())
+        daemon.step(0.0)
+        shown = memory.show(f"claude-code:{sid}")
+        assert shown["state"] == "active" and shown["digest"] is not None
