@@ -144,6 +144,27 @@ def write_ended(path: Path, text: str) -> None:
     os.utime(path, (old, old))
 
 
+class PassCounter:
+    """How many analysis passes ran: each sets worker.pass_conditions once."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        conditions = worker.pass_conditions
+
+        @contextlib.contextmanager
+        def counted() -> Iterator[None]:
+            self.count += 1
+            with conditions():
+                yield
+
+        monkeypatch.setattr(worker, "pass_conditions", counted)
+
+
+@pytest.fixture
+def passes(monkeypatch: pytest.MonkeyPatch) -> PassCounter:
+    return PassCounter(monkeypatch)
+
+
 @contextlib.contextmanager
 def opened(env: Env, clock: FixedClock) -> Iterator[Daemon]:
     """The daemon with its store open in this process, as its start leaves it: the test
@@ -276,7 +297,7 @@ def test_idle_sessions_get_digests(env: Env, start: Callable[..., DaemonProcess]
 
 
 def test_ended_sessions_are_analyzed_in_one_pass_and_a_failed_one_waits(
-        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+        env: Env, passes: PassCounter) -> None:
     """The daemon analyzes the ended sessions in one pass, as `session-memory analyze` does
     (the pass's conditions set once, not once a session); one the analyzer fails on is
     tried again only after ANALYZE_BACKOFF."""
@@ -293,29 +314,18 @@ def test_ended_sessions_are_analyzed_in_one_pass_and_a_failed_one_waits(
     with env.memory() as memory:
         memory.ingest()
     env.write_config()  # its source left the config: that session cannot be analyzed
-    passes = 0
-    pass_conditions = worker.pass_conditions
-
-    @contextlib.contextmanager
-    def counted() -> Iterator[None]:
-        nonlocal passes
-        passes += 1
-        with pass_conditions():
-            yield
-
-    monkeypatch.setattr(worker, "pass_conditions", counted)
     clock = FixedClock(time.time())
     with opened(env, clock) as daemon:
         assert daemon.memory is not None
         daemon._seal_and_analyze()
         states = {sid: daemon.memory.show(sid)["state"] for sid in [*good, gone]}
         assert states == {**dict.fromkeys(good, "analyzed"), gone: "ended"}
-        assert passes == 1
+        assert passes.count == 1
         daemon._seal_and_analyze()
-        assert passes == 1  # the failed one waits
+        assert passes.count == 1  # the failed one waits
         clock.advance(ANALYZE_BACKOFF + 1)
         daemon._seal_and_analyze()
-        assert passes == 2
+        assert passes.count == 2
         assert daemon.memory.show(gone)["state"] == "ended"
 
 
@@ -541,7 +551,7 @@ def test_a_sweep_the_daemon_runs_asks_its_stop_flag_between_evictions(env: Env) 
         assert {memory.show(sid)["state"] for sid in ids} == {"analyzed"}
 
 
-def test_running_sessions_are_digested_as_they_grow(env: Env,
+def test_running_sessions_are_digested_as_they_grow(env: Env, passes: PassCounter,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A session still being written gets a digest LIVE_DIGEST_SECONDS after it grew, so
     `usage` and `show` count it before it ends; it stays active, is digested again only
@@ -552,17 +562,6 @@ def test_running_sessions_are_digested_as_they_grow(env: Env,
     path.parent.mkdir()
     path.write_text(claude_record(sid, "fix the build") + "\n"
                     + claude_record(sid, "fixed", "assistant") + "\n")
-    passes = 0
-    pass_conditions = worker.pass_conditions
-
-    @contextlib.contextmanager
-    def counted() -> Iterator[None]:
-        nonlocal passes
-        passes += 1
-        with pass_conditions():
-            yield
-
-    monkeypatch.setattr(worker, "pass_conditions", counted)
 
     def output_tokens(memory: Memory) -> int:
         return sum(row["output"] for row in memory.usage(by="session"))
@@ -579,20 +578,20 @@ def test_running_sessions_are_digested_as_they_grow(env: Env,
         shown = memory.show(f"claude-code:{sid}")
         assert shown["state"] == "active"
         assert shown["digest"]["first_prompt"] == "fix the build"
-        assert output_tokens(memory) == 5 and passes == 1
+        assert output_tokens(memory) == 5 and passes.count == 1
         # Not grown: not digested again, however long it waits.
         clock.advance(LIVE_DIGEST_SECONDS / 2)
         daemon._digest_live()
-        assert passes == 1
+        assert passes.count == 1
         # Grown: digested again a minute on, and not sooner.
         with path.open("a") as f:
             f.write(claude_record(sid, "and the tests", "assistant") + "\n")
         daemon._ingest([path])
         daemon._digest_live()  # called early: the session is not due yet
-        assert passes == 1 and output_tokens(memory) == 5
+        assert passes.count == 1 and output_tokens(memory) == 5
         clock.advance(LIVE_DIGEST_SECONDS / 2)
         daemon._digest_live()
-        assert passes == 2 and output_tokens(memory) == 10
+        assert passes.count == 2 and output_tokens(memory) == 10
         # A larger session waits a second per LIVE_BYTES_PER_SECOND of its bytes.
         size = memory.show(f"claude-code:{sid}")["raw_bytes"]
         monkeypatch.setattr(daemon_mod, "LIVE_BYTES_PER_SECOND", size / 600)
@@ -601,11 +600,11 @@ def test_running_sessions_are_digested_as_they_grow(env: Env,
         daemon._ingest([path])
         clock.advance(LIVE_DIGEST_SECONDS)
         daemon._digest_live()
-        assert passes == 2
+        assert passes.count == 2
         assert daemon._live_at > clock.now() + 400
         clock.advance(daemon._live_at - clock.now())
         daemon._digest_live()
-        assert passes == 3 and output_tokens(memory) == 15
+        assert passes.count == 3 and output_tokens(memory) == 15
         # Past LIVE_DIGEST_MAX_BYTES, it waits for its end.
         monkeypatch.setattr(daemon_mod, "LIVE_DIGEST_MAX_BYTES", size)
         with path.open("a") as f:
@@ -613,7 +612,7 @@ def test_running_sessions_are_digested_as_they_grow(env: Env,
         daemon._ingest([path])
         clock.advance(3600)
         daemon._digest_live()
-        assert passes == 3 and output_tokens(memory) == 15
+        assert passes.count == 3 and output_tokens(memory) == 15
         # Ended: analyzed whole, as any ended session.
         clock.advance(3600)
         daemon._seal_and_analyze()
