@@ -284,6 +284,13 @@ class Tier2:
         """`read_only`: never creates, migrates or writes (see db.connect_read_only)."""
         self.path = path
         self.conn = (db.connect_read_only if read_only else db.connect)(path, MIGRATIONS)
+        if not read_only:
+            # Once checkpointed, a WAL that a bulk pass let grow (BULK_CHECKPOINT_PAGES) is cut
+            # back to what a checkpoint leaves it at otherwise: SQLite reuses the file at its
+            # largest, and it counts in usage_bytes for as long as the daemon keeps it open.
+            (page_size,) = db.one(self.conn, "PRAGMA page_size")
+            self.conn.execute(
+                f"PRAGMA journal_size_limit = {db.CHECKPOINT_PAGES * int(page_size)}")
         self._totals: dict[tuple[int, str, int], list[int]] | None = None
         """While digests are put: what usage_totals gains, summed per row over the batch
         (its sessions share their hours), written once at the end of the transaction."""
@@ -310,14 +317,18 @@ class Tier2:
         checkpoint copies them again."""
         (default,) = db.one(self.conn, "PRAGMA cache_size")
         (checkpoint,) = db.one(self.conn, "PRAGMA wal_autocheckpoint")
+        (size_limit,) = db.one(self.conn, "PRAGMA journal_size_limit")
         self.conn.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
         self.conn.execute(f"PRAGMA wal_autocheckpoint = {BULK_CHECKPOINT_PAGES}")
+        self.conn.execute("PRAGMA journal_size_limit = -1")  # the pass reuses it whole
         try:
             yield
         finally:
             self.conn.execute(f"PRAGMA cache_size = {int(default)}")  # frees the pages over it
-            # The next commit past it checkpoints (or closing the store does).
+            # The next commit past it checkpoints (or closing the store does), and the one
+            # after cuts the WAL back (see __init__).
             self.conn.execute(f"PRAGMA wal_autocheckpoint = {int(checkpoint)}")
+            self.conn.execute(f"PRAGMA journal_size_limit = {int(size_limit)}")
 
     # -- digests ----------------------------------------------------------------------
 

@@ -23,12 +23,14 @@ def wal_frames(store: Tier2) -> int:
 def test_bulk_writes_checkpoint_less_often_and_set_back_after(tmp_path: Path) -> None:
     store = Tier2(tmp_path / "tier2.db")
     try:
-        before = (pragma(store, "cache_size"), pragma(store, "wal_autocheckpoint"))
+        names = ("cache_size", "wal_autocheckpoint", "journal_size_limit")
+        before = tuple(pragma(store, name) for name in names)
         assert before[1] == db.CHECKPOINT_PAGES  # SQLite's default, as Tier 2 opens
         with store.bulk_writes():
             assert pragma(store, "wal_autocheckpoint") == tier2.BULK_CHECKPOINT_PAGES
             assert pragma(store, "cache_size") == -tier2.BULK_CACHE_KIB
-        assert (pragma(store, "cache_size"), pragma(store, "wal_autocheckpoint")) == before
+            assert pragma(store, "journal_size_limit") == -1
+        assert tuple(pragma(store, name) for name in names) == before
     finally:
         store.close()
 
@@ -70,5 +72,28 @@ def test_digests_without_usage_are_the_ones_put_without_spend(tmp_path: Path) ->
         # The flag is gone too: a digest without usage now is not looked for.
         assert store.conn.execute("SELECT 1 FROM meta WHERE key = 'usage_pending'"
                                   ).fetchone() is None
+    finally:
+        store.close()
+
+
+def test_the_wal_a_bulk_pass_grew_is_cut_back_once_checkpointed(tmp_path: Path) -> None:
+    """The WAL a bulk pass let grow is not kept at its largest (SQLite reuses the file
+    without shrinking it): it counts in usage_bytes, against distilled_cap, for as long as
+    the daemon keeps the store open."""
+    store = Tier2(tmp_path / "tier2.db")
+    wal = tmp_path / "tier2.db-wal"
+    try:
+        blob = os.urandom(3000).hex()
+        with store.bulk_writes():
+            for batch in range(10):
+                store.put_digests([(f"s{batch}-{i}", "src", {"title": blob,
+                                                              "analyzer_version": 1})
+                                   for i in range(150)], 1.0)
+        grown = wal.stat().st_size
+        limit = db.CHECKPOINT_PAGES * pragma(store, "page_size")
+        assert grown > 2 * limit
+        for n in range(3):  # the first checkpoints it all, the next starts it over
+            store.put_digests([(f"t{n}", "src", {"title": "x", "analyzer_version": 1})], 1.0)
+        assert wal.stat().st_size <= limit
     finally:
         store.close()
