@@ -103,7 +103,9 @@ def _print_table(by: str, rows: list[dict[str, Any]], breakdown: bool) -> None:
                        show_footer=True)
     largest = max(usage_mod.tokens(r) for r in rows)
     for r in rows:
-        table.add_row(str(r["key"]), f"{r['sessions']:,}", *(f"{r[k]:,}" for k in _COLUMNS),
+        # As Text: a project's path may hold brackets, which are no rich markup.
+        table.add_row(rich_text(str(r["key"])), f"{r['sessions']:,}",
+                      *(f"{r[k]:,}" for k in _COLUMNS),
                       human_cost(r["cost_usd"]),
                       *([_bar(usage_mod.tokens(r), largest)] if timeline else []))
         for part in r.get("models", []) if breakdown else []:
@@ -154,7 +156,7 @@ def blocks(ctx: Context, since: str | None, active_only: bool, as_json: bool) ->
     for b in found:
         status = rich_text("● active", "bold green") if b["active"] else (
             rich_text("gap", "dim") if b["gap"] else rich_text(""))
-        table.add_row(_local(b["start"]), status, ", ".join(b["models"]),
+        table.add_row(_local(b["start"]), status, rich_text(", ".join(b["models"])),
                       *(f"{b[k]:,}" for k in _COLUMNS), human_cost(b["cost_usd"]),
                       _bar(usage_mod.tokens(b), largest))
     console().print(table)
