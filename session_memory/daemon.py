@@ -419,6 +419,9 @@ class Daemon:
             if seen_bytes == raw_bytes or raw_bytes > LIVE_DIGEST_MAX_BYTES:
                 continue
             at = seen_at + max(LIVE_DIGEST_SECONDS, raw_bytes / LIVE_BYTES_PER_SECOND)
+            failed = self._analyze_failed.get(sid)
+            if failed is not None:  # as an ended one: tried again after ANALYZE_BACKOFF
+                at = max(at, failed[1])
             if at <= now:
                 due.append(sid)
             else:
@@ -433,9 +436,14 @@ class Daemon:
             # grown or not.
             self._live_at = min(self._live_at, now + LIVE_DIGEST_SECONDS)
             raise
-        # One that failed waits until it grows, as one digested does.
+        # Each waits until it grows; one that failed, ANALYZE_BACKOFF too, grown or not (it
+        # grows all the time), and once ended as long as it has not grown since.
         for sid in [*result.analyzed, *result.failed]:
             self._live[sid] = (active[sid], now)
+        for sid in result.analyzed:
+            self._analyze_failed.pop(sid, None)
+        for sid in result.failed:  # logged by the pass, with why
+            self._analyze_failed[sid] = (active[sid], now + ANALYZE_BACKOFF)
         logger.debug("running sessions digested", sessions=len(result.analyzed),
                      failed=len(result.failed))
 

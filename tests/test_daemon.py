@@ -648,3 +648,39 @@ def test_a_live_digest_that_finds_no_room_is_tried_again(env: Env) -> None:
         daemon.step(0.0)
         shown = memory.show(f"claude-code:{sid}")
         assert shown["state"] == "active" and shown["digest"] is not None
+
+
+def test_a_running_session_the_analyzer_fails_on_waits_as_an_ended_one(
+        env: Env, passes: PassCounter) -> None:
+    """A running session the analyzer fails on is tried again after ANALYZE_BACKOFF, as an
+    ended one is, though it keeps growing: not a failed pass, and an error logged, a minute."""
+    gone_root = env.home / "src" / "gone"
+    sid = str(uuid.uuid4())
+    path = gone_root / "-work-p" / f"{sid}.jsonl"
+    path.parent.mkdir(parents=True)
+    gone = f'[sources.gone]\nformat = "claude-code"\nroot = "{gone_root}"\n'
+
+    def grow(text: str) -> None:
+        with path.open("a") as f:
+            f.write(claude_record(sid, text) + "\n")
+        env.write_config(idle="2h", extra=gone)
+        with env.memory() as memory:
+            memory.ingest()
+        env.write_config(idle="2h")  # its source left the config: it cannot be analyzed
+
+    grow("fix the build")
+    clock = FixedClock(time.time())
+    with opened(env, clock) as daemon:
+        clock.advance(LIVE_DIGEST_SECONDS)
+        daemon._digest_live()
+        assert passes.count == 1  # tried, and failed
+        grow("and the tests")
+        clock.advance(LIVE_DIGEST_SECONDS)
+        daemon._digest_live()
+        assert passes.count == 1  # grown, but it failed a minute ago
+        assert daemon._live_at <= clock.now() + ANALYZE_BACKOFF
+        clock.advance(ANALYZE_BACKOFF)
+        daemon._digest_live()
+        assert passes.count == 2
+        assert daemon.memory is not None
+        assert daemon.memory.show(f"gone:{sid}")["state"] == "active"
