@@ -684,3 +684,34 @@ def test_a_running_session_the_analyzer_fails_on_waits_as_an_ended_one(
         assert passes.count == 2
         assert daemon.memory is not None
         assert daemon.memory.show(f"gone:{sid}")["state"] == "active"
+
+
+def test_running_sessions_due_together_are_digested_over_several_turns(
+        env: Env, passes: PassCounter, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Running sessions due at once are digested LIVE_DIGEST_MAX_BYTES a turn of the loop,
+    the longest waiting first: the appends that came meanwhile are stored between turns,
+    not held up for all their parses."""
+    env.write_config(idle="1h")
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    for sid in ids:
+        path = env.roots["claude-code"] / "-work-p" / f"{sid}.jsonl"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(claude_record(sid, "fix the build") + "\n"
+                        + claude_record(sid, "fixed", "assistant") + "\n")
+    clock = FixedClock(time.time())
+    with opened(env, clock) as daemon:
+        memory = daemon.memory
+        assert memory is not None
+        daemon._rescan()
+        sizes = [memory.show(f"claude-code:{sid}")["raw_bytes"] for sid in ids]
+        monkeypatch.setattr(daemon_mod, "LIVE_DIGEST_MAX_BYTES", max(sizes) + min(sizes) - 1)
+        clock.advance(LIVE_DIGEST_SECONDS)
+
+        def digested() -> int:
+            return sum(memory.show(f"claude-code:{sid}")["digest"] is not None for sid in ids)
+
+        for turn in (1, 2, 3):
+            assert daemon._live_at <= clock.now()
+            daemon.step(0.0)
+            assert passes.count == turn and digested() == turn
+        assert daemon._live_at == float("inf")  # none due until it grows
