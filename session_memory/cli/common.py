@@ -93,7 +93,11 @@ def fail(message: str, code: int = exitcodes.ERROR, *, as_json: bool = False) ->
     """The message on stderr and exit `code`; with --json, also the error document."""
     if as_json:
         emit_error(message, code)
-    console(err=True).print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    from rich.markup import escape
+
+    # The message names what it was given (an id, a path): its brackets are no markup.
+    console(err=True).print(f"[red]error:[/red] {escape(message)}", highlight=False,
+                            markup=True)
     sys.exit(code)
 
 

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 SID = "5c1d7a4e-0000-4000-8000-00000000abcd"
 SESSION_KEYS = {"id", "source", "state", "files", "raw_bytes", "stored_bytes", "started_at",
                 "ended_at", "analyzed_at", "evicted_at", "pinned"}
@@ -81,9 +83,11 @@ def test_export_restore_pin(sources: dict[str, Path], tmp_path: Path) -> None:
     assert as_json("sessions")[0]["pinned"] is False
 
 
-def test_unknown_session_is_a_clear_error(sources: dict[str, Path]) -> None:
-    run = cli("show", "nope", ok=False)
-    assert run.returncode == 1 and "no session 'nope'" in run.stderr and run.stdout == ""
+@pytest.mark.parametrize("name", ["nope", "no[/]pe", "[bold]nope"])
+def test_unknown_session_is_a_clear_error(sources: dict[str, Path], name: str) -> None:
+    """The message says the id as given: its brackets are no rich markup."""
+    run = cli("show", name, ok=False)
+    assert run.returncode == 1 and f"no session '{name}'" in run.stderr and run.stdout == ""
 
 
 def test_status_json_shape(sources: dict[str, Path]) -> None:
