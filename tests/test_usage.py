@@ -370,10 +370,33 @@ def test_no_usage_says_which_sessions_are_not_counted_yet(corpus_home: Path,
     ("America/New_York", False), (":Europe/Paris", False), ("UTC", False),
     ("EST5EDT", False), ("CET-1CEST,M3.5.0,M10.5.0/3", False), ("", False)])
 def test_usage_says_when_tz_is_no_zone_the_system_knows(
-        corpus_home: Path, monkeypatch: pytest.MonkeyPatch, zone: str, warned: bool) -> None:
+        corpus_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, zone: str,
+        warned: bool) -> None:
     """A mistyped TZ leaves the C library on UTC without a word: usage says so."""
+    zones = tmp_path / "zoneinfo"  # the system's zone files, as far as this test goes
+    for known in ("America/New_York", "Europe/Paris", "UTC"):
+        (zones / known).parent.mkdir(parents=True, exist_ok=True)
+        (zones / known).write_bytes(b"TZif")
+    monkeypatch.setenv("TZDIR", str(zones))
     monkeypatch.setenv("TZ", zone)
     result = CliRunner().invoke(cli, ["usage"])
     assert result.exit_code == 0, result.output
     assert ("is no time zone this system knows" in result.stderr) == warned
     assert json.loads(CliRunner().invoke(cli, ["usage", "--json"]).stdout) == []
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_usage_looks_for_tz_where_the_c_library_does(
+        corpus_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, known: bool) -> None:
+    """In TZDIR when set (else the system's zoneinfo folders), not in Python's tzdata
+    package: without the zone's file there, the C library keeps UTC, whatever Python knows."""
+    zones = tmp_path / "zoneinfo"
+    (zones / "America").mkdir(parents=True)
+    if known:
+        (zones / "America" / "New_York").write_bytes(b"TZif")
+    monkeypatch.setenv("TZDIR", str(zones))
+    monkeypatch.setenv("TZ", "America/New_York")
+    result = CliRunner().invoke(cli, ["usage"])
+    assert result.exit_code == 0, result.output
+    assert ("TZ='America/New_York' is no time zone this system knows" in result.stderr
+            ) == (not known)

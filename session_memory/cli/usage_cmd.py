@@ -73,8 +73,11 @@ def usage(ctx: Context, by: str, since: str | None, until: str | None, project: 
 
 def unknown_time_zone() -> str | None:
     """TZ when it names a zone the system has no rules for (`America/NewYork`): the C
-    library then keeps UTC without a word, and every day would be a UTC day. A POSIX rule
-    (`EST5EDT`, `CET-1CEST,M3.5.0,M10.5.0/3`) holds digits and is not checked."""
+    library then keeps UTC without a word, and every day would be a UTC day. Looked for
+    where the C library looks (TZDIR, else the system's zoneinfo folders), not in Python's
+    tzdata package, which it never reads: a system without zone files (a slim container)
+    keeps UTC for any name. A POSIX rule (`EST5EDT`, `CET-1CEST,M3.5.0,M10.5.0/3`) holds
+    digits and is not checked, nor is a file's path."""
     import os
     import zoneinfo
 
@@ -82,11 +85,10 @@ def unknown_time_zone() -> str | None:
     name = zone.removeprefix(":")
     if not name or name.startswith("/") or any(c.isdigit() for c in name):
         return None
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder
-        return zone
-    return None
+    folders = [os.environ["TZDIR"]] if os.environ.get("TZDIR") else zoneinfo.TZPATH
+    if any(os.path.isfile(os.path.join(folder, name)) for folder in folders):
+        return None
+    return zone
 
 
 def _bar(value: int, largest: int) -> Text:
