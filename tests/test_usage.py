@@ -383,6 +383,8 @@ def test_usage_says_when_tz_is_no_zone_the_system_knows(
     assert result.exit_code == 0, result.output
     assert ("is no time zone this system knows" in result.stderr) == warned
     assert json.loads(CliRunner().invoke(cli, ["usage", "--json"]).stdout) == []
+    blocks = CliRunner().invoke(cli, ["usage", "blocks"])  # its times are local too
+    assert ("is no time zone this system knows" in blocks.stderr) == warned
 
 
 @pytest.mark.parametrize("known", [True, False])

@@ -45,12 +45,12 @@ def usage(ctx: Context, by: str, since: str | None, until: str | None, project: 
     Cost comes from genai-prices' bundled table or the config's [prices]; a model priced
     nowhere has no cost (null)."""
     click_ctx = click.get_current_context()
+    if (zone := unknown_time_zone()) is not None:  # `usage blocks` shows local times too
+        click.echo(f"TZ={zone!r} is no time zone this system knows: local days and times "
+                   "are UTC ones", err=True)
     if click_ctx.invoked_subcommand is not None:
         click_ctx.meta["usage_json"] = as_json
         return
-    if (zone := unknown_time_zone()) is not None:
-        click.echo(f"TZ={zone!r} is no time zone this system knows: days are UTC days",
-                   err=True)
     with ctx.memory() as memory:
         rows = memory.usage(by, since, until, project=project, breakdown=breakdown)
         waiting = memory.not_analyzed() if not rows and not as_json else 0
