@@ -445,9 +445,9 @@ class Daemon:
             result = self.memory.analyze_report(due, include_active=True,
                                                 stop=self._stop_asked, parallel=False)
         except BaseException:
-            # The store's fault, not theirs (a busy or full store): they are due again then,
-            # grown or not.
-            self._live_at = min(self._live_at, now + LIVE_DIGEST_SECONDS)
+            # The store's fault, not theirs (a busy or full store): they, and any left for
+            # the next turn, are due again then, grown or not; not at once, over and over.
+            self._live_at = now + LIVE_DIGEST_SECONDS
             raise
         # Each waits until it grows; one that failed, ANALYZE_BACKOFF too, grown or not (it
         # grows all the time), and once ended as long as it has not grown since.

@@ -620,34 +620,41 @@ def test_running_sessions_are_digested_as_they_grow(env: Env, passes: PassCounte
         assert output_tokens(memory) == 20
 
 
-def test_a_live_digest_that_finds_no_room_is_tried_again(env: Env) -> None:
-    """A live digest the store refused (Tier 2 full) is not the session's fault: it is tried
-    again a minute on, though the session has not grown since."""
+def test_a_live_digest_that_finds_no_room_is_tried_again(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A live digest the store refused (Tier 2 full) is not the sessions' fault: they are
+    tried again a minute on, though they have not grown since; not at once, over and over
+    (also when some were left for the loop's next turn)."""
     env.write_config(idle="1h")
-    sid = str(uuid.uuid4())
-    path = env.roots["claude-code"] / "-work-p" / f"{sid}.jsonl"
-    path.parent.mkdir()
-    # Prompts of words no page holds yet: their digest and index rows need new pages.
-    path.write_text("".join(claude_record(sid, " ".join(uuid.uuid4().hex for _ in range(40)))
-                            + "\n" + claude_record(sid, "done", "assistant") + "\n"
-                            for _ in range(30)))
+    ids = [str(uuid.uuid4()) for _ in range(2)]
+    for sid in ids:
+        path = env.roots["claude-code"] / "-work-p" / f"{sid}.jsonl"
+        path.parent.mkdir(exist_ok=True)
+        # Prompts of words no page holds yet: their digest and index rows need new pages.
+        path.write_text("".join(
+            claude_record(sid, " ".join(uuid.uuid4().hex for _ in range(40))) + "\n"
+            + claude_record(sid, "done", "assistant") + "\n" for _ in range(30)))
     clock = FixedClock(time.time())
     with opened(env, clock) as daemon:
         memory = daemon.memory
         assert memory is not None
         daemon._rescan()
+        sizes = [memory.show(f"claude-code:{sid}")["raw_bytes"] for sid in ids]
+        monkeypatch.setattr(daemon_mod, "LIVE_DIGEST_MAX_BYTES", max(sizes))  # one a turn
         tier2 = memory.tier2.conn
         pages = tier2.execute("PRAGMA page_count").fetchone()[0]
         tier2.execute(f"PRAGMA max_page_count = {pages}")
         clock.advance(LIVE_DIGEST_SECONDS)
         daemon._guard("live digests", daemon._digest_live)
-        assert memory.show(f"claude-code:{sid}")["digest"] is None
-        assert daemon._live_at <= clock.now() + LIVE_DIGEST_SECONDS
+        assert [memory.show(f"claude-code:{sid}")["digest"] for sid in ids] == [None, None]
+        assert clock.now() < daemon._live_at <= clock.now() + LIVE_DIGEST_SECONDS
         tier2.execute("PRAGMA max_page_count = 1073741823")
         clock.advance(daemon._live_at - clock.now())
         daemon.step(0.0)
-        shown = memory.show(f"claude-code:{sid}")
-        assert shown["state"] == "active" and shown["digest"] is not None
+        daemon.step(0.0)  # the other, on the loop's next turn
+        for sid in ids:
+            shown = memory.show(f"claude-code:{sid}")
+            assert shown["state"] == "active" and shown["digest"] is not None
 
 
 def test_a_running_session_the_analyzer_fails_on_waits_as_an_ended_one(
