@@ -85,6 +85,7 @@ def analyze(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock, idle_b
                 if batch:
                     result.analyzed += _commit(tier1, tier2, clock, batch)
                     batch, batch_bytes = [], 0
+                tier2.checkpoint()  # the pass's WAL, while the workers finish (see bulk_writes)
                 continue
             row, outcome = item
             if isinstance(outcome, str):

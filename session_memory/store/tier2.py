@@ -11,6 +11,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import apsw
 import msgspec
 
 from session_memory.store import db
@@ -329,6 +330,14 @@ class Tier2:
             # after cuts the WAL back (see __init__).
             self.conn.execute(f"PRAGMA wal_autocheckpoint = {int(checkpoint)}")
             self.conn.execute(f"PRAGMA journal_size_limit = {int(size_limit)}")
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database now, waiting for no one (a reader's snapshot keeps
+        what it still needs). An analysis pass, which checkpoints only past
+        BULK_CHECKPOINT_PAGES, does it while its workers finish their last sessions: left to
+        the next commit, it would run after them, with nothing else to do meanwhile."""
+        with contextlib.suppress(apsw.BusyError):  # another process's checkpoint under way
+            self.conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
 
     # -- digests ----------------------------------------------------------------------
 

@@ -54,6 +54,33 @@ def test_parallel_workers_give_the_serial_digests(memory: Memory, sources: dict[
     assert serial["claude-code:pa03"]["tokens"]["input"] == 3  # type: ignore[index]
 
 
+def test_a_parallel_pass_checkpoints_tier2_while_its_workers_finish(
+        memory: Memory, sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once this process has nothing left to parse, the pass's WAL is copied into Tier 2
+    while the workers finish: once, with the sessions it committed already in it."""
+    for n in range(6):
+        claude_session(sources["claude-code"], n)
+    memory.ingest()
+    committed: list[int] = []
+    checkpoints: list[int] = []
+    real_commit = run._commit
+
+    def commit(*args: Any) -> list[str]:
+        done = real_commit(*args)
+        committed.extend([1] * len(done))
+        return done
+
+    monkeypatch.setattr(run, "_commit", commit)
+    monkeypatch.setattr(type(memory.tier2), "checkpoint",
+                        lambda self: checkpoints.append(len(committed)))
+    memory.analyze()  # small: kept in this process, no checkpoint of its own
+    assert checkpoints == [] and len(committed) == 6
+    monkeypatch.setattr(run, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(run.os, "cpu_count", lambda: 2)
+    assert len(memory.analyze(force=True)) == 6
+    assert len(checkpoints) == 1 and 6 <= checkpoints[0] <= 12
+
+
 def test_both_ends_take_each_session_once() -> None:
     ends = multiprocessing.get_context("spawn").Array("q", [0, 6])
     taken = [worker.take(ends, front=n % 3 != 0) for n in range(9)]

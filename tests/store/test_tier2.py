@@ -97,3 +97,22 @@ def test_the_wal_a_bulk_pass_grew_is_cut_back_once_checkpointed(tmp_path: Path) 
         assert wal.stat().st_size <= limit
     finally:
         store.close()
+
+
+def test_a_checkpoint_in_a_bulk_pass_lets_the_next_commit_start_the_wal_over(
+        tmp_path: Path) -> None:
+    store = Tier2(tmp_path / "tier2.db")
+    try:
+        blob = os.urandom(3000).hex()
+        with store.bulk_writes():
+            for batch in range(10):
+                store.put_digests([(f"s{batch}-{i}", "src", {"title": blob,
+                                                              "analyzer_version": 1})
+                                   for i in range(150)], 1.0)
+            store.checkpoint()
+            store.put_digests([("last", "src", {"title": "x", "analyzer_version": 1})], 2.0)
+            # The WAL holds the last commit's few pages, not the pass's thousands.
+            assert 0 < wal_frames(store) < 100
+        assert store.get_digest("s9-149") is not None and store.get_digest("last") is not None
+    finally:
+        store.close()
