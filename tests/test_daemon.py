@@ -620,26 +620,36 @@ def test_running_sessions_are_digested_as_they_grow(env: Env, passes: PassCounte
         assert output_tokens(memory) == 20
 
 
+def write_running(env: Env, count: int, body: Callable[[str], str]) -> list[str]:
+    """`count` Claude Code sessions written just now, each `body(its id)`: their ids."""
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    for sid in ids:
+        path = env.roots["claude-code"] / "-work-p" / f"{sid}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(body(sid))
+    return ids
+
+
+def raw_sizes(memory: Memory, ids: list[str]) -> list[int]:
+    return [memory.show(f"claude-code:{sid}")["raw_bytes"] for sid in ids]
+
+
 def test_a_live_digest_that_finds_no_room_is_tried_again(
         env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     """A live digest the store refused (Tier 2 full) is not the sessions' fault: they are
     tried again a minute on, though they have not grown since; not at once, over and over
     (also when some were left for the loop's next turn)."""
     env.write_config(idle="1h")
-    ids = [str(uuid.uuid4()) for _ in range(2)]
-    for sid in ids:
-        path = env.roots["claude-code"] / "-work-p" / f"{sid}.jsonl"
-        path.parent.mkdir(exist_ok=True)
-        # Prompts of words no page holds yet: their digest and index rows need new pages.
-        path.write_text("".join(
-            claude_record(sid, " ".join(uuid.uuid4().hex for _ in range(40))) + "\n"
-            + claude_record(sid, "done", "assistant") + "\n" for _ in range(30)))
+    # Prompts of words no page holds yet: their digest and index rows need new pages.
+    ids = write_running(env, 2, lambda sid: "".join(
+        claude_record(sid, " ".join(uuid.uuid4().hex for _ in range(40))) + "\n"
+        + claude_record(sid, "done", "assistant") + "\n" for _ in range(30)))
     clock = FixedClock(time.time())
     with opened(env, clock) as daemon:
         memory = daemon.memory
         assert memory is not None
         daemon._rescan()
-        sizes = [memory.show(f"claude-code:{sid}")["raw_bytes"] for sid in ids]
+        sizes = raw_sizes(memory, ids)
         monkeypatch.setattr(daemon_mod, "LIVE_DIGEST_MAX_BYTES", max(sizes))  # one a turn
         tier2 = memory.tier2.conn
         pages = tier2.execute("PRAGMA page_count").fetchone()[0]
@@ -699,18 +709,14 @@ def test_running_sessions_due_together_are_digested_over_several_turns(
     the longest waiting first: the appends that came meanwhile are stored between turns,
     not held up for all their parses."""
     env.write_config(idle="1h")
-    ids = [str(uuid.uuid4()) for _ in range(3)]
-    for sid in ids:
-        path = env.roots["claude-code"] / "-work-p" / f"{sid}.jsonl"
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(claude_record(sid, "fix the build") + "\n"
+    ids = write_running(env, 3, lambda sid: claude_record(sid, "fix the build") + "\n"
                         + claude_record(sid, "fixed", "assistant") + "\n")
     clock = FixedClock(time.time())
     with opened(env, clock) as daemon:
         memory = daemon.memory
         assert memory is not None
         daemon._rescan()
-        sizes = [memory.show(f"claude-code:{sid}")["raw_bytes"] for sid in ids]
+        sizes = raw_sizes(memory, ids)
         monkeypatch.setattr(daemon_mod, "LIVE_DIGEST_MAX_BYTES", max(sizes) + min(sizes) - 1)
         clock.advance(LIVE_DIGEST_SECONDS)
 

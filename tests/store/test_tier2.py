@@ -20,6 +20,14 @@ def wal_frames(store: Tier2) -> int:
     return int(frames)
 
 
+def put_batches(store: Tier2) -> None:
+    """Ten commits of 150 digests, each a few hundred pages: a WAL past 2,000 pages."""
+    blob = os.urandom(3000).hex()  # past a page each, and not compressible
+    for batch in range(10):
+        store.put_digests([(f"s{batch}-{i}", "src", {"title": blob, "analyzer_version": 1})
+                           for i in range(150)], 1.0)
+
+
 def test_bulk_writes_checkpoint_less_often_and_set_back_after(tmp_path: Path) -> None:
     store = Tier2(tmp_path / "tier2.db")
     try:
@@ -38,12 +46,8 @@ def test_bulk_writes_checkpoint_less_often_and_set_back_after(tmp_path: Path) ->
 def test_a_bulk_pass_checkpoints_its_batches_together(tmp_path: Path) -> None:
     store = Tier2(tmp_path / "tier2.db")
     try:
-        blob = os.urandom(3000).hex()  # past a page each, and not compressible
         with store.bulk_writes():
-            for batch in range(10):  # each commit a few hundred pages
-                store.put_digests([(f"s{batch}-{i}", "src", {"title": blob,
-                                                              "analyzer_version": 1})
-                                   for i in range(150)], 1.0)
+            put_batches(store)
             # Every batch's pages are still in the WAL: none was checkpointed at 1000.
             assert wal_frames(store) > 2 * db.CHECKPOINT_PAGES
         assert store.get_digest("s9-149") is not None
@@ -83,12 +87,8 @@ def test_the_wal_a_bulk_pass_grew_is_cut_back_once_checkpointed(tmp_path: Path) 
     store = Tier2(tmp_path / "tier2.db")
     wal = tmp_path / "tier2.db-wal"
     try:
-        blob = os.urandom(3000).hex()
         with store.bulk_writes():
-            for batch in range(10):
-                store.put_digests([(f"s{batch}-{i}", "src", {"title": blob,
-                                                              "analyzer_version": 1})
-                                   for i in range(150)], 1.0)
+            put_batches(store)
         grown = wal.stat().st_size
         limit = db.CHECKPOINT_PAGES * pragma(store, "page_size")
         assert grown > 2 * limit
@@ -103,12 +103,8 @@ def test_a_checkpoint_in_a_bulk_pass_lets_the_next_commit_start_the_wal_over(
         tmp_path: Path) -> None:
     store = Tier2(tmp_path / "tier2.db")
     try:
-        blob = os.urandom(3000).hex()
         with store.bulk_writes():
-            for batch in range(10):
-                store.put_digests([(f"s{batch}-{i}", "src", {"title": blob,
-                                                              "analyzer_version": 1})
-                                   for i in range(150)], 1.0)
+            put_batches(store)
             store.checkpoint()
             store.put_digests([("last", "src", {"title": "x", "analyzer_version": 1})], 2.0)
             # The WAL holds the last commit's few pages, not the pass's thousands.
