@@ -43,6 +43,10 @@ def private_dir(path: Path) -> Path:
 def connect(path: Path, migrations: Sequence[Migration]) -> apsw.Connection:
     """A connection to a 0600 database at `path`, its schema brought up to date."""
     private_dir(path.parent)
+    # The copy of a process killed while it made the store goes, whether or not it was
+    # linked (then a second name of the store, which no later connect would otherwise
+    # remove): one listing of the data folder.
+    _remove_abandoned(path)
     if not os.path.lexists(path):
         _create(path, migrations)
     # Create the file ourselves so it is never world-readable, even for an instant;
@@ -79,7 +83,6 @@ def _create(path: Path, migrations: Sequence[Migration]) -> None:
     journal and 13 syncs (20-40 ms, most of a first ingest's waiting for the disk). If
     another process linked a store there first, that one stays; on a file system without
     hard links, connect makes it in place."""
-    _remove_abandoned(path)
     made = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.new")
     os.close(os.open(made, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
                      0o600))
@@ -96,9 +99,11 @@ def _create(path: Path, migrations: Sequence[Migration]) -> None:
         finally:
             conn.close()
         _sync(made)
+        crashpoint("before-link:new-store")
         with contextlib.suppress(FileExistsError):  # another process's: it stays
             os.link(made, path)
             linked = True
+            crashpoint("after-link:new-store")
     except OSError as e:
         if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
             raise  # not a file system without hard links (a full disk, say)

@@ -4,6 +4,7 @@ how a new store is made."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -158,3 +159,31 @@ def test_copies_of_processes_killed_while_making_a_store_are_removed(tmp_path: P
         (folder / name).write_bytes(b"x")
     db.connect(folder / "s.db", MIGRATIONS).close()
     assert _store_files(folder) == [f".s.db.{os.getpid()}.0e0f0a0b.new", "s.db"]
+
+
+@pytest.mark.parametrize("point", ["before-link:new-store", "after-link:new-store"])
+def test_a_kill_while_a_store_is_made_leaves_none_or_a_whole_one(tmp_path: Path,
+                                                                 point: str) -> None:
+    """SIGKILL before the copy is linked: no store, and the next process makes one; after:
+    the linked store is whole and is the one used. Either way its copy is removed."""
+    path = tmp_path / "data" / "s.db"
+    child = subprocess.run(
+        [sys.executable, "-c", "import sys; from pathlib import Path; "
+         "from session_memory.store import db; "
+         "from session_memory.store.tier1_schema import MIGRATIONS; "
+         "db.connect(Path(sys.argv[1]), MIGRATIONS)", str(path)],
+        env={**os.environ, "SESSION_MEMORY_CRASH_AT": point}, capture_output=True, text=True)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    left = _store_files(path.parent)
+    assert ("s.db" in left) == (point == "after-link:new-store")
+    assert any(name.endswith(".new") for name in left)  # the killed process's copy
+    conn = db.connect(path, MIGRATIONS)
+    try:
+        assert db.one(conn, "PRAGMA integrity_check")[0] == "ok"
+        assert db.one(conn, "PRAGMA user_version")[0] == len(MIGRATIONS)
+        assert db.one(conn, "PRAGMA journal_mode")[0] == "wal"
+        with db.transaction(conn):
+            conn.execute("INSERT INTO meta VALUES ('after', 1)")
+    finally:
+        conn.close()
+    assert _store_files(path.parent) == ["s.db"]
