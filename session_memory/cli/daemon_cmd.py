@@ -60,7 +60,8 @@ def service_install(ctx: Context, no_start: bool, as_json: bool) -> None:
         state = "ok" if ran["returncode"] == 0 else f"failed: {ran['output']}"
         click.echo(f"ran {ran['command']}: {state}")
     if not result["ran"]:
-        click.echo("no systemd user manager answered; to start it, run:")
+        click.echo("not started (--no-start); to start it, run:" if no_start
+                   else "no systemd user manager answered; to start it, run:")
         for cmd in result["commands"]:
             click.echo(f"  {cmd}")
     else:

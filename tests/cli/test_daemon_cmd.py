@@ -101,6 +101,18 @@ def test_service_install_status_uninstall(sources: dict[str, Path]) -> None:
     assert not unit.exists()
 
 
+def test_service_install_no_start_does_not_blame_systemd(sources: dict[str, Path],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """--no-start asks no user manager: it says the unit was not started, not that no
+    manager answered (one does here)."""
+    monkeypatch.setattr(service, "user_manager_answers", lambda: True)
+    result = CliRunner().invoke(cli, ["service", "install", "--no-start"])
+    assert result.exit_code == 0, result.output
+    assert "no systemd user manager answered" not in result.output
+    assert "not started (--no-start); to start it, run:" in result.output
+    assert "systemctl --user enable --now session-memory" in result.output
+
+
 def test_render_unit_quotes_odd_paths() -> None:
     text = service.render_unit(["/opt/my tools/session-memory"], Path("/data/100%/sm"))
     assert 'ExecStart="/opt/my tools/session-memory" daemon' in text
