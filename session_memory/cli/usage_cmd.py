@@ -16,7 +16,7 @@ from session_memory.cli.common import (
     rich_table,
     rich_text,
 )
-from session_memory.humanize import human_cost
+from session_memory.humanize import human_cost, human_count
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -32,7 +32,8 @@ _HEADERS = ("input", "output", "cache write", "cache read", "reasoning")
                    "project or session.")
 @click.option("--since", help="From this day on (YYYY-MM-DD, local time), an ISO time or an "
                               "age (7d).")
-@click.option("--until", help="Up to and including this day (YYYY-MM-DD), or an ISO time.")
+@click.option("--until", help="Up to and including this day (YYYY-MM-DD), an ISO time or "
+                              "an age (7d).")
 @click.option("--project", help="Only projects whose path holds this (or matches this glob).")
 @click.option("--breakdown", is_flag=True, help="Each model's part of every row.")
 @data_command
@@ -40,7 +41,8 @@ def usage(ctx: Context, by: str, since: str | None, until: str | None, project: 
           breakdown: bool, as_json: bool) -> None:
     """Tokens and cost, counted in the hour they were spent (kept after raw is evicted).
 
-    A session counts once it is analyzed (when it ends; `analyze --all` for the rest).
+    A session counts once it has a digest: the daemon digests a running one about a
+    minute after it grows, and analyzes it again once it ends (`analyze --all` without it).
     `input` never includes cache reads; a response two sessions' files hold counts once.
     Cost comes from genai-prices' bundled table or the config's [prices]; a model priced
     nowhere has no cost (null)."""
@@ -59,8 +61,9 @@ def usage(ctx: Context, by: str, since: str | None, until: str | None, project: 
         return
     if not rows:
         click.echo("no usage recorded" + (" in that window" if since or until else "")
-                   + (f"; {waiting} session(s) not analyzed yet are not counted (`analyze "
-                      "--all` counts them now)" if waiting else ""), err=True)
+                   + (f"; {human_count(waiting, 'session')} without a digest yet "
+                      f"{'is' if waiting == 1 else 'are'} not counted (`analyze --all` "
+                      "counts them now)" if waiting else ""), err=True)
         return
     if not sys.stdout.isatty():
         for r in rows:
@@ -126,8 +129,8 @@ def _print_table(by: str, rows: list[dict[str, Any]], breakdown: bool) -> None:
                    "(set one under [prices] in the config)", err=True)
     whole = sum(r.get("whole_session_estimates", 0) for r in rows)
     if whole:
-        click.echo(f"{whole} session(s) analyzed before usage was kept by the hour, their raw "
-                   "since evicted: each is counted whole at its start", err=True)
+        click.echo(f"{human_count(whole, 'session')} analyzed before usage was kept by the "
+                   "hour, raw bytes since evicted: each counted whole at its start", err=True)
 
 
 @usage.command()
