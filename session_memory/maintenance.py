@@ -234,10 +234,6 @@ def migrate_run_ids(tier1: Tier1, tier2: Callable[[], Tier2], settings: Settings
     pending = tier1.get_meta(RUN_RENAMES_KEY)
     if pending is None:
         renames = _plan_run_renames(tier1, tier2, settings)
-        if not renames:
-            with tier1.transaction("rename-runs"):
-                tier1.set_meta(RUN_IDS_KEY, RUN_IDS_VERSION)
-            return []
         with tier1.transaction("rename-runs"):
             for old, moves in renames.items():
                 # The files of other runs (two repositories' runs merged under one old id)
@@ -247,8 +243,11 @@ def migrate_run_ids(tier1: Tier1, tier2: Callable[[], Tier2], settings: Settings
                 new, native, _ = moves[0]
                 tier1.move_session(old, new, native)
             flat = {old: moves[0][0] for old, moves in renames.items()}
-            tier1.set_meta(RUN_RENAMES_KEY, json.dumps(flat))
+            if flat:
+                tier1.set_meta(RUN_RENAMES_KEY, json.dumps(flat))
             tier1.set_meta(RUN_IDS_KEY, RUN_IDS_VERSION)
+        if not flat:
+            return []  # as for a new store: Tier 2 is not even opened
         pending = json.dumps(flat)
     flat = json.loads(pending)
     tier2().rename_sessions(flat)
