@@ -432,22 +432,20 @@ class DigestBuilder(ev.Sink):
         if old is None:
             if self.spent_retired is not None and self._key_hash(key) in self.spent_retired:
                 return  # a copy of a response counted already, long after it
-            recent[key] = (when, int(when // 3600), model or UNKNOWN_MODEL, prompt_over,
-                           input, output, cache_creation, cache_creation_1h, cache_read,
-                           reasoning, sidechain, tokens)
-            if len(recent) > _Window.WINDOW:
-                oldest, final = recent.popitem(last=False)
-                oldest_hash = self._key_hash(oldest)
-                self.spent.add(oldest_hash, final, self.spent_cells)
-                if self.spent_retired is None:
-                    self.spent_retired = _SeenFilter()
-                self.spent_retired.add(oldest_hash)
-        elif old[10] != sidechain and old[10] or old[10] == sidechain and tokens > old[11]:
-            # A main-thread copy beats a sidechain's, then the one with more tokens
-            # (ccusage's rule).
-            recent[key] = (when, int(when // 3600), model or UNKNOWN_MODEL, prompt_over,
-                           input, output, cache_creation, cache_creation_1h, cache_read,
-                           reasoning, sidechain, tokens)
+        elif not (old[10] != sidechain and old[10] or old[10] == sidechain and tokens > old[11]):
+            # The copy kept wins: a main-thread copy beats a sidechain's, then the one with
+            # more tokens (ccusage's rule).
+            return
+        recent[key] = (when, int(when // 3600), model or UNKNOWN_MODEL, prompt_over,
+                       input, output, cache_creation, cache_creation_1h, cache_read,
+                       reasoning, sidechain, tokens)
+        if old is None and len(recent) > _Window.WINDOW:
+            oldest, final = recent.popitem(last=False)
+            oldest_hash = self._key_hash(oldest)
+            self.spent.add(oldest_hash, final, self.spent_cells)
+            if self.spent_retired is None:
+                self.spent_retired = _SeenFilter()
+            self.spent_retired.add(oldest_hash)
 
     def _key_hash(self, key: str) -> int:
         """A response's key (with its source) hashed to a signed 64-bit integer, the same
