@@ -416,7 +416,7 @@ class Daemon:
         active = {row["id"]: row["raw_bytes"] for row in
                   self.memory.tier1.sessions(self.memory.idle_before, state="active")}
         self._live = {sid: seen for sid, seen in self._live.items() if sid in active}
-        due = []
+        waiting: list[tuple[float, str]] = []  # (last digested, session) of those due
         for sid, raw_bytes in active.items():
             seen_bytes, seen_at = self._live.get(sid, (-1, -float("inf")))
             if seen_bytes == raw_bytes or raw_bytes > LIVE_DIGEST_MAX_BYTES:
@@ -426,19 +426,17 @@ class Daemon:
             if failed is not None:  # as an ended one: tried again after ANALYZE_BACKOFF
                 at = max(at, failed[1])
             if at <= now:
-                due.append(sid)
+                waiting.append((seen_at, sid))
             else:
                 self._live_at = min(self._live_at, at)
-        due.sort(key=lambda sid: self._live.get(sid, (-1, -float("inf")))[1])  # oldest first
-        taken: list[str] = []
+        due: list[str] = []
         total = 0
-        for sid in due:
-            if taken and total + active[sid] > LIVE_DIGEST_MAX_BYTES:
+        for _, sid in sorted(waiting):  # longest waiting first
+            if due and total + active[sid] > LIVE_DIGEST_MAX_BYTES:
                 self._live_at = now  # the loop's next turn, once it stored what came meanwhile
                 break
-            taken.append(sid)
+            due.append(sid)
             total += active[sid]
-        due = taken
         if not due:
             return
         try:
