@@ -118,8 +118,10 @@ def _remove_abandoned(path: Path) -> None:
     theirs), with whatever files SQLite had beside them."""
     prefix = f".{path.name}."
     for name in os.listdir(path.parent):
+        if not name.startswith(prefix) or ".new" not in name:
+            continue
         pid = name[len(prefix):].split(".", 1)[0]
-        if name.startswith(prefix) and ".new" in name and pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not _alive(int(pid)):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path.parent / name)
 
