@@ -450,9 +450,9 @@ class Memory:
         """Analyze again (from Tier 1) up to `limit` analyzed sessions whose digest an older
         analyzer made; evicted ones keep their digest. Returns the ids analyzed. The
         daemon's work: in this process, `stop` asked before each session."""
-        from session_memory.analyze.digest import ANALYZER_VERSION
+        from session_memory.analyze import run as analyze_run
 
-        stale = self.tier2.stale_digest_ids(ANALYZER_VERSION)
+        stale = self.tier2.stale_digest_ids(analyze_run.current_versions(self.settings))
         if not stale:
             return []
         ids = [r["id"] for r in self.tier1.sessions(self.idle_before, ids=sorted(stale))

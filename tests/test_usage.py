@@ -247,6 +247,25 @@ def test_an_evicted_session_keeps_its_hourly_usage(corpus_home: Path, local_tz: 
         assert memory.usage_blocks() == blocks_before
 
 
+def test_a_parser_change_makes_only_its_formats_digests_again(
+        corpus_home: Path, local_tz: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from session_memory.analyze.digest import analyzer_version
+    from session_memory.formats import codex
+
+    with analyzed_memory() as memory:
+        ids = {s["id"] for s in memory.sessions()}
+        codex_ids = sorted(i for i in ids if i.startswith("codex:"))
+        assert codex_ids and len(codex_ids) < len(ids)
+        assert memory.reanalyze_stale() == []
+        expected = memory.usage("day", breakdown=True)
+        monkeypatch.setattr(codex, "PARSER_VERSION", codex.PARSER_VERSION + 1)
+        assert sorted(memory.reanalyze_stale()) == codex_ids
+        assert memory.reanalyze_stale() == []
+        assert {i: (memory.tier2.get_digest(i) or {})["analyzer_version"] for i in ids} == {
+            i: analyzer_version(codex.PARSER_VERSION if i in codex_ids else 1) for i in ids}
+        assert memory.usage("day", breakdown=True) == expected
+
+
 def test_old_digests_are_rederived_from_raw_or_kept_whole(corpus_home: Path,
                                                           local_tz: str) -> None:
     with analyzed_memory() as memory:

@@ -27,8 +27,18 @@ from session_memory.analyze.redact import redact_all
 from session_memory.formats import events as ev
 from session_memory.prices import PROMPT_TIERS
 
-ANALYZER_VERSION = 5
-"""Bump when a digest rule changes: `analyze --force` re-derives old digests."""
+BUILDER_VERSION = 5
+"""Bump when a digest rule common to every format changes (here): every digest whose raw
+bytes are still stored is made again. A change to one format's parse bumps that format's
+PARSER_VERSION instead, and only its digests are made again."""
+
+
+def analyzer_version(parser_version: int) -> int:
+    """The version a digest records (`analyzer_version`): this builder's and its format's
+    parser's, so that a digest made by either's older rules compares lower. Digests made
+    before parsers had versions recorded the builder's alone; Tier 2's migration read those
+    as the builder's with parser version 1."""
+    return BUILDER_VERSION * 1000 + parser_version
 
 MAX_PROMPTS = 20  # kept for search; user_turns counts them all
 MAX_PROMPT_CHARS = 2000
@@ -261,10 +271,11 @@ class _Facts:
 class DigestBuilder(ev.Sink):
     """The sink that counts: it folds what a parser reports into a digest as it comes."""
 
-    def __init__(self, source: str, *, record_times: bool = True) -> None:
+    def __init__(self, source: str, *, record_times: bool = True, version: int = 0) -> None:
         self.source = source
         self.record_times = record_times
         """False: the format times only a session's start, so its duration is unknown."""
+        self.version = version
         self.facts = _Facts()
         self.tool_title: str | None = None
         self.first_ts: str | None = None
@@ -575,7 +586,7 @@ class DigestBuilder(ev.Sink):
             "last_assistant_message": self.last_message and self.last_message[
                 :MAX_MESSAGE_CHARS],
             "subagents": list(self.subagents.values()),
-            "analyzer_version": ANALYZER_VERSION,
+            "analyzer_version": self.version,
             # More than the contract asks for:
             "source": self.source,
             # A subagent's session of its own links to the session that started it.
@@ -644,9 +655,10 @@ def whole_session_spend(digest: dict[str, Any], input_includes_cache_read: bool
 
 
 def build(source: str, parse: Callable[[ev.Sink], None], *,
-          record_times: bool = True) -> dict[str, Any]:
-    """The redacted digest of what `parse` reports (a format's parse, its pieces bound)."""
-    builder = DigestBuilder(source, record_times=record_times)
+          record_times: bool = True, version: int = 0) -> dict[str, Any]:
+    """The redacted digest of what `parse` reports (a format's parse, its pieces bound);
+    `version`: its analyzer_version."""
+    builder = DigestBuilder(source, record_times=record_times, version=version)
     parse(builder)
     return builder.digest()
 

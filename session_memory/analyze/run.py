@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from session_memory import formats, log
 from session_memory.analyze import worker
-from session_memory.analyze.digest import ANALYZER_VERSION, to_epoch
+from session_memory.analyze.digest import analyzer_version, to_epoch
 from session_memory.clock import Clock
 from session_memory.config import Settings
 from session_memory.store.tier1 import Tier1
@@ -70,7 +70,7 @@ def analyze(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock, idle_b
     next one takes up the rest). `parallel`: a large pass may be shared with worker
     processes (see _digests)."""
     chosen, skipped = select(tier1, idle_before, ids, include_active=include_active,
-                             force=force, stale=tier2.stale_digest_ids(ANALYZER_VERSION))
+                             force=force, stale=tier2.stale_digest_ids(current_versions(settings)))
     result = AnalyzeResult(skipped=skipped)
     formats_by_source = {source: format_of(settings, source)
                          for source in {row["source"] for row in chosen}}
@@ -121,6 +121,15 @@ def _commit(tier1: Tier1, tier2: Tier2, clock: Clock,
               row["raw_bytes"]) for row, digest in batch if row["state"] == "ended"], now):
         _log.info("session grew while analyzed; it will be analyzed again", session=sid)
     return [row["id"] for row, _ in batch]
+
+
+def current_versions(settings: Settings) -> dict[str, int]:
+    """The analyzer_version a digest of each source gets now: of each configured source,
+    and of each source named after a format (as format_of reads one since removed)."""
+    formats_by_source = {name: name for name in formats.names()} | {
+        source: configured.format for source, configured in settings.sources.items()}
+    return {source: analyzer_version(formats.get(fmt).PARSER_VERSION)
+            for source, fmt in formats_by_source.items()}
 
 
 def format_of(settings: Settings, source: str) -> str | None:

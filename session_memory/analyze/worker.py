@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from session_memory import formats
-from session_memory.analyze.digest import build
+from session_memory.analyze.digest import analyzer_version, build
 from session_memory.errors import SessionMemoryError, StoreBusyError
 from session_memory.formats.events import Piece
 from session_memory.store import db
@@ -52,7 +52,8 @@ def digest_or_error(tier1: Tier1, formats_by_source: dict[str, str | None],
             module = formats.get(fmt)
             return build(row["source"], functools.partial(
                 module.parse, pieces(tier1, tier1.files(row["id"]))),
-                record_times=module.RECORD_TIMES)
+                record_times=module.RECORD_TIMES,
+                version=analyzer_version(module.PARSER_VERSION))
     except StoreBusyError:
         raise
     except Exception as e:  # a corrupt chunk or a parser bug must not stop the pass

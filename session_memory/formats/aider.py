@@ -16,6 +16,7 @@ RUN_MARKER = b"# aider chat started at"
 # would mean watching everything; only repositories known to hold a history are watched.
 WATCH = WatchPolicy(known_folders_only=True, file_names=frozenset({HISTORY}))
 RECORD_TIMES = False  # only a run's start time is written: its duration is unknown
+PARSER_VERSION = 1  # bump when parse() reads a session differently (base.py)
 hook_target = no_hook
 # The root is usually a folder of repositories (or ~): don't wander into build trees.
 _SKIP_DIRS = {"node_modules", "__pycache__", "venv", "target", "dist", "build", "site-packages"}

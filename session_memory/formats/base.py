@@ -12,6 +12,9 @@ A format module is one agent tool. It provides, as module-level names:
 - `WATCH: WatchPolicy`: how the daemon watches the root;
 - `RECORD_TIMES: bool`: the tool stamps its records with times, so a session's duration
   can be known;
+- `PARSER_VERSION: int` (below 1000): bumped when `parse` reads sessions differently, so
+  that this format's digests, and only this format's, are made again from their raw bytes
+  (analyze/digest.py's analyzer_version);
 - `hook_target(payload) -> HookTarget | None`: what the tool's end-of-session hook payload
   names, where the tool has such a hook (None otherwise);
 - `parse(pieces, out)`: reads a session's stored pieces and reports each fact to the
@@ -102,6 +105,7 @@ class Format(Protocol):
     NAME: str
     WATCH: WatchPolicy
     RECORD_TIMES: bool
+    PARSER_VERSION: int
 
     def default_root(self) -> Path | None: ...
 

@@ -36,6 +36,7 @@ from session_memory.formats.events import (
 NAME = "claude-code"
 WATCH = WHOLE_ROOT
 RECORD_TIMES = True
+PARSER_VERSION = 1  # bump when parse() reads a session differently (base.py)
 BILLING_BLOCK_HOURS = 5
 """Claude bills in 5-hour windows: `usage blocks` draws them for this format's sources."""
 # Older versions wrote subagents flat beside sessions; their lines carry the parent's id.

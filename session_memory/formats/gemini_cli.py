@@ -32,6 +32,7 @@ from session_memory.formats.events import (
 NAME = "gemini-cli"
 WATCH = WHOLE_ROOT
 RECORD_TIMES = True
+PARSER_VERSION = 1  # bump when parse() reads a session differently (base.py)
 hook_target = no_hook
 DIGEST_INPUT_INCLUDES_CACHE_READ = True
 """Its digests' `tokens.input` is input as the tool reports it, cached input included

@@ -20,6 +20,7 @@ from session_memory.formats.events import (
 NAME = "jsonl"
 WATCH = WHOLE_ROOT
 RECORD_TIMES = True
+PARSER_VERSION = 1  # bump when parse() reads a session differently (base.py)
 hook_target = no_hook
 
 

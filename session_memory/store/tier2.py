@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, timedelta
-from itertools import repeat
+from itertools import chain, repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,6 +134,13 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX usage_sessions_gapped ON usage_sessions (gapless) WHERE gapless = 0",
         # Digests from before usage was kept by the hour get theirs (Memory.store_old_usage).
         "INSERT OR REPLACE INTO meta VALUES ('usage_pending', 1)",
+    ],
+    [
+        # A digest's analyzer_version was the builder's alone; now it is the builder's and
+        # its parser's (analyze/digest.py's analyzer_version): the old ones were made by
+        # each parser's first version.
+        "UPDATE digests SET analyzer_version = analyzer_version * 1000 + 1"
+        " WHERE analyzer_version < 1000",
     ],
 ]
 
@@ -594,10 +601,16 @@ class Tier2:
             for rowid, spend in items:
                 self._put_usage(rowid, spend, USAGE_WHOLE_SESSION)
 
-    def stale_digest_ids(self, analyzer_version: int) -> set[str]:
-        """Sessions whose digest an older analyzer made."""
+    def stale_digest_ids(self, versions: Mapping[str, int]) -> set[str]:
+        """Sessions whose digest an older analyzer made: `versions` has each source's
+        analyzer_version now (one not in it is never stale)."""
+        if not versions:
+            return set()
+        current = ", ".join(["(?, ?)"] * len(versions))
         return {r[0] for r in self.conn.execute(
-            "SELECT session_id FROM digests WHERE analyzer_version < ?", (analyzer_version,))}
+            f"WITH current (source, version) AS (VALUES {current}) SELECT d.session_id"
+            " FROM digests d JOIN current c ON d.source = c.source"
+            " WHERE d.analyzer_version < c.version", list(chain(*versions.items())))}
 
     def rename_sessions(self, renames: dict[str, str]) -> None:
         """Give digests new session ids (their rowid, which the usage tables and the

@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from session_memory import config, dashboard  # noqa: E402
-from session_memory.analyze.digest import ANALYZER_VERSION  # noqa: E402
+from session_memory.analyze.digest import analyzer_version  # noqa: E402
 from session_memory.clock import FixedClock  # noqa: E402
 from session_memory.memory import Memory  # noqa: E402
 from tests.bench.settings import settings_for  # noqa: E402
@@ -92,7 +92,7 @@ def populate(data: Path, n_reports: int, n_sessions: int, seed: int = 1) -> None
                       rnd.randrange(500000), 0, rnd.randrange(1, 80)]
                      for model in rnd.sample(MODELS, rnd.choice((1, 1, 2)))]
             digests.append((sid, "claude-code", {
-                "analyzer_version": ANALYZER_VERSION, "project": rnd.choice(projects),
+                "analyzer_version": analyzer_version(1), "project": rnd.choice(projects),
                 "title": "bench", "started_at": began, "ended_at": began + 1800, "spend": spend}))
         for i in range(0, len(digests), 2000):
             t2.put_digests(digests[i:i + 2000], NOW)

@@ -35,7 +35,7 @@ from typing import Any
 import psutil
 
 from session_memory import config
-from session_memory.analyze.digest import ANALYZER_VERSION
+from session_memory.analyze.digest import analyzer_version
 from session_memory.memory import TIER1_FILE, TIER2_FILE, Memory
 from session_memory.store.tier1 import Tier1
 from session_memory.store.tier2 import Tier2
@@ -96,7 +96,7 @@ def digests(n: int, seed: int = 7) -> list[tuple[str, str, dict[str, Any]]]:
                        "reasoning": 0},
             "outcome": "completed",
             "last_assistant_message": _words(rnd, vocab, weights, rnd.randrange(10, 80)),
-            "subagents": [], "analyzer_version": ANALYZER_VERSION,
+            "subagents": [], "analyzer_version": analyzer_version(1),
         }
         out.append((f"bench:{i:06d}", "bench", digest))
     return out

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from session_memory.analyze.digest import ANALYZER_VERSION  # noqa: E402
+from session_memory.analyze.digest import analyzer_version  # noqa: E402
 from session_memory.clock import FixedClock  # noqa: E402
 from session_memory.memory import Memory  # noqa: E402
 from tests.bench.settings import settings_for  # noqa: E402
@@ -63,7 +63,7 @@ def digest(i: int, rng: random.Random) -> tuple[str, str, dict[str, object]]:
         "ended_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + hours * 3600)),
         "tokens": {"input": 1, "output": 1, "cache_creation": 0, "cache_read": 0,
                    "reasoning": 0},
-        "analyzer_version": ANALYZER_VERSION, "spend": spend}
+        "analyzer_version": analyzer_version(1), "spend": spend}
 
 
 def populate(data: Path, sessions: int) -> int:

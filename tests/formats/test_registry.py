@@ -15,8 +15,8 @@ from session_memory.formats.base import HookTarget, WatchPolicy
 from tests.conftest import write_config
 
 PACKAGE = Path(formats.__file__).resolve().parent.parent
-CONTRACT = ("NAME", "WATCH", "RECORD_TIMES", "default_root", "identify", "prune",
-            "hook_target", "parse")
+CONTRACT = ("NAME", "WATCH", "RECORD_TIMES", "PARSER_VERSION", "default_root", "identify",
+            "prune", "hook_target", "parse")
 
 
 def test_every_module_in_formats_is_a_format_declaring_the_whole_contract() -> None:
@@ -30,6 +30,7 @@ def test_every_module_in_formats_is_a_format_declaring_the_whole_contract() -> N
         assert name == module.NAME
         assert isinstance(module.WATCH, WatchPolicy)
         assert isinstance(module.RECORD_TIMES, bool)
+        assert isinstance(module.PARSER_VERSION, int) and 1 <= module.PARSER_VERSION < 1000
     with pytest.raises(KeyError):
         formats.get("base")
 

@@ -112,3 +112,29 @@ def test_a_checkpoint_in_a_bulk_pass_lets_the_next_commit_start_the_wal_over(
         assert store.get_digest("s9-149") is not None and store.get_digest("last") is not None
     finally:
         store.close()
+
+
+def test_digests_of_older_versions_are_read_as_made_by_each_parsers_first(
+        tmp_path: Path) -> None:
+    """A store from before parsers had versions: its digests' builder versions become
+    (builder, parser 1), so only those an older builder made are stale."""
+    path = tmp_path / "tier2.db"
+    before = len(tier2.MIGRATIONS) - 1
+    conn = db.connect(path, tier2.MIGRATIONS[:before])
+    with db.transaction(conn):
+        for sid, source, version in (("a", "codex", 5), ("b", "codex", 4),
+                                     ("c", "aider", 5)):
+            conn.execute("INSERT INTO digests (session_id, source, analyzer_version,"
+                         " analyzed_at, digest) VALUES (?, ?, ?, 0, '{}')",
+                         (sid, source, version))
+    conn.close()
+    store = Tier2(path)
+    try:
+        assert dict(store.conn.execute("SELECT session_id, analyzer_version FROM digests")
+                    ) == {"a": 5001, "b": 4001, "c": 5001}
+        assert store.stale_digest_ids({"codex": 5001, "aider": 5001}) == {"b"}
+        assert store.stale_digest_ids({"codex": 5002, "aider": 5001}) == {"a", "b"}
+        assert store.stale_digest_ids({"aider": 6001}) == {"c"}  # codex's: not known now
+        assert store.stale_digest_ids({}) == set()
+    finally:
+        store.close()
