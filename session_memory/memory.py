@@ -10,7 +10,7 @@ import fcntl
 import functools
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -138,6 +138,23 @@ class Memory:
         if not rows:
             raise NotFoundError(f"no session {session_id!r}")
         raise NotFoundError(f"{session_id!r} matches several sessions: {', '.join(rows[:2])}, …")
+
+    def short_ids(self, ids: Sequence[str], least: int = 8) -> dict[str, str]:
+        """Each id cut to its shortest beginning that `resolve_id` takes for it alone, with
+        at least `least` characters of its native id (as git shortens hashes): for a table
+        on a narrow terminal."""
+        short = {}
+        for sid in ids:
+            source_len = sid.find(":") + 1
+            shared = max((len(os.path.commonprefix([sid, other]))
+                          for other in self.tier1.neighbour_ids(sid) if other is not None),
+                         default=0)
+            end = max(source_len + least, shared + 1)
+            # resolve_id also matches native ids, and matches a beginning without case.
+            while end < len(sid) and self.tier1.ids_matching(sid[:end]) != [sid]:
+                end += 1
+            short[sid] = sid[:end]
+        return short
 
     def sessions(self, *, state: str | None = None, source: str | None = None,
                  limit: int | None = None, project: str | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -24,6 +25,24 @@ def cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
     if ok:
         assert run.returncode == 0, run.stderr
     return run
+
+
+def on_terminal(columns: int, *args: str) -> str:
+    """What the command shows on a terminal this many columns wide (its styles left out)."""
+    shown, terminal = os.openpty()
+    try:
+        run = subprocess.run([sys.executable, "-m", "session_memory", *args],
+                             stdout=terminal, stderr=subprocess.PIPE, timeout=60,
+                             env={**os.environ, "COLUMNS": str(columns)})
+        assert run.returncode == 0, run.stderr
+        os.close(terminal)
+        output = b""
+        with contextlib.suppress(OSError):  # EIO: the terminal is closed and drained
+            while chunk := os.read(shown, 65536):
+                output += chunk
+    finally:
+        os.close(shown)
+    return re.sub(r"\x1b\[[0-9;]*m", "", output.decode())
 
 
 def as_json(*args: str) -> Any:
@@ -143,19 +162,29 @@ def test_sessions_show_titles_and_cost(sources: dict[str, Path]) -> None:
     plain = cli("sessions").stdout.rstrip("\n").split("\t")
     assert plain[:2] == [f"claude-code:{SID}", "analyzed"]
     assert plain[-1] == " ".join(title.split())  # one line, whatever the title holds
-    shown, terminal = os.openpty()
-    try:
-        run = subprocess.run([sys.executable, "-m", "session_memory", "sessions"],
-                             stdout=terminal, stderr=subprocess.PIPE, timeout=60,
-                             env={**os.environ, "COLUMNS": "160"})
-        assert run.returncode == 0, run.stderr
-        os.close(terminal)
-        table = b""
-        with contextlib.suppress(OSError):  # EIO: the terminal is closed and drained
-            while chunk := os.read(shown, 65536):
-                table += chunk
-    finally:
-        os.close(shown)
-    lines = [line for line in table.decode().splitlines() if f"claude-code:{SID}" in line]
+    lines = [line for line in on_terminal(160, "sessions").splitlines()
+             if f"claude-code:{SID}" in line]
     assert len(lines) == 1 and f"${row['cost_usd']:,.2f}" in lines[0]
     assert " ".join(title.split()) in lines[0] and len(lines[0]) <= 160
+
+
+def test_a_narrow_terminal_shows_ids_cut_to_what_show_takes(sources: dict[str, Path]) -> None:
+    """Ids cut as git cuts hashes: 8 characters of the native id, more where another id
+    begins the same; the table fits the line, and each cut id names its session."""
+    native = {"a": "5c1d7a4e-0000-4000-8000-00000000abcd",
+              "b": "5c1d7a4f-0000-4000-8000-000000000000",
+              "c": "5c1d7a4e-1000-4000-8000-000000000000"}
+    for n in native.values():
+        f = sources["claude-code"] / "-home-dev-app" / f"{n}.jsonl"
+        f.parent.mkdir(exist_ok=True)
+        f.write_bytes(b'{"type":"user","message":{"role":"user","content":"fix it"}}\n')
+    cli("ingest")
+    wide = on_terminal(200, "sessions")
+    assert all(f"claude-code:{n}" in wide for n in native.values())
+    narrow = on_terminal(80, "sessions")
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    shown = {"a": "claude-code:5c1d7a4e-0", "b": "claude-code:5c1d7a4f",
+             "c": "claude-code:5c1d7a4e-1"}
+    for key, short in shown.items():
+        assert f"{short} " in narrow
+        assert as_json("show", short)["id"] == f"claude-code:{native[key]}"
