@@ -39,11 +39,18 @@ def _base(height: int = 220) -> Spec:
             "config": {"view": {"stroke": None}, "axis": {"labelFontSize": 11}}}
 
 
-def tier1(max_bytes: int | None) -> Spec:
-    """Usage before and after each sweep against the three caps, sweeps that evicted marked."""
+def tier1(max_bytes: int | None, time_domain_ms: tuple[float, float] | None = None) -> Spec:
+    """Usage before and after each sweep against the three caps, sweeps that evicted marked.
+
+    `time_domain_ms` is for sweeps too close together to make a line (a new install's first):
+    the x axis then spans it, and each value is drawn as a point too."""
     unit, size = unit_for(max_bytes)
     y = {"field": "value", "type": "quantitative", "title": f"Tier 1 ({unit})"}
-    x = {"field": "time", "type": "temporal", "title": None}
+    x: dict[str, Any] = {"field": "time", "type": "temporal", "title": None}
+    points: dict[str, Any] = {}
+    if time_domain_ms is not None:
+        x["scale"] = {"domain": list(time_domain_ms)}
+        points = {"point": {"filled": True, "size": 40}}
     colour = _colour("series", TIER1_SERIES)
     scaled = {"calculate": f"datum.bytes / {size}", "as": "value"}
     return _base(280) | {
@@ -60,7 +67,7 @@ def tier1(max_bytes: int | None) -> Spec:
                            {"filter": "datum.bytes != null"}, scaled,
                            {"calculate": "datum.key == 'before' ? 'Tier 1 before sweep'"
                                          " : 'Tier 1 after sweep'", "as": "series"}],
-             "mark": {"type": "line", "strokeWidth": 1.5, "interpolate": "linear"},
+             "mark": {"type": "line", "strokeWidth": 1.5, "interpolate": "linear"} | points,
              "encoding": {"x": x, "y": y, "color": colour}},
             {"transform": [{"fold": ["soft", "effective", "hard"], "as": ["key", "bytes"]},
                            {"filter": "datum.bytes != null"}, scaled,
@@ -68,7 +75,7 @@ def tier1(max_bytes: int | None) -> Spec:
                                          " ? 'hard cap' : 'effective cap (keep_free)'",
                             "as": "series"}],
              "mark": {"type": "line", "interpolate": "step-after", "strokeDash": [5, 3],
-                      "strokeWidth": 1.2},
+                      "strokeWidth": 1.2} | points,
              "encoding": {"x": x, "y": y, "color": colour}},
             # Drawn last and larger: a year of sweeps must not hide the one that lost data.
             _sweep_dots(x, y, colour, scaled, "datum.n_overflow > 0", "sweep with data loss",

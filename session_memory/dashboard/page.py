@@ -21,6 +21,9 @@ from session_memory.humanize import human_bytes, human_time
 _PACKAGE = resources.files("session_memory.dashboard")
 VENDORED_JS = ("vendor/vega.min.js", "vendor/vega-lite.min.js")
 LARGEST_CHART_ROWS = 20  # sessions drawn in the "largest" chart (the table lists more)
+# Sweeps closer together than this draw no line to read (one sweep draws none at all, under
+# an axis of milliseconds): the tier 1 chart then spans this much either side of them.
+SHORT_SWEEP_SPAN_S = 3600.0
 
 
 def render(data: dict[str, Any]) -> str:
@@ -70,7 +73,8 @@ def _specs(data: dict[str, Any]) -> dict[str, Any]:
     tier_max = max(t1["usage_bytes"], t1["hard_cap_bytes"], now["tier2"]["usage_bytes"],
                    now["tier2"]["cap_bytes"])
     specs = {
-        "tier1": charts.tier1(max(peaks, default=t1["soft_cap_bytes"])),
+        "tier1": charts.tier1(max(peaks, default=t1["soft_cap_bytes"]),
+                              _short_time_domain_ms(sweeps["t"])),
         "evictions": charts.evictions(max(freed, default=0)),
         "states": charts.states(),
         "tiers": charts.tiers(tier_max),
@@ -92,6 +96,14 @@ def _specs(data: dict[str, Any]) -> dict[str, Any]:
              "largest": not data["largest"], "projects": not data["by_project"],
              "sources": not data["by_source"], "tokens": not data["spend"]["rows"]}
     return {name: spec for name, spec in specs.items() if not empty.get(name)}
+
+
+def _short_time_domain_ms(times: list[float | None]) -> tuple[float, float] | None:
+    """The tier 1 chart's time axis (ms) where its sweeps span less than SHORT_SWEEP_SPAN_S."""
+    known = [t for t in times if t is not None]
+    if not known or max(known) - min(known) >= SHORT_SWEEP_SPAN_S:
+        return None
+    return ((min(known) - SHORT_SWEEP_SPAN_S) * 1000, (max(known) + SHORT_SWEEP_SPAN_S) * 1000)
 
 
 def _datasets(data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:

@@ -186,3 +186,42 @@ def test_an_empty_store_draws_what_it_has(browser: BrowserContext, home: Path,
     text = tab.inner_text("body")
     assert "No sweep has run yet." in text and "Tier 1 holds no session." in text
     assert "No usage recorded yet" in text
+
+
+# The tier 1 chart's x axis labels, and the data marks it drew with a size on the page.
+_TIER1_AXIS_AND_MARKS = """() => {
+  const svg = document.querySelector('#chart-tier1 svg');
+  const labels = Array.from(svg.querySelectorAll('g.role-axis-label text'))
+    .map((t) => t.textContent);
+  const marks = Array.from(svg.querySelectorAll('g.role-mark path'))
+    .filter((m) => m.__data__ && m.__data__.mark && !m.__data__.mark.role.startsWith('axis')
+            && !m.__data__.mark.role.startsWith('legend'))
+    .filter((m) => { const r = m.getBoundingClientRect(); return r.width > 0 && r.height > 0; });
+  return {labels: labels, marks: marks.length};
+}"""
+
+
+def test_a_first_sweep_is_drawn_on_the_tier1_chart(browser: BrowserContext, home: Path,
+                                                    tmp_path: Path) -> None:
+    """One sweep that evicted nothing (a new install's first): its usage and the caps show as
+    points on an axis of readable times, not an empty chart under a sub-second tick."""
+    from session_memory import dashboard
+    from session_memory.clock import FixedClock
+    from session_memory.memory import Memory
+    from tests.dashboard.store import START, settings_for
+
+    settings, _ = settings_for(home)
+    out = tmp_path / "first-sweep.html"
+    with Memory(settings, clock=FixedClock(START + 0.89)) as memory:
+        memory.ingest()
+        memory.sweep()
+        dashboard.write(memory, out)
+    tab, console, _requests = _open(browser, out.as_uri())
+    assert not [m for m in console if m.startswith(("error", "pageerror"))]
+    drawn = tab.evaluate(_TIER1_AXIS_AND_MARKS)
+    print(drawn)
+    # Before and after the sweep, soft, effective and hard cap: a point each.
+    assert drawn["marks"] >= 5
+    xlabels = [label for label in drawn["labels"] if not label.replace(".", "").isdigit()]
+    assert xlabels, drawn["labels"]
+    assert not [label for label in drawn["labels"] if label.startswith(".")], drawn["labels"]
