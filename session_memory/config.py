@@ -205,8 +205,15 @@ def _check_keys(doc: dict[str, Any]) -> None:
                 raise ConfigError(f"{section}.{key}: unknown key")
 
 
-def _expand(path: str) -> Path:
-    return Path(os.path.expandvars(os.path.expanduser(path)))
+def _folder(value: str, key: str) -> Path:
+    """`value` with `~` and `$VARS` expanded. It must then be absolute: a relative folder
+    would be another one in each process's working directory (the daemon's is not your
+    shell's), so the daemon and the commands would keep two stores."""
+    path = Path(os.path.expandvars(os.path.expanduser(value)))
+    if not path.is_absolute():
+        raise ConfigError(f"{key}: expected an absolute path or one starting with ~,"
+                          f" got {value!r}")
+    return path
 
 
 def _source(name: str, table: dict[str, Any]) -> Source:
@@ -225,7 +232,8 @@ def _source(name: str, table: dict[str, Any]) -> Source:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ConfigError(f"sources.{name}: a source name may hold only letters, digits, . _ -")
     return Source(name=name, format=fmt, enabled=enabled,
-                  root=default_root if default_root is not None else _expand(str(root)))
+                  root=default_root if default_root is not None
+                  else _folder(str(root), f"sources.{name}.root"))
 
 
 def settings_from(doc: dict[str, Any]) -> Settings:
@@ -237,7 +245,7 @@ def settings_from(doc: dict[str, Any]) -> Settings:
     if data_dir_value is None:
         data_dir = default_data_dir()
     elif isinstance(data_dir_value, str) and data_dir_value:
-        data_dir = _expand(data_dir_value)
+        data_dir = _folder(data_dir_value, "storage.data_dir")
     else:
         raise ConfigError(f"storage.data_dir: expected a folder path, got {data_dir_value!r}")
     retention = Retention(

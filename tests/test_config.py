@@ -125,6 +125,11 @@ def test_durations(value: object, expected: float) -> None:
     ("[sources.x]\nformat = \"jsonl\"", "sources.x.root"),
     ("[sources.claude-code]\nenabled = \"yes\"", "sources.claude-code.enabled"),
     ("[sources.claude-code]\npath = \"/x\"", "sources.claude-code.path"),
+    # Relative to each process's working directory: the daemon's and a shell's differ.
+    ("[storage]\ndata_dir = \"sm-data\"", "storage.data_dir"),
+    ("[sources.mytool]\nformat = \"jsonl\"\nroot = \"logs\"", "sources.mytool.root"),
+    ("[sources.mytool]\nformat = \"jsonl\"\nroot = \"$SM_UNSET_VAR/logs\"",
+     "sources.mytool.root"),
 ])
 def test_bad_values_name_their_key(home: Path, toml: str, key: str) -> None:
     write_config(home, toml)
