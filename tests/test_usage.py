@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from session_memory import config, prices
-from session_memory.cli import cli, usage_cmd
+from session_memory.cli import cli, common, usage_cmd
 from session_memory.clock import FixedClock
 from session_memory.memory import Memory
 from tests import usage_corpus as corpus
@@ -331,9 +331,9 @@ def test_usage_command_json_and_table(corpus_home: Path, local_tz: str,
     assert bad.exit_code == 2 and json.loads(bad.stdout)["exit_code"] == 2
     # On a terminal: a table with a bar a day and a totals row.
     console = Console(record=True, width=160, force_terminal=True)
-    monkeypatch.setattr(usage_cmd, "console", lambda err=False: console)
+    monkeypatch.setattr(common, "console", lambda err=False: console)
     with open_memory() as memory:
-        usage_cmd._print_table("day", memory.usage("day"), False)
+        usage_cmd._Table("day", memory.usage("day"), False).print()
     text = console.export_text()
     assert "█" in text and "total" in text and "2026-03-02" in text
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,7 +17,6 @@ from session_memory.errors import FULL_MESSAGE, SessionMemoryError
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
     from session_memory.memory import Memory
@@ -34,11 +33,67 @@ def console(*, err: bool = False) -> Console:
     return Console(stderr=err, soft_wrap=True)
 
 
-def rich_table(*headers: str, **options: Any) -> Table:
-    """A rich table with these columns (rich loads here, as for `console`)."""
+FLEXIBLE_MIN_WIDTH = 12
+"""A table's flexible column (see print_table) gets at least this many characters."""
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str | Text]], *,
+                footers: Sequence[str] | None = None, dropped_first: Sequence[str] = (),
+                flexible: str | None = None) -> None:
+    """A table on stdout, each column as wide as its widest cell: a number or an id is
+    never cut short, a header may wrap at its spaces. The `flexible` column takes what
+    the others leave of the line, its cells cut with an ellipsis. While the
+    line is too narrow, the columns `dropped_first` names (those it has) are left out in
+    turn."""
     from rich.table import Table
 
-    return Table(*headers, **options)
+    if footers is not None:
+        footers = [*footers, *[""] * (len(headers) - len(footers))]
+    keep = list(range(len(headers)))
+    for name in (n for n in dropped_first if n in headers):
+        if table_fits([headers[i] for i in keep], [[r[i] for i in keep] for r in rows],
+                      footers=footers and [footers[i] for i in keep], flexible=flexible):
+            break
+        keep.remove(headers.index(name))
+    headers = [headers[i] for i in keep]
+    rows = [[r[i] for i in keep] for r in rows]
+    footers = footers and [footers[i] for i in keep]
+    widths = _widths(headers, rows, footers)
+    table = Table(show_footer=footers is not None)
+    for i, (header, width) in enumerate(zip(headers, widths, strict=True)):
+        footer = footers[i] if footers else ""
+        if header == flexible:
+            others = _line_width(widths) - widths[i] - 3
+            table.add_column(header, footer, no_wrap=True, overflow="ellipsis", max_width=max(
+                FLEXIBLE_MIN_WIDTH, console().width - others - 4))
+        else:
+            table.add_column(header, footer, min_width=width)
+    for row in rows:
+        table.add_row(*row)
+    console().print(table)
+
+
+def table_fits(headers: Sequence[str], rows: Sequence[Sequence[str | Text]], *,
+               footers: Sequence[str] | None = None, flexible: str | None = None) -> bool:
+    """Whether print_table's table of these fits the line without leaving columns out."""
+    widths = _widths(headers, rows, footers)
+    if flexible is not None:
+        widths[headers.index(flexible)] = FLEXIBLE_MIN_WIDTH
+    return _line_width(widths) + 1 <= console().width
+
+
+def _widths(headers: Sequence[str], rows: Sequence[Sequence[str | Text]],
+            footers: Sequence[str] | None) -> list[int]:
+    from rich.cells import cell_len
+
+    return [max([*(cell_len(word) for word in header.split()), *(
+        cell_len(str(r[i])) for r in rows), cell_len(footers[i]) if footers else 0])
+            for i, header in enumerate(headers)]
+
+
+def _line_width(widths: Sequence[int]) -> int:
+    """The width of columns this wide, with their padding and rules (not the last rule)."""
+    return sum(w + 3 for w in widths)
 
 
 def rich_text(text: str, style: str = "") -> Text:

@@ -10,13 +10,13 @@ import click
 from session_memory import exitcodes
 from session_memory.cli.common import (
     Context,
-    console,
     data_command,
     emit_json,
     handle_errors,
     json_option,
     pass_ctx,
-    rich_table,
+    print_table,
+    rich_text,
 )
 from session_memory.humanize import human_bytes, human_time
 
@@ -63,15 +63,12 @@ def reports(click_ctx: click.Context, ctx: Context, limit: int, as_json: bool) -
                        f"{_evicted_count(r)}\t{r.get('bytes_freed')}\t{r.get('final_usage_bytes')}"
                        f"\t{len(r.get('overflow_data_loss') or [])}\t{len(r.get('errors') or [])}")
         return
-    table = rich_table("id", "when", "kind", "evicted", "freed", "usage after", "data loss",
-                       "errors")
-    for r in rows:
-        loss = len(r.get("overflow_data_loss") or [])
-        table.add_row(r["id"], human_time(r.get("started_at_epoch")),
-                      "dry run" if r["dry_run"] else "sweep", str(_evicted_count(r)),
-                      human_bytes(r.get("bytes_freed")), human_bytes(r.get("final_usage_bytes")),
-                      f"[red]{loss}[/red]" if loss else "0", str(len(r.get("errors") or [])))
-    console().print(table)
+    print_table(("id", "when", "kind", "evicted", "freed", "usage after", "data loss", "errors"),
+                [[r["id"], human_time(r.get("started_at_epoch")),
+                  "dry run" if r["dry_run"] else "sweep", str(_evicted_count(r)),
+                  human_bytes(r.get("bytes_freed")), human_bytes(r.get("final_usage_bytes")),
+                  rich_text(str(loss), "red" if loss else ""), str(len(r.get("errors") or []))]
+                 for r in rows for loss in [len(r.get("overflow_data_loss") or [])]])
 
 
 @reports.command("show")

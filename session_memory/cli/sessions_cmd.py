@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,16 +10,18 @@ import click
 
 from session_memory.cli.common import (
     Context,
-    console,
     data_command,
     emit_json,
-    rich_table,
+    print_table,
     rich_text,
+    table_fits,
 )
 from session_memory.humanize import human_bytes, human_cost, human_count, human_time
 from session_memory.store.tier1 import STATES
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from session_memory.memory import Memory
 
 
@@ -47,23 +48,13 @@ def sessions(ctx: Context, state: str | None, source: str | None, limit: int | N
                        f"{human_time(r['started_at'])}\t{'pinned' if r['pinned'] else ''}\t"
                        f"{title}")
         return
-    headers, cells = _fitting(list(HEADERS), cells)
-    table = rich_table()
-    for header, width in zip(headers, _widths(headers, cells), strict=True):
-        table.add_column(header, no_wrap=True, min_width=width)
-    table.add_column("title", no_wrap=True, overflow="ellipsis",
-                     max_width=max(MIN_TITLE_WIDTH, console().width - _line_width(headers, cells)))
-    for r, row_cells in zip(rows, cells, strict=True):
-        # As Text: a prompt's brackets ("[/]", "list[str]") are no rich markup.
-        table.add_row(*row_cells, rich_text(r["title"] or ""))
-    console().print(table)
+    # As Text: a prompt's brackets ("[/]", "list[str]") are no rich markup.
+    titled: list[list[str | Text]] = [[*c, rich_text(r["title"] or "")]
+                                      for r, c in zip(rows, cells, strict=True)]
+    print_table(HEADERS, titled, dropped_first=("stored", "pin", "raw"), flexible="title")
 
 
-HEADERS = ("id", "state", "started", "raw", "stored", "cost", "pin")
-"""The table's columns before the title, which takes what they leave of the line."""
-DROPPED_FIRST = ("stored", "pin", "raw")
-"""Columns left out, in this order, while the line is too narrow for the table."""
-MIN_TITLE_WIDTH = 12
+HEADERS = ("id", "state", "started", "raw", "stored", "cost", "pin", "title")
 
 
 def _table_cells(memory: Memory, rows: list[dict[str, Any]]) -> list[list[str]]:
@@ -72,37 +63,11 @@ def _table_cells(memory: Memory, rows: list[dict[str, Any]]) -> list[list[str]]:
     cells = [[r["id"], r["state"], human_time(r["started_at"]), human_bytes(r["raw_bytes"]),
               human_bytes(r["stored_bytes"]), human_cost(r["cost_usd"]),
               "📌" if r["pinned"] else ""] for r in rows]
-    if _too_wide(HEADERS, cells):
+    if not table_fits(HEADERS, [[*c, ""] for c in cells], flexible="title"):
         short = memory.short_ids([r["id"] for r in rows])
         for c in cells:
             c[0] = short[c[0]]
     return cells
-
-
-def _fitting(headers: list[str], cells: list[list[str]]
-             ) -> tuple[list[str], list[list[str]]]:
-    """The columns (and their cells) that fit the line, leaving out DROPPED_FIRST's in turn."""
-    for name in DROPPED_FIRST:
-        if not _too_wide(headers, cells):
-            break
-        i = headers.index(name)
-        headers = headers[:i] + headers[i + 1:]
-        cells = [c[:i] + c[i + 1:] for c in cells]
-    return headers, cells
-
-
-def _too_wide(headers: Sequence[str], cells: list[list[str]]) -> bool:
-    return _line_width(headers, cells) + MIN_TITLE_WIDTH > console().width
-
-
-def _widths(headers: Sequence[str], cells: list[list[str]]) -> list[int]:
-    return [max([len(header), *(len(c[i]) for c in cells)]) for i, header in enumerate(headers)]
-
-
-def _line_width(headers: Sequence[str], cells: list[list[str]]) -> int:
-    """The table's width without its title cells: 3 a column for padding and rule, and 4
-    for the title's."""
-    return sum(w + 3 for w in _widths(headers, cells)) + 4
 
 
 @click.command()

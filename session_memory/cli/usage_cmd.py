@@ -10,11 +10,11 @@ import click
 from session_memory import usage as usage_mod
 from session_memory.cli.common import (
     Context,
-    console,
     data_command,
     emit_json,
-    rich_table,
+    print_table,
     rich_text,
+    table_fits,
 )
 from session_memory.humanize import human_cost, human_count
 
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 BAR_WIDTH = 24
 _COLUMNS = usage_mod.FIELDS
 _HEADERS = ("input", "output", "cache write", "cache read", "reasoning")
+NARROW_LEFT_OUT = ("tokens", "reasoning", "cache write", "sessions", "cache read")
+"""The columns a usage table leaves out, in turn, while the line is too narrow for it (as
+ccusage's compact tables leave out the cache columns): never the key, input, output or cost."""
 
 
 @click.group(invoke_without_command=True)
@@ -56,6 +59,11 @@ def usage(ctx: Context, by: str, since: str | None, until: str | None, project: 
     with ctx.memory() as memory:
         rows = memory.usage(by, since, until, project=project, breakdown=breakdown)
         waiting = memory.not_analyzed() if not rows and not as_json else 0
+        table = _Table(by, rows, breakdown) if rows and not as_json and (
+            sys.stdout.isatty()) else None
+        if table is not None and by == "session" and not table.fits():
+            # As `sessions` cuts them: the numbers need the line more than whole ids do.
+            table = _Table(by, rows, breakdown, memory.short_ids([r["key"] for r in rows]))
     if as_json:
         emit_json(rows)
         return
@@ -65,13 +73,14 @@ def usage(ctx: Context, by: str, since: str | None, until: str | None, project: 
                       f"{'is' if waiting == 1 else 'are'} not counted (`analyze --all` "
                       "counts them now)" if waiting else ""), err=True)
         return
-    if not sys.stdout.isatty():
+    if table is None:
         for r in rows:
             click.echo("\t".join(str(v) for v in (r["key"], r["sessions"],
                                                    *(r[k] for k in _COLUMNS),
                                                    human_cost(r["cost_usd"]))))
         return
-    _print_table(by, rows, breakdown)
+    table.print()
+    _notes(rows)
 
 
 def unknown_time_zone() -> str | None:
@@ -102,27 +111,45 @@ def _bar(value: int, largest: int) -> Text:
     return rich_text("█" * (eighths // 8) + " ▏▎▍▌▋▊▉"[eighths % 8].strip(), "cyan")
 
 
-def _print_table(by: str, rows: list[dict[str, Any]], breakdown: bool) -> None:
-    timeline = by in ("day", "week", "month")
-    table = rich_table(by, "sessions", *_HEADERS, "cost (USD)", *(["tokens"] if timeline else []),
-                       show_footer=True)
-    largest = max(usage_mod.tokens(r) for r in rows)
-    for r in rows:
-        # As Text: a project's path may hold brackets, which are no rich markup.
-        table.add_row(rich_text(str(r["key"])), f"{r['sessions']:,}",
-                      *(f"{r[k]:,}" for k in _COLUMNS),
-                      human_cost(r["cost_usd"]),
-                      *([_bar(usage_mod.tokens(r), largest)] if timeline else []))
-        for part in r.get("models", []) if breakdown else []:
-            table.add_row(rich_text(f"  └ {part['model']}", "dim"), "",
-                          *(rich_text(f"{part[k]:,}", "dim") for k in _COLUMNS),
-                          rich_text(human_cost(part["cost_usd"]), "dim"))
-    total = usage_mod.totals(rows)
-    for column, value in zip(table.columns, ["total", f"{total['sessions']:,}",
-                                             *(f"{total[k]:,}" for k in _COLUMNS),
-                                             human_cost(total["cost_usd"])], strict=False):
-        column.footer = value
-    console().print(table)
+class _Table:
+    """A usage table: a row per key (`keys`: what to show for one, where not itself), the
+    models' parts under it with --breakdown, the totals at the foot."""
+
+    def __init__(self, by: str, rows: list[dict[str, Any]], breakdown: bool,
+                 keys: dict[str, str] | None = None) -> None:
+        timeline = by in ("day", "week", "month")
+        self.headers = [by, "sessions", *_HEADERS, "cost (USD)",
+                        *(["tokens"] if timeline else [])]
+        # A project's path takes what the numbers leave of the line.
+        self.flexible = by if by == "project" else None
+        largest = max(usage_mod.tokens(r) for r in rows)
+        self.cells: list[list[str | Text]] = []
+        for r in rows:
+            # As Text: a project's path may hold brackets, which are no rich markup.
+            self.cells.append([rich_text((keys or {}).get(r["key"], str(r["key"]))),
+                               f"{r['sessions']:,}", *(f"{r[k]:,}" for k in _COLUMNS),
+                               human_cost(r["cost_usd"]),
+                               *([_bar(usage_mod.tokens(r), largest)] if timeline else [])])
+            for part in r.get("models", []) if breakdown else []:
+                self.cells.append([rich_text(f"  └ {part['model']}", "dim"), "",
+                                   *(rich_text(f"{part[k]:,}", "dim") for k in _COLUMNS),
+                                   rich_text(human_cost(part["cost_usd"]), "dim"),
+                                   *([""] if timeline else [])])
+        total = usage_mod.totals(rows)
+        self.footers = ["total", f"{total['sessions']:,}", *(f"{total[k]:,}" for k in _COLUMNS),
+                        human_cost(total["cost_usd"])]
+
+    def fits(self) -> bool:
+        return table_fits(self.headers, self.cells, footers=self.footers,
+                          flexible=self.flexible)
+
+    def print(self) -> None:
+        print_table(self.headers, self.cells, footers=self.footers,
+                    dropped_first=NARROW_LEFT_OUT, flexible=self.flexible)
+
+
+def _notes(rows: list[dict[str, Any]]) -> None:
+    """What a reader of the table should know of its rows (on stderr)."""
     unpriced = sorted({m for r in rows for m in r.get("unpriced_models", [])})
     if unpriced:
         click.echo(f"no price known for {', '.join(unpriced)}: their rows show no cost "
@@ -156,15 +183,13 @@ def blocks(ctx: Context, since: str | None, active_only: bool, as_json: bool) ->
                 b["start"], b["end"], "active" if b["active"] else "gap" if b["gap"] else "",
                 *(b[k] for k in _COLUMNS), human_cost(b["cost_usd"]))))
         return
-    table = rich_table("start (local)", "", "models", *_HEADERS, "cost (USD)", "tokens")
     largest = max(usage_mod.tokens(b) for b in found)
-    for b in found:
-        status = rich_text("● active", "bold green") if b["active"] else (
-            rich_text("gap", "dim") if b["gap"] else rich_text(""))
-        table.add_row(_local(b["start"]), status, rich_text(", ".join(b["models"])),
-                      *(f"{b[k]:,}" for k in _COLUMNS), human_cost(b["cost_usd"]),
-                      _bar(usage_mod.tokens(b), largest))
-    console().print(table)
+    print_table(["start (local)", "", *_HEADERS, "cost (USD)", "tokens", "models"], [
+        [_local(b["start"]), rich_text("● active", "bold green") if b["active"] else (
+            rich_text("gap", "dim") if b["gap"] else ""),
+         *(f"{b[k]:,}" for k in _COLUMNS), human_cost(b["cost_usd"]),
+         _bar(usage_mod.tokens(b), largest), rich_text(", ".join(b["models"]))]
+        for b in found], dropped_first=NARROW_LEFT_OUT, flexible="models")
 
 
 def _local(iso: str) -> str:

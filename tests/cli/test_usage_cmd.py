@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from rich.console import Console
 
 from session_memory import usage as usage_mod
-from session_memory.cli import usage_cmd
+from session_memory.cli import common, usage_cmd
 
 
 @pytest.mark.parametrize("key", ["/home/dev/a[/]b", "/home/dev/[wip]", "/srv/[red]x"])
@@ -15,5 +16,28 @@ def test_a_key_with_brackets_is_printed_as_written(key: str, capsys: pytest.Capt
     would fail on '[/]' and drop '[wip]'."""
     monkeypatch.setenv("COLUMNS", "200")  # each cell on one line
     row = {"key": key, "sessions": 1, **dict.fromkeys(usage_mod.FIELDS, 1), "cost_usd": 0.5}
-    usage_cmd._print_table("project", [row], breakdown=False)
+    usage_cmd._Table("project", [row], breakdown=False).print()
     assert key in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_numbers_are_never_cut_short_on_a_narrow_line(width: int,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table fits the line by leaving columns out (as ccusage's compact tables do), the
+    key, input, output and cost never; what it shows is whole."""
+    console = Console(record=True, width=width, force_terminal=True)
+    monkeypatch.setattr(common, "console", lambda err=False: console)
+    rows = [{"key": f"2026-03-{day:02}", "sessions": 1234, "input": 9_876_543 * day,
+             "output": 1_234_567 * day, "cache_creation": 98_765_432 * day,
+             "cache_read": 987_654_321 * day, "reasoning": 12_345 * day,
+             "cost_usd": 1234.56 * day} for day in (1, 2, 3)]
+    usage_cmd._Table("day", rows, breakdown=False).print()
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= width
+    text = "\n".join(lines)
+    assert "…" not in text
+    for r in rows:
+        for shown in (r["key"], f"{r['input']:,}", f"{r['output']:,}", f"${r['cost_usd']:,.2f}"):
+            assert shown in text
+    assert ("█" in text) == (width >= 200)  # the bars go first
+    assert (f"{rows[0]['cache_creation']:,}" in text) == (width >= 100)
