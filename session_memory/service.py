@@ -13,13 +13,18 @@ from typing import Any
 
 import platformdirs
 
-from session_memory import safe_write
+from session_memory import formats, safe_write
 from session_memory.config import Settings, user_config_path
 from session_memory.memory import daemon_status
 from session_memory.store import db
 
 UNIT_NAME = "session-memory.service"
 SYSTEMCTL_TIMEOUT = 20
+# Variables that say where our config and data live. The user manager starts the daemon
+# without your shell's environment, so the unit keeps those set where it was installed
+# (and the formats' root variables): the daemon then reads the roots and store the
+# commands do.
+PATH_VARIABLES = ("SESSION_MEMORY_CONFIG", "XDG_CONFIG_HOME", "XDG_DATA_HOME")
 
 
 def unit_template() -> str:
@@ -56,11 +61,22 @@ def _quote(arg: str, *, exec_line: bool = True) -> str:
     return f'"{escaped}"' if re.search(r'[\s"\\]', arg) else escaped
 
 
-def render_unit(command: list[str], data_dir: Path, config_path: Path | None = None) -> str:
-    """The shipped unit with the real program and data folder in place of the defaults."""
+def pinned_environment() -> dict[str, str]:
+    """The variables of PATH_VARIABLES and the formats' root variables set (not empty) here."""
+    names = dict.fromkeys((*PATH_VARIABLES, *formats.root_variables()))
+    return {name: os.environ[name] for name in names if os.environ.get(name)}
+
+
+def render_unit(command: list[str], data_dir: Path, config_path: Path | None = None,
+                environment: dict[str, str] | None = None) -> str:
+    """The shipped unit with the real program, data folder and `environment` in place of the
+    defaults."""
     words = [*command, *(["--config", str(config_path)] if config_path else []), "daemon"]
     text = unit_template()
-    text = re.sub(r"(?m)^ExecStart=.*$", "ExecStart=" + " ".join(_quote(w) for w in words), text)
+    exec_start = "ExecStart=" + " ".join(_quote(w) for w in words)
+    exec_start += "".join(f"\nEnvironment={_quote(f'{name}={value}', exec_line=False)}"
+                          for name, value in (environment or {}).items())
+    text = re.sub(r"(?m)^ExecStart=.*$", lambda _m: exec_start, text)
     text = re.sub(r"(?m)^ReadWritePaths=.*$",
                   "ReadWritePaths=" + _quote(str(data_dir), exec_line=False), text)
     return text
@@ -88,7 +104,7 @@ def install(settings: Settings, *, config_path: Path | None = None,
     db.private_dir(settings.data_dir)  # ReadWritePaths= must exist, or the unit cannot start
     db.private_dir(user_config_path().parent)  # where the config, naming the roots, goes
     text = render_unit(entry_point(), settings.data_dir,
-                       config_path.resolve() if config_path else None)
+                       config_path.resolve() if config_path else None, pinned_environment())
     safe_write.replace_file(path, [text.encode("utf-8")], mode=0o644)  # not a secret
     result: dict[str, Any] = {"unit_path": str(path), "commands": [" ".join(ENABLE),
                                                                    " ".join(LINGER)],

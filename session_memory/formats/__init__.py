@@ -38,3 +38,10 @@ def transcript(name: str) -> Transcript | None:
     """The format's transcript reader (see base.py), None where it has none."""
     reader: Transcript | None = getattr(get(name), "transcript", None)
     return reader
+
+
+def root_variables() -> tuple[str, ...]:
+    """The environment variables the formats' default roots follow (a module's optional
+    ROOT_VARIABLE), each once."""
+    found = (getattr(get(name), "ROOT_VARIABLE", None) for name in names())
+    return tuple(dict.fromkeys(v for v in found if v))

@@ -89,8 +89,11 @@ def _session_folder(parts: Sequence[str]) -> str | None:
                  if _SESSION_FOLDER.fullmatch(folder)), None)
 
 
+ROOT_VARIABLE = "CLAUDE_CONFIG_DIR"  # names the folder the tool writes under, where set
+
+
 def default_root() -> Path:
-    return env_root("CLAUDE_CONFIG_DIR", "~/.claude", "projects")
+    return env_root(ROOT_VARIABLE, "~/.claude", "projects")
 
 
 def prune(dir_relpath: PurePosixPath) -> bool:

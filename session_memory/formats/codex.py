@@ -65,8 +65,11 @@ def identify(relpath: PurePosixPath, head: Head) -> FileRole | None:
     return FileRole(native, logical, compressed=compressed)
 
 
+ROOT_VARIABLE = "CODEX_HOME"  # names the folder the tool writes under, where set
+
+
 def default_root() -> Path:
-    return env_root("CODEX_HOME", "~/.codex")
+    return env_root(ROOT_VARIABLE, "~/.codex")
 
 
 def prune(dir_relpath: PurePosixPath) -> bool:

@@ -39,8 +39,11 @@ WORKSPACE = "workspace.yaml"
 SHUTDOWN = re.compile(rb'"type"\s*:\s*"session\.shutdown"')
 
 
+ROOT_VARIABLE = "COPILOT_HOME"  # names the folder the tool writes under, where set
+
+
 def default_root() -> Path:
-    return env_root("COPILOT_HOME", "~/.copilot", "session-state")
+    return env_root(ROOT_VARIABLE, "~/.copilot", "session-state")
 
 
 def identify(relpath: PurePosixPath, head: Head) -> FileRole | None:

@@ -47,8 +47,11 @@ hook_target = no_hook
 _SESSION_ID = rb'"sessionID"\s*:\s*"([^"]+)"'
 
 
+ROOT_VARIABLE = "XDG_DATA_HOME"  # names the folder the tool writes under, where set
+
+
 def default_root() -> Path:
-    return env_root("XDG_DATA_HOME", "~/.local/share", "opencode", "storage")
+    return env_root(ROOT_VARIABLE, "~/.local/share", "opencode", "storage")
 
 
 def identify(relpath: PurePosixPath, head: Head) -> FileRole | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -117,6 +118,34 @@ def test_render_unit_quotes_odd_paths() -> None:
     text = service.render_unit(["/opt/my tools/session-memory"], Path("/data/100%/sm"))
     assert 'ExecStart="/opt/my tools/session-memory" daemon' in text
     assert "ReadWritePaths=/data/100%%/sm" in text
+
+
+def test_the_unit_keeps_the_folders_the_installing_shell_named(
+        home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user manager starts the daemon without the shell's environment: a tool's root
+    variable and our XDG folders set where the unit was installed are written into it, so
+    the daemon reads the roots, config and store the commands do."""
+    codex_home = tmp_path / "my codex"
+    monkeypatch.setenv("CODEX_HOME", str(codex_home))
+    monkeypatch.delenv("CLAUDE_CONFIG_DIR", raising=False)
+    result = CliRunner().invoke(cli, ["service", "install", "--no-start"])
+    assert result.exit_code == 0, result.output
+    lines = service.unit_path().read_text().splitlines()
+    pinned = dict(line[len("Environment="):].strip('"').split("=", 1) for line in lines
+                  if line.startswith("Environment="))
+    assert pinned["CODEX_HOME"] == str(codex_home)
+    assert "CLAUDE_CONFIG_DIR" not in pinned
+
+    # The daemon's view: only what the unit sets, beside a home of the manager's.
+    manager_env = {"HOME": str(home), "PATH": "/usr/bin:/bin", **pinned,
+                   **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
+    shown = subprocess.run([sys.executable, "-m", "session_memory", "config", "show", "--json"],
+                           capture_output=True, text=True, env=manager_env, timeout=60,
+                           cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    effective = json.loads(shown.stdout)
+    assert effective["sources"]["codex"]["root"] == str(codex_home)
+    assert effective["storage"]["data_dir"] == str(config.load().data_dir)
 
 
 def test_a_writer_exits_75_while_the_store_stays_busy(sources: dict[str, Path],
