@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import operator
+import sys
+from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, timedelta
 from itertools import chain, repeat
@@ -35,8 +37,9 @@ _DROP_EMPTY_TOTAL = (
 
 _HAS_USAGE = "SELECT " + " OR ".join(
     f"EXISTS (SELECT 1 FROM {table} WHERE session = ?1)"
-    for table in ("usage_hourly", "usage_responses", "usage_sessions"))
-"""Whether a session (a digest's rowid) has anything in the usage tables."""
+    for table in ("usage_hourly", "usage_sessions"))
+"""Whether a session (a digest's rowid) has anything in the usage tables (one with response
+claims has its usage_sessions row, written in the same transaction)."""
 
 MIGRATIONS: list[list[str]] = [
     [
@@ -142,6 +145,16 @@ MIGRATIONS: list[list[str]] = [
         "UPDATE digests SET analyzer_version = analyzer_version * 1000 + 1"
         " WHERE analyzer_version < 1000",
     ],
+    [
+        # A session's response claims are found by the hashes it holds, kept with it (8
+        # bytes each, big-endian), not by an index on usage_responses' session: keeping
+        # that index up cost a third of each insert, a random one per response.
+        "ALTER TABLE usage_sessions ADD COLUMN response_hashes BLOB",
+        """UPDATE usage_sessions SET response_hashes = (
+            SELECT unhex(group_concat(printf('%016x', hash), '')) FROM usage_responses r
+            WHERE r.session = usage_sessions.session)""",
+        "DROP INDEX usage_responses_by_session",
+    ],
 ]
 
 
@@ -173,6 +186,23 @@ from its first to its last (no local day is shorter)."""
 MAX_HOURLY_COUNT = 2**48
 """No hour of one session comes near this: a count past it is a broken file's, clamped so
 that millions of rows still add up within SQLite's integers."""
+
+
+def _hash_blob(hashes: array[int]) -> bytes:
+    """Response hashes (signed 64-bit) as usage_sessions.response_hashes keeps them: 8 bytes
+    each, big-endian, as the migration that made the column wrote them."""
+    if sys.byteorder == "little":
+        hashes = array("q", hashes)
+        hashes.byteswap()
+    return hashes.tobytes()
+
+
+def _blob_hashes(blob: bytes) -> array[int]:
+    """The hashes _hash_blob keeps."""
+    hashes = array("q", blob)
+    if sys.byteorder == "little":
+        hashes.byteswap()
+    return hashes
 
 
 def _min(a: float | None, b: float | None) -> float | None:
@@ -456,9 +486,11 @@ class Tier2:
         hours = sorted({h[1] for h in hourly})
         gapless = all(b - a < GAP_HOURS for a, b in zip(hours, hours[1:], strict=False))
         conn.execute("INSERT OR REPLACE INTO usage_sessions (session, kind, first_hour,"
-                     " last_hour, gapless) VALUES (?, ?, ?, ?, ?)",
+                     " last_hour, gapless, response_hashes) VALUES (?, ?, ?, ?, ?, ?)",
                      (session, kind, hours[0] if hours else None,
-                      hours[-1] if hours else None, int(gapless)))
+                      hours[-1] if hours else None, int(gapless),
+                      _hash_blob(keyed.hashes) if keyed is not None and keyed.hashes
+                      else None))
 
     def _add_totals(self, rows: Sequence[Sequence[Any]], sign: int) -> None:
         """Add (sign 1) or take off (-1) rows of (hour, model, prompt_over, *_SUMMED) in
@@ -498,7 +530,14 @@ class Tier2:
         self._add_totals(list(conn.execute(
             f"SELECT hour, model, prompt_over, {', '.join(_SUMMED)} FROM usage_hourly"
             " WHERE session = ?", (session,))), -1)
-        for table in ("usage_hourly", "usage_responses", "usage_sessions"):
+        blob = conn.execute("SELECT response_hashes FROM usage_sessions WHERE session = ?",
+                            (session,)).fetchone()
+        if blob is not None and blob[0]:
+            # Of the responses it holds, those it still claims (another session may have
+            # taken some since).
+            conn.executemany("DELETE FROM usage_responses WHERE hash = ? AND session = ?",
+                             zip(_blob_hashes(blob[0]), repeat(session)))
+        for table in ("usage_hourly", "usage_sessions"):
             conn.execute(f"DELETE FROM {table} WHERE session = ?", (session,))
 
     def _keyed_rows(self, session: int, keyed: KeyedSpend
@@ -513,8 +552,9 @@ class Tier2:
         sums = [list(row) for row in keyed.sums]
         if self.conn.total_changes() - before != len(keyed.hashes):
             # Some hash was held already: by another session (or twice in this one).
-            owned = {h for (h,) in self.conn.execute(
-                "SELECT hash FROM usage_responses WHERE session = ?", (session,))}
+            owned = {h for (h,) in self.conn.executemany(
+                "SELECT hash FROM usage_responses WHERE hash = ? AND session = ?",
+                zip(keyed.hashes, repeat(session)))}
             lost: set[int] = set()
             for i, key_hash in enumerate(keyed.hashes):
                 if key_hash in owned:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from array import array
 from pathlib import Path
 
 from session_memory.store import db, tier2
@@ -119,7 +120,7 @@ def test_digests_of_older_versions_are_read_as_made_by_each_parsers_first(
     """A store from before parsers had versions: its digests' builder versions become
     (builder, parser 1), so only those an older builder made are stale."""
     path = tmp_path / "tier2.db"
-    before = len(tier2.MIGRATIONS) - 1
+    before = 3  # the migrations before the one that gave parsers versions
     conn = db.connect(path, tier2.MIGRATIONS[:before])
     with db.transaction(conn):
         for sid, source, version in (("a", "codex", 5), ("b", "codex", 4),
@@ -136,5 +137,40 @@ def test_digests_of_older_versions_are_read_as_made_by_each_parsers_first(
         assert store.stale_digest_ids({"codex": 5002, "aider": 5001}) == {"a", "b"}
         assert store.stale_digest_ids({"aider": 6001}) == {"c"}  # codex's: not known now
         assert store.stale_digest_ids({}) == set()
+    finally:
+        store.close()
+
+
+def test_response_claims_move_from_an_index_to_each_sessions_hashes(tmp_path: Path) -> None:
+    """A store from before: usage_responses found a session's claims by an index on session.
+    Migrated, each session keeps the hashes it claimed, and a session's usage taken out
+    takes out its own claims alone."""
+    path = tmp_path / "tier2.db"
+    conn = db.connect(path, tier2.MIGRATIONS[:4])
+    claims = {1: [-2**63, -5, 7, 2**63 - 1], 2: [11]}
+    with db.transaction(conn):
+        for session, hashes in claims.items():
+            conn.execute("INSERT INTO digests (rowid, session_id, source, analyzer_version,"
+                         " analyzed_at, digest) VALUES (?, ?, 'src', 5001, 0, '{}')",
+                         (session, f"s{session}"))
+            conn.execute("INSERT INTO usage_sessions (session, kind) VALUES (?, 1)", (session,))
+            conn.executemany("INSERT INTO usage_responses VALUES (?, ?, 0.0, 1)",
+                             [(h, session) for h in hashes])
+        conn.execute("INSERT INTO usage_sessions (session, kind) VALUES (3, 1)")  # none
+    conn.close()
+    store = Tier2(path)
+    try:
+        kept = {session: None if blob is None else list(tier2._blob_hashes(blob))
+                for session, blob in store.conn.execute(
+                    "SELECT session, response_hashes FROM usage_sessions")}
+        assert {s: sorted(h) for s, h in kept.items() if h is not None} == claims
+        assert kept[3] is None
+        # What a pass writes reads back the same way.
+        assert list(tier2._blob_hashes(tier2._hash_blob(array("q", claims[1])))) == claims[1]
+        assert list(store.conn.execute("PRAGMA index_list(usage_responses)")) == []
+        with store.transaction():
+            store.delete_digest("s1")
+        assert list(store.conn.execute("SELECT hash, session FROM usage_responses")) == [
+            (11, 2)]
     finally:
         store.close()
