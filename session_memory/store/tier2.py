@@ -155,6 +155,11 @@ MIGRATIONS: list[list[str]] = [
             WHERE r.session = usage_sessions.session)""",
         "DROP INDEX usage_responses_by_session",
     ],
+    [
+        # stale_digest_ids looks at each source's older versions, never reading every
+        # digest: the daemon asks after sessions end, and every five minutes.
+        "CREATE INDEX digests_by_version ON digests (source, analyzer_version)",
+    ],
 ]
 
 
