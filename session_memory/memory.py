@@ -636,7 +636,21 @@ class Memory:
                     or session_id in maintenance.pending_forgets(self.tier1)):
                 raise
             sid = session_id
-        return maintenance.forget(self.tier1, self.tier2, sid, self.clock.now())
+        still_there = self._files_in_their_source(sid)
+        result = maintenance.forget(self.tier1, self.tier2, sid, self.clock.now())
+        # The next ingest takes these again: the caller must say so.
+        return result | {"source_files": [str(p) for p in still_there]}
+
+    def _files_in_their_source(self, sid: str) -> list[Path]:
+        """The session's files still where its agent tool keeps them that the next ingest
+        would read again for it: those whose cursor it owns (not, say, an Aider history
+        whose later runs hold the cursor)."""
+        found = []
+        for cursor in self.tier1.cursors_of(sid):
+            source = self.settings.sources.get(cursor.source)
+            if source is not None and (source.root / cursor.phys_path).is_file():
+                found.append(source.root / cursor.phys_path)
+        return sorted(found)
 
     def repair(self) -> list[str]:
         """Fix what `check` finds between the tiers when that loses nothing; one line a fix."""

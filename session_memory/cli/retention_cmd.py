@@ -97,9 +97,22 @@ def forget(ctx: Context, session_id: str, as_json: bool) -> None:
         result = memory.forget(session_id)
     if as_json:
         emit_json(result)
+        _say_what_comes_back(result)
         return
-    click.echo(f"forgot {result['id']}: {human_bytes(result['stored_bytes'])} of raw data"
+    click.echo(f"forgot {result['id']}: {human_bytes(result['raw_bytes'])} of raw data"
+               f" ({human_bytes(result['stored_bytes'])} stored)"
                f"{' and its digest' if result['digest_removed'] else ''}")
+    _say_what_comes_back(result)
+
+
+def _say_what_comes_back(result: dict[str, Any]) -> None:
+    still_there = result["source_files"]
+    if still_there:
+        click.echo(f"warning: {len(still_there)} of its files are still in the agent tool's"
+                   " folder, and the next ingest (the daemon's within minutes) stores the"
+                   " session again; delete them there to keep it forgotten:", err=True)
+        for path in still_there:
+            click.echo(f"  {path}", err=True)
 
 
 def _evicted_count(report: dict[str, Any]) -> int:

@@ -238,6 +238,12 @@ class Tier1:
                                 (source, path)).fetchone()
         return Cursor(*row) if row else None
 
+    def cursors_of(self, session_id: str) -> list[Cursor]:
+        """The cursors a session owns: the files whose next bytes, or whose bytes read again
+        from the start, would go to it."""
+        return [Cursor(*row) for row in self.conn.execute(
+            f"SELECT {_CURSOR_COLS} FROM cursors WHERE session_id = ?", (session_id,))]
+
     def data_version(self) -> int:
         """A number that changes whenever another connection commits a change (this
         connection's own commits leave it as it is)."""
@@ -1057,6 +1063,18 @@ class Tier1:
             (session_id,))
         self.conn.execute("DELETE FROM frames WHERE session_id = ?", (session_id,))
         self.conn.execute("DELETE FROM files WHERE session_id = ?", (session_id,))
+        # A file other sessions hold runs of (an Aider history): its cursor passes to the
+        # last run left, so the next ingest goes on from where the file was read to. Without
+        # one it would read the file again from its start, over runs still stored. The
+        # forgotten run then stays forgotten, like any other run of the file.
+        self.conn.execute(
+            "UPDATE cursors SET (session_id, file_id) = ("
+            " SELECT session_id, id FROM files WHERE files.source = cursors.source"
+            " AND files.path = cursors.path AND files.version = cursors.version"
+            " ORDER BY base_offset DESC LIMIT 1) "
+            "WHERE session_id = ? AND EXISTS (SELECT 1 FROM files WHERE"
+            " files.source = cursors.source AND files.path = cursors.path"
+            " AND files.version = cursors.version)", (session_id,))
         self.conn.execute("DELETE FROM cursors WHERE session_id = ?", (session_id,))
         self.conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
         self.conn.executemany("DELETE FROM dictionaries WHERE id = ?", [(d,) for d in trained])

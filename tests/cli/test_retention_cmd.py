@@ -109,6 +109,22 @@ def test_forget_and_check_repair(home: Path) -> None:
     assert repaired["ok"] is True and repaired["repaired"]
 
 
+def test_forget_names_the_files_that_would_bring_the_session_back(home: Path) -> None:
+    """Forgotten while the tool still keeps its files, a session is stored again by the next
+    ingest: forget says so, naming them, and counts its raw bytes as raw."""
+    ids = _store(home)
+    source_file = home / "src" / "mytool" / "s0.jsonl"
+    run = cli("forget", ids[0])
+    assert f"forgot {ids[0]}: 19.5 KiB of raw data" in run.stdout
+    assert "still in the agent tool's folder" in run.stderr and str(source_file) in run.stderr
+    cli("ingest")
+    assert ids[0] in {s["id"] for s in as_json("sessions")}  # as it said
+
+    (home / "src" / "mytool" / "s1.jsonl").unlink()
+    gone = cli("forget", ids[1], "--json")
+    assert json.loads(gone.stdout)["source_files"] == [] and "still in" not in gone.stderr
+
+
 def test_a_sweep_killed_between_the_stores_is_reported_by_the_next(home: Path) -> None:
     ids = _store(home)
     killed = subprocess.run([sys.executable, "-m", "session_memory", "sweep", "--json"],

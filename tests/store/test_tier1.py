@@ -548,3 +548,27 @@ def test_a_session_that_grew_is_open_unsealed_not_ended_and_written_last_at_the_
         assert row == ("open", 0, 0, max(last_write, 100.0), 7.0, 1.0), cases[i]
     assert t.check() == []
     t.close()
+
+
+def test_forgetting_the_last_run_of_a_history_keeps_ingest_going(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    """The run of an Aider history that owns the file's cursor (its last) is forgotten: the
+    cursor passes to the last run left, so the next ingest goes on from there. Deleted with
+    the run, it made the next ingest read the file again from its start, over runs still
+    stored, and fail on every pass."""
+    from tests.test_ingest_runs import FIRST, HISTORY, R1, R2, R3, ids, put
+
+    path = put(sources["aider"], f"app/{HISTORY}", FIRST + R1 + R2)
+    memory.ingest()
+    first, last = ids(memory)
+    memory.forget(last)
+    memory.ingest()
+    assert ids(memory) == [first]
+    assert stored_raw(memory, first) == FIRST + R1
+    assert memory.check() == []
+
+    put(sources["aider"], f"app/{HISTORY}", R3, append=True)  # the history goes on
+    memory.ingest()
+    assert ids(memory) == [first, "aider:app#20250604T103000"]
+    assert stored_raw(memory, "aider:app#20250604T103000") == R3
+    assert path.read_bytes() == FIRST + R1 + R2 + R3
