@@ -169,13 +169,16 @@ def blocks(ctx: Context, since: str | None, active_only: bool, as_json: bool) ->
     as_json = as_json or bool(click.get_current_context().meta.get("usage_json"))
     with ctx.memory() as memory:
         found = memory.usage_blocks(since)
+    recorded = found
     if active_only:
         found = [b for b in found if b["active"]]
     if as_json:
         emit_json(found)
         return
     if not found:
-        click.echo("no billing blocks recorded", err=True)
+        last = [b for b in recorded if not b["gap"]]
+        click.echo(f"no block is running now; the last ended {_local(last[-1]['end'])}"
+                   if last else "no billing blocks recorded", err=True)
         return
     if not sys.stdout.isatty():
         for b in found:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from rich.console import Console
 
@@ -41,3 +46,26 @@ def test_numbers_are_never_cut_short_on_a_narrow_line(width: int,
             assert shown in text
     assert ("█" in text) == (width >= 200)  # the bars go first
     assert (f"{rows[0]['cache_creation']:,}" in text) == (width >= 100)
+
+
+def test_blocks_active_without_a_running_block_says_so(sources: dict[str, Path]) -> None:
+    """Blocks recorded, none running now: `--active` says that, not that none were recorded."""
+    session = sources["claude-code"] / "-work-p" / "5f0c7a8e-1b2c-4d3e-9f00-0123456789ab.jsonl"
+    session.parent.mkdir(parents=True)
+    session.write_text(json.dumps({
+        "type": "assistant", "uuid": "a1", "timestamp": "2026-01-05T10:20:00Z",
+        "sessionId": "5f0c7a8e-1b2c-4d3e-9f00-0123456789ab",
+        "message": {"id": "m1", "role": "assistant", "model": "claude-sonnet-4-5",
+                    "content": [], "usage": {"input_tokens": 3, "output_tokens": 2}}}) + "\n")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "session_memory", *args],
+                              capture_output=True, text=True, timeout=60, check=True)
+
+    run("ingest")
+    run("analyze", "--all")
+    assert len(json.loads(run("usage", "blocks", "--json").stdout)) == 1
+    active = run("usage", "blocks", "--active")
+    assert active.stdout == ""
+    assert "no block is running now; the last ended 2026-01-05" in active.stderr
+    assert "no billing blocks recorded" not in active.stderr
