@@ -556,17 +556,15 @@ class Tier1:
                           now: float) -> list[str]:
         """mark_analyzed for each (session id, started at, ended at, raw bytes seen), in one
         transaction. Returns the ids of the sessions that grew meanwhile."""
-        grew = []
         with self.transaction("mark-analyzed"):
-            for session_id, started_at, ended_at, seen_raw_bytes in marks:
-                if self.conn.execute(
-                        "UPDATE sessions SET state = 'analyzed', analyzed_at = ?, "
-                        "started_at = coalesce(?, started_at), ended_at = coalesce(?, ended_at) "
-                        "WHERE id = ? AND state = 'open' AND raw_bytes = ? RETURNING id",
-                        (now, started_at, ended_at, session_id, seen_raw_bytes)
-                        ).fetchone() is None:
-                    grew.append(session_id)
-        return grew
+            # One statement for the batch, its rows the sessions marked.
+            marked = {sid for (sid,) in self.conn.executemany(
+                "UPDATE sessions SET state = 'analyzed', analyzed_at = ?, "
+                "started_at = coalesce(?, started_at), ended_at = coalesce(?, ended_at) "
+                "WHERE id = ? AND state = 'open' AND raw_bytes = ? RETURNING id",
+                [(now, started_at, ended_at, session_id, seen_raw_bytes)
+                 for session_id, started_at, ended_at, seen_raw_bytes in marks])}
+        return [m[0] for m in marks if m[0] not in marked]
 
     def mark_ended(self, session_id: str) -> None:
         with self.transaction("mark-ended"):

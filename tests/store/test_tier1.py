@@ -572,3 +572,17 @@ def test_forgetting_the_last_run_of_a_history_keeps_ingest_going(
     assert ids(memory) == [first, "aider:app#20250604T103000"]
     assert stored_raw(memory, "aider:app#20250604T103000") == R3
     assert path.read_bytes() == FIRST + R1 + R2 + R3
+
+
+def test_marking_a_batch_analyzed_leaves_the_sessions_that_grew(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    for name in ("a", "b", "c"):
+        _grow(sources["mytool"] / f"{name}.jsonl", memory, 1)
+    rows = {r["id"]: r for r in memory.tier1.sessions(memory.idle_before)}
+    ids = sorted(rows)
+    marks = [(sid, 10.0, 20.0, rows[sid]["raw_bytes"] + (sid == ids[1])) for sid in ids]
+    assert memory.tier1.mark_all_analyzed(marks, 30.0) == [ids[1]]  # its digest saw more
+    after = {r["id"]: r for r in memory.tier1.sessions(memory.idle_before)}
+    assert [after[sid]["state"] for sid in ids] == ["analyzed", "ended", "analyzed"]
+    assert (after[ids[0]]["analyzed_at"], after[ids[0]]["started_at"]) == (30.0, 10.0)
+    assert memory.tier1.mark_all_analyzed([], 40.0) == []
