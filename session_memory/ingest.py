@@ -173,6 +173,8 @@ class Candidate(msgspec.Struct):
     offset: int
     point: AppendPoint | None = None
     """Its append point as the pass's plan read it (see Ingestor._planned_point)."""
+    unseen: bool = False
+    """A whole walk's plan found no cursor for it (see Ingestor._unseen)."""
 
 
 # Not frozen: one is made for every file an append pass stores (see Candidate).
@@ -218,6 +220,14 @@ class Ingestor:
         may be out of date (see _planned_point)."""
         self._planned_current = False
         """Whether no other process has written since then (checked as a group begins)."""
+        self._walk_version: int | None = None
+        """The store's data_version when a whole walk's plan read every cursor; None once
+        what it read may be out of date (see _unseen)."""
+        self._walk_current = False
+        """As _planned_current, for _walk_version."""
+        self._walk_paths: set[tuple[str, str]] = set()
+        """(source, path) of every cursor the whole walk's plan read, and of the compressed
+        files it has come to (stored under another file's path: see _unseen)."""
         self._located: dict[str, tuple[Source, Path, PurePosixPath, str]] = {}
         """Named paths as _locate placed them under `_located_roots`: the watcher names the
         same files pass after pass (parsing a path costs more than the rest of its plan)."""
@@ -251,10 +261,15 @@ class Ingestor:
         # with the store (and their appends need not look them up again: see _planned_point).
         entries: Iterable[tuple[Source, Path, Entry]] = self._entries(paths, summary)
         self._synced.clear()
-        self._plan_version = None
+        self._plan_version = self._walk_version = None
+        self._walk_paths = set()
         points: dict[tuple[str, str], AppendPoint] = {}
         if paths is None:
-            known = {(c.source, c.phys_path): c for c in self.tier1.cursors()}
+            version = self.tier1.data_version()  # first, as for named paths below
+            cursors = self.tier1.cursors()
+            known = {(c.source, c.phys_path): c for c in cursors}
+            self._walk_paths = {(c.source, c.path) for c in cursors}
+            self._walk_version = version
         else:
             entries = list(entries)  # gone through twice; a whole walk streams instead
             # Read first: a write by another process after it, even one the query below
@@ -286,7 +301,8 @@ class Ingestor:
             offset = cursor.offset if cursor else 0
             out.append(Candidate(source, entry.relpath, os.path.join(root, phys), st,
                                  max(st.st_size - offset, 0), offset,
-                                 points.get((source.name, phys))))
+                                 points.get((source.name, phys)),
+                                 cursor is None and paths is None))
         return _read_order(out)
 
     def _entries(self, paths: list[Path] | None,
@@ -423,13 +439,15 @@ class Ingestor:
                 if cand.pending_bytes < GROUP_COMMIT_BYTES and not group_files:
                     group.enter_context(self.tier1.transaction("ingest"))
                     group.push(store_pack)
-                    self._planned_current = self._plan_version == self.tier1.data_version()
+                    version = self.tier1.data_version()
+                    self._planned_current = self._plan_version == version
+                    self._walk_current = self._walk_version == version
                 elif cand.pending_bytes >= GROUP_COMMIT_BYTES:
                     group.close()
                     group_bytes = group_files = 0
                 self.sync(cand.source, cand.relpath, summary, on_bytes=step,
                           prefetched=current.result() if current is not None else None,
-                          planned=cand.point, path=cand.path)
+                          planned=cand.point, path=cand.path, unseen=cand.unseen)
                 if cand.pending_bytes < GROUP_COMMIT_BYTES:
                     group_bytes += cand.pending_bytes
                     group_files += 1
@@ -524,14 +542,17 @@ class Ingestor:
 
     def sync(self, source: Source, relpath: PurePosixPath, summary: IngestSummary,
              on_bytes: Progress | None = None, prefetched: Prefetched | None = None,
-             planned: AppendPoint | None = None, path: str | None = None) -> None:
+             planned: AppendPoint | None = None, path: str | None = None,
+             unseen: bool = False) -> None:
         """Bring one source file's stored copy up to date. Never raises for a bad file.
         `planned`: its append point as the pass's plan read it; `path`: `relpath` under
-        the source's resolved root, where the plan built it already."""
+        the source's resolved root, where the plan built it already; `unseen`: a whole
+        walk's plan found no cursor for it."""
         root = self._root(source)
         path = path or os.path.join(root, relpath)
         try:
-            self._sync(source, root, relpath, path, summary, on_bytes, prefetched, planned)
+            self._sync(source, root, relpath, path, summary, on_bytes, prefetched, planned,
+                       unseen)
         except _CursorMovedError:
             logger.debug("stored meanwhile by another process; next pass",
                          path=_shown(source, relpath))
@@ -556,9 +577,23 @@ class Ingestor:
         return (planned is not None and self._planned_current
                 and (source.name, planned.cursor.path) not in self._synced)
 
+    def _unseen(self, source: Source, phys: str, logical: str) -> bool:
+        """Whether a file a whole walk's plan found no cursor for has none still, so that
+        sync, inside its group's transaction, need not look for one (the two lookups were
+        a quarter of the statements a backfill ran): no other process has written since
+        the plan read every cursor (as for _planned_point), and no cursor is stored under
+        the file's path for another file. Within a walk a path is come to once, but a
+        compressed file is stored under its plain twin's path: once come to, that path is
+        looked up again."""
+        if logical != phys:
+            self._walk_paths.add((source.name, logical))
+            return False
+        return self._walk_current and (source.name, phys) not in self._walk_paths
+
     def _sync(self, source: Source, root: Path, relpath: PurePosixPath, path: str,
               summary: IngestSummary, on_bytes: Progress | None,
-              prefetched: Prefetched | None, planned: AppendPoint | None = None) -> None:
+              prefetched: Prefetched | None, planned: AppendPoint | None = None,
+              unseen: bool = False) -> None:
         """`path`: `relpath` under the resolved `root` (built by the plan, or by sync)."""
         fmt = formats.get(source.format)
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -573,8 +608,9 @@ class Ingestor:
             # Read inside the transaction that will store the bytes (a group's), the cursor
             # cannot change before they are: no need to read it again to compare.
             settled = self.tier1.in_transaction()
-            point = (planned if settled and self._planned_point(source, planned)
-                     else self.tier1.append_point(source.name, phys))
+            unseen = unseen and settled and self._walk_current
+            point = (None if unseen else planned if settled and self._planned_point(
+                source, planned) else self.tier1.append_point(source.name, phys))
             cursor = point.cursor if point else None
             if cursor and cursor.same_stat(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns):
                 return
@@ -588,7 +624,9 @@ class Ingestor:
                 self._synced.add((source.name, role.logical_path))
             if role.compressed and os.path.exists(root / role.logical_path):
                 return  # the .jsonl twin is being written: it is the one we follow
-            if cursor is None or cursor.path != role.logical_path:
+            if unseen and self._unseen(source, phys, role.logical_path):
+                cursor, point = None, None
+            elif cursor is None or cursor.path != role.logical_path:
                 cursor, point = self.tier1.cursor(source.name, role.logical_path), None
             if cursor is None and st.st_size == 0:
                 self._once(_shown(source, relpath), "empty file, nothing to store yet",
@@ -645,6 +683,7 @@ class Ingestor:
             return
         expected = _cursor_state(cursor)
         base = point.base_offset if point is not None else None
+        new_cursor = cursor is None
         if cursor is None:
             cursor = self._new_cursor(source, role, relpath)
         elif (point.state if point is not None
@@ -653,6 +692,7 @@ class Ingestor:
             # Bringing it back moves the cursors of all its files: what the plan read of
             # them is out of date.
             self._plan_version, self._planned_current = None, False
+            self._walk_version, self._walk_current = None, False
             if _holds_only(content, cursor):
                 # Touched, copied, moved or recompressed, but no new byte: the budget that
                 # evicted it still holds. Only the new stat is remembered.
@@ -705,7 +745,7 @@ class Ingestor:
         writer = _PieceWriter(self.tier1, source.name, role, cursor,
                               head or b"", tail, st, self.clock.now(), sealed,
                               base=base if cursor.file_id else 0, packer=packer,
-                              last_write=last_write,
+                              last_write=last_write, new_cursor=new_cursor,
                               reopens=cursor.session_id if point is not None
                               and point.state != "open" else None)
         ready: tuple[bytes, Packed | None] | None = None
@@ -955,9 +995,11 @@ class _PieceWriter:
                  role: FileRole, cursor: Cursor, head: bytes, tail: bytes,
                  st: os.stat_result, now: float, sealed: bool = False, *,
                  last_write: float, base: int | None = None,
-                 packer: PackWriter | None = None, reopens: str | None = None) -> None:
+                 packer: PackWriter | None = None, reopens: str | None = None,
+                 new_cursor: bool = False) -> None:
         """`base`: the cursor's file row's base offset, when known already. `last_write`:
-        when the file was last written (Ingestor._last_write)."""
+        when the file was last written (Ingestor._last_write). `new_cursor`: the store
+        holds no row for the cursor yet."""
         self.tier1, self.source, self.role = tier1, source, role
         self.sealed = sealed
         """New file rows take their bytes as sealed frames of their session, not chunks."""
@@ -967,6 +1009,7 @@ class _PieceWriter:
         self.last_write = last_write
         self.reopens = reopens
         """The session of the cursor, when it was read in a state other than open."""
+        self.new_cursor = new_cursor
         self.base = (base if base is not None else
                      tier1.base_offset(cursor.file_id) if cursor.file_id else 0)
         # A full head no write changes: its fingerprint is the cursor's already (unless
@@ -1050,7 +1093,8 @@ class _PieceWriter:
         c.head_fp = self.head_fp or fingerprint(self.head)
         c.tail_fp = known[1] if known and known[0] == self.tail else fingerprint(self.tail)
         c.dev, c.ino, c.size, c.mtime_ns = _stat_key(st)
-        self.tier1.save_cursor(c)
+        self.tier1.save_cursor(c, new=self.new_cursor)
+        self.new_cursor = False
         for sid in self.touched - self.new_sessions:
             self.tier1.session_grew(sid, self.last_write, was_open=sid != self.reopens)
         for sid in self.ended:

@@ -644,6 +644,91 @@ def test_a_named_pass_reads_again_what_another_process_stored_after_its_plan(
     assert memory.check() == []
 
 
+def test_a_walk_stores_new_files_without_looking_for_their_cursors(
+        memory: Memory, sources: dict[str, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole walk reads every cursor first: a file it found none for is stored without
+    looking for one again, and a later walk finds them all."""
+    files = {f"s{n}.jsonl": b'{"a": %d}\n' % n * 20 for n in range(5)}
+    for name, data in files.items():
+        (sources["mytool"] / name).write_bytes(data)
+    looked: list[str] = []
+    for name in ("cursor", "append_point"):
+        lookup = getattr(memory.tier1, name)
+
+        def counted(*args: Any, _lookup: Any = lookup, **kw: Any) -> Any:
+            looked.append(args[1])
+            return _lookup(*args, **kw)
+
+        monkeypatch.setattr(memory.tier1, name, counted)
+    assert memory.ingest().bytes_added == sum(map(len, files.values()))
+    assert looked == []
+    assert memory.ingest().files_changed == 0
+    for name, data in files.items():
+        assert exported(memory, f"mytool:{name}", tmp_path / name) == {name: data}
+    assert memory.check() == []
+
+
+def test_a_walk_reads_again_what_another_process_stored_after_its_plan(
+        memory: Memory, sources: dict[str, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file the walk's plan found no cursor for, stored by another process before the
+    walk comes to it, is found stored: not stored twice."""
+    f = sources["mytool"] / "race.jsonl"
+    f.write_bytes(b'{"a": 1}\n' * 50)
+    other = Memory(memory.settings, clock=memory.clock)
+    ingestor = memory.ingestor
+    plan = ingestor.plan
+
+    def plan_then_other_stores(*args: Any, **kw: Any) -> list[ingest_mod.Candidate]:
+        todo = plan(*args, **kw)
+        assert [c.unseen for c in todo] == [True]
+        other.ingest([f])
+        return todo
+
+    monkeypatch.setattr(ingestor, "plan", plan_then_other_stores)
+    summary = memory.ingest()
+    other.close()
+    assert summary.bytes_added == 0 and summary.errors == 0
+    assert exported(memory, "mytool:race.jsonl", tmp_path / "o") == {"race.jsonl": f.read_bytes()}
+    assert memory.check() == []
+
+
+def test_a_walk_stores_a_compressed_file_and_its_plain_twin_under_one_cursor(
+        memory: Memory, sources: dict[str, Path], tmp_path: Path) -> None:
+    """A .jsonl.zst is stored under its .jsonl's path: when the walk comes to the .jsonl
+    after the .zst (it appeared meanwhile), it finds the cursor the .zst made."""
+    day = sources["codex"] / "2025" / "01" / "02"
+    day.mkdir(parents=True)
+    plain = day / "rollout-2025-01-02T10-00-00-abc.jsonl"
+    data = b'{"type": "session_meta", "payload": {"id": "abc"}}\n' + b'{"a": 1}\n' * 30
+    zst = day / (plain.name + ".zst")
+    zst.write_bytes(zstandard.ZstdCompressor().compress(data))
+    ingestor = memory.ingestor
+    plan, sync = ingestor.plan, ingestor.sync
+
+    def plan_with_the_plain_twin(*args: Any, **kw: Any) -> list[ingest_mod.Candidate]:
+        todo = plan(*args, **kw)
+        assert [c.unseen for c in todo] == [True]
+        return [*todo, ingest_mod.Candidate(
+            todo[0].source, plain.relative_to(sources["codex"]), str(plain), zst.stat(),
+            len(data) + 9, 0, unseen=True)]
+
+    def sync_then_plain_appears(*args: Any, **kw: Any) -> None:
+        sync(*args, **kw)
+        if not plain.exists():
+            plain.write_bytes(data + b'{"a": 2}\n')
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ingestor, "plan", plan_with_the_plain_twin)
+        mp.setattr(ingestor, "sync", sync_then_plain_appears)
+        summary = memory.ingest()
+    assert summary.bytes_added == len(data) + 9 and summary.new_versions == 0
+    assert exported(memory, "codex:abc", tmp_path / "o") == {
+        str(plain.relative_to(sources["codex"])): plain.read_bytes()}
+    assert memory.check() == []
+
+
 def test_a_named_pass_over_an_evicted_sessions_files_brings_it_back_once(
         memory: Memory, sources: dict[str, Path], tmp_path: Path) -> None:
     """The first of its files to be read brings the session back, which moves the cursors

@@ -295,18 +295,20 @@ class Tier1:
         row = self.conn.execute("SELECT state FROM sessions WHERE id = ?", (session_id,)).fetchone()
         return str(row[0]) if row else None
 
-    def save_cursor(self, c: Cursor) -> None:
+    def save_cursor(self, c: Cursor, *, new: bool = False) -> None:
+        """`new`: the caller knows the store holds no row for the cursor yet."""
         # Most saves move a cursor along its session: updated in place, its index by
         # session untouched, that costs half of replacing the row.
-        self._appends.execute(
-            "UPDATE cursors SET phys_path = ?, file_id = ?, version = ?, run = ?, offset = ?, "
-            "head_fp = ?, tail_fp = ?, dev = ?, ino = ?, size = ?, mtime_ns = ? "
-            "WHERE source = ? AND path = ? AND session_id = ?",
-            (None if c.phys_path == c.path else c.phys_path, c.file_id, c.version, c.run,
-             c.offset, c.head_fp, c.tail_fp, c.dev, c.ino, c.size, c.mtime_ns, c.source,
-             c.path, c.session_id))
-        if self.conn.changes():
-            return
+        if not new:
+            self._appends.execute(
+                "UPDATE cursors SET phys_path = ?, file_id = ?, version = ?, run = ?, "
+                "offset = ?, head_fp = ?, tail_fp = ?, dev = ?, ino = ?, size = ?, mtime_ns = ? "
+                "WHERE source = ? AND path = ? AND session_id = ?",
+                (None if c.phys_path == c.path else c.phys_path, c.file_id, c.version, c.run,
+                 c.offset, c.head_fp, c.tail_fp, c.dev, c.ino, c.size, c.mtime_ns, c.source,
+                 c.path, c.session_id))
+            if self.conn.changes():
+                return
         self.conn.execute(
             "INSERT OR REPLACE INTO cursors (source, path, phys_path, session_id, file_id, "
             "version, run, offset, head_fp, tail_fp, dev, ino, size, mtime_ns) VALUES "
