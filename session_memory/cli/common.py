@@ -174,6 +174,11 @@ def handle_errors(f: F) -> F:
         except apsw.IOError as e:  # e.g. no room to create a store's shared-memory file
             fail(f"the store could not be read or written ({e}); if the disk is full, "
                  "free some space and try again", as_json=as_json)
+        except BrokenPipeError:
+            raise  # stdout closed early (`| head`): nothing to tell it
+        except OSError as e:  # a folder or file the system refused: no traceback for that
+            where = f"{e.filename}: " if e.filename is not None else ""
+            fail(f"{where}{e.strerror or e}", as_json=as_json)
         except KeyboardInterrupt:
             if as_json:
                 emit_error("interrupted", exitcodes.INTERRUPTED)

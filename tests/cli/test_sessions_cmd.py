@@ -102,6 +102,22 @@ def test_export_restore_pin(sources: dict[str, Path], tmp_path: Path) -> None:
     assert as_json("sessions")[0]["pinned"] is False
 
 
+def test_a_folder_that_cannot_be_written_is_a_clear_error(sources: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    """export into a path through a file (or anywhere the system refuses): one message naming
+    the path and exit 1, with --json the error document; no traceback."""
+    _claude_session(sources)
+    cli("ingest")
+    (tmp_path / "a-file").write_text("not a folder\n")
+    out = tmp_path / "a-file" / "out"
+    run = cli("export", SID, "-o", str(out), ok=False)
+    assert run.returncode == 1 and run.stdout == ""
+    assert "Traceback" not in run.stderr
+    assert f"error: {out}: Not a directory" in run.stderr
+    run = cli("export", SID, "-o", str(out), "--json", ok=False)
+    assert json.loads(run.stdout) == {"error": f"{out}: Not a directory", "exit_code": 1}
+
+
 @pytest.mark.parametrize("name", ["nope", "no[/]pe", "[bold]nope"])
 def test_unknown_session_is_a_clear_error(sources: dict[str, Path], name: str) -> None:
     """The message says the id as given: its brackets are no rich markup."""
