@@ -39,6 +39,11 @@ def sessions(ctx: Context, state: str | None, source: str | None, limit: int | N
     if as_json:
         emit_json(rows)
         return
+    if not rows:  # not an empty table: say why there is nothing
+        click.echo("no sessions match" if state or source else
+                   "no sessions stored yet: `session-memory ingest` (or the daemon) stores"
+                   " them", err=True)
+        return
     if cells is None:
         # Tab-separated, one line a session; the title last, its tabs and line breaks as
         # spaces.

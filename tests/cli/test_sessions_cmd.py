@@ -29,10 +29,15 @@ def cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
 
 def on_terminal(columns: int, *args: str) -> str:
     """What the command shows on a terminal this many columns wide (its styles left out)."""
+    return on_terminal_with_stderr(columns, *args)[0]
+
+
+def on_terminal_with_stderr(columns: int, *args: str) -> tuple[str, str]:
+    """(what the command shows on a terminal, styles left out; its stderr)."""
     shown, terminal = os.openpty()
     try:
         run = subprocess.run([sys.executable, "-m", "session_memory", *args],
-                             stdout=terminal, stderr=subprocess.PIPE, timeout=60,
+                             stdout=terminal, stderr=subprocess.PIPE, timeout=60, text=True,
                              env={**os.environ, "COLUMNS": str(columns)})
         assert run.returncode == 0, run.stderr
         os.close(terminal)
@@ -42,7 +47,7 @@ def on_terminal(columns: int, *args: str) -> str:
                 output += chunk
     finally:
         os.close(shown)
-    return re.sub(r"\x1b\[[0-9;]*m", "", output.decode())
+    return re.sub(r"\x1b\[[0-9;]*m", "", output.decode()), run.stderr
 
 
 def as_json(*args: str) -> Any:
@@ -100,6 +105,16 @@ def test_export_restore_pin(sources: dict[str, Path], tmp_path: Path) -> None:
     assert as_json("status")["sessions"]["pinned"] == 1
     cli("unpin", SID)
     assert as_json("sessions")[0]["pinned"] is False
+
+
+def test_no_sessions_is_said_not_shown_as_an_empty_table(sources: dict[str, Path]) -> None:
+    fresh = on_terminal_with_stderr(120, "sessions")
+    assert fresh[0].strip() == "" and "no sessions stored yet" in fresh[1]
+    assert as_json("sessions") == []
+    _claude_session(sources)
+    cli("ingest")
+    filtered = cli("sessions", "--source", "codex")
+    assert filtered.stdout == "" and "no sessions match" in filtered.stderr
 
 
 def test_a_folder_that_cannot_be_written_is_a_clear_error(sources: dict[str, Path],
