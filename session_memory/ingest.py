@@ -686,6 +686,11 @@ class Ingestor:
         new_cursor = cursor is None
         if cursor is None:
             cursor = self._new_cursor(source, role, relpath)
+            if role.run_marker:
+                # Runs of the file stored, but no cursor: an earlier version's forget of
+                # its last run deleted it. Read again from the start, the file is a new
+                # version: over its stored runs it failed on their rows.
+                cursor.version = self.tier1.last_version(source.name, role.logical_path) + 1
         elif (point.state if point is not None
               else self.tier1.session_state(cursor.session_id)) == "evicted":
             base = None

@@ -643,7 +643,7 @@ class Memory:
 
     def _files_in_their_source(self, sid: str) -> list[Path]:
         """The session's files still where its agent tool keeps them that the next ingest
-        would read again for it: those whose cursor it owns (not, say, an Aider history
+        would read again for it: those whose cursor it owns (not, say, a file of runs
         whose later runs hold the cursor)."""
         found = []
         for cursor in self.tier1.cursors_of(sid):

@@ -896,3 +896,30 @@ def test_a_role_told_from_the_path_alone_is_remembered_one_told_from_the_bytes_i
     assert stored_raw(memory, f"claude-code:{other}") == agent.read_bytes()
     assert transcript.read_bytes() in stored_raw(memory, f"claude-code:{SID}")  # and the
     # agent's bytes before it was rewritten, a version of its own
+
+
+def test_a_history_whose_cursor_an_old_forget_deleted_is_read_again(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    """An earlier version's forget of an Aider history's last run deleted the file's cursor
+    with it, leaving the other runs stored: every later ingest read the file from its start
+    over them and failed (UNIQUE constraint). It is now read again as a new version: the
+    runs as they are in the file, the forgotten one too, since the tool still keeps it."""
+    from tests.test_ingest_runs import FIRST, HISTORY, R1, R2, ids, put
+
+    put(sources["aider"], f"app/{HISTORY}", FIRST + R1 + R2)
+    memory.ingest()
+    first, last = ids(memory)
+    with memory.tier1.transaction("forget as before"):
+        memory.tier1.conn.execute("DELETE FROM cursors WHERE session_id = ?", (last,))
+        memory.tier1.forget(last)
+    assert ids(memory) == [first]
+
+    summary = memory.ingest()
+
+    assert summary.errors == 0
+    assert ids(memory) == [first, last]
+    assert stored_raw(memory, first) == FIRST + R1
+    assert stored_raw(memory, last) == R2
+    assert memory.check() == []
+    memory.ingest()  # and the file is followed from there
+    assert ids(memory) == [first, last]

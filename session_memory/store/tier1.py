@@ -357,6 +357,11 @@ class Tier1:
         self.conn.execute("UPDATE sessions SET state = 'open', evicted_at = NULL WHERE id = ?",
                           (session_id,))
 
+    def last_version(self, source: str, path: str) -> int:
+        """The newest version of a file stored, 0 for none."""
+        return int(db.one(self.conn, "SELECT coalesce(max(version), 0) FROM files"
+                          " WHERE source = ? AND path = ?", (source, path))[0])
+
     def run_ids(self, source: str, path: str, version: int, before_offset: int) -> list[str]:
         """The native ids of the runs stored from one version of a file before an offset."""
         return [str(r[0]) for r in self.conn.execute(
@@ -1067,7 +1072,7 @@ class Tier1:
             (session_id,))
         self.conn.execute("DELETE FROM frames WHERE session_id = ?", (session_id,))
         self.conn.execute("DELETE FROM files WHERE session_id = ?", (session_id,))
-        # A file other sessions hold runs of (an Aider history): its cursor passes to the
+        # A file other sessions hold runs of too: its cursor passes to the
         # last run left, so the next ingest goes on from where the file was read to. Without
         # one it would read the file again from its start, over runs still stored. The
         # forgotten run then stays forgotten, like any other run of the file.
