@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import operator
+import re
 import sys
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
@@ -299,6 +300,25 @@ def _hour_window(since_column: str, until_column: str, since_hour: int | None,
         clauses.append(f"{until_column} < ?")
         args.append(until_hour)
     return clauses, args
+
+
+SNIPPET_WORD_CHARS = 80
+"""The longest word a snippet shows whole. FTS5 cuts a snippet to a count of tokens, and a
+token can be as long as a whole prompt kept (a pasted blob, a minified line): 16 of those
+made a search result, or an agent's MCP answer, tens of KB."""
+
+
+def _clip_words(snippet: str) -> str:
+    """`snippet` with each longer word cut to SNIPPET_WORD_CHARS, around its first match
+    mark ('[') where it holds one, so that the match stays in sight."""
+    def clip(m: re.Match[str]) -> str:
+        word = m.group()
+        start = max(0, min(word.find("[") - SNIPPET_WORD_CHARS // 2,
+                           len(word) - SNIPPET_WORD_CHARS))
+        end = start + SNIPPET_WORD_CHARS
+        return ("…" if start else "") + word[start:end] + ("…" if end < len(word) else "")
+
+    return re.sub(rf"\S{{{SNIPPET_WORD_CHARS + 1},}}", clip, snippet)
 
 
 def _filters(project: str | None, since: float | None) -> tuple[list[str], dict[str, Any]]:
@@ -728,7 +748,7 @@ class Tier2:
             + "".join(f" AND {w}" for w in where)
             + " ORDER BY f.rank LIMIT :limit", {"match": match, "limit": int(limit), **args})
         return [{"id": sid, "source": src, "title": title, "project": project,
-                 "started_at": started, "outcome": outcome, "snippet": snip,
+                 "started_at": started, "outcome": outcome, "snippet": _clip_words(snip),
                  "score": round(-score, 4)}
                 for sid, src, title, project, started, outcome, snip, score in rows]
 

@@ -174,3 +174,19 @@ def test_response_claims_move_from_an_index_to_each_sessions_hashes(tmp_path: Pa
             (11, 2)]
     finally:
         store.close()
+
+
+def test_a_snippet_shows_long_words_cut_and_its_match_whole(tmp_path: Path) -> None:
+    """A prompt kept whole can be one 2,000-character word (a pasted blob): FTS5's snippet,
+    cut to 16 words, showed all of it. Long words are cut, around the match where one holds
+    it."""
+    store = Tier2(tmp_path / "tier2.db")
+    blob = "x" * 2000
+    prompts = [f"{blob} needle after the blob", f"see /srv/{'d' * 300}/haystack/{'e' * 300}"]
+    store.put_digests([("s1", "src", {"title": "t", "prompts": prompts,
+                                      "analyzer_version": 1})], 1.0)
+    [hit] = store.search("needle")
+    assert "[needle]" in hit["snippet"] and len(hit["snippet"]) < 400, hit["snippet"]
+    [hit] = store.search("haystack")
+    assert "[haystack]" in hit["snippet"] and len(hit["snippet"]) < 400, hit["snippet"]
+    store.close()
