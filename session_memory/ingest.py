@@ -226,8 +226,8 @@ class Ingestor:
         self._walk_current = False
         """As _planned_current, for _walk_version."""
         self._walk_paths: set[tuple[str, str]] = set()
-        """(source, path) of every cursor the whole walk's plan read, and of the compressed
-        files it has come to (stored under another file's path: see _unseen)."""
+        """(source, path) of the cursors of compressed files (stored under their plain
+        twin's path) the whole walk's plan read, and of those it has come to (see _unseen)."""
         self._located: dict[str, tuple[Source, Path, PurePosixPath, str]] = {}
         """Named paths as _locate placed them under `_located_roots`: the watcher names the
         same files pass after pass (parsing a path costs more than the rest of its plan)."""
@@ -268,7 +268,9 @@ class Ingestor:
             version = self.tier1.data_version()  # first, as for named paths below
             cursors = self.tier1.cursors()
             known = {(c.source, c.phys_path): c for c in cursors}
-            self._walk_paths = {(c.source, c.path) for c in cursors}
+            # A file it finds no cursor for is stored under its own path, which only the
+            # cursor of a compressed twin (stored under its plain name) can hold.
+            self._walk_paths = {(c.source, c.path) for c in cursors if c.phys_path != c.path}
             self._walk_version = version
         else:
             entries = list(entries)  # gone through twice; a whole walk streams instead

@@ -729,6 +729,26 @@ def test_a_walk_stores_a_compressed_file_and_its_plain_twin_under_one_cursor(
     assert memory.check() == []
 
 
+def test_a_walk_finds_the_cursor_a_compressed_file_left_for_its_plain_twin(
+        memory: Memory, sources: dict[str, Path], tmp_path: Path) -> None:
+    """A plain file a walk finds no cursor for under its own name may still have one,
+    left by its compressed twin an earlier pass stored: its bytes are appended there."""
+    day = sources["codex"] / "2025" / "01" / "02"
+    day.mkdir(parents=True)
+    plain = day / "rollout-2025-01-02T10-00-00-abc.jsonl"
+    data = b'{"type": "session_meta", "payload": {"id": "abc"}}\n' + b'{"a": 1}\n' * 30
+    zst = day / (plain.name + ".zst")
+    zst.write_bytes(zstandard.ZstdCompressor().compress(data))
+    assert memory.ingest().bytes_added == len(data)
+    zst.unlink()
+    plain.write_bytes(data + b'{"a": 2}\n')
+    summary = memory.ingest()
+    assert (summary.bytes_added, summary.new_versions) == (9, 0)
+    assert exported(memory, "codex:abc", tmp_path / "o") == {
+        str(plain.relative_to(sources["codex"])): plain.read_bytes()}
+    assert memory.check() == []
+
+
 def test_a_named_pass_over_an_evicted_sessions_files_brings_it_back_once(
         memory: Memory, sources: dict[str, Path], tmp_path: Path) -> None:
     """The first of its files to be read brings the session back, which moves the cursors
