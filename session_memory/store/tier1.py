@@ -381,12 +381,16 @@ class Tier1:
                  mtime: float, now: float, *, sealed: bool = False) -> int:
         """A new file row. `sealed`: its bytes will come as frames (add_sealed), placed at
         the end of its session's sealed stream."""
+        # Two statements: SQLite runs the subquery of a CASE even where it is not taken (it
+        # depends on parameters only), which tripled the cost of every other new file.
         self.conn.execute(
             "INSERT INTO files (session_id, source, path, version, base_offset, mtime, created_at,"
-            " stream_offset) VALUES (?, ?, ?, ?, ?, ?, ?, CASE WHEN ? THEN (SELECT coalesce("
-            "max(stream_offset + raw_len), 0) FROM frames WHERE session_id = ?1 AND generation "
-            "= (SELECT frame_gen FROM sessions WHERE id = ?1)) ELSE 0 END)",
-            (session_id, source, path, version, base_offset, mtime, now, int(sealed)))
+            " stream_offset) VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT coalesce(max(stream_offset + "
+            "raw_len), 0) FROM frames WHERE session_id = ?1 AND generation = (SELECT frame_gen "
+            "FROM sessions WHERE id = ?1)))" if sealed else
+            "INSERT INTO files (session_id, source, path, version, base_offset, mtime, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (session_id, source, path, version, base_offset, mtime, now))
         return int(self.conn.last_insert_rowid())
 
     def add_sealed(self, file_id: int, raw_len: int, data: bytes, level: int, crc: int) -> None:
