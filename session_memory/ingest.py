@@ -32,6 +32,7 @@ from session_memory.fswalk import Entry, OsWalker, Walker
 from session_memory.readers import (
     BLOCK_BYTES,
     FP_BYTES,
+    BytesContent,
     Content,
     PlainContent,
     RunSplitter,
@@ -185,6 +186,7 @@ class Prefetched(msgspec.Struct):
     if the file's stat and the cursor's offset are still what they were."""
 
     offset: int
+    st: os.stat_result
     stat_key: tuple[int, int, int, int]
     raw: bytes
     last_write: float
@@ -464,7 +466,7 @@ class Ingestor:
         if cand.relpath.name.endswith(".zst"):
             return None
         try:
-            fd = os.open(cand.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = _open(cand.path)
         except OSError:
             return None
         try:
@@ -501,7 +503,7 @@ class Ingestor:
         last_write, ended = self._last_write(offset, st, fd, fmt,
                                              raw if len(raw) == st.st_size else None)
         next_tail = _tail_after(tail, raw)
-        return Prefetched(offset, _stat_key(st), raw, last_write, ended,
+        return Prefetched(offset, st, _stat_key(st), raw, last_write, ended,
                           None if self._packs(ended, st) else compress(raw, self._level(ended)),
                           head, tail, head_fp, tail_fp, (next_tail, fingerprint(next_tail)))
 
@@ -520,10 +522,14 @@ class Ingestor:
             return st.st_mtime, False
         idle_before = self.clock.now() - self.settings.idle_seconds
         last_write = st.st_mtime
-        if fd is not None and fmt.RECORD_TIMES and last_write > idle_before:
-            tail = (whole[-RECORD_TAIL_BYTES:] if whole is not None
-                    else os.pread(fd, RECORD_TAIL_BYTES, max(0, st.st_size - RECORD_TAIL_BYTES)))
-            newest = newest_record_time(tail)
+        if fmt.RECORD_TIMES and last_write > idle_before:
+            if whole is not None:
+                tail: bytes | None = whole[-RECORD_TAIL_BYTES:]
+            elif fd is not None:
+                tail = os.pread(fd, RECORD_TAIL_BYTES, max(0, st.st_size - RECORD_TAIL_BYTES))
+            else:
+                tail = None
+            newest = None if tail is None else newest_record_time(tail)
             # Only a time that ends the session replaces the mtime: a record written
             # without a time (a summary line) may be newer than the newest stamped one.
             if newest is not None and newest <= idle_before:
@@ -598,14 +604,23 @@ class Ingestor:
               unseen: bool = False) -> None:
         """`path`: `relpath` under the resolved `root` (built by the plan, or by sync)."""
         fmt = formats.get(source.format)
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        # A file the read ahead took whole (a new one: most of a backfill) is not opened
+        # again: its bytes and the stat they match are in hand, as the file was then (a
+        # change since is the next pass's, as one after a read here would be).
+        whole = (prefetched if prefetched is not None and not prefetched.offset
+                 and len(prefetched.raw) == prefetched.st.st_size else None)
+        fd = None if whole is not None else _open(path)
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                self._once(_shown(source, relpath), "not a regular file, skipped",
-                           source=source.name)
-                summary.skipped += 1
-                return
+            if whole is not None:
+                st = whole.st
+            else:
+                assert fd is not None
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    self._once(_shown(source, relpath), "not a regular file, skipped",
+                               source=source.name)
+                    summary.skipped += 1
+                    return
             phys = str(relpath)
             # Read inside the transaction that will store the bytes (a group's), the cursor
             # cannot change before they are: no need to read it again to compare.
@@ -635,21 +650,27 @@ class Ingestor:
                            level="debug")
                 return
             summary.files_changed += 1
-            content = ZstdContent(fd) if role.compressed else PlainContent(fd)
+            content: Content
+            if whole is not None and not role.compressed:
+                content = BytesContent(whole.raw)
+            else:
+                fd = fd if fd is not None else _open(path)  # the read ahead leaves .zst alone
+                content = ZstdContent(fd) if role.compressed else PlainContent(fd)
             with content:
                 self._append(source, fmt, role, relpath, cursor, st, content, summary, on_bytes,
                              prefetched, settled, point)
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
 
     def _identify(self, source: Source, fmt: Format, relpath: PurePosixPath, phys: str,
-                  fd: int, known: bytes | None = None) -> FileRole | None:
+                  fd: int | None, known: bytes | None = None) -> FileRole | None:
         """fmt.identify, remembered for a path it needed no bytes of the file to place (a
         format's identify is a function of the path and those bytes alone) in a pass over
         named paths: the watcher names the same files pass after pass, and parsing a path
         took 4% of an append's CPU. A whole walk's are not kept: a backfill's would be
         every file of the history. `known`: the file's first bytes (at least its head, or
-        all of it), read already."""
+        all of it), read already; without it, `fd` is the file's."""
         key = (source.format, phys)
         try:
             return self._roles[key]
@@ -660,7 +681,10 @@ class Ingestor:
         def read_head() -> bytes:
             nonlocal read
             read = True
-            return head(fd, relpath) if known is None else known[:HEAD_BYTES]
+            if known is not None:
+                return known[:HEAD_BYTES]
+            assert fd is not None
+            return head(fd, relpath)
 
         role = fmt.identify(relpath, read_head)
         if not read and self._plan_version is not None and len(self._roles) < LOCATED_MAX:
@@ -741,7 +765,8 @@ class Ingestor:
                         path=_shown(source, relpath),
                         version=cursor.version)
         last_write, ended = (pre.last_write, pre.ended) if pre is not None else self._last_write(
-            cursor.offset, st, content.fd if isinstance(content, PlainContent) else None, fmt)
+            cursor.offset, st, content.fd if isinstance(content, PlainContent) else None, fmt,
+            content.data if isinstance(content, BytesContent) else None)
         level = self._level(ended)
         # Runs cut out of one shared file, and whole-file snapshots that replace each other:
         # those keep to chunks, whose rows know their file.
@@ -980,6 +1005,11 @@ def _shown(source: Source, relpath: PurePosixPath) -> str:
     to it; a name that is no UTF-8 with its odd bytes escaped. Built only for a message: an
     append has none."""
     return os.fsencode(os.path.join(source.root, relpath)).decode("utf-8", "backslashreplace")
+
+
+def _open(path: str) -> int:
+    """A source file, to read: never a link followed, nor a FIFO waited on."""
+    return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
 
 
 def _cursor_state(cursor: Cursor | None) -> tuple[int, int, int] | None:

@@ -78,6 +78,33 @@ class PlainContent(Content):
         self.pos += n
 
 
+class BytesContent(Content):
+    """A file's content read whole already (by the read ahead): no need to open it again."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def prefix(self, offset: int) -> tuple[bytes | None, bytes]:
+        if offset == 0:
+            return b"", b""
+        if len(self.data) < offset:
+            return None, b""
+        self.pos = offset
+        return self.data[:min(FP_BYTES, offset)], self.data[max(0, offset - FP_BYTES):offset]
+
+    def read(self, n: int) -> bytes:
+        data = self.data[self.pos:self.pos + n]
+        self.pos += len(data)
+        return data
+
+    def rewind(self) -> None:
+        self.pos = 0
+
+    def skip(self, n: int) -> None:
+        self.pos += n
+
+
 class ZstdContent(Content):
     """A .jsonl.zst read as its decompressed text, streamed."""
 

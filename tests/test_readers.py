@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from session_memory.readers import RunSplitter
+from session_memory.readers import FP_BYTES, BytesContent, Content, PlainContent, RunSplitter
 
 MARKER = b"# aider chat started at"
 
@@ -54,3 +57,35 @@ def test_runs_do_not_depend_on_block_boundaries(parts: list[bytes], cuts: list[i
     runs, held = _runs(data, cuts)
     assert b"".join(runs) + data[len(data) - held:] == data
     assert (runs, held) == _expected(data)
+
+
+def _reads(content: Content, offset: int, steps: list[int]) -> list[object]:
+    """What a reader gives: the prefix up to `offset`, then reads and skips in turn, then
+    the same once rewound."""
+    out: list[object] = [content.prefix(offset)]
+    for i, n in enumerate(steps):
+        if i % 3 == 2:
+            content.skip(n)
+        else:
+            out.append(content.read(n))
+    content.rewind()
+    out.append(content.read(2 * FP_BYTES))
+    return out
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.binary(max_size=3 * FP_BYTES), st.integers(0, 4 * FP_BYTES),
+       st.lists(st.integers(0, 2 * FP_BYTES), max_size=6))
+def test_a_file_read_whole_already_reads_as_the_file_does(data: bytes, offset: int,
+                                                          steps: list[int]) -> None:
+    """The bytes the read ahead took whole stand in for the file: every read gives what
+    reading the file would (a prefix past its end too)."""
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(data)
+        f.flush()
+        fd = os.open(f.name, os.O_RDONLY)
+        try:
+            assert _reads(BytesContent(data), offset, steps) == _reads(
+                PlainContent(fd), offset, steps)
+        finally:
+            os.close(fd)
