@@ -225,3 +225,16 @@ def test_a_first_sweep_is_drawn_on_the_tier1_chart(browser: BrowserContext, home
     xlabels = [label for label in drawn["labels"] if not label.replace(".", "").isdigit()]
     assert xlabels, drawn["labels"]
     assert not [label for label in drawn["labels"] if label.startswith(".")], drawn["labels"]
+
+
+def test_the_page_fits_a_laptop_screen(browser: BrowserContext, page: Path) -> None:
+    """No table runs past a 1024-pixel window: a long title is cut with an ellipsis, a long
+    path or id breaks (a cell's own max-width does not hold a table column)."""
+    tab, _console, _requests = _open(browser, page.as_uri())
+    tab.set_viewport_size({"width": 1024, "height": 800})
+    overflow = tab.evaluate("""() => Array.from(document.querySelectorAll('table'))
+        .map((t) => [t.closest('section').id, t.getBoundingClientRect().right,
+                     t.parentElement.getBoundingClientRect().right])
+        .filter(([, right, room]) => right > room + 1)""")
+    assert overflow == []
+    assert tab.evaluate("document.documentElement.scrollWidth") <= 1024
