@@ -242,6 +242,36 @@ def test_forget_leaves_no_trace_of_a_session_anywhere_in_the_data_dir(
         "claude-code:00000000-0000-4000-8000-999999999999"]
 
 
+def test_forget_takes_the_session_out_of_the_eviction_reports(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    """Its id (a file path for a plain JSONL source, a repository's for Aider) was named in
+    every report of a sweep that evicted it or would have, and stayed there: a forgotten
+    session is named in none, while each report still counts it."""
+    from tests.test_retention import analyze, set_caps
+
+    name = "secret-project-q7x2.jsonl"
+    (sources["mytool"] / name).write_bytes(os.urandom(20_000).hex().encode() + b"\n")
+    (sources["mytool"] / "other.jsonl").write_bytes(os.urandom(20_000).hex().encode() + b"\n")
+    memory.ingest()
+    memory.clock.advance(memory.settings.idle_seconds + 1)  # type: ignore[attr-defined]
+    sid = f"mytool:{name}"
+    analyze(memory, sid)
+    analyze(memory, "mytool:other.jsonl")
+    set_caps(memory, raw_soft_cap=1)
+    dry, real = memory.sweep(dry_run=True), memory.sweep()
+    assert sid in dry["budget_evicted"] and sid in real["budget_evicted"]
+
+    memory.forget(sid)
+
+    for path in memory.data_dir.iterdir():
+        if path.is_file():
+            assert b"q7x2" not in path.read_bytes(), path
+    for report in (memory.report(dry["id"]), memory.report(real["id"])):
+        assert sid not in json.dumps(report)
+        assert len(report["budget_evicted"]) == 2 and "mytool:other.jsonl" in json.dumps(report)
+    assert memory.check() == []
+
+
 def test_forget_retires_a_dictionary_trained_on_the_session(
         memory: Memory, sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """A string planted in many sessions gets into the dictionary an earlier version trained

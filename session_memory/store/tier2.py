@@ -302,6 +302,21 @@ def _hour_window(since_column: str, until_column: str, since_hour: int | None,
     return clauses, args
 
 
+FORGOTTEN = "(a forgotten session)"
+"""What an eviction report says in place of a session that was forgotten since."""
+
+
+def _renamed(value: Any, old: str, new: str) -> Any:
+    """`value` (decoded JSON) with `old` in each of its strings replaced by `new`."""
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, list):
+        return [_renamed(v, old, new) for v in value]
+    if isinstance(value, dict):
+        return {k: _renamed(v, old, new) for k, v in value.items()}
+    return value
+
+
 SNIPPET_WORD_CHARS = 80
 """The longest word a snippet shows whole. FTS5 cuts a snippet to a count of tokens, and a
 token can be as long as a whole prompt kept (a pasted blob, a minified line): 16 of those
@@ -936,6 +951,17 @@ class Tier2:
             self.conn.execute("INSERT OR REPLACE INTO reports VALUES (?, ?, ?, ?)",
                               (report["id"], report["started_at_epoch"], int(report["dry_run"]),
                                json.dumps(report)))
+
+    def forget_in_reports(self, session_id: str) -> None:
+        """Each report that names the session names it FORGOTTEN instead (its lists, its
+        warnings and errors): the report still counts it, and no longer says which it was.
+        Caller owns the transaction (under secure_delete)."""
+        needle = json.dumps(session_id)[1:-1]  # as put_report wrote it, escapes and all
+        for rid, text in list(self.conn.execute(
+                "SELECT id, report FROM reports WHERE instr(report, ?)", (needle,))):
+            report = _renamed(json.loads(text), session_id, FORGOTTEN)
+            self.conn.execute("UPDATE reports SET report = ? WHERE id = ?",
+                              (json.dumps(report), rid))
 
     def prune_reports(self, older_than: float) -> int:
         """Drop reports started before `older_than`, except those that record data loss
