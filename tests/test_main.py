@@ -44,3 +44,19 @@ def test_a_thread_still_running_is_waited_for() -> None:
                                  "print('thread done', file=sys.stderr))).start()")
     assert run.returncode == 0
     assert run.stderr == "thread done\natexit ran\n"
+
+
+def test_a_command_runs_with_garbage_collection_on() -> None:
+    """The console script loads with the collector off, and turns it on for the command
+    (a daemon runs for weeks)."""
+    script = textwrap.dedent("""
+        import atexit, gc, sys
+        from session_memory.__main__ import main
+        atexit.register(lambda: print("collecting:", gc.isenabled(), file=sys.stderr))
+        sys.argv = ["session-memory", "config", "show", "--defaults", "--json"]
+        main()
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.endswith("collecting: True\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 from pathlib import Path
@@ -50,6 +51,7 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path | None) -> None:
     """Keep a lasting, compact memory of AI coding-agent sessions inside a disk budget."""
+    gc.enable()  # the console script loads without it (see __main__); the command runs with it
     ctx.obj = Context(config_path)
 
 
