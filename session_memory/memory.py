@@ -224,20 +224,26 @@ class Memory:
 
     # -- export and restore -------------------------------------------------------------
 
-    def _readable_files(self, sid: str) -> list[Any]:
+    def _readable_files(self, sid: str, *, latest_only: bool = True) -> list[Any]:
         row = self.tier1.session(sid, self.idle_before)
         if row["state"] == "evicted":
             raise SessionMemoryError(
                 f"{sid}: its raw bytes were evicted; only the digest remains (`show {sid}`)")
-        return self.tier1.files(sid)
+        return self.tier1.files(sid, latest_only=latest_only)
 
-    def export(self, session_id: str, out_dir: Path) -> list[Path]:
-        """Write the session's files under out_dir at their paths relative to the source root."""
+    def export(self, session_id: str, out_dir: Path, *, all_versions: bool = False
+               ) -> list[Path]:
+        """Write the session's files under out_dir at their paths relative to the source root.
+        `all_versions`: also each version a file had before it was rewritten or cut short,
+        at its path with `.v<N>` added (the newest keeps the path itself)."""
         sid = self.resolve_id(session_id)
         written = []
         with self.tier1.snapshot():
-            for f in self._readable_files(sid):
-                written.append(safe_write.write_file(out_dir, f.path, self.tier1.read_file(f.id),
+            files = self._readable_files(sid, latest_only=not all_versions)
+            newest = {(f.source, f.path): f.version for f in self.tier1.files(sid)}
+            for f in files:
+                path = f.path if f.version == newest[f.source, f.path] else f"{f.path}.v{f.version}"
+                written.append(safe_write.write_file(out_dir, path, self.tier1.read_file(f.id),
                                                      overwrite=True))
         return written
 

@@ -125,11 +125,14 @@ def _print_session(row: dict[str, Any]) -> None:
 @click.argument("session_id")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=Path,
               file_okay=False), help="Folder to write the files under.")
+@click.option("--all-versions", is_flag=True,
+              help="Also each version a file had before it was rewritten (as PATH.vN).")
 @data_command
-def export(ctx: Context, session_id: str, out_dir: Path, as_json: bool) -> None:
+def export(ctx: Context, session_id: str, out_dir: Path, all_versions: bool,
+           as_json: bool) -> None:
     """Write a session's files, byte-identical, under DIR at their source-relative paths."""
     with ctx.memory() as memory:
-        written = memory.export(session_id, out_dir)
+        written = memory.export(session_id, out_dir, all_versions=all_versions)
     if as_json:
         emit_json({"files": [str(p) for p in written]})
     else:

@@ -117,6 +117,27 @@ def test_no_sessions_is_said_not_shown_as_an_empty_table(sources: dict[str, Path
     assert filtered.stdout == "" and "no sessions match" in filtered.stderr
 
 
+def test_export_all_versions_gives_back_a_file_before_it_was_rewritten(
+        sources: dict[str, Path], tmp_path: Path) -> None:
+    """A file rewritten shorter is a new version; the old one is kept, and export
+    --all-versions writes it beside the newest, as PATH.v1 (without it, only the newest)."""
+    f = sources["claude-code"] / "-home-dev-app" / f"{SID}.jsonl"
+    f.parent.mkdir()
+    first = b"".join(b'{"type":"user","message":{"role":"user","content":"first %d"}}\n' % i
+                     for i in range(50))
+    second = b'{"type":"user","message":{"role":"user","content":"second"}}\n'
+    for data in (first, second):  # each ended long ago: stored sealed at once
+        f.write_bytes(data)
+        os.utime(f, (1_700_000_000, 1_700_000_000))
+        cli("ingest")
+    out = tmp_path / "out"
+    assert len(as_json("export", SID, "-o", str(out))["files"]) == 1
+    exported = as_json("export", SID, "-o", str(out), "--all-versions")["files"]
+    assert sorted(Path(p).name for p in exported) == [f"{SID}.jsonl", f"{SID}.jsonl.v1"]
+    assert (out / "-home-dev-app" / f"{SID}.jsonl").read_bytes() == second
+    assert (out / "-home-dev-app" / f"{SID}.jsonl.v1").read_bytes() == first
+
+
 def test_a_folder_that_cannot_be_written_is_a_clear_error(sources: dict[str, Path],
                                                           tmp_path: Path) -> None:
     """export into a path through a file (or anywhere the system refuses): one message naming
