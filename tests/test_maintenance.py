@@ -154,6 +154,30 @@ def test_a_new_store_whose_tier2_cannot_be_made_fails_before_it_ingests(
     assert not (memory.data_dir / "tier1.db").exists()
 
 
+@pytest.mark.parametrize(("point", "after", "made"), [
+    ("before-link:new-store", 0, set()),  # Tier 2's copy, not linked yet
+    ("after-link:new-store", 0, {"tier2.db"}),
+    ("before-link:new-store", 1, {"tier2.db"}),  # Tier 1's, once Tier 2 is linked
+    ("after-link:new-store", 1, {"tier2.db", "tier1.db"}),
+])
+def test_a_kill_while_a_new_store_is_made_never_leaves_tier1_without_tier2(
+        memory: Memory, sources: dict[str, Path], point: str, after: int,
+        made: set[str]) -> None:
+    """Tier 2 is made first, Tier 1 after it: a kill at any point while they are made
+    leaves none, Tier 2 alone or both, and the next ingest makes what is missing."""
+    (sources["mytool"] / "s.jsonl").write_bytes(b'{"a": 1}\n')
+    child = subprocess.run(
+        [sys.executable, "-c", "from session_memory import config; "
+         "from session_memory.memory import Memory; Memory(config.load()).ingest()"],
+        env={**os.environ, "SESSION_MEMORY_CRASH_AT": point,
+             "SESSION_MEMORY_CRASH_AFTER": str(after)}, capture_output=True, text=True)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert {p.name for p in memory.data_dir.glob("tier*.db")} == made
+    assert memory.ingest().bytes_added == 9
+    assert {p.name for p in memory.data_dir.iterdir() if ".new" in p.name} == set()
+    assert memory.check() == []
+
+
 def test_a_migration_cut_short_between_the_stores_is_finished(
         memory: Memory, sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     today = _old_store(memory, sources)
