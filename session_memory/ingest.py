@@ -986,6 +986,17 @@ def _locate(path: str, roots: list[tuple[Source, Path, str]]
     return None
 
 
+def _run_started(native: str) -> float | None:
+    """When a run began, from its id as run_native_id makes it (`…#<YYYYMMDDTHHMMSS, local
+    time>[-N]`): before analysis, the only start a run has but the file's mtime, which all
+    the runs of a history share."""
+    stamp = native.rpartition("#")[2].split("-")[0]
+    try:
+        return time.mktime(time.strptime(stamp, "%Y%m%dT%H%M%S"))
+    except (ValueError, OverflowError):
+        return None
+
+
 class _CursorMovedError(Exception):
     pass
 
@@ -1066,10 +1077,10 @@ class _PieceWriter:
         """Sessions whose end record was among the bytes written."""
         self.written = 0
 
-    def open_session(self, native: str) -> None:
+    def open_session(self, native: str, started_at: float | None = None) -> None:
         self.cursor.session_id = f"{self.source}:{native}"
         if self.tier1.ensure_session(self.cursor.session_id, self.source, native, self.now,
-                                     self.last_write):
+                                     self.last_write, started_at):
             self.new_sessions.add(self.cursor.session_id)
 
     def run_native_id(self, piece: bytes) -> str:
@@ -1093,7 +1104,8 @@ class _PieceWriter:
         if starts_run or (self.role.run_marker and c.file_id == 0):
             if starts_run:
                 c.run += 1
-            self.open_session(self.run_native_id(piece))
+            native = self.run_native_id(piece)
+            self.open_session(native, _run_started(native))
             c.file_id = 0
         if c.file_id == 0:
             self.base = c.offset

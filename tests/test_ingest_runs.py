@@ -244,3 +244,19 @@ def test_text_before_any_run_header_is_a_run_named_by_the_file_time(
     assert ids(memory) == [first, "aider:app#20250602T114749"]
     assert stored_raw(memory, first) == notes
     assert stored_raw(memory, "aider:app#20250602T114749") == R1
+
+
+def test_a_run_starts_at_its_header_time_before_it_is_analyzed(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    """Before analysis a session's start is bounded by its file's mtime; a run's header says
+    when it began, and ingest keeps that (every run of a history shared one mtime)."""
+    import time
+
+    put(sources["aider"], f"app/{HISTORY}", FIRST + R1 + R2 + R2)
+    memory.ingest()
+    started = {s["id"]: s["started_at"] for s in memory.sessions(source="aider")}
+    at = {stamp: time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S"))
+          for stamp in ("2025-06-02 11:47:49", "2025-06-03 09:00:00")}
+    assert started == {"aider:app#20250602T114749": at["2025-06-02 11:47:49"],
+                       "aider:app#20250603T090000": at["2025-06-03 09:00:00"],
+                       "aider:app#20250603T090000-2": at["2025-06-03 09:00:00"]}

@@ -320,11 +320,13 @@ class Tier1:
     # -- sessions and files -------------------------------------------------------------
 
     def ensure_session(self, session_id: str, source: str, native_id: str, now: float,
-                       last_write: float) -> bool:
-        """True when the session is new: open, unsealed, written at `last_write`."""
+                       last_write: float, started_at: float | None = None) -> bool:
+        """True when the session is new: open, unsealed, written at `last_write`;
+        `started_at` where the id says when it began (a run of a history)."""
         self.conn.execute(
-            "INSERT OR IGNORE INTO sessions (id, source, native_id, first_seen, last_write) "
-            "VALUES (?, ?, ?, ?, ?)", (session_id, source, native_id, now, last_write))
+            "INSERT OR IGNORE INTO sessions (id, source, native_id, first_seen, last_write, "
+            "started_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (session_id, source, native_id, now, last_write, started_at))
         return bool(self.conn.changes())
 
     def session_grew(self, session_id: str, mtime: float, *, was_open: bool = True) -> None:
