@@ -306,15 +306,22 @@ FORGOTTEN = "(a forgotten session)"
 """What an eviction report says in place of a session that was forgotten since."""
 
 
-def _renamed(value: Any, old: str, new: str) -> Any:
-    """`value` (decoded JSON) with `old` in each of its strings replaced by `new`."""
+def _renamed(value: Any, old: re.Pattern[str], new: str) -> Any:
+    """`value` (decoded JSON) with each match of `old` in its strings replaced by `new`."""
     if isinstance(value, str):
-        return value.replace(old, new)
+        return old.sub(new, value)
     if isinstance(value, list):
         return [_renamed(v, old, new) for v in value]
     if isinstance(value, dict):
         return {k: _renamed(v, old, new) for k, v in value.items()}
     return value
+
+
+def _id_pattern(session_id: str) -> re.Pattern[str]:
+    """`session_id` where it stands alone, not as a part of another id: the beginning of an
+    Aider run's next id (`aider:repo#20250602T114749-2`), or the end of another source's
+    (`work-mytool:s.jsonl` holds `mytool:s.jsonl`)."""
+    return re.compile(rf"(?<![\w-]){re.escape(session_id)}(?![\w#/-]|\.\w)")
 
 
 SNIPPET_WORD_CHARS = 80
@@ -959,7 +966,7 @@ class Tier2:
         needle = json.dumps(session_id)[1:-1]  # as put_report wrote it, escapes and all
         for rid, text in list(self.conn.execute(
                 "SELECT id, report FROM reports WHERE instr(report, ?)", (needle,))):
-            report = _renamed(json.loads(text), session_id, FORGOTTEN)
+            report = _renamed(json.loads(text), _id_pattern(session_id), FORGOTTEN)
             self.conn.execute("UPDATE reports SET report = ? WHERE id = ?",
                               (json.dumps(report), rid))
 

@@ -190,3 +190,28 @@ def test_a_snippet_shows_long_words_cut_and_its_match_whole(tmp_path: Path) -> N
     [hit] = store.search("haystack")
     assert "[haystack]" in hit["snippet"] and len(hit["snippet"]) < 400, hit["snippet"]
     store.close()
+
+
+def test_forget_in_reports_names_no_other_session_that_holds_the_id(tmp_path: Path) -> None:
+    """An Aider run's id begins the next run's of the same start (`…#T-2`), and a plain
+    JSONL source's can end another source's: forgetting one must leave the other named."""
+    store = Tier2(tmp_path / "tier2.db")
+    try:
+        gone, next_run = "aider:repo#20250602T114749", "aider:repo#20250602T114749-2"
+        other_source = "work-mytool:s.jsonl"
+        store.put_report({
+            "id": "r1", "started_at_epoch": 1.0, "dry_run": False,
+            "budget_evicted": [gone, next_run, other_source, "mytool:s.jsonl"],
+            "warnings": [f"{gone}: too big", f"{next_run}: too big",
+                         f"evicted {other_source}."]})
+        with store.transaction("forget"):
+            store.forget_in_reports(gone)
+            store.forget_in_reports("mytool:s.jsonl")
+        report = store.report("r1")
+        assert report is not None
+        assert report["budget_evicted"] == [tier2.FORGOTTEN, next_run, other_source,
+                                            tier2.FORGOTTEN]
+        assert report["warnings"] == [f"{tier2.FORGOTTEN}: too big", f"{next_run}: too big",
+                                      f"evicted {other_source}."]
+    finally:
+        store.close()
