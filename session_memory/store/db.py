@@ -167,12 +167,18 @@ def connect_read_only(path: Path, migrations: Sequence[Migration]) -> apsw.Conne
 
 
 def migrate(conn: apsw.Connection, migrations: Sequence[Migration]) -> None:
-    version = one(conn, "PRAGMA user_version")[0]
-    for number, statements in enumerate(migrations[version:], start=version + 1):
+    """Each migration the store lacks, one transaction each. The version is read again
+    inside each: two processes that open an older store at once (the daemon and a
+    command) would otherwise both run a migration, the second failing (ALTER TABLE ADD
+    COLUMN, CREATE INDEX) or setting the version back."""
+    while one(conn, "PRAGMA user_version")[0] < len(migrations):
         with transaction(conn):
-            for statement in statements:
+            version = one(conn, "PRAGMA user_version")[0]
+            if version >= len(migrations):
+                return  # another process ran the last one meanwhile
+            for statement in migrations[version]:
                 conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute(f"PRAGMA user_version = {version + 1}")
 
 
 @contextlib.contextmanager

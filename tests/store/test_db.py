@@ -187,3 +187,36 @@ def test_a_kill_while_a_store_is_made_leaves_none_or_a_whole_one(tmp_path: Path,
     finally:
         conn.close()
     assert _store_files(path.parent) == ["s.db"]
+
+
+def test_a_store_another_process_migrates_meanwhile_is_migrated_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes open an older store at once: the second, which read the old version
+    before the first migrated, runs no migration again (Tier 2's ALTER TABLE failed with
+    a duplicate column, and its version went back)."""
+    from session_memory.store import tier2
+
+    path = tmp_path / "tier2.db"
+    old = apsw.Connection(str(path))
+    db.migrate(old, tier2.MIGRATIONS[:-3])
+    old.close()
+    late, first = apsw.Connection(str(path)), apsw.Connection(str(path))
+    read_one = db.one
+    overtaken = []
+
+    def one_then_overtaken(conn: apsw.Connection, sql: str, args: object = ()) -> tuple:
+        row = read_one(conn, sql, args)
+        if conn is late and not overtaken:  # `late` has read the version: `first` migrates
+            overtaken.append(row)
+            monkeypatch.setattr(db, "one", read_one)
+            db.migrate(first, tier2.MIGRATIONS)
+            monkeypatch.setattr(db, "one", one_then_overtaken)
+        return row
+
+    monkeypatch.setattr(db, "one", one_then_overtaken)
+    db.migrate(late, tier2.MIGRATIONS)
+
+    assert overtaken == [(len(tier2.MIGRATIONS) - 3,)]
+    for conn in (late, first):
+        assert read_one(conn, "PRAGMA user_version") == (len(tier2.MIGRATIONS),)
+        conn.close()
