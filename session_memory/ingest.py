@@ -1104,6 +1104,9 @@ class _PieceWriter:
         if starts_run or (self.role.run_marker and c.file_id == 0):
             if starts_run:
                 c.run += 1
+                if c.file_id:
+                    # A run ends where the next begins: nothing is appended to it after.
+                    self.ended.add(c.session_id)
             native = self.run_native_id(piece)
             self.open_session(native, _run_started(native))
             c.file_id = 0

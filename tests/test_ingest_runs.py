@@ -260,3 +260,21 @@ def test_a_run_starts_at_its_header_time_before_it_is_analyzed(
     assert started == {"aider:app#20250602T114749": at["2025-06-02 11:47:49"],
                        "aider:app#20250603T090000": at["2025-06-03 09:00:00"],
                        "aider:app#20250603T090000-2": at["2025-06-03 09:00:00"]}
+
+
+def test_a_run_has_ended_once_the_next_begins(memory: Memory,
+                                               sources: dict[str, Path]) -> None:
+    """A history written just now: its last run may still be going, but each run before it
+    ended where the next began (nothing is appended to it after), so it is not active."""
+    path = put(sources["aider"], f"app/{HISTORY}", FIRST + R1 + R2)
+    os.utime(path, (memory.clock.now(), memory.clock.now()))
+    memory.ingest()
+    states = {s["id"]: s["state"] for s in memory.sessions(source="aider")}
+    assert states == {"aider:app#20250602T114749": "ended",
+                      "aider:app#20250603T090000": "active"}
+    put(sources["aider"], f"app/{HISTORY}", R3, append=True)
+    os.utime(path, (memory.clock.now(), memory.clock.now()))
+    memory.ingest()
+    states = {s["id"]: s["state"] for s in memory.sessions(source="aider")}
+    assert states["aider:app#20250603T090000"] == "ended"
+    assert states["aider:app#20250604T103000"] == "active"
