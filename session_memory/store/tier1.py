@@ -1081,10 +1081,13 @@ class Tier1:
         # A file other sessions hold runs of too: its cursor passes to the
         # last run left, so the next ingest goes on from where the file was read to. Without
         # one it would read the file again from its start, over runs still stored. The
-        # forgotten run then stays forgotten, like any other run of the file.
+        # forgotten run then stays forgotten, like any other run of the file. No file row
+        # is the cursor's (file_id 0): the next bytes begin one of their own (a new run, or
+        # a session of their own for more of the forgotten run), not more of the last run
+        # left's, which would then have a gap where the forgotten run's bytes were.
         self.conn.execute(
-            "UPDATE cursors SET (session_id, file_id) = ("
-            " SELECT session_id, id FROM files WHERE files.source = cursors.source"
+            "UPDATE cursors SET file_id = 0, session_id = ("
+            " SELECT session_id FROM files WHERE files.source = cursors.source"
             " AND files.path = cursors.path AND files.version = cursors.version"
             " ORDER BY base_offset DESC LIMIT 1) "
             "WHERE session_id = ? AND EXISTS (SELECT 1 FROM files WHERE"

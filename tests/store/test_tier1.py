@@ -586,3 +586,25 @@ def test_marking_a_batch_analyzed_leaves_the_sessions_that_grew(
     assert [after[sid]["state"] for sid in ids] == ["analyzed", "ended", "analyzed"]
     assert (after[ids[0]]["analyzed_at"], after[ids[0]]["started_at"]) == (30.0, 10.0)
     assert memory.tier1.mark_all_analyzed([], 40.0) == []
+
+
+def test_more_of_a_forgotten_last_run_leaves_the_run_before_it_whole(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    """The forgotten last run of an Aider history goes on (Aider still runs): its new bytes
+    are a session of their own. Appended to the run left before it, whose file row the
+    cursor had passed to, they left a gap where the forgotten bytes were, and that run's
+    raw bytes could no longer be read (a corrupt chunk for analyze, export and check)."""
+    from tests.test_ingest_runs import FIRST, HISTORY, R1, R2, ids, put
+
+    put(sources["aider"], f"app/{HISTORY}", FIRST + R1 + R2)
+    memory.ingest()
+    first, last = ids(memory)
+    memory.forget(last)
+    more = b"#### and more\n\nDone again.\n\n"
+    put(sources["aider"], f"app/{HISTORY}", more, append=True)
+    memory.ingest()
+
+    assert stored_raw(memory, first) == FIRST + R1
+    (more_of_it,) = set(ids(memory)) - {first}
+    assert more_of_it != last and stored_raw(memory, more_of_it) == more
+    assert memory.check() == []
