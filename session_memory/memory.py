@@ -20,7 +20,7 @@ from session_memory.clock import Clock, SystemClock
 from session_memory.config import Settings
 from session_memory.errors import EvictedError, NotFoundError, SessionMemoryError, UsageError
 from session_memory.fswalk import OsWalker, Walker
-from session_memory.store.tier1 import Tier1
+from session_memory.store.tier1 import Cursor, Tier1
 
 if TYPE_CHECKING:
     # Imported where used: analysis (its worker pool, the digest builder) would cost every
@@ -642,19 +642,21 @@ class Memory:
                     or session_id in maintenance.pending_forgets(self.tier1)):
                 raise
             sid = session_id
-        still_there = self._files_in_their_source(sid)
+        cursors = self.tier1.cursors_of(sid)
         result = maintenance.forget(self.tier1, self.tier2, sid, self.clock.now())
         # The next ingest takes these again: the caller must say so.
-        return result | {"source_files": [str(p) for p in still_there]}
+        return result | {"source_files": [str(p) for p in self._read_again(cursors)]}
 
-    def _files_in_their_source(self, sid: str) -> list[Path]:
-        """The session's files still where its agent tool keeps them that the next ingest
-        would read again for it: those whose cursor it owns (not, say, a file of runs
-        whose later runs hold the cursor)."""
+    def _read_again(self, cursors: list[Cursor]) -> list[Path]:
+        """Of the files whose cursors a forgotten session held, those still where its agent
+        tool keeps them that the next ingest reads again: those whose cursor went with it
+        (not a file of runs, whose cursor passes to the run left before: the next ingest
+        goes on from where it was, and only new bytes are stored)."""
         found = []
-        for cursor in self.tier1.cursors_of(sid):
+        for cursor in cursors:
             source = self.settings.sources.get(cursor.source)
-            if source is not None and (source.root / cursor.phys_path).is_file():
+            if (source is not None and self.tier1.cursor(cursor.source, cursor.path) is None
+                    and (source.root / cursor.phys_path).is_file()):
                 found.append(source.root / cursor.phys_path)
         return sorted(found)
 

@@ -361,3 +361,22 @@ def test_a_forget_killed_after_retiring_its_dictionary_loses_nothing(
         if sid != victim:
             assert b"".join(p for f in memory.tier1.files(sid)
                             for p in memory.tier1.read_file(f.id)) == raw
+
+
+def test_forget_names_no_history_file_the_next_ingest_does_not_read_again(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    """The last run of an Aider history is forgotten: the file's cursor passes to the run
+    before it, and the next ingest stores none of the forgotten run again. Forget said it
+    would, and told the user to delete the history, every other run of it with it."""
+    from tests.test_ingest_runs import FIRST, HISTORY, R1, R2, ids, put
+
+    history = put(sources["aider"], f"app/{HISTORY}", FIRST + R1 + R2)
+    memory.ingest()
+    first, last = ids(memory)
+    assert memory.forget(last)["source_files"] == []
+    memory.ingest()
+    assert ids(memory) == [first]
+
+    assert memory.forget(first)["source_files"] == [str(history)]  # none left: read again
+    memory.ingest()
+    assert ids(memory) == [first, last]
