@@ -207,11 +207,10 @@ class Tier1:
         return [str(r[0]) for r in self.conn.execute(
             "SELECT key FROM meta WHERE key >= ? AND key < ? ORDER BY key", (prefix, end))]
 
-    def neighbour_ids(self, session_id: str) -> tuple[str | None, str | None]:
-        """The session ids just before and just after `session_id` in sorted order."""
-        before = db.one(self.conn, "SELECT max(id) FROM sessions WHERE id < ?", (session_id,))[0]
-        after = db.one(self.conn, "SELECT min(id) FROM sessions WHERE id > ?", (session_id,))[0]
-        return before, after
+    def ids_and_native_ids(self) -> list[tuple[str, str]]:
+        """(id, native id) of every session."""
+        return [(str(i), str(n)) for i, n in self.conn.execute(
+            "SELECT id, native_id FROM sessions")]
 
     def ids_matching(self, typed: str) -> list[str]:
         """[typed] when it is a session id; else up to 3 ids whose native id is `typed` or
