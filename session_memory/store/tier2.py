@@ -318,8 +318,8 @@ def _renamed(value: Any, old: re.Pattern[str], new: str) -> Any:
 
 
 def _id_pattern(session_id: str) -> re.Pattern[str]:
-    """`session_id` where it stands alone, not as a part of another id: the beginning of an
-    Aider run's next id (`aider:repo#20250602T114749-2`), or the end of another source's
+    """`session_id` where it stands alone, not as a part of another id: the beginning of a
+    history run's next id (`src:repo#20250602T114749-2`), or the end of another source's
     (`work-mytool:s.jsonl` holds `mytool:s.jsonl`)."""
     return re.compile(rf"(?<![\w-]){re.escape(session_id)}(?![\w#/-]|\.\w)")
 
