@@ -592,11 +592,9 @@ class Ingestor:
         the plan read every cursor (as for _planned_point), and no cursor is stored under
         the file's path for another file. Within a walk a path is come to once, but a
         compressed file is stored under its plain twin's path: once come to, that path is
-        looked up again."""
-        if logical != phys:
-            self._walk_paths.add((source.name, logical))
-            return False
-        return self._walk_current and (source.name, phys) not in self._walk_paths
+        looked up again (sync notes it, see _walk_paths)."""
+        return (logical == phys and self._walk_current
+                and (source.name, phys) not in self._walk_paths)
 
     def _sync(self, source: Source, root: Path, relpath: PurePosixPath, path: str,
               summary: IngestSummary, on_bytes: Progress | None,
@@ -641,6 +639,10 @@ class Ingestor:
                 self._synced.add((source.name, role.logical_path))
             if role.compressed and os.path.exists(root / role.logical_path):
                 return  # the .jsonl twin is being written: it is the one we follow
+            if role.logical_path != phys:
+                # Every compressed file, whether or not the plan found its cursor, and
+                # stored in a group or alone: its plain twin may come later in the walk.
+                self._walk_paths.add((source.name, role.logical_path))
             if unseen and self._unseen(source, phys, role.logical_path):
                 cursor, point = None, None
             elif cursor is None or cursor.path != role.logical_path:

@@ -757,6 +757,43 @@ def test_a_walk_stores_a_compressed_file_and_its_plain_twin_under_one_cursor(
     assert memory.check() == []
 
 
+def test_a_walk_finds_the_cursor_a_compressed_file_stored_alone_left_for_its_plain_twin(
+        memory: Memory, sources: dict[str, Path], tmp_path: Path) -> None:
+    """As above, with a .zst too large for a group (stored in a transaction of its own):
+    the plain twin that appeared after it, in a group, took its path for one no cursor
+    held, and the pass failed on a UNIQUE constraint."""
+    day = sources["codex"] / "2025" / "01" / "02"
+    day.mkdir(parents=True)
+    plain = day / "rollout-2025-01-02T10-00-00-abc.jsonl"
+    data = b'{"type": "session_meta", "payload": {"id": "abc"}}\n' + b"".join(
+        b'{"a": "%s"}\n' % os.urandom(40).hex().encode() for _ in range(30))
+    zst = day / (plain.name + ".zst")
+    zst.write_bytes(zstandard.ZstdCompressor().compress(data))
+    ingestor = memory.ingestor
+    plan, sync = ingestor.plan, ingestor.sync
+
+    def plan_with_the_plain_twin(*args: Any, **kw: Any) -> list[ingest_mod.Candidate]:
+        todo = plan(*args, **kw)
+        return [*todo, ingest_mod.Candidate(
+            todo[0].source, plain.relative_to(sources["codex"]), str(plain), zst.stat(),
+            1, 0, unseen=True)]
+
+    def sync_then_plain_appears(*args: Any, **kw: Any) -> None:
+        sync(*args, **kw)
+        if not plain.exists():
+            plain.write_bytes(data + b'{"a": 2}\n')
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ingest_mod, "GROUP_COMMIT_BYTES", zst.stat().st_size)  # the .zst alone
+        mp.setattr(ingestor, "plan", plan_with_the_plain_twin)
+        mp.setattr(ingestor, "sync", sync_then_plain_appears)
+        summary = memory.ingest()
+    assert summary.bytes_added == len(data) + 9 and summary.new_versions == 0
+    assert exported(memory, "codex:abc", tmp_path / "o") == {
+        str(plain.relative_to(sources["codex"])): plain.read_bytes()}
+    assert memory.check() == []
+
+
 def test_a_walk_finds_the_cursor_a_compressed_file_left_for_its_plain_twin(
         memory: Memory, sources: dict[str, Path], tmp_path: Path) -> None:
     """A plain file a walk finds no cursor for under its own name may still have one,
