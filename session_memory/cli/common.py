@@ -69,7 +69,9 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str | Text]], *,
         else:
             table.add_column(header, footer, min_width=width)
     for row in rows:
-        table.add_row(*row)
+        # Each str as Text: an id or a path may hold brackets ("[wip] notes.jsonl"), which
+        # are no rich markup (read as such, they were left out, or a traceback).
+        table.add_row(*(rich_text(cell) if isinstance(cell, str) else cell for cell in row))
     console().print(table)
 
 

@@ -240,3 +240,14 @@ def test_a_narrow_terminal_shows_ids_cut_to_what_show_takes(sources: dict[str, P
     for key, short in shown.items():
         assert f"{short} " in narrow
         assert as_json("show", short)["id"] == f"claude-code:{native[key]}"
+
+
+def test_a_table_shows_ids_with_brackets_as_they_are(sources: dict[str, Path]) -> None:
+    """A plain JSONL source's id is a file's path, which may hold brackets: a table read
+    them as rich markup, leaving `[wip]` out of the id shown, and `a[/b]` was a traceback."""
+    (sources["mytool"] / "[wip] notes.jsonl").write_bytes(b'{"a": 1}\n')
+    (sources["mytool"] / "a[").mkdir()
+    (sources["mytool"] / "a[" / "b].jsonl").write_bytes(b'{"a": 2}\n')
+    cli("ingest")
+    table = on_terminal(200, "sessions")
+    assert "mytool:[wip] notes.jsonl" in table and "mytool:a[/b].jsonl" in table
