@@ -41,8 +41,11 @@ def analyze(ctx: Context, ids: tuple[str, ...], include_active: bool, force: boo
 @data_command
 def search(ctx: Context, query: tuple[str, ...], limit: int, as_json: bool) -> None:
     """Full-text search over digests: titles, prompts, files, commands, errors, replies."""
+    text = " ".join(query)
+    if not text.strip():
+        raise click.UsageError("QUERY is empty: give the words to look for")
     with ctx.memory() as memory:
-        hits = memory.search(" ".join(query), limit)
+        hits = memory.search(text, limit)
     if as_json:
         emit_json(hits)
         return

@@ -13,7 +13,7 @@ from session_memory.humanize import human_bytes, human_count
 
 
 @click.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @data_command
 def ingest(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
     """One pass over all sources (or the given files and folders)."""

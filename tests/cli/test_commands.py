@@ -81,6 +81,9 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     (["forget", "no-such-session"], 1, "no session"),
     (["sessions", "--state", "bogus"], 2, "bogus"),
     (["sessions", "--limit", "0"], 2, "--limit"),
+    (["ingest", "/no/such/folder"], 2, "/no/such/folder"),
+    (["search", ""], 2, "QUERY is empty"),
+    (["search", " ", "  "], 2, "QUERY is empty"),
 ])
 def test_a_failing_json_command_prints_its_error_as_json(
         home: Path, args: list[str], code: int, words: str) -> None:
