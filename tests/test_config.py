@@ -163,6 +163,17 @@ def test_config_show(home: Path) -> None:
     assert "raw_soft_cap = 1073741824" in cli("config", "show").stdout
 
 
+def test_config_show_reads_back_as_the_same_config(home: Path) -> None:
+    """What `config show` prints is a config file giving the same settings, written as one
+    would write it (whole days and seconds without a decimal point)."""
+    write_config(home, "[retention]\nraw_max_age_days = 30\n[ingest]\nidle_seconds = \"45m\"\n")
+    text = cli("config", "show").stdout
+    assert "raw_max_age_days = 30\n" in text and "idle_seconds = 2700\n" in text
+    before = json.loads(cli("config", "show", "--json").stdout)
+    write_config(home, text)
+    assert json.loads(cli("config", "show", "--json").stdout) == before
+
+
 def test_a_zero_interval_is_a_bad_config_for_the_cli(home: Path) -> None:
     write_config(home, "[retention]\nsweep_interval = 0\n")
     run = cli("config", "check")
