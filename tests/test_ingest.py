@@ -722,46 +722,14 @@ def test_a_walk_reads_again_what_another_process_stored_after_its_plan(
     assert memory.check() == []
 
 
+@pytest.mark.parametrize("zst_alone", [False, True])
 def test_a_walk_stores_a_compressed_file_and_its_plain_twin_under_one_cursor(
-        memory: Memory, sources: dict[str, Path], tmp_path: Path) -> None:
+        memory: Memory, sources: dict[str, Path], tmp_path: Path, zst_alone: bool) -> None:
     """A .jsonl.zst is stored under its .jsonl's path: when the walk comes to the .jsonl
-    after the .zst (it appeared meanwhile), it finds the cursor the .zst made."""
-    day = sources["codex"] / "2025" / "01" / "02"
-    day.mkdir(parents=True)
-    plain = day / "rollout-2025-01-02T10-00-00-abc.jsonl"
-    data = b'{"type": "session_meta", "payload": {"id": "abc"}}\n' + b'{"a": 1}\n' * 30
-    zst = day / (plain.name + ".zst")
-    zst.write_bytes(zstandard.ZstdCompressor().compress(data))
-    ingestor = memory.ingestor
-    plan, sync = ingestor.plan, ingestor.sync
-
-    def plan_with_the_plain_twin(*args: Any, **kw: Any) -> list[ingest_mod.Candidate]:
-        todo = plan(*args, **kw)
-        assert [c.unseen for c in todo] == [True]
-        return [*todo, ingest_mod.Candidate(
-            todo[0].source, plain.relative_to(sources["codex"]), str(plain), zst.stat(),
-            len(data) + 9, 0, unseen=True)]
-
-    def sync_then_plain_appears(*args: Any, **kw: Any) -> None:
-        sync(*args, **kw)
-        if not plain.exists():
-            plain.write_bytes(data + b'{"a": 2}\n')
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ingestor, "plan", plan_with_the_plain_twin)
-        mp.setattr(ingestor, "sync", sync_then_plain_appears)
-        summary = memory.ingest()
-    assert summary.bytes_added == len(data) + 9 and summary.new_versions == 0
-    assert exported(memory, "codex:abc", tmp_path / "o") == {
-        str(plain.relative_to(sources["codex"])): plain.read_bytes()}
-    assert memory.check() == []
-
-
-def test_a_walk_finds_the_cursor_a_compressed_file_stored_alone_left_for_its_plain_twin(
-        memory: Memory, sources: dict[str, Path], tmp_path: Path) -> None:
-    """As above, with a .zst too large for a group (stored in a transaction of its own):
-    the plain twin that appeared after it, in a group, took its path for one no cursor
-    held, and the pass failed on a UNIQUE constraint."""
+    after the .zst (it appeared meanwhile), it finds the cursor the .zst made. Also where
+    the .zst, too large for a group, is stored in a transaction of its own and the .jsonl
+    in a group: that .jsonl took the path for one no cursor held, and the pass failed on a
+    UNIQUE constraint."""
     day = sources["codex"] / "2025" / "01" / "02"
     day.mkdir(parents=True)
     plain = day / "rollout-2025-01-02T10-00-00-abc.jsonl"
@@ -774,6 +742,7 @@ def test_a_walk_finds_the_cursor_a_compressed_file_stored_alone_left_for_its_pla
 
     def plan_with_the_plain_twin(*args: Any, **kw: Any) -> list[ingest_mod.Candidate]:
         todo = plan(*args, **kw)
+        assert [c.unseen for c in todo] == [True]
         return [*todo, ingest_mod.Candidate(
             todo[0].source, plain.relative_to(sources["codex"]), str(plain), zst.stat(),
             1, 0, unseen=True)]
@@ -784,7 +753,8 @@ def test_a_walk_finds_the_cursor_a_compressed_file_stored_alone_left_for_its_pla
             plain.write_bytes(data + b'{"a": 2}\n')
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ingest_mod, "GROUP_COMMIT_BYTES", zst.stat().st_size)  # the .zst alone
+        if zst_alone:
+            mp.setattr(ingest_mod, "GROUP_COMMIT_BYTES", zst.stat().st_size)
         mp.setattr(ingestor, "plan", plan_with_the_plain_twin)
         mp.setattr(ingestor, "sync", sync_then_plain_appears)
         summary = memory.ingest()
