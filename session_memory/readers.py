@@ -50,10 +50,21 @@ class Content:
         raise NotImplementedError
 
 
-class PlainContent(Content):
+class _Positioned(Content):
+    """Content read at a position of its own (pread or a slice), not by a stream."""
+
+    pos = 0
+
+    def rewind(self) -> None:
+        self.pos = 0
+
+    def skip(self, n: int) -> None:
+        self.pos += n
+
+
+class PlainContent(_Positioned):
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.pos = 0
 
     def prefix(self, offset: int) -> tuple[bytes | None, bytes]:
         if offset == 0:
@@ -71,19 +82,12 @@ class PlainContent(Content):
         self.pos += len(data)
         return data
 
-    def rewind(self) -> None:
-        self.pos = 0
 
-    def skip(self, n: int) -> None:
-        self.pos += n
-
-
-class BytesContent(Content):
+class BytesContent(_Positioned):
     """A file's content read whole already (by the read ahead): no need to open it again."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
-        self.pos = 0
 
     def prefix(self, offset: int) -> tuple[bytes | None, bytes]:
         if offset == 0:
@@ -97,12 +101,6 @@ class BytesContent(Content):
         data = self.data[self.pos:self.pos + n]
         self.pos += len(data)
         return data
-
-    def rewind(self) -> None:
-        self.pos = 0
-
-    def skip(self, n: int) -> None:
-        self.pos += n
 
 
 class ZstdContent(Content):
