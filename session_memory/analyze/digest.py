@@ -654,10 +654,11 @@ def whole_session_spend(digest: dict[str, Any], input_includes_cache_read: bool
     return rows
 
 
-def build(source: str, parse: Callable[[ev.Sink], None], *,
-          record_times: bool = True, version: int = 0) -> dict[str, Any]:
+def build(source: str, parse: Callable[[ev.Sink], None], *, version: int,
+          record_times: bool = True) -> dict[str, Any]:
     """The redacted digest of what `parse` reports (a format's parse, its pieces bound);
-    `version`: its analyzer_version."""
+    `version`: its analyzer_version (see analyzer_version: no default, as a digest without
+    its own would be made again on every pass)."""
     builder = DigestBuilder(source, record_times=record_times, version=version)
     parse(builder)
     return builder.digest()

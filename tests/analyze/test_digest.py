@@ -42,13 +42,13 @@ def replay(calls: list[Call]) -> Callable[[Sink], None]:
      "success"),
 ])
 def test_outcome(calls: list[Call], outcome: str) -> None:
-    assert build("claude-code", replay(calls))["outcome"] == outcome
+    assert build("claude-code", replay(calls), version=1)["outcome"] == outcome
 
 
 def test_usage_keys_replace_and_none_adds() -> None:
     d = build("x", replay([("usage", "m1", "a", 10, 1), ("usage", "m1", "a", 10, 5),
                            ("usage", None, "b", 3, 3), ("usage", None, "b", 3, 3),
-                           ("usage", "m2", None, 1, 1, 2, 4, 8)]))
+                           ("usage", "m2", None, 1, 1, 2, 4, 8)]), version=1)
     assert d["tokens"] == {"input": 17, "output": 12, "cache_creation": 2, "cache_read": 4,
                            "reasoning": 8}
     assert d["tokens_by_model"]["unknown"]["reasoning"] == 8
@@ -58,7 +58,7 @@ def test_lists_are_capped_and_calls_counted_once() -> None:
     calls: list[Call] = [("tool_call", f"c{i}", "Edit", None, [f"/f{i}"])
                          for i in range(MAX_LIST + 50)]
     calls += [("tool_call", "c0", "Edit", None, ["/f0"])]
-    d = build("x", replay(calls))
+    d = build("x", replay(calls), version=1)
     assert d["tool_calls"] == {"Edit": MAX_LIST + 50}
     assert len(d["files_edited"]) == MAX_LIST and d["truncated"]["files_edited"] == 50
 

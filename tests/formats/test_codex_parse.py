@@ -114,7 +114,7 @@ def test_a_tool_output_that_only_looks_like_json_has_no_exit_code() -> None:
         "output": '{"output": 1e400, "metadata": {"exit_code": 1}}'}))
     piece = Piece(f"sessions/2026/02/01/rollout-2026-02-01T08-00-00-{CID}.jsonl",
                   lambda: [data.encode()])
-    assert build("codex", functools.partial(codex.parse, [piece]))["tool_errors"] == 0
+    assert build("codex", functools.partial(codex.parse, [piece]), version=1)["tool_errors"] == 0
 
 
 def test_fixture_rollout(fixtures: Memory) -> None:

@@ -66,7 +66,7 @@ def _run(fmt_name: str, path: str, data: bytes, cut: int) -> None:
     cut = min(cut, len(data))
     parts = [data[:cut], data[cut:]]  # a record may span two stored chunks
     piece = Piece(path, lambda: iter(parts))
-    digest = build(fmt_name, functools.partial(formats.get(fmt_name).parse, [piece]))
+    digest = build(fmt_name, functools.partial(formats.get(fmt_name).parse, [piece]), version=1)
     # The digest must be storable as JSON (its keyed responses, packed, go to the usage
     # tables, not into the digest).
     json.dumps({k: v for k, v in digest.items() if k != "spend_keyed"})
