@@ -187,7 +187,6 @@ class Prefetched(msgspec.Struct):
 
     offset: int
     st: os.stat_result
-    stat_key: tuple[int, int, int, int]
     raw: bytes
     last_write: float
     ended: bool
@@ -503,7 +502,7 @@ class Ingestor:
         last_write, ended = self._last_write(offset, st, fd, fmt,
                                              raw if len(raw) == st.st_size else None)
         next_tail = _tail_after(tail, raw)
-        return Prefetched(offset, st, _stat_key(st), raw, last_write, ended,
+        return Prefetched(offset, st, raw, last_write, ended,
                           None if self._packs(ended, st) else compress(raw, self._level(ended)),
                           head, tail, head_fp, tail_fp, (next_tail, fingerprint(next_tail)))
 
@@ -631,7 +630,7 @@ class Ingestor:
                 return
             # The file's first bytes, where the pool read them from this file as it is now.
             known = (prefetched.raw if prefetched is not None and not prefetched.offset
-                     and prefetched.stat_key == _stat_key(st) else None)
+                     and _stat_key(prefetched.st) == _stat_key(st) else None)
             role = self._identify(source, fmt, relpath, phys, fd, known)
             if role is None:
                 return
@@ -745,7 +744,7 @@ class Ingestor:
         cursor.phys_path = str(relpath)
         pre = prefetched if (prefetched is not None and not role.compressed
                              and prefetched.offset == cursor.offset
-                             and prefetched.stat_key == _stat_key(st)) else None
+                             and _stat_key(prefetched.st) == _stat_key(st)) else None
         if (pre is None and cursor.offset and isinstance(content, PlainContent)
                 and st.st_size - cursor.offset <= INLINE_BYTES):
             pre = self._read_ahead(content.fd, cursor.offset, st, fmt)

@@ -251,7 +251,9 @@ class Memory:
         written = []
         with self.tier1.snapshot():
             files = self._readable_files(sid, latest_only=not all_versions)
-            newest = {(f.source, f.path): f.version for f in self.tier1.files(sid)}
+            newest: dict[tuple[str, str], int] = {}
+            for f in files:
+                newest[f.source, f.path] = max(f.version, newest.get((f.source, f.path), 0))
             for f in files:
                 path = f.path if f.version == newest[f.source, f.path] else f"{f.path}.v{f.version}"
                 written.append(safe_write.write_file(out_dir, path, self.tier1.read_file(f.id),

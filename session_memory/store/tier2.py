@@ -194,21 +194,24 @@ MAX_HOURLY_COUNT = 2**48
 that millions of rows still add up within SQLite's integers."""
 
 
-def _hash_blob(hashes: array[int]) -> bytes:
-    """Response hashes (signed 64-bit) as usage_sessions.response_hashes keeps them: 8 bytes
-    each, big-endian, as the migration that made the column wrote them."""
+def _big_endian(hashes: array[int]) -> array[int]:
+    """Response hashes (signed 64-bit) in the byte order usage_sessions.response_hashes
+    keeps them, big-endian as the migration that made the column wrote them; or, given
+    those, back in this machine's (a swap undoes itself)."""
     if sys.byteorder == "little":
         hashes = array("q", hashes)
         hashes.byteswap()
-    return hashes.tobytes()
+    return hashes
+
+
+def _hash_blob(hashes: array[int]) -> bytes:
+    """Response hashes as usage_sessions.response_hashes keeps them: 8 bytes each."""
+    return _big_endian(hashes).tobytes()
 
 
 def _blob_hashes(blob: bytes) -> array[int]:
     """The hashes _hash_blob keeps."""
-    hashes = array("q", blob)
-    if sys.byteorder == "little":
-        hashes.byteswap()
-    return hashes
+    return _big_endian(array("q", blob))
 
 
 def _min(a: float | None, b: float | None) -> float | None:
@@ -964,9 +967,10 @@ class Tier2:
         warnings and errors): the report still counts it, and no longer says which it was.
         Caller owns the transaction (under secure_delete)."""
         needle = json.dumps(session_id)[1:-1]  # as put_report wrote it, escapes and all
+        alone = _id_pattern(session_id)
         for rid, text in list(self.conn.execute(
                 "SELECT id, report FROM reports WHERE instr(report, ?)", (needle,))):
-            report = _renamed(json.loads(text), _id_pattern(session_id), FORGOTTEN)
+            report = _renamed(json.loads(text), alone, FORGOTTEN)
             self.conn.execute("UPDATE reports SET report = ? WHERE id = ?",
                               (json.dumps(report), rid))
 
