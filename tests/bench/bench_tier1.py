@@ -10,10 +10,13 @@ For each, in one run on the same files, paired with its baselines:
 - CPU seconds of all compression work (the ingest process, then the idle work), per GB;
 - the append path: new bytes of active files, ingested, against zstd over those bytes, as
   the daemon meets them (its store open, the sessions written just now); the first round,
-  which reopens sessions the idle work had packed, is reported apart.
+  which reopens sessions the idle work had packed, is reported apart;
+- with `--floor`, what the strongest general-purpose compressors reach over the whole set
+  as one stream (every repeat across sessions in reach), against the same per-file
+  `zstd -3`: a size goal below that is out of reach of any store built on them.
 
     .venv/bin/python tests/bench/bench_tier1.py [--case workstation|large|real] [--runs 3]
-        [--append-only]
+        [--append-only] [--floor]
 
 `--append-only` ingests each case once (with the idle work after it, as the full run does)
 and measures only the append path: the same files grown alike, against the same baseline.
@@ -81,6 +84,26 @@ def per_file_zstd3(paths: list[Path]) -> int:
     """Sum of each file compressed alone at level 3, as `zstd -3 FILE` writes it."""
     c = zstandard.ZstdCompressor(level=3, write_checksum=True, write_content_size=True)
     return sum(len(c.compress(p.read_bytes())) for p in paths)
+
+
+def whole_set_floor(paths: list[Path]) -> dict[str, tuple[int, float]]:
+    """The whole set as one stream at `zstd -19 --long=27` and at `xz -9e`: (bytes, CPU
+    seconds) each. Streamed, a file at a time: memory stays flat."""
+    import lzma
+
+    params = zstandard.ZstdCompressionParameters.from_level(
+        19, window_log=27, enable_ldm=True)
+    coders = {"zstd -19 --long=27": zstandard.ZstdCompressor(
+                  compression_params=params).compressobj(),
+              "xz -9e": lzma.LZMACompressor(preset=9 | lzma.PRESET_EXTREME)}
+    out = {}
+    for name, coder in coders.items():
+        cpu0, size = time.process_time(), 0
+        for p in paths:
+            size += len(coder.compress(p.read_bytes()))
+        size += len(coder.flush())
+        out[name] = (size, time.process_time() - cpu0)
+    return out
 
 
 def children_cpu() -> float:
@@ -153,13 +176,16 @@ def main() -> None:
     ap.add_argument("--where", type=Path, default=Path(tempfile.gettempdir()))
     ap.add_argument("--append-only", action="store_true",
                     help="measure only the append path (after one ingest and the idle work)")
+    ap.add_argument("--floor", action="store_true",
+                    help="also compress the whole set as one stream at zstd -19 --long=27 "
+                    "and xz -9e (slow: about 1 and 2 CPU minutes per 100 MiB)")
     args = ap.parse_args()
     compile_package()  # the ingest subprocess starts as an installed package does
     for case in args.case or ["workstation", "large", "real"]:
         if args.append_only:
             bench_append(case, args.where, args.runs)
         else:
-            bench_case(case, args.where, args.runs)
+            bench_case(case, args.where, args.runs, args.floor)
 
 
 def bench_append(case: str, where: Path, runs: int) -> None:
@@ -191,7 +217,7 @@ def append_ratios(cfg: Path, paths: list[Path], work: Path, runs: int) -> None:
           f"packed: {reopen:.3f}")
 
 
-def bench_case(case: str, where: Path, runs: int) -> None:
+def bench_case(case: str, where: Path, runs: int, floor: bool = False) -> None:
     roots = case_roots(case, where)
     paths = case_files(case, roots)
     size = sum(p.stat().st_size for p in paths)
@@ -227,6 +253,10 @@ def bench_case(case: str, where: Path, runs: int) -> None:
               f"(stored {idle_stored / 2**20:.1f}): {idle_disk / z3:.3f} (goal <= 0.65)")
         print(f"  CPU: ingest {statistics.median(cpus):.1f} s + idle {idle_cpu:.1f} s = "
               f"{(statistics.median(cpus) + idle_cpu) / gb:.0f} s/GB (goal <= 30)")
+        if floor:
+            print("  the whole set as one stream, against per-file zstd -3: " + "; ".join(
+                f"{name} {size / z3:.3f} ({cpu / gb:.0f} CPU s/GB)"
+                for name, (size, cpu) in whole_set_floor(paths).items()))
         if case != "real":
             append_ratios(cfg, paths, work, runs)
 
