@@ -220,12 +220,19 @@ class Memory:
 
     def show(self, session_id: str) -> dict[str, Any]:
         sid = self.resolve_id(session_id)
-        row = self._labelled([_public(self.tier1.session(sid, self.idle_before))], [sid])[0]
+        with self.tier1.snapshot():  # the versions' figures add up to the session's
+            session = self.tier1.session(sid, self.idle_before)
+            # Each file's part of the session's stored bytes: of its chunks, of a pack, of
+            # the session's frames.
+            stored = self.tier1.stored_bytes_by_file(sid)
+            versions = [
+                {"path": f.path, "version": f.version, "base_offset": f.base_offset,
+                 "raw_bytes": f.raw_bytes, "stored_bytes": stored.get(f.id, 0),
+                 "chunks": f.chunks}
+                for f in self.tier1.files(sid, latest_only=False)]
+        row = self._labelled([_public(session)], [sid])[0]
         row["digest"] = self.tier2.get_digest(sid)
-        row["versions"] = [
-            {"path": f.path, "version": f.version, "base_offset": f.base_offset,
-             "raw_bytes": f.raw_bytes, "stored_bytes": f.stored_bytes, "chunks": f.chunks}
-            for f in self.tier1.files(sid, latest_only=False)]
+        row["versions"] = versions
         return row
 
     def pin(self, session_id: str, pinned: bool = True) -> str:

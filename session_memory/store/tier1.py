@@ -512,6 +512,27 @@ class Tier1:
             newest[f.source, f.path] = max(f.version, newest.get((f.source, f.path), f.version))
         return [f for f in files if f.version == newest[f.source, f.path]]
 
+    def stored_bytes_by_file(self, session_id: str) -> dict[int, int]:
+        """Each file row's part of its session's stored bytes, counted as _SESSION_STORED
+        counts the session's, so that they add up to it: the file's own chunks, its live
+        pack member's share of its pack, and a share of the session's frames. The frames
+        hold the sealed bytes of the files in no pack, one after another; each of those
+        files takes a share in proportion to its sealed length, as a pack's members do
+        (`shares`)."""
+        rows = list(self.conn.execute(
+            "SELECT f.id, f.stored_bytes, f.sealed_len, m.share FROM files f "
+            "LEFT JOIN pack_members m ON m.file_id = f.id AND m.live "
+            "WHERE f.session_id = ? ORDER BY f.stream_offset, f.id", (session_id,)))
+        framed = [(file_id, sealed) for file_id, _, sealed, share in rows
+                  if sealed and share is None]
+        frame_bytes = int(db.one(self.conn, "SELECT coalesce(sum(length(data)), 0) "
+                                 "FROM frames WHERE session_id = ?", (session_id,))[0])
+        in_frames = dict(zip([file_id for file_id, _ in framed],
+                             shares(frame_bytes, [sealed for _, sealed in framed]),
+                             strict=True)) if framed else {}
+        return {int(file_id): int(chunked) + int(share or 0) + in_frames.get(file_id, 0)
+                for file_id, chunked, _, share in rows}
+
     def sessions_of_source(self, source: str) -> list[tuple[str, str, bool]]:
         """(id, native id, has frames) of every session of a source."""
         return [(str(r[0]), str(r[1]), bool(r[2])) for r in self.conn.execute(
@@ -920,13 +941,12 @@ class Tier1:
         self.conn.execute("INSERT INTO packs (created_at, raw_len, level, data) "
                           "VALUES (?, ?, ?, ?)", (now, built.raw_len, built.level, built.data))
         pack_id = int(self.conn.last_insert_rowid())
-        shares = [len(built.data) * m.raw_len // built.raw_len for m in built.members]
-        shares[-1] += len(built.data) - sum(shares)
         self.conn.executemany(
             "INSERT INTO pack_members (pack_id, offset, raw_len, crc, file_id, session_id, "
             "share) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(pack_id, m.offset, m.raw_len, m.crc, m.file_id, m.session_id, share)
-             for m, share in zip(built.members, shares, strict=True)])
+             for m, share in zip(built.members, shares(
+                 len(built.data), [m.raw_len for m in built.members]), strict=True)])
 
     def pack_order(self) -> dict[str, int]:
         """A key for each packed session that sorts them as their packs hold them: read in
@@ -1387,6 +1407,16 @@ _STORE_SUMS = ("SELECT coalesce(sum(r), 0), coalesce(sum(st), 0) + (SELECT coale
                "SELECT raw_len r, length(data) st FROM chunks "
                "UNION ALL SELECT raw_len, length(data) FROM frames "
                "UNION ALL SELECT raw_len, length(data) FROM packs)")
+
+
+def shares(stored: int, raw_lengths: Sequence[int]) -> list[int]:
+    """`stored` bytes shared out in proportion to `raw_lengths` (not all 0), the last
+    taking what rounding leaves: what each member of a pack, or each file in its
+    session's frames, counts of their compressed bytes."""
+    total = sum(raw_lengths)
+    parts = [stored * n // total for n in raw_lengths]
+    parts[-1] += stored - sum(parts)
+    return parts
 
 
 def _frame_params(level: int, size: int) -> zstandard.ZstdCompressionParameters:

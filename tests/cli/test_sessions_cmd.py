@@ -251,3 +251,59 @@ def test_a_table_shows_ids_with_brackets_as_they_are(sources: dict[str, Path]) -
     cli("ingest")
     table = on_terminal(200, "sessions")
     assert "mytool:[wip] notes.jsonl" in table and "mytool:a[/b].jsonl" in table
+
+
+def _written_at(when: float, *paths: Path) -> None:
+    for path in paths:
+        os.utime(path, (when, when))
+
+
+def test_show_gives_each_version_its_part_of_the_stored_bytes(
+        sources: dict[str, Path], clock: Any) -> None:
+    """A file in a pack, or in its session's sealed frames, holds part of the session's
+    stored bytes as much as one in chunks: each version says how much, and they add up to
+    the session's figure (they were 0 but for chunks)."""
+    from session_memory import config
+    from session_memory.memory import Memory
+
+    root = sources["claude-code"] / "-home-dev-app"
+
+    def session(n: int, lines: int) -> list[Path]:
+        sid = f"5c1d7a4e-0000-4000-8000-{n:012d}"
+        main, sub = root / f"{sid}.jsonl", root / sid / "subagents" / "agent-1.jsonl"
+        sub.parent.mkdir(parents=True)
+        main.write_text("".join(json.dumps({"type": "user", "i": i, "text": f"{n} " * 300})
+                                + "\n" for i in range(lines)))
+        sub.write_text(json.dumps({"type": "assistant", "text": "sub " * 50}) + "\n")
+        return [main, sub]
+
+    with Memory(config.load(), clock=clock) as memory:
+        # Written long ago: stored in a pack as it is read. Written just now: a live
+        # session's chunks, sealed into frames once it has ended; one then grows again.
+        packed = session(1, 40)
+        _written_at(clock.now() - 10 * 86400, *packed)
+        sealed, grown = session(2, 120), session(3, 80)
+        _written_at(clock.now(), *sealed, *grown)
+        memory.ingest()
+        clock.advance(memory.settings.idle_seconds + 1)
+        memory.seal()
+        with grown[0].open("a") as f:
+            f.write(json.dumps({"type": "user", "text": "more"}) + "\n")
+        live = session(4, 40)
+        _written_at(clock.now(), *grown, *live)
+        memory.ingest()
+        in_pack = {r[0] for r in memory.tier1.conn.execute(
+            "SELECT session_id FROM pack_members WHERE live")}
+        in_frames = {r[0] for r in memory.tier1.conn.execute("SELECT session_id FROM frames")}
+    ids = {name: f"claude-code:{paths[0].stem}" for name, paths in
+           (("packed", packed), ("sealed", sealed), ("grown", grown), ("live", live))}
+    assert in_pack == {ids["packed"]} and in_frames == {ids["sealed"], ids["grown"]}
+    for sid in ids.values():
+        shown = as_json("show", sid)
+        versions = shown["versions"]
+        assert len(versions) == 2 and all(v["raw_bytes"] > 0 for v in versions), sid
+        assert all(v["stored_bytes"] > 0 for v in versions), (sid, versions)
+        assert sum(v["stored_bytes"] for v in versions) == shown["stored_bytes"], sid
+    # In frames, a file's part goes by its raw bytes: the main file holds far more.
+    main, sub = sorted(as_json("show", ids["sealed"])["versions"], key=lambda v: -v["raw_bytes"])
+    assert main["stored_bytes"] > 10 * sub["stored_bytes"]
