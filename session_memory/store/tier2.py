@@ -752,6 +752,15 @@ class Tier2:
             self._drop_usage(row[0])
         self.conn.execute("DELETE FROM digests WHERE session_id = ?", (session_id,))
 
+    def forget_parent(self, session_id: str) -> None:
+        """Digests that name the session as their parent (a subagent's session of its own)
+        name none. Caller owns the transaction (under secure_delete)."""
+        needle = msgspec.json.encode(session_id).decode()  # as _put_digest wrote it
+        self.conn.execute(
+            "UPDATE digests SET digest = json_set(digest, '$.parent_session', NULL) "
+            "WHERE instr(digest, ?) AND json_extract(digest, '$.parent_session') = ?",
+            (needle, session_id))
+
     def search(self, query: str, limit: int = 20, *, project: str | None = None,
                since: float | None = None) -> list[dict[str, Any]]:
         """Digests matching `query` (its words, all of them; OR between words allowed),

@@ -163,3 +163,28 @@ def test_check_warns_of_odd_source_files_without_failing(home: Path) -> None:
     assert report["ok"] is True and report["problems"] == []
     assert any("link.jsonl" in w and "symlink" in w for w in report["warnings"])
     assert any("pipe.jsonl" in w for w in report["warnings"])
+
+
+def test_forget_of_a_parent_leaves_no_trace_in_its_childrens_digests(home: Path) -> None:
+    """An OpenCode subagent's session of its own names its parent in its digest: a forget
+    of the parent clears that, in the digest and in every byte of Tier 2."""
+    root = home / "src" / "opencode" / "storage"
+    write_config(home, f'[sources.opencode]\nroot = "{root}"\n')
+    parent, child, other = "ses_forgottenparent", "ses_child", "ses_otherchild"
+    for sid, parent_id in ((parent, None), (child, parent), (other, "ses_someoneelse")):
+        path = root / "session" / "p1" / f"{sid}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"id": sid, "parentID": parent_id, "title": f"{sid} work",
+                                    "directory": "/w", "time": {"created": 0}}))
+    cli("ingest")
+    cli("analyze", "--all")
+    assert as_json("show", child)["digest"]["parent_session"] == f"opencode:{parent}"
+    forgotten = as_json("forget", f"opencode:{parent}")
+    assert forgotten["digest_removed"] is True
+    assert as_json("show", child)["digest"]["parent_session"] is None
+    # Another session's parent stays, and so does the rest of the child's digest.
+    assert as_json("show", other)["digest"]["parent_session"] == "opencode:ses_someoneelse"
+    assert as_json("show", child)["digest"]["title"] == f"{child} work"
+    data = Path(os.environ["XDG_DATA_HOME"]) / "session-memory"
+    for tier2_file in data.glob("tier2.db*"):
+        assert parent.encode() not in tier2_file.read_bytes(), tier2_file.name
