@@ -308,6 +308,18 @@ class Ingestor:
                                  cursor is None and paths is None))
         return _read_order(out)
 
+    def _path_roots(self) -> list[tuple[Source, Path, str]]:
+        """Each enabled root, as configured and with links resolved, as _locate takes them."""
+        return [(source, self._root(source), prefix.rstrip("/") + "/")
+                for source in self.settings.enabled_sources
+                for prefix in dict.fromkeys((os.path.abspath(source.root),
+                                             str(self._root(source))))]
+
+    def outside_roots(self, paths: list[Path]) -> list[Path]:
+        """Those of `paths` under no enabled source root: no pass would read them."""
+        roots = self._path_roots()
+        return [p for p in paths if _locate(os.path.abspath(p), roots) is None]
+
     def _entries(self, paths: list[Path] | None,
                  summary: IngestSummary) -> Iterator[tuple[Source, Path, Entry]]:
         sources = self.settings.enabled_sources
@@ -318,10 +330,7 @@ class Ingestor:
                     for entry in self.walker.walk(root, formats.get(source.format).prune):
                         yield source, root, entry
             return
-        # Each root as configured and with links resolved, worked out once for all paths.
-        roots = [(source, self._root(source), prefix.rstrip("/") + "/") for source in sources
-                 for prefix in dict.fromkeys((os.path.abspath(source.root),
-                                              str(self._root(source))))]
+        roots = self._path_roots()
         if roots != self._located_roots:
             self._located.clear()
             self._located_roots = roots

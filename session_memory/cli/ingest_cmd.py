@@ -18,6 +18,11 @@ from session_memory.humanize import human_bytes, human_count
 def ingest(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
     """One pass over all sources (or the given files and folders)."""
     with ctx.memory() as memory:
+        stray = memory.ingestor.outside_roots(list(paths))
+        if stray:
+            roots = ", ".join(f"{s.root} ({s.name})" for s in ctx.settings.enabled_sources)
+            raise click.UsageError(f"{stray[0]} is under no enabled source root; they are: "
+                                   f"{roots or 'none'}")
         if sys.stderr.isatty():
             # Here: only an interactive ingest draws a bar; other commands start without it.
             from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn

@@ -82,6 +82,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     (["sessions", "--state", "bogus"], 2, "bogus"),
     (["sessions", "--limit", "0"], 2, "--limit"),
     (["ingest", "/no/such/folder"], 2, "/no/such/folder"),
+    (["ingest", "/"], 2, "/ is under no enabled source root"),
     (["search", ""], 2, "QUERY is empty"),
     (["search", " ", "  "], 2, "QUERY is empty"),
 ])

@@ -307,3 +307,17 @@ def test_show_gives_each_version_its_part_of_the_stored_bytes(
     # In frames, a file's part goes by its raw bytes: the main file holds far more.
     main, sub = sorted(as_json("show", ids["sealed"])["versions"], key=lambda v: -v["raw_bytes"])
     assert main["stored_bytes"] > 10 * sub["stored_bytes"]
+
+
+def test_ingest_of_a_path_under_no_source_root_is_a_usage_error(
+        sources: dict[str, Path], tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere" / "notes.jsonl"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text('{"a": 1}\n')
+    f = _claude_session(sources)
+    refused = cli("ingest", str(f), str(elsewhere), ok=False)
+    assert refused.returncode == 2
+    assert f"{elsewhere} is under no enabled source root" in refused.stderr
+    assert str(sources["claude-code"]) in refused.stderr  # where it would have to be
+    assert as_json("sessions") == []  # nothing stored, not even the path that was fine
+    assert as_json("ingest", str(f))["files_changed"] == 1
