@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -138,6 +139,9 @@ class StoredFile(msgspec.Struct, frozen=True):
 
 _FILE_COLS = ("id, session_id, source, path, version, base_offset, raw_bytes, stored_bytes, "
               "chunks, mtime, sealed_len, stream_offset")
+_path_then_id = operator.itemgetter(3, 0)
+"""The order of a session's files (a row of _FILE_COLS): Python's order of strings is SQLite's
+(code points, as UTF-8's bytes)."""
 
 
 def state_sql(idle_before: str = ":idle_before") -> str:
@@ -501,9 +505,12 @@ class Tier1:
 
     def files(self, session_id: str, *, latest_only: bool = True) -> list[StoredFile]:
         """The session's stored pieces; by default only each path's newest version."""
-        files = [StoredFile(*row) for row in self.conn.execute(
-            f"SELECT {_FILE_COLS} FROM files WHERE session_id = ? ORDER BY path, id",
-            (session_id,))]
+        # By path, then id, sorted here: an ORDER BY makes SQLite build a sorter for each
+        # call, which, run between sessions' parses as analysis does, cost three times the
+        # query itself (0.2 s of a 2,000-session pass).
+        files = [StoredFile(*row) for row in sorted(self.conn.execute(
+            f"SELECT {_FILE_COLS} FROM files WHERE session_id = ?", (session_id,)),
+            key=_path_then_id)]
         if not latest_only:
             return files
         # Chosen here, not by a correlated subquery: this runs once per analyzed session.

@@ -608,3 +608,22 @@ def test_more_of_a_forgotten_last_run_leaves_the_run_before_it_whole(
     (more_of_it,) = set(ids(memory)) - {first}
     assert more_of_it != last and stored_raw(memory, more_of_it) == more
     assert memory.check() == []
+
+
+def test_files_come_by_path_then_id_as_sqlite_orders_text(tmp_path: Path) -> None:
+    """Sorted in Python, not by the query: the order SQLite's text comparison gives (UTF-8
+    bytes), for paths beyond ASCII too, and each path's versions oldest first."""
+    t = Tier1(tmp_path / "t1.db")
+    paths = ["b.jsonl", "a/é.jsonl", "a/z.jsonl", "a/\U0001f600.jsonl", "a/\uffee.jsonl",
+             "A.jsonl", "b.jsonl"]
+    with t.transaction():
+        t.ensure_session("src:s", "src", "s", 0.0, 0.0)
+        for version, path in enumerate(paths):
+            t.new_file("src:s", "src", path, version, 0, 0.0, 0.0)
+    by_sqlite = [(str(p), int(i)) for i, p in t.conn.execute(
+        "SELECT id, path FROM files ORDER BY path, id")]
+    assert [(f.path, f.id) for f in t.files("src:s", latest_only=False)] == by_sqlite
+    assert [f.path for f in t.files("src:s")] == [p for p, _ in by_sqlite if p != "b.jsonl"] + [
+        "b.jsonl"]  # only the newest version of b.jsonl
+    assert t.files("src:s")[-1].version == len(paths) - 1
+    t.close()
