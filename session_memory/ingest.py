@@ -27,7 +27,14 @@ import zstandard
 from session_memory import formats, log
 from session_memory.clock import Clock, SystemClock
 from session_memory.config import Settings, Source
-from session_memory.formats.base import HEAD_BYTES, FileRole, Format, newest_record_time
+from session_memory.formats.base import (
+    HEAD_BYTES,
+    FileRole,
+    Format,
+    VirtualFile,
+    VirtualReader,
+    newest_record_time,
+)
 from session_memory.fswalk import Entry, OsWalker, Walker
 from session_memory.readers import (
     BLOCK_BYTES,
@@ -41,6 +48,7 @@ from session_memory.readers import (
     head,
 )
 from session_memory.store import tier1 as tier1_store
+from session_memory.store.foreign import ForeignReadError
 from session_memory.store.tier1 import (
     DEEP_SEAL_LEVEL,
     INGEST_LEVEL,
@@ -176,6 +184,8 @@ class Candidate(msgspec.Struct):
     """Its append point as the pass's plan read it (see Ingestor._planned_point)."""
     unseen: bool = False
     """A whole walk's plan found no cursor for it (see Ingestor._unseen)."""
+    virtual: VirtualFile | None = None
+    """A file its format makes from a database row, not one on disk (`path` is empty)."""
 
 
 # Not frozen: one is made for every file an append pass stores (see Candidate).
@@ -239,9 +249,18 @@ class Ingestor:
         self._roles: dict[tuple[str, str], FileRole | None] = {}
         """The roles of named files (by format and path) that their format told from
         the path alone (see _identify)."""
+        self._readers: list[VirtualReader] = []
+        """The databases this pass's plan read (formats/base.py, open_virtual), each in the
+        snapshot its plan saw, until the pass ends."""
 
     def close(self) -> None:
+        self._close_readers()
         self._pool.shutdown()
+
+    def _close_readers(self) -> None:
+        for reader in self._readers:
+            reader.close()
+        self._readers = []
 
     def _root(self, source: Source) -> Path:
         """The source root with links resolved, once per pass rather than once per file."""
@@ -257,6 +276,8 @@ class Ingestor:
         """Walk the sources (or the given paths) and keep the files whose stat changed."""
         summary = summary or IngestSummary()
         self._roots.clear()  # a pass resolves each root once, and sees a reloaded config
+        self._close_readers()
+        with_databases, paths = self._databases_named(paths)
         # A whole walk reads every cursor at once; named paths (the watcher's few changed
         # files) look up only their append points, in one query, so their cost does not grow
         # with the store (and their appends need not look them up again: see _planned_point).
@@ -306,6 +327,8 @@ class Ingestor:
                                  max(st.st_size - offset, 0), offset,
                                  points.get((source.name, phys)),
                                  cursor is None and paths is None))
+        for source in with_databases:
+            out += self._virtual_candidates(source, summary)
         return _read_order(out)
 
     def _path_roots(self) -> list[tuple[Source, Path, str]]:
@@ -316,9 +339,57 @@ class Ingestor:
                                              str(self._root(source))))]
 
     def outside_roots(self, paths: list[Path]) -> list[Path]:
-        """Those of `paths` under no enabled source root: no pass would read them."""
+        """Those of `paths` under no enabled source root, nor a database a source reads
+        (formats/base.py, virtual_places): no pass would read them."""
         roots = self._path_roots()
-        return [p for p in paths if _locate(os.path.abspath(p), roots) is None]
+        _, paths_left = self._databases_named(paths)
+        return [p for p in paths_left or [] if _locate(os.path.abspath(p), roots) is None]
+
+    def _databases_named(self, paths: list[Path] | None
+                         ) -> tuple[list[Source], list[Path] | None]:
+        """The sources whose database (formats/base.py, open_virtual) this pass reads: all
+        of them for a whole walk; else those one of whose virtual_places is named (the
+        watcher saw it written), those paths taken out of the rest."""
+        sources = [s for s in self.settings.enabled_sources
+                   if hasattr(formats.get(s.format), "open_virtual")]
+        if paths is None or not sources:
+            return sources, paths
+        places: dict[str, Source] = {}
+        for source in sources:
+            fmt: Any = formats.get(source.format)
+            for place in fmt.virtual_places(self._root(source)):
+                places[os.path.abspath(place)] = source
+        named = {places[p].name: places[p] for p in map(os.path.abspath, paths) if p in places}
+        return list(named.values()), [p for p in paths if os.path.abspath(p) not in places]
+
+    def _virtual_candidates(self, source: Source, summary: IngestSummary) -> list[Candidate]:
+        """The files a source's database holds that differ from those stored: compared by
+        their stamps, none read yet (sync reads each, in the same snapshot)."""
+        fmt: Any = formats.get(source.format)
+        out: list[Candidate] = []
+        try:
+            reader: VirtualReader | None = fmt.open_virtual(self._root(source))
+            if reader is None:
+                return out
+            self._readers.append(reader)
+            stamps = self.tier1.cursor_stamps(source.name, reader.prefix)
+            for vf in reader.changed(stamps.get, self.clock.now()):
+                summary.files_seen += 1
+                out.append(Candidate(source, PurePosixPath(vf.relpath), "", _virtual_stat(vf),
+                                     0, 0, virtual=vf))
+        except ForeignReadError as e:
+            # Once until it is read again: a database locked for a while is one line.
+            self._once(str(e.path), "database not read" if e.odd else
+                       "cannot read the database now; the next pass tries again",
+                       source=source.name, reason=e.reason,
+                       level="warning" if e.odd else "error")
+            if e.odd:
+                summary.skipped += 1
+            else:
+                summary.errors += 1
+            return out
+        self._reported = {k for k in self._reported if k[0] != str(reader.path)}
+        return out
 
     def _entries(self, paths: list[Path] | None,
                  summary: IngestSummary) -> Iterator[tuple[Source, Path, Entry]]:
@@ -413,6 +484,7 @@ class Ingestor:
         finally:
             self._packer.close()
             self._packer = None
+            self._close_readers()  # the databases' snapshots last one pass, no longer
         return summary
 
     def _run(self, todo: list[Candidate], summary: IngestSummary, step: Progress,
@@ -441,7 +513,9 @@ class Ingestor:
                     # A few new KB of a file that grew are read and compressed by sync, when
                     # their turn comes: in less time than a thread's round trip would take.
                     ahead.append((self._pool.submit(self._prefetch, nxt)
-                                  if size > INLINE_BYTES or not nxt.offset else None, size))
+                                  if nxt.virtual is None and (size > INLINE_BYTES
+                                                              or not nxt.offset) else None,
+                                  size))
                     ahead_bytes += size
                     submitted += 1
                 current, size = ahead.popleft()
@@ -457,9 +531,12 @@ class Ingestor:
                 elif cand.pending_bytes >= GROUP_COMMIT_BYTES:
                     group.close()
                     group_bytes = group_files = 0
-                self.sync(cand.source, cand.relpath, summary, on_bytes=step,
-                          prefetched=current.result() if current is not None else None,
-                          planned=cand.point, path=cand.path, unseen=cand.unseen)
+                if cand.virtual is not None:
+                    self._sync_virtual(cand.source, cand.relpath, cand.virtual, summary, step)
+                else:
+                    self.sync(cand.source, cand.relpath, summary, on_bytes=step,
+                              prefetched=current.result() if current is not None else None,
+                              planned=cand.point, path=cand.path, unseen=cand.unseen)
                 if cand.pending_bytes < GROUP_COMMIT_BYTES:
                     group_bytes += cand.pending_bytes
                     group_files += 1
@@ -581,6 +658,37 @@ class Ingestor:
                 raise
             self._once(_shown(source, relpath), "cannot read file, skipped", level="error",
                        reason=e.strerror, errno=e.errno)
+            summary.errors += 1
+
+    def _sync_virtual(self, source: Source, relpath: PurePosixPath, vf: VirtualFile,
+                      summary: IngestSummary, on_bytes: Progress | None) -> None:
+        """sync for a file a database row makes: its bytes made now, in the snapshot the
+        plan compared its stamp in, then stored as a file read whole is (a new version
+        where they differ from the stored ones). Never raises for a bad row."""
+        fmt = formats.get(source.format)
+        phys = str(relpath)
+        try:
+            settled = self.tier1.in_transaction()
+            point = self.tier1.append_point(source.name, phys)
+            cursor = point.cursor if point else None
+            if cursor is not None and cursor.mtime_ns == vf.stamp_ns:
+                return  # stored meanwhile (by another process)
+            data = vf.read()
+            role = fmt.identify(relpath, lambda: data[:HEAD_BYTES])
+            if role is None or not data:
+                return
+            if cursor is None or cursor.path != role.logical_path:
+                cursor, point = self.tier1.cursor(source.name, role.logical_path), None
+            summary.files_changed += 1
+            with BytesContent(data) as content:
+                self._append(source, fmt, role, relpath, cursor,
+                             _virtual_stat(vf, len(data)), content, summary, on_bytes,
+                             None, settled, point)
+        except _CursorMovedError:
+            logger.debug("stored meanwhile by another process; next pass", path=phys)
+        except ForeignReadError as e:
+            self._once(_shown(source, relpath), "cannot read the row, skipped", level="error",
+                       reason=str(e))
             summary.errors += 1
 
     def _planned_point(self, source: Source, planned: AppendPoint | None) -> bool:
@@ -961,6 +1069,15 @@ class Ingestor:
                 if e.start < len(sample) - 4:  # not just a character cut at the sample's end
                     self._once(_shown(source, relpath), "not UTF-8 text: stored byte-exactly",
                                level="warning")
+
+
+def _virtual_stat(vf: VirtualFile, size: int = 0) -> os.stat_result:
+    """A stat for a file a database row makes: a regular file, written at its stamp (the
+    row's time, which the session's times follow), on no device."""
+    seconds = vf.stamp_ns / 1e9
+    return os.stat_result((stat.S_IFREG | 0o600, 0, 0, 1, 0, 0, size, seconds, seconds,
+                           seconds), {"st_atime_ns": vf.stamp_ns, "st_mtime_ns": vf.stamp_ns,
+                                      "st_ctime_ns": vf.stamp_ns})
 
 
 def _read_order(todo: list[Candidate]) -> list[Candidate]:

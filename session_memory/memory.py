@@ -277,12 +277,19 @@ class Memory:
     def _restore(self, sid: str, force: bool) -> list[Path]:
         todo: list[tuple[Path, Any, list[Any] | None]] = []
         conflicts = []
-        for f in self._readable_files(sid):
+        files = self._readable_files(sid)
+        # A file made from a database row goes back where the tool's files were before
+        # its database (formats/base.py, restore_path), in place of such a file, if any.
+        back = {f.id: self._restore_path(f) for f in files}
+        replaced = {(f.source, back[f.id]) for f in files if back[f.id] != f.path}
+        for f in files:
+            if f.path == back[f.id] and (f.source, f.path) in replaced:
+                continue
             source = self.settings.sources.get(f.source)
             if source is None:
                 raise SessionMemoryError(f"{sid}: source {f.source!r} is not in the config")
             root = Path(os.path.realpath(source.root))
-            target = root / safe_write.checked_relpath(f.path)
+            target = root / safe_write.checked_relpath(back[f.id])
             pieces = self.tier1.pieces_of(f.source, f.path, f.version)
             if f.base_offset or len(pieces) > 1:
                 # One run of a file that holds several: its slice, never the whole file.
@@ -304,12 +311,18 @@ class Memory:
         written = []
         for root, f, whole in todo:
             if whole is None:
-                written.append(safe_write.write_file(root, f.path, self.tier1.read_file(f.id),
-                                                     overwrite=force))
+                written.append(safe_write.write_file(root, back[f.id],
+                                                     self.tier1.read_file(f.id), overwrite=force))
             else:
                 written.append(safe_write.write_file(root, f.path, self._joined(whole),
                                                      overwrite=True))
         return written
+
+    def _restore_path(self, f: Any) -> str:
+        source = self.settings.sources.get(f.source)
+        module = _format_module(source.format) if source is not None else None
+        to: Callable[[str], str] | None = getattr(module, "restore_path", None)
+        return to(f.path) if to is not None else str(f.path)
 
     def _slice_restore(self, sid: str, target: Path, f: Any, pieces: list[Any]
                        ) -> list[Any] | None:

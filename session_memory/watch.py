@@ -64,6 +64,9 @@ class WatchSpec:
     source: Source
     path: str
     recursive: bool
+    files: frozenset[str] | None = None
+    """Only changes to these files directly in `path` matter (a database a format reads:
+    its folder may hold much else, which is not watched)."""
 
 
 @dataclass
@@ -100,7 +103,15 @@ class Watcher:
         out: list[WatchSpec] = []
         for source in sources:
             root = os.path.realpath(source.root)
-            policy = formats.get(source.format).WATCH
+            fmt = formats.get(source.format)
+            places = getattr(fmt, "virtual_places", None)
+            if places is not None:  # the files that hold its database: their folders alone
+                by_folder: dict[str, set[str]] = {}
+                for place in places(Path(root)):
+                    by_folder.setdefault(os.path.realpath(place.parent), set()).add(place.name)
+                out += [WatchSpec(source, folder, False, frozenset(names))
+                        for folder, names in sorted(by_folder.items())]
+            policy = fmt.WATCH
             if policy.known_folders_only:
                 known = known_files.get(source.name, [])
                 dirs = sorted({str(Path(root, rel).parent) for rel in known})
@@ -227,6 +238,11 @@ class _Handler(FileSystemEventHandler):
             if isinstance(event, DirDeletedEvent):
                 if path == self.spec.path:
                     self.sink.trouble("root-gone", self.spec.path)
+                continue
+            if self.spec.files is not None:
+                folder, _, name = path.rpartition("/")
+                if not event.is_directory and folder == self.spec.path and name in self.spec.files:
+                    self.sink.changed(path)
                 continue
             if self._wanted(path, is_dir=event.is_directory):
                 self.sink.changed(path)

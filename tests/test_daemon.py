@@ -498,6 +498,44 @@ def test_an_appending_and_a_rewriting_tool(env: Env, start: Callable[..., Daemon
         assert stored == [message, rel]
 
 
+def test_a_row_opencode_writes_to_its_database_is_picked_up(
+        env: Env, start: Callable[..., DaemonProcess], tmp_path: Path) -> None:
+    """OpenCode 1.2+ writes its sessions to opencode.db (WAL) beside storage/: the daemon
+    watches that file and its WAL (not the folder's other files), and stores a changed row
+    long before the next rescan."""
+    from tests.conftest import FIXTURES
+    from tests.formats import opencode_db
+
+    data = env.home / "src" / "opencode"
+    data.mkdir(parents=True)
+    opencode_db.build(FIXTURES / "opencode" / "storage", data / "opencode.db", 1_800_000_000_000)
+    env.write_config(extra=f'[sources.opencode]\nroot = "{data / "storage"}"\n')
+    start()
+    sid, part = "opencode:ses_53993b312ffeefelTsBlbUVXV8", "prt_ac66c5292002SbCM7ar8NO0NND"
+    rel = f"opencode.db/part/msg_ac66c4cf3002T0gm14NtIKnwOm/{part}.json"
+
+    def text() -> str | None:
+        with env.memory() as memory:
+            try:
+                memory.export(sid, tmp_path / "out")
+            except NotFoundError:
+                return None
+        return str(json.loads((tmp_path / "out" / rel).read_bytes()).get("text"))
+
+    first = wait_until(text, VISIBLE_WITHIN, "the database's sessions stored")
+    conn = opencode_db.connect(data / "opencode.db")
+    row = json.loads(conn.execute("SELECT data FROM part WHERE id = ?", (part,)).fetchone()[0])
+    row["text"] = "written while the daemon watched"
+    conn.execute("UPDATE part SET data = ?, time_updated = time_updated + 1 WHERE id = ?",
+                 (opencode_db.compact(row), part))
+    conn.execute("UPDATE session SET time_updated = time_updated + 1 WHERE id = ?",
+                 (sid.split(":")[1],))
+    wait_until(lambda: text() == "written while the daemon watched", VISIBLE_WITHIN,
+               "the changed row stored")
+    conn.close()
+    assert first != "written while the daemon watched"
+
+
 def test_a_full_disk_while_analyzing_asks_the_sweep_for_room(env: Env) -> None:
     """Digests that find no room in Tier 2 are not a session's fault: the round ends, nothing
     is marked analyzed, and the daemon sweeps to make room before it tries again."""

@@ -21,7 +21,14 @@ A format module is one agent tool. It provides, as module-level names:
   digest builder's Sink (formats/events.py);
 - optionally, `transcript(pieces) -> Iterator[Turn]`: the session's messages and tool
   calls in order, for a reader paging through them (the MCP server's read_transcript);
-  a format without one says so when asked.
+  a format without one says so when asked;
+- optionally, for a tool that keeps sessions in a database rather than in files:
+  `open_virtual(root) -> VirtualReader | None` (None: nothing there) and
+  `virtual_places(root) -> list[Path]` (the files whose writes mean something changed:
+  the watcher watches them, and ingest reads the database when one is named). Each row
+  is read as a file of its own (a VirtualFile) under the root, stored, versioned and
+  restored as a file rewritten whole is; `restore_path(path) -> str` where it goes
+  back under another path than it is stored under.
 
 The package finds every module in it (formats/__init__.py): adding a tool means adding
 one module.
@@ -72,6 +79,35 @@ class FileRole(msgspec.Struct, frozen=True):
     end_record: re.Pattern[bytes] | None = None
     """A record that, once appended to this file, says the session has ended (without it,
     a session ends after `idle_seconds` without writes)."""
+
+
+class VirtualFile(msgspec.Struct, frozen=True):
+    """A file a format makes from another program's database (see open_virtual)."""
+
+    relpath: str
+    """Under the source root, apart from any real file's path."""
+    stamp_ns: int
+    """What changes when its content does (the row's time of writing): kept as its stored
+    mtime_ns, and compared with that before `read` is asked."""
+    read: Callable[[], bytes]
+    """Its content, made only when asked (in the reader's snapshot, before close())."""
+
+
+class VirtualReader(Protocol):
+    """A database read in one snapshot, from open_virtual to close()."""
+
+    prefix: str
+    """Every VirtualFile's relpath begins with it."""
+    path: Path
+    """The database it reads."""
+
+    def changed(self, stored: Callable[[str], int | None],
+                now: float) -> Iterator[VirtualFile]:
+        """The files whose stamp is not the `stored` one (None: not stored); `now` in
+        seconds since the epoch."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class WatchPolicy(msgspec.Struct, frozen=True):

@@ -8,14 +8,24 @@ thing, each rewritten whole as it changes:
 
 A session is its session file, its message files, their part files and its diff. A child
 session (a subagent's, `parentID`) is a session of its own, linked to its parent.
+
+OpenCode 1.2 and later keep sessions, messages and parts in an SQLite database beside
+storage/ instead, `opencode.db` (WAL), and copy the JSON files into it once (the files
+stay). Each of its rows is read as the JSON file OpenCode would have written for it (the
+ids put back in), under `opencode.db/` in the root (`opencode.db/message/<sessionID>/
+<messageID>.json`, …): the same session, and a changed row is a new version of its file,
+as a rewritten file is. Where a message or part is in both, the database's copy is read.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -24,6 +34,7 @@ from session_memory.formats.base import (
     FileRole,
     Head,
     Turn,
+    VirtualFile,
     arguments_text,
     env_root,
     first_match,
@@ -38,6 +49,9 @@ from session_memory.formats.events import (
     human_text,
     str_or_none,
 )
+
+if TYPE_CHECKING:
+    from session_memory.store.foreign import ForeignDatabase
 
 NAME = "opencode"
 WATCH = WHOLE_ROOT
@@ -56,6 +70,8 @@ def default_root() -> Path:
 
 def identify(relpath: PurePosixPath, head: Head) -> FileRole | None:
     parts = relpath.parts
+    if parts and parts[0] == DB_NAME:  # a row of the database, as its JSON file
+        parts = parts[1:]
     if not relpath.name.endswith(".json") or len(parts) < 2:
         return None
     kind, stem = parts[0], relpath.name[: -len(".json")]
@@ -76,11 +92,169 @@ def prune(dir_relpath: PurePosixPath) -> bool:
 
 
 def unread_places(root: Path) -> list[tuple[Path, str]]:
-    """Newer OpenCode releases keep their sessions in an SQLite database beside storage/
-    (opencode.db, or opencode-<channel>.db), which this source does not read: said, so a
-    user of such a release does not take the missing sessions for none."""
-    return [(db, f"OpenCode's session database, not read (only {root.name}/ is)")
-            for db in sorted(root.parent.glob("opencode*.db")) if db.is_file()]
+    """Another channel's database beside storage/ (opencode-<channel>.db), which this source
+    does not read: said, so a user of such a release does not take the missing sessions
+    for none."""
+    return [(db, f"OpenCode's session database, not read (only {root.name}/ and "
+                 f"{DB_NAME} are)")
+            for db in sorted(root.parent.glob("opencode*.db"))
+            if db.name != DB_NAME and db.is_file()]
+
+
+# -- the database: its rows as the files OpenCode wrote before it ---------------------
+
+DB_NAME = "opencode.db"
+VIRTUAL_PREFIX = DB_NAME + "/"
+RECHECK_MS = 15 * 60 * 1000
+"""A session whose row was written this recently has its messages and parts compared on
+every pass, even when its row has not changed since: OpenCode updates the session row
+when a prompt starts and a step ends, not as each part is written."""
+
+
+def virtual_places(root: Path) -> list[Path]:
+    """The files whose writes mean rows may have changed: the database and its WAL."""
+    db = root.parent / DB_NAME
+    return [db, db.with_name(DB_NAME + "-wal")]
+
+
+def restore_path(path: str) -> str:
+    """A row goes back as the JSON file it was before the database: OpenCode reads those
+    when it makes its database (so a restore is seen by a release that has none yet)."""
+    return path.removeprefix(VIRTUAL_PREFIX)
+
+
+def open_virtual(root: Path) -> DatabaseReader | None:
+    """The database beside the root, read in one snapshot until close(); None when there
+    is none. ForeignReadError where it cannot be read (a link, locked, damaged)."""
+    from session_memory.store.foreign import ForeignDatabase  # here: only ingest reads it
+
+    db = root.parent / DB_NAME
+    if not os.path.lexists(db):
+        return None
+    return DatabaseReader(ForeignDatabase(db))
+
+
+class DatabaseReader:
+    """What changed in opencode.db since the rows stored: each session row is compared
+    with its stored file (the session table is small); only a session that changed, or
+    was written in the last RECHECK_MS, has its message and part rows (by session_id,
+    indexed) compared, by time_updated alone; only a changed row is read and made JSON."""
+
+    prefix = VIRTUAL_PREFIX
+
+    def __init__(self, db: ForeignDatabase) -> None:
+        from session_memory.store.foreign import ForeignReadError
+
+        self.db = db
+        self.path = db.path
+        columns = db.columns("session")
+        if not {"id", "project_id", "time_updated"} <= columns or not (
+                {"id", "session_id", "time_updated", "data"} <= db.columns("message")
+                and {"id", "message_id", "session_id", "time_updated", "data"}
+                <= db.columns("part")):
+            db.close()
+            raise ForeignReadError(db.path, "not OpenCode's tables (session, message, part)")
+
+    def changed(self, stored: Callable[[str], int | None], now: float) -> Iterator[VirtualFile]:
+        recent = now * 1000 - RECHECK_MS
+        sessions = list(self.db.rows("SELECT id, project_id, time_updated FROM session"))
+        for sid, project, updated in sessions:
+            path = f"{VIRTUAL_PREFIX}session/{project}/{sid}.json"
+            stamp = _stamp(updated)
+            if stored(path) == stamp and not (isinstance(updated, int) and updated >= recent):
+                continue
+            for mid, m_updated in list(self.db.rows(
+                    "SELECT id, time_updated FROM message WHERE session_id = ?", (sid,))):
+                m_path = f"{VIRTUAL_PREFIX}message/{sid}/{mid}.json"
+                if stored(m_path) != (m_stamp := _stamp(m_updated)):
+                    yield VirtualFile(m_path, m_stamp, partial(self._message, sid, mid))
+            for pid, mid, p_updated in list(self.db.rows(
+                    "SELECT id, message_id, time_updated FROM part WHERE session_id = ?",
+                    (sid,))):
+                p_path = f"{VIRTUAL_PREFIX}part/{mid}/{pid}.json"
+                if stored(p_path) != (p_stamp := _stamp(p_updated)):
+                    yield VirtualFile(p_path, p_stamp, partial(self._part, sid, mid, pid))
+            if stored(path) != stamp:
+                yield VirtualFile(path, stamp, partial(self._session, sid))
+
+    def _data(self, table: str, row_id: str) -> dict[str, Any]:
+        for (data,) in self.db.rows(f"SELECT data FROM {table} WHERE id = ?", (row_id,)):
+            value = json.loads(data) if isinstance(data, str | bytes) else None
+            return value if isinstance(value, dict) else {"data": value}
+        return {}  # deleted since the snapshot began: cannot be, but an empty record reads
+
+    def _message(self, sid: str, mid: str) -> bytes:
+        # As OpenCode's JSON migration took it apart: the document less id and sessionID.
+        return _json_file({"id": mid, "sessionID": sid, **self._data("message", mid)})
+
+    def _part(self, sid: str, mid: str, pid: str) -> bytes:
+        return _json_file({"id": pid, "sessionID": sid, "messageID": mid,
+                           **self._data("part", pid)})
+
+    def _session(self, sid: str) -> bytes:
+        rows = self.db.rows("SELECT * FROM session WHERE id = ?", (sid,))
+        names = [c[1] for c in self.db.rows("PRAGMA table_info(session)")]
+        for row in rows:
+            return _json_file(_session_document(dict(zip(names, row, strict=False))))
+        return _json_file({"id": sid})
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _stamp(time_updated: Any) -> int:
+    """A row's time_updated (epoch ms) as the stored file's mtime_ns."""
+    return time_updated * 1_000_000 if type(time_updated) is int else 0
+
+
+def _session_document(row: dict[str, Any]) -> dict[str, Any]:
+    """A session row as OpenCode's fromRow (session/index.ts) makes it its document, the
+    one its JSON storage held: absent values left out, JSON columns decoded."""
+    summary = None
+    if any(row.get(k) is not None for k in ("summary_additions", "summary_deletions",
+                                            "summary_files")):
+        summary = {"additions": row.get("summary_additions") or 0,
+                   "deletions": row.get("summary_deletions") or 0,
+                   "files": row.get("summary_files") or 0,
+                   "diffs": _decoded(row.get("summary_diffs"))}
+        summary = _present(summary)
+    doc = {
+        "id": row.get("id"), "slug": row.get("slug"), "projectID": row.get("project_id"),
+        "workspaceID": row.get("workspace_id"), "directory": row.get("directory"),
+        "path": row.get("path"), "parentID": row.get("parent_id"), "title": row.get("title"),
+        "version": row.get("version"), "summary": summary,
+        "share": {"url": row["share_url"]} if row.get("share_url") else None,
+        "revert": _decoded(row.get("revert")), "permission": _decoded(row.get("permission")),
+        "time": _present({"created": row.get("time_created"),
+                          "updated": row.get("time_updated"),
+                          "compacting": row.get("time_compacting"),
+                          "archived": row.get("time_archived")}),
+    }
+    return _present(doc)
+
+
+def _present(doc: dict[str, Any]) -> dict[str, Any]:
+    """Without the keys whose value is absent (JSON.stringify leaves out undefined)."""
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+def _decoded(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _json_file(doc: dict[str, Any]) -> bytes:
+    """As OpenCode wrote its JSON files: JSON.stringify(doc, null, 2), no final newline.
+    (A float may be spelled otherwise, 1e-05 for 0.00001: the same number.)"""
+    text = json.dumps(doc, indent=2, ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which JSON.stringify escapes too
+        return json.dumps(doc, indent=2).encode("ascii")
 
 
 # -- analysis: stored pieces to events -------------------------------------------------
@@ -167,14 +341,22 @@ class _Tree:
         self.malformed = 0
         messages: list[_Record] = []
         parts: dict[str, list[_Record]] = {}
+        decoded: list[tuple[str, bool, _Record]] = []
         for piece in pieces:
-            kind = piece.path.split("/", 1)[0]
+            from_db = piece.path.startswith(VIRTUAL_PREFIX)
+            kind = piece.path.removeprefix(VIRTUAL_PREFIX).split("/", 1)[0]
             if kind not in ("session", "message", "part"):
                 continue  # the diff repeats what the patch parts say
             try:
-                record = decode(b"".join(piece.chunks()))
+                decoded.append((kind, from_db, decode(b"".join(piece.chunks()))))
             except (*JSON_ERRORS, msgspec.ValidationError):
                 self.malformed += 1
+        # A thing both in a JSON file and in the database (OpenCode's migration to it
+        # leaves the files) is read once: from the database, which has its last state.
+        in_db = {(kind, r.id) for kind, from_db, r in decoded
+                 if from_db and isinstance(r.id, str)}
+        for kind, from_db, record in decoded:
+            if not from_db and isinstance(record.id, str) and (kind, record.id) in in_db:
                 continue
             if kind == "session":
                 self.sessions.append(record)

@@ -240,6 +240,14 @@ class Tier1:
                 else self.conn.execute(sql))
         return [Cursor(*row) for row in rows]
 
+    def cursor_stamps(self, source: str, prefix: str) -> dict[str, int | None]:
+        """The stored mtime_ns of every file of a source whose path begins with `prefix`
+        (a format's files made from a database: see formats.base.VirtualFile), by path."""
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        return {str(path): mtime_ns for path, mtime_ns in self.conn.execute(
+            "SELECT path, mtime_ns FROM cursors WHERE source = ? AND path >= ? AND path < ?",
+            (source, prefix, end))}
+
     def cursor(self, source: str, path: str) -> Cursor | None:
         row = self.conn.execute(f"SELECT {_CURSOR_COLS} FROM cursors WHERE source = ? AND path = ?",
                                 (source, path)).fetchone()

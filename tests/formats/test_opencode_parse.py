@@ -232,9 +232,10 @@ def test_parts_without_their_message_file_still_count(home: Path, tmp_path: Path
     assert d["tool_errors"] == 1 and d["errors"][0]["snippet"] == "exit 2"
 
 
-def test_check_says_a_newer_releases_database_is_not_read(home: Path, tmp_path: Path) -> None:
+def test_check_says_another_channels_database_is_not_read(home: Path, tmp_path: Path) -> None:
     """Newer OpenCode keeps sessions in opencode.db beside storage/ (which may not even
-    exist then): `check` says that database goes unread, rather than nothing."""
+    exist then), which is read (test_opencode_db.py); another release channel's database
+    (opencode-<channel>.db) is not, and `check` says so, rather than nothing."""
     data = tmp_path / "share" / "opencode"
     data.mkdir(parents=True)
     write_config(home, f'[sources.opencode]\nroot = "{data / "storage"}"\n')
@@ -244,5 +245,5 @@ def test_check_says_a_newer_releases_database_is_not_read(home: Path, tmp_path: 
         (data / "opencode-beta.db").write_bytes(b"SQLite format 3\0")
         (data / "opencode.db-wal").write_bytes(b"")
         assert [w for w in memory.check_warnings() if "opencode" in w] == [
-            f"{data / name}: OpenCode's session database, not read (only storage/ is)"
-            for name in ("opencode-beta.db", "opencode.db")]
+            f"{data / 'opencode-beta.db'}: OpenCode's session database, not read "
+            "(only storage/ and opencode.db are)"]

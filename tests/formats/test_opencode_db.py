@@ -1,0 +1,352 @@
+"""OpenCode 1.2+: sessions read from its SQLite database, opencode.db, made here from the
+real two-session fixture tree as OpenCode's own migration makes it (tests/formats/
+opencode_db.py). Each row is stored as the JSON file OpenCode wrote for it before: the
+same digest and usage as the JSON files give, a row changed by another process is a new
+version, restore puts back the JSON layout, and a database that cannot be read (a link,
+locked, damaged) is one log line, never a crash and never a write to it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from session_memory import config
+from session_memory.clock import FixedClock
+from session_memory.formats import opencode
+from session_memory.memory import Memory
+from session_memory.watch import Watcher
+from tests.conftest import FIXTURES, write_config
+from tests.formats import opencode_db
+
+LEGACY = FIXTURES / "opencode" / "storage"
+EDITED = "ses_53993b312ffeefelTsBlbUVXV8"
+PLANNED = "ses_539950424ffev4SAECXTZKSubM"
+PROJECT = "98f0326ae5594d769602840258229a7888e46ff5"
+MIGRATED_AT_MS = 1_800_000_000_000
+"""When the migration ran: the time_updated of the rows whose document has none."""
+NOW = 2_000_000_000.0
+PART = "prt_ac66c5292002SbCM7ar8NO0NND"  # a text part of EDITED's second message
+PART_MESSAGE = "msg_ac66c4cf3002T0gm14NtIKnwOm"
+
+
+def _data_dir(home: Path) -> Path:
+    return home / ".local" / "share" / "opencode"
+
+
+@pytest.fixture
+def db(home: Path) -> Path:
+    """A home whose OpenCode keeps its sessions in opencode.db only (storage/ not there)."""
+    data = _data_dir(home)
+    data.mkdir(parents=True)
+    counts = opencode_db.build(LEGACY, data / "opencode.db", MIGRATED_AT_MS)
+    assert counts == {"project": 1, "session": 2, "message": 13, "part": 32}
+    write_config(home, "")
+    return data / "opencode.db"
+
+
+def _memory(clock: float = NOW) -> Memory:
+    return Memory(config.load(), clock=FixedClock(clock))
+
+
+@pytest.fixture
+def memory(db: Path) -> Iterator[Memory]:
+    with _memory() as memory:
+        yield memory
+
+
+def _files(memory: Memory, native: str) -> dict[str, Any]:
+    return {f.path: f for f in memory.tier1.files(f"opencode:{native}")}
+
+
+def _bytes(memory: Memory, f: Any) -> bytes:
+    return b"".join(memory.tier1.read_file(f.id))
+
+
+def _fingerprint(db: Path) -> list[tuple[str, str]]:
+    """The database and its WAL, byte for byte. Not the -shm (SQLite's shared index, which
+    any reader of a WAL database maps), nor an empty WAL: SQLite makes one when it opens a
+    WAL database that has none (OpenCode not running), as its own reader does."""
+    return [(p.name, hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(db.parent.glob("opencode.db*"))
+            if not p.name.endswith("-shm") and p.stat().st_size]
+
+
+def test_each_session_is_stored_as_the_json_files_opencode_wrote(memory: Memory,
+                                                                  db: Path) -> None:
+    before = _fingerprint(db)
+    summary = memory.ingest()
+    assert (summary.errors, summary.skipped) == (0, 0)
+    assert _fingerprint(db) == before  # read, never written
+    for native, messages, parts in ((EDITED, 8, 22), (PLANNED, 5, 10)):
+        files = _files(memory, native)
+        assert len(files) == 1 + messages + parts
+        assert f"opencode.db/session/{PROJECT}/{native}.json" in files
+        for path, f in files.items():
+            legacy = LEGACY / opencode.restore_path(path)
+            if "/session/" not in path:
+                # Messages and parts: the document less its ids, the ids put back in
+                # front, as OpenCode wrote it: byte for byte the JSON file.
+                assert _bytes(memory, f) == legacy.read_bytes(), path
+    session = json.loads(_bytes(memory, _files(memory, EDITED)[
+        f"opencode.db/session/{PROJECT}/{EDITED}.json"]))
+    legacy_session = json.loads((LEGACY / "session" / PROJECT / f"{EDITED}.json").read_bytes())
+    for key in ("id", "projectID", "directory", "title", "version", "time", "summary"):
+        assert session[key] == legacy_session[key], key
+
+
+def _analyzed(home: Path, clock: float = NOW) -> dict[str, Any]:
+    with _memory(clock) as memory:
+        assert memory.ingest().errors == 0
+        memory.analyze(include_active=True)
+        digests = {}
+        for native in (EDITED, PLANNED):
+            digest = dict(memory.show(f"opencode:{native}")["digest"])
+            digests[native] = {k: v for k, v in digest.items()
+                               if k not in ("analyzed_at", "raw_bytes", "files")}
+        usage = memory.usage(by="session")
+        return {"digests": digests, "usage": usage}
+
+
+def _legacy_home(home: Path) -> None:
+    shutil.copytree(LEGACY, _data_dir(home) / "storage")
+
+
+def test_digest_and_usage_from_the_database_equal_those_from_the_json_files(
+        db: Path, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from_db = _analyzed(home)
+    # The same sessions as JSON files only, in another home.
+    other = tmp_path / "legacy-home"
+    other.mkdir()
+    from tests.conftest import home_environ
+    for var, value in home_environ(other).items():
+        monkeypatch.setenv(var, value)
+    _legacy_home(other)
+    write_config(other, "")
+    from_json = _analyzed(other)
+    assert from_db["digests"][EDITED]["tokens"]["output"] > 0
+    assert from_db == from_json
+
+
+def test_a_session_in_both_the_json_files_and_the_database_counts_once(
+        db: Path, home: Path) -> None:
+    """OpenCode's migration leaves the JSON files where they were."""
+    only_db = _analyzed(home)
+    _legacy_home(home)
+    both = _analyzed(home)
+    assert both == only_db
+    with _memory() as memory:
+        # Both copies are kept: the files and the rows.
+        assert len(_files(memory, EDITED)) == 2 * (1 + 8 + 22) + 1  # and the session_diff
+
+
+@pytest.mark.parametrize("clock", [NOW, MIGRATED_AT_MS / 1000 + 60],
+                         ids=["long-ago", "just-written"])
+def test_a_pass_with_nothing_changed_stores_nothing_and_makes_no_json(
+        db: Path, clock: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Just written: every session's rows are compared again (RECHECK_MS), still none
+    made into JSON."""
+    with _memory(clock) as memory:
+        assert memory.ingest().files_changed == 47
+        made: list[str] = []
+        real = opencode._json_file
+
+        def counted(doc: dict[str, Any]) -> bytes:
+            made.append(str(doc.get("id")))
+            return real(doc)
+
+        monkeypatch.setattr(opencode, "_json_file", counted)
+        again = memory.ingest()
+        assert (again.files_changed, again.bytes_added, again.new_versions) == (0, 0, 0)
+        assert made == []
+
+
+WRITER = """
+import sqlite3, sys, json
+part, message, session, at, text = sys.argv[2:7]
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10)
+conn.execute("PRAGMA journal_mode = WAL")
+conn.execute("BEGIN IMMEDIATE")
+# As OpenCode's part upsert does (drizzle sets time_updated on each update).
+data = json.loads(conn.execute("SELECT data FROM part WHERE id = ?", (part,)).fetchone()[0])
+data["text"] = text
+conn.execute("UPDATE part SET data = ?, time_updated = ? WHERE id = ?",
+             (json.dumps(data), int(at), part))
+if session != "-":  # a step's end touches the session row too
+    conn.execute("UPDATE session SET time_updated = ? WHERE id = ?", (int(at), session))
+print("written", flush=True)
+sys.stdin.readline()
+conn.execute("COMMIT")
+print("committed", flush=True)
+"""
+
+
+def _writer(db: Path, at_ms: int, touch_session: bool, text: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(db), PART, PART_MESSAGE,
+         EDITED if touch_session else "-", str(at_ms), text],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "written\n"
+    return proc
+
+
+def _commit(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline() == "committed\n"
+    assert proc.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("touch_session", [True, False], ids=["session-touched", "part-only"])
+def test_a_row_another_process_changes_is_a_new_version(db: Path, touch_session: bool) -> None:
+    """The writer is a real process holding its write open while we ingest: we read the
+    snapshot before it, then its commit. A part written with no touch of its session is
+    found because the session was written within RECHECK_MS."""
+    at_ms = MIGRATED_AT_MS + 120_000
+    clock = at_ms / 1000 + 1 if not touch_session else NOW
+    part_path = f"opencode.db/part/{PART_MESSAGE}/{PART}.json"
+    with _memory(clock) as memory:
+        memory.ingest()
+        first = _bytes(memory, _files(memory, EDITED)[part_path])
+        if not touch_session:
+            # The session row written recently, with the ingest that stores it.
+            _commit(_writer(db, at_ms, True, "a step that ended"))
+            assert memory.ingest().new_versions == 2
+        proc = _writer(db, at_ms + 1000, touch_session, "rewritten by another process")
+        during = memory.ingest()  # the writer's transaction is open: nothing new to see
+        assert (during.new_versions, during.errors) == (0, 0)
+        _commit(proc)
+        after = memory.ingest()
+        assert after.errors == 0 and after.new_versions == (2 if touch_session else 1)
+        f = _files(memory, EDITED)[part_path]
+        assert f.version == (2 if touch_session else 3)
+        now = json.loads(_bytes(memory, f))
+        assert now["text"] == "rewritten by another process"
+        assert now["id"] == PART and now["messageID"] == PART_MESSAGE
+        assert json.loads(first)["text"] != now["text"]
+        assert memory.ingest().new_versions == 0
+
+
+def test_restore_puts_back_the_json_layout(memory: Memory, home: Path) -> None:
+    memory.ingest()
+    storage = _data_dir(home) / "storage"
+    restored = memory.restore(f"opencode:{EDITED}")
+    assert len(restored) == 1 + 8 + 22
+    assert all(p.is_relative_to(storage) for p in restored)
+    for p in restored:
+        rel = p.relative_to(storage)
+        if rel.parts[0] != "session":
+            assert p.read_bytes() == (LEGACY / rel).read_bytes(), rel
+    assert json.loads((storage / "session" / PROJECT / f"{EDITED}.json").read_bytes())[
+        "title"] == "Adding /story command to README"
+    assert memory.restore(f"opencode:{EDITED}") == []  # all there already
+
+
+def test_forget_leaves_no_trace(memory: Memory, db: Path) -> None:
+    memory.ingest()
+    memory.analyze(include_active=True)
+    before = _fingerprint(db)
+    memory.forget(f"opencode:{EDITED}")
+    sid = f"opencode:{EDITED}"
+    assert memory.tier1.files(sid) == []
+    assert memory.tier1.cursors_of(sid) == []
+    stamps = memory.tier1.cursor_stamps("opencode", opencode.VIRTUAL_PREFIX)
+    assert not [p for p in stamps if EDITED in p or PART_MESSAGE in p]
+    assert not memory.tier2.has_digest(sid)
+    assert [s["id"] for s in memory.sessions(source="opencode")] == [f"opencode:{PLANNED}"]
+    assert _fingerprint(db) == before
+
+
+def _logged(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [r.msg for r in caplog.records if isinstance(r.msg, dict)
+            and "database" in str(r.msg.get("event"))]
+
+
+def test_a_linked_database_is_skipped(home: Path, tmp_path: Path,
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    elsewhere = tmp_path / "elsewhere.db"
+    opencode_db.build(LEGACY, elsewhere, MIGRATED_AT_MS)
+    _data_dir(home).mkdir(parents=True)
+    (_data_dir(home) / "opencode.db").symlink_to(elsewhere)
+    write_config(home, "")
+    with _memory() as memory:
+        summary = memory.ingest()
+        assert (summary.skipped, summary.errors, summary.files_changed) == (1, 0, 0)
+        assert memory.sessions(source="opencode") == []
+    (line,) = _logged(caplog)
+    assert "link" in line["reason"]
+
+
+def test_a_locked_database_is_one_log_line_then_read_once_free(
+        db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    hold = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sqlite3, sys\n"
+         "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+         "c.execute('PRAGMA locking_mode = EXCLUSIVE')\n"
+         "c.execute('BEGIN EXCLUSIVE')\n"
+         "c.execute('DELETE FROM todo')\n"
+         "print('locked', flush=True)\n"
+         "sys.stdin.readline()\n"
+         "c.execute('COMMIT')\n", str(db)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert hold.stdout is not None and hold.stdout.readline() == "locked\n"
+    with _memory() as memory:
+        for _ in range(2):
+            summary = memory.ingest()
+            assert (summary.errors, summary.files_changed) == (1, 0)
+        (line,) = _logged(caplog)
+        assert line["reason"] == "locked by another process"
+        assert hold.stdin is not None
+        hold.stdin.write("\n")
+        hold.stdin.flush()
+        assert hold.wait(timeout=30) == 0
+        summary = memory.ingest()
+        assert (summary.errors, summary.files_changed) == (0, 47)
+
+
+def test_a_damaged_database_is_a_clear_error_and_the_json_files_are_still_read(
+        home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _legacy_home(home)
+    (_data_dir(home) / "opencode.db").write_bytes(b"not a database at all " * 512)
+    write_config(home, "")
+    with _memory() as memory:
+        summary = memory.ingest()
+        assert summary.errors == 1
+        assert len(memory.sessions(source="opencode")) == 2  # from the JSON files
+    (line,) = _logged(caplog)
+    assert line["reason"] == "not a database, or damaged"
+    assert line["level"] == "error"
+
+
+def test_the_watcher_watches_the_database_not_its_whole_folder(db: Path) -> None:
+    settings = config.load()
+    (source,) = [s for s in settings.enabled_sources if s.name == "opencode"]
+    specs = [s for s in Watcher.specs([source], {}) if s.files is not None]
+    assert [(s.path, s.recursive, s.files) for s in specs] == [
+        (str(db.parent), False, frozenset({"opencode.db", "opencode.db-wal"}))]
+
+
+def test_restore_of_a_session_in_both_puts_back_the_databases_copy(db: Path,
+                                                                   home: Path) -> None:
+    _legacy_home(home)
+    storage = _data_dir(home) / "storage"
+    with _memory() as memory:
+        memory.ingest()
+        mine = [p for p in storage.rglob("*") if p.is_file() and EDITED in p.read_text()
+                and p.parts[-3] != "session_diff"]
+        for p in mine:
+            p.unlink()
+        restored = memory.restore(f"opencode:{EDITED}")
+    # One file a target (the session_diff, which only the JSON files hold, is there).
+    assert len(restored) == len(set(restored)) == 1 + 8 + 22
+    session = json.loads((storage / "session" / PROJECT / f"{EDITED}.json").read_bytes())
+    assert session["slug"] == ""  # the database's document (fromRow), not the old file
