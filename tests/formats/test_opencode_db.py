@@ -350,3 +350,12 @@ def test_restore_of_a_session_in_both_puts_back_the_databases_copy(db: Path,
     assert len(restored) == len(set(restored)) == 1 + 8 + 22
     session = json.loads((storage / "session" / PROJECT / f"{EDITED}.json").read_bytes())
     assert session["slug"] == ""  # the database's document (fromRow), not the old file
+
+
+def test_naming_the_database_or_its_wal_reads_it(memory: Memory, db: Path) -> None:
+    """What the daemon does when the watcher sees them written, and `ingest PATH`."""
+    wal = db.with_name("opencode.db-wal")
+    assert memory.ingestor.outside_roots([db, wal]) == []
+    summary = memory.ingest([wal])
+    assert (summary.errors, summary.files_changed) == (0, 47)
+    assert memory.ingest([db]).files_changed == 0
