@@ -15,7 +15,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -67,6 +67,48 @@ pass some seconds, 1.4 s of CPU a 128 MiB one)."""
 DEEP_SEAL_MAX_BYTES = 64 * 2**20  # larger sessions stay at SEAL_LEVEL: a minute at most each
 DEEP_SEAL_NICE = 19  # the recompression thread yields to everything else on the machine
 
+LOGGED_IDS = 50
+"""Session ids a log line names of one list at most: a journal line past 48 KiB is cut."""
+SESSIONS_NAMED = 10
+"""Sessions new, ended or analyzed at once that the log names a line each, at info; more (a
+backfill) are one line that counts them."""
+
+
+def _log_sessions(event: str, ids: Collection[str]) -> None:
+    """What befell sessions, at info a line each: what a person running the daemon wants
+    to see. More than SESSIONS_NAMED at once (a backfill, its analysis) are one line that
+    counts them, each at debug."""
+    many = len(ids) > SESSIONS_NAMED
+    if many:
+        logger.info(event, sessions=len(ids))
+    for sid in sorted(ids):
+        (logger.debug if many else logger.info)(event, session=sid)
+
+
+def sweep_fields(report: dict[str, Any]) -> dict[str, Any]:
+    """A sweep's log fields: what each pass did, in words and by session id (the passes
+    that did nothing left out), the bytes freed and Tier 1's size after."""
+    from session_memory.retention import pass_sentences
+
+    did = pass_sentences(report)
+    fields: dict[str, Any] = {
+        "id": report.get("id"),
+        "did": "; ".join(sentence for sentence, _ in did) or "nothing evicted or analyzed",
+        "bytes_freed": report.get("bytes_freed"),
+        "final_usage_bytes": report.get("final_usage_bytes")}
+    for key in ("backstop_evicted", "budget_evicted", "overflow_analyzed",
+                "overflow_data_loss"):
+        ids = list(report.get(key) or [])
+        if len(ids) > LOGGED_IDS:
+            ids = [*ids[:LOGGED_IDS], f"… {len(ids) - LOGGED_IDS} more: "
+                                      f"session-memory reports show {report.get('id')}"]
+        if ids:
+            fields[key] = ids
+    if report.get("stopped"):
+        fields["stopped"] = True
+    if report.get("errors"):
+        fields["errors"] = report["errors"]
+    return fields
 
 class DaemonRunningError(SessionMemoryError):
     pass
@@ -135,6 +177,8 @@ class Daemon:
         # Running sessions: session -> (its raw bytes, time) at its last live digest.
         self._live: dict[str, tuple[int, float]] = {}
         self._live_at = float("inf")
+        self._ended_logged: set[str] = set()
+        """Ended sessions whose end was logged, until they are analyzed or grow again."""
         self._sealer: _DeepSealer | None = None
         self._watchdog_interval = self.notifier.watchdog_interval()
         self._last_ping = 0.0
@@ -332,8 +376,13 @@ class Daemon:
         summary = self.memory.ingestor.run(paths, stop=self._stop_asked)
         if summary.bytes_added:
             self._last_ingest = (self.clock.now(), summary.bytes_added)
-            logger.info("ingested", bytes=summary.bytes_added, files=summary.files_changed,
-                        sessions=len(summary.sessions))
+            # Every append of a running session comes this way: not news (see _log_sessions).
+            logger.debug("ingested", bytes=summary.bytes_added, files=summary.files_changed,
+                         sessions=len(summary.sessions))
+            _log_sessions("new session", summary.new_sessions)
+            self._ended_logged -= summary.sessions  # grown: its end is news again
+            _log_sessions("session ended", summary.ended)
+            self._ended_logged |= summary.ended
             # Sessions that grew end idle_seconds after their last write at the latest;
             # one whose tool wrote its end record has ended now.
             self._idle_check_at = min(self._idle_check_at, self.clock.now() + (
@@ -386,6 +435,10 @@ class Daemon:
             if not (failed and failed[0] == row["raw_bytes"] and failed[1] > now):
                 raw_bytes[row["id"]] = row["raw_bytes"]
         ids = list(raw_bytes)
+        # Ended by going idle (or before this daemon started): the first it hears of it.
+        newly_ended = [sid for sid in ids if sid not in self._ended_logged]
+        _log_sessions("session ended", newly_ended)
+        self._ended_logged.update(newly_ended)
         for start in range(0, len(ids), ANALYZE_BATCH):
             if self._stop_asked():
                 return
@@ -401,7 +454,8 @@ class Daemon:
                 return
             for sid in result.analyzed:
                 self._analyze_failed.pop(sid, None)
-                logger.info("session analyzed", session=sid)
+            _log_sessions("session analyzed", result.analyzed)
+            self._ended_logged.difference_update(result.analyzed)
             for sid in result.failed:  # logged by the pass, with why
                 self._analyze_failed[sid] = (raw_bytes[sid], now + ANALYZE_BACKOFF)
 
@@ -486,8 +540,8 @@ class Daemon:
         # between evictions whether to stop (never during that analysis).
         report = self.memory.sweep(dry_run=False, parallel=False, alive=self._heartbeat,
                                    stop=self._stop_asked)
-        fields = {k: report.get(k) for k in ("id", "bytes_freed", "final_usage_bytes", "stopped")}
-        logger.info("sweep done", reason="over soft cap" if over_cap else "schedule", **fields)
+        logger.info("sweep done", reason="over soft cap" if over_cap else "schedule",
+                    **sweep_fields(report))
 
     def _reload(self) -> None:
         assert self.memory is not None

@@ -161,6 +161,8 @@ class IngestSummary(msgspec.Struct):
     sessions: set[str] = msgspec.field(default_factory=set)
     ended: set[str] = msgspec.field(default_factory=set)
     """Sessions whose tool wrote their end record in this pass."""
+    new_sessions: set[str] = msgspec.field(default_factory=set)
+    """Sessions this pass stored the first bytes of."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"files_seen": self.files_seen, "files_changed": self.files_changed,
@@ -879,9 +881,10 @@ class Ingestor:
             head, tail = b"", b""
             content.rewind()
             summary.new_versions += 1
-            logger.info("file was rewritten or truncated: storing a new version",
-                        path=_shown(source, relpath),
-                        version=cursor.version)
+            # A file its tool rewrites whole as it goes (a snapshot) grows so: no news.
+            (logger.debug if role.snapshot else logger.info)(
+                "file was rewritten or truncated: storing a new version",
+                path=_shown(source, relpath), version=cursor.version)
         last_write, ended = (pre.last_write, pre.ended) if pre is not None else self._last_write(
             cursor.offset, st, content.fd if isinstance(content, PlainContent) else None, fmt,
             content.data if isinstance(content, BytesContent) else None)
@@ -946,6 +949,7 @@ class Ingestor:
         summary.bytes_added += writer.written
         summary.sessions |= writer.touched
         summary.ended |= writer.ended
+        summary.new_sessions |= writer.new_sessions
 
     def _append_grown(self, source: Source, role: FileRole, relpath: PurePosixPath,
                       point: AppendPoint | None, st: os.stat_result, content: Content,

@@ -53,6 +53,7 @@ from typing import Any, Protocol
 from session_memory import log
 from session_memory.config import Settings
 from session_memory.errors import StoreBusyError
+from session_memory.humanize import human_bytes, human_count
 from session_memory.store import db
 from session_memory.store.tier1 import Tier1, is_busy
 from session_memory.store.tier2 import Tier2
@@ -469,12 +470,12 @@ class Sweep:
             warnings.append("the sweep was asked to stop and ended early: what it evicted "
                             "is listed; the next sweep takes up the rest")
         if tier2_over:
-            warnings.append(f"Tier 2 holds {tier2_usage} bytes, over distilled_cap "
-                            f"({caps.distilled_cap_bytes}); digests are never evicted: raise "
-                            "the cap or `forget` sessions")
+            warnings.append(f"Tier 2 holds {human_bytes(tier2_usage)}, over distilled_cap "
+                            f"({human_bytes(caps.distilled_cap_bytes)}); digests are never "
+                            "evicted: raise the cap or `forget` sessions")
         if final_usage > caps.effective_soft_cap_bytes:
-            warnings.append(f"Tier 1 stays over its soft cap ({final_usage} of "
-                            f"{caps.effective_soft_cap_bytes} bytes): what is left is "
+            warnings.append(f"Tier 1 stays over its soft cap ({human_bytes(final_usage)} of "
+                            f"{human_bytes(caps.effective_soft_cap_bytes)}): what is left is "
                             "un-analyzed, active or pinned")
         bytes_freed = sum(e.stored_bytes for e in evictions)
         return {
@@ -590,3 +591,58 @@ def _recover(tier1: Tier1, tier2: Tier2) -> str | None:
     with tier1.transaction("sweep-recover"):
         tier1.delete_meta(PENDING_KEY)
     return rid
+
+
+# -- what a sweep did, in words -------------------------------------------------------
+
+def pass_sentences(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """What each pass of a sweep did, for those that did something: (a sentence, the
+    sessions it names), in the order the passes ran; for the CLI's report and the
+    daemon's log line alike. A dry run's sentences say what a sweep would have done."""
+    caps = report.get("caps") or {}
+    freed = report.get("pass_bytes") or {}
+    would = "would " if report.get("dry_run") else ""
+
+    def size(n: Any) -> str:
+        return human_bytes(n, missing="an unknown size")
+
+    def evicted(ids: list[str], what: str) -> str:
+        verb = "evict" if would else "evicted"
+        return f"{would}{verb} {human_count(len(ids), what)}"
+
+    out: list[tuple[str, list[str]]] = []
+    ids = list(report.get("backstop_evicted") or [])
+    if ids:
+        age = caps.get("max_age_days")
+        older = f" that ended over {age:g} days ago" if age is not None else ""
+        out.append((f"backstop, by age: {evicted(ids, 'analyzed session')}{older} "
+                    f"({size(freed.get('backstop'))})", ids))
+    ids = list(report.get("budget_evicted") or [])
+    if ids:
+        soft, effective = caps.get("soft_cap_bytes"), caps.get("effective_soft_cap_bytes")
+        cap = "" if effective is None else f" of {size(effective)}"
+        if soft is not None and effective is not None and effective < soft:
+            cap = (f" of {size(soft)}, lowered to {size(effective)} to keep "
+                   f"{size(caps.get('keep_free_bytes'))} of the disk free")
+        out.append((f"budget, to the soft cap{cap}: {evicted(ids, 'analyzed session')}, "
+                    f"oldest-analyzed first ({size(freed.get('budget'))})", ids))
+    hard = caps.get("hard_cap_bytes")
+    past = "overflow, past the hard cap" + ("" if hard is None else f" of {size(hard)}")
+    ids = list(report.get("overflow_analyzed") or [])
+    if ids:
+        verb = "analyze" if would else "analyzed"
+        out.append((f"{past}: {would}{verb} {human_count(len(ids), 'ended session')} now, "
+                    "for the budget pass to evict", ids))
+    failed = report.get("overflow_analysis_failed") or []
+    if failed:
+        out.append((f"{past}: the analysis of {human_count(len(failed), 'session')} failed "
+                    "(see the warnings)", [f["id"] for f in failed]))
+    ids = list(report.get("overflow_data_loss") or [])
+    if ids:
+        out.append((f"DATA LOSS, {past}: {evicted(ids, 'un-analyzed session')}, "
+                    f"their raw bytes lost ({size(freed.get('overflow'))})", ids))
+    ids = list(report.get("evicted_unattributed") or [])
+    if ids:
+        out.append((f"{evicted(ids, 'analyzed session')} in a pass not known (the sweep "
+                    "was interrupted before its report was stored)", ids))
+    return out

@@ -340,6 +340,50 @@ def test_sweeps_run_on_schedule(env: Env, start: Callable[..., DaemonProcess]) -
         assert memory.status()["last_sweep"] is not None
 
 
+def test_the_log_at_info_tells_what_befell_sessions_not_every_append(
+        env: Env, start: Callable[..., DaemonProcess], writer: Writer, tmp_path: Path) -> None:
+    """Under a service manager the journal keeps every line: each append at info flooded it.
+    At info: a session new, ended, analyzed; a sweep, with what each of its passes did."""
+    env.write_config(idle="2s", sweep="2s")
+    env.config_path.write_text(env.config_path.read_text().replace(
+        "[retention]\n", "[retention]\nraw_max_age_days = 0.5\n"))
+    old_id = str(uuid.uuid4())
+    record = json.loads(claude_record(old_id, "an old question"))
+    record["timestamp"] = "2026-01-02T10:00:00Z"  # its age counts from its last record
+    write_ended(env.roots["claude-code"] / "-work-old" / f"{old_id}.jsonl",
+                json.dumps(record) + "\n")
+    daemon = start(SESSION_MEMORY_LOG_LEVEL="info")
+    sid = str(uuid.uuid4())
+    rel = f"-work-p/{sid}.jsonl"
+    (env.roots["claude-code"] / "-work-p").mkdir()
+    with env.memory() as memory:
+        for text in ("fix the parser", "and its tests", "thanks"):
+            writer.append(env.roots["claude-code"] / rel, claude_record(sid, text))
+            assert_visible(memory, f"claude-code:{sid}", env.roots["claude-code"], rel,
+                           tmp_path / "out")
+        wait_until(lambda: memory.show(f"claude-code:{sid}")["state"] == "analyzed", 30,
+                   "the live session analyzed once idle")
+        wait_until(lambda: memory.show(f"claude-code:{old_id}")["state"] == "evicted", 30,
+                   "the old session evicted by age")
+    daemon.stop()
+    lines = [json.loads(line) for line in daemon.log_path.read_text().splitlines()
+             if line.startswith("{")]
+    assert lines and all(line["level"] != "debug" for line in lines)
+    assert not [line for line in lines if line["event"] == "ingested"]
+
+    def about(event: str, session: str) -> list[dict[str, Any]]:
+        return [line for line in lines
+                if line["event"] == event and line.get("session") == f"claude-code:{session}"]
+
+    assert len(about("new session", sid)) == 1 and about("new session", old_id)
+    assert about("session ended", sid) and about("session analyzed", sid)
+    sweeps = [line for line in lines if line["event"] == "sweep done"
+              and line.get("backstop_evicted") == [f"claude-code:{old_id}"]]
+    assert len(sweeps) == 1, [line for line in lines if line["event"] == "sweep done"]
+    assert sweeps[0]["did"].startswith("backstop, by age: evicted 1 analyzed session that "
+                                       "ended over 0.5 days ago")
+
+
 def test_an_overdue_sweep_runs_at_start(env: Env, start: Callable[..., DaemonProcess]) -> None:
     env.write_config(sweep="1h")
     long_ago = time.time() - 2 * 3600

@@ -20,10 +20,6 @@ from session_memory.cli.common import (
 )
 from session_memory.humanize import human_bytes, human_time
 
-_PASSES = (("backstop_evicted", "backstop (too old)"), ("budget_evicted", "budget (over soft cap)"),
-           ("overflow_analyzed", "analyzed at once (over hard cap)"),
-           ("overflow_data_loss", "DATA LOSS: evicted un-analyzed (over hard cap)"))
-
 
 @click.command()
 @click.option("--dry-run", is_flag=True,
@@ -124,14 +120,19 @@ def _evicted_count(report: dict[str, Any]) -> int:
 def _print_report(r: dict[str, Any]) -> None:
     kind = "dry run (nothing changed)" if r["dry_run"] else "sweep"
     click.echo(f"{kind} {r['id']} at {r['started_at']}")
-    for key, label in _PASSES:
-        ids = r.get(key) or []
-        if ids:
-            click.echo(f"  {label}: {len(ids)}")
-            for sid in ids:
-                click.echo(f"    {sid}")
+    from session_memory.retention import pass_sentences  # here: `reports` lists without it
+
+    did = pass_sentences(r)
+    for sentence, ids in did:
+        click.echo(f"  {sentence}:")
+        for sid in ids:
+            click.echo(f"    {sid}")
+    if not did:
+        click.echo(f"  no pass {'would evict' if r['dry_run'] else 'evicted'} or analyze"
+                   f"{'' if r['dry_run'] else 'd'} anything")
     caps = r.get("caps") or {}
-    click.echo(f"  freed {human_bytes(r.get('bytes_freed'))}; tier 1 now "
+    freed, now = ("would free", "would be") if r["dry_run"] else ("freed", "now")
+    click.echo(f"  {freed} {human_bytes(r.get('bytes_freed'))}; tier 1 {now} "
                f"{human_bytes(r.get('final_usage_bytes'))} (soft cap "
                f"{human_bytes(caps.get('effective_soft_cap_bytes'))}, hard cap "
                f"{human_bytes(caps.get('hard_cap_bytes'))})")

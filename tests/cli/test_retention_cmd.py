@@ -88,7 +88,35 @@ def test_sweep_human_output_names_data_loss(home: Path) -> None:
         memory.analyze_report = None  # type: ignore[assignment,method-assign]
         rid = memory.sweep()["id"]
     out = cli("reports", "show", rid[:12]).stdout
-    assert "DATA LOSS" in out and ids[2] in out
+    assert "DATA LOSS, overflow, past the hard cap of 1 B: evicted 1 un-analyzed session, " \
+           "their raw bytes lost" in out
+    assert out.index("DATA LOSS") < out.index(ids[2])
+
+
+def test_sweep_human_output_says_what_each_pass_did(home: Path) -> None:
+    """Each pass that did something says what and why, naming its sessions: an old one
+    evicted by age, one to meet the soft cap, one analyzed at once over the hard cap."""
+    ids = _store(home)  # ended 3, 2 and 1 days ago; the first two analyzed
+    _config(home, "1")
+    path = Path(os.environ["XDG_CONFIG_HOME"]) / "session-memory" / "config.toml"
+    path.write_text(path.read_text().replace("[retention]\n",
+                                             "[retention]\nraw_max_age_days = 2.5\n"))
+    out = cli("sweep").stdout
+    lines = out.splitlines()
+    said = {line.strip(): i for i, line in enumerate(lines)}
+
+    def named_under(sentence: str, sid: str) -> None:
+        at = next(i for text, i in said.items() if text.startswith(sentence))
+        assert lines[at + 1].strip() == sid, out
+
+    named_under("backstop, by age: evicted 1 analyzed session that ended over 2.5 days ago",
+                ids[0])
+    named_under("overflow, past the hard cap of 1 B: analyzed 1 ended session now", ids[2])
+    # The budget pass ran twice: before the overflow's analysis, and after.
+    budget = [text for text in said if text.startswith("budget, to the soft cap of 1 B: "
+                                                       "evicted 2 analyzed sessions")]
+    assert len(budget) == 1 and ids[1] in out and "DATA LOSS" not in out, out
+    assert as_json("sweep")["backstop_evicted"] == []  # --json stays the contract's
 
 
 def test_forget_and_check_repair(home: Path) -> None:
