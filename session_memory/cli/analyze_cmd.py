@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from session_memory.cli.common import Context, data_command, emit_json
@@ -51,9 +53,13 @@ def search(ctx: Context, query: tuple[str, ...], limit: int, as_json: bool) -> N
         return
     for hit in hits:
         click.echo(f"{hit['id']}  {human_time(hit['started_at'])}  {hit['title'] or ''}")
-        click.echo(f"    {hit['snippet']}")
+        # A snippet may span lines (a session's commands, one a line): one line a hit.
+        click.echo(f"    {_LINE_BREAKS.sub(' · ', hit['snippet'].strip())}")
     if not hits:
         click.echo("no matches", err=True)
+
+
+_LINE_BREAKS = re.compile(r"\s*[\r\n]\s*")
 
 
 def register(cli: click.Group) -> None:

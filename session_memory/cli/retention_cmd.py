@@ -64,7 +64,9 @@ def reports(click_ctx: click.Context, ctx: Context, limit: int, as_json: bool) -
                   "dry run" if r["dry_run"] else "sweep", str(_evicted_count(r)),
                   human_bytes(r.get("bytes_freed")), human_bytes(r.get("final_usage_bytes")),
                   rich_text(str(loss), "red" if loss else ""), str(len(r.get("errors") or []))]
-                 for r in rows for loss in [len(r.get("overflow_data_loss") or [])]])
+                 for r in rows for loss in [len(r.get("overflow_data_loss") or [])]],
+                # The id holds the time too (in UTC); data loss and errors stay.
+                dropped_first=("when", "usage after", "kind", "freed"))
 
 
 @reports.command("show")

@@ -216,3 +216,18 @@ def test_forget_of_a_parent_leaves_no_trace_in_its_childrens_digests(home: Path)
     data = Path(os.environ["XDG_DATA_HOME"]) / "session-memory"
     for tier2_file in data.glob("tier2.db*"):
         assert parent.encode() not in tier2_file.read_bytes(), tier2_file.name
+
+
+def test_reports_table_fits_a_narrow_terminal(home: Path) -> None:
+    from tests.cli.test_sessions_cmd import on_terminal
+
+    _store(home)
+    dry, real = as_json("sweep", "--dry-run"), as_json("sweep")
+    for width, left_out in ((80, ("when", "usage after")), (140, ())):
+        shown = on_terminal(width, "reports")
+        assert max(len(line) for line in shown.splitlines()) <= width, shown
+        for rid in (dry["id"], real["id"]):
+            assert rid in shown  # whole
+        assert "data" in shown and "loss" in shown and "errors" in shown
+        for header in ("when", "after"):
+            assert (header in shown) == (header not in " ".join(left_out)), (width, shown)

@@ -321,3 +321,26 @@ def test_ingest_of_a_path_under_no_source_root_is_a_usage_error(
     assert str(sources["claude-code"]) in refused.stderr  # where it would have to be
     assert as_json("sessions") == []  # nothing stored, not even the path that was fine
     assert as_json("ingest", str(f))["files_changed"] == 1
+
+
+def test_search_shows_each_hit_on_two_lines(sources: dict[str, Path]) -> None:
+    """A snippet of a session's commands spans lines (one command a line): shown so, its
+    later lines came out flush left, read as hits of their own."""
+    f = sources["claude-code"] / "-home-dev-app" / f"{SID}.jsonl"
+    f.parent.mkdir()
+    calls = [{"type": "tool_use", "id": f"toolu_{i}", "name": "Bash",
+              "input": {"command": f"frobnicate --step {i}"}} for i in range(3)]
+    f.write_text("".join(json.dumps(r) + "\n" for r in (
+        {"type": "user", "timestamp": "2026-01-05T10:00:00Z", "cwd": "/home/dev/app",
+         "message": {"role": "user", "content": "run the steps"}},
+        {"type": "assistant", "timestamp": "2026-01-05T10:00:09Z", "cwd": "/home/dev/app",
+         "message": {"id": "msg_1", "role": "assistant", "model": "claude-x",
+                     "content": calls}})))
+    os.utime(f, (1767607209, 1767607209))  # written in January: ended
+    cli("ingest")
+    cli("analyze")
+    assert "\n" in as_json("search", "frobnicate")[0]["snippet"]  # as the index holds it
+    lines = cli("search", "frobnicate").stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"claude-code:{SID}"), lines
+    assert lines[1].startswith("    ") and lines[1].count("frobnicate") == 3, lines
+    assert " · " in lines[1]
