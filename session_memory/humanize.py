@@ -32,3 +32,18 @@ def human_time(ts: float | None, missing: str = "-", *, zone: bool = False) -> s
         return missing
     when = datetime.fromtimestamp(ts).astimezone()
     return when.strftime("%Y-%m-%d %H:%M %Z" if zone else "%Y-%m-%d %H:%M")
+
+
+def human_duration(seconds: float | None, missing: str = "-") -> str:
+    """`45 s`, `12 min`, `1 h 44 min`, `3 d 2 h`: to the unit below the largest."""
+    if seconds is None:
+        return missing
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, hours, days = whole // 60, whole // 3600, whole // 86400
+    if hours == 0:
+        return f"{minutes} min"
+    if days == 0:
+        return f"{hours} h {minutes % 60} min" if minutes % 60 else f"{hours} h"
+    return f"{days} d {hours % 24} h" if hours % 24 else f"{days} d"

@@ -57,7 +57,8 @@ def forget(tier1: Tier1, tier2: Tier2, session_id: str, now: float) -> dict[str,
     _forget_digest(tier1, tier2, session_id)
     tier1.reclaim()  # in small steps where a full disk leaves the WAL no room
     db.reclaim(tier2.conn)
-    logger.info("forgot a session", session=session_id)
+    # The command says so itself: at info, a terminal showed it twice.
+    logger.debug("forgot a session", session=session_id)
     return {"id": session_id, "raw_bytes": int(row[0]) if row else 0,
             "stored_bytes": int(row[1]) if row else 0, "session_removed": row is not None,
             "digest_removed": had_digest}

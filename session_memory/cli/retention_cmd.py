@@ -106,9 +106,11 @@ def forget(ctx: Context, session_id: str, as_json: bool) -> None:
 def _say_what_comes_back(result: dict[str, Any]) -> None:
     still_there = result["source_files"]
     if still_there:
-        click.echo(f"warning: {len(still_there)} of its files are still in the agent tool's"
-                   " folder, and the next ingest (the daemon's within minutes) stores the"
-                   " session again; delete them there to keep it forgotten:", err=True)
+        n = len(still_there)
+        click.echo(f"warning: {n} of its files {'is' if n == 1 else 'are'} still in the agent"
+                   " tool's folder, and the next ingest (the daemon's within minutes) stores"
+                   f" the session again; delete {'it' if n == 1 else 'them'} there to keep it"
+                   " forgotten:", err=True)
         for path in still_there:
             click.echo(f"  {path}", err=True)
 

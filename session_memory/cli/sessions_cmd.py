@@ -16,7 +16,13 @@ from session_memory.cli.common import (
     rich_text,
     table_fits,
 )
-from session_memory.humanize import human_bytes, human_cost, human_count, human_time
+from session_memory.humanize import (
+    human_bytes,
+    human_cost,
+    human_count,
+    human_duration,
+    human_time,
+)
 from session_memory.store.tier1 import STATES
 
 if TYPE_CHECKING:
@@ -98,9 +104,11 @@ def _print_session(row: dict[str, Any]) -> None:
     if not digest:
         click.echo("  (not analyzed yet)")
         return
-    for key in ("title", "cwd", "git_branch", "outcome", "user_turns", "duration_s"):
+    for key in ("title", "cwd", "git_branch", "outcome", "user_turns"):
         if digest.get(key) not in (None, "", []):
             click.echo(f"  {key}: {digest[key]}")
+    if digest.get("duration_s") is not None:
+        click.echo(f"  duration: {human_duration(digest['duration_s'])}")
     if digest.get("models"):
         click.echo(f"  models: {', '.join(digest['models'])}")
     tokens = digest.get("tokens") or {}
@@ -154,7 +162,10 @@ def restore(ctx: Context, session_id: str, force: bool, as_json: bool) -> None:
     else:
         for p in written:
             click.echo(str(p))
-    click.echo(f"restored {human_count(len(written), 'file')}", err=True)
+    # Files in place with the stored bytes are left alone: say so, not only "0 files".
+    click.echo(f"restored {human_count(len(written), 'file')}" if written else
+               "restored nothing: its files are in place already, with the stored bytes",
+               err=True)
 
 
 def _pin_command(name: str, pinned: bool, help_text: str) -> click.Command:

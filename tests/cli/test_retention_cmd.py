@@ -144,7 +144,9 @@ def test_forget_names_the_files_that_would_bring_the_session_back(home: Path) ->
     source_file = home / "src" / "mytool" / "s0.jsonl"
     run = cli("forget", ids[0])
     assert f"forgot {ids[0]}: 19.5 KiB of raw data" in run.stdout
-    assert "still in the agent tool's folder" in run.stderr and str(source_file) in run.stderr
+    assert "1 of its files is still in the agent tool's folder" in run.stderr
+    assert str(source_file) in run.stderr and "delete it there" in run.stderr
+    assert "forgot a session" not in run.stderr  # said once, on stdout, not logged too
     cli("ingest")
     assert ids[0] in {s["id"] for s in as_json("sessions")}  # as it said
 

@@ -94,6 +94,7 @@ def test_export_restore_pin(sources: dict[str, Path], tmp_path: Path) -> None:
     cli("restore", f"claude-code:{SID}")
     assert f.read_bytes() == original
     assert as_json("restore", f"claude-code:{SID}") == {"files": []}  # all there already
+    assert "its files are in place already" in cli("restore", SID).stderr
     f.write_bytes(b"the agent wrote something else\n")
     refused = cli("restore", f"claude-code:{SID}", ok=False)
     assert refused.returncode == 1 and "--force" in refused.stderr and refused.stdout == ""
@@ -211,6 +212,7 @@ def test_sessions_show_titles_and_cost(sources: dict[str, Path]) -> None:
     assert row["cost_usd"] > 0
     assert {k: shown_json[k] for k in row} == row  # `show` has what `sessions` lists
     assert f"  cost: ${row['cost_usd']:,.2f}\n" in cli("show", SID).stdout
+    assert "  duration: 9 s\n" in cli("show", SID).stdout  # not duration_s: 9.0
     plain = cli("sessions").stdout.rstrip("\n").split("\t")
     assert plain[:2] == [f"claude-code:{SID}", "analyzed"]
     assert plain[-1] == " ".join(title.split())  # one line, whatever the title holds
