@@ -594,6 +594,15 @@ class Ingestor:
                           None if self._packs(ended, st) else compress(raw, self._level(ended)),
                           head, tail, head_fp, tail_fp, (next_tail, fingerprint(next_tail)))
 
+    def _taken_whole(self, data: bytes, st: os.stat_result, fmt: Format) -> Prefetched:
+        """What _read_ahead gives for a file read whole from its start, for bytes in hand,
+        compressed whether or not a pack takes them (a snapshot's never does)."""
+        empty = fingerprint(b"")
+        last_write, ended = self._last_write(0, st, None, fmt, data)
+        next_tail = _tail_after(b"", data)
+        return Prefetched(0, st, data, last_write, ended, compress(data, self._level(ended)),
+                          b"", b"", empty, empty, (next_tail, fingerprint(next_tail)))
+
     def _last_write(self, offset: int, st: os.stat_result, fd: int | None,
                     fmt: Format, whole: bytes | None = None) -> tuple[float, bool]:
         """When the file was last written, as far as can be told, and whether its session
@@ -682,10 +691,15 @@ class Ingestor:
             if cursor is None or cursor.path != role.logical_path:
                 cursor, point = self.tier1.cursor(source.name, role.logical_path), None
             summary.files_changed += 1
+            st = _virtual_stat(vf, len(data))
+            # A new file of a few KB (most rows): compressed here, in less time than a
+            # thread's round trip takes (the bench of a database of 5,000 parts: the first
+            # ingest took 3.1 s with the round trips, 2.1 s without).
+            whole = (self._taken_whole(data, st, fmt) if cursor is None
+                     and len(data) <= INLINE_BYTES else None)
             with BytesContent(data) as content:
-                self._append(source, fmt, role, relpath, cursor,
-                             _virtual_stat(vf, len(data)), content, summary, on_bytes,
-                             None, settled, point)
+                self._append(source, fmt, role, relpath, cursor, st, content, summary,
+                             on_bytes, whole, settled, point)
         except _CursorMovedError:
             logger.debug("stored meanwhile by another process; next pass", path=phys)
         except ForeignReadError as e:

@@ -1,0 +1,162 @@
+"""OpenCode database benchmark (run on demand): ingest of an opencode.db.
+
+    .venv/bin/python tests/bench/bench_opencode_db.py [--runs 3] [--sessions 100]
+
+Builds an opencode.db (OpenCode's tables, tests/formats/opencode_db.py) of `--sessions`
+sessions of 20 messages each, every assistant message with 4 parts (text, a tool call with
+a few KB of output, step start and finish), and the same sessions as the JSON files
+OpenCode wrote before 1.2. Each round, in a fresh home: the first ingest of the database,
+a pass with nothing changed, a pass after one part of one session changed (its session row
+touched, as a step's end does); and the first ingest of the JSON files, for comparison.
+Medians of wall and CPU seconds (this process's user + system)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from tests.conftest import isolate_process, write_config  # noqa: E402
+from tests.formats import opencode_db  # noqa: E402
+
+T0 = 1_760_000_000_000
+PROJECT = "0" * 40
+
+
+def _docs(sessions: int) -> list[tuple[str, Any]]:
+    """(legacy path, document) for every session, message and part."""
+    out: list[tuple[str, Any]] = [(f"project/{PROJECT}.json", {
+        "id": PROJECT, "worktree": "/work/p", "vcs": "git", "time": {"created": T0}})]
+    filler = "lorem ipsum dolor sit amet " * 40
+    for s in range(sessions):
+        sid = f"ses_{s:026d}"
+        t = T0 + s * 3_600_000
+        out.append((f"session/{PROJECT}/{sid}.json", {
+            "id": sid, "version": "1.0.107", "projectID": PROJECT, "directory": "/work/p",
+            "title": f"session {s}", "time": {"created": t, "updated": t + 600_000}}))
+        for m in range(20):
+            mid = f"msg_{s:013d}{m:013d}"
+            created = t + m * 20_000
+            user = m % 2 == 0
+            msg: dict[str, Any] = {"id": mid, "sessionID": sid,
+                                   "role": "user" if user else "assistant",
+                                   "time": {"created": created}}
+            if not user:
+                msg |= {"time": {"created": created, "completed": created + 9000},
+                        "modelID": "claude-sonnet-4-5-20250929", "providerID": "anthropic",
+                        "mode": "build", "path": {"cwd": "/work/p", "root": "/work/p"},
+                        "cost": 0.0123, "tokens": {"input": 1200, "output": 300,
+                                                   "reasoning": 0,
+                                                   "cache": {"read": 9000, "write": 100}}}
+            out.append((f"message/{sid}/{mid}.json", msg))
+            kinds = ["text"] if user else ["step-start", "text", "tool", "step-finish"]
+            for p, kind in enumerate(kinds):
+                pid = f"prt_{s:013d}{m:010d}{p:03d}"
+                part: dict[str, Any] = {"id": pid, "sessionID": sid, "messageID": mid,
+                                        "type": kind}
+                if kind == "text":
+                    part["text"] = f"message {m} of session {s}: {filler}"
+                elif kind == "tool":
+                    part |= {"tool": "bash", "callID": f"call_{pid}", "state": {
+                        "status": "completed", "input": {"command": "make test"},
+                        "output": filler * 4, "time": {"start": created, "end": created + 1}}}
+                out.append((f"part/{mid}/{pid}.json", part))
+    return out
+
+
+def _write_legacy(storage: Path, docs: list[tuple[str, Any]]) -> None:
+    for rel, doc in docs:
+        path = storage / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc, indent=2))
+
+
+def _cpu() -> float:
+    usage = os.times()
+    return usage.user + usage.system
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    wall, cpu = time.perf_counter(), _cpu()
+    result = fn()
+    return time.perf_counter() - wall, _cpu() - cpu, result
+
+
+def _home(base: Path) -> Path:
+    home = base / "home"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    isolate_process(home)
+    write_config(home, "")
+    return home
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sessions", type=int, default=100)
+    args = parser.parse_args()
+    from session_memory import config
+    from session_memory.clock import FixedClock
+    from session_memory.memory import Memory
+
+    figures: dict[str, list[tuple[float, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        docs = _docs(args.sessions)
+        legacy = base / "legacy" / "storage"
+        _write_legacy(legacy, docs)
+        counts = opencode_db.build(legacy, base / "opencode.db", T0)
+        raw = sum(len(json.dumps(d, indent=2)) for _, d in docs)
+        print(f"{counts['session']} sessions, {counts['message']} messages, "
+              f"{counts['part']} parts; {raw / 1e6:.1f} MB as JSON files; "
+              f"database {(base / 'opencode.db').stat().st_size / 1e6:.1f} MB")
+        clock = FixedClock(T0 / 1000 + 400 * 86400)
+        for _ in range(args.runs):
+            home = _home(base)
+            data = home / ".local" / "share" / "opencode"
+            data.mkdir(parents=True)
+            shutil.copy(base / "opencode.db", data / "opencode.db")
+            with Memory(config.load(), clock=clock) as memory:
+                for name, fn in (("db first ingest", memory.ingest),
+                                 ("db no-change pass", memory.ingest)):
+                    wall, cpu, summary = _timed(fn)
+                    assert summary.errors == 0
+                    figures.setdefault(name, []).append((wall, cpu))
+                conn = opencode_db.connect(data / "opencode.db")
+                sid = f"ses_{args.sessions // 2:026d}"
+                pid = conn.execute("SELECT id FROM part WHERE session_id = ? LIMIT 1",
+                                   (sid,)).fetchone()[0]
+                conn.execute("UPDATE part SET data = json_set(data, '$.text', 'changed'),"
+                             " time_updated = time_updated + 1 WHERE id = ?", (pid,))
+                conn.execute("UPDATE session SET time_updated = time_updated + 1 WHERE id = ?",
+                             (sid,))
+                conn.close()
+                wall, cpu, summary = _timed(memory.ingest)
+                assert summary.new_versions == 2, summary
+                figures.setdefault("db pass, one row changed", []).append((wall, cpu))
+            home = _home(base)
+            shutil.copytree(legacy, home / ".local" / "share" / "opencode" / "storage")
+            with Memory(config.load(), clock=clock) as memory:
+                wall, cpu, _ = _timed(memory.ingest)
+                figures.setdefault("json files first ingest", []).append((wall, cpu))
+                wall, cpu, _ = _timed(memory.ingest)
+                figures.setdefault("json files no-change pass", []).append((wall, cpu))
+    for name, runs in figures.items():
+        print(f"{name:28s} wall {statistics.median(w for w, _ in runs):7.3f} s"
+              f"   cpu {statistics.median(c for _, c in runs):7.3f} s   ({len(runs)} runs)")
+
+
+if __name__ == "__main__":
+    main()
