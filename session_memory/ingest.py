@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import re
 import stat
@@ -346,6 +347,30 @@ class Ingestor:
         roots = self._path_roots()
         _, paths_left = self._databases_named(paths)
         return [p for p in paths_left or [] if _locate(os.path.abspath(p), roots) is None]
+
+    def not_session_files(self, paths: list[Path]) -> list[tuple[Path, Source]]:
+        """Files among `paths` (not folders: a walk judges what they hold) that the source
+        whose root holds them takes for no session's file, with that source: a pass
+        passes them by (a root may be wide: Aider's is the home folder)."""
+        roots = self._path_roots()
+        _, paths_left = self._databases_named(paths)
+        found = []
+        for path in paths_left or []:
+            placed = _locate(os.path.abspath(path), roots)
+            if placed is None:
+                continue
+            source, _, relpath, full = placed
+            try:
+                fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except OSError:
+                continue  # a link, or unreadable: the pass reports it as it is
+            try:
+                if stat.S_ISREG(os.fstat(fd).st_mode) and formats.get(source.format).identify(
+                        relpath, functools.partial(head, fd, relpath)) is None:
+                    found.append((path, source))
+            finally:
+                os.close(fd)
+        return found
 
     def _databases_named(self, paths: list[Path] | None
                          ) -> tuple[list[Source], list[Path] | None]:

@@ -23,6 +23,11 @@ def ingest(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
             roots = ", ".join(f"{s.root} ({s.name})" for s in ctx.settings.enabled_sources)
             raise click.UsageError(f"{stray[0]} is under no enabled source root; they are: "
                                    f"{roots or 'none'}")
+        passed_by = memory.ingestor.not_session_files(list(paths))
+        if passed_by:
+            path, source = passed_by[0]
+            raise click.UsageError(f"{path} is no session file of {source.name} (whose root, "
+                                   f"{source.root}, holds it): nothing of it would be stored")
         if sys.stderr.isatty():
             # Here: only an interactive ingest draws a bar; other commands start without it.
             from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn

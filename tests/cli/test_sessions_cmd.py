@@ -346,3 +346,18 @@ def test_search_shows_each_hit_on_two_lines(sources: dict[str, Path]) -> None:
     assert len(lines) == 2 and lines[0].startswith(f"claude-code:{SID}"), lines
     assert lines[1].startswith("    ") and lines[1].count("frobnicate") == 3, lines
     assert " · " in lines[1]
+
+
+def test_ingest_of_a_file_that_is_no_session_file_is_a_usage_error(
+        sources: dict[str, Path]) -> None:
+    """A root may be wide (Aider's is the home folder): a file under one that its source
+    takes for no session's file was passed by, and the command exited 0."""
+    session = _claude_session(sources)
+    notes = sources["claude-code"] / "-home-dev-app" / "notes.txt"
+    notes.write_text("not a transcript\n")
+    refused = cli("ingest", str(session), str(notes), ok=False)
+    assert refused.returncode == 2
+    assert f"{notes} is no session file of claude-code" in refused.stderr
+    assert as_json("sessions") == []
+    # A folder is walked, and what it holds that is no session's file passed by, as ever.
+    assert as_json("ingest", str(notes.parent))["files_changed"] == 2
