@@ -59,6 +59,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str | Text]], *,
     rows = [[r[i] for i in keep] for r in rows]
     footers = footers and [footers[i] for i in keep]
     widths = _widths(headers, rows, footers)
+    fits = table_fits(headers, rows, footers=footers, flexible=flexible)
     table = Table(show_footer=footers is not None)
     for i, (header, width) in enumerate(zip(headers, widths, strict=True)):
         footer = footers[i] if footers else ""
@@ -66,7 +67,14 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str | Text]], *,
             others = _line_width(widths) - widths[i] - 3
             table.add_column(header, footer, no_wrap=True, overflow="ellipsis", max_width=max(
                 FLEXIBLE_MIN_WIDTH, console().width - others - 4))
+        elif fits:
+            # As wide as its widest cell and no wider: its header wraps at its spaces. (A
+            # least width let rich widen it to the header's one line, "cost (USD)", past
+            # what the flexible column was left, and the line ran past the terminal.)
+            table.add_column(header, footer, width=max(width, 1))
         else:
+            # Too narrow a line for the columns never left out: the table runs past it,
+            # its numbers whole, rather than cut them to fit.
             table.add_column(header, footer, min_width=width)
     for row in rows:
         # Each str as Text: an id or a path may hold brackets ("[wip] notes.jsonl"), which

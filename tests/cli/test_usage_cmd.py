@@ -69,3 +69,22 @@ def test_blocks_active_without_a_running_block_says_so(sources: dict[str, Path])
     assert active.stdout == ""
     assert "no block is running now; the last ended 2026-01-05" in active.stderr
     assert "no billing blocks recorded" not in active.stderr
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_a_table_with_a_flexible_column_fits_the_line(width: int,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console as the commands make it (soft-wrapped, for messages): a header that
+    wraps ("cost (USD)") was widened to one line past what the flexible column was left,
+    and `usage --by project` ran 82 columns wide on an 80-column terminal."""
+    console = Console(record=True, width=width, force_terminal=True, soft_wrap=True)
+    monkeypatch.setattr(common, "console", lambda err=False: console)
+    rows = [{"key": f"/home/someone/projects/a-long-project-name-{i}", "sessions": 12,
+             "input": 4_808_796, "output": 374_934, "cache_creation": 0,
+             "cache_read": 111_011_200, "reasoning": 0, "cost_usd": 23.64} for i in range(3)]
+    usage_cmd._Table("project", rows, breakdown=False).print()
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) == width, "\n".join(lines)
+    text = "\n".join(lines)
+    for shown in ("4,808,796", "374,934", "$23.64", "$70.92"):
+        assert shown in text
