@@ -97,7 +97,10 @@ def show(ctx: Context, session_id: str, as_json: bool) -> None:
 def _print_session(row: dict[str, Any]) -> None:
     click.echo(f"{row['id']}  [{row['state']}{', pinned' if row['pinned'] else ''}]")
     click.echo(f"  raw {human_bytes(row['raw_bytes'])}, stored {human_bytes(row['stored_bytes'])}"
-               f"; started {human_time(row['started_at'])}, ended {human_time(row['ended_at'])}")
+               f"; started {human_time(row['started_at'])}, ended {human_time(row['ended_at'])}"
+               # Its sizes are 0 since: say when, and that the digest is what is left.
+               + (f"; raw bytes evicted {human_time(row['evicted_at'])}, digest kept"
+                  if row["evicted_at"] is not None and row["state"] == "evicted" else ""))
     for path in row["files"]:
         click.echo(f"  file  {path}")
     digest = row.get("digest")

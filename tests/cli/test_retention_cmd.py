@@ -76,6 +76,7 @@ def test_sweep_dry_run_then_sweep_then_reports(home: Path) -> None:
     assert real["id"] in text and dry["id"] in text
     shown = cli("reports", "show", real["id"]).stdout
     assert ids[0] in shown and "budget" in shown
+    assert "; raw bytes evicted 20" in cli("show", ids[0]).stdout  # why it shows 0 B now
 
     missing = cli("reports", "show", "no-such-report", code=1)
     assert "no report" in missing.stderr and missing.stdout == ""
