@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -21,6 +21,7 @@ from session_memory.formats.events import (
     JSON_ERRORS,
     Piece,
     Records,
+    Scalar,
     Sink,
     as_int,
     human_text,
@@ -32,7 +33,9 @@ from session_memory.formats.events import (
 NAME = "gemini-cli"
 WATCH = WHOLE_ROOT
 RECORD_TIMES = True
-PARSER_VERSION = 1  # bump when parse() reads a session differently (base.py)
+PARSER_VERSION = 2  # bump when parse() reads a session differently (base.py)
+# 2: log lines decoded as records of the fields read, tool results skipped unbuilt: a line
+# whose skipped values are broken (bytes that are not UTF-8) is read, not malformed.
 hook_target = no_hook
 DIGEST_INPUT_INCLUDES_CACHE_READ = True
 """Its digests' `tokens.input` is input as the tool reports it, cached input included
@@ -83,16 +86,63 @@ def _subagent_log(path: str) -> bool:
     return "chats/" in path and path.split("chats/", 1)[1].count("/") > 0
 
 
-def _jsonl(piece: Piece) -> Iterator[tuple[int, dict[str, Any] | None]]:
-    records = Records(piece.chunks(), dict)
+# The fields a digest reads; everything else in a line is skipped without being built
+# (see claude_code.py's records).
+class _Meta(msgspec.Struct, gc=False):
+    """A log's session facts, on its first line or in a `$set` line. UNSET: not there (a
+    line that names any of the first three is a session line, whatever their values)."""
+
+    sessionId: Any = msgspec.UNSET
+    lastUpdated: Any = msgspec.UNSET
+    startTime: Any = msgspec.UNSET
+    summary: Any = None
+    kind: Any = None
+
+
+class _Tool(msgspec.Struct, gc=False):
+    id: Any = None
+    name: Any = None
+    args: Any = None
+    status: Any = None
+    result: msgspec.Raw = msgspec.Raw()
+    """The tool's output, most of a log's bytes: decoded only when it is an error's."""
+
+
+class _Record(_Meta, gc=False):
+    set: _Meta | Scalar | list[Any] = msgspec.field(default=None, name="$set")
+    rewind_to: Any = msgspec.field(default=None, name="$rewindTo")
+    id: Any = None
+    type: Any = None
+    timestamp: Any = None
+    content: Any = None
+    model: Any = None
+    tokens: Any = None
+    toolCalls: list[_Tool | Scalar | list[Any]] | Scalar | dict[str, Any] = None
+
+
+_as_record: Any = msgspec.json.Decoder(_Record).decode
+
+
+def _jsonl(piece: Piece, shape: type[Any]) -> Iterator[tuple[int, Any]]:
+    records = Records(piece.chunks(), shape)
     yield from enumerate(records, start=1)
     if records.malformed:
         yield -records.malformed, None  # the count rides along at the end
 
 
-def _records(piece: Piece) -> Iterator[tuple[int, dict[str, Any] | None]]:
+def _records(piece: Piece) -> Iterator[tuple[int, _Record | None]]:
     """The log's records with their positions, whichever way the version wrote it."""
-    return _jsonl(piece) if piece.path.endswith(".jsonl") else _whole(piece)
+    if piece.path.endswith(".jsonl"):
+        return _jsonl(piece, _Record)
+    # Older versions' whole documents are small: their objects, decoded whole, are read
+    # as records again.
+    return ((pos, None if r is None else _as_record(msgspec.json.encode(r)))
+            for pos, r in _whole(piece))
+
+
+def _dicts(piece: Piece) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """As _records, each record decoded whole (for its transcript)."""
+    return _jsonl(piece, dict) if piece.path.endswith(".jsonl") else _whole(piece)
 
 
 def _whole(piece: Piece) -> Iterator[tuple[int, dict[str, Any] | None]]:
@@ -116,83 +166,84 @@ def _log(piece: Piece, subagent: bool, out: Sink) -> None:
     """Two passes over the log: the first folds it (by id, the last copy wins; `$rewindTo`
     drops what follows its target) keeping only ids and positions; the second reports the
     copies that survived. Memory holds one small entry per message id, never the records."""
-    winners = _winners(_records(piece))
+    winners = _winners((pos, r.id, r.type, r.rewind_to)
+                       for pos, r in _records(piece) if r is not None)
     started = updated = first = last = None
+    unset = msgspec.UNSET
     for pos, r in _records(piece):
         if r is None:
             out.malformed(-pos)
             continue
-        meta: dict[str, Any] = r["$set"] if isinstance(r.get("$set"), dict) else r
-        if "sessionId" in meta or "lastUpdated" in meta or "startTime" in meta:
-            if isinstance(meta.get("startTime"), str) and started is None:
-                started = meta["startTime"]
-            if isinstance(meta.get("lastUpdated"), str):
-                updated = meta["lastUpdated"]
-            if isinstance(meta.get("summary"), str):
-                out.info(title=meta["summary"])
-            subagent = subagent or meta.get("kind") == "subagent"
-        if pos in winners and r.get("id") is not None and r.get("type") in _MESSAGE_TYPES:
-            if isinstance(r.get("timestamp"), str):
-                first = first or r["timestamp"]
-                last = r["timestamp"]
+        meta: _Meta = r.set if type(r.set) is _Meta else r
+        if meta.sessionId is not unset or meta.lastUpdated is not unset or (
+                meta.startTime is not unset):
+            if isinstance(meta.startTime, str) and started is None:
+                started = meta.startTime
+            if isinstance(meta.lastUpdated, str):
+                updated = meta.lastUpdated
+            if isinstance(meta.summary, str):
+                out.info(title=meta.summary)
+            subagent = subagent or meta.kind == "subagent"
+        if pos in winners and r.id is not None and r.type in _MESSAGE_TYPES:
+            if isinstance(r.timestamp, str):
+                first = first or r.timestamp
+                last = r.timestamp
             _message(r, subagent, out)
     out.times(first, last)
     if not subagent:
         out.info(started_at=started, ended_at=updated)
 
 
-def _winners(records: Iterator[tuple[int, dict[str, Any] | None]]) -> set[int]:
-    """The positions of the message copies that survive the fold (see `_log`)."""
+def _winners(records: Iterable[tuple[int, Any, Any, Any]]) -> set[int]:
+    """The positions of the message copies that survive the fold (see `_log`), of the
+    records' (position, id, type, `$rewindTo`)."""
     live: dict[str, int] = {}
-    for pos, r in records:
-        if r is None:
-            continue
-        target = r.get("$rewindTo")
+    for pos, message_id, kind, target in records:
         if isinstance(target, str):
             if target in live:
                 keys = list(live)
                 for key in keys[keys.index(target) + 1:]:
                     del live[key]
-        elif isinstance(r.get("id"), str) and r.get("type") in _MESSAGE_TYPES:
-            live[r["id"]] = pos
+        elif isinstance(message_id, str) and kind in _MESSAGE_TYPES:
+            live[message_id] = pos
     return set(live.values())
 
 
-def _message(r: dict[str, Any], subagent: bool, out: Sink) -> None:
-    kind = r.get("type")
+def _message(r: _Record, subagent: bool, out: Sink) -> None:
+    kind = r.type
     if kind == "user":
-        text = None if subagent else human_text(text_of(r.get("content")))
+        text = None if subagent else human_text(text_of(r.content))
         if text:
             out.prompt(text)
     elif kind == "gemini":
-        model = str_or_none(r.get("model"))
+        model = str_or_none(r.model)
         if model:
             out.model(model)
-        tokens = r.get("tokens")
+        tokens = r.tokens
         if isinstance(tokens, dict):
-            out.usage(str(r["id"]), model, as_int(tokens.get("input")),
+            out.usage(str(r.id), model, as_int(tokens.get("input")),
                       as_int(tokens.get("output")), 0, as_int(tokens.get("cached")),
                       as_int(tokens.get("thoughts")))
             # Gemini's prompt count includes cached input and tool-use prompts; thoughts
             # are billed as output.
             cached, thoughts = as_int(tokens.get("cached")), as_int(tokens.get("thoughts"))
-            out.spend(str_or_none(r.get("timestamp")), str(r["id"]), model,
+            out.spend(str_or_none(r.timestamp), str(r.id), model,
                       max(as_int(tokens.get("input")) - cached, 0) + as_int(tokens.get("tool")),
                       as_int(tokens.get("output")) + thoughts, 0, cached, thoughts)
-        text = text_of(r.get("content"))
+        text = text_of(r.content)
         if text:
             out.assistant_text(text, subagent)
-        calls = r.get("toolCalls")
+        calls = r.toolCalls
         for call in calls if isinstance(calls, list) else []:
-            if isinstance(call, dict) and isinstance(call.get("name"), str):
+            if type(call) is _Tool and isinstance(call.name, str):
                 _tool(call, subagent, out)
     elif kind == "error":
-        out.failure("api_error", text_of(r.get("content")), subagent)
+        out.failure("api_error", text_of(r.content), subagent)
 
 
-def _tool(call: dict[str, Any], subagent: bool, out: Sink) -> None:
-    name, args = call["name"], call.get("args")
-    call_id = str_or_none(call.get("id"))
+def _tool(call: _Tool, subagent: bool, out: Sink) -> None:
+    name, args = call.name, call.args
+    call_id = str_or_none(call.id)
     command: str | None = None
     edited: list[str] = []
     read: list[str] = []
@@ -209,11 +260,19 @@ def _tool(call: dict[str, Any], subagent: bool, out: Sink) -> None:
         elif name == "run_shell_command":
             command = str_or_none(args.get("command"))
     out.tool_call(call_id, name, command, edited, read, subagent)
-    status = call.get("status")
+    status = call.status
     if status is not None:
         error = status == "error"
-        out.tool_result(call_id, error, _result_text(call.get("result")) if error else "",
+        out.tool_result(call_id, error, _result_text(_value(call.result)) if error else "",
                         name, subagent)
+
+
+def _value(raw: msgspec.Raw) -> Any:
+    """A skipped value, decoded now (None where it was not there)."""
+    try:
+        return json_value(raw) if raw else None
+    except JSON_ERRORS:
+        return None  # text that is not JSON: it was skipped, not checked whole
 
 
 def _result_text(result: Any) -> str:
@@ -234,8 +293,9 @@ def transcript(pieces: Sequence[Piece]) -> Iterator[Turn]:
         if not piece.path.endswith((".jsonl", ".json")):
             continue
         subagent = _subagent_log(piece.path)
-        winners = _winners(_records(piece))
-        for pos, r in _records(piece):
+        winners = _winners((pos, r.get("id"), r.get("type"), r.get("$rewindTo"))
+                           for pos, r in _dicts(piece) if r is not None)
+        for pos, r in _dicts(piece):
             if r is None or pos not in winners:
                 continue
             ts = str_or_none(r.get("timestamp"))

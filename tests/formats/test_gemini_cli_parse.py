@@ -137,10 +137,16 @@ def test_usage_by_hour_takes_cached_input_off_and_bills_thoughts_as_output(
 
 def test_a_line_only_a_full_decode_rejects_loses_no_message_after_it(
         memory: Memory, sources: dict[str, Path]) -> None:
-    """A record the parser cannot take (a byte that is no UTF-8, a number no float holds)
-    is counted as malformed, and the messages after it are reported as they are: the fold
-    and the report number the lines alike."""
-    for n, bad in enumerate((b'{"note": "\xff"}', b'{"note": 1e400}')):
+    """A line with a value no decode takes (a byte that is no UTF-8, a number no float
+    holds) where the parser reads it is malformed; in a value it skips (a field it does not
+    read, a tool's output), the line is read. Either way the messages after it are
+    reported as they are: the fold and the report decode the lines alike."""
+    cases = ((b'{"note": "\xff"}', 0), (b'{"note": 1e400}', 0),
+             (b'{"id": "x1", "type": "user", "content": "\xff"}', 1),
+             (b'{"id": "x2", "type": "gemini", "tokens": {"input": 1e400}}', 1),
+             (b'{"id": "x3", "type": "info", "toolCalls": [{"name": "glob", "result": "\xff"}]}',
+              0))
+    for n, (bad, malformed) in enumerate(cases):
         sid = f"bad{n}"
         text = jsonl({"sessionId": sid, "startTime": "2026-03-02T10:00:00Z",
                       "lastUpdated": "2026-03-02T10:00:00Z"},
@@ -152,6 +158,38 @@ def test_a_line_only_a_full_decode_rejects_loses_no_message_after_it(
         assert d["prompts"] == ["first ask"], bad
         assert d["last_assistant_message"] == "answer one", bad
         assert d["tokens"]["input"] == 10, bad
+        assert d["malformed_lines"] == malformed, bad
+
+
+def test_a_failed_tools_output_is_its_error_whatever_its_shape(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    """Outputs are skipped unread, and decoded only for a call that failed: text, parts
+    with text, or anything else as its JSON."""
+    results = ["Error: no such file", [{"text": "Error: parts"}], {"code": 7}, None]
+    calls = [{"id": f"t{n}", "name": "read_file", "args": {"absolute_path": "/p/a.py"},
+              "status": "error", "result": result} for n, result in enumerate(results)]
+    write(sources["gemini-cli"], f"{CHATS}/session-2026-03-03T10-00-iiiiiiii.jsonl", jsonl(
+        {"sessionId": "iiii", "startTime": "2026-03-03T10:00:00Z"},
+        msg("u1", "user", 1, content="read it"),
+        gemini("g1", 2, (10, 1, 0, 0), calls)))
+    d = digest_of(memory, "gemini-cli:iiii")
+    assert d["tool_errors"] == 4
+    assert sorted(e["snippet"] for e in d["errors"]) == sorted(
+        ["Error: no such file", "Error: parts", '{"code":7}', ""])
+
+
+def test_a_set_line_speaks_for_the_session_only_when_it_names_its_times_or_id(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    """A `$set` (or any line) that holds sessionId, startTime or lastUpdated, whatever their
+    values (null too), is a session line: its summary titles the session. Without any of
+    the three, it says nothing."""
+    write(sources["gemini-cli"], f"{CHATS}/session-2026-03-04T10-00-jjjjjjjj.jsonl", jsonl(
+        {"sessionId": "jjjj", "startTime": "2026-03-04T10:00:00Z"},
+        msg("u1", "user", 1, content="first ask"),
+        {"$set": {"summary": "Not a session line"}},
+        {"$set": {"lastUpdated": None, "summary": "The session's title"}},
+        {"$set": {"summary": "Not one either"}}))
+    assert digest_of(memory, "gemini-cli:jjjj")["title"] == "The session's title"
 
 
 def test_transcript_holds_what_survives_the_fold(memory: Memory,
