@@ -351,7 +351,7 @@ class Ingestor:
     def not_session_files(self, paths: list[Path]) -> list[tuple[Path, Source]]:
         """Files among `paths` (not folders: a walk judges what they hold) that the source
         whose root holds them takes for no session's file, with that source: a pass
-        passes them by (a root may be wide: Aider's is the home folder)."""
+        passes them by (a root may be wide: one format's is the home folder)."""
         roots = self._path_roots()
         _, paths_left = self._databases_named(paths)
         found = []
