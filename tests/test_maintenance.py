@@ -54,6 +54,9 @@ def test_a_forget_cut_short_is_finished_by_the_next_start(memory: Memory,
     (sources["mytool"] / "secret.jsonl").write_bytes(b'{"type": "user"}\n')
     memory.ingest()
     assert memory.analyze() == ["mytool:secret.jsonl"]
+    # A child session's digest names it as its parent: that goes with its digest.
+    memory.tier2.put_digest("mytool:child.jsonl", "mytool", {
+        "analyzer_version": 1, "parent_session": "mytool:secret.jsonl"}, memory.clock.now())
     memory.close()
     run = subprocess.run([sys.executable, "-m", "session_memory", "forget", "secret.jsonl"],
                          env=dict(os.environ, SESSION_MEMORY_CRASH_AT="after-commit:forget"),
@@ -61,9 +64,14 @@ def test_a_forget_cut_short_is_finished_by_the_next_start(memory: Memory,
     assert run.returncode == -signal.SIGKILL
     assert maintenance.pending_forgets(memory.tier1) == ["mytool:secret.jsonl"]
     assert memory.tier2.has_digest("mytool:secret.jsonl")
+    child = memory.tier2.get_digest("mytool:child.jsonl")
+    assert child is not None and child["parent_session"] == "mytool:secret.jsonl"
     assert maintenance.finish_interrupted(memory.tier1, memory.tier2) == [
         "finished forgetting mytool:secret.jsonl"]
     assert not memory.tier2.has_digest("mytool:secret.jsonl")
+    assert memory.tier2.get_digest("mytool:child.jsonl") == {"analyzer_version": 1,
+                                                             "parent_session": None}
+    memory.tier2.delete_digest("mytool:child.jsonl")  # a digest of no session, for check
     assert maintenance.pending_forgets(memory.tier1) == []
     assert memory.check() == []
 
