@@ -756,10 +756,13 @@ class Tier2:
         """Digests that name the session as their parent (a subagent's session of its own)
         name none. Caller owns the transaction (under secure_delete)."""
         needle = msgspec.json.encode(session_id).decode()  # as _put_digest wrote it
+        # A child is of its parent's source (its id names it): only those digests are read,
+        # by the index on (source, analyzer_version), not every digest.
         self.conn.execute(
             "UPDATE digests SET digest = json_set(digest, '$.parent_session', NULL) "
-            "WHERE instr(digest, ?) AND json_extract(digest, '$.parent_session') = ?",
-            (needle, session_id))
+            "WHERE source = ? AND instr(digest, ?) "
+            "AND json_extract(digest, '$.parent_session') = ?",
+            (session_id.split(":", 1)[0], needle, session_id))
 
     def search(self, query: str, limit: int = 20, *, project: str | None = None,
                since: float | None = None) -> list[dict[str, Any]]:
