@@ -6,7 +6,7 @@ import re
 
 import click
 
-from session_memory.cli.common import Context, data_command, emit_json
+from session_memory.cli.common import Context, data_command, echo, emit_json
 from session_memory.humanize import human_count, human_time
 
 
@@ -26,12 +26,12 @@ def analyze(ctx: Context, ids: tuple[str, ...], include_active: bool, force: boo
                    "failed": result.failed})
     else:
         for sid in result.analyzed:
-            click.echo(sid)
+            echo(sid)
         for sid, why in result.skipped.items():
-            click.echo(f"skipped {sid}: {why}", err=True)
+            echo(f"skipped {sid}: {why}", err=True)
         for sid, why in result.failed.items():
-            click.echo(f"failed {sid}: {why}", err=True)
-        click.echo(f"analyzed {human_count(len(result.analyzed), 'session')}", err=True)
+            echo(f"failed {sid}: {why}", err=True)
+        echo(f"analyzed {human_count(len(result.analyzed), 'session')}", err=True)
     if result.failed:
         raise SystemExit(1)
 
@@ -52,11 +52,11 @@ def search(ctx: Context, query: tuple[str, ...], limit: int, as_json: bool) -> N
         emit_json(hits)
         return
     for hit in hits:
-        click.echo(f"{hit['id']}  {human_time(hit['started_at'])}  {hit['title'] or ''}")
+        echo(f"{hit['id']}  {human_time(hit['started_at'])}  {hit['title'] or ''}")
         # A snippet may span lines (a session's commands, one a line): one line a hit.
-        click.echo(f"    {_LINE_BREAKS.sub(' · ', hit['snippet'].strip())}")
+        echo(f"    {_LINE_BREAKS.sub(' · ', hit['snippet'].strip())}")
     if not hits:
-        click.echo("no matches", err=True)
+        echo("no matches", err=True)
 
 
 _LINE_BREAKS = re.compile(r"\s*[\r\n]\s*")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -107,10 +108,27 @@ def _line_width(widths: Sequence[int]) -> int:
 
 
 def rich_text(text: str, style: str = "") -> Text:
-    """Text in a rich style, for a table's cell (rich loads here, as for `console`)."""
+    """Text in a rich style, for a table's cell (rich loads here, as for `console`); its
+    control characters shown, not sent (see `shown`)."""
     from rich.text import Text
 
-    return Text(text, style=style)
+    return Text(shown(text), style=style)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shown(text: str) -> str:
+    """Text a session holds (a title, a prompt, a command, a file's name) as a terminal
+    should get it: each control character but tab and line feed as `\\xNN`. Sent as
+    it is, an escape sequence in a transcript retitled the window, could write the
+    clipboard, or hid what came after it."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def echo(text: str, *, err: bool = False) -> None:
+    """click.echo of a line that may hold what a session holds (see `shown`)."""
+    click.echo(shown(text), err=err)
 
 
 class Context:
@@ -161,7 +179,7 @@ def fail(message: str, code: int = exitcodes.ERROR, *, as_json: bool = False) ->
     from rich.markup import escape
 
     # The message names what it was given (an id, a path): its brackets are no markup.
-    console(err=True).print(f"[red]error:[/red] {escape(message)}", highlight=False,
+    console(err=True).print(f"[red]error:[/red] {escape(shown(message))}", highlight=False,
                             markup=True)
     sys.exit(code)
 

@@ -11,6 +11,7 @@ from session_memory import exitcodes
 from session_memory.cli.common import (
     Context,
     data_command,
+    echo,
     emit_json,
     handle_errors,
     json_option,
@@ -55,7 +56,7 @@ def reports(click_ctx: click.Context, ctx: Context, limit: int, as_json: bool) -
         return
     if not sys.stdout.isatty():
         for r in rows:
-            click.echo(f"{r['id']}\t{'dry-run' if r['dry_run'] else 'sweep'}\t"
+            echo(f"{r['id']}\t{'dry-run' if r['dry_run'] else 'sweep'}\t"
                        f"{_evicted_count(r)}\t{r.get('bytes_freed')}\t{r.get('final_usage_bytes')}"
                        f"\t{len(r.get('overflow_data_loss') or [])}\t{len(r.get('errors') or [])}")
         return
@@ -97,7 +98,7 @@ def forget(ctx: Context, session_id: str, as_json: bool) -> None:
         emit_json(result)
         _say_what_comes_back(result)
         return
-    click.echo(f"forgot {result['id']}: {human_bytes(result['raw_bytes'])} of raw data"
+    echo(f"forgot {result['id']}: {human_bytes(result['raw_bytes'])} of raw data"
                f" ({human_bytes(result['stored_bytes'])} stored)"
                f"{' and its digest' if result['digest_removed'] else ''}")
     _say_what_comes_back(result)
@@ -107,12 +108,12 @@ def _say_what_comes_back(result: dict[str, Any]) -> None:
     still_there = result["source_files"]
     if still_there:
         n = len(still_there)
-        click.echo(f"warning: {n} of its files {'is' if n == 1 else 'are'} still in the agent"
+        echo(f"warning: {n} of its files {'is' if n == 1 else 'are'} still in the agent"
                    " tool's folder, and the next ingest (the daemon's within minutes) stores"
                    f" the session again; delete {'it' if n == 1 else 'them'} there to keep it"
                    " forgotten:", err=True)
         for path in still_there:
-            click.echo(f"  {path}", err=True)
+            echo(f"  {path}", err=True)
 
 
 def _evicted_count(report: dict[str, Any]) -> int:
@@ -123,27 +124,27 @@ def _evicted_count(report: dict[str, Any]) -> int:
 
 def _print_report(r: dict[str, Any]) -> None:
     kind = "dry run (nothing changed)" if r["dry_run"] else "sweep"
-    click.echo(f"{kind} {r['id']} at {r['started_at']}")
+    echo(f"{kind} {r['id']} at {r['started_at']}")
     from session_memory.retention import pass_sentences  # here: `reports` lists without it
 
     did = pass_sentences(r)
     for sentence, ids in did:
-        click.echo(f"  {sentence}:")
+        echo(f"  {sentence}:")
         for sid in ids:
-            click.echo(f"    {sid}")
+            echo(f"    {sid}")
     if not did:
-        click.echo(f"  no pass {'would evict' if r['dry_run'] else 'evicted'} or analyze"
+        echo(f"  no pass {'would evict' if r['dry_run'] else 'evicted'} or analyze"
                    f"{'' if r['dry_run'] else 'd'} anything")
     caps = r.get("caps") or {}
     freed, now = ("would free", "would be") if r["dry_run"] else ("freed", "now")
-    click.echo(f"  {freed} {human_bytes(r.get('bytes_freed'))}; tier 1 {now} "
+    echo(f"  {freed} {human_bytes(r.get('bytes_freed'))}; tier 1 {now} "
                f"{human_bytes(r.get('final_usage_bytes'))} (soft cap "
                f"{human_bytes(caps.get('effective_soft_cap_bytes'))}, hard cap "
                f"{human_bytes(caps.get('hard_cap_bytes'))})")
     for w in r.get("warnings") or []:
-        click.echo(f"  warning: {w}")
+        echo(f"  warning: {w}")
     for e in r.get("errors") or []:
-        click.echo(f"  error: {e}", err=True)
+        echo(f"  error: {e}", err=True)
 
 
 def register(cli: click.Group) -> None:

@@ -11,6 +11,7 @@ import click
 from session_memory.cli.common import (
     Context,
     data_command,
+    echo,
     emit_json,
     print_table,
     rich_text,
@@ -46,7 +47,7 @@ def sessions(ctx: Context, state: str | None, source: str | None, limit: int | N
         emit_json(rows)
         return
     if not rows:  # not an empty table: say why there is nothing
-        click.echo("no sessions match" if state or source else
+        echo("no sessions match" if state or source else
                    "no sessions stored yet: `session-memory ingest` (or the daemon) stores"
                    " them", err=True)
         return
@@ -55,7 +56,7 @@ def sessions(ctx: Context, state: str | None, source: str | None, limit: int | N
         # spaces.
         for r in rows:
             title = " ".join((r["title"] or "").split())
-            click.echo(f"{r['id']}\t{r['state']}\t{r['raw_bytes']}\t{r['stored_bytes']}\t"
+            echo(f"{r['id']}\t{r['state']}\t{r['raw_bytes']}\t{r['stored_bytes']}\t"
                        f"{human_time(r['started_at'])}\t{'pinned' if r['pinned'] else ''}\t"
                        f"{title}")
         return
@@ -95,41 +96,41 @@ def show(ctx: Context, session_id: str, as_json: bool) -> None:
 
 
 def _print_session(row: dict[str, Any]) -> None:
-    click.echo(f"{row['id']}  [{row['state']}{', pinned' if row['pinned'] else ''}]")
-    click.echo(f"  raw {human_bytes(row['raw_bytes'])}, stored {human_bytes(row['stored_bytes'])}"
+    echo(f"{row['id']}  [{row['state']}{', pinned' if row['pinned'] else ''}]")
+    echo(f"  raw {human_bytes(row['raw_bytes'])}, stored {human_bytes(row['stored_bytes'])}"
                f"; started {human_time(row['started_at'])}, ended {human_time(row['ended_at'])}"
                # Its sizes are 0 since: say when, and that the digest is what is left.
                + (f"; raw bytes evicted {human_time(row['evicted_at'])}, digest kept"
                   if row["evicted_at"] is not None and row["state"] == "evicted" else ""))
     for path in row["files"]:
-        click.echo(f"  file  {path}")
+        echo(f"  file  {path}")
     digest = row.get("digest")
     if not digest:
-        click.echo("  (not analyzed yet)")
+        echo("  (not analyzed yet)")
         return
     for key in ("title", "cwd", "git_branch", "outcome", "user_turns"):
         if digest.get(key) not in (None, "", []):
-            click.echo(f"  {key}: {digest[key]}")
+            echo(f"  {key}: {digest[key]}")
     if digest.get("duration_s") is not None:
-        click.echo(f"  duration: {human_duration(digest['duration_s'])}")
+        echo(f"  duration: {human_duration(digest['duration_s'])}")
     if digest.get("models"):
-        click.echo(f"  models: {', '.join(digest['models'])}")
+        echo(f"  models: {', '.join(digest['models'])}")
     tokens = digest.get("tokens") or {}
     if tokens:
-        click.echo("  tokens: " + ", ".join(f"{k} {v}" for k, v in tokens.items()))
+        echo("  tokens: " + ", ".join(f"{k} {v}" for k, v in tokens.items()))
     if row["cost_usd"] is not None:
-        click.echo(f"  cost: {human_cost(row['cost_usd'])}")
+        echo(f"  cost: {human_cost(row['cost_usd'])}")
     if digest.get("tool_calls"):
-        click.echo("  tools: " + ", ".join(f"{k}×{v}" for k, v in digest["tool_calls"].items()))
+        echo("  tools: " + ", ".join(f"{k}×{v}" for k, v in digest["tool_calls"].items()))
     for key in ("files_edited", "commands"):
         for item in (digest.get(key) or [])[:20]:
-            click.echo(f"  {key[:-1] if key.endswith('s') else key}: {item}")
+            echo(f"  {key[:-1] if key.endswith('s') else key}: {item}")
     for err in (digest.get("errors") or [])[:10]:
-        click.echo(f"  error ({err.get('tool')}): {err.get('snippet')}")
+        echo(f"  error ({err.get('tool')}): {err.get('snippet')}")
     if digest.get("first_prompt"):
-        click.echo(f"  first prompt: {digest['first_prompt'][:500]}")
+        echo(f"  first prompt: {digest['first_prompt'][:500]}")
     if digest.get("last_assistant_message"):
-        click.echo(f"  last message: {digest['last_assistant_message'][:500]}")
+        echo(f"  last message: {digest['last_assistant_message'][:500]}")
 
 
 @click.command()
@@ -148,8 +149,8 @@ def export(ctx: Context, session_id: str, out_dir: Path, all_versions: bool,
         emit_json({"files": [str(p) for p in written]})
     else:
         for p in written:
-            click.echo(str(p))
-    click.echo(f"exported {human_count(len(written), 'file')}", err=True)
+            echo(str(p))
+    echo(f"exported {human_count(len(written), 'file')}", err=True)
 
 
 @click.command()
@@ -164,9 +165,9 @@ def restore(ctx: Context, session_id: str, force: bool, as_json: bool) -> None:
         emit_json({"files": [str(p) for p in written]})
     else:
         for p in written:
-            click.echo(str(p))
+            echo(str(p))
     # Files in place with the stored bytes are left alone: say so, not only "0 files".
-    click.echo(f"restored {human_count(len(written), 'file')}" if written else
+    echo(f"restored {human_count(len(written), 'file')}" if written else
                "restored nothing: its files are in place already, with the stored bytes",
                err=True)
 
@@ -180,7 +181,7 @@ def _pin_command(name: str, pinned: bool, help_text: str) -> click.Command:
             sid = memory.pin(session_id, pinned)
         if as_json:
             emit_json({"id": sid, "pinned": pinned})
-        click.echo(f"{sid} {'pinned' if pinned else 'unpinned'}", err=True)
+        echo(f"{sid} {'pinned' if pinned else 'unpinned'}", err=True)
 
     return command
 

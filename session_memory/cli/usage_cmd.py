@@ -11,6 +11,7 @@ from session_memory import usage as usage_mod
 from session_memory.cli.common import (
     Context,
     data_command,
+    echo,
     emit_json,
     print_table,
     rich_text,
@@ -51,7 +52,7 @@ def usage(ctx: Context, by: str, since: str | None, until: str | None, project: 
     nowhere has no cost (null)."""
     click_ctx = click.get_current_context()
     if (zone := unknown_time_zone()) is not None:  # `usage blocks` shows local times too
-        click.echo(f"TZ={zone!r} is no time zone this system knows: local days and times "
+        echo(f"TZ={zone!r} is no time zone this system knows: local days and times "
                    "are UTC ones", err=True)
     if click_ctx.invoked_subcommand is not None:
         click_ctx.meta["usage_json"] = as_json
@@ -68,14 +69,14 @@ def usage(ctx: Context, by: str, since: str | None, until: str | None, project: 
         emit_json(rows)
         return
     if not rows:
-        click.echo("no usage recorded" + (" in that window" if since or until else "")
+        echo("no usage recorded" + (" in that window" if since or until else "")
                    + (f"; {human_count(waiting, 'session')} without a digest yet "
                       f"{'is' if waiting == 1 else 'are'} not counted (`analyze --all` "
                       "counts them now)" if waiting else ""), err=True)
         return
     if table is None:
         for r in rows:
-            click.echo("\t".join(str(v) for v in (r["key"], r["sessions"],
+            echo("\t".join(str(v) for v in (r["key"], r["sessions"],
                                                    *(r[k] for k in _COLUMNS),
                                                    human_cost(r["cost_usd"]))))
         return
@@ -152,11 +153,11 @@ def _notes(rows: list[dict[str, Any]]) -> None:
     """What a reader of the table should know of its rows (on stderr)."""
     unpriced = sorted({m for r in rows for m in r.get("unpriced_models", [])})
     if unpriced:
-        click.echo(f"no price known for {', '.join(unpriced)}: their rows show no cost "
+        echo(f"no price known for {', '.join(unpriced)}: their rows show no cost "
                    "(set one under [prices] in the config)", err=True)
     whole = sum(r.get("whole_session_estimates", 0) for r in rows)
     if whole:
-        click.echo(f"{human_count(whole, 'session')} analyzed before usage was kept by the "
+        echo(f"{human_count(whole, 'session')} analyzed before usage was kept by the "
                    "hour, raw bytes since evicted: each counted whole at its start", err=True)
 
 
@@ -177,12 +178,12 @@ def blocks(ctx: Context, since: str | None, active_only: bool, as_json: bool) ->
         return
     if not found:
         last = [b for b in recorded if not b["gap"]]
-        click.echo(f"no block is running now; the last ended {_local(last[-1]['end'])}"
+        echo(f"no block is running now; the last ended {_local(last[-1]['end'])}"
                    if last else "no billing blocks recorded", err=True)
         return
     if not sys.stdout.isatty():
         for b in found:
-            click.echo("\t".join(str(v) for v in (
+            echo("\t".join(str(v) for v in (
                 b["start"], b["end"], "active" if b["active"] else "gap" if b["gap"] else "",
                 *(b[k] for k in _COLUMNS), human_cost(b["cost_usd"]))))
         return

@@ -361,3 +361,32 @@ def test_ingest_of_a_file_that_is_no_session_file_is_a_usage_error(
     assert as_json("sessions") == []
     # A folder is walked, and what it holds that is no session's file passed by, as ever.
     assert as_json("ingest", str(notes.parent))["files_changed"] == 2
+
+
+def test_what_a_session_holds_reaches_the_terminal_as_text_not_as_control(
+        sources: dict[str, Path]) -> None:
+    """A transcript may hold escape sequences (a tool's colored output, a file the agent
+    read): printed as they were, they retitled the terminal, could set its clipboard
+    (OSC 52), or hid what followed. Shown as \\xNN instead; JSON keeps them as they are."""
+    evil = "fix \x1b]0;pwned\x07 the \x1b]52;c;ZXZpbA==\x07bug\r now"
+    f = sources["claude-code"] / "-home-dev-app" / f"{SID}.jsonl"
+    f.parent.mkdir()
+    f.write_text("".join(json.dumps(r) + "\n" for r in (
+        {"type": "user", "timestamp": "2026-01-05T10:00:00Z", "cwd": "/home/dev/app",
+         "message": {"role": "user", "content": evil}},
+        {"type": "assistant", "timestamp": "2026-01-05T10:00:09Z", "cwd": "/home/dev/app",
+         "message": {"id": "msg_1", "role": "assistant", "model": "claude-x",
+                     "content": [{"type": "text", "text": f"done: {evil}"}]}})))
+    os.utime(f, (1767607209, 1767607209))  # written in January: ended
+    cli("ingest")
+    cli("analyze")
+    assert "\x1b]52" in as_json("show", SID)["digest"]["first_prompt"]
+    outputs = {"show": cli("show", SID).stdout, "search": cli("search", "pwned").stdout,
+               "sessions": cli("sessions").stdout,
+               "table": on_terminal(200, "sessions"), "search on a terminal":
+               on_terminal(200, "search", "pwned")}
+    for name, out in outputs.items():
+        out = out.replace("\r\n", "\n")  # a terminal's line ends
+        assert "\x07" not in out and "\x1b]" not in out and "\r" not in out, (name, out)
+    assert "first prompt: fix \\x1b]0;pwned\\x07 the \\x1b]52;c;ZXZpbA==\\x07bug\\x0d now" \
+        in outputs["show"]
