@@ -7,7 +7,7 @@ import sys
 import click
 
 from session_memory import exitcodes
-from session_memory.cli.common import Context, data_command, emit_json
+from session_memory.cli.common import Context, data_command, echo, emit_json
 from session_memory.humanize import human_bytes, human_count, human_time
 
 
@@ -51,11 +51,11 @@ def check(ctx: Context, repair: bool, as_json: bool) -> None:
                   | ({"repaired": repaired} if repair else {}))
     else:
         for fix in repaired:
-            click.echo(f"repaired: {fix}")
+            echo(f"repaired: {fix}")
         for p in problems:
-            click.echo(p)
+            echo(p)
         for w in warnings:
-            click.echo(f"warning: {w}")
+            echo(f"warning: {w}")
         click.echo(human_count(len(problems), "problem") if problems else "stores healthy",
                    err=True)
     if problems:

@@ -194,6 +194,10 @@ def test_check_warns_of_odd_source_files_without_failing(home: Path) -> None:
     assert report["ok"] is True and report["problems"] == []
     assert any("link.jsonl" in w and "symlink" in w for w in report["warnings"])
     assert any("pipe.jsonl" in w for w in report["warnings"])
+    # A file's name is the user's to choose, control characters and all: shown, not sent.
+    os.mkfifo(home / "src" / "mytool" / "\x1b]0;pwned\x07.jsonl")
+    shown = cli("check").stdout
+    assert "\\x1b]0;pwned\\x07.jsonl" in shown and "\x1b" not in shown
 
 
 def test_forget_of_a_parent_leaves_no_trace_in_its_childrens_digests(home: Path) -> None:
