@@ -30,15 +30,20 @@ def ingest(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
                                    f"{source.root}, holds it): nothing of it would be stored")
         if sys.stderr.isatty():
             # Here: only an interactive ingest draws a bar; other commands start without it.
-            from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+            from rich.progress import BarColumn, DownloadColumn, Progress
 
+            # In KiB and MiB, as the line it ends with (rich's own speed is in kB, MB).
             with Progress("[progress.description]{task.description}", BarColumn(),
-                          DownloadColumn(), TransferSpeedColumn(), console=console(err=True),
-                          transient=True) as bar:
-                task = bar.add_task("ingesting", total=None)
-                summary = memory.ingest(list(paths) or None,
-                                        progress=lambda done, total: bar.update(
-                                            task, completed=done, total=total))
+                          DownloadColumn(binary_units=True), "{task.fields[speed]}",
+                          console=console(err=True), transient=True) as bar:
+                task = bar.add_task("ingesting", total=None, speed="")
+
+                def update(done: int, total: int) -> None:
+                    speed = bar.tasks[0].speed
+                    bar.update(task, completed=done, total=total,
+                               speed="" if speed is None else f"{human_bytes(speed)}/s")
+
+                summary = memory.ingest(list(paths) or None, progress=update)
         else:
             summary = memory.ingest(list(paths) or None)
         sealed = memory.seal(workers=os.cpu_count() or 1)

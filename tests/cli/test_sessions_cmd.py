@@ -390,3 +390,31 @@ def test_what_a_session_holds_reaches_the_terminal_as_text_not_as_control(
         assert "\x07" not in out and "\x1b]" not in out and "\r" not in out, (name, out)
     assert "first prompt: fix \\x1b]0;pwned\\x07 the \\x1b]52;c;ZXZpbA==\\x07bug\\x0d now" \
         in outputs["show"]
+
+
+def test_ingest_on_a_terminal_counts_its_progress_in_the_units_of_its_summary(
+        sources: dict[str, Path]) -> None:
+    """The bar counted MB (10^6) and MB/s, the line after it MiB: two sizes for one pass."""
+    root = sources["claude-code"] / "-home-dev-app"
+    root.mkdir()
+    for i in range(40):
+        (root / f"5c1d7a4e-0000-4000-8000-{i:012d}.jsonl").write_text(
+            json.dumps({"type": "user", "text": f"{i} " * 50_000}) + "\n")
+    shown, terminal = os.openpty()
+    try:
+        run = subprocess.run([sys.executable, "-m", "session_memory", "ingest"],
+                             stdout=terminal, stderr=terminal, timeout=120,
+                             env={**os.environ, "COLUMNS": "100"})
+        os.close(terminal)
+        output = b""
+        with contextlib.suppress(OSError):  # EIO: the terminal is closed and drained
+            while chunk := os.read(shown, 65536):
+                output += chunk
+    finally:
+        os.close(shown)
+    assert run.returncode == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", output.decode())
+    bars = [line for line in re.split(r"[\r\n]", text) if line.startswith("ingesting")]
+    assert bars and any("MiB" in bar for bar in bars), text
+    assert not any(re.search(r"\d (kB|MB)\b", bar) for bar in bars), bars
+    assert "ingested 5.2 MiB from 40 changed files" in text
