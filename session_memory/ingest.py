@@ -399,8 +399,11 @@ class Ingestor:
             if reader is None:
                 return out
             self._readers.append(reader)
-            stamps = self.tier1.cursor_stamps(source.name, reader.prefix)
-            for vf in reader.changed(stamps.get, self.clock.now()):
+            def stored(prefix: str, native: str | None) -> dict[str, int | None]:
+                return self.tier1.cursor_stamps(
+                    source.name, prefix, None if native is None else f"{source.name}:{native}")
+
+            for vf in reader.changed(stored, self.clock.now()):
                 summary.files_seen += 1
                 out.append(Candidate(source, PurePosixPath(vf.relpath), "", _virtual_stat(vf),
                                      0, 0, virtual=vf))

@@ -93,18 +93,21 @@ class VirtualFile(msgspec.Struct, frozen=True):
     """Its content, made only when asked (in the reader's snapshot, before close())."""
 
 
+StoredStamps = Callable[[str, str | None], dict[str, int | None]]
+"""stored(prefix, native_id): the stamps of the stored files whose relpath begins with
+`prefix`, by relpath; with a native id, of that session's files only (an index lookup:
+what a pass that compares one session's rows asks, rather than every row's stamp)."""
+
+
 class VirtualReader(Protocol):
     """A database read in one snapshot, from open_virtual to close()."""
 
-    prefix: str
-    """Every VirtualFile's relpath begins with it."""
     path: Path
     """The database it reads."""
 
-    def changed(self, stored: Callable[[str], int | None],
-                now: float) -> Iterator[VirtualFile]:
-        """The files whose stamp is not the `stored` one (None: not stored); `now` in
-        seconds since the epoch."""
+    def changed(self, stored: StoredStamps, now: float) -> Iterator[VirtualFile]:
+        """The files whose stamp is not the stored one (None, or no entry: not stored);
+        `now` in seconds since the epoch."""
         ...
 
     def close(self) -> None: ...

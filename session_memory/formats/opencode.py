@@ -33,6 +33,7 @@ from session_memory.formats.base import (
     WHOLE_ROOT,
     FileRole,
     Head,
+    StoredStamps,
     Turn,
     VirtualFile,
     arguments_text,
@@ -140,8 +141,6 @@ class DatabaseReader:
     was written in the last RECHECK_MS, has its message and part rows (by session_id,
     indexed) compared, by time_updated alone; only a changed row is read and made JSON."""
 
-    prefix = VIRTUAL_PREFIX
-
     def __init__(self, db: ForeignDatabase) -> None:
         from session_memory.store.foreign import ForeignReadError
 
@@ -155,26 +154,29 @@ class DatabaseReader:
             db.close()
             raise ForeignReadError(db.path, "not OpenCode's tables (session, message, part)")
 
-    def changed(self, stored: Callable[[str], int | None], now: float) -> Iterator[VirtualFile]:
+    def changed(self, stored: StoredStamps, now: float) -> Iterator[VirtualFile]:
         recent = now * 1000 - RECHECK_MS
         sessions = list(self.db.rows("SELECT id, project_id, time_updated FROM session"))
+        stored_sessions = stored(f"{VIRTUAL_PREFIX}session/", None)
         for sid, project, updated in sessions:
             path = f"{VIRTUAL_PREFIX}session/{project}/{sid}.json"
             stamp = _stamp(updated)
-            if stored(path) == stamp and not (isinstance(updated, int) and updated >= recent):
+            if stored_sessions.get(path) == stamp and not (isinstance(updated, int)
+                                                           and updated >= recent):
                 continue
+            own = stored(VIRTUAL_PREFIX, sid)
             for mid, m_updated in list(self.db.rows(
                     "SELECT id, time_updated FROM message WHERE session_id = ?", (sid,))):
                 m_path = f"{VIRTUAL_PREFIX}message/{sid}/{mid}.json"
-                if stored(m_path) != (m_stamp := _stamp(m_updated)):
+                if own.get(m_path) != (m_stamp := _stamp(m_updated)):
                     yield VirtualFile(m_path, m_stamp, partial(self._message, sid, mid))
             for pid, mid, p_updated in list(self.db.rows(
                     "SELECT id, message_id, time_updated FROM part WHERE session_id = ?",
                     (sid,))):
                 p_path = f"{VIRTUAL_PREFIX}part/{mid}/{pid}.json"
-                if stored(p_path) != (p_stamp := _stamp(p_updated)):
+                if own.get(p_path) != (p_stamp := _stamp(p_updated)):
                     yield VirtualFile(p_path, p_stamp, partial(self._part, sid, mid, pid))
-            if stored(path) != stamp:
+            if own.get(path) != stamp:
                 yield VirtualFile(path, stamp, partial(self._session, sid))
 
     def _data(self, table: str, row_id: str) -> dict[str, Any]:

@@ -240,13 +240,20 @@ class Tier1:
                 else self.conn.execute(sql))
         return [Cursor(*row) for row in rows]
 
-    def cursor_stamps(self, source: str, prefix: str) -> dict[str, int | None]:
+    def cursor_stamps(self, source: str, prefix: str,
+                      session_id: str | None = None) -> dict[str, int | None]:
         """The stored mtime_ns of every file of a source whose path begins with `prefix`
-        (a format's files made from a database: see formats.base.VirtualFile), by path."""
+        (a format's files made from a database: see formats.base.VirtualFile), by path;
+        with `session_id`, of that session's files only (looked up by session)."""
         end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        return {str(path): mtime_ns for path, mtime_ns in self.conn.execute(
-            "SELECT path, mtime_ns FROM cursors WHERE source = ? AND path >= ? AND path < ?",
-            (source, prefix, end))}
+        if session_id is None:
+            rows = self.conn.execute("SELECT path, mtime_ns FROM cursors WHERE source = ?"
+                                     " AND path >= ? AND path < ?", (source, prefix, end))
+        else:
+            rows = self.conn.execute("SELECT path, mtime_ns FROM cursors WHERE session_id = ?"
+                                     " AND source = ? AND path >= ? AND path < ?",
+                                     (session_id, source, prefix, end))
+        return {str(path): mtime_ns for path, mtime_ns in rows}
 
     def cursor(self, source: str, path: str) -> Cursor | None:
         row = self.conn.execute(f"SELECT {_CURSOR_COLS} FROM cursors WHERE source = ? AND path = ?",

@@ -6,8 +6,10 @@ Builds an opencode.db (OpenCode's tables, tests/formats/opencode_db.py) of `--se
 sessions of 20 messages each, every assistant message with 4 parts (text, a tool call with
 a few KB of output, step start and finish), and the same sessions as the JSON files
 OpenCode wrote before 1.2. Each round, in a fresh home: the first ingest of the database,
-a pass with nothing changed, a pass after one part of one session changed (its session row
-touched, as a step's end does); and the first ingest of the JSON files, for comparison.
+a pass with nothing changed (a whole walk, and the daemon's pass when the watcher names
+the WAL), a pass after one part of one session changed (its session row touched, as a
+step's end does); and the first ingest of the JSON files and a pass over them with
+nothing changed, for comparison.
 Medians of wall and CPU seconds (this process's user + system)."""
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -129,8 +132,10 @@ def main() -> None:
             data.mkdir(parents=True)
             shutil.copy(base / "opencode.db", data / "opencode.db")
             with Memory(config.load(), clock=clock) as memory:
+                wal = [data / "opencode.db-wal"]
                 for name, fn in (("db first ingest", memory.ingest),
-                                 ("db no-change pass", memory.ingest)):
+                                 ("db no-change pass", memory.ingest),
+                                 ("db no-change, WAL named", partial(memory.ingest, wal))):
                     wall, cpu, summary = _timed(fn)
                     assert summary.errors == 0
                     figures.setdefault(name, []).append((wall, cpu))
