@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 
@@ -47,3 +48,14 @@ def human_duration(seconds: float | None, missing: str = "-") -> str:
     if days == 0:
         return f"{hours} h {minutes % 60} min" if minutes % 60 else f"{hours} h"
     return f"{days} d {hours % 24} h" if hours % 24 else f"{days} d"
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shown(text: str) -> str:
+    """Text a session holds (a title, a prompt, a command, a file's name) as a terminal
+    should get it: each control character but tab and line feed as `\\xNN`. Sent as
+    it is, an escape sequence in a transcript retitled the window, could write the
+    clipboard, or hid what came after it."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)

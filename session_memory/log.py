@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 _PRIORITY = {"critical": 2, "exception": 3, "error": 3, "warning": 4, "warn": 4,
@@ -51,6 +52,16 @@ class _PriorityRenderer:
         return f"<{_PRIORITY.get(level, 6)}>{line}"
 
 
+def _as_text(logger: Any, name: str, event_dict: MutableMapping[str, Any]
+             ) -> dict[str, Any]:
+    """For the console: a value's control characters shown, not sent (a session id may be
+    a file's name, which may hold an escape sequence); JSON escapes them itself."""
+    from session_memory.humanize import shown
+
+    return {key: shown(value) if isinstance(value, str) else value
+            for key, value in event_dict.items()}
+
+
 def under_systemd() -> bool:
     return bool(os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"))
 
@@ -76,7 +87,8 @@ def setup(level: str = "info", *, force_json: bool | None = None) -> None:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    *([] if use_json else [_as_text]), renderer],
     )
     handler = _StderrHandler()
     handler.setFormatter(formatter)

@@ -79,3 +79,14 @@ def test_a_terminal_gets_structlogs_console_lines() -> None:
     assert "foreign record" in done.stderr and "ZeroDivisionError" in done.stderr
     assert not done.stderr.lstrip().startswith("{")
     assert done.stdout.strip() == "True"
+
+
+def test_a_terminal_gets_what_a_value_holds_as_text() -> None:
+    """A session id may be a file's name, escape sequences and all: on a terminal they are
+    shown, not sent; JSON escapes them itself."""
+    script = ('from session_memory import log\nlog.setup(force_json={})\n'
+              'log.get("session_memory.example").info("new session", '
+              'session="mytool:\\x1b]0;pwned\\x07.jsonl")')
+    console = run(script.format(False)).stderr
+    assert "\x1b]" not in console and "mytool:\\x1b]0;pwned\\x07.jsonl" in console
+    assert json.loads(run(script.format(True)).stderr)["session"] == "mytool:\x1b]0;pwned\x07.jsonl"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ import click
 
 from session_memory import config, exitcodes
 from session_memory.errors import FULL_MESSAGE, SessionMemoryError
+from session_memory.humanize import shown
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -113,17 +113,6 @@ def rich_text(text: str, style: str = "") -> Text:
     from rich.text import Text
 
     return Text(shown(text), style=style)
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def shown(text: str) -> str:
-    """Text a session holds (a title, a prompt, a command, a file's name) as a terminal
-    should get it: each control character but tab and line feed as `\\xNN`. Sent as
-    it is, an escape sequence in a transcript retitled the window, could write the
-    clipboard, or hid what came after it."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def echo(text: str, *, err: bool = False) -> None:
