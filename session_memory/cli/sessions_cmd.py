@@ -117,7 +117,7 @@ def _print_session(row: dict[str, Any]) -> None:
         echo(f"  models: {', '.join(digest['models'])}")
     tokens = digest.get("tokens") or {}
     if tokens:
-        echo("  tokens: " + ", ".join(f"{k} {v}" for k, v in tokens.items()))
+        echo("  tokens: " + ", ".join(f"{k} {v:,}" for k, v in tokens.items()))
     if row["cost_usd"] is not None:
         echo(f"  cost: {human_cost(row['cost_usd'])}")
     if digest.get("tool_calls"):

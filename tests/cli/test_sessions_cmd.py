@@ -213,6 +213,7 @@ def test_sessions_show_titles_and_cost(sources: dict[str, Path]) -> None:
     assert {k: shown_json[k] for k in row} == row  # `show` has what `sessions` lists
     assert f"  cost: ${row['cost_usd']:,.2f}\n" in cli("show", SID).stdout
     assert "  duration: 9 s\n" in cli("show", SID).stdout  # not duration_s: 9.0
+    assert "  tokens: input 100,000, output 20,000, " in cli("show", SID).stdout  # as usage
     plain = cli("sessions").stdout.rstrip("\n").split("\t")
     assert plain[:2] == [f"claude-code:{SID}", "analyzed"]
     assert plain[-1] == " ".join(title.split())  # one line, whatever the title holds
