@@ -191,3 +191,57 @@ def build(storage: Path, db: Path, now_ms: int) -> dict[str, int]:
     conn.execute("COMMIT")
     conn.close()
     return counts
+
+
+# -- made-up sessions, as many as asked: for a bench, and a crash test -----------------
+
+T0 = 1_760_000_000_000
+PROJECT = "0" * 40
+
+
+def sessions(count: int) -> list[tuple[str, Any]]:
+    """(legacy path, document) for every session, message and part."""
+    out: list[tuple[str, Any]] = [(f"project/{PROJECT}.json", {
+        "id": PROJECT, "worktree": "/work/p", "vcs": "git", "time": {"created": T0}})]
+    filler = "lorem ipsum dolor sit amet " * 40
+    for s in range(count):
+        sid = f"ses_{s:026d}"
+        t = T0 + s * 3_600_000
+        out.append((f"session/{PROJECT}/{sid}.json", {
+            "id": sid, "version": "1.0.107", "projectID": PROJECT, "directory": "/work/p",
+            "title": f"session {s}", "time": {"created": t, "updated": t + 600_000}}))
+        for m in range(20):
+            mid = f"msg_{s:013d}{m:013d}"
+            created = t + m * 20_000
+            user = m % 2 == 0
+            msg: dict[str, Any] = {"id": mid, "sessionID": sid,
+                                   "role": "user" if user else "assistant",
+                                   "time": {"created": created}}
+            if not user:
+                msg |= {"time": {"created": created, "completed": created + 9000},
+                        "modelID": "claude-sonnet-4-5-20250929", "providerID": "anthropic",
+                        "mode": "build", "path": {"cwd": "/work/p", "root": "/work/p"},
+                        "cost": 0.0123, "tokens": {"input": 1200, "output": 300,
+                                                   "reasoning": 0,
+                                                   "cache": {"read": 9000, "write": 100}}}
+            out.append((f"message/{sid}/{mid}.json", msg))
+            kinds = ["text"] if user else ["step-start", "text", "tool", "step-finish"]
+            for p, kind in enumerate(kinds):
+                pid = f"prt_{s:013d}{m:010d}{p:03d}"
+                part: dict[str, Any] = {"id": pid, "sessionID": sid, "messageID": mid,
+                                        "type": kind}
+                if kind == "text":
+                    part["text"] = f"message {m} of session {s}: {filler}"
+                elif kind == "tool":
+                    part |= {"tool": "bash", "callID": f"call_{pid}", "state": {
+                        "status": "completed", "input": {"command": "make test"},
+                        "output": filler * 4, "time": {"start": created, "end": created + 1}}}
+                out.append((f"part/{mid}/{pid}.json", part))
+    return out
+
+
+def write_files(storage: Path, docs: list[tuple[str, Any]]) -> None:
+    for rel, doc in docs:
+        path = storage / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc, indent=2))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -359,3 +360,71 @@ def test_naming_the_database_or_its_wal_reads_it(memory: Memory, db: Path) -> No
     summary = memory.ingest([wal])
     assert (summary.errors, summary.files_changed) == (0, 47)
     assert memory.ingest([db]).files_changed == 0
+
+
+CHILD = """
+from session_memory import config
+from session_memory.memory import Memory
+with Memory(config.load()) as memory:
+    memory.ingest()
+"""
+
+
+def _stored(memory: Memory) -> dict[str, tuple[int, str]]:
+    """Every stored file of the database's: its newest version and a hash of its bytes."""
+    out: dict[str, tuple[int, str]] = {}
+    for s in memory.sessions(source="opencode"):
+        for f in memory.tier1.files(s["id"]):
+            if f.path.startswith(opencode.VIRTUAL_PREFIX) and f.version >= out.get(
+                    f.path, (0, ""))[0]:
+                out[f.path] = (f.version, hashlib.sha256(_bytes(memory, f)).hexdigest())
+    return out
+
+
+def test_a_kill_mid_ingest_loses_nothing_and_stores_nothing_twice(
+        home: Path, tmp_path: Path) -> None:
+    """A real ingest process killed at its first group commit (before and after it) and
+    after its second, then an ingest to the end: the same files as an ingest never killed,
+    each once (version 1), and the stores consistent. A session's own file is stored after
+    its rows, so a kill between them leaves it to be compared again."""
+    storage = tmp_path / "made" / "storage"
+    opencode_db.write_files(storage, opencode_db.sessions(40))  # 2,400 rows: 3 groups
+    data = _data_dir(home)
+    data.mkdir(parents=True)
+    counts = opencode_db.build(storage, data / "opencode.db", MIGRATED_AT_MS)
+    assert counts["part"] + counts["message"] + counts["session"] > 2 * 1000
+    write_config(home, "")
+    env = dict(os.environ)
+    with _memory() as reference:
+        reference.ingest()
+        want = _stored(reference)
+    for point, after in (("before-commit:ingest", 0), ("after-commit:ingest", 0),
+                         ("after-commit:ingest", 1)):
+        shutil.rmtree(Path(os.environ["XDG_DATA_HOME"]) / "session-memory")
+        child = subprocess.run(
+            [sys.executable, "-c", CHILD],
+            env=env | {"SESSION_MEMORY_CRASH_AT": point, "SESSION_MEMORY_CRASH_AFTER": str(after)},
+            capture_output=True, timeout=300)
+        assert child.returncode == -9, (point, after, child.stderr[-2000:])
+        with _memory() as memory:
+            summary = memory.ingest()
+            assert summary.errors == 0 and summary.new_versions == 0
+            assert _stored(memory) == want, (point, after)
+            assert memory.check() == [], (point, after)
+            assert memory.ingest().files_changed == 0
+
+
+def test_opencodes_move_to_its_database_changes_no_digest(home: Path) -> None:
+    """A session stored and digested from its JSON files; then OpenCode 1.2 makes its
+    database from them (the files stay): the rows are stored too, and the digest made
+    again from both is the one the files gave."""
+    _legacy_home(home)
+    write_config(home, "")
+    before = _analyzed(home)
+    opencode_db.build(LEGACY, _data_dir(home) / "opencode.db", MIGRATED_AT_MS)
+    with _memory() as memory:
+        summary = memory.ingest()
+        assert (summary.errors, summary.files_changed) == (0, 47)
+        assert sorted(memory.analyze([f"opencode:{EDITED}", f"opencode:{PLANNED}"],
+                                     force=True)) == [f"opencode:{EDITED}", f"opencode:{PLANNED}"]
+    assert _analyzed(home) == before
