@@ -94,12 +94,14 @@ def prune(dir_relpath: PurePosixPath) -> bool:
 
 def unread_places(root: Path) -> list[tuple[Path, str]]:
     """Another channel's database beside storage/ (opencode-<channel>.db), which this source
-    does not read: said, so a user of such a release does not take the missing sessions
-    for none."""
+    does not read, and an opencode.db that is a link (not followed, as no source file is):
+    said, so a user does not take the missing sessions for none."""
     return [(db, f"OpenCode's session database, not read (only {root.name}/ and "
-                 f"{DB_NAME} are)")
+                 f"{DB_NAME} are)" if db.name != DB_NAME else
+                 "OpenCode's session database is a link, not followed: not read")
             for db in sorted(root.parent.glob("opencode*.db"))
-            if db.name != DB_NAME and db.is_file()]
+            if (db.name != DB_NAME and db.is_file()) or (db.name == DB_NAME
+                                                          and db.is_symlink())]
 
 
 # -- the database: its rows as the files OpenCode wrote before it ---------------------

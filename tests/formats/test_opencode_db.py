@@ -113,14 +113,16 @@ def _analyzed(home: Path, clock: float = NOW) -> dict[str, Any]:
             digests[native] = {k: v for k, v in digest.items()
                                if k not in ("analyzed_at", "raw_bytes", "files")}
         usage = memory.usage(by="session")
-        return {"digests": digests, "usage": usage}
+        transcripts = {native: memory.transcript(f"opencode:{native}", limit=200)
+                       for native in (EDITED, PLANNED)}
+        return {"digests": digests, "usage": usage, "transcripts": transcripts}
 
 
 def _legacy_home(home: Path) -> None:
     shutil.copytree(LEGACY, _data_dir(home) / "storage")
 
 
-def test_digest_and_usage_from_the_database_equal_those_from_the_json_files(
+def test_digest_usage_and_transcript_from_the_database_equal_those_from_the_json_files(
         db: Path, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from_db = _analyzed(home)
     # The same sessions as JSON files only, in another home.
@@ -133,6 +135,7 @@ def test_digest_and_usage_from_the_database_equal_those_from_the_json_files(
     write_config(other, "")
     from_json = _analyzed(other)
     assert from_db["digests"][EDITED]["tokens"]["output"] > 0
+    assert len(from_db["transcripts"][EDITED]["messages"]) > 10
     assert from_db == from_json
 
 
@@ -282,6 +285,9 @@ def test_a_linked_database_is_skipped(home: Path, tmp_path: Path,
         summary = memory.ingest()
         assert (summary.skipped, summary.errors, summary.files_changed) == (1, 0, 0)
         assert memory.sessions(source="opencode") == []
+        assert [w for w in memory.check_warnings() if "opencode" in w] == [
+            f"{_data_dir(home) / 'opencode.db'}: OpenCode's session database is a link, "
+            "not followed: not read"]
     (line,) = _logged(caplog)
     assert "link" in line["reason"]
 
