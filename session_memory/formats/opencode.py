@@ -183,7 +183,11 @@ class DatabaseReader:
 
     def _data(self, table: str, row_id: str) -> dict[str, Any]:
         for (data,) in self.db.rows(f"SELECT data FROM {table} WHERE id = ?", (row_id,)):
-            value = json.loads(data) if isinstance(data, str | bytes) else None
+            try:
+                value = json.loads(data) if isinstance(data, str | bytes) else data
+            except ValueError:  # not JSON: kept as its text (a pass must not stop at it)
+                value = data if isinstance(data, str) else data.decode("utf-8",
+                                                                       "surrogateescape")
             return value if isinstance(value, dict) else {"data": value}
         return {}  # deleted since the snapshot began: cannot be, but an empty record reads
 

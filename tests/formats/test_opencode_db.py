@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -269,6 +270,26 @@ def test_forget_leaves_no_trace(memory: Memory, db: Path) -> None:
     assert _fingerprint(db) == before
 
 
+@pytest.mark.parametrize("data", ["not json {", b"\xff\xfe not UTF-8", 42])
+def test_a_row_whose_data_is_no_json_is_stored_and_the_pass_goes_on(
+        memory: Memory, db: Path, data: str | bytes | int) -> None:
+    """Its text kept in the file's "data", as a row whose data is JSON but no object."""
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE part SET data = ? WHERE id = ?", (data, PART))
+    conn.close()
+    summary = memory.ingest()
+    assert (summary.errors, summary.files_changed) == (0, 47)
+    stored = json.loads(_bytes(memory, _files(memory, EDITED)[
+        f"opencode.db/part/{PART_MESSAGE}/{PART}.json"]))
+    assert stored["id"] == PART and stored["sessionID"] == EDITED
+    assert stored["data"] == (data.decode("utf-8", "surrogateescape")
+                              if isinstance(data, bytes) else data)
+    assert memory.ingest().files_changed == 0
+    memory.analyze(include_active=True)
+    assert memory.tier2.has_digest(f"opencode:{EDITED}")
+
+
 def _logged(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return [r.msg for r in caplog.records if isinstance(r.msg, dict)
             and "database" in str(r.msg.get("event"))]
@@ -434,3 +455,4 @@ def test_opencodes_move_to_its_database_changes_no_digest(home: Path) -> None:
         assert sorted(memory.analyze([f"opencode:{EDITED}", f"opencode:{PLANNED}"],
                                      force=True)) == [f"opencode:{EDITED}", f"opencode:{PLANNED}"]
     assert _analyzed(home) == before
+
