@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from session_memory import formats, maintenance, readers, safe_write
 from session_memory import ingest as ingest_mod
 from session_memory.clock import Clock, SystemClock
-from session_memory.config import Settings
+from session_memory.config import Settings, Source
 from session_memory.errors import EvictedError, NotFoundError, SessionMemoryError, UsageError
 from session_memory.fswalk import OsWalker, Walker
 from session_memory.store.tier1 import Cursor, Tier1
@@ -678,20 +678,41 @@ class Memory:
         cursors = self.tier1.cursors_of(sid)
         result = maintenance.forget(self.tier1, self.tier2, sid, self.clock.now())
         # The next ingest takes these again: the caller must say so.
-        return result | {"source_files": [str(p) for p in self._read_again(cursors)]}
+        files, databases = self._read_again(cursors)
+        return result | {"source_files": [str(p) for p in files],
+                         "source_databases": [str(p) for p in databases]}
 
-    def _read_again(self, cursors: list[Cursor]) -> list[Path]:
+    def _read_again(self, cursors: list[Cursor]) -> tuple[list[Path], list[Path]]:
         """Of the files whose cursors a forgotten session held, those still where its agent
         tool keeps them that the next ingest reads again: those whose cursor went with it
         (not a file of runs, whose cursor passes to the run left before: the next ingest
-        goes on from where it was, and only new bytes are stored)."""
-        found = []
+        goes on from where it was, and only new bytes are stored). Then the databases that
+        held its files made from rows (formats/base.py, VirtualFile), which still exist:
+        the next ingest reads its rows again while the tool keeps them."""
+        found: list[Path] = []
+        databases: set[Path] = set()
         for cursor in cursors:
             source = self.settings.sources.get(cursor.source)
-            if (source is not None and self.tier1.cursor(cursor.source, cursor.path) is None
-                    and (source.root / cursor.phys_path).is_file()):
+            if source is None or self.tier1.cursor(cursor.source, cursor.path) is not None:
+                continue
+            if (source.root / cursor.phys_path).is_file():
                 found.append(source.root / cursor.phys_path)
-        return sorted(found)
+            elif (database := self._database_of(source, cursor.phys_path)) is not None:
+                databases.add(database)
+        return sorted(found), sorted(databases)
+
+    @staticmethod
+    def _database_of(source: Source, phys_path: str) -> Path | None:
+        """The database a stored file was made from, where it is one of a database's rows
+        and that database is still there (a regular file: ingest reads no other)."""
+        places = getattr(_format_module(source.format), "virtual_places", None)
+        if places is None:
+            return None
+        first = phys_path.split("/", 1)[0]
+        for place in places(Path(os.path.realpath(source.root))):
+            if place.name == first and place.is_file() and not place.is_symlink():
+                return Path(place)
+        return None
 
     def repair(self) -> list[str]:
         """Fix what `check` finds between the tiers when that loses nothing; one line a fix."""

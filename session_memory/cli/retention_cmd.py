@@ -114,6 +114,11 @@ def _say_what_comes_back(result: dict[str, Any]) -> None:
                    " forgotten:", err=True)
         for path in still_there:
             echo(f"  {path}", err=True)
+    for database in result["source_databases"]:
+        # Not to be deleted: it holds the tool's other sessions too.
+        echo(f"warning: the agent tool's database {database} still holds the session, and"
+             " the next ingest (the daemon's within minutes) stores it again; delete the"
+             " session in the agent tool to keep it forgotten", err=True)
 
 
 def _evicted_count(report: dict[str, Any]) -> int:

@@ -85,7 +85,9 @@ class VirtualFile(msgspec.Struct, frozen=True):
     """A file a format makes from another program's database (see open_virtual)."""
 
     relpath: str
-    """Under the source root, apart from any real file's path."""
+    """Under the source root, apart from any real file's path: below a folder named as the
+    database file (virtual_places' first), which is how forget tells that the database
+    still holds a forgotten session's rows."""
     stamp_ns: int
     """What changes when its content does (the row's time of writing): kept as its stored
     mtime_ns, and compared with that before `read` is asked."""

@@ -290,6 +290,27 @@ def test_a_row_whose_data_is_no_json_is_stored_and_the_pass_goes_on(
     assert memory.tier2.has_digest(f"opencode:{EDITED}")
 
 
+def test_forget_says_the_database_still_holds_the_session(memory: Memory, db: Path) -> None:
+    """The next ingest takes its rows again (as it takes a forgotten session's files that
+    are still there): said, naming the database, not as files to delete."""
+    memory.ingest()
+    gone = memory.forget(f"opencode:{EDITED}")
+    assert (gone["source_files"], gone["source_databases"]) == ([], [str(db)])
+    assert memory.ingest().files_changed == 1 + 8 + 22  # what it said: back again
+    db.unlink()
+    assert memory.forget(f"opencode:{EDITED}")["source_databases"] == []
+
+
+def test_the_forget_command_warns_that_the_database_brings_it_back(db: Path) -> None:
+    with _memory() as memory:
+        memory.ingest()
+    run = subprocess.run([sys.executable, "-m", "session_memory", "forget",
+                          f"opencode:{EDITED}"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert f"database {db} still holds the session" in run.stderr
+    assert "still in the agent tool's folder" not in run.stderr
+
+
 def _logged(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return [r.msg for r in caplog.records if isinstance(r.msg, dict)
             and "database" in str(r.msg.get("event"))]
