@@ -1,9 +1,11 @@
 """Another program's live SQLite database, read in one snapshot and never written.
 
 A format whose tool keeps sessions in a database (formats/, which knows its tables) reads
-it through this: opened read-only (no write, no lock held past the snapshot, nothing
-created), a regular file only (a link is not followed), one read transaction that the
-caller ends when its pass is done, so the tool's checkpoints are held back no longer."""
+it through this: opened read-only (no write to it, no lock held past the snapshot; where
+the tool is not running, SQLite makes the WAL index and an empty WAL beside it, as any
+reader of a WAL database does), a regular file only (a link is not followed), one read
+transaction that the caller ends when its pass is done, so the tool's checkpoints are held
+back no longer."""
 
 from __future__ import annotations
 
