@@ -331,7 +331,7 @@ class Ingestor:
                                  points.get((source.name, phys)),
                                  cursor is None and paths is None))
         for source in with_databases:
-            out += self._virtual_candidates(source, summary)
+            out += self._virtual_candidates(source, summary, walk=paths is None)
         return _read_order(out)
 
     def _path_roots(self) -> list[tuple[Source, Path, str]]:
@@ -389,7 +389,8 @@ class Ingestor:
         named = {places[p].name: places[p] for p in map(os.path.abspath, paths) if p in places}
         return list(named.values()), [p for p in paths if os.path.abspath(p) not in places]
 
-    def _virtual_candidates(self, source: Source, summary: IngestSummary) -> list[Candidate]:
+    def _virtual_candidates(self, source: Source, summary: IngestSummary, *,
+                            walk: bool) -> list[Candidate]:
         """The files a source's database holds that differ from those stored: compared by
         their stamps, none read yet (sync reads each, in the same snapshot)."""
         fmt: Any = formats.get(source.format)
@@ -403,7 +404,7 @@ class Ingestor:
                 return self.tier1.cursor_stamps(
                     source.name, prefix, None if native is None else f"{source.name}:{native}")
 
-            for vf in reader.changed(stored, self.clock.now()):
+            for vf in reader.changed(stored, self.clock.now(), walk=walk):
                 summary.files_seen += 1
                 out.append(Candidate(source, PurePosixPath(vf.relpath), "", _virtual_stat(vf),
                                      0, 0, virtual=vf))

@@ -107,9 +107,11 @@ class VirtualReader(Protocol):
     path: Path
     """The database it reads."""
 
-    def changed(self, stored: StoredStamps, now: float) -> Iterator[VirtualFile]:
+    def changed(self, stored: StoredStamps, now: float, *,
+                walk: bool) -> Iterator[VirtualFile]:
         """The files whose stamp is not the stored one (None, or no entry: not stored);
-        `now` in seconds since the epoch."""
+        `now` in seconds since the epoch. `walk`: a whole walk's (the rescan behind the
+        watcher), which may look further than a pass the watcher asks for."""
         ...
 
     def close(self) -> None: ...

@@ -112,6 +112,10 @@ RECHECK_MS = 15 * 60 * 1000
 """A session whose row was written this recently has its messages and parts compared on
 every pass, even when its row has not changed since: OpenCode updates the session row
 when a prompt starts and a step ends, not as each part is written."""
+RECHECK_WALK_MS = 24 * 3600 * 1000
+"""As RECHECK_MS, for a whole walk (every few minutes): a step that ends with no write of
+the session row (stopped by the user, a tool run or a question left open longer than
+RECHECK_MS) writes its last message and part rows that long after the row."""
 
 
 def virtual_places(root: Path) -> list[Path]:
@@ -140,8 +144,9 @@ def open_virtual(root: Path) -> DatabaseReader | None:
 class DatabaseReader:
     """What changed in opencode.db since the rows stored: each session row is compared
     with its stored file (the session table is small); only a session that changed, or
-    was written in the last RECHECK_MS, has its message and part rows (by session_id,
-    indexed) compared, by time_updated alone; only a changed row is read and made JSON."""
+    was written in the last RECHECK_MS (RECHECK_WALK_MS on a whole walk), has its message
+    and part rows (by session_id, indexed) compared, by time_updated alone; only a
+    changed row is read and made JSON."""
 
     def __init__(self, db: ForeignDatabase) -> None:
         from session_memory.store.foreign import ForeignReadError
@@ -156,8 +161,9 @@ class DatabaseReader:
             db.close()
             raise ForeignReadError(db.path, "not OpenCode's tables (session, message, part)")
 
-    def changed(self, stored: StoredStamps, now: float) -> Iterator[VirtualFile]:
-        recent = now * 1000 - RECHECK_MS
+    def changed(self, stored: StoredStamps, now: float, *,
+                walk: bool) -> Iterator[VirtualFile]:
+        recent = now * 1000 - (RECHECK_WALK_MS if walk else RECHECK_MS)
         sessions = list(self.db.rows("SELECT id, project_id, time_updated FROM session"))
         stored_sessions = stored(f"{VIRTUAL_PREFIX}session/", None)
         for sid, project, updated in sessions:

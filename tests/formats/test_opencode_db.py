@@ -240,6 +240,23 @@ def test_a_row_another_process_changes_is_a_new_version(db: Path, touch_session:
         assert memory.ingest().new_versions == 0
 
 
+def test_a_row_written_long_after_its_session_row_is_found_by_the_whole_walk(
+        db: Path) -> None:
+    """A step stopped an hour after it began writes its last rows with no write of its
+    session row: past RECHECK_MS, a pass the watcher asks for (the WAL named) does not
+    compare that session's rows; the whole walk, every few minutes, does."""
+    session_at_ms = MIGRATED_AT_MS + 120_000
+    part_path = f"opencode.db/part/{PART_MESSAGE}/{PART}.json"
+    _commit(_writer(db, session_at_ms, True, "a step that began"))
+    with _memory(session_at_ms / 1000 + 3600) as memory:
+        memory.ingest()
+        _commit(_writer(db, session_at_ms + 3_600_000, False, "stopped an hour later"))
+        assert memory.ingest([db.with_name("opencode.db-wal")]).files_changed == 0
+        assert memory.ingest().files_changed == 1
+        stored = json.loads(_bytes(memory, _files(memory, EDITED)[part_path]))
+        assert stored["text"] == "stopped an hour later"
+
+
 def test_restore_puts_back_the_json_layout(memory: Memory, home: Path) -> None:
     memory.ingest()
     storage = _data_dir(home) / "storage"
