@@ -188,7 +188,9 @@ class DatabaseReader:
                 yield VirtualFile(path, stamp, partial(self._session, sid))
 
     def _data(self, table: str, row_id: str) -> dict[str, Any]:
-        for (data,) in self.db.rows(f"SELECT data FROM {table} WHERE id = ?", (row_id,)):
+        # As bytes: a TEXT value need not be UTF-8 (read as text, it would stop the row).
+        for (data,) in self.db.rows(f"SELECT CAST(data AS BLOB) FROM {table} WHERE id = ?",
+                                    (row_id,)):
             try:
                 value = json.loads(data) if isinstance(data, str | bytes) else data
             except ValueError:  # not JSON: kept as its text (a pass must not stop at it)

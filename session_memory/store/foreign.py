@@ -62,6 +62,8 @@ class ForeignDatabase:
             yield from self.conn.execute(sql, params)
         except apsw.Error as e:
             raise ForeignReadError(self.path, _reason(e)) from e
+        except UnicodeDecodeError as e:  # TEXT that is no UTF-8: ask for it as a BLOB
+            raise ForeignReadError(self.path, "text that is not UTF-8") from e
 
     def columns(self, table: str) -> set[str]:
         """The columns a table has (none where there is no such table): a tool's schema

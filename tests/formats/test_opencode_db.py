@@ -328,6 +328,22 @@ def test_the_forget_command_warns_that_the_database_brings_it_back(db: Path) -> 
     assert "still in the agent tool's folder" not in run.stderr
 
 
+def test_a_row_whose_text_is_not_utf8_is_stored_too(memory: Memory, db: Path) -> None:
+    """TEXT, not a BLOB, that is no UTF-8: SQLite keeps what it is given."""
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE part SET data = CAST(? AS TEXT) WHERE id = ?",
+                     (b'{"type": "text", "text": "caf\xe9"}', PART))
+        assert conn.execute("SELECT typeof(data) FROM part WHERE id = ?",
+                            (PART,)).fetchone() == ("text",)
+    conn.close()
+    summary = memory.ingest()
+    assert (summary.errors, summary.files_changed) == (0, 47)
+    stored = json.loads(_bytes(memory, _files(memory, EDITED)[
+        f"opencode.db/part/{PART_MESSAGE}/{PART}.json"]))
+    assert stored["id"] == PART and stored["data"].endswith('"caf\udce9"}')
+
+
 def _logged(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return [r.msg for r in caplog.records if isinstance(r.msg, dict)
             and "database" in str(r.msg.get("event"))]
