@@ -112,6 +112,11 @@ RECHECK_MS = 15 * 60 * 1000
 """A session whose row was written this recently has its messages and parts compared on
 every pass, even when its row has not changed since: OpenCode updates the session row
 when a prompt starts and a step ends, not as each part is written."""
+SETTLE_MS = 1000
+"""A row's time_updated is the time of its write to the millisecond: two writes of a row
+in one (a message's step end, then its completion) stamp it the same. A row stamped this
+close to the snapshot may be written again with the same stamp: its file's stored stamp
+is one ns short, so that the next pass reads it again (the same bytes store nothing)."""
 RECHECK_WALK_MS = 24 * 3600 * 1000
 """As RECHECK_MS, for a whole walk (every few minutes): a step that ends with no write of
 the session row (stopped by the user, a tool run or a question left open longer than
@@ -164,11 +169,12 @@ class DatabaseReader:
     def changed(self, stored: StoredStamps, now: float, *,
                 walk: bool) -> Iterator[VirtualFile]:
         recent = now * 1000 - (RECHECK_WALK_MS if walk else RECHECK_MS)
+        stamp_of = partial(_stamp, settled_before=now * 1000 - SETTLE_MS)
         sessions = list(self.db.rows("SELECT id, project_id, time_updated FROM session"))
         stored_sessions = stored(f"{VIRTUAL_PREFIX}session/", None)
         for sid, project, updated in sessions:
             path = f"{VIRTUAL_PREFIX}session/{project}/{sid}.json"
-            stamp = _stamp(updated)
+            stamp = stamp_of(updated)
             if stored_sessions.get(path) == stamp and not (isinstance(updated, int)
                                                            and updated >= recent):
                 continue
@@ -176,13 +182,13 @@ class DatabaseReader:
             for mid, m_updated in list(self.db.rows(
                     "SELECT id, time_updated FROM message WHERE session_id = ?", (sid,))):
                 m_path = f"{VIRTUAL_PREFIX}message/{sid}/{mid}.json"
-                if own.get(m_path) != (m_stamp := _stamp(m_updated)):
+                if own.get(m_path) != (m_stamp := stamp_of(m_updated)):
                     yield VirtualFile(m_path, m_stamp, partial(self._message, sid, mid))
             for pid, mid, p_updated in list(self.db.rows(
                     "SELECT id, message_id, time_updated FROM part WHERE session_id = ?",
                     (sid,))):
                 p_path = f"{VIRTUAL_PREFIX}part/{mid}/{pid}.json"
-                if own.get(p_path) != (p_stamp := _stamp(p_updated)):
+                if own.get(p_path) != (p_stamp := stamp_of(p_updated)):
                     yield VirtualFile(p_path, p_stamp, partial(self._part, sid, mid, pid))
             if own.get(path) != stamp:
                 yield VirtualFile(path, stamp, partial(self._session, sid))
@@ -218,9 +224,12 @@ class DatabaseReader:
         self.db.close()
 
 
-def _stamp(time_updated: Any) -> int:
-    """A row's time_updated (epoch ms) as the stored file's mtime_ns."""
-    return time_updated * 1_000_000 if type(time_updated) is int else 0
+def _stamp(time_updated: Any, settled_before: float) -> int:
+    """A row's time_updated (epoch ms) as the stored file's mtime_ns; one short where the
+    row was written at or after `settled_before` (see SETTLE_MS)."""
+    if type(time_updated) is not int:
+        return 0
+    return time_updated * 1_000_000 - (time_updated >= settled_before)
 
 
 def _session_document(row: dict[str, Any]) -> dict[str, Any]:

@@ -257,6 +257,25 @@ def test_a_row_written_long_after_its_session_row_is_found_by_the_whole_walk(
         assert stored["text"] == "stopped an hour later"
 
 
+def test_a_row_written_twice_in_one_millisecond_around_a_pass_is_read_again(
+        db: Path) -> None:
+    """Its time_updated is the same for both writes: the pass that read the first (taken
+    in that millisecond) left the row to be read again, and the next pass stores the
+    second; then the row is settled, and a pass reads nothing."""
+    at_ms = MIGRATED_AT_MS + 120_000
+    part_path = f"opencode.db/part/{PART_MESSAGE}/{PART}.json"
+    with _memory(at_ms / 1000) as memory:
+        _commit(_writer(db, at_ms, True, "the first write"))
+        memory.ingest()
+        _commit(_writer(db, at_ms, False, "the second write, the same millisecond"))
+        assert isinstance(memory.clock, FixedClock)
+        memory.clock.advance(5)
+        assert memory.ingest().new_versions == 1
+        stored = json.loads(_bytes(memory, _files(memory, EDITED)[part_path]))
+        assert stored["text"] == "the second write, the same millisecond"
+        assert memory.ingest().files_changed == 0
+
+
 def test_restore_puts_back_the_json_layout(memory: Memory, home: Path) -> None:
     memory.ingest()
     storage = _data_dir(home) / "storage"
