@@ -34,12 +34,18 @@ def on_terminal(columns: int, *args: str) -> str:
 
 def on_terminal_with_stderr(columns: int, *args: str) -> tuple[str, str]:
     """(what the command shows on a terminal, styles left out; its stderr)."""
+    output, stderr = _terminal_output(columns, *args)
+    return re.sub(r"\x1b\[[0-9;]*m", "", output), stderr
+
+
+def _terminal_output(columns: int, *args: str, stderr_too: bool = False) -> tuple[str, str]:
+    """(all the command wrote to a terminal this many columns wide, escapes and all; its
+    stderr, unless that went to the terminal too: "")."""
     shown, terminal = os.openpty()
     try:
         run = subprocess.run([sys.executable, "-m", "session_memory", *args],
-                             stdout=terminal, stderr=subprocess.PIPE, timeout=60, text=True,
-                             env={**os.environ, "COLUMNS": str(columns)})
-        assert run.returncode == 0, run.stderr
+                             stdout=terminal, stderr=terminal if stderr_too else subprocess.PIPE,
+                             timeout=120, env={**os.environ, "COLUMNS": str(columns)})
         os.close(terminal)
         output = b""
         with contextlib.suppress(OSError):  # EIO: the terminal is closed and drained
@@ -47,7 +53,9 @@ def on_terminal_with_stderr(columns: int, *args: str) -> tuple[str, str]:
                 output += chunk
     finally:
         os.close(shown)
-    return re.sub(r"\x1b\[[0-9;]*m", "", output.decode()), run.stderr
+    stderr = (run.stderr or b"").decode()
+    assert run.returncode == 0, stderr or output
+    return output.decode(), stderr
 
 
 def as_json(*args: str) -> Any:
@@ -401,20 +409,8 @@ def test_ingest_on_a_terminal_counts_its_progress_in_the_units_of_its_summary(
     for i in range(40):
         (root / f"5c1d7a4e-0000-4000-8000-{i:012d}.jsonl").write_text(
             json.dumps({"type": "user", "text": f"{i} " * 50_000}) + "\n")
-    shown, terminal = os.openpty()
-    try:
-        run = subprocess.run([sys.executable, "-m", "session_memory", "ingest"],
-                             stdout=terminal, stderr=terminal, timeout=120,
-                             env={**os.environ, "COLUMNS": "100"})
-        os.close(terminal)
-        output = b""
-        with contextlib.suppress(OSError):  # EIO: the terminal is closed and drained
-            while chunk := os.read(shown, 65536):
-                output += chunk
-    finally:
-        os.close(shown)
-    assert run.returncode == 0
-    text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", output.decode())
+    output, _ = _terminal_output(100, "ingest", stderr_too=True)
+    text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", output)
     bars = [line for line in re.split(r"[\r\n]", text) if line.startswith("ingesting")]
     assert bars and any("MiB" in bar for bar in bars), text
     assert not any(re.search(r"\d (kB|MB)\b", bar) for bar in bars), bars
