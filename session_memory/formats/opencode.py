@@ -116,7 +116,8 @@ SETTLE_MS = 1000
 """A row's time_updated is the time of its write to the millisecond: two writes of a row
 in one (a message's step end, then its completion) stamp it the same. A row stamped this
 close to the snapshot may be written again with the same stamp: its file's stored stamp
-is one ns short, so that the next pass reads it again (the same bytes store nothing)."""
+is one ns short, so that the first pass a second or more later reads it again (the same
+bytes store nothing; a pass within that second takes the same short stamp)."""
 RECHECK_WALK_MS = 24 * 3600 * 1000
 """As RECHECK_MS, for a whole walk (every few minutes): a step that ends with no write of
 the session row (stopped by the user, a tool run or a question left open longer than
