@@ -341,22 +341,25 @@ class Ingestor:
                 for prefix in dict.fromkeys((os.path.abspath(source.root),
                                              str(self._root(source))))]
 
-    def outside_roots(self, paths: list[Path]) -> list[Path]:
-        """Those of `paths` under no enabled source root, nor a database a source reads
-        (formats/base.py, virtual_places): no pass would read them."""
+    def _placed(self, paths: list[Path]
+                ) -> list[tuple[Path, tuple[Source, Path, PurePosixPath, str] | None]]:
+        """Each of `paths` but a database a source reads (formats/base.py, virtual_places),
+        with where it lies under an enabled source root (None: under none)."""
         roots = self._path_roots()
         _, paths_left = self._databases_named(paths)
-        return [p for p in paths_left or [] if _locate(os.path.abspath(p), roots) is None]
+        return [(p, _locate(os.path.abspath(p), roots)) for p in paths_left or []]
+
+    def outside_roots(self, paths: list[Path]) -> list[Path]:
+        """Those of `paths` under no enabled source root, nor a database a source reads:
+        no pass would read them."""
+        return [path for path, placed in self._placed(paths) if placed is None]
 
     def not_session_files(self, paths: list[Path]) -> list[tuple[Path, Source]]:
         """Files among `paths` (not folders: a walk judges what they hold) that the source
         whose root holds them takes for no session's file, with that source: a pass
         passes them by (a root may be wide: one format's is the home folder)."""
-        roots = self._path_roots()
-        _, paths_left = self._databases_named(paths)
         found = []
-        for path in paths_left or []:
-            placed = _locate(os.path.abspath(path), roots)
+        for path, placed in self._placed(paths):
             if placed is None:
                 continue
             source, _, relpath, full = placed

@@ -159,11 +159,11 @@ class DatabaseReader:
 
         self.db = db
         self.path = db.path
-        columns = db.columns("session")
-        if not {"id", "project_id", "time_updated"} <= columns or not (
-                {"id", "session_id", "time_updated", "data"} <= db.columns("message")
+        self._session_columns = db.columns("session")  # in the order `SELECT *` gives
+        if not {"id", "project_id", "time_updated"} <= set(self._session_columns) or not (
+                {"id", "session_id", "time_updated", "data"} <= set(db.columns("message"))
                 and {"id", "message_id", "session_id", "time_updated", "data"}
-                <= db.columns("part")):
+                <= set(db.columns("part"))):
             db.close()
             raise ForeignReadError(db.path, "not OpenCode's tables (session, message, part)")
 
@@ -215,10 +215,9 @@ class DatabaseReader:
                            **self._data("part", pid)})
 
     def _session(self, sid: str) -> bytes:
-        rows = self.db.rows("SELECT * FROM session WHERE id = ?", (sid,))
-        names = [c[1] for c in self.db.rows("PRAGMA table_info(session)")]
-        for row in rows:
-            return _json_file(_session_document(dict(zip(names, row, strict=False))))
+        for row in self.db.rows("SELECT * FROM session WHERE id = ?", (sid,)):
+            return _json_file(_session_document(dict(zip(self._session_columns, row,
+                                                         strict=False))))
         return _json_file({"id": sid})
 
     def close(self) -> None:

@@ -65,10 +65,10 @@ class ForeignDatabase:
         except UnicodeDecodeError as e:  # TEXT that is no UTF-8: ask for it as a BLOB
             raise ForeignReadError(self.path, "text that is not UTF-8") from e
 
-    def columns(self, table: str) -> set[str]:
-        """The columns a table has (none where there is no such table): a tool's schema
-        grows from release to release."""
-        return {row[1] for row in self.rows(f"PRAGMA table_info({table})")}
+    def columns(self, table: str) -> list[str]:
+        """The columns a table has, in its order (none where there is no such table): a
+        tool's schema grows from release to release."""
+        return [row[1] for row in self.rows(f"PRAGMA table_info({table})")]
 
     def close(self) -> None:
         """Ends the snapshot and the connection."""
