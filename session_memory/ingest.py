@@ -502,23 +502,27 @@ class Ingestor:
         before each file; once it says so, what is stored so far commits and the pass ends
         (the next one takes up the rest)."""
         summary = IngestSummary()
-        todo = self.plan(paths, summary)
-        total = sum(c.pending_bytes for c in todo)
-        done = 0
-
-        def step(n: int) -> None:
-            nonlocal done
-            done += n
-            if progress:
-                progress(done, max(total, done))
-
-        self._packer = PackWriter(self.tier1)
+        # The databases' snapshots (opened by the plan) last one pass, no longer: closed
+        # however the pass ends, in its plan too.
         try:
-            self._run(todo, summary, step, self._packer, stop)
+            todo = self.plan(paths, summary)
+            total = sum(c.pending_bytes for c in todo)
+            done = 0
+
+            def step(n: int) -> None:
+                nonlocal done
+                done += n
+                if progress:
+                    progress(done, max(total, done))
+
+            self._packer = PackWriter(self.tier1)
+            try:
+                self._run(todo, summary, step, self._packer, stop)
+            finally:
+                self._packer.close()
+                self._packer = None
         finally:
-            self._packer.close()
-            self._packer = None
-            self._close_readers()  # the databases' snapshots last one pass, no longer
+            self._close_readers()
         return summary
 
     def _run(self, todo: list[Candidate], summary: IngestSummary, step: Progress,

@@ -159,13 +159,17 @@ class DatabaseReader:
 
         self.db = db
         self.path = db.path
-        self._session_columns = db.columns("session")  # in the order `SELECT *` gives
-        if not {"id", "project_id", "time_updated"} <= set(self._session_columns) or not (
-                {"id", "session_id", "time_updated", "data"} <= set(db.columns("message"))
-                and {"id", "message_id", "session_id", "time_updated", "data"}
-                <= set(db.columns("part"))):
-            db.close()
-            raise ForeignReadError(db.path, "not OpenCode's tables (session, message, part)")
+        try:
+            self._session_columns = db.columns("session")  # in the order `SELECT *` gives
+            if not {"id", "project_id", "time_updated"} <= set(self._session_columns) or not (
+                    {"id", "session_id", "time_updated", "data"} <= set(db.columns("message"))
+                    and {"id", "message_id", "session_id", "time_updated", "data"}
+                    <= set(db.columns("part"))):
+                raise ForeignReadError(db.path,
+                                       "not OpenCode's tables (session, message, part)")
+        except BaseException:
+            db.close()  # no reader to close it: its snapshot ends here
+            raise
 
     def changed(self, stored: StoredStamps, now: float, *,
                 walk: bool) -> Iterator[VirtualFile]:

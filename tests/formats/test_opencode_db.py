@@ -529,3 +529,42 @@ def test_opencodes_move_to_its_database_changes_no_digest(home: Path) -> None:
                                      force=True)) == [f"opencode:{EDITED}", f"opencode:{PLANNED}"]
     assert _analyzed(home) == before
 
+
+
+class _InterruptedClock(FixedClock):
+    """Ctrl-C the next time the time is asked, once `interrupt` is set."""
+
+    interrupt = False
+
+    def now(self) -> float:
+        if self.interrupt:
+            self.interrupt = False
+            raise KeyboardInterrupt
+        return super().now()
+
+
+def _open_in_this_process(db: Path) -> list[str]:
+    """The database's files (itself, its WAL, its shared index) this process holds open."""
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile (the listing's own)
+        if target.startswith(str(db)):
+            held.append(target)
+    return held
+
+
+def test_a_pass_cut_short_in_its_plan_ends_the_databases_snapshot(db: Path) -> None:
+    """Ctrl-C while the plan compares the rows (the first time it asks the time): the
+    snapshot ends with the pass, not at the next one (it would hold back OpenCode's
+    checkpoints, its WAL growing, as long as the daemon waits)."""
+    clock = _InterruptedClock(NOW)
+    with Memory(config.load(), clock=clock) as memory:
+        clock.interrupt = True
+        with pytest.raises(KeyboardInterrupt):
+            memory.ingest()
+        assert _open_in_this_process(db) == []
+        assert memory.ingest().files_changed == 47
+        assert _open_in_this_process(db) == []
