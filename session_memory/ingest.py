@@ -409,6 +409,12 @@ class Ingestor:
 
             for vf in reader.changed(stored, self.clock.now(), walk=walk):
                 summary.files_seen += 1
+                if vf.unreadable is not None:
+                    # Named as the row's file in the database's folder (db.parent/relpath).
+                    self._once(str(reader.path.parent / vf.relpath), "row not read, skipped",
+                               source=source.name, reason=vf.unreadable)
+                    summary.skipped += 1
+                    continue
                 out.append(Candidate(source, PurePosixPath(vf.relpath), "", _virtual_stat(vf),
                                      0, 0, virtual=vf))
         except ForeignReadError as e:

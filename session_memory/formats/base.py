@@ -93,6 +93,10 @@ class VirtualFile(msgspec.Struct, frozen=True):
     mtime_ns, and compared with that before `read` is asked."""
     read: Callable[[], bytes]
     """Its content, made only when asked (in the reader's snapshot, before close())."""
+    unreadable: str | None = None
+    """Why its row cannot be read as a file (an id that is no UTF-8 text: no path or
+    session id can hold it), where it cannot: passed over, said once. `relpath` then
+    names it with its odd bytes escaped."""
 
 
 StoredStamps = Callable[[str, str | None], dict[str, int | None]]

@@ -175,25 +175,42 @@ class DatabaseReader:
                 walk: bool) -> Iterator[VirtualFile]:
         recent = now * 1000 - (RECHECK_WALK_MS if walk else RECHECK_MS)
         stamp_of = partial(_stamp, settled_before=now * 1000 - SETTLE_MS)
-        sessions = list(self.db.rows("SELECT id, project_id, time_updated FROM session"))
+        # Ids as bytes: one that is no UTF-8 is that row's problem, not the whole table's.
+        sessions = list(self.db.rows("SELECT CAST(id AS BLOB), CAST(project_id AS BLOB),"
+                                     " time_updated FROM session"))
         stored_sessions = stored(f"{VIRTUAL_PREFIX}session/", None)
-        for sid, project, updated in sessions:
-            path = f"{VIRTUAL_PREFIX}session/{project}/{sid}.json"
+        for sid_bytes, project, updated in sessions:
+            sid = _id(sid_bytes)
+            # The project only names the folder the file goes back to: kept, escaped.
+            path = f"{VIRTUAL_PREFIX}session/{_shown(project)}/{_shown(sid_bytes)}.json"
+            if sid is None:  # its messages and parts name it as it is: not read either
+                yield _unreadable(path, "session row whose id is no UTF-8 text (nor its "
+                                        "messages and parts)")
+                continue
             stamp = stamp_of(updated)
             if stored_sessions.get(path) == stamp and not (isinstance(updated, int)
                                                            and updated >= recent):
                 continue
             own = stored(VIRTUAL_PREFIX, sid)
-            for mid, m_updated in list(self.db.rows(
-                    "SELECT id, time_updated FROM message WHERE session_id = ?", (sid,))):
-                m_path = f"{VIRTUAL_PREFIX}message/{sid}/{mid}.json"
-                if own.get(m_path) != (m_stamp := stamp_of(m_updated)):
-                    yield VirtualFile(m_path, m_stamp, partial(self._message, sid, mid))
-            for pid, mid, p_updated in list(self.db.rows(
-                    "SELECT id, message_id, time_updated FROM part WHERE session_id = ?",
+            for m_bytes, m_updated in list(self.db.rows(
+                    "SELECT CAST(id AS BLOB), time_updated FROM message WHERE session_id = ?",
                     (sid,))):
-                p_path = f"{VIRTUAL_PREFIX}part/{mid}/{pid}.json"
-                if own.get(p_path) != (p_stamp := stamp_of(p_updated)):
+                m_path = f"{VIRTUAL_PREFIX}message/{sid}/{_shown(m_bytes)}.json"
+                if (mid := _id(m_bytes)) is None:  # its parts name it as it is
+                    yield _unreadable(m_path, "message row whose id is no UTF-8 text (nor "
+                                              "its parts)")
+                elif own.get(m_path) != (m_stamp := stamp_of(m_updated)):
+                    yield VirtualFile(m_path, m_stamp, partial(self._message, sid, mid))
+            for p_bytes, pm_bytes, p_updated in list(self.db.rows(
+                    "SELECT CAST(id AS BLOB), CAST(message_id AS BLOB), time_updated"
+                    " FROM part WHERE session_id = ?", (sid,))):
+                p_path = f"{VIRTUAL_PREFIX}part/{_shown(pm_bytes)}/{_shown(p_bytes)}.json"
+                pid, mid = _id(p_bytes), _id(pm_bytes)
+                if mid is None:
+                    continue  # its message's line said so
+                if pid is None:
+                    yield _unreadable(p_path, "part row whose id is no UTF-8 text")
+                elif own.get(p_path) != (p_stamp := stamp_of(p_updated)):
                     yield VirtualFile(p_path, p_stamp, partial(self._part, sid, mid, pid))
             if own.get(path) != stamp:
                 yield VirtualFile(path, stamp, partial(self._session, sid))
@@ -205,8 +222,7 @@ class DatabaseReader:
             try:
                 value = json.loads(data) if isinstance(data, str | bytes) else data
             except ValueError:  # not JSON: kept as its text (a pass must not stop at it)
-                value = data if isinstance(data, str) else data.decode("utf-8",
-                                                                       "surrogateescape")
+                value = data if isinstance(data, str) else _text(data)
             return value if isinstance(value, dict) else {"data": value}
         return {}  # deleted since the snapshot began: cannot be, but an empty record reads
 
@@ -219,13 +235,40 @@ class DatabaseReader:
                            **self._data("part", pid)})
 
     def _session(self, sid: str) -> bytes:
-        for row in self.db.rows("SELECT * FROM session WHERE id = ?", (sid,)):
-            return _json_file(_session_document(dict(zip(self._session_columns, row,
-                                                         strict=False))))
+        # Text and BLOBs as bytes, as _data reads them: a title that is no UTF-8 is kept.
+        columns = ", ".join(f"CASE WHEN typeof({c}) IN ('text', 'blob') THEN CAST({c} AS "
+                            f"BLOB) ELSE {c} END" for c in self._session_columns)
+        for row in self.db.rows(f"SELECT {columns} FROM session WHERE id = ?", (sid,)):
+            values = [_text(v) if isinstance(v, bytes) else v for v in row]
+            return _json_file(_session_document(dict(zip(self._session_columns, values,
+                                                         strict=True))))
         return _json_file({"id": sid})
 
     def close(self) -> None:
         self.db.close()
+
+
+def _id(value: bytes | None) -> str | None:
+    """A row's id read as bytes, as text; None where it is none (no UTF-8, or NULL)."""
+    try:
+        return None if value is None else value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _shown(value: bytes | None) -> str:
+    """An id read as bytes, as text whatever it holds (its odd bytes escaped as \\xNN)."""
+    return "" if value is None else value.decode("utf-8", "backslashreplace")
+
+
+def _text(value: bytes) -> str:
+    """Text read as bytes: what is no UTF-8 kept byte for byte, as lone surrogates (a
+    JSON file escapes them, \\udcNN)."""
+    return value.decode("utf-8", "surrogateescape")
+
+
+def _unreadable(relpath: str, why: str) -> VirtualFile:
+    return VirtualFile(relpath, 0, lambda: b"", unreadable=why)
 
 
 def _stamp(time_updated: Any, settled_before: float) -> int:

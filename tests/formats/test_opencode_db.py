@@ -568,3 +568,62 @@ def test_a_pass_cut_short_in_its_plan_ends_the_databases_snapshot(db: Path) -> N
         assert _open_in_this_process(db) == []
         assert memory.ingest().files_changed == 47
         assert _open_in_this_process(db) == []
+
+
+def _set_text(db: Path, sql: str, *params: str | bytes) -> None:
+    """An UPDATE whose `?`s are given as they are (bytes as TEXT that is no UTF-8: SQLite
+    keeps what it is given)."""
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(sql, params)
+    conn.close()
+
+
+def test_a_session_title_that_is_not_utf8_is_stored_byte_for_byte(
+        memory: Memory, db: Path) -> None:
+    _set_text(db, "UPDATE session SET title = CAST(? AS TEXT) WHERE id = ?",
+              b"caf\xe9 \xff", PLANNED)
+    summary = memory.ingest()
+    assert (summary.errors, summary.skipped, summary.files_changed) == (0, 0, 47)
+    stored = _bytes(memory, _files(memory, PLANNED)[
+        f"opencode.db/session/{PROJECT}/{PLANNED}.json"])
+    title = json.loads(stored)["title"]
+    assert title.encode("utf-8", "surrogateescape") == b"caf\xe9 \xff"
+    assert memory.ingest().files_changed == 0
+
+
+@pytest.mark.parametrize("table", ["part", "message", "session"])
+def test_a_row_whose_id_is_not_utf8_is_skipped_with_one_line_and_the_rest_read(
+        db: Path, table: str, caplog: pytest.LogCaptureFixture) -> None:
+    """An id names a file and a session, which are text: the row cannot be stored (a
+    session's, with its messages and parts, which name it). Every other row is."""
+    bad = b"bad_\xff\xfe"
+    if table == "part":
+        _set_text(db, "UPDATE part SET id = CAST(? AS TEXT) WHERE id = ?", bad, PART)
+        shown, left = f"part/{PART_MESSAGE}/bad_\\xff\\xfe.json", 47 - 1
+    elif table == "message":
+        _set_text(db, "UPDATE message SET id = CAST(? AS TEXT) WHERE id = ?", bad, PART_MESSAGE)
+        _set_text(db, "UPDATE part SET message_id = CAST(? AS TEXT) WHERE message_id = ?",
+                  bad, PART_MESSAGE)
+        shown, left = f"message/{EDITED}/bad_\\xff\\xfe.json", 47 - 1 - 5
+    else:
+        for sql in ("UPDATE session SET id = CAST(? AS TEXT) WHERE id = ?",
+                    "UPDATE message SET session_id = CAST(? AS TEXT) WHERE session_id = ?",
+                    "UPDATE part SET session_id = CAST(? AS TEXT) WHERE session_id = ?"):
+            _set_text(db, sql, bad, EDITED)
+        shown, left = f"session/{PROJECT}/bad_\\xff\\xfe.json", 1 + 5 + 10
+    with _memory() as memory:
+        summary = memory.ingest()
+        assert (summary.errors, summary.skipped, summary.files_changed) == (0, 1, left)
+        # Its session unchanged: not compared again (a session row with no stamp stored,
+        # which has none to store, is: skipped again, as a file name that is no UTF-8).
+        summary = memory.ingest()
+        assert (summary.errors, summary.skipped, summary.files_changed) == (
+            0, int(table == "session"), 0)
+        stored = sum(len(memory.tier1.files(s["id"]))
+                     for s in memory.sessions(source="opencode"))
+        assert stored == left
+    lines = [r.msg for r in caplog.records if isinstance(r.msg, dict)
+             and r.msg.get("event") == "row not read, skipped"]
+    assert [line["path"] for line in lines] == [str(db.parent / "opencode.db" / shown)]
+    assert "UTF-8" in lines[0]["reason"]
