@@ -255,6 +255,9 @@ class Ingestor:
         self._readers: list[VirtualReader] = []
         """The databases this pass's plan read (formats/base.py, open_virtual), each in the
         snapshot its plan saw, until the pass ends."""
+        self._unstored: set[tuple[str, str]] = set()
+        """(source, session) of the files made from rows that this pass could not store:
+        their session's covering file is not stored either (VirtualFile.covering)."""
 
     def close(self) -> None:
         self._close_readers()
@@ -286,6 +289,7 @@ class Ingestor:
         # with the store (and their appends need not look them up again: see _planned_point).
         entries: Iterable[tuple[Source, Path, Entry]] = self._entries(paths, summary)
         self._synced.clear()
+        self._unstored.clear()
         self._plan_version = self._walk_version = None
         self._walk_paths = set()
         points: dict[tuple[str, str], AppendPoint] = {}
@@ -332,7 +336,11 @@ class Ingestor:
                                  cursor is None and paths is None))
         for source in with_databases:
             out += self._virtual_candidates(source, summary, walk=paths is None)
-        return _read_order(out)
+        # Whatever the read order, a file whose stamp stands for others' (formats/base.py,
+        # VirtualFile.covering) comes after them: its cursor commits with or after theirs.
+        ordered = _read_order(out)
+        return ([c for c in ordered if c.virtual is None or not c.virtual.covering]
+                + [c for c in ordered if c.virtual is not None and c.virtual.covering])
 
     def _path_roots(self) -> list[tuple[Source, Path, str]]:
         """Each enabled root, as configured and with links resolved, as _locate takes them."""
@@ -564,6 +572,9 @@ class Ingestor:
                     submitted += 1
                 current, size = ahead.popleft()
                 ahead_bytes -= size
+                if cand.virtual is not None and cand.virtual.covering and (
+                        cand.source.name, cand.virtual.session) in self._unstored:
+                    continue  # its stamp would pass over the rows not stored
                 # Small files commit together: one commit per file would write the same
                 # metadata pages (totals, indexes) over and over for a few KB of data each.
                 if cand.pending_bytes < GROUP_COMMIT_BYTES and not group_files:
@@ -748,6 +759,7 @@ class Ingestor:
             self._once(_shown(source, relpath), "cannot read the row, skipped", level="error",
                        reason=str(e))
             summary.errors += 1
+            self._unstored.add((source.name, vf.session))
 
     def _planned_point(self, source: Source, planned: AppendPoint | None) -> bool:
         """Whether the append point the plan read is still what the store holds, so that

@@ -93,6 +93,14 @@ class VirtualFile(msgspec.Struct, frozen=True):
     mtime_ns, and compared with that before `read` is asked."""
     read: Callable[[], bytes]
     """Its content, made only when asked (in the reader's snapshot, before close())."""
+    session: str = ""
+    """The native id of the session the row is of."""
+    covering: bool = False
+    """Its stamp stands for the files of its session yielded before it as well (a session
+    row's, whose stamp is what a pass compares before it looks at the session's other
+    rows): ingest stores it after them, in their commit or a later one, and not in a pass
+    that could not store one of them, so that a cut-short pass leaves them to be compared
+    again."""
     unreadable: str | None = None
     """Why its row cannot be read as a file (an id that is no UTF-8 text: no path or
     session id can hold it), where it cannot: passed over, said once. `relpath` then

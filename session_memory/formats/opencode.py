@@ -200,7 +200,7 @@ class DatabaseReader:
                     yield _unreadable(m_path, "message row whose id is no UTF-8 text (nor "
                                               "its parts)")
                 elif own.get(m_path) != (m_stamp := stamp_of(m_updated)):
-                    yield VirtualFile(m_path, m_stamp, partial(self._message, sid, mid))
+                    yield VirtualFile(m_path, m_stamp, partial(self._message, sid, mid), sid)
             for p_bytes, pm_bytes, p_updated in list(self.db.rows(
                     "SELECT CAST(id AS BLOB), CAST(message_id AS BLOB), time_updated"
                     " FROM part WHERE session_id = ?", (sid,))):
@@ -211,9 +211,9 @@ class DatabaseReader:
                 if pid is None:
                     yield _unreadable(p_path, "part row whose id is no UTF-8 text")
                 elif own.get(p_path) != (p_stamp := stamp_of(p_updated)):
-                    yield VirtualFile(p_path, p_stamp, partial(self._part, sid, mid, pid))
-            if own.get(path) != stamp:
-                yield VirtualFile(path, stamp, partial(self._session, sid))
+                    yield VirtualFile(p_path, p_stamp, partial(self._part, sid, mid, pid), sid)
+            if own.get(path) != stamp:  # its stamp is what the next pass compares first
+                yield VirtualFile(path, stamp, partial(self._session, sid), sid, covering=True)
 
     def _data(self, table: str, row_id: str) -> dict[str, Any]:
         # As bytes: a TEXT value need not be UTF-8 (read as text, it would stop the row).

@@ -627,3 +627,80 @@ def test_a_row_whose_id_is_not_utf8_is_skipped_with_one_line_and_the_rest_read(
              and r.msg.get("event") == "row not read, skipped"]
     assert [line["path"] for line in lines] == [str(db.parent / "opencode.db" / shown)]
     assert "UTF-8" in lines[0]["reason"]
+
+
+def _fresh_store() -> None:
+    shutil.rmtree(Path(os.environ["XDG_DATA_HOME"]) / "session-memory")
+
+
+def test_a_sessions_own_file_is_stored_after_its_rows_whatever_the_read_order(
+        db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its stamp is what a pass compares before a session's other rows: stored first, a
+    pass stopped right after it would leave them never compared again (the session long
+    unchanged). A read order that puts the session files first must not do that."""
+    with _memory() as reference:
+        reference.ingest()
+        want = _stored(reference)
+    _fresh_store()
+    from session_memory import ingest
+
+    def session_files_first(c: Any) -> tuple[str, list[str]]:
+        return c.source.name, ["0" if "/session/" in str(c.relpath) else "1", str(c.relpath)]
+
+    monkeypatch.setattr(ingest, "_read_key", session_files_first)
+    with _memory() as memory:
+        asked = iter(range(1000))
+        stopped = memory.ingestor.run(stop=lambda: next(asked) >= 2)  # two files stored
+        assert stopped.files_changed == 2
+        assert memory.ingest().files_changed == 47 - 2
+        assert _stored(memory) == want
+
+
+def _overflow_page(db: Path, filler: bytes) -> tuple[int, bytes]:
+    """Where in the file the first overflow page filled with `filler` begins that is not
+    its chain's last (its first four bytes, the next page's number, are not zero), and
+    those four bytes."""
+    data = db.read_bytes()
+    size = int.from_bytes(data[16:18], "big")
+    for start in range(size, len(data), size):
+        page = data[start:start + size]
+        if set(page[4:]) <= set(filler) and page[:4] != b"\0\0\0\0":
+            return start, page[:4]
+    raise AssertionError("no overflow page found")
+
+
+def test_a_row_that_cannot_be_read_leaves_its_session_to_be_compared_again(
+        db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A damaged page under one part's data (its overflow chain names no page): that row
+    is skipped with one line, and its session's own file is not stored either, so the
+    next pass compares the session's rows again and, the page mended, stores the row."""
+    filler = b"ZQXJ"
+    text = (filler * 4000).decode()
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE part SET data = ? WHERE id = ?",
+                     (json.dumps({"type": "text", "text": text}), PART))
+    conn.close()  # the last connection: the WAL is checkpointed into the file
+    assert not db.with_name("opencode.db-wal").exists()
+    at, pointer = _overflow_page(db, filler)
+    with db.open("r+b") as f:
+        f.seek(at)
+        f.write(b"\xff\xff\xff\x00")
+    part_path = f"opencode.db/part/{PART_MESSAGE}/{PART}.json"
+    session_path = f"opencode.db/session/{PROJECT}/{EDITED}.json"
+    with _memory() as memory:
+        summary = memory.ingest()
+        assert (summary.errors, summary.files_changed) == (1, 47 - 2)
+        assert part_path not in _files(memory, EDITED)
+        assert session_path not in _files(memory, EDITED)
+        with db.open("r+b") as f:
+            f.seek(at)
+            f.write(pointer)
+        summary = memory.ingest()
+        assert (summary.errors, summary.files_changed) == (0, 2)
+        stored = json.loads(_bytes(memory, _files(memory, EDITED)[part_path]))
+        assert stored["text"] == text
+        assert session_path in _files(memory, EDITED)
+    (line,) = [r.msg for r in caplog.records if isinstance(r.msg, dict)
+               and r.msg.get("event") == "cannot read the row, skipped"]
+    assert "damaged" in line["reason"]
