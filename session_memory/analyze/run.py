@@ -114,7 +114,9 @@ MAX_WORKERS = 4
 def _commit(tier1: Tier1, tier2: Tier2, clock: Clock,
             batch: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[str]:
     now = clock.now()
-    tier2.put_digests([(row["id"], row["source"], digest) for row, digest in batch], now)
+    # A child's digest names its parent only while that is held (tier2.linked_parent).
+    tier2.put_digests([(row["id"], row["source"], digest) for row, digest in batch], now,
+                      known=lambda sid: tier1.session_state(sid) is not None)
     # Only now, the digests committed: the sessions they cover are marked analyzed.
     for sid in tier1.mark_all_analyzed(
             [(row["id"], to_epoch(digest["started_at"]), to_epoch(digest["ended_at"]),

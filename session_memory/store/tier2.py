@@ -8,7 +8,7 @@ import operator
 import re
 import sys
 from array import array
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, timedelta
 from itertools import chain, repeat
 from pathlib import Path
@@ -437,11 +437,14 @@ class Tier2:
         """Store (or replace) a session's digest and its full-text row, in one transaction."""
         self.put_digests([(session_id, source, digest)], now)
 
-    def put_digests(self, items: list[tuple[str, str, dict[str, Any]]], now: float) -> None:
+    def put_digests(self, items: list[tuple[str, str, dict[str, Any]]], now: float, *,
+                    known: Callable[[str], bool] | None = None) -> None:
         """Store (or replace) digests and their full-text rows, all in one transaction;
         `items` names each session once (its FTS row is written once, below). A digest
         keeps its rowid when replaced; its FTS row shares that rowid, so replacing or
-        deleting one never scans the index.
+        deleting one never scans the index. `known`: whether a session is still held (see
+        linked_parent), asked inside the transaction, so that a forget of a parent either
+        comes before it (the parent is not known) or clears what it writes (forget_parent).
 
         The FTS rows are written last, after every other statement of the transaction:
         FTS5 writes out the terms it holds whenever a statement opens a savepoint (an
@@ -450,7 +453,8 @@ class Tier2:
         with self.transaction("digest"):
             self._totals = {}
             try:
-                searchable = [self._put_digest(session_id, source, digest, now)
+                searchable = [self._put_digest(session_id, source, digest if known is None
+                                               else linked_parent(digest, known), now)
                               for session_id, source, digest in items]
                 totals, self._totals = self._totals, None
                 self._write_totals(totals)
@@ -1011,3 +1015,13 @@ class Tier2:
     def check(self) -> list[str]:
         return [f"tier2 integrity: {msg}" for (msg,) in
                 self.conn.execute("PRAGMA integrity_check") if msg != "ok"]
+
+
+def linked_parent(digest: dict[str, Any], known: Callable[[str], bool]) -> dict[str, Any]:
+    """The digest with its `parent_session` only where that session is `known` (still held:
+    forget keeps no list of the ids it removed, which would be a trace of its own, and a
+    child's raw bytes name its parent still); null otherwise."""
+    parent = digest.get("parent_session")
+    if isinstance(parent, str) and not known(parent):
+        return {**digest, "parent_session": None}
+    return digest

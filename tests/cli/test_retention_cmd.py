@@ -206,7 +206,8 @@ def test_forget_of_a_parent_leaves_no_trace_in_its_childrens_digests(home: Path)
     root = home / "src" / "opencode" / "storage"
     write_config(home, f'[sources.opencode]\nroot = "{root}"\n')
     parent, child, other = "ses_forgottenparent", "ses_child", "ses_otherchild"
-    for sid, parent_id in ((parent, None), (child, parent), (other, "ses_someoneelse")):
+    for sid, parent_id in ((parent, None), (child, parent), (other, "ses_someoneelse"),
+                           ("ses_someoneelse", None)):
         path = root / "session" / "p1" / f"{sid}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"id": sid, "parentID": parent_id, "title": f"{sid} work",
@@ -220,9 +221,67 @@ def test_forget_of_a_parent_leaves_no_trace_in_its_childrens_digests(home: Path)
     # Another session's parent stays, and so does the rest of the child's digest.
     assert as_json("show", other)["digest"]["parent_session"] == "opencode:ses_someoneelse"
     assert as_json("show", child)["digest"]["title"] == f"{child} work"
+    _assert_nowhere_in_tier2(parent)
+
+
+def _assert_nowhere_in_tier2(text: str) -> None:
     data = Path(os.environ["XDG_DATA_HOME"]) / "session-memory"
     for tier2_file in data.glob("tier2.db*"):
-        assert parent.encode() not in tier2_file.read_bytes(), tier2_file.name
+        assert text.encode() not in tier2_file.read_bytes(), tier2_file.name
+
+
+def test_a_forgotten_parent_stays_out_of_its_child_analyzed_again(home: Path) -> None:
+    """The child's own bytes name its parent still: analyzed again (--force, or a new
+    analyzer), its digest names the parent only while the parent is held. Forget keeps no
+    list of what it forgot (that list would be a trace): the id is in no byte of Tier 2,
+    nor in what show, search, sessions or the MCP server give."""
+    from session_memory.mcp import Tools
+
+    root = home / "src" / "opencode" / "storage"
+    write_config(home, f'[sources.opencode]\nroot = "{root}"\n')
+    parent, child = "ses_forgottenparent", "ses_child"
+    for sid, parent_id in ((parent, None), (child, parent)):
+        path = root / "session" / "p1" / f"{sid}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"id": sid, "parentID": parent_id, "title": f"{sid} work",
+                                    "directory": "/w", "time": {"created": 0}}))
+    cli("ingest")
+    cli("analyze", "--all")
+    assert as_json("show", child)["digest"]["parent_session"] == f"opencode:{parent}"
+    (root / "session" / "p1" / f"{parent}.json").unlink()  # gone from the tool too
+    as_json("forget", f"opencode:{parent}")
+    cli("ingest")
+    assert as_json("analyze", "--force", f"opencode:{child}")["analyzed"] == [
+        f"opencode:{child}"]
+    assert as_json("show", child)["digest"]["parent_session"] is None
+    assert as_json("show", child)["digest"]["title"] == f"{child} work"
+    _assert_nowhere_in_tier2(parent)
+    for args in (("show", child), ("search", "work"), ("sessions",)):
+        for json_flag in ((), ("--json",)):
+            out = cli(*args, *json_flag).stdout
+            assert child in out and parent not in out, args
+    tools = Tools(config.load())
+    try:
+        answers = [tools.get_session(f"opencode:{child}"), tools.search_sessions("work"),
+                   tools.list_sessions()]
+    finally:
+        tools.close()
+    assert child in json.dumps(answers) and parent not in json.dumps(answers)
+
+
+def test_show_names_a_parent_only_while_it_is_held(home: Path) -> None:
+    """A digest written before, naming a parent this memory does not hold (forgotten, or
+    never stored): shown without it."""
+    sid, other, _ = _store(home)
+    with Memory(config.load(), clock=FixedClock(2_000_000_000)) as memory:
+        digest = memory.tier2.get_digest(sid)
+        assert digest is not None
+        memory.tier2.put_digest(sid, "mytool", digest | {"parent_session": "mytool:gone"},
+                                memory.clock.now())
+        assert memory.show(sid)["digest"]["parent_session"] is None
+        memory.tier2.put_digest(sid, "mytool", digest | {"parent_session": other},
+                                memory.clock.now())
+        assert memory.show(sid)["digest"]["parent_session"] == other
 
 
 def test_reports_table_fits_a_narrow_terminal(home: Path) -> None:
