@@ -201,6 +201,8 @@ def repair(tier1: Tier1, tier2: Tier2, now: float) -> list[str]:
         leaked = tier1.free_leaked_frames()
         for sid, n, size in leaked:
             fixed.append(f"{sid}: freed {n} frames ({size} bytes) that no read used")
+        for fid in tier1.kill_orphan_members():
+            fixed.append(f"file {fid}: its bytes in a pack belong to no file; marked dead")
         if f.accounting_drift or f.chunks_without_file:
             tier1.recount()
             fixed.append("recounted the byte totals from the chunks")

@@ -449,6 +449,10 @@ class Tier1:
             "SELECT id FROM files WHERE source = ? AND path = ? AND version < ?",
             (source, path, version))]
         for file_id in old:
+            # Its bytes in a pack are dead, as an evicted session's: left live, they would
+            # count in the session for good, and keep the pack, under a file that is gone.
+            self.conn.execute("UPDATE pack_members SET live = 0 WHERE file_id = ? AND live",
+                              (file_id,))
             self.conn.execute("DELETE FROM chunks WHERE file_id = ?", (file_id,))
             self.conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
 
@@ -1077,6 +1081,18 @@ class Tier1:
         leaked = self.leaked_frames()
         self.conn.execute(f"DELETE FROM frames WHERE id IN (SELECT f.id FROM {_LEAKED_FRAMES})")
         return leaked
+
+    def kill_orphan_members(self) -> list[int]:
+        """Mark dead the live pack members whose file row is gone (an earlier version left
+        them so when a packed file its tool rewrites whole was written again), as
+        drop_older_versions does now; returns their file ids. The caller owns the
+        transaction."""
+        orphans = [int(r[0]) for r in self.conn.execute(
+            "SELECT file_id FROM pack_members m WHERE live AND NOT EXISTS "
+            "(SELECT 1 FROM files f WHERE f.id = m.file_id) ORDER BY file_id")]
+        self.conn.executemany("UPDATE pack_members SET live = 0 WHERE file_id = ? AND live",
+                              [(file_id,) for file_id in orphans])
+        return orphans
 
     # -- eviction and forgetting --------------------------------------------------------
 

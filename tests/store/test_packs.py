@@ -341,3 +341,56 @@ def test_a_copied_history_is_packed_by_the_times_its_records_carry(
     _reads_back(memory, {f"mytool:{name}": (sources["mytool"] / name).read_bytes()
                          for name in files})
     assert memory.check() == []
+
+
+def test_a_packed_snapshot_rewritten_leaves_its_pack(memory: Memory,
+                                                     sources: dict[str, Path]) -> None:
+    """A file its tool rewrites whole (a Gemini CLI `.json` session), packed, then written
+    again: the new version replaces the old, whose bytes in the pack are dead (the session
+    no longer counts them; the pack's compaction drops them), not a live member of no file."""
+    chats = sources["gemini-cli"] / "proj" / "chats"
+    chats.mkdir(parents=True)
+    old = memory.clock.now() - 86400
+
+    def write(name: str, turns: int) -> bytes:
+        path = chats / f"session-{name}.json"
+        path.write_text(json.dumps({"sessionId": name, "messages": [
+            {"type": "user", "content": f"turn {i}", "timestamp": "2026-01-01T00:00:00Z"}
+            for i in range(turns)]}, indent=2))
+        os.utime(path, (old, old))
+        return path.read_bytes()
+
+    data = {f"gemini-cli:{name}": write(name, 3) for name in ("a", "b", "c")}
+    packs = _packed(memory, data)
+    assert len(set(packs.values())) == 1
+    data["gemini-cli:a"] = write("a", 5)
+    memory.ingest()
+    assert memory.check() == []
+    _reads_back(memory, data)
+    files = memory.tier1.files("gemini-cli:a")
+    assert [f.version for f in files] == [2]
+    assert memory.tier1.session("gemini-cli:a", memory.idle_before)["stored_bytes"] == sum(
+        f.stored_bytes for f in files)
+    assert memory.tier1.dead_pack_bytes() > 0
+    with memory.tier1.transaction():
+        assert memory.tier1.compact_packs() == 1
+    assert memory.tier1.dead_pack_bytes() == 0
+    _reads_back(memory, data)
+    assert memory.check() == []
+
+
+def test_repair_frees_a_pack_member_left_without_its_file(memory: Memory,
+                                                         sources: dict[str, Path]) -> None:
+    """What an earlier version left of a packed file rewritten whole (its row gone, its pack
+    member live): `check` names it, `check --repair` marks it dead, and the pack's other
+    members read back."""
+    data = _project_sessions(sources["mytool"], 3)
+    _packed(memory, data)
+    gone = next(iter(data))
+    (file_id,) = [f.id for f in memory.tier1.files(gone)]
+    with memory.tier1.transaction():
+        memory.tier1.conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
+    assert f"tier1: file {file_id} and its bytes in a pack disagree" in memory.check()
+    assert any(f"file {file_id}:" in fix for fix in memory.repair())
+    assert memory.check() == []
+    _reads_back(memory, {sid: raw for sid, raw in data.items() if sid != gone})
