@@ -91,49 +91,83 @@ def parse(pieces: Sequence[Piece], out: Sink) -> None:
         _rollout(piece, out)
 
 
+class _Item(msgspec.Struct, gc=False):
+    """A rollout line, or its payload, as the fields a digest reads: everything else
+    (reasoning items and their encrypted content, base instructions) is skipped unbuilt.
+    Old rollouts wrote response items bare, at the top of a line: one shape serves both."""
+
+    type: Any = None
+    timestamp: Any = None
+    payload: _Item | Scalar | list[Any] | msgspec.UnsetType = msgspec.UNSET
+    # A response item's:
+    role: Any = None
+    content: Any = None
+    name: Any = None
+    call_id: Any = None
+    id: Any = None
+    input: Any = None
+    arguments: Any = None
+    action: Any = None
+    output: Any = None
+    # An event's, a turn context's and session_meta's:
+    message: Any = None
+    info: Any = None
+    reason: Any = None
+    model: Any = None
+    cwd: Any = None
+    git: Any = None
+    source: Any = None
+    forked_from_id: Any = None
+
+
 def _rollout(piece: Piece, out: Sink) -> None:
-    records = Records(piece.chunks(), dict)
+    records = Records(piece.chunks(), _Item)
     first = last = None
     model: str | None = None
     replayed_before: str | None = None
     previous_total: dict[str, Any] | None = None
     for r in records:
-        kind, payload = _kind_and_payload(r)
-        ts = r.get("timestamp")
+        kind, payload = r.type, r.payload
+        if payload is msgspec.UNSET:
+            payload = None
+            if isinstance(kind, str) and kind in _LEGACY_ITEMS:
+                kind, payload = "response_item", r
+        ts = r.timestamp
         if isinstance(ts, str):
             # Forks and subagents begin with a copy of the parent's records, older than
             # their own session_meta: the parent's digest already counts those.
             if replayed_before and ts < replayed_before:
-                if kind == "event_msg" and isinstance(payload, dict) and (
-                        payload.get("type") == "token_count"):
+                if kind == "event_msg" and type(payload) is _Item and (
+                        payload.type == "token_count"):
                     # The parent's totals so far: this session's turns are measured from them.
-                    info = payload.get("info")
+                    info = payload.info
                     total = info.get("total_token_usage") if isinstance(info, dict) else None
                     previous_total = total if isinstance(total, dict) else previous_total
                 continue
             first = first or ts
             last = ts
-        if not isinstance(payload, dict):
+        if type(payload) is not _Item:
             continue
         if kind == "response_item":
             _item(payload, out)
         elif kind == "event_msg":
             _event(payload, model, out)
-            if payload.get("type") == "token_count" and isinstance(ts, str):
+            if payload.type == "token_count" and isinstance(ts, str):
                 previous_total = _spend(payload, ts, model or UNNAMED_MODEL, previous_total,
                                         out)
         elif kind == "turn_context":
-            new_model = str_or_none(payload.get("model"))
+            new_model = str_or_none(payload.model)
             if new_model and new_model != model:
                 model = new_model
                 out.model(model)
         elif kind == "session_meta":
-            git = payload.get("git")
-            if _begins_with_parent_copy(payload) and isinstance(ts, str):
+            git = payload.git
+            if _begins_with_parent_copy(payload.source, payload.forked_from_id) and (
+                    isinstance(ts, str)):
                 replayed_before = ts
-            out.info(cwd=str_or_none(payload.get("cwd")),
+            out.info(cwd=str_or_none(payload.cwd),
                      git_branch=str_or_none(git.get("branch")) if isinstance(git, dict)
-                     else None, subagent_session=_subagent(payload))
+                     else None, subagent_session=_subagent(payload.source))
     out.times(first, last)
     if records.malformed:
         out.malformed(records.malformed)
@@ -148,21 +182,21 @@ def _kind_and_payload(r: dict[str, Any]) -> tuple[Any, Any]:
     return kind, r.get("payload")
 
 
-def _subagent(meta: dict[str, Any]) -> bool:
-    source = meta.get("source")
+def _subagent(source: Any) -> bool:
+    """Whether session_meta's `source` says a subagent's session."""
     return isinstance(source, dict) and "subagent" in source
 
 
-def _begins_with_parent_copy(meta: dict[str, Any]) -> bool:
+def _begins_with_parent_copy(source: Any, forked_from: Any) -> bool:
     """Forks and subagents begin with a copy of the parent's records, older than their own
-    session_meta."""
-    return _subagent(meta) or bool(meta.get("forked_from_id"))
+    session_meta (of which these are the `source` and `forked_from_id`)."""
+    return _subagent(source) or bool(forked_from)
 
 
-def _event(p: dict[str, Any], model: str | None, out: Sink) -> None:
-    kind = p.get("type")
+def _event(p: _Item, model: str | None, out: Sink) -> None:
+    kind = p.type
     if kind == "token_count":
-        info = p.get("info")
+        info = p.info
         total = info.get("total_token_usage") if isinstance(info, dict) else None
         if isinstance(total, dict):  # null usage: keep the last real one
             # Cumulative: one fixed key, so the last report replaces all earlier ones.
@@ -170,16 +204,16 @@ def _event(p: dict[str, Any], model: str | None, out: Sink) -> None:
                       as_int(total.get("output_tokens")), 0,
                       as_int(total.get("cached_input_tokens")),
                       as_int(total.get("reasoning_output_tokens")))
-    elif kind == "user_message" and isinstance(p.get("message"), str):
-        text = human_text(p["message"])
+    elif kind == "user_message" and isinstance(p.message, str):
+        text = human_text(p.message)
         if text:
             out.prompt(text)
-    elif kind == "agent_message" and isinstance(p.get("message"), str):
-        out.assistant_text(p["message"])
+    elif kind == "agent_message" and isinstance(p.message, str):
+        out.assistant_text(p.message)
     elif kind == "turn_aborted":
-        out.failure("aborted", str(p.get("reason") or ""))
+        out.failure("aborted", str(p.reason or ""))
     elif kind in ("error", "stream_error"):
-        out.failure("api_error", str(p.get("message") or ""))
+        out.failure("api_error", str(p.message or ""))
 
 
 UNNAMED_MODEL = "gpt-5"
@@ -191,12 +225,12 @@ _SPEND_COUNTS = ("input_tokens", "cached_input_tokens", "output_tokens",
                  "reasoning_output_tokens", "total_tokens")
 
 
-def _spend(p: dict[str, Any], ts: str, model: str,
+def _spend(p: _Item, ts: str, model: str,
            previous_total: dict[str, Any] | None, out: Sink) -> dict[str, Any] | None:
     """One turn's tokens, as ccusage counts them: its `last_token_usage`, or else what the
     cumulative total grew by. Input as reported includes cached input: that comes off.
     Returns the cumulative total to measure the next turn against."""
-    info = p.get("info")
+    info = p.info
     if not isinstance(info, dict):
         return previous_total
     total, last = info.get("total_token_usage"), info.get("last_token_usage")
@@ -225,31 +259,31 @@ def _spend(p: dict[str, Any], ts: str, model: str,
     return previous_total
 
 
-def _item(p: dict[str, Any], out: Sink) -> None:
-    kind = p.get("type")
+def _item(p: _Item, out: Sink) -> None:
+    kind = p.type
     if kind == "message":
-        text = text_of(p.get("content"))
-        if p.get("role") == "assistant":
+        text = text_of(p.content)
+        if p.role == "assistant":
             out.assistant_text(text)
-        elif p.get("role") == "user" and (prompt := human_text(text)):
+        elif p.role == "user" and (prompt := human_text(text)):
             out.prompt(prompt, fallback=True)
     elif kind in ("function_call", "custom_tool_call", "local_shell_call"):
         _call(p, out)
     elif kind in ("function_call_output", "custom_tool_call_output"):
         _output(p, out)
     elif kind == "web_search_call":
-        out.tool_call(str_or_none(p.get("id")), "web_search")
+        out.tool_call(str_or_none(p.id), "web_search")
 
 
-def _call(p: dict[str, Any], out: Sink) -> None:
-    name = str_or_none(p.get("name")) or "shell"
-    call_id = str_or_none(p.get("call_id")) or str_or_none(p.get("id"))
+def _call(p: _Item, out: Sink) -> None:
+    name = str_or_none(p.name) or "shell"
+    call_id = str_or_none(p.call_id) or str_or_none(p.id)
     command: str | None = None
     edited: list[str] = []
     read: list[str] = []
-    args: Any = p.get("input") if p.get("type") == "custom_tool_call" else p.get("arguments")
-    if p.get("type") == "local_shell_call":
-        action = p.get("action")
+    args: Any = p.input if p.type == "custom_tool_call" else p.arguments
+    if p.type == "local_shell_call":
+        action = p.action
         args = {"command": action.get("command")} if isinstance(action, dict) else None
     elif isinstance(args, str) and args.startswith("{"):
         with contextlib.suppress(*JSON_ERRORS):
@@ -274,9 +308,9 @@ def _call(p: dict[str, Any], out: Sink) -> None:
     out.tool_call(call_id, name, command, edited, read)
 
 
-def _output(p: dict[str, Any], out: Sink) -> None:
-    call_id = str_or_none(p.get("call_id"))
-    output = p.get("output")
+def _output(p: _Item, out: Sink) -> None:
+    call_id = str_or_none(p.call_id)
+    output = p.output
     if not isinstance(output, str):
         out.tool_result(call_id, False)
         return
@@ -337,7 +371,7 @@ def transcript(pieces: Sequence[Piece]) -> Iterator[Turn]:
             if not isinstance(p, dict):
                 continue
             if kind == "session_meta":
-                if _begins_with_parent_copy(p) and ts:
+                if _begins_with_parent_copy(p.get("source"), p.get("forked_from_id")) and ts:
                     replayed_before = ts
             elif kind == "response_item":
                 yield from _item_turns(p, ts, events)
