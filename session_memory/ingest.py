@@ -402,15 +402,21 @@ class Ingestor:
 
     def _virtual_candidates(self, source: Source, summary: IngestSummary, *,
                             walk: bool) -> list[Candidate]:
-        """The files a source's database holds that differ from those stored: compared by
+        """The files a source's databases hold that differ from those stored: compared by
         their stamps, none read yet (sync reads each, in the same snapshot)."""
         fmt: Any = formats.get(source.format)
         out: list[Candidate] = []
+        for database in fmt.virtual_databases(self._root(source)):
+            out += self._database_candidates(source, fmt, database, summary, walk=walk)
+        return out
+
+    def _database_candidates(self, source: Source, fmt: Any, database: Path,
+                             summary: IngestSummary, *, walk: bool) -> list[Candidate]:
+        out: list[Candidate] = []
         try:
-            reader: VirtualReader | None = fmt.open_virtual(self._root(source))
-            if reader is None:
-                return out
+            reader: VirtualReader = fmt.open_virtual(database)
             self._readers.append(reader)
+
             def stored(prefix: str, native: str | None) -> dict[str, int | None]:
                 return self.tier1.cursor_stamps(
                     source.name, prefix, None if native is None else f"{source.name}:{native}")
@@ -436,7 +442,7 @@ class Ingestor:
             else:
                 summary.errors += 1
             return out
-        self._reported = {k for k in self._reported if k[0] != str(reader.path)}
+        self._reported = {k for k in self._reported if k[0] != str(database)}
         return out
 
     def _entries(self, paths: list[Path] | None,

@@ -286,7 +286,14 @@ class Memory:
         # A file made from a database row goes back where the tool's files were before
         # its database (formats/base.py, restore_path), in place of such a file, if any.
         back = {f.id: self._restore_path(f) for f in files}
-        replaced = {(f.source, back[f.id]) for f in files if back[f.id] != f.path}
+        # Of such files that go back to one place (rows of one thing in two of a tool's
+        # databases), the one written last, then the first by path.
+        made: dict[tuple[str, str], Any] = {}
+        for f in sorted((f for f in files if back[f.id] != f.path),
+                        key=lambda f: (-(f.mtime or 0.0), f.path)):
+            made.setdefault((f.source, back[f.id]), f)
+        files = [f for f in files if back[f.id] == f.path or made[f.source, back[f.id]] is f]
+        replaced = set(made)
         for f in files:
             if f.path == back[f.id] and (f.source, f.path) in replaced:
                 continue

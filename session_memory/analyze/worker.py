@@ -36,7 +36,7 @@ from session_memory.store.tier1 import StoredFile, Tier1
 def pieces(tier1: Tier1, files: list[StoredFile]) -> list[Piece]:
     """The session's stored pieces, each readable (again) straight from Tier 1, within the
     snapshot `files` were listed in."""
-    return [Piece(f.path, functools.partial(tier1.read_file, f.id, f)) for f in files]
+    return [Piece(f.path, functools.partial(tier1.read_file, f.id, f), f.mtime) for f in files]
 
 
 def digest_or_error(tier1: Tier1, formats_by_source: dict[str, str | None],

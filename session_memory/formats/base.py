@@ -23,9 +23,10 @@ A format module is one agent tool. It provides, as module-level names:
   calls in order, for a reader paging through them (the MCP server's read_transcript);
   a format without one says so when asked;
 - optionally, for a tool that keeps sessions in a database rather than in files:
-  `open_virtual(root) -> VirtualReader | None` (None: nothing there) and
-  `virtual_places(root) -> list[Path]` (the files whose writes mean something changed:
-  the watcher watches them, and ingest reads the database when one is named). Each row
+  `virtual_databases(root) -> list[Path]` (those there now), `open_virtual(database) ->
+  VirtualReader` and `virtual_places(root) -> list[Path]` (the files whose writes mean
+  something changed: the watcher watches them, and ingest reads the databases when one
+  is named). Each row
   is read as a file of its own (a VirtualFile) under the root, stored, versioned and
   restored as a file rewritten whole is; `restore_path(path) -> str` where it goes
   back under another path than it is stored under.
@@ -86,7 +87,7 @@ class VirtualFile(msgspec.Struct, frozen=True):
 
     relpath: str
     """Under the source root, apart from any real file's path: below a folder named as the
-    database file (virtual_places' first), which is how forget tells that the database
+    database file (one of virtual_places), which is how forget tells that the database
     still holds a forgotten session's rows."""
     stamp_ns: int
     """What changes when its content does (the row's time of writing): kept as its stored

@@ -21,6 +21,9 @@ class Piece(msgspec.Struct, frozen=True):  # not a dataclass: see store.tier1.Cu
     """Relative to the source root."""
     chunks: Callable[[], Iterable[bytes]]
     """Opens the decompressed content afresh, chunk by chunk (a parser may read twice)."""
+    mtime: float | None = None
+    """When the file was last written, as stored (for a file made from a database row,
+    the row's time of writing)."""
 
 
 class Sink(Protocol):

@@ -11,16 +11,22 @@ session (a subagent's, `parentID`) is a session of its own, linked to its parent
 
 OpenCode 1.2 and later keep sessions, messages and parts in an SQLite database beside
 storage/ instead, `opencode.db` (WAL), and copy the JSON files into it once (the files
-stay). Each of its rows is read as the JSON file OpenCode would have written for it (the
-ids put back in), under `opencode.db/` in the root (`opencode.db/message/<sessionID>/
-<messageID>.json`, …): the same session, and a changed row is a new version of its file,
-as a rewritten file is. Where a message or part is in both, the database's copy is read.
+stay). A release channel other than latest, beta and prod (a dev build's, `local`, …)
+keeps its own, `opencode-<channel>.db`, with the same tables (packages/opencode/src/
+storage/db.ts, getChannelPath: the channel's name with each character but [A-Za-z0-9._-]
+made `-`). Each row of each is read as the JSON file OpenCode would have written for it
+(the ids put back in), under the database's name in the root (`opencode.db/message/
+<sessionID>/<messageID>.json`, `opencode-dev.db/…`): the same session (its id is the
+session's own, whichever database holds it), and a changed row is a new version of its
+file, as a rewritten file is. Where a message or part is in a database and a JSON file,
+the database's copy is read; where it is in two databases, the copy written last.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -71,7 +77,7 @@ def default_root() -> Path:
 
 def identify(relpath: PurePosixPath, head: Head) -> FileRole | None:
     parts = relpath.parts
-    if parts and parts[0] == DB_NAME:  # a row of the database, as its JSON file
+    if parts and _DATABASE.fullmatch(parts[0]):  # a row of a database, as its JSON file
         parts = parts[1:]
     if not relpath.name.endswith(".json") or len(parts) < 2:
         return None
@@ -93,21 +99,19 @@ def prune(dir_relpath: PurePosixPath) -> bool:
 
 
 def unread_places(root: Path) -> list[tuple[Path, str]]:
-    """Another channel's database beside storage/ (opencode-<channel>.db), which this source
-    does not read, and an opencode.db that is a link (not followed, as no source file is):
+    """A database beside storage/ that is a link (not followed, as no source file is):
     said, so a user does not take the missing sessions for none."""
-    return [(db, f"OpenCode's session database, not read (only {root.name}/ and "
-                 f"{DB_NAME} are)" if db.name != DB_NAME else
-                 "OpenCode's session database is a link, not followed: not read")
-            for db in sorted(root.parent.glob("opencode*.db"))
-            if (db.name != DB_NAME and db.is_file()) or (db.name == DB_NAME
-                                                          and db.is_symlink())]
+    return [(db, "OpenCode's session database is a link, not followed: not read")
+            for db in databases(root) if db.is_symlink()]
 
 
 # -- the database: its rows as the files OpenCode wrote before it ---------------------
 
 DB_NAME = "opencode.db"
+"""The database of OpenCode's releases (the latest and beta channels)."""
 VIRTUAL_PREFIX = DB_NAME + "/"
+_DATABASE = re.compile(r"opencode(?:-[A-Za-z0-9._-]+)?\.db")
+"""A database's name: DB_NAME, or a channel's (see the module's docstring)."""
 RECHECK_MS = 15 * 60 * 1000
 """A session whose row was written this recently has its messages and parts compared on
 every pass, even when its row has not changed since: OpenCode updates the session row
@@ -124,27 +128,43 @@ the session row (stopped by the user, a tool run or a question left open longer 
 RECHECK_MS) writes its last message and part rows that long after the row."""
 
 
+def databases(root: Path) -> list[Path]:
+    """The databases beside the root (OpenCode's data folder): opencode.db, then each
+    channel's, links too (which are not read, and said so)."""
+    try:
+        names = os.listdir(root.parent)
+    except OSError:
+        return []
+    return sorted((root.parent / name for name in names if _DATABASE.fullmatch(name)),
+                  key=lambda db: (db.name != DB_NAME, db.name))
+
+
 def virtual_places(root: Path) -> list[Path]:
-    """The files whose writes mean rows may have changed: the database and its WAL."""
-    db = root.parent / DB_NAME
-    return [db, db.with_name(DB_NAME + "-wal")]
+    """The files whose writes mean rows may have changed: each database and its WAL
+    (opencode.db's even before it is made)."""
+    dbs = databases(root)
+    if root.parent / DB_NAME not in dbs:
+        dbs.insert(0, root.parent / DB_NAME)
+    return [place for db in dbs for place in (db, db.with_name(db.name + "-wal"))]
 
 
 def restore_path(path: str) -> str:
     """A row goes back as the JSON file it was before the database: OpenCode reads those
     when it makes its database (so a restore is seen by a release that has none yet)."""
-    return path.removeprefix(VIRTUAL_PREFIX)
+    first, _, rest = path.partition("/")
+    return rest if rest and _DATABASE.fullmatch(first) else path
 
 
-def open_virtual(root: Path) -> DatabaseReader | None:
-    """The database beside the root, read in one snapshot until close(); None when there
-    is none. ForeignReadError where it cannot be read (a link, locked, damaged)."""
+def virtual_databases(root: Path) -> list[Path]:
+    return databases(root)
+
+
+def open_virtual(database: Path) -> DatabaseReader:
+    """One database, read in one snapshot until close(). ForeignReadError where it cannot
+    be read (a link, locked, damaged, not OpenCode's)."""
     from session_memory.store.foreign import ForeignDatabase  # here: only ingest reads it
 
-    db = root.parent / DB_NAME
-    if not os.path.lexists(db):
-        return None
-    return DatabaseReader(ForeignDatabase(db))
+    return DatabaseReader(ForeignDatabase(database))
 
 
 class DatabaseReader:
@@ -159,6 +179,8 @@ class DatabaseReader:
 
         self.db = db
         self.path = db.path
+        self.prefix = db.path.name + "/"
+        """Where its rows' files are, under the root."""
         try:
             self._session_columns = db.columns("session")  # in the order `SELECT *` gives
             if not {"id", "project_id", "time_updated"} <= set(self._session_columns) or not (
@@ -178,11 +200,11 @@ class DatabaseReader:
         # Ids as bytes: one that is no UTF-8 is that row's problem, not the whole table's.
         sessions = list(self.db.rows("SELECT CAST(id AS BLOB), CAST(project_id AS BLOB),"
                                      " time_updated FROM session"))
-        stored_sessions = stored(f"{VIRTUAL_PREFIX}session/", None)
+        stored_sessions = stored(f"{self.prefix}session/", None)
         for sid_bytes, project, updated in sessions:
             sid = _id(sid_bytes)
             # The project only names the folder the file goes back to: kept, escaped.
-            path = f"{VIRTUAL_PREFIX}session/{_shown(project)}/{_shown(sid_bytes)}.json"
+            path = f"{self.prefix}session/{_shown(project)}/{_shown(sid_bytes)}.json"
             if sid is None:  # its messages and parts name it as it is: not read either
                 yield _unreadable(path, "session row whose id is no UTF-8 text (nor its "
                                         "messages and parts)")
@@ -191,11 +213,11 @@ class DatabaseReader:
             if stored_sessions.get(path) == stamp and not (isinstance(updated, int)
                                                            and updated >= recent):
                 continue
-            own = stored(VIRTUAL_PREFIX, sid)
+            own = stored(self.prefix, sid)
             for m_bytes, m_updated in list(self.db.rows(
                     "SELECT CAST(id AS BLOB), time_updated FROM message WHERE session_id = ?",
                     (sid,))):
-                m_path = f"{VIRTUAL_PREFIX}message/{sid}/{_shown(m_bytes)}.json"
+                m_path = f"{self.prefix}message/{sid}/{_shown(m_bytes)}.json"
                 if (mid := _id(m_bytes)) is None:  # its parts name it as it is
                     yield _unreadable(m_path, "message row whose id is no UTF-8 text (nor "
                                               "its parts)")
@@ -204,7 +226,7 @@ class DatabaseReader:
             for p_bytes, pm_bytes, p_updated in list(self.db.rows(
                     "SELECT CAST(id AS BLOB), CAST(message_id AS BLOB), time_updated"
                     " FROM part WHERE session_id = ?", (sid,))):
-                p_path = f"{VIRTUAL_PREFIX}part/{_shown(pm_bytes)}/{_shown(p_bytes)}.json"
+                p_path = f"{self.prefix}part/{_shown(pm_bytes)}/{_shown(p_bytes)}.json"
                 pid, mid = _id(p_bytes), _id(pm_bytes)
                 if mid is None:
                     continue  # its message's line said so
@@ -413,22 +435,27 @@ class _Tree:
         self.malformed = 0
         messages: list[_Record] = []
         parts: dict[str, list[_Record]] = {}
-        decoded: list[tuple[str, bool, _Record]] = []
+        decoded: list[tuple[str, tuple[float, str] | None, _Record]] = []
         for piece in pieces:
-            from_db = piece.path.startswith(VIRTUAL_PREFIX)
-            kind = piece.path.removeprefix(VIRTUAL_PREFIX).split("/", 1)[0]
+            relpath = restore_path(piece.path)
+            kind = relpath.split("/", 1)[0]
             if kind not in ("session", "message", "part"):
                 continue  # the diff repeats what the patch parts say
+            # A database's copy (None: a JSON file's) is ranked: the least is read.
+            rank = None if relpath == piece.path else (-(piece.mtime or 0.0), piece.path)
             try:
-                decoded.append((kind, from_db, decode(b"".join(piece.chunks()))))
+                decoded.append((kind, rank, decode(b"".join(piece.chunks()))))
             except (*JSON_ERRORS, msgspec.ValidationError):
                 self.malformed += 1
-        # A thing both in a JSON file and in the database (OpenCode's migration to it
-        # leaves the files) is read once: from the database, which has its last state.
-        in_db = {(kind, r.id) for kind, from_db, r in decoded
-                 if from_db and isinstance(r.id, str)}
-        for kind, from_db, record in decoded:
-            if not from_db and isinstance(record.id, str) and (kind, record.id) in in_db:
+        # A thing both in a JSON file and in a database (OpenCode's migration to it leaves
+        # the files) is read once: from the database, which has its last state; in two
+        # databases (two channels'), from the one that wrote it last.
+        read: dict[tuple[str, str], tuple[float, str]] = {}
+        for kind, rank, r in decoded:
+            if rank is not None and isinstance(r.id, str):
+                read[kind, r.id] = min(rank, read.get((kind, r.id), rank))
+        for kind, rank, record in decoded:
+            if isinstance(record.id, str) and read.get((kind, record.id), rank) != rank:
                 continue
             if kind == "session":
                 self.sessions.append(record)

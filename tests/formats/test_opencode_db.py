@@ -704,3 +704,50 @@ def test_a_row_that_cannot_be_read_leaves_its_session_to_be_compared_again(
     (line,) = [r.msg for r in caplog.records if isinstance(r.msg, dict)
                and r.msg.get("event") == "cannot read the row, skipped"]
     assert "damaged" in line["reason"]
+
+
+def test_another_channels_database_is_read_as_opencode_db(db: Path, home: Path) -> None:
+    """A dev build (any channel but latest, beta and prod) keeps opencode-<channel>.db,
+    the same tables: its rows are stored under its own name, the sessions keep their ids,
+    and the digests, usage and transcripts are those opencode.db gives."""
+    from_release = _analyzed(home)
+    _fresh_store()
+    dev = db.with_name("opencode-dev.db")
+    db.rename(dev)
+    with _memory() as memory:
+        summary = memory.ingest()
+        assert (summary.errors, summary.skipped, summary.files_changed) == (0, 0, 47)
+        paths = {f.path.split("/", 1)[0] for s in memory.sessions(source="opencode")
+                 for f in memory.tier1.files(s["id"])}
+        assert paths == {"opencode-dev.db"}
+        assert memory.ingest().files_changed == 0
+    assert _analyzed(home) == from_release
+    settings = config.load()
+    (source,) = [s for s in settings.enabled_sources if s.name == "opencode"]
+    specs = [s for s in Watcher.specs([source], {}) if s.files is not None]
+    assert [s.files for s in specs] == [frozenset({
+        "opencode.db", "opencode.db-wal", "opencode-dev.db", "opencode-dev.db-wal"})]
+
+
+def test_a_session_in_two_channels_databases_counts_once_the_copy_written_last(
+        db: Path, home: Path) -> None:
+    """The same sessions in both (each channel copies the JSON files into its own): read
+    once. A part written later in one of them is read, and restored, from that one."""
+    from_release = _analyzed(home)
+    shutil.copyfile(db, db.with_name("opencode-dev.db"))
+    assert _analyzed(home) == from_release
+    dev = db.with_name("opencode-dev.db")
+    _commit(_writer(dev, MIGRATED_AT_MS + 120_000, True, "written in the dev build"))
+    with _memory() as memory:
+        assert memory.ingest().files_changed == 2
+        memory.analyze([f"opencode:{EDITED}"], force=True)
+        texts = [m["text"] for m in memory.transcript(f"opencode:{EDITED}",
+                                                      limit=200)["messages"]]
+        assert "written in the dev build" in texts
+        assert len(texts) == len(from_release["transcripts"][EDITED]["messages"])
+        restored = memory.restore(f"opencode:{EDITED}")
+        assert len(restored) == len(set(restored)) == 1 + 8 + 22
+        part = _data_dir(home) / "storage" / "part" / PART_MESSAGE / f"{PART}.json"
+        assert json.loads(part.read_bytes())["text"] == "written in the dev build"
+        gone = memory.forget(f"opencode:{EDITED}")
+        assert gone["source_databases"] == sorted([str(db), str(dev)])

@@ -232,18 +232,20 @@ def test_parts_without_their_message_file_still_count(home: Path, tmp_path: Path
     assert d["tool_errors"] == 1 and d["errors"][0]["snippet"] == "exit 2"
 
 
-def test_check_says_another_channels_database_is_not_read(home: Path, tmp_path: Path) -> None:
+def test_check_says_a_linked_database_is_not_read(home: Path, tmp_path: Path) -> None:
     """Newer OpenCode keeps sessions in opencode.db beside storage/ (which may not even
-    exist then), which is read (test_opencode_db.py); another release channel's database
-    (opencode-<channel>.db) is not, and `check` says so, rather than nothing."""
+    exist then), another release channel in opencode-<channel>.db: both are read
+    (test_opencode_db.py), but not through a link, and `check` says so, rather than
+    nothing."""
     data = tmp_path / "share" / "opencode"
     data.mkdir(parents=True)
     write_config(home, f'[sources.opencode]\nroot = "{data / "storage"}"\n')
     with Memory(config.load(), clock=FixedClock(2_000_000_000)) as memory:
         assert not any("opencode" in w for w in memory.check_warnings())
         (data / "opencode.db").write_bytes(b"SQLite format 3\0")
-        (data / "opencode-beta.db").write_bytes(b"SQLite format 3\0")
+        (data / "opencode-dev.db").write_bytes(b"SQLite format 3\0")
         (data / "opencode.db-wal").write_bytes(b"")
+        (data / "opencode-local.db").symlink_to(data / "opencode-dev.db")
         assert [w for w in memory.check_warnings() if "opencode" in w] == [
-            f"{data / 'opencode-beta.db'}: OpenCode's session database, not read "
-            "(only storage/ and opencode.db are)"]
+            f"{data / 'opencode-local.db'}: OpenCode's session database is a link, "
+            "not followed: not read"]
