@@ -81,7 +81,7 @@ def analyze(tier1: Tier1, tier2: Tier2, settings: Settings, clock: Clock, idle_b
         # A digest is made as it is asked for: `stop` asked first, no session is parsed
         # only to be dropped, and the pass closed at once, the workers take no more.
         for item in digests if stop is None else _until(stop, digests):
-            if item is None:  # nothing left for this process to parse: write meanwhile
+            if item is None:  # nothing for this process to parse: write meanwhile
                 if batch:
                     result.analyzed += _commit(tier1, tier2, clock, batch)
                     batch, batch_bytes = [], 0
@@ -166,8 +166,9 @@ def _digests(tier1: Tier1, formats_by_source: dict[str, str | None],
     """Each row with its digest (or why it failed). A large pass is shared with worker
     processes (see analyze/worker.py): they take from one end of the list, this process
     from the other, between its own writes. None: this process has nothing left to parse
-    and would only wait for the workers' last sessions (a time to write). A session is
-    parsed here only as its digest is asked for; closing the generator ends the pass."""
+    and would only wait for the workers' last sessions, or for them to exit (a time to
+    write). A session is parsed here only as its digest is asked for; closing the generator
+    ends the pass."""
     rows = read_order(tier1, rows)
     workers = min(os.cpu_count() or 1, MAX_WORKERS, len(rows)) - 1 if parallel else 0
     if workers < 1 or sum(r["raw_bytes"] for r in rows) < PARALLEL_MIN_BYTES:
@@ -182,5 +183,6 @@ def _digests(tier1: Tier1, formats_by_source: dict[str, str | None],
         yield None
         for j, outcome in shared.rest():
             yield rows[j], outcome
+        yield None  # their last digests are written while they exit (close waits for that)
     for j, why in shared.lost():
         yield rows[j], why

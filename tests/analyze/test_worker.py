@@ -57,7 +57,8 @@ def test_parallel_workers_give_the_serial_digests(memory: Memory, sources: dict[
 def test_a_parallel_pass_checkpoints_tier2_while_its_workers_finish(
         memory: Memory, sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """Once this process has nothing left to parse, the pass's WAL is copied into Tier 2
-    while the workers finish: once, with the sessions it committed already in it."""
+    while the workers finish, with the sessions it committed already in it; and once they
+    are done, their last digests are committed and copied while they exit."""
     for n in range(6):
         claude_session(sources["claude-code"], n)
     memory.ingest()
@@ -78,7 +79,7 @@ def test_a_parallel_pass_checkpoints_tier2_while_its_workers_finish(
     monkeypatch.setattr(run, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(run.os, "cpu_count", lambda: 2)
     assert len(memory.analyze(force=True)) == 6
-    assert len(checkpoints) == 1 and 6 <= checkpoints[0] <= 12
+    assert len(checkpoints) == 2 and 6 <= checkpoints[0] <= 12 and checkpoints[1] == 12
 
 
 def test_both_ends_take_each_session_once() -> None:
