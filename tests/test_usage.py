@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from session_memory import config, prices
+from session_memory import config, formats, prices
 from session_memory.cli import cli, common, usage_cmd
 from session_memory.clock import FixedClock
 from session_memory.memory import Memory
@@ -262,7 +262,7 @@ def test_a_parser_change_makes_only_its_formats_digests_again(
         assert sorted(memory.reanalyze_stale()) == codex_ids
         assert memory.reanalyze_stale() == []
         assert {i: (memory.tier2.get_digest(i) or {})["analyzer_version"] for i in ids} == {
-            i: analyzer_version(codex.PARSER_VERSION if i in codex_ids else 1) for i in ids}
+            i: analyzer_version(formats.get(i.split(":", 1)[0]).PARSER_VERSION) for i in ids}
         assert memory.usage("day", breakdown=True) == expected
 
 

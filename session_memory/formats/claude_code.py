@@ -36,7 +36,7 @@ from session_memory.formats.events import (
 NAME = "claude-code"
 WATCH = WHOLE_ROOT
 RECORD_TIMES = True
-PARSER_VERSION = 1  # bump when parse() reads a session differently (base.py)
+PARSER_VERSION = 2  # bump when parse() reads a session differently (base.py)
 BILLING_BLOCK_HOURS = 5
 """Claude bills in 5-hour windows: `usage blocks` draws them for this format's sources."""
 # Older versions wrote subagents flat beside sessions; their lines carry the parent's id.
@@ -163,6 +163,26 @@ class _Message(msgspec.Struct, gc=False):
     content: str | list[_Block | Scalar | list[Any]] | dict[str, Any] | None | int | float = None
 
 
+class _RelayedReply(msgspec.Struct, gc=False):
+    """A subagent's response as a progress record relays it: only what its spend needs."""
+    id: Any = None
+    model: Any = None
+    usage: _Usage | Scalar | list[Any] = None
+
+
+class _RelayedMessage(msgspec.Struct, gc=False):
+    type: Any = None
+    timestamp: Any = None
+    requestId: Any = None
+    message: _RelayedReply | Scalar | list[Any] = None
+
+
+class _Progress(msgspec.Struct, gc=False):
+    """A progress record's `data`: `message` is a subagent's record, relayed as it runs
+    (`normalizedMessages`, the whole conversation again, is skipped unbuilt)."""
+    message: _RelayedMessage | Scalar | list[Any] = None
+
+
 class _Record(msgspec.Struct, gc=False):
     type: Any = None
     timestamp: Any = None
@@ -182,6 +202,7 @@ class _Record(msgspec.Struct, gc=False):
     isMeta: Any = None
     isCompactSummary: Any = None
     isVisibleInTranscriptOnly: Any = None
+    data: _Progress | Scalar | list[Any] = None
 
 
 def parse(pieces: Sequence[Piece], out: Sink) -> None:
@@ -247,6 +268,8 @@ def _transcript(piece: Piece, sidechain_file: bool, out: Sink) -> None:
                 out.info(title=r.summary)
             elif kind == "custom-title" and type(r.customTitle) is str:
                 out.info(title=r.customTitle)
+            elif kind == "progress" and type(r.data) is _Progress:
+                _relayed(r.data.message, r.timestamp, out)
             if kind == "system" and r.subtype == "api_error":
                 out.failure("api_error", text_of(r.content), side)
     out.times(first, last)
@@ -259,25 +282,9 @@ def _assistant(r: _Record, msg: _Message, side: bool, model: str | None, out: Si
     # A reply Claude Code wrote itself (an API error, "No response requested.") names the
     # model <synthetic>: no model answered, so there is no spend (nor in ccusage's counts).
     if type(usage) is _Usage and msg.model != "<synthetic>":
-        # One response is written as several lines sharing message.id; the last copy wins.
-        # as_int and str_or_none of each, inline: this runs once a response.
-        fresh, output = usage.input_tokens, usage.output_tokens
-        written, read = usage.cache_creation_input_tokens, usage.cache_read_input_tokens
-        fresh, output = (fresh if type(fresh) is int else 0, output if type(output) is int else 0)
-        written, read = (written if type(written) is int else 0, read if type(read) is int else 0)
         message_id = msg.id if type(msg.id) is str and msg.id else None
-        out.usage(message_id or _string(r.uuid), model, fresh, output, written, read)
-        if type(r.timestamp) is str:
-            # The same response in two files (a resumed or forked session) has the same
-            # message id and request id: counted once, as ccusage counts it.
-            request = r.requestId
-            key = f"{message_id}\0{request if type(request) is str else ''}" if (
-                message_id) else None
-            creation = usage.cache_creation
-            spend_model = f"{model}-fast" if model and usage.speed == "fast" else model
-            out.spend(r.timestamp, key, spend_model, fresh, output, written, read, 0,
-                      as_int(creation.ephemeral_1h_input_tokens)
-                      if type(creation) is _CacheCreation else 0, side)
+        _spend(usage, message_id, message_id or _string(r.uuid), r.requestId, r.timestamp,
+               model, side, out)
     content = msg.content
     if r.isApiErrorMessage:
         out.failure("api_error", text_of(_plain(content)), side)
@@ -292,6 +299,49 @@ def _assistant(r: _Record, msg: _Message, side: bool, model: str | None, out: Si
             out.assistant_text(block.text, side)
         elif kind == "tool_use" and type(block.name) is str:
             _tool_call(block, side, out)
+
+
+def _spend(usage: _Usage, message_id: str | None, usage_key: str | None, request: Any,
+           at: Any, model: str | None, side: bool, out: Sink) -> None:
+    """One copy of a response's usage. One response is written as several lines sharing
+    message.id: the last copy wins. as_int of each count, inline: this runs once a copy."""
+    fresh, output = usage.input_tokens, usage.output_tokens
+    written, read = usage.cache_creation_input_tokens, usage.cache_read_input_tokens
+    fresh, output = (fresh if type(fresh) is int else 0, output if type(output) is int else 0)
+    written, read = (written if type(written) is int else 0, read if type(read) is int else 0)
+    out.usage(usage_key, model, fresh, output, written, read)
+    if type(at) is str:
+        # The same response in two files (a resumed or forked session) has the same
+        # message id and request id: counted once, as ccusage counts it.
+        key = f"{message_id}\0{request if type(request) is str else ''}" if (
+            message_id) else None
+        creation = usage.cache_creation
+        spend_model = f"{model}-fast" if model and usage.speed == "fast" else model
+        out.spend(at, key, spend_model, fresh, output, written, read, 0,
+                  as_int(creation.ephemeral_1h_input_tokens)
+                  if type(creation) is _CacheCreation else 0, side)
+
+
+def _relayed(relayed: Any, at: Any, out: Sink) -> None:
+    """A subagent's response that a progress record relays to the parent's transcript, as
+    Claude Code 2.1 writes them while a subagent runs. Its spend counts once by message.id
+    with every other copy (the subagent's own transcript, when it is there, holds the last
+    one); where that transcript is missing, this is the only record of what was spent
+    (ccusage counts it too)."""
+    if type(relayed) is not _RelayedMessage or relayed.type != "assistant":
+        return
+    reply = relayed.message
+    if (type(reply) is not _RelayedReply or type(reply.usage) is not _Usage
+            or type(reply.id) is not str or not reply.id):
+        return
+    model = reply.model if type(reply.model) is str and reply.model not in (
+        "", "<synthetic>") else None
+    if reply.model == "<synthetic>":
+        return
+    if model:
+        out.model(model)
+    at = relayed.timestamp if type(relayed.timestamp) is str else at
+    _spend(reply.usage, reply.id, reply.id, relayed.requestId, at, model, True, out)
 
 
 def _tool_call(block: _Block, side: bool, out: Sink) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -317,3 +320,60 @@ def test_a_folder_named_like_a_session_above_the_projects_keeps_each_session_its
     assert digest_of(memory, f"claude-code:{SID}")["first_prompt"] == "Fix the failing test"
     parent = digest_of(memory, f"claude-code:{PARENT}")
     assert (parent["first_prompt"], parent["user_turns"]) == ("Write the changelog", 1)
+
+
+def relayed(ts: str, mid: str, request: str, usage: dict[str, int]) -> dict[str, Any]:
+    """A progress record as Claude Code 2.1 writes it into the parent's transcript while a
+    subagent runs: the subagent's response inside `data.message`, the conversation so far
+    again in `normalizedMessages`."""
+    reply = {"type": "assistant", "timestamp": ts, "requestId": request,
+             "message": {"id": mid, "model": "claude-haiku-4-5", "role": "assistant",
+                         "content": [{"type": "tool_use", "id": "tu9", "name": "Read",
+                                      "input": {"file_path": "/repo/c.py"}}],
+                         "usage": usage}}
+    return {**BASE, "type": "progress", "timestamp": ts,
+            "data": {"type": "agent_progress", "message": reply,
+                     "normalizedMessages": [reply, reply]}}
+
+
+def cli_json(*args: str) -> Any:
+    run = subprocess.run([sys.executable, "-m", "session_memory", *args, "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+@pytest.mark.parametrize("subagent_file", [False, True])
+def test_a_subagent_response_a_progress_record_relays_counts_once(
+        sources: dict[str, Path], subagent_file: bool) -> None:
+    """ccusage counts the usage progress records relay (on the real histories it found
+    15,459 cache-write tokens more than we did, all of them there); with the subagent's
+    transcript beside it, its copy of the response is the same response (once, its last
+    copy's counts)."""
+    early = {"input_tokens": 2, "output_tokens": 6, "cache_creation_input_tokens": 3209,
+             "cache_read_input_tokens": 0}
+    final = {**early, "output_tokens": 90}
+    root = sources["claude-code"]
+    write(root, f"-repo/{SID}.jsonl", jsonl(
+        user("2026-01-01T10:00:00.000Z", "Read c.py with a subagent"),
+        assistant("2026-01-01T10:00:01.000Z", "msg_P", [{"type": "text", "text": "Sure."}],
+                  {"input_tokens": 10, "output_tokens": 5}, requestId="req_P"),
+        relayed("2026-01-01T10:00:02.000Z", "msg_S", "req_S", early),
+        relayed("2026-01-01T10:00:03.000Z", "msg_S", "req_S", early)))
+    if subagent_file:
+        write(root, f"-repo/{SID}/subagents/agent-s1.jsonl", jsonl(assistant(
+            "2026-01-01T10:00:04.000Z", "msg_S", [BASH], final, model="claude-haiku-4-5",
+            isSidechain=True, agentId="s1", requestId="req_S")))
+    cli_json("ingest")
+    cli_json("analyze", "--all")
+    sub = final if subagent_file else early
+    digest = cli_json("show", f"claude-code:{SID}")["digest"]
+    assert digest["tokens"] == {
+        "input": 10 + sub["input_tokens"], "output": 5 + sub["output_tokens"],
+        "cache_creation": sub["cache_creation_input_tokens"], "cache_read": 0,
+        "reasoning": 0}
+    assert "claude-haiku-4-5" in digest["models"]
+    [row] = cli_json("usage", "--by", "session")
+    assert (row["input"], row["output"], row["cache_creation"], row["cache_read"]) == (
+        10 + sub["input_tokens"], 5 + sub["output_tokens"],
+        sub["cache_creation_input_tokens"], 0)
