@@ -415,3 +415,19 @@ def test_ingest_on_a_terminal_counts_its_progress_in_the_units_of_its_summary(
     assert bars and any("MiB" in bar for bar in bars), text
     assert not any(re.search(r"\d (kB|MB)\b", bar) for bar in bars), bars
     assert "ingested 5.2 MiB from 40 changed files" in text
+
+
+def test_show_says_how_many_lines_it_could_not_read_and_export_keeps_them(
+        sources: dict[str, Path], tmp_path: Path) -> None:
+    f = sources["claude-code"] / "-home-dev-app" / f"{SID}.jsonl"
+    f.parent.mkdir()
+    good = b'{"type":"user","timestamp":"2025-01-01T00:00:00Z","message":{"role":"user",' \
+           b'"content":"fix it"}}\n'
+    f.write_bytes(good + b'{"type":"assistant", cut short\n' + b"\x00\xff not json\n" + good)
+    os.utime(f, (1_700_000_000, 1_700_000_000))
+    cli("ingest")
+    cli("analyze")
+    assert as_json("show", SID)["digest"]["malformed_lines"] == 2
+    assert "malformed lines: 2 (left out of this digest" in cli("show", SID).stdout
+    cli("export", SID, "-o", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "-home-dev-app" / f"{SID}.jsonl").read_bytes() == f.read_bytes()
