@@ -6,7 +6,7 @@ import re
 
 import click
 
-from session_memory.cli.common import Context, data_command, echo, emit_json
+from session_memory.cli.common import Context, data_command, echo, emit_json, fail
 from session_memory.humanize import human_count, human_time
 
 
@@ -22,8 +22,13 @@ def analyze(ctx: Context, ids: tuple[str, ...], include_active: bool, force: boo
         result = memory.analyze_report(list(ids) or None, include_active=include_active,
                                        force=force)
     if as_json:
-        emit_json({"analyzed": result.analyzed, "skipped": result.skipped,
-                   "failed": result.failed})
+        document = {"analyzed": result.analyzed, "skipped": result.skipped,
+                    "failed": result.failed}
+        if result.failed:
+            fail(f"{human_count(len(result.failed), 'session')} failed: "
+                 + "; ".join(f"{sid}: {why}" for sid, why in result.failed.items()),
+                 as_json=True, document=document)
+        emit_json(document)
     else:
         for sid in result.analyzed:
             echo(sid)

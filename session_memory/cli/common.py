@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import apsw
 import click
@@ -161,10 +161,13 @@ def emit_error(message: str, code: int) -> None:
     emit_json({"error": message, "exit_code": code})
 
 
-def fail(message: str, code: int = exitcodes.ERROR, *, as_json: bool = False) -> None:
-    """The message on stderr and exit `code`; with --json, also the error document."""
+def fail(message: str, code: int = exitcodes.ERROR, *, as_json: bool = False,
+         document: dict[str, Any] | None = None) -> NoReturn:
+    """The message on stderr and exit `code`; with --json, also the error document: the
+    command's own `document` (check's, a sweep's report) with the error in it, where the
+    command has one, so that stdout still holds exactly one document."""
     if as_json:
-        emit_error(message, code)
+        emit_json({**(document or {}), "error": message, "exit_code": code})
     from rich.markup import escape
 
     # The message names what it was given (an id, a path): its brackets are no markup.

@@ -13,13 +13,14 @@ from session_memory.cli.common import (
     data_command,
     echo,
     emit_json,
+    fail,
     handle_errors,
     json_option,
     pass_ctx,
     print_table,
     rich_text,
 )
-from session_memory.humanize import human_bytes, human_time
+from session_memory.humanize import human_bytes, human_count, human_time
 
 
 @click.command()
@@ -30,6 +31,9 @@ def sweep(ctx: Context, dry_run: bool, as_json: bool) -> None:
     """One retention sweep: backstop, budget, overflow; prints its eviction report."""
     with ctx.memory() as memory:
         report = memory.sweep(dry_run=dry_run)
+    if as_json and report["errors"]:
+        fail(f"the sweep had {human_count(len(report['errors']), 'error')}: "
+             + "; ".join(report["errors"]), as_json=True, document=report)
     if as_json:
         emit_json(report)
     else:

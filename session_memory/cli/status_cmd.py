@@ -7,7 +7,7 @@ import sys
 import click
 
 from session_memory import exitcodes
-from session_memory.cli.common import Context, data_command, echo, emit_json
+from session_memory.cli.common import Context, data_command, echo, emit_json, fail
 from session_memory.humanize import human_bytes, human_count, human_time
 
 
@@ -47,8 +47,12 @@ def check(ctx: Context, repair: bool, as_json: bool) -> None:
         problems = memory.check()
         warnings = memory.check_warnings()
     if as_json:
-        emit_json({"ok": not problems, "problems": problems, "warnings": warnings}
-                  | ({"repaired": repaired} if repair else {}))
+        document = ({"ok": not problems, "problems": problems, "warnings": warnings}
+                    | ({"repaired": repaired} if repair else {}))
+        if problems:
+            fail(f"unhealthy: {human_count(len(problems), 'problem')}", as_json=True,
+                 document=document)
+        emit_json(document)
     else:
         for fix in repaired:
             echo(f"repaired: {fix}")

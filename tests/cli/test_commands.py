@@ -4,6 +4,8 @@ every command exists, has help, is in the README, and takes --json where it prin
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +106,24 @@ def test_a_bad_config_under_json_prints_its_error_as_json(home: Path) -> None:
         error = json.loads(run.stdout)
         assert error["exit_code"] == 78 and "retention.raw_soft_cap" in error["error"]
         assert "retention.raw_soft_cap" in run.stderr
+
+
+def test_a_command_whose_own_document_says_it_failed_has_the_error_in_it(
+        sources: dict[str, Path]) -> None:
+    """check (unhealthy) and analyze (a session it could not read) exit 1 after printing
+    their own document: with --json it holds the error and the exit code too, as every
+    failing --json command's does, and stdout is still that one document."""
+    (sources["mytool"] / "a.jsonl").write_bytes(b'{"x": 1}\n' * 100)  # written now: chunks
+    assert _run("ingest").returncode == 0
+    data_dir = Path(os.environ["XDG_DATA_HOME"]) / "session-memory"
+    with sqlite3.connect(data_dir / "tier1.db") as db:  # damage, as a failing disk leaves it
+        db.execute("DROP TRIGGER chunk_added")
+        db.execute("UPDATE chunks SET crc = crc + 1")
+    for args, keys in ((["check"], {"ok", "problems", "warnings"}),
+                       (["analyze", "--all"], {"analyzed", "skipped", "failed"})):
+        run = _run(*args, "--json")
+        assert run.returncode == 1, run.stdout + run.stderr
+        document = json.loads(run.stdout)
+        assert keys <= document.keys() and document["exit_code"] == 1, document
+        assert document["error"] and document["error"] in run.stderr.replace("\n", " ")
+    assert json.loads(_run("check", "--json").stdout)["ok"] is False
