@@ -102,7 +102,7 @@ def unread_places(root: Path) -> list[tuple[Path, str]]:
     """A database beside storage/ that is a link (not followed, as no source file is):
     said, so a user does not take the missing sessions for none."""
     return [(db, "OpenCode's session database is a link, not followed: not read")
-            for db in databases(root) if db.is_symlink()]
+            for db in virtual_databases(root) if db.is_symlink()]
 
 
 # -- the database: its rows as the files OpenCode wrote before it ---------------------
@@ -128,7 +128,7 @@ the session row (stopped by the user, a tool run or a question left open longer 
 RECHECK_MS) writes its last message and part rows that long after the row."""
 
 
-def databases(root: Path) -> list[Path]:
+def virtual_databases(root: Path) -> list[Path]:
     """The databases beside the root (OpenCode's data folder): opencode.db, then each
     channel's, links too (which are not read, and said so)."""
     try:
@@ -142,7 +142,7 @@ def databases(root: Path) -> list[Path]:
 def virtual_places(root: Path) -> list[Path]:
     """The files whose writes mean rows may have changed: each database and its WAL
     (opencode.db's even before it is made)."""
-    dbs = databases(root)
+    dbs = virtual_databases(root)
     if root.parent / DB_NAME not in dbs:
         dbs.insert(0, root.parent / DB_NAME)
     return [place for db in dbs for place in (db, db.with_name(db.name + "-wal"))]
@@ -153,10 +153,6 @@ def restore_path(path: str) -> str:
     when it makes its database (so a restore is seen by a release that has none yet)."""
     first, _, rest = path.partition("/")
     return rest if rest and _DATABASE.fullmatch(first) else path
-
-
-def virtual_databases(root: Path) -> list[Path]:
-    return databases(root)
 
 
 def open_virtual(database: Path) -> DatabaseReader:
@@ -258,8 +254,9 @@ class DatabaseReader:
 
     def _session(self, sid: str) -> bytes:
         # Text and BLOBs as bytes, as _data reads them: a title that is no UTF-8 is kept.
+        quoted = ['"' + c.replace('"', '""') + '"' for c in self._session_columns]
         columns = ", ".join(f"CASE WHEN typeof({c}) IN ('text', 'blob') THEN CAST({c} AS "
-                            f"BLOB) ELSE {c} END" for c in self._session_columns)
+                            f"BLOB) ELSE {c} END" for c in quoted)
         for row in self.db.rows(f"SELECT {columns} FROM session WHERE id = ?", (sid,)):
             values = [_text(v) if isinstance(v, bytes) else v for v in row]
             return _json_file(_session_document(dict(zip(self._session_columns, values,
