@@ -295,7 +295,12 @@ class Ingestor:
         points: dict[tuple[str, str], AppendPoint] = {}
         if paths is None:
             version = self.tier1.data_version()  # first, as for named paths below
-            cursors = self.tier1.cursors()
+            # Not the cursors of files made from databases' rows: no walk comes to them
+            # (their stamps are looked up by session, see _virtual_candidates).
+            fmts: dict[str, Any] = {s.name: formats.get(s.format) for s in with_databases}
+            cursors = self.tier1.cursors(besides=[
+                (source.name, place.name + "/") for source in with_databases
+                for place in fmts[source.name].virtual_places(self._root(source))])
             known = {(c.source, c.phys_path): c for c in cursors}
             # A file it finds no cursor for is stored under its own path, which only the
             # cursor of a compressed twin (stored under its plain name) can hold.

@@ -144,6 +144,12 @@ _path_then_id = operator.itemgetter(3, 0)
 (code points, as UTF-8's bytes)."""
 
 
+def _prefix_end(prefix: str) -> str:
+    """The least string after every string that begins with `prefix` (for a range over an
+    index)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
 def state_sql(idle_before: str = ":idle_before") -> str:
     """The user-facing state, derived from the stored one and the time of the last write."""
     return (f"CASE WHEN state != 'open' THEN state "
@@ -207,7 +213,7 @@ class Tier1:
 
     def meta_keys(self, prefix: str) -> list[str]:
         """Keys that start with `prefix`, by a range over the primary key."""
-        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        end = _prefix_end(prefix)
         return [str(r[0]) for r in self.conn.execute(
             "SELECT key FROM meta WHERE key >= ? AND key < ? ORDER BY key", (prefix, end))]
 
@@ -234,18 +240,25 @@ class Tier1:
 
     # -- cursors --------------------------------------------------------------------
 
-    def cursors(self, source: str | None = None) -> list[Cursor]:
-        sql = f"SELECT {_CURSOR_COLS} FROM cursors"
-        rows = (self.conn.execute(sql + " WHERE source = ?", (source,)) if source
-                else self.conn.execute(sql))
-        return [Cursor(*row) for row in rows]
+    def cursors(self, source: str | None = None, *,
+                besides: Sequence[tuple[str, str]] = ()) -> list[Cursor]:
+        """`besides`: (source, path prefix) of cursors left out (those of a format's files
+        made from a database, which a walk never comes to: see formats.base.VirtualFile),
+        neither read nor made objects."""
+        where, args = (["source = ?"], [source]) if source else ([], [])
+        for other, prefix in besides:
+            where.append("NOT (source = ? AND path >= ? AND path < ?)")
+            args += [other, prefix, _prefix_end(prefix)]
+        return [Cursor(*row) for row in self.conn.execute(
+            f"SELECT {_CURSOR_COLS} FROM cursors"
+            + (" WHERE " + " AND ".join(where) if where else ""), args)]
 
     def cursor_stamps(self, source: str, prefix: str,
                       session_id: str | None = None) -> dict[str, int | None]:
         """The stored mtime_ns of every file of a source whose path begins with `prefix`
         (a format's files made from a database: see formats.base.VirtualFile), by path;
         with `session_id`, of that session's files only (looked up by session)."""
-        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        end = _prefix_end(prefix)
         if session_id is None:
             rows = self.conn.execute("SELECT path, mtime_ns FROM cursors WHERE source = ?"
                                      " AND path >= ? AND path < ?", (source, prefix, end))

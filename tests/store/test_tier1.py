@@ -627,3 +627,21 @@ def test_files_come_by_path_then_id_as_sqlite_orders_text(tmp_path: Path) -> Non
         "b.jsonl"]  # only the newest version of b.jsonl
     assert t.files("src:s")[-1].version == len(paths) - 1
     t.close()
+
+
+def test_cursors_leaves_out_those_under_the_prefixes_it_is_told(tmp_path: Path) -> None:
+    """What a whole walk asks: not the cursors of files made from a database's rows."""
+    t = Tier1(tmp_path / "t1.db")
+    paths = [("oc", "opencode.db/part/m/p.json"), ("oc", "opencode.db-x.json"),
+             ("oc", "opencode.dbz/a.json"), ("oc", "session/p/s.json"),
+             ("other", "opencode.db/part/m/p.json")]
+    with t.transaction():
+        for i, (source, path) in enumerate(paths):
+            t.save_cursor(Cursor(source, path, path, f"{source}:s", 0, 1, 0, 1, b"h", b"t",
+                                 1, i, 1, 5))
+    assert sorted((c.source, c.path) for c in t.cursors()) == sorted(paths)
+    left = t.cursors(besides=[("oc", "opencode.db/"), ("oc", "opencode-dev.db/")])
+    assert sorted((c.source, c.path) for c in left) == sorted(paths[1:])
+    assert [c.path for c in t.cursors("oc", besides=[("oc", "opencode.db/")])] == [
+        p for s, p in sorted(paths[1:4])]
+    t.close()
