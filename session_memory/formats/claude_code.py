@@ -93,7 +93,15 @@ ROOT_VARIABLE = "CLAUDE_CONFIG_DIR"  # names the folder the tool writes under, w
 
 
 def default_root() -> Path:
-    return env_root(ROOT_VARIABLE, "~/.claude", "projects")
+    """$CLAUDE_CONFIG_DIR/projects where that is set; else ~/.claude/projects, or, where only
+    it exists, $XDG_CONFIG_HOME/claude/projects (~/.config/claude/projects), where some
+    versions of Claude Code write (ccusage reads both)."""
+    if os.environ.get(ROOT_VARIABLE):
+        return env_root(ROOT_VARIABLE, "~/.claude", "projects")
+    usual = Path("~/.claude/projects").expanduser()
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "claude",
+               "projects")
+    return xdg if xdg.is_dir() and not usual.is_dir() else usual
 
 
 def prune(dir_relpath: PurePosixPath) -> bool:

@@ -4,7 +4,11 @@ no tool named anywhere else in the program."""
 from __future__ import annotations
 
 import importlib
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -80,6 +84,20 @@ def test_default_roots_follow_the_tools_environment_variables(
     assert s.sources["codex"].root == home / "cx"
     write_config(home, '[sources.codex]\nroot = "~/mine"\n')
     assert config.load().sources["codex"].root == home / "mine"  # the config still wins
+
+
+def test_claude_codes_root_is_the_xdg_one_where_only_that_exists(home: Path) -> None:
+    """Some versions of Claude Code write to ~/.config/claude/projects (FORMATS.md)."""
+    def root() -> str:
+        run = subprocess.run([sys.executable, "-m", "session_memory", "config", "show",
+                              "--json"], capture_output=True, text=True, timeout=60, check=True)
+        return str(json.loads(run.stdout)["sources"]["claude-code"]["root"])
+
+    xdg = Path(os.environ["XDG_CONFIG_HOME"]) / "claude" / "projects"
+    xdg.mkdir(parents=True)
+    assert root() == str(xdg)
+    (home / ".claude" / "projects").mkdir(parents=True)  # both: the usual one, as before
+    assert root() == str(home / ".claude" / "projects")
 
 
 def test_a_jsonl_source_must_name_its_root(home: Path) -> None:
