@@ -55,17 +55,19 @@ def service_install(ctx: Context, no_start: bool, as_json: bool) -> None:
     if as_json:
         emit_json(result)
         return
-    click.echo(f"wrote {result['unit_path']}")
+    # Messages, on stderr as dashboard's "wrote" is: stdout is for data (--json's).
+    click.echo(f"wrote {result['unit_path']}", err=True)
     for ran in result["ran"]:
         state = "ok" if ran["returncode"] == 0 else f"failed: {ran['output']}"
-        click.echo(f"ran {ran['command']}: {state}")
+        click.echo(f"ran {ran['command']}: {state}", err=True)
     if not result["ran"]:
         click.echo("not started (--no-start); to start it, run:" if no_start
-                   else "no systemd user manager answered; to start it, run:")
+                   else "no systemd user manager answered; to start it, run:", err=True)
         for cmd in result["commands"]:
-            click.echo(f"  {cmd}")
+            click.echo(f"  {cmd}", err=True)
     else:
-        click.echo(f"to keep it running while you are logged out: {result['commands'][1]}")
+        click.echo(f"to keep it running while you are logged out: {result['commands'][1]}",
+                   err=True)
 
 
 @service_group.command("uninstall")
@@ -80,7 +82,7 @@ def service_uninstall(as_json: bool) -> None:
         emit_json(result)
         return
     click.echo(f"removed {result['unit_path']}" if result["removed"]
-               else f"no unit at {result['unit_path']}")
+               else f"no unit at {result['unit_path']}", err=True)
 
 
 @service_group.command("status")

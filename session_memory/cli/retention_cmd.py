@@ -102,9 +102,10 @@ def forget(ctx: Context, session_id: str, as_json: bool) -> None:
         emit_json(result)
         _say_what_comes_back(result)
         return
+    # A message, as pin's and unpin's are: stdout is for data (--json's document).
     echo(f"forgot {result['id']}: {human_bytes(result['raw_bytes'])} of raw data"
-               f" ({human_bytes(result['stored_bytes'])} stored)"
-               f"{' and its digest' if result['digest_removed'] else ''}")
+         f" ({human_bytes(result['stored_bytes'])} stored)"
+         f"{' and its digest' if result['digest_removed'] else ''}", err=True)
     _say_what_comes_back(result)
 
 

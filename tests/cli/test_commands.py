@@ -127,3 +127,21 @@ def test_a_command_whose_own_document_says_it_failed_has_the_error_in_it(
         assert keys <= document.keys() and document["exit_code"] == 1, document
         assert document["error"] and document["error"] in run.stderr.replace("\n", " ")
     assert json.loads(_run("check", "--json").stdout)["ok"] is False
+
+
+def test_a_command_that_only_reports_what_it_did_says_so_on_stderr(
+        sources: dict[str, Path], tmp_path: Path) -> None:
+    """Data on stdout, messages on stderr: pin, unpin, forget, dashboard and the service
+    commands print nothing on stdout without --json (they wrote "forgot …", "wrote …",
+    "removed …" there, where pin said "pinned" on stderr)."""
+    (sources["mytool"] / "a.jsonl").write_bytes(b'{"x": 1}\n')
+    assert _run("ingest").returncode == 0
+    for args, said in ((["pin", "mytool:a.jsonl"], "pinned"),
+                       (["unpin", "mytool:a.jsonl"], "unpinned"),
+                       (["forget", "mytool:a.jsonl"], "forgot mytool:a.jsonl"),
+                       (["dashboard", "-o", str(tmp_path / "d.html")], "wrote"),
+                       (["service", "install", "--no-start"], "wrote"),
+                       (["service", "uninstall"], "removed")):
+        run = _run(*args)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout == "" and said in run.stderr, (args, run.stdout, run.stderr)
