@@ -55,9 +55,31 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
     ctx.obj = Context(config_path)
 
 
+def config_first(args: list[str]) -> list[str]:
+    """The arguments with `--config PATH` (or `--config=PATH`) moved to the front: it is the
+    group's option, and a command line that gives it after the command (`session-memory
+    status --config cfg.toml`, as DESIGN.md's "or --config PATH" reads too) means the same.
+    Nothing after `--` is moved: that is a command's arguments."""
+    moved: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg == "--config" and i + 1 < len(args):
+            moved.extend(args[i:i + 2])
+            i += 2
+            continue
+        (moved if arg.startswith("--config=") else rest).append(arg)
+        i += 1
+    return moved + rest
+
+
 def main() -> None:
     try:
-        cli(prog_name="session-memory", standalone_mode=False)
+        cli(args=config_first(sys.argv[1:]), prog_name="session-memory", standalone_mode=False)
     except click.ClickException as e:  # bad usage: an unknown option, a bad value
         if "--json" in sys.argv[1:]:
             emit_error(e.format_message(), e.exit_code)

@@ -145,3 +145,21 @@ def test_a_command_that_only_reports_what_it_did_says_so_on_stderr(
         run = _run(*args)
         assert run.returncode == 0, run.stderr
         assert run.stdout == "" and said in run.stderr, (args, run.stdout, run.stderr)
+
+
+@pytest.mark.parametrize("where", ["before", "after", "after="])
+def test_config_is_taken_before_or_after_the_command(home: Path, tmp_path: Path,
+                                                     where: str) -> None:
+    """DESIGN.md: the config is at $XDG_CONFIG_HOME/session-memory/config.toml "or --config
+    PATH"; a command line that names it after the command means the same."""
+    config_file = tmp_path / "elsewhere.toml"
+    config_file.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n')
+    args = {"before": ["--config", str(config_file), "config", "show", "--json"],
+            "after": ["config", "show", "--config", str(config_file), "--json"],
+            "after=": ["config", "show", "--json", f"--config={config_file}"]}[where]
+    run = _run(*args)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["storage"]["data_dir"] == str(tmp_path / "data")
+    config_file.write_text("[retention]\nsweep_interval = 0\n")
+    bad = _run("status", "--json", "--config", str(config_file))
+    assert bad.returncode == 78 and json.loads(bad.stdout)["exit_code"] == 78
