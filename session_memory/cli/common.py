@@ -181,6 +181,10 @@ def handle_errors(f: F) -> F:
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if "as_json" in kwargs and not kwargs["as_json"]:
+            # --json given to the group (`reports --json show RID`) is the subcommand's too.
+            parent = getattr(click.get_current_context(silent=True), "parent", None)
+            kwargs["as_json"] = bool(parent is not None and parent.params.get("as_json"))
         as_json = bool(kwargs.get("as_json"))
         try:
             return f(*args, **kwargs)

@@ -163,3 +163,16 @@ def test_config_is_taken_before_or_after_the_command(home: Path, tmp_path: Path,
     config_file.write_text("[retention]\nsweep_interval = 0\n")
     bad = _run("status", "--json", "--config", str(config_file))
     assert bad.returncode == 78 and json.loads(bad.stdout)["exit_code"] == 78
+
+
+def test_json_given_to_the_group_is_the_subcommands_too(home: Path) -> None:
+    """`reports --json show RID` printed the report as text (and `reports --json show nope`
+    its error as text only), where `usage --json blocks` printed JSON."""
+    assert _run("sweep", "--dry-run").returncode == 0
+    [report] = json.loads(_run("reports", "--json").stdout)
+    shown = _run("reports", "--json", "show", report["id"])
+    assert shown.returncode == 0 and json.loads(shown.stdout)["id"] == report["id"]
+    missing = _run("reports", "--json", "show", "no-such-report")
+    assert missing.returncode == 1
+    assert json.loads(missing.stdout) == {"error": "no report 'no-such-report'", "exit_code": 1}
+    assert json.loads(_run("usage", "--json", "blocks").stdout) == []
