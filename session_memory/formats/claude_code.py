@@ -342,10 +342,9 @@ def _relayed(relayed: Any, at: Any, out: Sink) -> None:
     if (type(reply) is not _RelayedReply or type(reply.usage) is not _Usage
             or type(reply.id) is not str or not reply.id):
         return
-    model = reply.model if type(reply.model) is str and reply.model not in (
-        "", "<synthetic>") else None
     if reply.model == "<synthetic>":
-        return
+        return  # Claude Code's own reply: no spend (see _assistant)
+    model = reply.model if type(reply.model) is str and reply.model else None
     if model:
         out.model(model)
     at = relayed.timestamp if type(relayed.timestamp) is str else at
