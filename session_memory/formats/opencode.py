@@ -239,7 +239,8 @@ class DatabaseReader:
                                     (row_id,)):
             try:
                 value = json.loads(data) if isinstance(data, str | bytes) else data
-            except ValueError:  # not JSON: kept as its text (a pass must not stop at it)
+            except (ValueError, RecursionError):  # not JSON (or nested past all reason):
+                # kept as its text (a pass must not stop at it)
                 value = data if isinstance(data, str) else _text(data)
             return value if isinstance(value, dict) else {"data": value}
         return {}  # deleted since the snapshot began: cannot be, but an empty record reads
@@ -334,7 +335,7 @@ def _decoded(value: Any) -> Any:
         return value
     try:
         return json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # as _data: kept as its text
         return value
 
 

@@ -770,3 +770,20 @@ def test_a_whole_walk_reads_no_cursor_of_the_databases_rows(
     assert memory.ingest().files_changed == 0
     assert read == []
     assert len(every()) == 47
+
+
+def test_a_row_nested_past_all_reason_is_stored_as_its_text(memory: Memory, db: Path) -> None:
+    """JSON nested deeper than Python's json reads (a damaged or hostile row): kept as its
+    text, as a row that is no JSON is; it stopped every pass, the other rows unread."""
+    nested = "[" * 200_000
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE part SET data = ? WHERE id = ?", (nested, PART))
+        conn.execute("UPDATE session SET revert = ? WHERE id = ?", (nested, PLANNED))
+    conn.close()
+    summary = memory.ingest()
+    assert (summary.errors, summary.files_changed) == (0, 47)
+    part = _files(memory, EDITED)[f"opencode.db/part/{PART_MESSAGE}/{PART}.json"]
+    assert json.loads(_bytes(memory, part))["data"] == nested
+    session = _files(memory, PLANNED)[f"opencode.db/session/{PROJECT}/{PLANNED}.json"]
+    assert json.loads(_bytes(memory, session))["revert"] == nested
