@@ -234,14 +234,15 @@ class DatabaseReader:
                 yield VirtualFile(path, stamp, partial(self._session, sid), sid, covering=True)
 
     def _data(self, table: str, row_id: str) -> dict[str, Any]:
-        # As bytes: a TEXT value need not be UTF-8 (read as text, it would stop the row).
+        # As bytes: a TEXT value need not be UTF-8 (read as text, it would stop the row);
+        # made text as _text does, so that such a byte spoils its string, not the document.
         for (data,) in self.db.rows(f"SELECT CAST(data AS BLOB) FROM {table} WHERE id = ?",
                                     (row_id,)):
+            text = _text(data) if isinstance(data, bytes) else data
             try:
-                value = json.loads(data) if isinstance(data, str | bytes) else data
+                value = json.loads(text) if isinstance(text, str) else text
             except (ValueError, RecursionError):  # not JSON (or nested past all reason):
-                # kept as its text (a pass must not stop at it)
-                value = data if isinstance(data, str) else _text(data)
+                value = text  # kept as its text (a pass must not stop at it)
             return value if isinstance(value, dict) else {"data": value}
         return {}  # deleted since the snapshot began: cannot be, but an empty record reads
 
@@ -441,10 +442,11 @@ class _Tree:
                 continue  # the diff repeats what the patch parts say
             # A database's copy (None: a JSON file's) is ranked: the least is read.
             rank = None if relpath == piece.path else (-(piece.mtime or 0.0), piece.path)
-            try:
-                decoded.append((kind, rank, decode(b"".join(piece.chunks()))))
-            except (*JSON_ERRORS, msgspec.ValidationError):
+            record = _decoded_file(b"".join(piece.chunks()), decode)
+            if record is None:
                 self.malformed += 1
+            else:
+                decoded.append((kind, rank, record))
         # A thing both in a JSON file and in a database (OpenCode's migration to it leaves
         # the files) is read once: from the database, which has its last state; in two
         # databases (two channels'), from the one that wrote it last.
@@ -466,6 +468,23 @@ class _Tree:
                          for m in messages]
         self.orphans = sorted((p for ps in parts.values() for p in ps), key=lambda p: str(p.id))
         """Parts whose message file is not stored (yet): still what the agent did."""
+
+
+def _decoded_file(data: bytes, decode: Callable[[bytes], _Record]) -> _Record | None:
+    """A file decoded; None where it is no JSON object. msgspec refuses half a surrogate
+    pair escaped (\\udcNN: how _json_file keeps a database's byte that is no UTF-8, and
+    JSON.stringify a string cut inside a pair): such a file is read again with each half
+    as U+FFFD, so that one odd character does not lose the whole file's record."""
+    try:
+        return decode(data)
+    except (*JSON_ERRORS, msgspec.ValidationError):
+        pass
+    try:
+        text = json.dumps(json.loads(data), ensure_ascii=False)
+        return decode(text.encode("utf-16-le", "surrogatepass")
+                      .decode("utf-16-le", "replace").encode())
+    except (*JSON_ERRORS, ValueError, msgspec.ValidationError):
+        return None
 
 
 def parse(pieces: Sequence[Piece], out: Sink) -> None:

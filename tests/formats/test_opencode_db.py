@@ -348,7 +348,8 @@ def test_the_forget_command_warns_that_the_database_brings_it_back(db: Path) -> 
 
 
 def test_a_row_whose_text_is_not_utf8_is_stored_too(memory: Memory, db: Path) -> None:
-    """TEXT, not a BLOB, that is no UTF-8: SQLite keeps what it is given."""
+    """TEXT, not a BLOB, that is no UTF-8: SQLite keeps what it is given. The byte spoils
+    its string, not the document."""
     conn = sqlite3.connect(db)
     with conn:
         conn.execute("UPDATE part SET data = CAST(? AS TEXT) WHERE id = ?",
@@ -360,7 +361,7 @@ def test_a_row_whose_text_is_not_utf8_is_stored_too(memory: Memory, db: Path) ->
     assert (summary.errors, summary.files_changed) == (0, 47)
     stored = json.loads(_bytes(memory, _files(memory, EDITED)[
         f"opencode.db/part/{PART_MESSAGE}/{PART}.json"]))
-    assert stored["id"] == PART and stored["data"].endswith('"caf\udce9"}')
+    assert (stored["id"], stored["type"], stored["text"]) == (PART, "text", "caf\udce9")
 
 
 def _logged(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
@@ -787,3 +788,37 @@ def test_a_row_nested_past_all_reason_is_stored_as_its_text(memory: Memory, db: 
     assert json.loads(_bytes(memory, part))["data"] == nested
     session = _files(memory, PLANNED)[f"opencode.db/session/{PROJECT}/{PLANNED}.json"]
     assert json.loads(_bytes(memory, session))["revert"] == nested
+
+
+def test_a_byte_that_is_not_utf8_spoils_its_string_not_its_row(db: Path, home: Path) -> None:
+    """Such a byte in a session's title, a message's data or a part's text: the row is
+    stored (its string escaped) and read whole: the session's folder and title, every
+    message's tokens, the part's text. The stored file held `\\udcNN`, which the analyzer
+    refused: the session's record was lost (no folder, no title), and a message's data was
+    kept as one string (no tokens)."""
+    before = _analyzed(home)
+    _fresh_store()
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE session SET title = CAST(? AS TEXT) WHERE id = ?",
+                     (b"caf\xe9 \xff", PLANNED))
+        for mid, data in conn.execute("SELECT id, CAST(data AS BLOB) FROM message"
+                                      " WHERE session_id = ?", (EDITED,)).fetchall():
+            conn.execute("UPDATE message SET data = CAST(? AS TEXT) WHERE id = ?",
+                         (data.rstrip(b"}") + b',"note":"\xfe"}', mid))
+        (data,) = conn.execute("SELECT CAST(data AS BLOB) FROM part WHERE id = ?",
+                               (PART,)).fetchone()
+        text = json.loads(data)["text"]
+        conn.execute("UPDATE part SET data = CAST(? AS TEXT) WHERE id = ?",
+                     (json.dumps({**json.loads(data), "text": "\xff"}).encode()
+                      .replace(b"\\u00ff", b"\xff"), PART))
+    conn.close()
+    after = _analyzed(home)
+    planned, edited = after["digests"][PLANNED], after["digests"][EDITED]
+    assert planned["title"] == "caf\ufffd \ufffd"
+    assert planned["cwd"] == before["digests"][PLANNED]["cwd"] is not None
+    assert planned["malformed_lines"] == edited["malformed_lines"] == 0
+    assert after["usage"] == before["usage"]
+    assert edited["tokens"] == before["digests"][EDITED]["tokens"]
+    texts = [m["text"] for m in after["transcripts"][EDITED]["messages"]]
+    assert "\ufffd" in texts and text not in texts
