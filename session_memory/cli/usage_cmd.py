@@ -55,8 +55,7 @@ def usage(ctx: Context, by: str, since: str | None, until: str | None, project: 
         echo(f"TZ={zone!r} is no time zone this system knows: local days and times "
                    "are UTC ones", err=True)
     if click_ctx.invoked_subcommand is not None:
-        click_ctx.meta["usage_json"] = as_json
-        return
+        return  # its --json is the subcommand's too (cli/common.py, handle_errors)
     with ctx.memory() as memory:
         rows = memory.usage(by, since, until, project=project, breakdown=breakdown)
         waiting = memory.not_analyzed() if not rows and not as_json else 0
@@ -167,7 +166,6 @@ def _notes(rows: list[dict[str, Any]]) -> None:
 @data_command
 def blocks(ctx: Context, since: str | None, active_only: bool, as_json: bool) -> None:
     """5-hour billing blocks (sources that bill so): tokens and cost, the active one marked."""
-    as_json = as_json or bool(click.get_current_context().meta.get("usage_json"))
     with ctx.memory() as memory:
         found = memory.usage_blocks(since)
     recorded = found
