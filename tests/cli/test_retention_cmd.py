@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -201,18 +202,23 @@ def test_check_warns_of_odd_source_files_without_failing(home: Path) -> None:
     assert "\\x1b]0;pwned\\x07.jsonl" in shown and "\x1b" not in shown
 
 
+def _opencode_sessions(root: Path, parents: Iterable[tuple[str, str | None]]) -> None:
+    """An OpenCode session file for each (session, its parent), each titled "<id> work"."""
+    for sid, parent_id in parents:
+        path = root / "session" / "p1" / f"{sid}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"id": sid, "parentID": parent_id, "title": f"{sid} work",
+                                    "directory": "/w", "time": {"created": 0}}))
+
+
 def test_forget_of_a_parent_leaves_no_trace_in_its_childrens_digests(home: Path) -> None:
     """An OpenCode subagent's session of its own names its parent in its digest: a forget
     of the parent clears that, in the digest and in every byte of Tier 2."""
     root = home / "src" / "opencode" / "storage"
     write_config(home, f'[sources.opencode]\nroot = "{root}"\n')
     parent, child, other = "ses_forgottenparent", "ses_child", "ses_otherchild"
-    for sid, parent_id in ((parent, None), (child, parent), (other, "ses_someoneelse"),
-                           ("ses_someoneelse", None)):
-        path = root / "session" / "p1" / f"{sid}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"id": sid, "parentID": parent_id, "title": f"{sid} work",
-                                    "directory": "/w", "time": {"created": 0}}))
+    _opencode_sessions(root, ((parent, None), (child, parent), (other, "ses_someoneelse"),
+                              ("ses_someoneelse", None)))
     cli("ingest")
     cli("analyze", "--all")
     assert as_json("show", child)["digest"]["parent_session"] == f"opencode:{parent}"
@@ -241,11 +247,7 @@ def test_a_forgotten_parent_stays_out_of_its_child_analyzed_again(home: Path) ->
     root = home / "src" / "opencode" / "storage"
     write_config(home, f'[sources.opencode]\nroot = "{root}"\n')
     parent, child = "ses_forgottenparent", "ses_child"
-    for sid, parent_id in ((parent, None), (child, parent)):
-        path = root / "session" / "p1" / f"{sid}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"id": sid, "parentID": parent_id, "title": f"{sid} work",
-                                    "directory": "/w", "time": {"created": 0}}))
+    _opencode_sessions(root, ((parent, None), (child, parent)))
     cli("ingest")
     cli("analyze", "--all")
     assert as_json("show", child)["digest"]["parent_session"] == f"opencode:{parent}"
