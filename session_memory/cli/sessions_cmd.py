@@ -129,9 +129,10 @@ def _print_session(row: dict[str, Any]) -> None:
         echo(f"  error ({err.get('tool')}): {err.get('snippet')}")
     if digest.get("malformed_lines"):
         # Lines the analyzer could not read (not JSON, cut short): the digest leaves them
-        # out, export and restore give them back as they were.
-        echo(f"  malformed lines: {digest['malformed_lines']:,} (left out of this digest; "
-             "kept byte for byte, `export` gives them back)")
+        # out, export and restore give them back as they were while the raw bytes are kept.
+        echo(f"  malformed lines: {digest['malformed_lines']:,} (left out of this digest"
+             + ("; evicted with the raw bytes)" if row["state"] == "evicted"
+                else "; kept byte for byte, `export` gives them back)"))
     if digest.get("first_prompt"):
         echo(f"  first prompt: {digest['first_prompt'][:500]}")
     if digest.get("last_assistant_message"):

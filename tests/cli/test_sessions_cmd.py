@@ -14,6 +14,9 @@ from typing import Any
 
 import pytest
 
+from session_memory import config
+from session_memory.memory import Memory
+
 SID = "5c1d7a4e-0000-4000-8000-00000000abcd"
 SESSION_KEYS = {"id", "source", "state", "files", "raw_bytes", "stored_bytes", "started_at",
                 "ended_at", "analyzed_at", "evicted_at", "pinned"}
@@ -429,5 +432,12 @@ def test_show_says_how_many_lines_it_could_not_read_and_export_keeps_them(
     cli("analyze")
     assert as_json("show", SID)["digest"]["malformed_lines"] == 2
     assert "malformed lines: 2 (left out of this digest" in cli("show", SID).stdout
+    assert "`export` gives them back" in cli("show", SID).stdout
     cli("export", SID, "-o", str(tmp_path / "out"))
     assert (tmp_path / "out" / "-home-dev-app" / f"{SID}.jsonl").read_bytes() == f.read_bytes()
+    # Evicted, the lines are gone with the rest of the raw bytes: export has none to give.
+    with Memory(config.load()) as memory, memory.tier1.transaction("evict"):
+        memory.tier1.evict(f"claude-code:{SID}", memory.clock.now())
+    shown = cli("show", SID).stdout
+    assert "malformed lines: 2 (left out of this digest; evicted" in shown
+    assert "export" not in shown
