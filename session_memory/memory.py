@@ -462,12 +462,15 @@ class Memory:
             warnings.append(f"sweep {pending['id']} is running in another process")
         odd: list[str] = []
         walker = self.walker or OsWalker()
+        roots = {os.path.realpath(source.root) for source in self.settings.enabled_sources}
         for source in self.settings.enabled_sources:
             root = Path(os.path.realpath(source.root))
-            # Where the tool keeps sessions that this source does not read (a format says).
+            # Where the tool keeps sessions that this source does not read (a format says),
+            # unless another source reads them.
             unread = getattr(_format_module(source.format), "unread_places", None)
             if unread is not None:
-                warnings += [f"{place}: {why}" for place, why in unread(root)]
+                warnings += [f"{place}: {why}" for place, why in unread(root)
+                             if os.path.realpath(place) not in roots]
             if not root.is_dir():
                 continue
             prune = formats.get(source.format).prune

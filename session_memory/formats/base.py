@@ -29,7 +29,10 @@ A format module is one agent tool. It provides, as module-level names:
   is named). Each row
   is read as a file of its own (a VirtualFile) under the root, stored, versioned and
   restored as a file rewritten whole is; `restore_path(path) -> str` where it goes
-  back under another path than it is stored under.
+  back under another path than it is stored under;
+- optionally, `unread_places(root) -> list[tuple[Path, str]]`: where the tool keeps
+  sessions that a source with this root does not read, each with why (`check` warns of
+  those no enabled source reads).
 
 The package finds every module in it (formats/__init__.py): adding a tool means adding
 one module.

@@ -92,16 +92,34 @@ def _session_folder(parts: Sequence[str]) -> str | None:
 ROOT_VARIABLE = "CLAUDE_CONFIG_DIR"  # names the folder the tool writes under, where set
 
 
+def _project_folders() -> tuple[Path, Path]:
+    """Where Claude Code writes its projects, as its version has it: ~/.claude/projects,
+    and $XDG_CONFIG_HOME/claude/projects (~/.config/claude/projects), which some versions
+    use (ccusage reads both)."""
+    return (Path("~/.claude/projects").expanduser(),
+            Path(os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"),
+                 "claude", "projects"))
+
+
 def default_root() -> Path:
-    """$CLAUDE_CONFIG_DIR/projects where that is set; else ~/.claude/projects, or, where only
-    it exists, $XDG_CONFIG_HOME/claude/projects (~/.config/claude/projects), where some
-    versions of Claude Code write (ccusage reads both)."""
+    """$CLAUDE_CONFIG_DIR/projects where that is set; else ~/.claude/projects, or the XDG
+    one where only that exists (see _project_folders)."""
     if os.environ.get(ROOT_VARIABLE):
         return env_root(ROOT_VARIABLE, "~/.claude", "projects")
-    usual = Path("~/.claude/projects").expanduser()
-    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "claude",
-               "projects")
+    usual, xdg = _project_folders()
     return xdg if xdg.is_dir() and not usual.is_dir() else usual
+
+
+def unread_places(root: Path) -> list[tuple[Path, str]]:
+    """Where the root is one of Claude Code's two projects folders and the other is there
+    too: the other, which this source does not read (a source has one root), said so that
+    its sessions are not taken for none."""
+    folders = [Path(os.path.realpath(folder)) for folder in _project_folders()]
+    if root not in folders:
+        return []
+    return [(folder, "Claude Code's projects folder too, not read by this source: add a "
+                     'source for it (format = "claude-code")')
+            for folder in folders if folder != root and folder.is_dir()]
 
 
 def prune(dir_relpath: PurePosixPath) -> bool:

@@ -100,6 +100,26 @@ def test_claude_codes_root_is_the_xdg_one_where_only_that_exists(home: Path) -> 
     assert root() == str(home / ".claude" / "projects")
 
 
+def test_check_names_claude_codes_other_projects_folder_where_no_source_reads_it(
+        home: Path) -> None:
+    """Both there (an upgrade moved where Claude Code writes): the source reads one root,
+    and check says the other is not read, until a source reads it."""
+    def warnings() -> list[str]:
+        run = subprocess.run([sys.executable, "-m", "session_memory", "check", "--json"],
+                             capture_output=True, text=True, timeout=60, check=True)
+        return [w for w in json.loads(run.stdout)["warnings"] if "projects folder" in w]
+
+    xdg = Path(os.environ["XDG_CONFIG_HOME"]) / "claude" / "projects"
+    xdg.mkdir(parents=True)
+    write_config(home, "")
+    assert warnings() == []  # the only one: the source's root
+    (home / ".claude" / "projects").mkdir(parents=True)
+    assert warnings() == [f"{xdg}: Claude Code's projects folder too, not read by this "
+                          'source: add a source for it (format = "claude-code")']
+    write_config(home, f'[sources.claude-xdg]\nformat = "claude-code"\nroot = "{xdg}"\n')
+    assert warnings() == []
+
+
 def test_a_jsonl_source_must_name_its_root(home: Path) -> None:
     write_config(home, '[sources.mine]\nformat = "jsonl"\n')
     with pytest.raises(ConfigError, match=r"sources\.mine\.root"):
