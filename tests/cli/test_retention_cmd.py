@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from session_memory import config
 from session_memory.clock import FixedClock
 from session_memory.memory import Memory
@@ -300,3 +302,27 @@ def test_reports_table_fits_a_narrow_terminal(home: Path) -> None:
         assert "data" in shown and "loss" in shown and "errors" in shown
         for header in ("when", "after"):
             assert (header in shown) == (header not in " ".join(left_out)), (width, shown)
+
+
+def test_a_sweep_with_errors_under_json_has_the_error_in_its_report(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its report is its document: with --json it holds the error and exit code too, as
+    every failing --json command's does, and stdout is still that one document."""
+    from click.testing import CliRunner
+
+    from session_memory import retention
+    from session_memory.cli import cli as main_group
+
+    _store(home)
+
+    def broken(self: retention.Sweep, caps: retention.Caps) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(retention.Sweep, "_backstop", broken)
+    run = CliRunner().invoke(main_group, ["sweep", "--json"])
+    assert run.exit_code == 1, run.output
+    report = json.loads(run.stdout)
+    assert report["errors"] == ["backstop: RuntimeError: disk on fire"]
+    assert report["exit_code"] == 1 and "disk on fire" in report["error"]
+    assert "disk on fire" in run.stderr
+    assert {"id", "dry_run", "backstop_evicted", "budget_evicted"} <= report.keys()
