@@ -730,15 +730,18 @@ def test_another_channels_database_is_read_as_opencode_db(db: Path, home: Path) 
         "opencode.db", "opencode.db-wal", "opencode-dev.db", "opencode-dev.db-wal"})]
 
 
+@pytest.mark.parametrize("newer", ["opencode-dev.db", "opencode.db"])
 def test_a_session_in_two_channels_databases_counts_once_the_copy_written_last(
-        db: Path, home: Path) -> None:
+        db: Path, home: Path, newer: str) -> None:
     """The same sessions in both (each channel copies the JSON files into its own): read
-    once. A part written later in one of them is read, and restored, from that one."""
+    once. A part written later in one of them (whichever sorts first) is read, and
+    restored, from that one."""
     from_release = _analyzed(home)
     shutil.copyfile(db, db.with_name("opencode-dev.db"))
     assert _analyzed(home) == from_release
     dev = db.with_name("opencode-dev.db")
-    _commit(_writer(dev, MIGRATED_AT_MS + 120_000, True, "written in the dev build"))
+    _commit(_writer(db.with_name(newer), MIGRATED_AT_MS + 120_000, True,
+                    "written in the dev build"))
     with _memory() as memory:
         assert memory.ingest().files_changed == 2
         memory.analyze([f"opencode:{EDITED}"], force=True)
