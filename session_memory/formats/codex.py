@@ -127,11 +127,7 @@ def _rollout(piece: Piece, out: Sink) -> None:
     replayed_before: str | None = None
     previous_total: dict[str, Any] | None = None
     for r in records:
-        kind, payload = r.type, r.payload
-        if payload is msgspec.UNSET:
-            payload = None
-            if isinstance(kind, str) and kind in _LEGACY_ITEMS:
-                kind, payload = "response_item", r
+        kind, payload = _kind_and_payload(r.type, r.payload, r)
         ts = r.timestamp
         if isinstance(ts, str):
             # Forks and subagents begin with a copy of the parent's records, older than
@@ -173,13 +169,14 @@ def _rollout(piece: Piece, out: Sink) -> None:
         out.malformed(records.malformed)
 
 
-def _kind_and_payload(r: dict[str, Any]) -> tuple[Any, Any]:
-    """A record's type and payload; old rollouts wrote bare response items after an {id}
-    line."""
-    kind = r.get("type")
-    if "payload" not in r and isinstance(kind, str) and kind in _LEGACY_ITEMS:
-        return "response_item", r
-    return kind, r.get("payload")
+def _kind_and_payload(kind: Any, payload: Any, record: Any) -> tuple[Any, Any]:
+    """A record's type and payload (UNSET: the record has none); old rollouts wrote bare
+    response items after an {id} line, each its own payload."""
+    if payload is not msgspec.UNSET:
+        return kind, payload
+    if isinstance(kind, str) and kind in _LEGACY_ITEMS:
+        return "response_item", record
+    return kind, None
 
 
 def _subagent(source: Any) -> bool:
@@ -364,7 +361,7 @@ def transcript(pieces: Sequence[Piece]) -> Iterator[Turn]:
         # events are the ones `parse` takes prompts from, so they win where there are any.
         events = _mentions(piece, b'"user_message"')
         for r in Records(piece.chunks(), dict):
-            kind, p = _kind_and_payload(r)
+            kind, p = _kind_and_payload(r.get("type"), r.get("payload", msgspec.UNSET), r)
             ts = str_or_none(r.get("timestamp"))
             if ts and replayed_before and ts < replayed_before:
                 continue
