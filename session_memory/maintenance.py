@@ -87,7 +87,7 @@ def _stop_using_dictionaries_of(tier1: Tier1, session_id: str) -> None:
 def _forget_digest(tier1: Tier1, tier2: Tier2, session_id: str) -> None:
     with db.secure_delete(tier2.conn), tier2.transaction("forget-digest"):
         tier2.delete_digest(session_id)
-        tier2.forget_parent(session_id)
+        tier2.forget_links(session_id)
         tier2.forget_in_reports(session_id)
         # FTS5 keeps deleted terms in its segments until they merge: merge them now.
         tier2.merge_search_index()

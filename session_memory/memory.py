@@ -231,11 +231,11 @@ class Memory:
                  "chunks": f.chunks}
                 for f in self.tier1.files(sid, latest_only=False)]
         row = self._labelled([_public(session)], [sid])[0]
-        from session_memory.store.tier2 import linked_parent  # as Tier2 is: when asked
+        from session_memory.store.tier2 import linked  # as Tier2 is: when asked
 
         digest = self.tier2.get_digest(sid)
-        # Its parent named only while held (one forgotten since the digest was written).
-        row["digest"] = digest and linked_parent(
+        # Other sessions named only while held (one forgotten since the digest was written).
+        row["digest"] = digest and linked(
             digest, lambda parent: self.tier1.session_state(parent) is not None)
         row["versions"] = versions
         return row

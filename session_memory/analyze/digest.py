@@ -506,9 +506,12 @@ class DigestBuilder(ev.Sink):
             self.last_kind = kind
 
     def subagent(self, agent_id: str, agent_type: str | None = None,
-                 description: str | None = None) -> None:
+                 description: str | None = None, session: bool = False) -> None:
         entry = self.subagents.setdefault(agent_id, {"id": agent_id, "type": None,
                                                      "description": None})
+        if session:
+            # The session it names, which a forget of that session takes out (tier2.linked).
+            entry["session_id"] = f"{self.source}:{agent_id}"
         entry["type"] = agent_type or entry["type"]
         entry["description"] = description or entry["description"]
 

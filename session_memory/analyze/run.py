@@ -114,7 +114,7 @@ MAX_WORKERS = 4
 def _commit(tier1: Tier1, tier2: Tier2, clock: Clock,
             batch: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[str]:
     now = clock.now()
-    # A child's digest names its parent only while that is held (tier2.linked_parent).
+    # A digest names other sessions only while they are held (tier2.linked).
     tier2.put_digests([(row["id"], row["source"], digest) for row, digest in batch], now,
                       known=lambda sid: tier1.session_state(sid) is not None)
     # Only now, the digests committed: the sessions they cover are marked analyzed.

@@ -91,8 +91,9 @@ class Sink(Protocol):
         """The agent itself failed (an API error record, an aborted turn, an interrupt)."""
 
     def subagent(self, agent_id: str, agent_type: str | None = None,
-                 description: str | None = None) -> None:
-        """A subagent ran within the session."""
+                 description: str | None = None, session: bool = False) -> None:
+        """A subagent ran within the session; `session`: as a session of its own, of this
+        source, `agent_id` its id there (OpenCode's children)."""
 
     def malformed(self, lines: int) -> None:
         """Lines that were not the JSON (or text) the format promises."""

@@ -63,7 +63,7 @@ if TYPE_CHECKING:
 NAME = "opencode"
 WATCH = WHOLE_ROOT
 RECORD_TIMES = True
-PARSER_VERSION = 1  # bump when parse() reads a session differently (base.py)
+PARSER_VERSION = 2  # bump when parse() reads a session differently (base.py)
 hook_target = no_hook
 _SESSION_ID = rb'"sessionID"\s*:\s*"([^"]+)"'
 
@@ -610,7 +610,7 @@ def _tool(p: _Record, out: Sink) -> None:
         child = str_or_none(meta.get("sessionId")) or str_or_none(meta.get("sessionID"))
         if child:
             out.subagent(child, str_or_none(args.get("subagent_type")),
-                         str_or_none(args.get("description")))
+                         str_or_none(args.get("description")), session=True)
     if state.status in ("completed", "error"):
         failed = state.status == "error"
         out.tool_result(call_id, failed, str(state.error or "") if failed else "", tool=name)

@@ -443,8 +443,8 @@ class Tier2:
         `items` names each session once (its FTS row is written once, below). A digest
         keeps its rowid when replaced; its FTS row shares that rowid, so replacing or
         deleting one never scans the index. `known`: whether a session is still held (see
-        linked_parent), asked inside the transaction, so that a forget of a parent either
-        comes before it (the parent is not known) or clears what it writes (forget_parent).
+        linked), asked inside the transaction, so that a forget of a session either comes
+        before it (the session is not known) or clears what it writes (forget_links).
 
         The FTS rows are written last, after every other statement of the transaction:
         FTS5 writes out the terms it holds whenever a statement opens a savepoint (an
@@ -454,7 +454,7 @@ class Tier2:
             self._totals = {}
             try:
                 searchable = [self._put_digest(session_id, source, digest if known is None
-                                               else linked_parent(digest, known), now)
+                                               else linked(digest, known), now)
                               for session_id, source, digest in items]
                 totals, self._totals = self._totals, None
                 self._write_totals(totals)
@@ -756,17 +756,26 @@ class Tier2:
             self._drop_usage(row[0])
         self.conn.execute("DELETE FROM digests WHERE session_id = ?", (session_id,))
 
-    def forget_parent(self, session_id: str) -> None:
-        """Digests that name the session as their parent (a subagent's session of its own)
-        name none. Caller owns the transaction (under secure_delete)."""
+    def forget_links(self, session_id: str) -> None:
+        """Digests that name the session (as their parent, or as a subagent's session of its
+        own) name it no more. Caller owns the transaction (under secure_delete)."""
         needle = msgspec.json.encode(session_id).decode()  # as _put_digest wrote it
         # A child is of its parent's source (its id names it): only those digests are read,
         # by the index on (source, analyzer_version), not every digest.
+        source = session_id.split(":", 1)[0]
         self.conn.execute(
             "UPDATE digests SET digest = json_set(digest, '$.parent_session', NULL) "
             "WHERE source = ? AND instr(digest, ?) "
             "AND json_extract(digest, '$.parent_session') = ?",
-            (session_id.split(":", 1)[0], needle, session_id))
+            (source, needle, session_id))
+        self.conn.execute(
+            # json(): a subquery's value loses its JSON subtype, and would be set as text.
+            "UPDATE digests SET digest = json_set(digest, '$.subagents', json("
+            " (SELECT json_group_array(json(value)) FROM json_each(digest, '$.subagents')"
+            "  WHERE json_extract(value, '$.session_id') IS NOT :sid))) "
+            "WHERE source = :source AND instr(digest, :needle) AND EXISTS (SELECT 1 FROM"
+            " json_each(digest, '$.subagents') WHERE json_extract(value, '$.session_id') = :sid)",
+            {"sid": session_id, "source": source, "needle": needle})
 
     def search(self, query: str, limit: int = 20, *, project: str | None = None,
                since: float | None = None) -> list[dict[str, Any]]:
@@ -1017,11 +1026,17 @@ class Tier2:
                 self.conn.execute("PRAGMA integrity_check") if msg != "ok"]
 
 
-def linked_parent(digest: dict[str, Any], known: Callable[[str], bool]) -> dict[str, Any]:
-    """The digest with its `parent_session` only where that session is `known` (still held:
-    forget keeps no list of the ids it removed, which would be a trace of its own, and a
-    child's raw bytes name its parent still); null otherwise."""
+def linked(digest: dict[str, Any], known: Callable[[str], bool]) -> dict[str, Any]:
+    """The digest naming other sessions (its `parent_session`, its subagents' own sessions)
+    only where they are `known` (still held: forget keeps no list of the ids it removed,
+    which would be a trace of its own, and a session's raw bytes name them still): a parent
+    not held is null, a subagent whose session is not held left out."""
     parent = digest.get("parent_session")
     if isinstance(parent, str) and not known(parent):
-        return {**digest, "parent_session": None}
+        digest = {**digest, "parent_session": None}
+    subagents = digest.get("subagents") or []
+    held = [entry for entry in subagents
+            if not isinstance(entry.get("session_id"), str) or known(entry["session_id"])]
+    if len(held) != len(subagents):
+        digest = {**digest, "subagents": held}
     return digest

@@ -274,6 +274,55 @@ def test_a_forgotten_parent_stays_out_of_its_child_analyzed_again(home: Path) ->
     assert child in json.dumps(answers) and parent not in json.dumps(answers)
 
 
+def _opencode_task(root: Path, parent: str, child: str) -> None:
+    """In `parent`, a call of OpenCode's task tool that ran as the session `child`."""
+    message = root / "message" / parent / "msg_task.json"
+    message.parent.mkdir(parents=True, exist_ok=True)
+    message.write_text(json.dumps({"id": "msg_task", "sessionID": parent,
+                                   "role": "assistant", "time": {"created": 1}}))
+    part = root / "part" / "msg_task" / "prt_task.json"
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.write_text(json.dumps(
+        {"id": "prt_task", "sessionID": parent, "messageID": "msg_task", "type": "tool",
+         "tool": "task", "callID": "call_task",
+         "state": {"status": "completed", "input": {"subagent_type": "explore",
+                                                    "description": "look around"},
+                   "metadata": {"sessionId": child}}}))
+
+
+def test_a_forgotten_subagent_session_leaves_no_trace_in_its_parents_digest(
+        home: Path) -> None:
+    """A parent's digest names the session each of its OpenCode subagents ran as: a forget
+    of that session takes it out, and the parent analyzed again (its bytes name the child
+    still) names it only while it is held."""
+    root = home / "src" / "opencode" / "storage"
+    write_config(home, f'[sources.opencode]\nroot = "{root}"\n')
+    parent, child, kept = "ses_parent", "ses_forgottenchild", "ses_keptchild"
+    _opencode_sessions(root, ((parent, None), (child, parent), (kept, parent)))
+    _opencode_task(root, parent, child)
+    task = root / "part" / "msg_task" / "prt_task.json"
+    second = json.loads(task.read_text())
+    second["id"], second["callID"] = "prt_task2", "call_task2"
+    second["state"]["metadata"]["sessionId"] = kept
+    (task.parent / "prt_task2.json").write_text(json.dumps(second))
+    cli("ingest")
+    cli("analyze", "--all")
+    named = [s["session_id"] for s in as_json("show", parent)["digest"]["subagents"]]
+    assert named == [f"opencode:{child}", f"opencode:{kept}"]
+    (root / "session" / "p1" / f"{child}.json").unlink()  # gone from the tool too
+    as_json("forget", f"opencode:{child}")
+    assert [s["id"] for s in as_json("show", parent)["digest"]["subagents"]] == [kept]
+    _assert_nowhere_in_tier2(child)
+    cli("ingest")
+    assert as_json("analyze", "--force", f"opencode:{parent}")["analyzed"] == [
+        f"opencode:{parent}"]
+    assert [s["id"] for s in as_json("show", parent)["digest"]["subagents"]] == [kept]
+    _assert_nowhere_in_tier2(child)
+    assert child not in cli("show", parent).stdout
+    shown = cli("show", parent, "--json").stdout
+    assert kept in shown and child not in shown
+
+
 def test_show_names_a_parent_only_while_it_is_held(home: Path) -> None:
     """A digest written before, naming a parent this memory does not hold (forgotten, or
     never stored): shown without it."""

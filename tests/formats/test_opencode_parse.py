@@ -176,7 +176,8 @@ def test_rewrites_are_new_versions_and_a_child_session_links_its_parent(
         mine, theirs = (memory.show(f"opencode:{s}")["digest"] for s in (parent, child))
     assert mine["title"] == "Where the parser lives"
     assert mine["subagents"] == [{"id": child, "type": "explore",
-                                  "description": "Find the parser"}]
+                                  "description": "Find the parser",
+                                  "session_id": f"opencode:{child}"}]
     assert mine["tokens"]["output"] == 2 and mine["user_turns"] == 1
     assert mine["tool_cost_usd"] == 0.0123 and theirs["tool_cost_usd"] is None
     assert theirs["parent_session"] == f"opencode:{parent}"
