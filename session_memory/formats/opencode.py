@@ -210,11 +210,13 @@ class DatabaseReader:
                                                            and updated >= recent):
                 continue
             own = stored(self.prefix, sid)
+            said: set[bytes | None] = set()  # the messages whose ids are no UTF-8 text
             for m_bytes, m_updated in list(self.db.rows(
                     "SELECT CAST(id AS BLOB), time_updated FROM message WHERE session_id = ?",
                     (sid,))):
                 m_path = f"{self.prefix}message/{sid}/{_shown(m_bytes)}.json"
                 if (mid := _id(m_bytes)) is None:  # its parts name it as it is
+                    said.add(m_bytes)
                     yield _unreadable(m_path, "message row whose id is no UTF-8 text (nor "
                                               "its parts)")
                 elif own.get(m_path) != (m_stamp := stamp_of(m_updated)):
@@ -224,10 +226,11 @@ class DatabaseReader:
                     " FROM part WHERE session_id = ?", (sid,))):
                 p_path = f"{self.prefix}part/{_shown(pm_bytes)}/{_shown(p_bytes)}.json"
                 pid, mid = _id(p_bytes), _id(pm_bytes)
-                if mid is None:
+                if mid is None and pm_bytes in said:
                     continue  # its message's line said so
-                if pid is None:
-                    yield _unreadable(p_path, "part row whose id is no UTF-8 text")
+                if pid is None or mid is None:
+                    yield _unreadable(p_path, "part row whose id or message id is no UTF-8 "
+                                              "text")
                 elif own.get(p_path) != (p_stamp := stamp_of(p_updated)):
                     yield VirtualFile(p_path, p_stamp, partial(self._part, sid, mid, pid), sid)
             if own.get(path) != stamp:  # its stamp is what the next pass compares first

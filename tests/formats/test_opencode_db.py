@@ -593,15 +593,19 @@ def test_a_session_title_that_is_not_utf8_is_stored_byte_for_byte(
     assert memory.ingest().files_changed == 0
 
 
-@pytest.mark.parametrize("table", ["part", "message", "session"])
+@pytest.mark.parametrize("table", ["part", "part's message", "message", "session"])
 def test_a_row_whose_id_is_not_utf8_is_skipped_with_one_line_and_the_rest_read(
         db: Path, table: str, caplog: pytest.LogCaptureFixture) -> None:
     """An id names a file and a session, which are text: the row cannot be stored (a
-    session's, with its messages and parts, which name it). Every other row is."""
+    session's, with its messages and parts, which name it). Every other row is. (A part
+    whose message id alone was no UTF-8 was skipped without a word.)"""
     bad = b"bad_\xff\xfe"
     if table == "part":
         _set_text(db, "UPDATE part SET id = CAST(? AS TEXT) WHERE id = ?", bad, PART)
         shown, left = f"part/{PART_MESSAGE}/bad_\\xff\\xfe.json", 47 - 1
+    elif table == "part's message":
+        _set_text(db, "UPDATE part SET message_id = CAST(? AS TEXT) WHERE id = ?", bad, PART)
+        shown, left = f"part/bad_\\xff\\xfe/{PART}.json", 47 - 1
     elif table == "message":
         _set_text(db, "UPDATE message SET id = CAST(? AS TEXT) WHERE id = ?", bad, PART_MESSAGE)
         _set_text(db, "UPDATE part SET message_id = CAST(? AS TEXT) WHERE message_id = ?",
