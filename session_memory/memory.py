@@ -235,8 +235,7 @@ class Memory:
 
         digest = self.tier2.get_digest(sid)
         # Other sessions named only while held (one forgotten since the digest was written).
-        row["digest"] = digest and linked(
-            digest, lambda parent: self.tier1.session_state(parent) is not None)
+        row["digest"] = digest and linked(digest, self.tier1.holds)
         row["versions"] = versions
         return row
 

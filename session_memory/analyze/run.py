@@ -116,7 +116,7 @@ def _commit(tier1: Tier1, tier2: Tier2, clock: Clock,
     now = clock.now()
     # A digest names other sessions only while they are held (tier2.linked).
     tier2.put_digests([(row["id"], row["source"], digest) for row, digest in batch], now,
-                      known=lambda sid: tier1.session_state(sid) is not None)
+                      known=tier1.holds)
     # Only now, the digests committed: the sessions they cover are marked analyzed.
     for sid in tier1.mark_all_analyzed(
             [(row["id"], to_epoch(digest["started_at"]), to_epoch(digest["ended_at"]),

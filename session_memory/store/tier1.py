@@ -326,6 +326,11 @@ class Tier1:
         row = self.conn.execute("SELECT state FROM sessions WHERE id = ?", (session_id,)).fetchone()
         return str(row[0]) if row else None
 
+    def holds(self, session_id: str) -> bool:
+        """Whether the session is here, evicted or not (a digest names only such sessions:
+        see tier2.linked)."""
+        return self.session_state(session_id) is not None
+
     def save_cursor(self, c: Cursor, *, new: bool = False) -> None:
         """`new`: the caller knows the store holds no row for the cursor yet."""
         # Most saves move a cursor along its session: updated in place, its index by
