@@ -343,9 +343,7 @@ class Ingestor:
             out += self._virtual_candidates(source, summary, walk=paths is None)
         # Whatever the read order, a file whose stamp stands for others' (formats/base.py,
         # VirtualFile.covering) comes after them: its cursor commits with or after theirs.
-        ordered = _read_order(out)
-        return ([c for c in ordered if c.virtual is None or not c.virtual.covering]
-                + [c for c in ordered if c.virtual is not None and c.virtual.covering])
+        return sorted(_read_order(out), key=lambda c: c.virtual is not None and c.virtual.covering)
 
     def _path_roots(self) -> list[tuple[Source, Path, str]]:
         """Each enabled root, as configured and with links resolved, as _locate takes them."""

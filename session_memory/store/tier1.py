@@ -1105,12 +1105,9 @@ class Tier1:
         them so when a packed file its tool rewrites whole was written again), as
         drop_older_versions does now; returns their file ids. The caller owns the
         transaction."""
-        orphans = [int(r[0]) for r in self.conn.execute(
-            "SELECT file_id FROM pack_members m WHERE live AND NOT EXISTS "
-            "(SELECT 1 FROM files f WHERE f.id = m.file_id) ORDER BY file_id")]
-        self.conn.executemany("UPDATE pack_members SET live = 0 WHERE file_id = ? AND live",
-                              [(file_id,) for file_id in orphans])
-        return orphans
+        return sorted(int(r[0]) for r in self.conn.execute(
+            "UPDATE pack_members SET live = 0 WHERE live AND NOT EXISTS "
+            "(SELECT 1 FROM files f WHERE f.id = pack_members.file_id) RETURNING file_id"))
 
     # -- eviction and forgetting --------------------------------------------------------
 
