@@ -112,14 +112,17 @@ _SWEEP_TOOLTIP = [{"field": "id", "title": "report"},
                   {"field": "freed", "title": "bytes freed", "format": ","}]
 
 
-def evictions(max_freed: int | None) -> Spec:
-    """Bytes each sweep freed, stacked by pass; data loss in red."""
+def evictions(max_freed: int | None, time_domain_ms: tuple[float, float] | None = None) -> Spec:
+    """Bytes each sweep freed, stacked by pass; data loss in red. `time_domain_ms` as for
+    `tier1`: a first sweep that evicted (a new install over an old history) is one instant."""
     unit, size = unit_for(max_freed)
     labels = ("datum.key == 'freed_backstop' ? 'backstop' : datum.key == 'freed_budget'"
               " ? 'budget' : 'overflow (data loss)'")
     count = ("datum.key == 'freed_backstop' ? datum.n_backstop : datum.key == 'freed_budget'"
              " ? datum.n_budget : datum.n_overflow")
-    x = {"field": "time", "type": "temporal", "title": None}
+    x: dict[str, Any] = {"field": "time", "type": "temporal", "title": None}
+    if time_domain_ms is not None:
+        x["scale"] = {"domain": list(time_domain_ms)}
     tooltip = [{"field": "id", "title": "report"},
                {"field": "time", "type": "temporal", "format": "%c"},
                {"field": "pass"}, {"field": "sessions"},

@@ -72,10 +72,10 @@ def _specs(data: dict[str, Any]) -> dict[str, Any]:
     t1 = now["tier1"]
     tier_max = max(t1["usage_bytes"], t1["hard_cap_bytes"], now["tier2"]["usage_bytes"],
                    now["tier2"]["cap_bytes"])
+    short_span = _short_time_domain_ms(sweeps["t"])
     specs = {
-        "tier1": charts.tier1(max(peaks, default=t1["soft_cap_bytes"]),
-                              _short_time_domain_ms(sweeps["t"])),
-        "evictions": charts.evictions(max(freed, default=0)),
+        "tier1": charts.tier1(max(peaks, default=t1["soft_cap_bytes"]), short_span),
+        "evictions": charts.evictions(max(freed, default=0), short_span),
         "states": charts.states(),
         "tiers": charts.tiers(tier_max),
         "largest": charts.largest(max((s["stored_bytes"] for s in data["largest"]), default=0),
@@ -99,7 +99,7 @@ def _specs(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _short_time_domain_ms(times: list[float | None]) -> tuple[float, float] | None:
-    """The tier 1 chart's time axis (ms) where its sweeps span less than SHORT_SWEEP_SPAN_S."""
+    """The time axis (ms) of the sweeps' charts where they span less than SHORT_SWEEP_SPAN_S."""
     known = [t for t in times if t is not None]
     if not known or max(known) - min(known) >= SHORT_SWEEP_SPAN_S:
         return None

@@ -229,6 +229,39 @@ def test_a_first_sweep_is_drawn_on_the_tier1_chart(browser: BrowserContext, home
     assert not [label for label in drawn["labels"] if label.startswith(".")], drawn["labels"]
 
 
+# The evictions chart's x axis labels.
+_EVICTIONS_AXIS = """() => Array.from(document.querySelectorAll(
+    '#chart-evictions svg g.role-axis-label text')).map((t) => t.textContent)"""
+
+
+def test_a_first_sweep_that_evicts_is_drawn_on_an_axis_of_times(browser: BrowserContext,
+                                                                 home: Path,
+                                                                 tmp_path: Path) -> None:
+    """A new install over an old history: its first sweep evicts by age at once. The
+    evictions chart marks that one sweep on an axis of readable times, as the tier 1 chart
+    does, not under a lone sub-second tick (".890")."""
+    from session_memory import dashboard
+    from session_memory.clock import FixedClock
+    from session_memory.memory import Memory
+    from tests.dashboard.store import START, settings_for
+    from tests.test_retention import set_caps
+
+    settings, _ = settings_for(home)
+    out = tmp_path / "first-sweep-evicts.html"
+    with Memory(settings, clock=FixedClock(START + 0.89)) as memory:
+        memory.ingest()
+        memory.analyze([s["id"] for s in memory.sessions()])
+        set_caps(memory, raw_max_age_days=1.0)
+        assert memory.sweep()["backstop_evicted"]
+        dashboard.write(memory, out)
+    tab, console, _requests = _open(browser, out.as_uri())
+    assert not [m for m in console if m.startswith(("error", "pageerror"))]
+    labels = tab.evaluate(_EVICTIONS_AXIS)
+    print(labels)
+    assert [label for label in labels if not label.replace(".", "").isdigit()], labels
+    assert not [label for label in labels if label.startswith(".")], labels
+
+
 def test_the_page_fits_a_laptop_screen(browser: BrowserContext, page: Path) -> None:
     """No table runs past a 1024-pixel window: a long title is cut with an ellipsis, a long
     path or id breaks (a cell's own max-width does not hold a table column)."""
