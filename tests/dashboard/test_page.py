@@ -82,6 +82,26 @@ def test_payload_holds_every_chart_and_sweep(page: Path, swept: SweptStore) -> N
         assert "url" not in json.dumps(spec.get("data", {}))  # data inline, never fetched
 
 
+def test_the_sweeps_are_counted_in_words(home: Path, tmp_path: Path,
+                                         swept_memory: Memory) -> None:
+    """"1 sweep, at …" for a new install's first ("1 sweeps from … to …" was written);
+    "N sweeps from … to …" for more."""
+    from session_memory import dashboard
+    from session_memory.clock import FixedClock
+    from tests.dashboard.store import START, settings_for
+
+    (home / "first").mkdir()
+    settings, _ = settings_for(home / "first")
+    with Memory(settings, clock=FixedClock(START)) as memory:
+        memory.sweep()
+        dashboard.write(memory, tmp_path / "first.html")
+    first = " ".join((tmp_path / "first.html").read_text().split())
+    assert "1 sweep, at " in first and "1 sweeps" not in first
+    dashboard.write(swept_memory, tmp_path / "many.html")
+    many = " ".join((tmp_path / "many.html").read_text().split())
+    assert re.search(r"[2-9] sweeps from ", many), re.findall(r"\d+ sweeps? [^.]*", many)
+
+
 def test_text_from_the_store_is_escaped(swept_memory: Memory, tmp_path: Path) -> None:
     report = swept_memory.reports(limit=1)[0]
     report["warnings"] = ["<script>alert('x')</script> & <b>bold</b>"]
