@@ -1615,8 +1615,12 @@ def _pack_params(level: int, threads: int = 0) -> zstandard.ZstdCompressionParam
     # top of it (at level 7 or 9 on the bench's packs: the same size on the workstation
     # history, 2% larger on the large-session one) and at level 3 halved the speed.
     # `threads`: zstd's own, each compressing jobs of _PACK_JOB_BYTES.
+    # No checksum of zstd's own: each member's crc32 is checked as it is read, while
+    # zstd's covers the whole frame, is checked only by a read that reaches its end, and
+    # is computed by every read (8% of unpacking a pack: 29.3 -> 27.2 ms for 32 MiB).
+    # Packs written before keep theirs.
     return zstandard.ZstdCompressionParameters.from_level(
-        level, window_log=_PACK_WINDOW_LOG, write_checksum=1, threads=threads,
+        level, window_log=_PACK_WINDOW_LOG, write_checksum=0, threads=threads,
         job_size=_PACK_JOB_BYTES if threads else 0)
 
 

@@ -232,6 +232,17 @@ def test_a_damaged_pack_is_caught(memory: Memory, sources: dict[str, Path]) -> N
     assert any("pack" in p for p in problems), problems
 
 
+def test_packs_carry_no_zstd_checksum_of_their_own(memory: Memory,
+                                                   sources: dict[str, Path]) -> None:
+    """Each member's crc32 is what a read checks: zstd's checksum over the whole frame
+    would only cost every read its hashing."""
+    data = _project_sessions(sources["mytool"], 3)
+    _packed(memory, data)
+    for (frame,) in memory.tier1.conn.execute("SELECT data FROM packs"):
+        assert zstandard.get_frame_parameters(frame).has_checksum is False
+    _reads_back(memory, data)
+
+
 def test_a_member_whose_bytes_differ_from_its_crc_is_caught(memory: Memory,
                                                             sources: dict[str, Path]) -> None:
     """Members are checked against the crc32 zlib wrote for them, by a faster crc32 of the
