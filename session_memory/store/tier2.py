@@ -136,8 +136,10 @@ MIGRATIONS: list[list[str]] = [
            UPDATE usage_sessions SET gapless = 0
            WHERE session IN (SELECT session FROM gaps WHERE gap >= 23)""",
         "CREATE INDEX usage_sessions_gapped ON usage_sessions (gapless) WHERE gapless = 0",
-        # Digests from before usage was kept by the hour get theirs (Memory.store_old_usage).
-        "INSERT OR REPLACE INTO meta VALUES ('usage_pending', 1)",
+        # Digests from before usage was kept by the hour get theirs (Memory.store_old_usage);
+        # a new store has none to look for.
+        "INSERT OR REPLACE INTO meta SELECT 'usage_pending', 1 WHERE EXISTS"
+        " (SELECT 1 FROM digests)",
     ],
     [
         # A digest's analyzer_version was the builder's alone; now it is the builder's and

@@ -59,7 +59,10 @@ def test_a_bulk_pass_checkpoints_its_batches_together(tmp_path: Path) -> None:
 def test_digests_without_usage_are_the_ones_put_without_spend(tmp_path: Path) -> None:
     store = Tier2(tmp_path / "tier2.db")
     try:
-        assert store.digests_without_usage() == []  # a new store: nothing, and no flag left
+        # A new store has no digest from before usage was kept: no flag, so no look.
+        assert store.conn.execute("SELECT 1 FROM meta WHERE key = 'usage_pending'"
+                                  ).fetchone() is None
+        assert store.digests_without_usage() == []
         with_spend = {"title": "new", "analyzer_version": 3, "spend": [], "spend_keyed": None}
         store.put_digests([(f"new{i}", "src", dict(with_spend)) for i in range(5)], 1.0)
         store.put_digests([("old-a", "codex", {"title": "a", "analyzer_version": 1}),
@@ -111,6 +114,23 @@ def test_a_checkpoint_in_a_bulk_pass_lets_the_next_commit_start_the_wal_over(
             # The WAL holds the last commit's few pages, not the pass's thousands.
             assert 0 < wal_frames(store) < 100
         assert store.get_digest("s9-149") is not None and store.get_digest("last") is not None
+    finally:
+        store.close()
+
+
+def test_a_store_from_before_usage_by_the_hour_looks_for_its_digests(tmp_path: Path) -> None:
+    """Its digests get their usage (Memory.store_old_usage): the migration leaves the flag
+    that says to look, where a new store has none."""
+    path = tmp_path / "tier2.db"
+    conn = db.connect(path, tier2.MIGRATIONS[:1])
+    with db.transaction(conn):
+        conn.execute("INSERT INTO digests (session_id, source, analyzer_version,"
+                     " analyzed_at, digest) VALUES ('old', 'codex', 2, 0, '{\"title\": \"a\"}')")
+    conn.close()
+    store = Tier2(path)
+    try:
+        assert [(source, digest) for _, source, digest in store.digests_without_usage()] == [
+            ("codex", {"title": "a"})]
     finally:
         store.close()
 
