@@ -58,6 +58,10 @@ def reports(click_ctx: click.Context, ctx: Context, limit: int, as_json: bool) -
     if as_json:
         emit_json(rows)
         return
+    if not rows:  # not an empty table: say why there is nothing
+        echo("no eviction reports yet: the daemon sweeps every sweep_interval, or run"
+             " `session-memory sweep` (`sweep --dry-run` changes nothing)", err=True)
+        return
     if not sys.stdout.isatty():
         for r in rows:
             echo(f"{r['id']}\t{'dry-run' if r['dry_run'] else 'sweep'}\t"

@@ -353,6 +353,21 @@ def test_reports_table_fits_a_narrow_terminal(home: Path) -> None:
             assert (header in shown) == (header not in " ".join(left_out)), (width, shown)
 
 
+def test_reports_before_any_sweep_says_so(home: Path) -> None:
+    """A new install's `reports`: a line on stderr that says why there is none and how to
+    get one, as `sessions` and `usage` say; not an empty table, nor silence when piped."""
+    from tests.cli.test_sessions_cmd import on_terminal_with_stderr
+
+    (home / "src" / "mytool").mkdir(parents=True)
+    _config(home, '"1GiB"')
+    piped = cli("reports")
+    assert piped.stdout == ""
+    assert "no eviction reports yet" in piped.stderr and "sweep" in piped.stderr
+    assert as_json("reports") == []
+    shown, said = on_terminal_with_stderr(100, "reports")
+    assert shown.strip() == "" and "no eviction reports yet" in said
+
+
 def test_a_sweep_with_errors_under_json_has_the_error_in_its_report(
         home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Its report is its document: with --json it holds the error and exit code too, as
