@@ -51,10 +51,11 @@ def ingest(ctx: Context, paths: tuple[Path, ...], as_json: bool) -> None:
     if as_json:
         emit_json(result)
     click.echo(f"ingested {human_bytes(summary.bytes_added)} from "
-               f"{human_count(summary.files_changed, 'changed file')} ({summary.files_seen} seen, "
-               f"{human_count(summary.new_versions, 'new version')}, {summary.skipped} skipped, "
+               f"{human_count(summary.files_changed, 'changed file')} "
+               f"({summary.files_seen:,} seen, "
+               f"{human_count(summary.new_versions, 'new version')}, {summary.skipped:,} skipped, "
                f"{human_count(summary.errors, 'error')}); "
-               f"{human_count(len(summary.sessions), 'session')} changed, {sealed} sealed",
+               f"{human_count(len(summary.sessions), 'session')} changed, {sealed:,} sealed",
                err=True)
 
 

@@ -176,3 +176,15 @@ def test_json_given_to_the_group_is_the_subcommands_too(home: Path) -> None:
     assert missing.returncode == 1
     assert json.loads(missing.stdout) == {"error": "no report 'no-such-report'", "exit_code": 1}
     assert json.loads(_run("usage", "--json", "blocks").stdout) == []
+
+
+def test_ingest_says_its_counts_with_thousands_separated(sources: dict[str, Path]) -> None:
+    """Every count in ingest's line is written alike: "1,001 seen" beside "1,001 changed
+    files" (it said "1001 seen" and "1001 sealed" there)."""
+    for n in range(1_001):
+        (sources["mytool"] / f"s{n:04}.jsonl").write_bytes(b'{"x": 1}\n')
+    run = _run("ingest")
+    assert run.returncode == 0, run.stderr
+    assert "from 1,001 changed files (1,001 seen, 0 new versions, 0 skipped, 0 errors); " \
+        "1,001 sessions changed, " in run.stderr, run.stderr
+    assert "1001" not in run.stderr
