@@ -115,7 +115,10 @@ def _print_session(row: dict[str, Any]) -> None:
         echo(f"  duration: {human_duration(digest['duration_s'])}")
     if digest.get("models"):
         echo(f"  models: {', '.join(digest['models'])}")
-    tokens = digest.get("tokens") or {}
+    # What `usage` counts and the cost below is priced from (input without cache reads,
+    # a response two sessions hold counted once); the digest's own are as the tool wrote
+    # them (Codex's input includes its cache reads).
+    tokens = row.get("tokens") or digest.get("tokens") or {}
     if tokens:
         echo("  tokens: " + ", ".join(f"{k} {v:,}" for k, v in tokens.items()))
     if row["cost_usd"] is not None:

@@ -441,3 +441,21 @@ def test_show_says_how_many_lines_it_could_not_read_and_export_keeps_them(
     shown = cli("show", SID).stdout
     assert "malformed lines: 2 (left out of this digest; evicted" in shown
     assert "export" not in shown
+
+
+def test_show_prints_the_tokens_its_cost_is_counted_from(sources: dict[str, Path]) -> None:
+    """A Codex session reports `input_tokens` with its cache reads in them. `show` prints
+    the tokens that `usage` counts and its cost is priced from (input without cache reads),
+    as `show --json` and `sessions --json` give them under `tokens`; it printed the digest's
+    as reported, cache reads counted twice beside the cost."""
+    from tests.usage_corpus import CODEX_ID, write_codex_sessions
+
+    write_codex_sessions(sources["codex"])
+    cli("ingest")
+    cli("analyze", "--all")
+    shown = as_json("show", CODEX_ID)
+    assert shown["digest"]["tokens"]["input"] == 3500  # as reported
+    assert shown["tokens"]["input"] == 1500 and shown["tokens"]["cache_read"] == 2000
+    text = cli("show", CODEX_ID).stdout
+    assert "  tokens: input 1,500, output 100, cache_creation 0, cache_read 2,000, " \
+        "reasoning 15\n  cost: $" in text, text
