@@ -645,3 +645,25 @@ def test_cursors_leaves_out_those_under_the_prefixes_it_is_told(tmp_path: Path) 
     assert [c.path for c in t.cursors("oc", besides=[("oc", "opencode.db/")])] == [
         p for s, p in sorted(paths[1:4])]
     t.close()
+
+
+def test_a_blob_stored_from_pieces_holds_them_in_order_and_counts_their_length(
+        tmp_path: Path) -> None:
+    """Packs and frames are written into a zeroblob of their length, piece by piece (no
+    join, no copy of the whole bound): what is stored is the pieces one after another, and
+    the triggers count that length."""
+    t = Tier1(tmp_path / "t1.db")
+    pieces = [b"first ", b"", os.urandom(70_000), b" last"]
+    with t.transaction():
+        t.ensure_session("src:s", "src", "s", 0.0, 0.0)
+        pack_id = t._insert_with_blob("packs", "created_at, raw_len, level", (0.0, 5, 3),
+                                      pieces)
+        t._insert_with_blob("frames", "session_id, generation, stream_offset, raw_len, crc, "
+                            "level", ("src:s", 0, 0, 7, 0, 3), pieces[:1])
+    whole = b"".join(pieces)
+    assert t.conn.execute("SELECT data FROM packs WHERE id = ?", (pack_id,)).fetchone() == (
+        whole,)
+    assert t.conn.execute("SELECT data FROM frames").fetchone() == (pieces[0],)
+    assert t.totals()["stored_bytes"] == len(whole) + len(pieces[0])
+    assert t.byte_counts("src:s") == (0, len(pieces[0]))
+    t.close()
