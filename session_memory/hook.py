@@ -26,7 +26,7 @@ def session_end(memory: Memory, payload: dict[str, Any]) -> dict[str, Any]:
         target = formats.get(source.format).hook_target(payload)
         if target is not None:
             candidates.append(f"{source.name}:{target.native_id}")
-            paths += [p for p in target.paths if p not in paths]
+            paths += [p for p in dict.fromkeys(target.paths) if p not in paths]
     summary = memory.ingest(paths) if paths else None
     ids = [sid for sid in candidates if memory.tier1.session_state(sid) is not None]
     for sid in ids:

@@ -67,6 +67,22 @@ def test_hook_never_fails_the_agent(sources: dict[str, Path], stdin: str) -> Non
         assert memory.sessions() == []  # nothing stored, nothing marked
 
 
+def test_hook_says_once_that_a_transcript_is_under_no_root(sources: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    """A transcript path with no suffix names the same file as its session folder's path
+    (the path without its suffix): it is ingested, or refused, once. Each error was logged
+    twice."""
+    elsewhere = tmp_path / "elsewhere" / "transcript"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("{}\n")
+    done = subprocess.run([sys.executable, "-m", "session_memory", "hook", "session-end"],
+                          input=json.dumps({"session_id": SID,
+                                            "transcript_path": str(elsewhere)}),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("not under any enabled source root") == 1, done.stderr
+
+
 def test_hook_exits_0_on_a_bad_config(home: Path, caplog: pytest.LogCaptureFixture) -> None:
     bad = home / "bad.toml"
     bad.write_text("[ingest]\nidle_seconds = 'soon'\n")
