@@ -117,7 +117,7 @@ def _print_session(row: dict[str, Any]) -> None:
         echo(f"  models: {', '.join(digest['models'])}")
     # What `usage` counts and the cost below is priced from (input without cache reads,
     # a response two sessions hold counted once); the digest's own are as the tool wrote
-    # them (Codex's input includes its cache reads).
+    # them (one tool's input includes its cache reads).
     tokens = row.get("tokens") or digest.get("tokens") or {}
     if tokens:
         echo("  tokens: " + ", ".join(f"{k} {v:,}" for k, v in tokens.items()))
