@@ -318,6 +318,8 @@ class Ingestor:
             self._plan_version = version
         out: list[Candidate] = []
         for source, root, entry in entries:
+            if not concerns(formats.get(source.format), root, entry):
+                continue
             if entry.kind != "file":
                 self._report_odd(source, root, entry, summary)
                 continue
@@ -1216,6 +1218,17 @@ def _holds_only(content: Content, cursor: Cursor) -> bool:
         return False
     head, tail = content.prefix(cursor.offset)
     return _seen(cursor, head, tail) and not content.read(1)
+
+
+def concerns(fmt: Format, root: Path, entry: Entry) -> bool:
+    """Whether what a walk met under `root` may be (or lead to) a session file of `fmt`. A
+    format that reads files of certain names only (its WATCH says which; its root may be the
+    whole home folder) has no concern with any other file, link to one, socket or pipe: it
+    is neither opened, counted nor reported. A link to a folder may lead to its files, and
+    a folder it cannot list may hold them: those are its concern."""
+    if entry.kind == "error" or fmt.WATCH.wants_file(entry.relpath.name):
+        return True
+    return entry.kind == "symlink" and os.path.isdir(root / entry.relpath)
 
 
 def _shown(source: Source, relpath: PurePosixPath) -> str:

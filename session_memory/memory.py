@@ -472,8 +472,10 @@ class Memory:
                              if os.path.realpath(place) not in roots]
             if not root.is_dir():
                 continue
-            prune = formats.get(source.format).prune
-            for entry in walker.walk(root, prune):
+            fmt = formats.get(source.format)
+            for entry in walker.walk(root, fmt.prune):
+                if not ingest_mod.concerns(fmt, root, entry):
+                    continue
                 if entry.kind == "symlink":
                     odd.append(f"{root / entry.relpath}: symlink, not followed")
                 elif entry.kind == "special":

@@ -148,3 +148,32 @@ def test_a_corrupt_zst_among_good_files(memory: Memory, sources: dict[str, Path]
     assert sorted(s["id"] for s in memory.sessions()) == ["codex:c", "codex:g"]
     assert "bad zstd data" in caplog.text
     assert memory.check() == []
+
+
+def test_a_wide_root_passes_by_what_holds_no_session(memory: Memory, sources: dict[str, Path],
+                                                     tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """A source that reads files of one name (its root may be the home folder) has no
+    concern with other files, links to files, sockets and pipes among the user's own: none
+    is opened, counted, logged or named by `check`. A link to a folder may lead to its
+    sessions (a repositories folder moved to another disk): that one is still said."""
+    root = sources["aider"]
+    repo = root / "app"
+    repo.mkdir()
+    (repo / ".aider.chat.history.md").write_text(
+        "\n# aider chat started at 2026-01-02 10:00:00\n\n#### fix the test\n")
+    (repo / "main.py").write_text("print('hi')\n")
+    (repo / "config.py").symlink_to(repo / "main.py")
+    (repo / "hosts").symlink_to("/etc/hosts")
+    os.mkfifo(repo / "pipe")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "old").mkdir(parents=True)
+    (root / "moved").symlink_to(elsewhere)
+    summary = memory.ingest()
+    assert [s["id"] for s in memory.sessions()] == ["aider:app#20260102T100000"]
+    assert (summary.files_seen, summary.skipped, summary.errors) == (1, 1, 0)
+    for unconcerned in ("main.py", "config.py", "hosts", "pipe"):
+        assert unconcerned not in caplog.text
+    assert "moved" in caplog.text
+    warnings = memory.check_warnings()
+    assert [w for w in warnings if str(root) in w] == [f"{root / 'moved'}: symlink, not followed"]
