@@ -379,6 +379,30 @@ def test_keep_free_lowers_the_soft_cap_when_the_disk_fills(
     assert report["final_usage_bytes"] <= usage - 30_000
 
 
+def test_where_the_disk_sets_the_budget_the_sweep_leaves_room_for_its_report(
+        store: Memory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report, stored in Tier 2 after the disk was measured, would take its pages out
+    of keep_free's floor: the budget leaves REPORT_ROOM_BYTES more. Not so under a soft cap
+    the disk does not lower, which is Tier 1's size alone."""
+    for i in range(10):
+        analyze(store, f"mytool:s{i}.jsonl")
+    store.tier1.reclaim()
+    usage = store.tier1.usage_bytes()
+    set_caps(store, raw_soft_cap=10**12, raw_hard_cap=10**12,
+             keep_free=config.KeepFree(bytes=1_000_000))
+    # 10 KB short of the floor: one session (about 30 KB) would give that back.
+    monkeypatch.setattr(retention, "disk_space", lambda path: (990_000, 10**9))
+    report = store.sweep()
+    assert report["caps"]["effective_soft_cap_bytes"] == usage - 10_000
+    assert report["final_usage_bytes"] <= usage - 10_000 - retention.REPORT_ROOM_BYTES
+    assert len(report["budget_evicted"]) > 1
+    # Under the soft cap alone, no more than the cap asks.
+    set_caps(store, raw_soft_cap=report["final_usage_bytes"] - 10_000)
+    monkeypatch.setattr(retention, "disk_space", lambda path: (10**9, 10**9))
+    again = store.sweep()
+    assert len(again["budget_evicted"]) == 1
+
+
 def test_status_reads_the_disk_as_the_sweep_does(
         store: Memory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(retention, "disk_space", lambda path: (970_000, 10**9))
