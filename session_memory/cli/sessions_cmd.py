@@ -47,9 +47,12 @@ def sessions(ctx: Context, state: str | None, source: str | None, limit: int | N
         emit_json(rows)
         return
     if not rows:  # not an empty table: say why there is nothing
-        echo("no sessions match" if state or source else
-                   "no sessions stored yet: `session-memory ingest` (or the daemon) stores"
-                   " them", err=True)
+        names = ctx.settings.sources
+        echo(f"no sessions match: no source is named {source!r} (sources: "
+             f"{', '.join(names)})" if source and source not in names else
+             "no sessions match" if state or source else
+             "no sessions stored yet: `session-memory ingest` (or the daemon) stores them",
+             err=True)
         return
     if cells is None:
         # Tab-separated, one line a session; the title last, its tabs and line breaks as

@@ -459,3 +459,17 @@ def test_show_prints_the_tokens_its_cost_is_counted_from(sources: dict[str, Path
     text = cli("show", CODEX_ID).stdout
     assert "  tokens: input 1,500, output 100, cache_creation 0, cache_read 2,000, " \
         "reasoning 15\n  cost: $" in text, text
+
+
+def test_sessions_of_a_source_no_config_names_says_which_there_are(
+        sources: dict[str, Path]) -> None:
+    """`--source claude` (a name cut short) finds nothing: it says no source has that name,
+    and which do; a source that is configured but holds nothing is only "no sessions match"."""
+    (sources["mytool"] / "a.jsonl").write_bytes(b'{"x": 1}\n')
+    cli("ingest")
+    typo = cli("sessions", "--source", "claude")
+    assert typo.stdout == ""
+    assert "no source is named 'claude'" in typo.stderr and "claude-code" in typo.stderr
+    empty = cli("sessions", "--source", "codex")
+    assert empty.stdout == "" and empty.stderr == "no sessions match\n"
+    assert as_json("sessions", "--source", "claude") == []
