@@ -405,3 +405,16 @@ def test_repair_frees_a_pack_member_left_without_its_file(memory: Memory,
     assert any(f"file {file_id}:" in fix for fix in memory.repair())
     assert memory.check() == []
     _reads_back(memory, {sid: raw for sid, raw in data.items() if sid != gone})
+
+
+def test_quick_packs_take_level_1s_matcher_with_a_larger_table() -> None:
+    """Packs at SEAL_LEVEL (ingest's, the sweep's and forget's rewrites) are compressed
+    with zstd's fast strategy and a 2^17 table, on zstd's threads or not; the idle work's
+    at DEEP_SEAL_LEVEL as that level is."""
+    for threads in (0, 2):
+        quick = tier1_mod._pack_params(SEAL_LEVEL, threads)
+        assert (quick.strategy, quick.hash_log, quick.threads) == (
+            zstandard.STRATEGY_FAST, 17, threads)
+    deep = tier1_mod._pack_params(DEEP_SEAL_LEVEL)
+    level_6 = zstandard.ZstdCompressionParameters.from_level(DEEP_SEAL_LEVEL)
+    assert (deep.strategy, deep.hash_log) == (level_6.strategy, level_6.hash_log)
