@@ -1271,15 +1271,17 @@ class Tier1:
                             "read uses (evicted, or an older seal's); `check --repair` frees "
                             "them")
         # Packed files in the order their packs hold them: each pack is unpacked once.
-        for (fid,) in list(self.conn.execute(
-                "SELECT f.id FROM files f LEFT JOIN pack_members m ON m.file_id = f.id "
-                "AND m.live WHERE f.chunks > 0 OR f.sealed_len > 0 "
+        for fid, sid, path in list(self.conn.execute(
+                "SELECT f.id, f.session_id, f.path FROM files f LEFT JOIN pack_members m "
+                "ON m.file_id = f.id AND m.live WHERE f.chunks > 0 OR f.sealed_len > 0 "
                 "ORDER BY m.pack_id, m.offset, f.id")):
             try:
                 for _ in self.read_file(fid):
                     pass
             except CorruptChunkError as e:
-                problems.append(f"tier1 chunk: {e}")
+                # The session and the path, which a user can act on (show, export, forget,
+                # ingest again from the source); the store's own ids only follow.
+                problems.append(f"tier1 chunk: {sid}, {path}: {e}")
         return problems
 
 

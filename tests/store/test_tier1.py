@@ -99,6 +99,9 @@ def test_check_finds_a_corrupt_chunk_and_bad_accounting(memory: Memory,
     problems = memory.check()
     assert any("fails its checksum" in p for p in problems)
     assert any("tier1 accounting" in p for p in problems)
+    # Named by its session and path, not by the store's own file id alone.
+    assert any(p.startswith("tier1 chunk: mytool:a.jsonl, a.jsonl: ") for p in problems), \
+        problems
 
 
 def test_a_session_is_sealed_as_one_stream(memory: Memory, sources: dict[str, Path],
