@@ -1224,11 +1224,13 @@ def concerns(fmt: Format, root: Path, entry: Entry) -> bool:
     """Whether what a walk met under `root` may be (or lead to) a session file of `fmt`. A
     format that reads files of certain names only (its WATCH says which; its root may be the
     whole home folder) has no concern with any other file, link to one, socket or pipe: it
-    is neither opened, counted nor reported. A link to a folder may lead to its files, and
-    a folder it cannot list may hold them: those are its concern."""
+    is neither opened, counted nor reported. A link to a folder the walk would enter may
+    lead to its files, and a folder it cannot list may hold them: those are its concern
+    (not a link to a folder it leaves out, such as a hidden one: ~/.config made a link)."""
     if entry.kind == "error" or fmt.WATCH.wants_file(entry.relpath.name):
         return True
-    return entry.kind == "symlink" and os.path.isdir(root / entry.relpath)
+    return (entry.kind == "symlink" and not fmt.prune(entry.relpath)
+            and os.path.isdir(root / entry.relpath))
 
 
 def _shown(source: Source, relpath: PurePosixPath) -> str:

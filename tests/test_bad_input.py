@@ -154,9 +154,10 @@ def test_a_wide_root_passes_by_what_holds_no_session(memory: Memory, sources: di
                                                      tmp_path: Path,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     """A source that reads files of one name (its root may be the home folder) has no
-    concern with other files, links to files, sockets and pipes among the user's own: none
-    is opened, counted, logged or named by `check`. A link to a folder may lead to its
-    sessions (a repositories folder moved to another disk): that one is still said."""
+    concern with other files, links to files, sockets and pipes among the user's own, nor
+    links to folders it would not enter (hidden ones): none is opened, counted, logged or
+    named by `check`. A link to a folder may lead to its sessions (a repositories folder
+    moved to another disk): that one is still said."""
     root = sources["aider"]
     repo = root / "app"
     repo.mkdir()
@@ -169,10 +170,11 @@ def test_a_wide_root_passes_by_what_holds_no_session(memory: Memory, sources: di
     elsewhere = tmp_path / "elsewhere"
     (elsewhere / "old").mkdir(parents=True)
     (root / "moved").symlink_to(elsewhere)
+    (root / ".dotfiles").symlink_to(elsewhere)  # a folder the walk leaves out: hidden
     summary = memory.ingest()
     assert [s["id"] for s in memory.sessions()] == ["aider:app#20260102T100000"]
     assert (summary.files_seen, summary.skipped, summary.errors) == (1, 1, 0)
-    for unconcerned in ("main.py", "config.py", "hosts", "pipe"):
+    for unconcerned in ("main.py", "config.py", "hosts", "pipe", ".dotfiles"):
         assert unconcerned not in caplog.text
     assert "moved" in caplog.text
     warnings = memory.check_warnings()
