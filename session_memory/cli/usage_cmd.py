@@ -74,10 +74,17 @@ def usage(ctx: Context, by: str, since: str | None, until: str | None, project: 
                       "counts them now)" if waiting else ""), err=True)
         return
     if table is None:
+        # With --breakdown, a model column after the key: empty on a row, the model's name
+        # on each of its parts, which follow it (their sessions are not counted apart).
         for r in rows:
-            echo("\t".join(str(v) for v in (r["key"], r["sessions"],
-                                                   *(r[k] for k in _COLUMNS),
-                                                   human_cost(r["cost_usd"]))))
+            model = ("",) if breakdown else ()
+            echo("\t".join(str(v) for v in (r["key"], *model, r["sessions"],
+                                            *(r[k] for k in _COLUMNS),
+                                            human_cost(r["cost_usd"]))))
+            for part in r.get("models", []) if breakdown else []:
+                echo("\t".join(str(v) for v in (r["key"], part["model"], "",
+                                                *(part[k] for k in _COLUMNS),
+                                                human_cost(part["cost_usd"]))))
         return
     table.print()
     _notes(rows)

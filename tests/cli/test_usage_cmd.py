@@ -88,3 +88,32 @@ def test_a_table_with_a_flexible_column_fits_the_line(width: int,
     text = "\n".join(lines)
     for shown in ("4,808,796", "374,934", "$23.64", "$70.92"):
         assert shown in text
+
+
+def test_a_breakdown_piped_has_each_models_part(sources: dict[str, Path]) -> None:
+    """`usage --breakdown | …`: a model column after the key, each model's part on a line
+    of its own after its row (its sessions left empty), as the table shows them. Piped, the
+    flag was taken and its parts left out."""
+    session = sources["claude-code"] / "-work-p" / "5f0c7a8e-1b2c-4d3e-9f00-0123456789ab.jsonl"
+    session.parent.mkdir(parents=True)
+    session.write_text("".join(json.dumps({
+        "type": "assistant", "uuid": f"a{n}", "timestamp": f"2026-01-05T10:2{n}:00Z",
+        "sessionId": "5f0c7a8e-1b2c-4d3e-9f00-0123456789ab", "requestId": f"r{n}",
+        "message": {"id": f"m{n}", "role": "assistant", "model": model, "content": [],
+                    "usage": {"input_tokens": tokens, "output_tokens": 2}}}) + "\n"
+        for n, (model, tokens) in enumerate([("claude-sonnet-4-5", 300), ("claude-opus-4-1", 40)])))
+
+    def run(*args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "session_memory", *args],
+                              capture_output=True, text=True, timeout=60, check=True).stdout
+
+    run("ingest")
+    run("analyze", "--all")
+    plain = [line.split("\t") for line in run("usage").splitlines()]
+    assert [(f[0], f[2]) for f in plain] == [("2026-01-05", "340")]
+    lines = [line.split("\t") for line in run("usage", "--breakdown").splitlines()]
+    assert [(f[0], f[1], f[2], f[3]) for f in lines[:1]] == [("2026-01-05", "", "1", "340")]
+    assert sorted((f[0], f[1], f[2], f[3]) for f in lines[1:]) == [
+        ("2026-01-05", "claude-opus-4-1", "", "40"),
+        ("2026-01-05", "claude-sonnet-4-5", "", "300")]
+    assert {len(f) for f in lines} == {len(plain[0]) + 1}
