@@ -361,16 +361,23 @@ def test_active_sessions_are_exempt_from_every_pass(memory: Memory) -> None:
 
 # -- keep_free, tier 2 cap ------------------------------------------------------------------
 
-def test_keep_free_lowers_the_soft_cap_when_the_disk_fills(
-        store: Memory, monkeypatch: pytest.MonkeyPatch) -> None:
-    for i in range(6):
+def _short_of_the_floor(store: Memory, monkeypatch: pytest.MonkeyPatch, sessions: int,
+                        short: int) -> int:
+    """`sessions` analyzed sessions under caps no wider than the disk, which has `short`
+    bytes less free than keep_free's 1 MB floor; returns Tier 1's usage."""
+    for i in range(sessions):
         analyze(store, f"mytool:s{i}.jsonl")
     store.tier1.reclaim()
-    usage = store.tier1.usage_bytes()
     set_caps(store, raw_soft_cap=10**12, raw_hard_cap=10**12,
              keep_free=config.KeepFree(bytes=1_000_000))
+    monkeypatch.setattr(retention, "disk_space", lambda path: (1_000_000 - short, 10**9))
+    return store.tier1.usage_bytes()
+
+
+def test_keep_free_lowers_the_soft_cap_when_the_disk_fills(
+        store: Memory, monkeypatch: pytest.MonkeyPatch) -> None:
     # The disk has only 970 KB free: Tier 1 must give back 30 KB to keep its 1 MB floor.
-    monkeypatch.setattr(retention, "disk_space", lambda path: (970_000, 10**9))
+    usage = _short_of_the_floor(store, monkeypatch, 6, 30_000)
     report = store.sweep()
     caps = report["caps"]
     assert caps["keep_free_bytes"] == 1_000_000
@@ -384,14 +391,8 @@ def test_where_the_disk_sets_the_budget_the_sweep_leaves_room_for_its_report(
     """The report, stored in Tier 2 after the disk was measured, would take its pages out
     of keep_free's floor: the budget leaves REPORT_ROOM_BYTES more. Not so under a soft cap
     the disk does not lower, which is Tier 1's size alone."""
-    for i in range(10):
-        analyze(store, f"mytool:s{i}.jsonl")
-    store.tier1.reclaim()
-    usage = store.tier1.usage_bytes()
-    set_caps(store, raw_soft_cap=10**12, raw_hard_cap=10**12,
-             keep_free=config.KeepFree(bytes=1_000_000))
     # 10 KB short of the floor: one session (about 30 KB) would give that back.
-    monkeypatch.setattr(retention, "disk_space", lambda path: (990_000, 10**9))
+    usage = _short_of_the_floor(store, monkeypatch, 10, 10_000)
     report = store.sweep()
     assert report["caps"]["effective_soft_cap_bytes"] == usage - 10_000
     assert report["final_usage_bytes"] <= usage - 10_000 - retention.REPORT_ROOM_BYTES

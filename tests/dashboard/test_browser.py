@@ -257,7 +257,6 @@ def test_a_first_sweep_that_evicts_is_drawn_on_an_axis_of_times(browser: Browser
     tab, console, _requests = _open(browser, out.as_uri())
     assert not [m for m in console if m.startswith(("error", "pageerror"))]
     labels = tab.evaluate(_EVICTIONS_AXIS)
-    print(labels)
     assert [label for label in labels if not label.replace(".", "").isdigit()], labels
     assert not [label for label in labels if label.startswith(".")], labels
 
