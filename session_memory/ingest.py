@@ -375,13 +375,18 @@ class Ingestor:
         for path, placed in self._placed(paths):
             if placed is None:
                 continue
-            source, _, relpath, full = placed
+            source, root, relpath, full = placed
+            fmt = formats.get(source.format)
             try:
-                fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+                fd = _open(full)  # a FIFO is not waited on for a writer
             except OSError:
-                continue  # a link, or unreadable: the pass reports it as it is
+                # A link, or unreadable: the pass reports it as it is, but a link its source
+                # has no concern with (another name under a wide root), which it passes by.
+                if os.path.islink(full) and not concerns(fmt, root, Entry(relpath, "symlink")):
+                    found.append((path, source))
+                continue
             try:
-                if stat.S_ISREG(os.fstat(fd).st_mode) and formats.get(source.format).identify(
+                if stat.S_ISREG(os.fstat(fd).st_mode) and fmt.identify(
                         relpath, functools.partial(head, fd, relpath)) is None:
                     found.append((path, source))
             finally:

@@ -375,6 +375,32 @@ def test_ingest_of_a_file_that_is_no_session_file_is_a_usage_error(
     assert as_json("ingest", str(notes.parent))["files_changed"] == 2
 
 
+def test_ingest_of_a_fifo_or_a_link_a_wide_root_passes_by(sources: dict[str, Path]) -> None:
+    """A FIFO named to `ingest` is not opened to wait for a writer (the command hung for
+    good); it is skipped as the pass skips it. A link under a wide root whose name its
+    source never reads (Aider's root is the home folder) is no session file: exit 2, as a
+    file of that name (the pass passes it by, so the command exited 0 and said nothing)."""
+    pipe = sources["mytool"] / "pipe.jsonl"
+    os.mkfifo(pipe)
+    done = cli("ingest", "--json", str(pipe))
+    assert json.loads(done.stdout)["skipped"] == 1
+    assert "not a regular file" in done.stderr
+    notes = sources["aider"] / "notes.md"
+    notes.write_text("not a chat history\n")
+    link = sources["aider"] / "todo.md"
+    link.symlink_to(notes)
+    refused = cli("ingest", str(link), ok=False)
+    assert refused.returncode == 2
+    assert f"{link} is no session file of aider" in refused.stderr
+    # A link of the name it reads is still said, and skipped, as a link.
+    history = sources["aider"] / "app" / ".aider.chat.history.md"
+    history.parent.mkdir()
+    history.symlink_to(notes)
+    said = cli("ingest", "--json", str(history))
+    assert json.loads(said.stdout)["skipped"] == 1
+    assert "symlink not followed" in said.stderr
+
+
 def test_what_a_session_holds_reaches_the_terminal_as_text_not_as_control(
         sources: dict[str, Path]) -> None:
     """A transcript may hold escape sequences (a tool's colored output, a file the agent
