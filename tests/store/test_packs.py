@@ -243,6 +243,28 @@ def test_packs_carry_no_zstd_checksum_of_their_own(memory: Memory,
     _reads_back(memory, data)
 
 
+def test_packs_written_with_a_zstd_checksum_still_read_and_are_rewritten_without(
+        memory: Memory, sources: dict[str, Path]) -> None:
+    """A store's packs from before af39170 carry zstd's checksum: they read back and check
+    clean as ever, and a pack rewritten without a session (forget) leaves it out."""
+    data = _project_sessions(sources["mytool"], 4)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tier1_mod, "_pack_params", lambda level, threads=0: (
+            zstandard.ZstdCompressionParameters.from_level(
+                level, window_log=tier1_mod._PACK_WINDOW_LOG, write_checksum=1)))
+        _packed(memory, data)
+    (old,) = memory.tier1.conn.execute("SELECT data FROM packs").fetchone()
+    assert zstandard.get_frame_parameters(old).has_checksum is True
+    _reads_back(memory, data)
+    assert memory.check() == []
+    gone = sorted(data)[0]
+    memory.forget(gone)
+    (new,) = memory.tier1.conn.execute("SELECT data FROM packs").fetchone()
+    assert zstandard.get_frame_parameters(new).has_checksum is False
+    _reads_back(memory, {sid: raw for sid, raw in data.items() if sid != gone})
+    assert memory.check() == []
+
+
 def test_a_member_whose_bytes_differ_from_its_crc_is_caught(memory: Memory,
                                                             sources: dict[str, Path]) -> None:
     """Members are checked against the crc32 zlib wrote for them, by a faster crc32 of the
