@@ -204,7 +204,7 @@ def _winners(records: Iterable[tuple[int, Any, Any, Any]]) -> set[int]:
                 keys = list(live)
                 for key in keys[keys.index(target) + 1:]:
                     del live[key]
-        elif isinstance(message_id, str) and kind in _MESSAGE_TYPES:
+        elif isinstance(message_id, str) and isinstance(kind, str) and kind in _MESSAGE_TYPES:
             live[message_id] = pos
     return set(live.values())
 

@@ -107,3 +107,11 @@ def test_parsers_survive_hostile_records(fmt_name: str) -> None:
                      {"type": "tool_use", "name": {}, "input": {"file_path": "a"}}]}})):
         for path in PATHS[fmt_name]:
             _run(fmt_name, path, data, 7)
+
+
+def test_a_gemini_record_whose_type_is_no_string_is_passed_by() -> None:
+    """A copy the fuzz test found: a record whose `type` is a list (unhashable) made the
+    fold of Gemini CLI's messages raise, and its session's analysis fail."""
+    for path in PATHS["gemini-cli"]:
+        _run("gemini-cli", path, b'{"type": [], "id": "a"}', 0)
+        _run("gemini-cli", path, b'{"type": {"x": 1}, "id": "a"}\n{"type": "user", "id": "b"}', 0)
