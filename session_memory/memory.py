@@ -171,7 +171,7 @@ class Memory:
                  limit: int | None = None, project: str | None = None,
                  since: float | None = None) -> list[dict[str, Any]]:
         """Sessions, most recently written first; those with a digest with its `title` and
-        `project`, and their `tokens` and `cost_usd` (from Tier 2's usage by the hour, so a
+        `project`, and their `tokens` and `cost_usd` (from Tier 2's usage by the time of spend, so a
         response two sessions hold counts in one). `project` (a folder or a folder's name,
         see Tier2.session_ids) keeps analyzed sessions only: the digest knows the place.
         `since`: sessions still going at or after this time."""
@@ -566,7 +566,7 @@ class Memory:
               until: str | float | None = None, *, project: str | None = None,
               breakdown: bool = False) -> list[dict[str, Any]]:
         """Tokens and cost per key of `by` (day, week, month: local time of TZ; model,
-        source, project or session), counted in the hour they were spent, from Tier 2
+        source, project or session), counted in the quarter hour they were spent, from Tier 2
         alone: still there after the raw sessions are evicted. `since`/`until`: a date
         (YYYY-MM-DD, local, both ends inclusive), an ISO time, an age (7d) or epoch
         seconds. `project`: a substring of the project path, or a glob pattern.
@@ -578,8 +578,8 @@ class Memory:
         start, end = self._usage_window(since, until)
         self.store_old_usage()
         groups, sessions = self.tier2.usage_groups(
-            by, since_hour=_hour_floor(start), until_hour=_hour_ceil(end), project=project,
-            offsets=usage_mod.local_offsets(*self.tier2.usage_hour_range()))
+            by, since_slot=_slot_floor(start), until_slot=_slot_ceil(end), project=project,
+            offsets=usage_mod.local_offsets(*self.tier2.usage_slot_range()))
         rows = usage_mod.rows(groups, sessions, self.price_book, by, breakdown=breakdown)
         self.price_book.save()
         return rows
@@ -593,8 +593,8 @@ class Memory:
         sources = [s.name for s in self.settings.sources.values()
                    if getattr(_format_module(s.format), "BILLING_BLOCK_HOURS", None)]
         self.store_old_usage()
-        hours = self.tier2.usage_hours(sources=sources, since_hour=_hour_floor(start))
-        found = usage_mod.blocks(hours, self.price_book, self.clock.now())
+        slots = self.tier2.usage_by_slot(sources=sources, since_slot=_slot_floor(start))
+        found = usage_mod.blocks(slots, self.price_book, self.clock.now())
         self.price_book.save()
         return found
 
@@ -620,8 +620,8 @@ class Memory:
 
     def store_old_usage(self) -> int:
         """Give digests made before usage was kept by the hour (whose raw bytes are gone,
-        so they cannot be analyzed again) their usage: each whole session at its start
-        hour, marked as such. Returns how many. A read-only view leaves this to the next
+        so they cannot be analyzed again) their usage: each whole session in the slot of
+        its start, marked as such. Returns how many. A read-only view leaves this to the next
         writer (the daemon does it after each analysis)."""
         if self.read_only:
             return 0
@@ -741,12 +741,16 @@ def _create_tier2(path: Path) -> None:
     Tier2(path).close()
 
 
-def _hour_floor(ts: float | None) -> int | None:
-    return None if ts is None else math.floor(ts / 3600)
+def _slot_floor(ts: float | None) -> int | None:
+    from session_memory.store.tier2 import SLOT_SECONDS
+
+    return None if ts is None else math.floor(ts / SLOT_SECONDS)
 
 
-def _hour_ceil(ts: float | None) -> int | None:
-    return None if ts is None else math.ceil(ts / 3600)
+def _slot_ceil(ts: float | None) -> int | None:
+    from session_memory.store.tier2 import SLOT_SECONDS
+
+    return None if ts is None else math.ceil(ts / SLOT_SECONDS)
 
 
 def _format_module(name: str) -> Any:

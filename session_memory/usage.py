@@ -1,8 +1,9 @@
-"""Usage reports over the hourly rows in Tier 2: rows per key with cost, totals, 5-hour
+"""Usage reports over the rows by slot in Tier 2: rows per key with cost, totals, 5-hour
 billing blocks, and the per-session figures `sessions` shows.
 
-Tier 2 keeps tokens per session, UTC hour, model and prompt class (store/tier2.py); this
-module only adds them up and prices them (prices.py). Local time is the process's (TZ).
+Tier 2 keeps tokens per session, UTC quarter hour (a slot), model and prompt class
+(store/tier2.py); this module only adds them up and prices them (prices.py). Local time is
+the process's (TZ).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from session_memory.prices import Price, PriceBook
+from session_memory.store.tier2 import SLOT_SECONDS, SLOTS_PER_HOUR
 
 FIELDS = ("input", "output", "cache_creation", "cache_read", "reasoning")
 """The token columns of a usage row. `input` never includes cache reads; `output` includes
@@ -107,18 +109,19 @@ def totals(usage_rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 # -- 5-hour billing blocks ------------------------------------------------------------
 
 
-def blocks(hours: Iterable[Sequence[Any]], book: PriceBook, now: float,
+def blocks(slots: Iterable[Sequence[Any]], book: PriceBook, now: float,
            block_hours: int = BLOCK_HOURS) -> list[dict[str, Any]]:
-    """Billing blocks from Tier2.usage_hours rows (time order), as ccusage draws them: a
-    block starts at the hour of its first response; a response more than `block_hours`
-    after the block's start, or after the response before it, starts a new block (and a
-    gap of more than `block_hours` between responses is shown as a gap). The block whose
+    """Billing blocks from Tier2.usage_by_slot rows (time order), as ccusage draws them: a
+    block starts at the hour of its first response (the hour its slot is in); a response
+    more than `block_hours` after the block's start, or after the response before it,
+    starts a new block (and a gap of more than `block_hours` between responses is shown
+    as a gap). The block whose
     window holds `now` and whose last response is within `block_hours` of it is active."""
     span = block_hours * 3600
     out: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
-    for hour, model, prompt_over, first_at, last_at, *counts in hours:
-        first = first_at if first_at is not None else hour * 3600.0
+    for slot, model, prompt_over, first_at, last_at, *counts in slots:
+        first = first_at if first_at is not None else slot * float(SLOT_SECONDS)
         last = last_at if last_at is not None else first
         if current is not None and (first - current["_start"] > span
                                     or first - current["_last"] > span):
@@ -127,7 +130,8 @@ def blocks(hours: Iterable[Sequence[Any]], book: PriceBook, now: float,
                 out.append(_gap(current["_last"] + span, first))
             current = None
         if current is None:
-            current = {"_start": hour * 3600.0, "_last": last, "_sum": _Sum(), "_models": {}}
+            current = {"_start": slot // SLOTS_PER_HOUR * 3600.0, "_last": last,
+                       "_sum": _Sum(), "_models": {}}
         current["_last"] = max(current["_last"], last)
         current["_sum"].add(model, counts, book.price(model, prompt_over))
         current["_models"].setdefault(model)
@@ -173,26 +177,29 @@ def by_session(groups: Iterable[Sequence[Any]], book: PriceBook) -> dict[str, di
 # -- dates ----------------------------------------------------------------------------
 
 
-def _utc_offset(hour: int) -> int:
-    return time.localtime(hour * 3600).tm_gmtoff
+def _utc_offset(slot: int) -> int:
+    return time.localtime(slot * SLOT_SECONDS).tm_gmtoff
 
 
-def local_offsets(first_hour: int | None, last_hour: int | None) -> list[tuple[int, int]]:
-    """The local time's UTC offset (seconds) from each hour on, over [first_hour,
-    last_hour]: one entry, plus one per daylight-saving change in between."""
-    if first_hour is None or last_hour is None:
-        return [(0, _utc_offset(int(time.time() // 3600)))]
-    out = [(first_hour, _utc_offset(first_hour))]
-    hour = first_hour
-    while hour < last_hour:
-        step = min(hour + 24, last_hour)
+_SLOTS_A_DAY = 86400 // SLOT_SECONDS
+
+
+def local_offsets(first_slot: int | None, last_slot: int | None) -> list[tuple[int, int]]:
+    """The local time's UTC offset (seconds) from each slot on, over [first_slot,
+    last_slot]: one entry, plus one per daylight-saving change in between."""
+    if first_slot is None or last_slot is None:
+        return [(0, _utc_offset(int(time.time() // SLOT_SECONDS)))]
+    out = [(first_slot, _utc_offset(first_slot))]
+    slot = first_slot
+    while slot < last_slot:
+        step = min(slot + _SLOTS_A_DAY, last_slot)
         if _utc_offset(step) != out[-1][1]:
-            lo, hi = hour, step  # the change is after lo, at or before hi
+            lo, hi = slot, step  # the change is after lo, at or before hi
             while hi - lo > 1:
                 mid = (lo + hi) // 2
                 lo, hi = (mid, hi) if _utc_offset(mid) == out[-1][1] else (lo, mid)
             out.append((hi, _utc_offset(hi)))
-        hour = step
+        slot = step
     return out
 
 

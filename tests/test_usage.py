@@ -1,4 +1,4 @@
-"""Usage by the hour of spend: our numbers against hand-computed ones, the day a token lands
+"""Usage by the quarter hour of spend: our numbers against hand-computed ones, the day a token lands
 on, once per response, cost, blocks, eviction, old digests, and the command."""
 
 from __future__ import annotations
@@ -231,7 +231,40 @@ def test_blocks_as_ccusage_draws_them(corpus_home: Path, local_tz: str) -> None:
     assert first["cost_usd"] == pytest.approx(0.01203)  # as ccusage prices it too
 
 
-def test_an_evicted_session_keeps_its_hourly_usage(corpus_home: Path, local_tz: str) -> None:
+@pytest.fixture
+def zone(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    yield from in_time_zone(monkeypatch, request.param)
+
+
+@pytest.mark.parametrize(("zone", "before", "after"), [
+    ("Asia/Kolkata", "18:20", "18:40"),  # +05:30: local midnight is 18:30Z
+    ("Asia/Kathmandu", "18:05", "18:25"),  # +05:45: 18:15Z
+], indirect=["zone"])
+def test_local_midnight_within_a_utc_hour_parts_that_hours_responses(
+        home: Path, zone: str, before: str, after: str) -> None:
+    """Two responses of one UTC hour, either side of local midnight in a zone whose offset
+    is not whole hours: kept by the hour, both fell on the day the hour began in."""
+    projects = home / "agents" / "claude" / "projects"
+    sid = "eeeeeeee-0000-4000-8000-00000000000f"
+    corpus._write(projects / "-x" / f"{sid}.jsonl", [
+        corpus._claude(sid, f"2026-03-05T{before}:00Z", "q1", "rq1", corpus.SONNET,
+                       {"input_tokens": 1, "output_tokens": 10}),
+        corpus._claude(sid, f"2026-03-05T{after}:00Z", "q2", "rq2", corpus.SONNET,
+                       {"input_tokens": 2, "output_tokens": 20})])
+    configure(home, projects, home / "none")
+    expected = {("2026-03-05", corpus.SONNET): (1, 10, 0, 0),
+                ("2026-03-06", corpus.SONNET): (2, 20, 0, 0)}
+    with analyzed_memory() as memory:
+        assert day_model(memory.usage("day", breakdown=True)) == expected
+        # The same read session by session (a filter), and from local midnight on.
+        assert day_model(memory.usage("day", project="/work", breakdown=True)) == expected
+        assert [(r["key"], r["output"]) for r in memory.usage("day", since="2026-03-06")] == [
+            ("2026-03-06", 20)]
+        # A billing block still starts at the hour of its first response.
+        assert [b["id"] for b in memory.usage_blocks()] == ["2026-03-05T18:00:00.000Z"]
+
+
+def test_an_evicted_session_keeps_its_usage_by_slot(corpus_home: Path, local_tz: str) -> None:
     with analyzed_memory() as memory:
         before = {by: memory.usage(by, breakdown=True) for by in ("day", "session", "model")}
         blocks_before = memory.usage_blocks()

@@ -140,13 +140,39 @@ def test_sessions_equal_ccusage_session(agents: Path, tz: str) -> None:
     assert "22220000-0000-4000-8000-000000000002" in mine  # holds its workflow run's tokens
 
 
-def test_real_histories_equal_ccusage_daily(home: Path, tz: str) -> None:
+INDIA = "Asia/Kolkata"  # +05:30
+SHARED_REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real"
+"""Every real history (tests/fixtures/real holds a subset), where the workspace has them."""
+
+
+@pytest.fixture(params=["UTC", corpus.TZ, INDIA])
+def real_tz(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The zones the real histories are compared in: India's too, where local midnight is
+    half past a UTC hour."""
+    yield from in_time_zone(monkeypatch, request.param)
+
+
+def test_real_histories_equal_ccusage_daily(home: Path, real_tz: str) -> None:
     """Real people's histories as they left them (tests/fixtures/real): Claude Code
     transcripts in folders of their own under the projects folder, and Codex rollouts
     that write each turn's token_count line twice."""
+    assert_real_histories_equal(home, FIXTURES / "real", real_tz)
+
+
+@pytest.mark.skipif(not SHARED_REAL.is_dir(), reason=f"{SHARED_REAL} is not here")
+def test_every_real_history_equals_ccusage_daily_in_india(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """All of ../shared/fixtures/real in India's time: usage kept by the UTC hour put a
+    response of the half hour before or after local midnight on its hour's day, so 4 of
+    their 52 day x model rows differed from ccusage's (the subset has none there)."""
+    for _ in in_time_zone(monkeypatch, INDIA):
+        assert_real_histories_equal(home, SHARED_REAL, INDIA)
+
+
+def assert_real_histories_equal(home: Path, real: Path, tz: str) -> None:
     claude, codex = home / "agents" / ".claude" / "projects", home / "agents" / ".codex"
-    shutil.copytree(FIXTURES / "real" / "claude-code", claude)
-    for rollouts in (FIXTURES / "real" / "codex").glob("*/.codex/sessions"):
+    shutil.copytree(real / "claude-code", claude)
+    for rollouts in (real / "codex").glob("*/.codex/sessions"):
         shutil.copytree(rollouts, codex / "sessions" / rollouts.parts[-3])
     write_config(home, sources_toml(claude_code=claude, codex=codex, gemini_cli=None,
                                     aider=None))

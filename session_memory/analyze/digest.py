@@ -26,8 +26,9 @@ from session_memory.analyze.fingerprint import fingerprint, snippet
 from session_memory.analyze.redact import redact_all
 from session_memory.formats import events as ev
 from session_memory.prices import PROMPT_TIERS
+from session_memory.store.tier2 import SLOT_SECONDS
 
-BUILDER_VERSION = 5
+BUILDER_VERSION = 6
 """Bump when a digest rule common to every format changes (here): every digest whose raw
 bytes are still stored is made again. A change to one format's parse bumps that format's
 PARSER_VERSION instead, and only its digests are made again."""
@@ -153,12 +154,13 @@ class _Window:
 
 @dataclass(slots=True)
 class KeyedSpend:
-    """A session's responses that have a key, one copy each, as hourly sums and packed
+    """A session's responses that have a key, one copy each, as sums by slot and packed
     arrays (76 bytes a response, no object of its own): what Tier 2 needs to count a
     response that other sessions' files hold too only once (store/tier2.py)."""
 
     cells: list[tuple[int, str, int]]
-    """(hour, model, prompt class) of each cell of the sums."""
+    """(slot, model, prompt class) of each cell of the sums: the slot is the UTC quarter
+    hour (store/tier2.py's SLOT_SECONDS)."""
     sums: list[list[Any]]
     """Each cell's [first_at, last_at, input, output, cache_creation, cache_creation_1h,
     cache_read, reasoning, responses]."""
@@ -247,7 +249,7 @@ def _add_usage(tokens: dict[str | None, tuple[int, ...]], counts: tuple[Any, ...
 
 
 def _fold(row: list[Any], when: float, counts: Sequence[int]) -> None:
-    """One more response, at `when` with its 6 counts, into an hourly sums row:
+    """One more response, at `when` with its 6 counts, into a slot's sums row:
     [first_at, last_at, *counts, responses]."""
     if when < row[0]:
         row[0] = when
@@ -298,10 +300,10 @@ class DigestBuilder(ev.Sink):
         # its digest is made, while the collector is paused for a whole pass.)
         self.tokens: dict[str | None, tuple[int, ...]] = {}
         self.usage_by_key = _Window(retire=functools.partial(_add_usage, self.tokens))
-        # Usage by hour of spend: responses by key (the copy with most tokens wins) in a
-        # window of the newest, as usage_by_key keeps them; once final, packed into `spent`
-        # by key hash (see _key_hash) and remembered in a fixed-size filter. Keyless spend
-        # is summed by (hour, model, prompt class).
+        # Usage by slot (quarter hour) of spend: responses by key (the copy with most tokens
+        # wins) in a window of the newest, as usage_by_key keeps them; once final, packed
+        # into `spent` by key hash (see _key_hash) and remembered in a fixed-size filter.
+        # Keyless spend is summed by (slot, model, prompt class).
         self.spent_recent: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
         self._prefix_hash = _blake2b(f"{source}\0".encode(), digest_size=8)
         self.spent_retired: _SeenFilter | None = None
@@ -408,7 +410,7 @@ class DigestBuilder(ev.Sink):
               output: int = 0, cache_creation: int = 0, cache_read: int = 0,
               reasoning: int = 0, cache_creation_1h: int = 0, sidechain: bool = False) -> None:
         if at is None:
-            return  # no hour to put it in (its tokens still count in `tokens`)
+            return  # no slot to put it in (its tokens still count in `tokens`)
         try:  # to_epoch, inline: this runs once a response
             when = _from_iso(at).timestamp()
         except ValueError:
@@ -427,7 +429,7 @@ class DigestBuilder(ev.Sink):
                             reasoning))
             tokens = input + output + cache_creation + cache_read
         if key is None:
-            where = (int(when // 3600), model or UNKNOWN_MODEL, prompt_over)
+            where = (int(when // SLOT_SECONDS), model or UNKNOWN_MODEL, prompt_over)
             counts = (input, output, cache_creation, cache_creation_1h, cache_read, reasoning)
             row = self.spent_keyless.get(where)
             if row is None:
@@ -447,7 +449,7 @@ class DigestBuilder(ev.Sink):
             # The copy kept wins: a main-thread copy beats a sidechain's, then the one with
             # more tokens (ccusage's rule).
             return
-        recent[key] = (when, int(when // 3600), model or UNKNOWN_MODEL, prompt_over,
+        recent[key] = (when, int(when // SLOT_SECONDS), model or UNKNOWN_MODEL, prompt_over,
                        input, output, cache_creation, cache_creation_1h, cache_read,
                        reasoning, sidechain, tokens)
         if old is None and len(recent) > _Window.WINDOW:
@@ -470,8 +472,8 @@ class DigestBuilder(ev.Sink):
 
     def spend_rows(self) -> list[tuple[Any, ...]]:
         """The keyless spend as Tier 2 keeps it: store/tier2.py's SPEND_COLUMNS."""
-        return [(None, hour, model, prompt_over, *row)
-                for (hour, model, prompt_over), row in self.spent_keyless.items()]
+        return [(None, slot, model, prompt_over, *row)
+                for (slot, model, prompt_over), row in self.spent_keyless.items()]
 
     def keyed_spend(self) -> KeyedSpend:
         """Every response with a key, its counts final now."""
@@ -615,9 +617,9 @@ class DigestBuilder(ev.Sink):
 _blake2b = hashlib.blake2b
 _hash_of = struct.Struct(">q").unpack  # 8 bytes, big-endian, to a signed integer
 
-_ENTRY = ("at", "hour", "model", "prompt_over", *USAGE_COUNTS, "sidechain", "tokens")
+_ENTRY = ("at", "slot", "model", "prompt_over", *USAGE_COUNTS, "sidechain", "tokens")
 """A keyed response as DigestBuilder.spend keeps it until it is final: its time (epoch
-seconds), its cell (hour, model, prompt class), its 6 counts (as in KeyedSpend.sums), whether
+seconds), its cell (slot, model, prompt class), its 6 counts (as in KeyedSpend.sums), whether
 a sidechain wrote it, and its weight (input + output + cache_creation + cache_read)."""
 
 
@@ -651,7 +653,7 @@ def whole_session_spend(digest: dict[str, Any], input_includes_cache_read: bool
         count = {f: n if type(n := tokens.get(f)) is int else 0 for f in TOKEN_FIELDS}
         if input_includes_cache_read:
             count["input"] = max(count["input"] - count["cache_read"], 0)
-        rows.append((None, int(at // 3600), str(model), 0, at, at, count["input"],
+        rows.append((None, int(at // SLOT_SECONDS), str(model), 0, at, at, count["input"],
                      count["output"], count["cache_creation"], 0, count["cache_read"],
                      count["reasoning"], 0))
     return rows

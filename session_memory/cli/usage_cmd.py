@@ -43,7 +43,7 @@ ccusage's compact tables leave out the cache columns): never the key, input, out
 @data_command
 def usage(ctx: Context, by: str, since: str | None, until: str | None, project: str | None,
           breakdown: bool, as_json: bool) -> None:
-    """Tokens and cost, counted in the hour they were spent (kept after raw is evicted).
+    """Tokens and cost, counted in the quarter hour they were spent (kept after raw is evicted).
 
     A session counts once it has a digest: the daemon digests a running one about a
     minute after it grows, and analyzes it again once it ends (`analyze --all` without it).
@@ -164,7 +164,8 @@ def _notes(rows: list[dict[str, Any]]) -> None:
     whole = sum(r.get("whole_session_estimates", 0) for r in rows)
     if whole:
         echo(f"{human_count(whole, 'session')} analyzed before usage was kept by the "
-                   "hour, raw bytes since evicted: each counted whole at its start", err=True)
+                   "time of spend, raw bytes since evicted: each counted whole at its start",
+             err=True)
 
 
 @usage.command()

@@ -40,7 +40,7 @@ PARSER_VERSION = 1  # bump when parse() reads a session differently (base.py)
 hook_target = no_hook
 DIGEST_INPUT_INCLUDES_CACHE_READ = True
 """Its digests' `tokens.input` is input as the tool reports it, cached input included
-(usage by the hour takes that off)."""
+(usage by the time of spend takes that off)."""
 _ROLLOUT = re.compile(r"rollout-.*\.jsonl(\.zst)?")
 _ANY_JSONL = re.compile(r".*\.jsonl(\.zst)?")
 _SESSION_DIRS = {"sessions", "archived_sessions"}

@@ -68,7 +68,7 @@ class Sink(Protocol):
     def spend(self, at: str | None, key: str | None, model: str | None, input: int = 0,
               output: int = 0, cache_creation: int = 0, cache_read: int = 0,
               reasoning: int = 0, cache_creation_1h: int = 0, sidechain: bool = False) -> None:
-        """One response's tokens, at `at` (ISO 8601), for usage by the hour of spend.
+        """One response's tokens, at `at` (ISO 8601), for usage by the time of spend.
         Unlike `usage`: `input` never includes cache reads; `output` is every output token
         billed, reasoning included (`reasoning` says how many of them were); and
         `cache_creation_1h` is the part of `cache_creation` written for an hour. `key`

@@ -39,7 +39,7 @@ PARSER_VERSION = 2  # bump when parse() reads a session differently (base.py)
 hook_target = no_hook
 DIGEST_INPUT_INCLUDES_CACHE_READ = True
 """Its digests' `tokens.input` is input as the tool reports it, cached input included
-(usage by the hour takes that off)."""
+(usage by the time of spend takes that off)."""
 _SESSION_ID = rb'"sessionId"\s*:\s*"([^"]+)"'
 
 

@@ -22,23 +22,28 @@ from session_memory.store import db
 if TYPE_CHECKING:
     from session_memory.analyze.digest import KeyedSpend
 
+SLOT_SECONDS = 900
+"""Usage is kept per UTC quarter hour, a slot (epoch seconds // SLOT_SECONDS): every UTC
+offset in use is a whole number of quarter hours (+05:30, +05:45, -03:30), so each local
+day begins where a slot does and a slot's responses are all on one local day."""
+SLOTS_PER_HOUR = 3600 // SLOT_SECONDS
 USAGE_FIELDS = ("input", "output", "cache_creation", "cache_creation_1h", "cache_read",
                 "reasoning")
 _SUMMED = (*USAGE_FIELDS, "responses")
-"""The columns of usage_hourly and usage_totals that add up."""
+"""The columns of usage_slots and usage_totals that add up."""
 _ADD_TO_TOTALS = (
-    f"INSERT INTO usage_totals (hour, model, prompt_over, {', '.join(_SUMMED)})"
+    f"INSERT INTO usage_totals (slot, model, prompt_over, {', '.join(_SUMMED)})"
     f" VALUES ({', '.join('?' * (3 + len(_SUMMED)))}) ON CONFLICT DO UPDATE SET "
     + ", ".join(f"{f} = {f} + excluded.{f}" for f in _SUMMED))
-"""Adds a row of (hour, model, prompt_over, *_SUMMED) to usage_totals."""
+"""Adds a row of (slot, model, prompt_over, *_SUMMED) to usage_totals."""
 _DROP_EMPTY_TOTAL = (
-    "DELETE FROM usage_totals WHERE hour = ? AND model = ? AND prompt_over = ? AND "
+    "DELETE FROM usage_totals WHERE slot = ? AND model = ? AND prompt_over = ? AND "
     + " AND ".join(f"{f} = 0" for f in _SUMMED))
-"""Drops the usage_totals row of (hour, model, prompt_over) if it holds nothing now."""
+"""Drops the usage_totals row of (slot, model, prompt_over) if it holds nothing now."""
 
 _HAS_USAGE = "SELECT " + " OR ".join(
     f"EXISTS (SELECT 1 FROM {table} WHERE session = ?1)"
-    for table in ("usage_hourly", "usage_sessions"))
+    for table in ("usage_slots", "usage_sessions"))
 """Whether a session (a digest's rowid) has anything in the usage tables (one with response
 claims has its usage_sessions row, written in the same transaction)."""
 
@@ -163,6 +168,45 @@ MIGRATIONS: list[list[str]] = [
         # digest: the daemon asks after sessions end, and every five minutes.
         "CREATE INDEX digests_by_version ON digests (source, analyzer_version)",
     ],
+    [
+        # Usage by the UTC quarter hour (SLOT_SECONDS), not the hour: every UTC
+        # offset in use is a whole number of quarter hours, so a local day begins where a
+        # slot does (at +05:30 it began within an hour). An hour's row becomes its first
+        # slot (hour * 4): its spend stays where it was, as exact as before. The tables are
+        # copied, not updated in place: a key updated row by row could meet one not yet
+        # updated.
+        f"""CREATE TABLE usage_slots (
+            session INTEGER NOT NULL,
+            slot INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            prompt_over INTEGER NOT NULL DEFAULT 0,
+            {", ".join(f"{f} INTEGER NOT NULL DEFAULT 0" for f in _SUMMED)},
+            first_at REAL,
+            last_at REAL,
+            PRIMARY KEY (session, slot, model, prompt_over)) WITHOUT ROWID""",
+        f"""INSERT INTO usage_slots (session, slot, model, prompt_over, first_at, last_at,
+                                     {", ".join(_SUMMED)})
+            SELECT session, hour * 4, model, prompt_over, first_at, last_at,
+                   {", ".join(_SUMMED)} FROM usage_hourly""",
+        "DROP TABLE usage_hourly",
+        "CREATE INDEX usage_by_slot ON usage_slots (slot)",
+        f"""CREATE TABLE usage_slot_totals (
+            slot INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            prompt_over INTEGER NOT NULL,
+            {", ".join(f"{f} INTEGER NOT NULL DEFAULT 0" for f in _SUMMED)},
+            PRIMARY KEY (slot, model, prompt_over)) WITHOUT ROWID""",
+        f"""INSERT INTO usage_slot_totals (slot, model, prompt_over, {", ".join(_SUMMED)})
+            SELECT hour * 4, model, prompt_over, {", ".join(_SUMMED)} FROM usage_totals""",
+        "DROP TABLE usage_totals",
+        "ALTER TABLE usage_slot_totals RENAME TO usage_totals",
+        # A session's first and last slot of spend. `gapless` holds as it was: hours less
+        # than 23 apart are slots less than 23 hours apart.
+        "ALTER TABLE usage_sessions RENAME COLUMN first_hour TO first_slot",
+        "ALTER TABLE usage_sessions RENAME COLUMN last_hour TO last_slot",
+        "UPDATE usage_sessions SET first_slot = first_slot * 4, last_slot = last_slot * 4"
+        " WHERE first_slot IS NOT NULL",
+    ],
 ]
 
 
@@ -183,16 +227,16 @@ BULK_CHECKPOINT_PAGES = 16 * db.CHECKPOINT_PAGES
 """While many digests are put in a row, the WAL is copied into the database once it holds
 this many pages, not SQLite's usual 1000: each batch writes most of the same pages again
 (usage_responses' inserts land all over it), and each checkpoint would copy them again."""
-USAGE_BY_HOUR = 1
+USAGE_BY_SLOT = 1
 USAGE_WHOLE_SESSION = 2
-SPEND_COLUMNS = ("key_hash", "hour", "model", "prompt_over", "first_at", "last_at", *_SUMMED)
+SPEND_COLUMNS = ("key_hash", "slot", "model", "prompt_over", "first_at", "last_at", *_SUMMED)
 """One entry of a digest's `spend` list (analyze/digest.py makes them): spend without a
 response key, so key_hash is None; responses with a key come as `spend_keyed`."""
-GAP_HOURS = 23
-"""A session with no gap this long between its hours of spend spent on every local day
-from its first to its last (no local day is shorter)."""
-MAX_HOURLY_COUNT = 2**48
-"""No hour of one session comes near this: a count past it is a broken file's, clamped so
+GAP_SLOTS = 23 * 3600 // SLOT_SECONDS
+"""A session with no gap this long (23 hours) between its slots of spend spent on every
+local day from its first to its last (no local day is shorter)."""
+MAX_SLOT_COUNT = 2**48
+"""No slot of one session comes near this: a count past it is a broken file's, clamped so
 that millions of rows still add up within SQLite's integers."""
 
 
@@ -257,17 +301,19 @@ _EPOCH_DAY = date(1970, 1, 1)
 _DAY_NAMES = {"day": _day_name, "week": _week_name, "month": _month_name}
 
 
-def _local_day(hour: str, offsets: Sequence[tuple[int, int]]) -> str:
-    """SQL for the local day number of the UTC hour `hour` (an SQL expression), given the
-    UTC offsets in force from each hour on (integers: they are written into the SQL)."""
+def _local_day(slot: str, offsets: Sequence[tuple[int, int]]) -> str:
+    """SQL for the local day number of the slot `slot` (an SQL expression), given the
+    UTC offsets in force from each slot on (integers: they are written into the SQL). A
+    local day begins where a slot does, so the slot's start is on the day of its every
+    response."""
     if not offsets:
         offsets = ((0, 0),)
     offset = str(int(offsets[-1][1]))
     if len(offsets) > 1:
-        offset = "CASE " + " ".join(f"WHEN {hour} < {int(start)} THEN {int(prev)}" for (
+        offset = "CASE " + " ".join(f"WHEN {slot} < {int(start)} THEN {int(prev)}" for (
             start, _), (_, prev) in zip(offsets[1:], offsets, strict=False)) + (
             f" ELSE {offset} END")
-    return f"(({hour}) * 3600 + {offset}) / 86400"
+    return f"(({slot}) * {SLOT_SECONDS} + {offset}) / 86400"
 
 
 _FTS_OPERATORS = {"OR", "AND", "NOT"}
@@ -292,18 +338,18 @@ def _like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _hour_window(since_column: str, until_column: str, since_hour: int | None,
-                 until_hour: int | None) -> tuple[list[str], list[Any]]:
-    """SQL conditions (and their arguments) for an hour window [since_hour, until_hour):
+def _slot_window(since_column: str, until_column: str, since_slot: int | None,
+                 until_slot: int | None) -> tuple[list[str], list[Any]]:
+    """SQL conditions (and their arguments) for a window of slots [since_slot, until_slot):
     `since_column` at or after the start, `until_column` before the end."""
     clauses: list[str] = []
     args: list[Any] = []
-    if since_hour is not None:
+    if since_slot is not None:
         clauses.append(f"{since_column} >= ?")
-        args.append(since_hour)
-    if until_hour is not None:
+        args.append(since_slot)
+    if until_slot is not None:
         clauses.append(f"{until_column} < ?")
-        args.append(until_hour)
+        args.append(until_slot)
     return clauses, args
 
 
@@ -383,7 +429,7 @@ class Tier2:
                 f"PRAGMA journal_size_limit = {db.CHECKPOINT_PAGES * int(page_size)}")
         self._totals: dict[tuple[int, str, int], list[int]] | None = None
         """While digests are put: what usage_totals gains, summed per row over the batch
-        (its sessions share their hours), written once at the end of the transaction."""
+        (its sessions share their slots), written once at the end of the transaction."""
 
     def close(self) -> None:
         self.conn.close()
@@ -501,7 +547,7 @@ class Tier2:
         assert row is not None  # RETURNING always yields the row written
         rowid = row[0]
         if spend is not None:
-            self._put_usage(rowid, spend, USAGE_BY_HOUR, keyed)
+            self._put_usage(rowid, spend, USAGE_BY_SLOT, keyed)
         else:  # an older analyzer's digest: its usage comes from its totals (store_old_usage)
             self._drop_usage(rowid)
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('usage_pending', 1)")
@@ -514,42 +560,42 @@ class Tier2:
 
     def _put_usage(self, session: int, spend: Sequence[Sequence[Any]], kind: int,
                    keyed: KeyedSpend | None = None) -> None:
-        """Replace a session's hourly usage with `spend` (keyless, see SPEND_COLUMNS) and
+        """Replace a session's usage by slot with `spend` (keyless, see SPEND_COLUMNS) and
         `keyed`'s responses. A response another session's file holds too is counted once,
         as ccusage counts it: the copy with more tokens, else the earlier one (a tie is
-        moved from the other session's hour to this one's; a copy with other counts stays
+        moved from the other session's slot to this one's; a copy with other counts stays
         where it was first counted)."""
         conn = self.conn
         self._drop_usage(session)
         rows = {} if keyed is None else self._keyed_rows(session, keyed)
-        for _, hour, model, prompt_over, first_at, last_at, *counts in spend:
-            row = rows.get((hour, model, prompt_over))
+        for _, slot, model, prompt_over, first_at, last_at, *counts in spend:
+            row = rows.get((slot, model, prompt_over))
             if row is None:
-                rows[(hour, model, prompt_over)] = [first_at, last_at, *counts]
+                rows[(slot, model, prompt_over)] = [first_at, last_at, *counts]
                 continue
             row[0] = _min(row[0], first_at)
             row[1] = _max(row[1], last_at)
             for i, n in enumerate(counts, start=2):
                 row[i] += n
-        hourly = [(session, hour, model, prompt_over, *(
-                   row if max(row[2:]) <= MAX_HOURLY_COUNT else
-                   (*row[:2], *(min(n, MAX_HOURLY_COUNT) for n in row[2:]))))
-                  for (hour, model, prompt_over), row in rows.items()]
+        by_slot = [(session, slot, model, prompt_over, *(
+                   row if max(row[2:]) <= MAX_SLOT_COUNT else
+                   (*row[:2], *(min(n, MAX_SLOT_COUNT) for n in row[2:]))))
+                   for (slot, model, prompt_over), row in rows.items()]
         conn.executemany(
-            f"INSERT INTO usage_hourly (session, hour, model, prompt_over, first_at, last_at,"
-            f" {', '.join(_SUMMED)}) VALUES ({', '.join('?' * (6 + len(_SUMMED)))})", hourly)
-        self._add_totals([(h[1], h[2], h[3], *h[6:]) for h in hourly], 1)
-        hours = sorted({h[1] for h in hourly})
-        gapless = all(b - a < GAP_HOURS for a, b in zip(hours, hours[1:], strict=False))
-        conn.execute("INSERT OR REPLACE INTO usage_sessions (session, kind, first_hour,"
-                     " last_hour, gapless, response_hashes) VALUES (?, ?, ?, ?, ?, ?)",
-                     (session, kind, hours[0] if hours else None,
-                      hours[-1] if hours else None, int(gapless),
+            f"INSERT INTO usage_slots (session, slot, model, prompt_over, first_at, last_at,"
+            f" {', '.join(_SUMMED)}) VALUES ({', '.join('?' * (6 + len(_SUMMED)))})", by_slot)
+        self._add_totals([(r[1], r[2], r[3], *r[6:]) for r in by_slot], 1)
+        slots = sorted({r[1] for r in by_slot})
+        gapless = all(b - a < GAP_SLOTS for a, b in zip(slots, slots[1:], strict=False))
+        conn.execute("INSERT OR REPLACE INTO usage_sessions (session, kind, first_slot,"
+                     " last_slot, gapless, response_hashes) VALUES (?, ?, ?, ?, ?, ?)",
+                     (session, kind, slots[0] if slots else None,
+                      slots[-1] if slots else None, int(gapless),
                       _hash_blob(keyed.hashes) if keyed is not None and keyed.hashes
                       else None))
 
     def _add_totals(self, rows: Sequence[Sequence[Any]], sign: int) -> None:
-        """Add (sign 1) or take off (-1) rows of (hour, model, prompt_over, *_SUMMED) in
+        """Add (sign 1) or take off (-1) rows of (slot, model, prompt_over, *_SUMMED) in
         usage_totals; a row left with nothing is dropped. While digests are put, only
         summed (see `_totals`)."""
         if not rows:
@@ -584,7 +630,7 @@ class Tier2:
         if not db.one(conn, _HAS_USAGE, (session,))[0]:
             return  # a session analyzed for the first time: one look, not four statements
         self._add_totals(list(conn.execute(
-            f"SELECT hour, model, prompt_over, {', '.join(_SUMMED)} FROM usage_hourly"
+            f"SELECT slot, model, prompt_over, {', '.join(_SUMMED)} FROM usage_slots"
             " WHERE session = ?", (session,))), -1)
         blob = conn.execute("SELECT response_hashes FROM usage_sessions WHERE session = ?",
                             (session,)).fetchone()
@@ -593,12 +639,12 @@ class Tier2:
             # taken some since).
             conn.executemany("DELETE FROM usage_responses WHERE hash = ? AND session = ?",
                              zip(_blob_hashes(blob[0]), repeat(session)))
-        for table in ("usage_hourly", "usage_sessions"):
+        for table in ("usage_slots", "usage_sessions"):
             conn.execute(f"DELETE FROM {table} WHERE session = ?", (session,))
 
     def _keyed_rows(self, session: int, keyed: KeyedSpend
                     ) -> dict[tuple[int, str, int], list[Any]]:
-        """`keyed`'s sums by (hour, model, prompt class), less the responses another
+        """`keyed`'s sums by (slot, model, prompt class), less the responses another
         session counts, each claimed for `session`."""
         before = self.conn.total_changes()
         self.conn.executemany(
@@ -653,15 +699,20 @@ class Tier2:
         if other_tokens != tokens or other_at < at or (
                 other_at == at and not self._started_before(session, other)):
             return False
-        # The same counts, written earlier here: move the response to this session's hour.
+        # The same counts, written earlier here: move the response to this session's slot.
+        # The other counted it in the slot of its time, or, if its usage was kept by the
+        # hour and migrated (its raw bytes gone), in the first slot of its hour.
         fields = ", ".join(f"{f} = {f} - ?" for f in USAGE_FIELDS)
-        other_hour = int(other_at // 3600)
-        self.conn.execute(
-            f"UPDATE usage_hourly SET {fields}, responses = responses - 1 WHERE session = ?"
-            " AND hour = ? AND model = ? AND prompt_over = ?",
-            (*counts, other, other_hour, model, prompt_over))
-        self._add_totals([(other_hour, model, prompt_over, *counts, 1)], -1)
-        self.conn.execute("DELETE FROM usage_hourly WHERE session = ? AND responses <= 0 AND"
+        exact = int(other_at // SLOT_SECONDS)
+        for other_slot in dict.fromkeys((exact, exact - exact % SLOTS_PER_HOUR)):
+            if self.conn.execute(
+                    f"UPDATE usage_slots SET {fields}, responses = responses - 1"
+                    " WHERE session = ? AND slot = ? AND model = ? AND prompt_over = ?"
+                    " RETURNING 1", (*counts, other, other_slot, model, prompt_over)
+                    ).fetchone() is not None:
+                self._add_totals([(other_slot, model, prompt_over, *counts, 1)], -1)
+                break
+        self.conn.execute("DELETE FROM usage_slots WHERE session = ? AND responses <= 0 AND"
                           " input = 0 AND output = 0 AND cache_creation = 0 AND cache_read = 0",
                           (other,))
         self.conn.execute("UPDATE usage_responses SET session = ?, at = ? WHERE hash = ?",
@@ -677,7 +728,7 @@ class Tier2:
         return bool(tuple(mine) < tuple(theirs))
 
     def digests_without_usage(self) -> list[tuple[int, str, dict[str, Any]]]:
-        """Digests with no usage stored yet (made before usage was kept by the hour):
+        """Digests with no usage stored yet (made before usage was kept by the time of spend):
         (rowid, source, digest). A flag says whether to look: the look reads every digest
         id, and after the first time there are seldom any."""
         if not self.conn.execute("SELECT 1 FROM meta WHERE key = 'usage_pending'").fetchone():
@@ -692,7 +743,7 @@ class Tier2:
 
     def put_whole_session_usage(self, items: Sequence[tuple[int, Sequence[Sequence[Any]]]]
                                 ) -> None:
-        """Usage of old digests, each whole session at one hour, in one transaction."""
+        """Usage of old digests, each whole session in one slot, in one transaction."""
         with self.transaction("usage-backfill"):
             for rowid, spend in items:
                 self._put_usage(rowid, spend, USAGE_WHOLE_SESSION)
@@ -804,79 +855,79 @@ class Tier2:
                  "score": round(-score, 4)}
                 for sid, src, title, project, started, outcome, snip, score in rows]
 
-    def usage_hour_range(self) -> tuple[int | None, int | None]:
-        """The first and last hour anyone spent in."""
+    def usage_slot_range(self) -> tuple[int | None, int | None]:
+        """The first and last slot anyone spent in."""
         first, last = self.conn.execute(
-            "SELECT min(hour), max(hour) FROM usage_totals").fetchone() or (None, None)
+            "SELECT min(slot), max(slot) FROM usage_totals").fetchone() or (None, None)
         return first, last
 
-    def usage_groups(self, by: str, *, since_hour: int | None = None,
-                     until_hour: int | None = None, project: str | None = None,
+    def usage_groups(self, by: str, *, since_slot: int | None = None,
+                     until_slot: int | None = None, project: str | None = None,
                      sources: Sequence[str] | None = None,
                      offsets: Sequence[tuple[int, int]] = ((0, 0),)
                      ) -> tuple[list[tuple[Any, ...]], dict[Any, tuple[int, int]]]:
-        """Token sums per key of `by`, model and prompt class, over hours in
-        [since_hour, until_hour): rows of (key, model, prompt_over, *USAGE_FIELDS,
+        """Token sums per key of `by`, model and prompt class, over slots in
+        [since_slot, until_slot): rows of (key, model, prompt_over, *USAGE_FIELDS,
         responses); and per key, how many sessions spent in it and how many of those only
         as a whole (old digests). Days, weeks and months are local: `offsets` are
-        (from_hour, UTC offset in seconds) in hour order, the first one also before."""
+        (from_slot, UTC offset in seconds) in slot order, the first one also before."""
         if by not in _USAGE_KEYS:
             raise ValueError(f"usage by {by!r}: expected one of {', '.join(_USAGE_KEYS)}")
         if by in _TIME_KEYS and not project and not sources:
-            return self._usage_over_time(by, since_hour, until_hour, offsets)
-        key = _TIME_KEYS[by].format(day=_local_day("u.hour", offsets)) if by in _TIME_KEYS \
+            return self._usage_over_time(by, since_slot, until_slot, offsets)
+        key = _TIME_KEYS[by].format(day=_local_day("u.slot", offsets)) if by in _TIME_KEYS \
             else _USAGE_KEYS[by]
-        where, args = self._usage_filter(since_hour, until_hour, project, sources)
+        where, args = self._usage_filter(since_slot, until_slot, project, sources)
         join = (" JOIN digests d ON d.rowid = u.session"
                 if by in ("source", "project", "session") or project or sources else "")
         sums = ", ".join(f"sum(u.{f})" for f in _SUMMED)
         groups = list(self.conn.execute(
-            f"SELECT {key}, u.model, u.prompt_over, {sums} FROM usage_hourly u{join}{where}"
+            f"SELECT {key}, u.model, u.prompt_over, {sums} FROM usage_slots u{join}{where}"
             " GROUP BY 1, 2, 3", args))
         sessions = {k: (n, whole) for k, n, whole in self.conn.execute(
             f"SELECT {key}, count(DISTINCT u.session), count(DISTINCT CASE WHEN s.kind = "
-            f"{USAGE_WHOLE_SESSION} THEN u.session END) FROM usage_hourly u{join}"
+            f"{USAGE_WHOLE_SESSION} THEN u.session END) FROM usage_slots u{join}"
             f" JOIN usage_sessions s ON s.session = u.session{where} GROUP BY 1", args)}
         return groups, sessions
 
-    def _usage_over_time(self, by: str, since_hour: int | None, until_hour: int | None,
+    def _usage_over_time(self, by: str, since_slot: int | None, until_slot: int | None,
                          offsets: Sequence[tuple[int, int]]
                          ) -> tuple[list[tuple[Any, ...]], dict[Any, tuple[int, int]]]:
         """usage_groups by day, week or month over every session: the sums from
-        usage_totals (a row an hour and model); the sessions from each one's first and
-        last hour (every local day between is one it spent in, unless it paused for a
-        day or more: those few are read hour by hour)."""
+        usage_totals (a row a slot and model); the sessions from each one's first and
+        last slot (every local day between is one it spent in, unless it paused for a
+        day or more: those few are read slot by slot)."""
         name = _DAY_NAMES[by]
-        where, args = self._usage_filter(since_hour, until_hour, None, None)
+        where, args = self._usage_filter(since_slot, until_slot, None, None)
         sums = ", ".join(f"sum(u.{f})" for f in _SUMMED)
         # Grouped by day number, named here: a few thousand names, not a date per row.
         by_day = self.conn.execute(
-            f"SELECT {_local_day('u.hour', offsets)}, u.model, u.prompt_over, {sums}"
+            f"SELECT {_local_day('u.slot', offsets)}, u.model, u.prompt_over, {sums}"
             f" FROM usage_totals u{where} GROUP BY 1, 2, 3", args)
         names: dict[int, str] = {}
         groups = [((names.get(day) or names.setdefault(day, name(day))), *rest)
                   for day, *rest in by_day]
         # A session is in the window when it ends at or after since and starts before until.
-        window, window_args = _hour_window("s.last_hour", "s.first_hour", since_hour,
-                                           until_hour)
-        window.insert(0, "s.first_hour IS NOT NULL")
+        window, window_args = _slot_window("s.last_slot", "s.first_slot", since_slot,
+                                           until_slot)
+        window.insert(0, "s.first_slot IS NOT NULL")
         lo = hi = None
-        if since_hour is not None or until_hour is not None:
+        if since_slot is not None or until_slot is not None:
             bounds = self.conn.execute(
                 f"SELECT {_local_day('?1', offsets)}, {_local_day('?2', offsets)}",
-                (since_hour if since_hour is not None else 0,
-                 until_hour - 1 if until_hour is not None else 2**40)).fetchone()
+                (since_slot if since_slot is not None else 0,
+                 until_slot - 1 if until_slot is not None else 2**40)).fetchone()
             lo, hi = bounds if bounds else (None, None)
         counts: dict[Any, list[int]] = {}
         spans = self.conn.execute(
-            f"SELECT {_local_day('s.first_hour', offsets)}, "
-            f"{_local_day('s.last_hour', offsets)}, s.kind = {USAGE_WHOLE_SESSION}, count(*)"
+            f"SELECT {_local_day('s.first_slot', offsets)}, "
+            f"{_local_day('s.last_slot', offsets)}, s.kind = {USAGE_WHOLE_SESSION}, count(*)"
             f" FROM usage_sessions s WHERE s.gapless AND {' AND '.join(window)}"
             " GROUP BY 1, 2, 3", window_args)
         gapped = self.conn.execute(
             f"SELECT s.session, s.kind = {USAGE_WHOLE_SESSION},"
-            f" group_concat(DISTINCT {_local_day('h.hour', offsets)}) FROM usage_sessions s"
-            " JOIN usage_hourly h ON h.session = s.session"
+            f" group_concat(DISTINCT {_local_day('h.slot', offsets)}) FROM usage_sessions s"
+            " JOIN usage_slots h ON h.session = s.session"
             f" WHERE NOT s.gapless AND {' AND '.join(window)} GROUP BY 1", window_args)
         day_lists: list[tuple[Sequence[int], Any, Any]] = [
             (range(first if lo is None else max(first, lo),
@@ -892,16 +943,16 @@ class Tier2:
                 count[1] += n if whole else 0
         return groups, {k: (n, whole) for k, (n, whole) in counts.items()}
 
-    def usage_hours(self, *, sources: Sequence[str] | None = None,
-                    since_hour: int | None = None) -> list[tuple[Any, ...]]:
-        """Per hour and model, in time order: (hour, model, prompt_over, first_at, last_at,
+    def usage_by_slot(self, *, sources: Sequence[str] | None = None,
+                    since_slot: int | None = None) -> list[tuple[Any, ...]]:
+        """Per slot and model, in time order: (slot, model, prompt_over, first_at, last_at,
         *USAGE_FIELDS, responses), for billing blocks."""
-        where, args = self._usage_filter(since_hour, None, None, sources)
+        where, args = self._usage_filter(since_slot, None, None, sources)
         join = " JOIN digests d ON d.rowid = u.session" if sources else ""
         sums = ", ".join(f"sum(u.{f})" for f in _SUMMED)
         return list(self.conn.execute(
-            f"SELECT u.hour, u.model, u.prompt_over, min(u.first_at), max(u.last_at), {sums}"
-            f" FROM usage_hourly u{join}{where} GROUP BY 1, 2, 3 ORDER BY 1", args))
+            f"SELECT u.slot, u.model, u.prompt_over, min(u.first_at), max(u.last_at), {sums}"
+            f" FROM usage_slots u{join}{where} GROUP BY 1, 2, 3 ORDER BY 1", args))
 
     def usage_by_session(self, session_ids: Sequence[str] | None = None
                          ) -> list[tuple[Any, ...]]:
@@ -909,7 +960,7 @@ class Tier2:
         without a list)."""
         sums = ", ".join(f"sum(u.{f})" for f in USAGE_FIELDS)
         return self._of_sessions(
-            f"SELECT d.session_id, u.model, u.prompt_over, {sums} FROM usage_hourly u"
+            f"SELECT d.session_id, u.model, u.prompt_over, {sums} FROM usage_slots u"
             " JOIN digests d ON d.rowid = u.session", session_ids, " GROUP BY 1, 2, 3")
 
     def labels(self, session_ids: Sequence[str] | None = None
@@ -935,9 +986,9 @@ class Tier2:
         return out
 
     @staticmethod
-    def _usage_filter(since_hour: int | None, until_hour: int | None, project: str | None,
+    def _usage_filter(since_slot: int | None, until_slot: int | None, project: str | None,
                       sources: Sequence[str] | None) -> tuple[str, list[Any]]:
-        clauses, args = _hour_window("u.hour", "u.hour", since_hour, until_hour)
+        clauses, args = _slot_window("u.slot", "u.slot", since_slot, until_slot)
         if project:
             if any(c in project for c in "*?["):
                 clauses.append("d.project GLOB ?")

@@ -85,7 +85,7 @@ def test_bounded_memory_still_counts_each_message_once(monkeypatch: pytest.Monke
 def test_a_huge_sessions_responses_are_packed_not_kept_as_objects(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A response with a key costs a few packed numbers once out of the window (76 bytes),
-    its hour's usage one sum: a 1 GB session's half a million responses fit in tens of MB.
+    its slot's usage one sum: a 1 GB session's half a million responses fit in tens of MB.
     Kept as a dict entry and a tuple each (about 700 bytes), this fails."""
     import tracemalloc
 
@@ -106,7 +106,7 @@ def test_a_huge_sessions_responses_are_packed_not_kept_as_objects(
     filter_bytes = 4 * 2**20
     assert peak < filter_bytes + responses * 120
     keyed = builder.keyed_spend()
-    assert len(keyed.hashes) == responses and len(keyed.cells) == 24
+    assert len(keyed.hashes) == responses and len(keyed.cells) == 24 * 4  # quarter hours
     # A copy long after its response left the window is a copy, not a new response.
     assert sum(row[8] for row in keyed.sums) == responses
     assert sum(row[3] for row in keyed.sums) == sum(20 + i % 7 for i in range(responses))

@@ -3,10 +3,11 @@
     .venv/bin/python tests/bench/bench_usage.py [--sessions 100000] [--runs 7]
 
 The store is built through Tier2.put_digests, as analysis writes it: two years of sessions,
-each spending over 1 to 6 hours with one or two models (the hourly rows of 100,000
-sessions come to about 330,000), cache reads and writes as Claude Code's are, and a few
-sessions past 200k prompt tokens. Each response's key is left out: the usage queries read
-the hourly rows, never the response keys, and 5 million keys would take minutes to write.
+each spending over 1 to 6 hours with one or two models, in every quarter hour of them (the
+rows by slot of 100,000 sessions come to about 1.3 million), cache reads and writes as
+Claude Code's are, and a few sessions past 200k prompt tokens. Each response's key is left
+out: the usage queries read the rows by slot, never the response keys, and 5 million keys
+would take minutes to write.
 
 Timed, in paired runs (medians; the machine is shared):
 - library: Memory.usage("day") in this process, and the same on an empty store (baseline);
@@ -33,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from session_memory.analyze.digest import analyzer_version  # noqa: E402
 from session_memory.clock import FixedClock  # noqa: E402
 from session_memory.memory import Memory  # noqa: E402
+from session_memory.store.tier2 import SLOT_SECONDS  # noqa: E402
 from tests.bench.settings import settings_for  # noqa: E402
 
 NOW = 1_800_000_000.0
@@ -45,12 +47,12 @@ def digest(i: int, rng: random.Random) -> tuple[str, str, dict[str, object]]:
     hours = rng.choice([1, 1, 1, 2, 2, 3, 4, 6])
     models = rng.sample(MODELS, rng.choice([1, 1, 1, 2]))
     spend = []
-    for h in range(hours):
-        at = start + h * 3600
+    for slot in range(hours * 3600 // SLOT_SECONDS):
+        at = start + slot * SLOT_SECONDS
         for model in models:
-            responses = rng.randint(5, 60)
+            responses = rng.randint(2, 15)
             prompt_over = 200_000 if rng.random() < 0.02 else 0
-            spend.append([None, int(at // 3600), model, prompt_over, at, at + 1800,
+            spend.append([None, int(at // SLOT_SECONDS), model, prompt_over, at, at + 450,
                           responses * rng.randint(1, 50), responses * rng.randint(50, 900),
                           responses * rng.randint(0, 3000), 0,
                           responses * rng.randint(10_000, 90_000), 0, responses])

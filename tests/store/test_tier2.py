@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import calendar
 import os
 from array import array
+from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from session_memory import usage
+from session_memory.analyze.digest import DigestBuilder
 from session_memory.store import db, tier2
 from session_memory.store.tier2 import Tier2
+from tests.conftest import in_time_zone
 
 
 def pragma(store: Tier2, name: str) -> int:
@@ -192,6 +201,103 @@ def test_response_claims_move_from_an_index_to_each_sessions_hashes(tmp_path: Pa
             store.delete_digest("s1")
         assert list(store.conn.execute("SELECT hash, session FROM usage_responses")) == [
             (11, 2)]
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def india(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    yield from in_time_zone(monkeypatch, "Asia/Kolkata")
+
+
+HOUR_18 = calendar.timegm((2026, 3, 5, 18, 0, 0)) // 3600
+"""2026-03-05 18:00Z as an hour number: 23:30 in India, its next hour on the next day."""
+# (session, hour, model, input, output, responses) as usage by the hour kept them.
+HOURLY = [(1, HOUR_18, "m1", 5, 70, 2), (1, HOUR_18 + 1, "m1", 1, 10, 1),
+          (2, HOUR_18, "m1", 3, 30, 1), (2, HOUR_18 + 30, "m2", 4, 40, 1),
+          (3, HOUR_18 - 50, "m2", 9, 90, 0)]
+KINDS = {1: 1, 2: 1, 3: tier2.USAGE_WHOLE_SESSION}
+CLAIMED_AT = HOUR_18 * 3600 + 40 * 60  # session 1's response at 18:40Z: input 5, output 7
+
+
+def _local_day(hour: int) -> str:
+    return date.fromtimestamp(hour * 3600).isoformat()
+
+
+def _hourly_store(path: Path, claimed: int) -> None:
+    """A Tier 2 as the migrations before usage by the quarter hour left it, with HOURLY's
+    usage, its totals and sessions as that version wrote them, and one response claim."""
+    conn = db.connect(path, tier2.MIGRATIONS[:6])
+    with db.transaction(conn):
+        for session, kind in KINDS.items():
+            conn.execute("INSERT INTO digests (rowid, session_id, source, analyzer_version,"
+                         " analyzed_at, project, digest) VALUES (?, ?, 'src', 5001, 0, '/p',"
+                         " '{}')", (session, f"s{session}"))
+            hours = sorted(h for s, h, *_ in HOURLY if s == session)
+            conn.execute("INSERT INTO usage_sessions (session, kind, first_hour, last_hour,"
+                         " gapless, response_hashes) VALUES (?, ?, ?, ?, ?, ?)",
+                         (session, kind, hours[0], hours[-1],
+                          int(all(b - a < 23 for a, b in zip(hours, hours[1:], strict=False))),
+                          tier2._hash_blob(array("q", [claimed])) if session == 1 else None))
+        conn.executemany("INSERT INTO usage_hourly (session, hour, model, input, output,"
+                         " responses, first_at, last_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         [(*row, row[1] * 3600.0, row[1] * 3600.0 + 3599) for row in HOURLY])
+        conn.execute("INSERT INTO usage_totals (hour, model, prompt_over, input, output,"
+                     " responses) SELECT hour, model, prompt_over, sum(input), sum(output),"
+                     " sum(responses) FROM usage_hourly GROUP BY 1, 2, 3")
+        conn.execute("INSERT INTO usage_responses VALUES (?, 1, ?, 12)", (claimed, CLAIMED_AT))
+    conn.close()
+
+
+def _by_day(store: Tier2, **where: Any) -> tuple[dict[tuple[Any, Any], tuple[int, ...]],
+                                                  dict[Any, tuple[int, int]]]:
+    offsets = usage.local_offsets(*store.usage_slot_range())
+    groups, sessions = store.usage_groups("day", offsets=offsets, **where)
+    return {(day, model): (i, o, n) for day, model, _, i, o, _, _, _, _, n in groups}, sessions
+
+
+def _totals_in_step(store: Tier2) -> None:
+    """usage_totals holds what usage_slots adds up to, row for row."""
+    summed = ", ".join(f"sum({f})" for f in tier2._SUMMED)
+    assert set(store.conn.execute(f"SELECT slot, model, prompt_over, {summed} FROM usage_slots"
+                                  " GROUP BY 1, 2, 3")) == set(store.conn.execute(
+        f"SELECT slot, model, prompt_over, {', '.join(tier2._SUMMED)} FROM usage_totals"))
+
+
+def test_usage_by_the_hour_becomes_slots_on_the_same_days(tmp_path: Path, india: str) -> None:
+    """A store from before: each hour's row becomes its first quarter hour, so every
+    total stays on the local day it was on (an hour's spend stays where it was counted:
+    at 18:00Z, the day before India's midnight), sessions too; the totals kept in step.
+    A response such a session holds, claimed by a session analyzed since, moves out of
+    its hour's first slot."""
+    builder = DigestBuilder("src", version=1)
+    builder.spend("2026-03-05T18:35:00Z", "k1", "m1", input=5, output=7)
+    keyed = builder.keyed_spend()
+    path = tmp_path / "tier2.db"
+    _hourly_store(path, keyed.hashes[0])
+    days: dict[str, set[int]] = {}
+    for session, hour, *_ in HOURLY:
+        days.setdefault(_local_day(hour), set()).add(session)
+    sums = {key: tuple(sum(r[k] for r in HOURLY if (_local_day(r[1]), r[2]) == key)
+                       for k in (3, 4, 5)) for key in {(_local_day(r[1]), r[2]) for r in HOURLY}}
+    sessions = {day: (len(s), len(s & {3})) for day, s in days.items()}
+    assert sums[("2026-03-05", "m1")] == (8, 100, 3)  # 18:00Z before India's midnight
+    assert sums[("2026-03-06", "m1")] == (1, 10, 1)
+    store = Tier2(path)
+    try:
+        assert _by_day(store) == (sums, sessions)  # from the totals
+        assert _by_day(store, sources=["src"]) == (sums, sessions)  # session by session
+        assert sorted(store.conn.execute("SELECT session, first_slot, last_slot, gapless"
+                                         " FROM usage_sessions")) == [
+            (1, HOUR_18 * 4, (HOUR_18 + 1) * 4, 1), (2, HOUR_18 * 4, (HOUR_18 + 30) * 4, 0),
+            (3, (HOUR_18 - 50) * 4, (HOUR_18 - 50) * 4, 1)]
+        _totals_in_step(store)
+        store.put_digests([("s4", "src", {"analyzer_version": 1, "spend": [],
+                                          "spend_keyed": keyed})], 1.0)
+        _totals_in_step(store)
+        moved, _ = _by_day(store)
+        assert moved[("2026-03-05", "m1")] == (8 - 5, 100 - 7, 3 - 1)
+        assert moved[("2026-03-06", "m1")] == (1 + 5, 10 + 7, 1 + 1)  # 18:35Z: 00:05 local
     finally:
         store.close()
 
