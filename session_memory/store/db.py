@@ -172,7 +172,7 @@ def migrate(conn: apsw.Connection, migrations: Sequence[Migration]) -> None:
     command) would otherwise both run a migration, the second failing (ALTER TABLE ADD
     COLUMN, CREATE INDEX) or setting the version back."""
     while one(conn, "PRAGMA user_version")[0] < len(migrations):
-        with transaction(conn):
+        with transaction(conn, "migrate"):
             version = one(conn, "PRAGMA user_version")[0]
             if version >= len(migrations):
                 return  # another process ran the last one meanwhile

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import calendar
 import os
+import signal
+import subprocess
+import sys
 from array import array
 from collections.abc import Iterator
 from datetime import date
@@ -298,6 +301,35 @@ def test_usage_by_the_hour_becomes_slots_on_the_same_days(tmp_path: Path, india:
         moved, _ = _by_day(store)
         assert moved[("2026-03-05", "m1")] == (8 - 5, 100 - 7, 3 - 1)
         assert moved[("2026-03-06", "m1")] == (1 + 5, 10 + 7, 1 + 1)  # 18:35Z: 00:05 local
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("point", ["before-commit:migrate", "after-commit:migrate"])
+def test_a_kill_while_usage_becomes_slots_leaves_it_by_the_hour_or_by_slot_whole(
+        tmp_path: Path, india: str, point: str) -> None:
+    """SIGKILL as the migration commits: before, the next open migrates it all; after, it
+    is migrated. Either way each total is on its day, the totals in step."""
+    path = tmp_path / "tier2.db"
+    _hourly_store(path, 7)
+    child = subprocess.run(
+        [sys.executable, "-c", "import sys; from pathlib import Path; "
+         "from session_memory.store.tier2 import Tier2; Tier2(Path(sys.argv[1]))", str(path)],
+        env={**os.environ, "SESSION_MEMORY_CRASH_AT": point}, capture_output=True, text=True)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    conn = db.connect_read_only(path, tier2.MIGRATIONS[:6]) if point.startswith("before") \
+        else None
+    if conn is not None:  # still as it was: by the hour
+        assert db.one(conn, "SELECT count(*) FROM usage_hourly")[0] == len(HOURLY)
+        conn.close()
+    store = Tier2(path)
+    try:
+        assert db.one(store.conn, "PRAGMA user_version")[0] == len(tier2.MIGRATIONS)
+        sums, _ = _by_day(store)
+        assert sums[("2026-03-05", "m1")] == (8, 100, 3)
+        assert sums[("2026-03-06", "m1")] == (1, 10, 1)
+        assert sum(n for _, _, n in sums.values()) == sum(r[5] for r in HOURLY)
+        _totals_in_step(store)
     finally:
         store.close()
 
