@@ -32,14 +32,14 @@ USAGE_FIELDS = ("input", "output", "cache_creation", "cache_creation_1h", "cache
 _SUMMED = (*USAGE_FIELDS, "responses")
 """The columns of usage_slots and usage_totals that add up."""
 _ADD_TO_TOTALS = (
-    f"INSERT INTO usage_totals (slot, model, prompt_over, {', '.join(_SUMMED)})"
+    f"INSERT INTO usage_totals (hour, model, prompt_over, {', '.join(_SUMMED)})"
     f" VALUES ({', '.join('?' * (3 + len(_SUMMED)))}) ON CONFLICT DO UPDATE SET "
     + ", ".join(f"{f} = {f} + excluded.{f}" for f in _SUMMED))
-"""Adds a row of (slot, model, prompt_over, *_SUMMED) to usage_totals."""
+"""Adds a row of (hour, model, prompt_over, *_SUMMED) to usage_totals."""
 _DROP_EMPTY_TOTAL = (
-    "DELETE FROM usage_totals WHERE slot = ? AND model = ? AND prompt_over = ? AND "
+    "DELETE FROM usage_totals WHERE hour = ? AND model = ? AND prompt_over = ? AND "
     + " AND ".join(f"{f} = 0" for f in _SUMMED))
-"""Drops the usage_totals row of (slot, model, prompt_over) if it holds nothing now."""
+"""Drops the usage_totals row of (hour, model, prompt_over) if it holds nothing now."""
 
 _HAS_USAGE = "SELECT " + " OR ".join(
     f"EXISTS (SELECT 1 FROM {table} WHERE session = ?1)"
@@ -207,6 +207,23 @@ MIGRATIONS: list[list[str]] = [
         "UPDATE usage_sessions SET first_slot = first_slot * 4, last_slot = last_slot * 4"
         " WHERE first_slot IS NOT NULL",
     ],
+    [
+        # usage_totals by the hour again: a report over every session sorts its rows by
+        # local day, and by slot they were up to four times as many (usage --by day over
+        # 100,000 sessions took 0.57 s, not 0.28). The hours a local midnight splits are
+        # read from usage_slots (Tier2._usage_over_time).
+        f"""CREATE TABLE usage_hour_totals (
+            hour INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            prompt_over INTEGER NOT NULL,
+            {", ".join(f"{f} INTEGER NOT NULL DEFAULT 0" for f in _SUMMED)},
+            PRIMARY KEY (hour, model, prompt_over)) WITHOUT ROWID""",
+        f"""INSERT INTO usage_hour_totals (hour, model, prompt_over, {", ".join(_SUMMED)})
+            SELECT slot / 4, model, prompt_over, {", ".join(f"sum({f})" for f in _SUMMED)}
+            FROM usage_totals GROUP BY 1, 2, 3""",
+        "DROP TABLE usage_totals",
+        "ALTER TABLE usage_hour_totals RENAME TO usage_totals",
+    ],
 ]
 
 
@@ -314,6 +331,34 @@ def _local_day(slot: str, offsets: Sequence[tuple[int, int]]) -> str:
             start, _), (_, prev) in zip(offsets[1:], offsets, strict=False)) + (
             f" ELSE {offset} END")
     return f"(({slot}) * {SLOT_SECONDS} + {offset}) / 86400"
+
+
+def _split_hours(first: int | None, last: int | None, offsets: Sequence[tuple[int, int]],
+                 since: int | None, until: int | None) -> list[int]:
+    """The hours of slots [first, last] within the window [since, until) whose slots are
+    not all on one local day (given `offsets` as _local_day takes them: a midnight of a
+    zone whose offset is not whole hours, or a change of offset within an hour), or not
+    all within the window: those usage_totals cannot place."""
+    if first is None or last is None:
+        return []
+    lo = first if since is None else max(first, since)
+    hi = last if until is None else min(last, until - 1)
+    hours = {edge // SLOTS_PER_HOUR for edge in (since, until)
+             if edge is not None and edge % SLOTS_PER_HOUR}
+    hours.update(start // SLOTS_PER_HOUR for start, _ in offsets[1:]
+                 if start % SLOTS_PER_HOUR)
+    starts = [start for start, _ in offsets[1:]] + [hi + 1]
+    for i, ((start, offset), end) in enumerate(zip(offsets or ((0, 0),), starts,
+                                                   strict=False)):
+        a, b = (lo if i == 0 else max(lo, start)), min(hi, end - 1)
+        if a > b or offset % 3600 == 0:
+            continue  # every midnight on an hour's start
+        for day in range((a * SLOT_SECONDS + offset) // 86400 + 1,
+                         (b * SLOT_SECONDS + offset) // 86400 + 1):
+            midnight = day * 86400 - offset
+            if midnight % 3600:
+                hours.add(midnight // 3600)
+    return sorted(hours)
 
 
 _FTS_OPERATORS = {"OR", "AND", "NOT"}
@@ -584,7 +629,7 @@ class Tier2:
         conn.executemany(
             f"INSERT INTO usage_slots (session, slot, model, prompt_over, first_at, last_at,"
             f" {', '.join(_SUMMED)}) VALUES ({', '.join('?' * (6 + len(_SUMMED)))})", by_slot)
-        self._add_totals([(r[1], r[2], r[3], *r[6:]) for r in by_slot], 1)
+        self._add_totals([(r[1] // SLOTS_PER_HOUR, r[2], r[3], *r[6:]) for r in by_slot], 1)
         slots = sorted({r[1] for r in by_slot})
         gapless = all(b - a < GAP_SLOTS for a, b in zip(slots, slots[1:], strict=False))
         conn.execute("INSERT OR REPLACE INTO usage_sessions (session, kind, first_slot,"
@@ -595,7 +640,7 @@ class Tier2:
                       else None))
 
     def _add_totals(self, rows: Sequence[Sequence[Any]], sign: int) -> None:
-        """Add (sign 1) or take off (-1) rows of (slot, model, prompt_over, *_SUMMED) in
+        """Add (sign 1) or take off (-1) rows of (hour, model, prompt_over, *_SUMMED) in
         usage_totals; a row left with nothing is dropped. While digests are put, only
         summed (see `_totals`)."""
         if not rows:
@@ -630,7 +675,8 @@ class Tier2:
         if not db.one(conn, _HAS_USAGE, (session,))[0]:
             return  # a session analyzed for the first time: one look, not four statements
         self._add_totals(list(conn.execute(
-            f"SELECT slot, model, prompt_over, {', '.join(_SUMMED)} FROM usage_slots"
+            f"SELECT slot / {SLOTS_PER_HOUR}, model, prompt_over, {', '.join(_SUMMED)}"
+            " FROM usage_slots"
             " WHERE session = ?", (session,))), -1)
         blob = conn.execute("SELECT response_hashes FROM usage_sessions WHERE session = ?",
                             (session,)).fetchone()
@@ -710,7 +756,8 @@ class Tier2:
                     " WHERE session = ? AND slot = ? AND model = ? AND prompt_over = ?"
                     " RETURNING 1", (*counts, other, other_slot, model, prompt_over)
                     ).fetchone() is not None:
-                self._add_totals([(other_slot, model, prompt_over, *counts, 1)], -1)
+                self._add_totals([(other_slot // SLOTS_PER_HOUR, model, prompt_over, *counts,
+                                   1)], -1)
                 break
         self.conn.execute("DELETE FROM usage_slots WHERE session = ? AND responses <= 0 AND"
                           " input = 0 AND output = 0 AND cache_creation = 0 AND cache_read = 0",
@@ -858,7 +905,8 @@ class Tier2:
     def usage_slot_range(self) -> tuple[int | None, int | None]:
         """The first and last slot anyone spent in."""
         first, last = self.conn.execute(
-            "SELECT min(slot), max(slot) FROM usage_totals").fetchone() or (None, None)
+            f"SELECT min(hour) * {SLOTS_PER_HOUR}, (max(hour) + 1) * {SLOTS_PER_HOUR} - 1"
+            " FROM usage_totals").fetchone() or (None, None)
         return first, last
 
     def usage_groups(self, by: str, *, since_slot: int | None = None,
@@ -894,19 +942,39 @@ class Tier2:
                          offsets: Sequence[tuple[int, int]]
                          ) -> tuple[list[tuple[Any, ...]], dict[Any, tuple[int, int]]]:
         """usage_groups by day, week or month over every session: the sums from
-        usage_totals (a row a slot and model); the sessions from each one's first and
+        usage_totals (a row an hour and model), but for the hours a local midnight or the
+        window's edge splits, read slot by slot; the sessions from each one's first and
         last slot (every local day between is one it spent in, unless it paused for a
         day or more: those few are read slot by slot)."""
         name = _DAY_NAMES[by]
-        where, args = self._usage_filter(since_slot, until_slot, None, None)
+        first, last = self.usage_slot_range()
+        split = json.dumps(_split_hours(first, last, offsets, since_slot, until_slot))
         sums = ", ".join(f"sum(u.{f})" for f in _SUMMED)
+        hour_window, hour_args = _slot_window(
+            "u.hour", "u.hour", None if since_slot is None else since_slot // SLOTS_PER_HOUR,
+            None if until_slot is None else -(-until_slot // SLOTS_PER_HOUR))
+        slot_window, slot_args = _slot_window("u.slot", "u.slot", since_slot, until_slot)
         # Grouped by day number, named here: a few thousand names, not a date per row.
-        by_day = self.conn.execute(
-            f"SELECT {_local_day('u.slot', offsets)}, u.model, u.prompt_over, {sums}"
-            f" FROM usage_totals u{where} GROUP BY 1, 2, 3", args)
+        by_day: dict[tuple[int, str, int], list[int]] = {}
+        for day, model, prompt_over, *summed in chain(self.conn.execute(
+                f"SELECT {_local_day(f'u.hour * {SLOTS_PER_HOUR}', offsets)}, u.model,"
+                f" u.prompt_over, {sums} FROM usage_totals u WHERE "
+                + " AND ".join([*hour_window, "u.hour NOT IN (SELECT value FROM json_each(?))"])
+                + " GROUP BY 1, 2, 3", [*hour_args, split]), self.conn.execute(
+                f"SELECT {_local_day('u.slot', offsets)}, u.model, u.prompt_over, {sums}"
+                " FROM json_each(?) j JOIN usage_slots u"
+                f" ON u.slot >= j.value * {SLOTS_PER_HOUR}"
+                f" AND u.slot < (j.value + 1) * {SLOTS_PER_HOUR}"
+                + "".join(f" AND {w}" for w in slot_window) + " GROUP BY 1, 2, 3",
+                [split, *slot_args])):
+            row = by_day.get((day, model, prompt_over))
+            if row is None:
+                by_day[(day, model, prompt_over)] = summed
+            else:
+                row[:] = map(operator.add, row, summed)
         names: dict[int, str] = {}
-        groups = [((names.get(day) or names.setdefault(day, name(day))), *rest)
-                  for day, *rest in by_day]
+        groups = [((names.get(day) or names.setdefault(day, name(day))), model, prompt_over,
+                   *row) for (day, model, prompt_over), row in by_day.items()]
         # A session is in the window when it ends at or after since and starts before until.
         window, window_args = _slot_window("s.last_slot", "s.first_slot", since_slot,
                                            until_slot)

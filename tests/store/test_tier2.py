@@ -260,11 +260,12 @@ def _by_day(store: Tier2, **where: Any) -> tuple[dict[tuple[Any, Any], tuple[int
 
 
 def _totals_in_step(store: Tier2) -> None:
-    """usage_totals holds what usage_slots adds up to, row for row."""
+    """usage_totals holds what usage_slots adds up to by the hour, row for row."""
     summed = ", ".join(f"sum({f})" for f in tier2._SUMMED)
-    assert set(store.conn.execute(f"SELECT slot, model, prompt_over, {summed} FROM usage_slots"
-                                  " GROUP BY 1, 2, 3")) == set(store.conn.execute(
-        f"SELECT slot, model, prompt_over, {', '.join(tier2._SUMMED)} FROM usage_totals"))
+    assert set(store.conn.execute(f"SELECT slot / 4, model, prompt_over, {summed}"
+                                  " FROM usage_slots GROUP BY 1, 2, 3")) == set(
+        store.conn.execute(f"SELECT hour, model, prompt_over, {', '.join(tier2._SUMMED)}"
+                           " FROM usage_totals"))
 
 
 def test_usage_by_the_hour_becomes_slots_on_the_same_days(tmp_path: Path, india: str) -> None:
@@ -305,6 +306,29 @@ def test_usage_by_the_hour_becomes_slots_on_the_same_days(tmp_path: Path, india:
         store.close()
 
 
+def test_totals_by_slot_become_totals_by_the_hour(tmp_path: Path, india: str) -> None:
+    """A store as the first move to slots left it, its totals by slot: they become
+    totals by the hour, in step with usage_slots, each slot still on its own day."""
+    path = tmp_path / "tier2.db"
+    _hourly_store(path, 7)
+    conn = db.connect(path, tier2.MIGRATIONS[:7])
+    with db.transaction(conn):
+        for table in ("usage_slots", "usage_totals"):  # 18:45Z: 00:15 in India
+            conn.execute(f"INSERT INTO {table} ({'session, ' if table == 'usage_slots' else ''}"
+                         "slot, model, prompt_over, input, output, responses) VALUES"
+                         f" ({'2, ' if table == 'usage_slots' else ''}?, 'm1', 0, 2, 20, 1)",
+                         (HOUR_18 * 4 + 3,))
+    conn.close()
+    store = Tier2(path)
+    try:
+        _totals_in_step(store)
+        sums, _ = _by_day(store)
+        assert sums[("2026-03-05", "m1")] == (8, 100, 3)
+        assert sums[("2026-03-06", "m1")] == (1 + 2, 10 + 20, 1 + 1)
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize("point", ["before-commit:migrate", "after-commit:migrate"])
 def test_a_kill_while_usage_becomes_slots_leaves_it_by_the_hour_or_by_slot_whole(
         tmp_path: Path, india: str, point: str) -> None:
@@ -330,6 +354,54 @@ def test_a_kill_while_usage_becomes_slots_leaves_it_by_the_hour_or_by_slot_whole
         assert sums[("2026-03-06", "m1")] == (1, 10, 1)
         assert sum(n for _, _, n in sums.values()) == sum(r[5] for r in HOURLY)
         _totals_in_step(store)
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def zone(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    yield from in_time_zone(monkeypatch, request.param)
+
+
+@pytest.mark.parametrize("zone", [
+    "UTC", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "America/St_Johns",
+    "Australia/Lord_Howe",  # +10:30, +11 in summer: its clocks change by half an hour
+], indirect=True)
+def test_days_from_the_hourly_totals_equal_days_slot_by_slot(tmp_path: Path,
+                                                             zone: str) -> None:
+    """A report over every session reads usage_totals by the hour, and by slot only the
+    hours a local midnight, a change of offset or the window's edge splits; a report with
+    a filter reads every slot. On random spend over two years and random windows, both
+    say the same."""
+    import random
+
+    rng = random.Random(zone)
+    start = calendar.timegm((2025, 1, 1, 0, 0, 0)) // tier2.SLOT_SECONDS
+    span = 2 * 365 * 96
+    store = Tier2(tmp_path / "tier2.db")
+    try:
+        for batch in range(4):
+            digests = []
+            for i in range(100):
+                first = start + rng.randrange(span)
+                spend = [(None, slot, rng.choice("ab"), 0, slot * 900.0, slot * 900.0,
+                          rng.randint(1, 9), rng.randint(1, 9), 0, 0, 0, 0, 1)
+                         for slot in sorted({first + rng.randrange(400) for _ in range(12)})]
+                digests.append((f"s{batch}-{i}", "src", {"analyzer_version": 1,
+                                                        "spend": spend, "spend_keyed": None}))
+            store.put_digests(digests, 1.0)
+        offsets = usage.local_offsets(*store.usage_slot_range())
+        windows = [(None, None)] + [
+            tuple(sorted(start + rng.randrange(span) for _ in range(2))) for _ in range(6)]
+        for since, until in windows:
+            every = store.usage_groups("day", since_slot=since, until_slot=until,
+                                       offsets=offsets)
+            filtered = store.usage_groups("day", since_slot=since, until_slot=until,
+                                          offsets=offsets, sources=["src"])
+            assert sorted(every[0]) == sorted(filtered[0]), (since, until)
+            if since is None:  # (sessions by their first and last slot: whole days)
+                assert every[1] == filtered[1]
+        assert sum(row[4] for row in every[0]) > 0
     finally:
         store.close()
 
