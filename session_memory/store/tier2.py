@@ -47,6 +47,15 @@ _HAS_USAGE = "SELECT " + " OR ".join(
 """Whether a session (a digest's rowid) has anything in the usage tables (one with response
 claims has its usage_sessions row, written in the same transaction)."""
 
+def _totals_table(name: str, key: str) -> str:
+    """A table of all sessions' usage summed by `key` (a time bucket), model and prompt
+    class, as the migrations have made usage_totals."""
+    return (f"CREATE TABLE {name} ({key} INTEGER NOT NULL, model TEXT NOT NULL,"
+            " prompt_over INTEGER NOT NULL,"
+            f" {', '.join(f'{f} INTEGER NOT NULL DEFAULT 0' for f in _SUMMED)},"
+            f" PRIMARY KEY ({key}, model, prompt_over)) WITHOUT ROWID")
+
+
 MIGRATIONS: list[list[str]] = [
     [
         """CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID""",
@@ -116,12 +125,7 @@ MIGRATIONS: list[list[str]] = [
     [
         # All sessions' usage per hour, model and prompt class, kept in step with
         # usage_hourly: a report over every session reads this, a row an hour and model.
-        f"""CREATE TABLE usage_totals (
-            hour INTEGER NOT NULL,
-            model TEXT NOT NULL,
-            prompt_over INTEGER NOT NULL,
-            {", ".join(f"{f} INTEGER NOT NULL DEFAULT 0" for f in _SUMMED)},
-            PRIMARY KEY (hour, model, prompt_over)) WITHOUT ROWID""",
+        _totals_table("usage_totals", "hour"),
         f"""INSERT INTO usage_totals (hour, model, prompt_over, {", ".join(_SUMMED)})
             SELECT hour, model, prompt_over, {", ".join(f"sum({f})" for f in _SUMMED)}
             FROM usage_hourly GROUP BY 1, 2, 3""",
@@ -190,12 +194,7 @@ MIGRATIONS: list[list[str]] = [
                    {", ".join(_SUMMED)} FROM usage_hourly""",
         "DROP TABLE usage_hourly",
         "CREATE INDEX usage_by_slot ON usage_slots (slot)",
-        f"""CREATE TABLE usage_slot_totals (
-            slot INTEGER NOT NULL,
-            model TEXT NOT NULL,
-            prompt_over INTEGER NOT NULL,
-            {", ".join(f"{f} INTEGER NOT NULL DEFAULT 0" for f in _SUMMED)},
-            PRIMARY KEY (slot, model, prompt_over)) WITHOUT ROWID""",
+        _totals_table("usage_slot_totals", "slot"),
         f"""INSERT INTO usage_slot_totals (slot, model, prompt_over, {", ".join(_SUMMED)})
             SELECT hour * 4, model, prompt_over, {", ".join(_SUMMED)} FROM usage_totals""",
         "DROP TABLE usage_totals",
@@ -212,12 +211,7 @@ MIGRATIONS: list[list[str]] = [
         # local day, and by slot they were up to four times as many (usage --by day over
         # 100,000 sessions took 0.57 s, not 0.28). The hours a local midnight splits are
         # read from usage_slots (Tier2._usage_over_time).
-        f"""CREATE TABLE usage_hour_totals (
-            hour INTEGER NOT NULL,
-            model TEXT NOT NULL,
-            prompt_over INTEGER NOT NULL,
-            {", ".join(f"{f} INTEGER NOT NULL DEFAULT 0" for f in _SUMMED)},
-            PRIMARY KEY (hour, model, prompt_over)) WITHOUT ROWID""",
+        _totals_table("usage_hour_totals", "hour"),
         f"""INSERT INTO usage_hour_totals (hour, model, prompt_over, {", ".join(_SUMMED)})
             SELECT slot / 4, model, prompt_over, {", ".join(f"sum({f})" for f in _SUMMED)}
             FROM usage_totals GROUP BY 1, 2, 3""",
